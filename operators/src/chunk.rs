@@ -1,0 +1,348 @@
+//! **Chunk** stage: [`Document`]s in, [`Chunk`]s (and [`Reject`]s) out.
+//!
+//! Each document is split into chunks of at most `max_tokens` tokens of the rephraser's
+//! tokenizer, breaking at a paragraph boundary if that fills at least `min_fill` of the budget,
+//! else at a sentence boundary under the same rule, else at the last word boundary, and inside a
+//! word only when the window has no whitespace at all. Whitespace stays with the chunk before the
+//! break, so the chunks of a document concatenate back to it byte for byte. Every chunk's token
+//! count is measured by encoding the chunk alone, so the bound holds for what a model will see.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use wrapflow_operators::{ChunkConfig, Chunker, testkit};
+//! let chunker = Chunker::new(&ChunkConfig { max_tokens: 16, ..Default::default() },
+//!                            Arc::new(testkit::tiny_tokenizer())).unwrap();
+//! let text = testkit::SAMPLE_TEXT;
+//! let pieces = chunker.split(text).unwrap();
+//! assert!(pieces.len() > 1);
+//! assert!(pieces.iter().all(|p| p.n_tokens <= 16));
+//! assert_eq!(pieces.iter().map(|p| &text[p.start..p.end]).collect::<String>(), text);
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::progress::Timestamp;
+use tokenizers::Tokenizer;
+
+use crate::record::{Chunk, Document, Reject};
+
+/// Settings of the chunk stage (`CHUNK WITH (...)` in a plan).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkConfig {
+    /// Upper bound on tokens per chunk (WRAP uses 300).
+    pub max_tokens: usize,
+    /// `tokenizer.json` of the rephraser; defaults to the plan's `TOKENIZER`.
+    pub tokenizer: Option<String>,
+    /// A paragraph or sentence break is used only if the chunk gets at least this share of
+    /// `max_tokens`; otherwise the next finer boundary is tried (avoids tiny chunks).
+    pub min_fill: f64,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        ChunkConfig { max_tokens: 300, tokenizer: None, min_fill: 0.5 }
+    }
+}
+
+/// A byte range of a document and its token count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub start: usize,
+    pub end: usize,
+    pub n_tokens: usize,
+}
+
+/// The chunking algorithm, shared by all workers.
+#[derive(Clone)]
+pub struct Chunker {
+    tok: Arc<Tokenizer>,
+    max_tokens: usize,
+    min_fill: f64,
+}
+
+/// Loads a `tokenizer.json`, naming the file in the error.
+pub fn load_tokenizer(path: &Path) -> anyhow::Result<Tokenizer> {
+    Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", path.display()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Level {
+    Word,
+    Sentence,
+    Paragraph,
+}
+
+impl Chunker {
+    pub fn new(cfg: &ChunkConfig, tok: Arc<Tokenizer>) -> anyhow::Result<Self> {
+        anyhow::ensure!(cfg.max_tokens >= 8, "CHUNK max_tokens must be at least 8, got {}", cfg.max_tokens);
+        anyhow::ensure!((0.0..=1.0).contains(&cfg.min_fill), "CHUNK min_fill must be in [0, 1]");
+        Ok(Chunker { tok, max_tokens: cfg.max_tokens, min_fill: cfg.min_fill })
+    }
+
+    /// Builds a chunker whose tokenizer is `cfg.tokenizer`.
+    pub fn from_config(cfg: &ChunkConfig) -> anyhow::Result<Self> {
+        let path = cfg.tokenizer.as_deref().ok_or_else(|| anyhow::anyhow!("CHUNK needs a tokenizer"))?;
+        Self::new(cfg, Arc::new(load_tokenizer(Path::new(path))?))
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tok
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    fn count(&self, text: &str) -> anyhow::Result<usize> {
+        Ok(self.tok.encode_fast(text, false).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?.len())
+    }
+
+    /// Splits `text` into consecutive pieces that cover it exactly.
+    pub fn split(&self, text: &str) -> anyhow::Result<Vec<Piece>> {
+        if text.is_empty() {
+            return Ok(vec![]);
+        }
+        let enc = self.tok.encode(text, false).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        if enc.len() <= self.max_tokens {
+            return Ok(vec![Piece { start: 0, end: text.len(), n_tokens: enc.len() }]);
+        }
+        // Token start offsets from the whole-document encoding: a cheap estimate of how many
+        // tokens a span holds; the exact count comes from encoding the chosen chunk alone.
+        let mut starts: Vec<usize> = enc.get_offsets().iter().map(|o| o.0).collect();
+        for i in 1..starts.len() {
+            starts[i] = starts[i].max(starts[i - 1]);
+        }
+        let tokens_before = |pos: usize| starts.partition_point(|&s| s < pos);
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        while pos < text.len() {
+            let mut budget = self.max_tokens;
+            loop {
+                let first = tokens_before(pos);
+                let limit = starts.get(first + budget).copied().unwrap_or(text.len()).max(pos);
+                let cut = if limit >= text.len() {
+                    text.len()
+                } else {
+                    self.best_cut(text, pos, limit, budget, &tokens_before)
+                };
+                let n = self.count(&text[pos..cut])?;
+                if n <= self.max_tokens {
+                    pieces.push(Piece { start: pos, end: cut, n_tokens: n });
+                    pos = cut;
+                    break;
+                }
+                let shrink = (n - self.max_tokens).max(1);
+                anyhow::ensure!(budget > shrink, "cannot fit text at byte {pos} into {} tokens", self.max_tokens);
+                budget -= shrink;
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// The break position in `(pos, limit]` preferred by the paragraph > sentence > word rule.
+    fn best_cut(
+        &self,
+        text: &str,
+        pos: usize,
+        limit: usize,
+        budget: usize,
+        tokens_before: &dyn Fn(usize) -> usize,
+    ) -> usize {
+        let mut best: [Option<usize>; 3] = [None; 3];
+        for (at, level) in boundaries(&text[pos..], limit - pos) {
+            best[level as usize] = Some(pos + at);
+        }
+        let base = tokens_before(pos);
+        let filled = |b: usize| (tokens_before(b) - base) as f64 >= self.min_fill * budget as f64;
+        for level in [Level::Paragraph, Level::Sentence] {
+            if let Some(b) = best[level as usize].filter(|&b| filled(b)) {
+                return b;
+            }
+        }
+        if let Some(b) = best.iter().flatten().max() {
+            return *b;
+        }
+        // No whitespace in the window: cut inside the word, on a character boundary.
+        let mut cut = limit;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut <= pos {
+            cut = pos + text[pos..].chars().next().map_or(1, char::len_utf8);
+        }
+        cut
+    }
+
+    /// Chunks of one document, in order.
+    pub fn chunk_doc(&self, doc: &Document) -> anyhow::Result<Vec<Chunk>> {
+        Ok(self
+            .split(&doc.text)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| Chunk {
+                doc_id: doc.id.clone(),
+                chunk_index: i as u32,
+                text: doc.text[p.start..p.end].to_string(),
+                n_tokens: p.n_tokens as u32,
+                byte_start: p.start as u64,
+                byte_end: p.end as u64,
+                source_file: doc.source_file.clone(),
+                source_line: doc.source_line,
+            })
+            .collect())
+    }
+}
+
+/// Break positions (byte offsets into `s`, at most `limit`) with their level. A break sits after
+/// a whitespace run, so the next chunk starts on a visible character; CJK sentence punctuation
+/// breaks without whitespace.
+fn boundaries(s: &str, limit: usize) -> Vec<(usize, Level)> {
+    let mut out = Vec::new();
+    let mut chars = s.char_indices().peekable();
+    let mut prev_visible: Option<char> = None;
+    while let Some((i, c)) = chars.next() {
+        if i > limit {
+            break;
+        }
+        if c.is_whitespace() {
+            let mut newlines = usize::from(c == '\n');
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if !d.is_whitespace() {
+                    break;
+                }
+                newlines += usize::from(d == '\n');
+                end = j + d.len_utf8();
+                chars.next();
+            }
+            if end < s.len() && end <= limit && end > 0 {
+                let level = if newlines >= 2 {
+                    Level::Paragraph
+                } else if prev_visible.is_some_and(ends_sentence) {
+                    Level::Sentence
+                } else {
+                    Level::Word
+                };
+                out.push((end, level));
+            }
+        } else {
+            let end = i + c.len_utf8();
+            if matches!(c, '。' | '！' | '？') && end <= limit && end < s.len() {
+                out.push((end, Level::Sentence));
+            }
+            // Closing quotes and brackets after a full stop still end the sentence.
+            if !(matches!(c, '"' | '\'' | '”' | '’' | ')' | ']') && prev_visible.is_some_and(ends_sentence)) {
+                prev_visible = Some(c);
+            }
+        }
+    }
+    out
+}
+
+fn ends_sentence(c: char) -> bool {
+    matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？')
+}
+
+/// Extension trait: chunk a stream of documents.
+pub trait ChunkDocs<'scope, T: Timestamp> {
+    /// Splits every document with `chunker`; a document the tokenizer cannot handle becomes a
+    /// [`Reject`] (stage `chunk`) on the second stream.
+    fn chunk_docs(self, chunker: Arc<Chunker>) -> (StreamVec<'scope, T, Chunk>, StreamVec<'scope, T, Reject>);
+}
+
+impl<'scope, T: Timestamp> ChunkDocs<'scope, T> for StreamVec<'scope, T, Document> {
+    fn chunk_docs(self, chunker: Arc<Chunker>) -> (StreamVec<'scope, T, Chunk>, StreamVec<'scope, T, Reject>) {
+        self.unary(Pipeline, "Chunk", move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for batch in data {
+                        for doc in batch.drain(..) {
+                            match chunker.chunk_doc(&doc) {
+                                Ok(chunks) => session.give_iterator(chunks.into_iter().map(Ok)),
+                                Err(e) => session.give(Err(Reject {
+                                    source_file: doc.source_file.clone(),
+                                    source_line: doc.source_line,
+                                    stage: "chunk".into(),
+                                    reason: e.to_string(),
+                                    snippet: doc.text.chars().take(160).collect(),
+                                })),
+                            }
+                        }
+                    }
+                });
+            }
+        })
+        .container::<Vec<Result<Chunk, Reject>>>()
+        .ok_err(|r| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{SAMPLE_TEXT, tiny_tokenizer};
+
+    fn chunker(max: usize) -> Chunker {
+        Chunker::new(&ChunkConfig { max_tokens: max, ..Default::default() }, Arc::new(tiny_tokenizer())).unwrap()
+    }
+
+    fn check(c: &Chunker, text: &str) -> Vec<Piece> {
+        let pieces = c.split(text).unwrap();
+        let joined: String = pieces.iter().map(|p| &text[p.start..p.end]).collect();
+        assert_eq!(joined, text, "chunks concatenate to the document");
+        for p in &pieces {
+            let alone = c.count(&text[p.start..p.end]).unwrap();
+            assert_eq!(alone, p.n_tokens);
+            assert!(p.n_tokens <= c.max_tokens, "{} > {}", p.n_tokens, c.max_tokens);
+            assert!(p.end > p.start, "no empty chunk");
+        }
+        pieces
+    }
+
+    #[test]
+    fn prefers_paragraphs_then_sentences() {
+        let para = "The team will publish its results next month. ".repeat(5);
+        let text = format!("{}\n\n{}\n\n{}", para.trim_end(), para.trim_end(), para.trim_end());
+        let c = chunker(40);
+        let pieces = check(&c, &text);
+        assert!(pieces.len() >= 4);
+        let mut paragraph_breaks = 0;
+        for p in &pieces[..pieces.len() - 1] {
+            let t = &text[p.start..p.end];
+            paragraph_breaks += usize::from(t.ends_with("\n\n"));
+            assert!(t.ends_with("\n\n") || t.ends_with(". "), "break at paragraph or sentence: {t:?}");
+        }
+        assert!(paragraph_breaks >= 1);
+        // Without sentences that fit, the break falls back to a word boundary.
+        let words = check(&c, &"word ".repeat(200));
+        assert!(words.iter().all(|p| (p.end - p.start) % 5 == 0), "whole words only");
+    }
+
+    #[test]
+    fn adversarial_text_keeps_invariants() {
+        let long_word = "x".repeat(5000);
+        let cjk = "我们今天讨论新的预算。学校和道路都需要钱！".repeat(40);
+        let emoji = "🌍👩‍👩‍👧‍👦🎉".repeat(300);
+        let mixed = format!("{}\n\n\n{}  \t {}{}", SAMPLE_TEXT, long_word, cjk, emoji);
+        let c = chunker(24);
+        for text in [long_word.as_str(), cjk.as_str(), emoji.as_str(), mixed.as_str(), "a", " ", "\n\n\n"] {
+            check(&c, text);
+        }
+        assert!(c.split("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn short_document_is_one_chunk() {
+        let c = chunker(300);
+        let p = check(&c, "Just one line.");
+        assert_eq!(p.len(), 1);
+    }
+}

@@ -1,0 +1,33 @@
+//! # wrapflow-operators
+//!
+//! The building blocks of a wrapflow pipeline, usable on their own inside any timely dataflow or
+//! DataFusion session:
+//!
+//! | module | what it gives |
+//! |---|---|
+//! | [`source`] | a DataFusion `TableProviderFactory` (`STORED AS JSONL / PARQUET / TEXT`) whose reader turns bad records into [`record::Reject`]s instead of failing the query |
+//! | [`udf`] | SQL functions for pretraining-data filtering: `token_count`, the C4 and Gopher heuristics, `content_hash` |
+//! | [`dedup`] | the [`dedup::Dedup`] operator: exact, global dedup by key |
+//! | [`chunk`] | the [`chunk::ChunkDocs`] operator: split documents into chunks of at most N tokens |
+//! | [`sink`] | the [`sink::SinkShards`] operator: atomic Parquet / JSONL shards in object storage |
+//! | [`store`] | object-store URLs (`file://`, bare paths, `s3://`, `gs://`, `az://`, `memory://`) |
+//!
+//! Every operator is an extension trait on a timely [`timely::dataflow::StreamVec`], configured by
+//! a serde struct, in the style of timely's own operators.
+
+pub mod chunk;
+pub mod dedup;
+pub mod heuristics;
+pub mod model;
+pub mod readers;
+pub mod record;
+pub mod sink;
+pub mod source;
+pub mod store;
+pub mod testkit;
+pub mod udf;
+
+pub use chunk::{ChunkConfig, ChunkDocs, Chunker};
+pub use dedup::{Dedup, DedupConfig};
+pub use record::{Chunk, Document, Reject, ToBatch};
+pub use sink::{ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget};

@@ -1,0 +1,35 @@
+//! Models without a model hub: reading GGUF files and writing what wrapflow runs from them.
+
+pub mod gguf;
+pub mod tokenizer;
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Writes `tokenizer.json`, `chat_template.jinja` (when the GGUF has one) and `tokenizer_config.json`
+/// for the GGUF at `gguf` into `out`.
+pub fn import_tokenizer(gguf: &Path, out: &Path) -> anyhow::Result<()> {
+    let g = gguf::Gguf::open(gguf)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let tok = tokenizer::tokenizer_json(&g)?;
+    std::fs::write(out.join("tokenizer.json"), serde_json::to_vec(&tok)?)?;
+    let token = |key: &str| -> Option<String> {
+        let id = g.metadata.get(key)?.as_u64()? as usize;
+        g.metadata.get("tokenizer.ggml.tokens")?.as_array()?.get(id)?.as_str().map(str::to_string)
+    };
+    let template = tokenizer::chat_template(&g);
+    if let Some(t) = &template {
+        std::fs::write(out.join("chat_template.jinja"), t)?;
+    }
+    let config = serde_json::json!({
+        "bos_token": token("tokenizer.ggml.bos_token_id"),
+        "eos_token": token("tokenizer.ggml.eos_token_id"),
+        "pad_token": token("tokenizer.ggml.padding_token_id"),
+        "unk_token": token("tokenizer.ggml.unknown_token_id"),
+        "add_bos_token": g.metadata.get("tokenizer.ggml.add_bos_token").map(|v| v == &gguf::Value::Bool(true)).unwrap_or(false),
+        "chat_template": template,
+    });
+    std::fs::write(out.join("tokenizer_config.json"), serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}

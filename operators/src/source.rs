@@ -1,0 +1,418 @@
+//! **Source** stage: `CREATE EXTERNAL TABLE name [(extra columns)] STORED AS JSONL | PARQUET |
+//! TEXT LOCATION 'url' [OPTIONS (...)]` in DataFusion, read by wrapflow's own readers.
+//!
+//! Out comes a table with `id`, `text`, the declared extra columns, `source_file` and
+//! `source_line`. Records that cannot be used never fail the query: they go to
+//! [`SourceStats::take_rejects`] with file, line and reason, and are counted. Each worker's
+//! session reads only its share of the files (`file index % peers == worker index`, over the
+//! sorted listing), so per-worker queries together read every file exactly once.
+//!
+//! Options: `text_column` (default `text`), `id_column` (`id`; generated from file and line when
+//! absent), `max_record_bytes` (16 MiB), `batch_rows` (1024), `compression` (`gzip`, `zstd`,
+//! `none`; default by file extension), and store settings (`aws_endpoint`, ...: see
+//! [`crate::store`]).
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::CreateExternalTable;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+// Deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it still does exactly
+// what a sequential whole-file read needs.
+#[allow(deprecated)]
+use parquet::arrow::async_reader::ParquetObjectReader;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::readers::{self, Layout, RecordSink};
+use crate::record::Reject;
+use crate::store::{Location, StoreRegistry, is_store_option};
+
+/// Input formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Parquet,
+    Text,
+}
+
+impl Format {
+    fn accepts(self, name: &str) -> bool {
+        let n = name.trim_end_matches(".gz").trim_end_matches(".zst").trim_end_matches(".zstd");
+        match self {
+            Format::Jsonl => [".jsonl", ".json", ".ndjson"].iter().any(|e| n.ends_with(e)),
+            Format::Parquet => name.ends_with(".parquet"),
+            Format::Text => n.ends_with(".txt") || n.ends_with(".md"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SourceOptions {
+    text_column: String,
+    id_column: String,
+    max_record_bytes: usize,
+    batch_rows: usize,
+    compression: Option<String>,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            text_column: "text".into(),
+            id_column: "id".into(),
+            max_record_bytes: 16 << 20,
+            batch_rows: 1024,
+            compression: None,
+        }
+    }
+}
+
+/// One input object.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputFile {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// Counters of one source in one worker, shared with whoever drives the query.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Rows handed to the query.
+    pub rows: AtomicU64,
+    pub rejected: AtomicU64,
+    /// Input bytes read so far (compressed size) and in total for this worker's share.
+    pub bytes_read: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub files: Mutex<Vec<InputFile>>,
+    rejects: Mutex<Vec<Reject>>,
+}
+
+impl SourceStats {
+    /// Rejects recorded since the last call.
+    pub fn take_rejects(&self) -> Vec<Reject> {
+        std::mem::take(&mut *self.rejects.lock().unwrap())
+    }
+}
+
+/// A source created by a plan, with its counters.
+#[derive(Debug)]
+pub struct SourceHandle {
+    pub table: String,
+    pub location: String,
+    pub format: Format,
+    pub stats: Arc<SourceStats>,
+}
+
+/// `TableProviderFactory` for `STORED AS JSONL | JSON | PARQUET | TEXT`.
+#[derive(Debug)]
+pub struct SourceFactory {
+    registry: Arc<StoreRegistry>,
+    worker: usize,
+    peers: usize,
+    created: Mutex<Vec<Arc<SourceHandle>>>,
+}
+
+impl SourceFactory {
+    /// A factory for worker `worker` of `peers`.
+    pub fn new(registry: Arc<StoreRegistry>, worker: usize, peers: usize) -> Arc<Self> {
+        Arc::new(SourceFactory { registry, worker, peers, created: Mutex::new(vec![]) })
+    }
+
+    /// Sources created so far.
+    pub fn sources(&self) -> Vec<Arc<SourceHandle>> {
+        self.created.lock().unwrap().clone()
+    }
+
+    /// Registers this factory for all wrapflow formats in a session.
+    pub fn register(self: &Arc<Self>, ctx: &datafusion::prelude::SessionContext) {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        for name in ["JSONL", "JSON", "NDJSON", "PARQUET", "TEXT"] {
+            state.table_factories_mut().insert(name.into(), self.clone());
+        }
+    }
+}
+
+fn plan_err(msg: String) -> DataFusionError {
+    DataFusionError::Plan(msg)
+}
+
+#[async_trait]
+impl TableProviderFactory for SourceFactory {
+    async fn create(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
+        let format = match cmd.file_type.to_uppercase().as_str() {
+            "JSONL" | "JSON" | "NDJSON" => Format::Jsonl,
+            "PARQUET" => Format::Parquet,
+            "TEXT" => Format::Text,
+            other => return Err(plan_err(format!("unsupported format {other}"))),
+        };
+        if cmd.locations.len() != 1 {
+            return Err(plan_err("a wrapflow source takes exactly one LOCATION (a file or a prefix)".into()));
+        }
+        let mut store_opts = BTreeMap::new();
+        let mut opts = serde_json::Map::new();
+        for (k, v) in &cmd.options {
+            let k = k.strip_prefix("format.").unwrap_or(k);
+            if is_store_option(k) {
+                store_opts.insert(k.to_string(), v.clone());
+            } else {
+                let val = v.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| v.clone().into());
+                opts.insert(k.to_string(), val);
+            }
+        }
+        let opts: SourceOptions = serde_json::from_value(opts.into())
+            .map_err(|e| plan_err(format!("table {}: bad OPTIONS: {e}", cmd.name)))?;
+        let extras = cmd
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| {
+                ![readers::ID, readers::TEXT, readers::SOURCE_FILE, readers::SOURCE_LINE].contains(&f.name().as_str())
+            })
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        let mut layout = Layout::new(&opts.text_column, &opts.id_column, extras)
+            .map_err(|e| plan_err(format!("table {}: {e}", cmd.name)))?;
+        layout.max_record_bytes = opts.max_record_bytes;
+        layout.batch_rows = opts.batch_rows.max(1);
+        let location = self
+            .registry
+            .resolve(&cmd.locations[0], &store_opts)
+            .map_err(|e| plan_err(format!("table {}: {e:#}", cmd.name)))?;
+        let stats = Arc::new(SourceStats::default());
+        self.created.lock().unwrap().push(Arc::new(SourceHandle {
+            table: cmd.name.to_string(),
+            location: location.url.clone(),
+            format,
+            stats: stats.clone(),
+        }));
+        let part = SourcePartition {
+            location,
+            format,
+            compression: opts.compression,
+            layout,
+            worker: self.worker,
+            peers: self.peers,
+            stats,
+        };
+        let schema = part.layout.schema.clone();
+        Ok(Arc::new(StreamingTable::try_new(schema, vec![Arc::new(part)])?))
+    }
+}
+
+#[derive(Debug)]
+struct SourcePartition {
+    location: Location,
+    format: Format,
+    compression: Option<String>,
+    layout: Layout,
+    worker: usize,
+    peers: usize,
+    stats: Arc<SourceStats>,
+}
+
+impl PartitionStream for SourcePartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.layout.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
+        let job = ReadJob {
+            location: self.location.clone(),
+            format: self.format,
+            compression: self.compression.clone(),
+            layout: self.layout.clone(),
+            worker: self.worker,
+            peers: self.peers,
+            stats: self.stats.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = job.run(tx.clone()).await {
+                let _ = tx.send(Err(DataFusionError::External(e.into()))).await;
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        Box::pin(RecordBatchStreamAdapter::new(self.layout.schema.clone(), stream))
+    }
+}
+
+struct ReadJob {
+    location: Location,
+    format: Format,
+    compression: Option<String>,
+    layout: Layout,
+    worker: usize,
+    peers: usize,
+    stats: Arc<SourceStats>,
+}
+
+/// Sends batches into the query's channel and rejects into the stats, counting both.
+struct ChannelSink {
+    tx: mpsc::Sender<Result<RecordBatch>>,
+    stats: Arc<SourceStats>,
+}
+
+impl RecordSink for ChannelSink {
+    fn batch(&mut self, batch: RecordBatch) -> bool {
+        let rows = batch.num_rows() as u64;
+        let sent = self.tx.blocking_send(Ok(batch)).is_ok();
+        if sent {
+            self.stats.rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        sent
+    }
+    fn reject(&mut self, reject: Reject) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        self.stats.rejects.lock().unwrap().push(reject);
+    }
+}
+
+/// Objects under a location, in a stable order: the location itself if it is an object,
+/// otherwise everything below it that the format accepts (hidden and `_` files skipped).
+pub async fn list_inputs(location: &Location, format: Format) -> anyhow::Result<Vec<ObjectMeta>> {
+    if !location.prefix.as_ref().is_empty()
+        && let Ok(meta) = location.store.head(&location.prefix).await
+    {
+        return Ok(vec![meta]);
+    }
+    let mut metas: Vec<ObjectMeta> = location
+        .store
+        .list(Some(&location.prefix))
+        .try_filter(|m| {
+            let name = m.location.filename().unwrap_or("");
+            let keep = !name.starts_with('.') && !name.starts_with('_') && format.accepts(name);
+            futures::future::ready(keep)
+        })
+        .try_collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", location.url))?;
+    anyhow::ensure!(!metas.is_empty(), "no {format:?} input files at {}", location.url);
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(metas)
+}
+
+impl ReadJob {
+    async fn run(self, tx: mpsc::Sender<Result<RecordBatch>>) -> anyhow::Result<()> {
+        let metas = list_inputs(&self.location, self.format).await?;
+        let mine: Vec<ObjectMeta> =
+            metas.into_iter().enumerate().filter(|(i, _)| i % self.peers == self.worker).map(|(_, m)| m).collect();
+        self.stats.bytes_total.fetch_add(mine.iter().map(|m| m.size).sum(), Ordering::Relaxed);
+        let job = Arc::new(self);
+        for meta in mine {
+            let file = match job.location.relative(&meta.location) {
+                r if r.is_empty() => meta.location.filename().unwrap_or_default().to_string(),
+                r => r,
+            };
+            job.stats.files.lock().unwrap().push(InputFile { path: file.clone(), bytes: meta.size });
+            let mut sink = ChannelSink { tx: tx.clone(), stats: job.stats.clone() };
+            let result = match job.format {
+                Format::Parquet => job.read_parquet(&meta, &file, &mut sink).await,
+                _ => {
+                    let j = job.clone();
+                    let path = meta.location.clone();
+                    let bytes = j.fetch(&path).await;
+                    tokio::task::spawn_blocking(move || j.read_lines(bytes, &path, &file, &mut sink))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("reader task failed: {e}"))?
+                }
+            };
+            if let Err(e) = result {
+                let mut sink = ChannelSink { tx: tx.clone(), stats: job.stats.clone() };
+                let file = job.location.relative(&meta.location);
+                sink.reject(Reject::read(&file, 0, format!("unreadable file: {e:#}"), &[]));
+            }
+            if tx.is_closed() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the download of an object as a byte stream.
+    async fn fetch(&self, path: &Path) -> object_store::Result<object_store::GetResult> {
+        self.location.store.get(path).await
+    }
+
+    /// Reads a JSONL or text object on a blocking thread, decompressing as needed.
+    fn read_lines(
+        &self,
+        got: object_store::Result<object_store::GetResult>,
+        path: &Path,
+        file: &str,
+        sink: &mut ChannelSink,
+    ) -> anyhow::Result<()> {
+        let stats = self.stats.clone();
+        let stream = got?.into_stream().map_ok(move |b| {
+            stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
+            b
+        });
+        let reader = tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
+        let raw = tokio_util::io::SyncIoBridge::new(reader);
+        let name = path.filename().unwrap_or("");
+        let compression = self.compression.clone().unwrap_or_else(|| {
+            if name.ends_with(".gz") {
+                "gzip".into()
+            } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+                "zstd".into()
+            } else {
+                "none".into()
+            }
+        });
+        let mut input: Box<dyn std::io::BufRead> = match compression.as_str() {
+            "gzip" => Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(raw))),
+            "zstd" => Box::new(BufReader::with_capacity(1 << 20, zstd::Decoder::new(raw)?)),
+            "none" => Box::new(BufReader::with_capacity(1 << 20, raw)),
+            other => anyhow::bail!("unknown compression {other:?} (gzip, zstd or none)"),
+        };
+        match self.format {
+            Format::Text => {
+                let mut bytes = Vec::new();
+                let limit = self.layout.max_record_bytes as u64 + 1;
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut input, limit), &mut bytes)?;
+                readers::read_text(&bytes, file, &self.layout, sink);
+            }
+            _ => readers::read_jsonl(&mut *input, file, &self.layout, sink),
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn read_parquet(&self, meta: &ObjectMeta, file: &str, sink: &mut ChannelSink) -> anyhow::Result<()> {
+        let reader =
+            ParquetObjectReader::new(self.location.store.clone(), meta.location.clone()).with_file_size(meta.size);
+        let mut stream =
+            ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(self.layout.batch_rows).build()?;
+        let mut row = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| anyhow::anyhow!("decode error after row {row}: {e}"))?;
+            let n = batch.num_rows() as u64;
+            // Sending may block on a full channel: step off the async threads for it.
+            let keep_going =
+                tokio::task::block_in_place(|| readers::parquet_rows(&batch, row, file, &self.layout, sink));
+            row += n;
+            if !keep_going {
+                break;
+            }
+        }
+        self.stats.bytes_read.fetch_add(meta.size, Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! The `wrapflow` command line: a thin layer over [`wrapflow::run`].
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use wrapflow::plan::Plan;
+use wrapflow::progress;
+use wrapflow::run::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "wrapflow",
+    version,
+    about = "Turn raw web corpora into better pretraining data (WRAP), as one streaming dataflow."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct PlanArgs {
+    /// Plan file (SQL plus wrapflow statements; see plans/README.md)
+    plan: String,
+    /// Set a plan parameter: `--set input=data/ --set output=out/` (repeatable)
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_kv)]
+    sets: Vec<(String, String)>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a plan: read, filter, dedup, chunk and write shards plus manifest.json.
+    #[command(
+        after_help = "Example:\n  wrapflow run plans/chunk.sql --set input=corpus/ --set output=out/chunks --workers 2"
+    )]
+    Run {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Worker threads
+        #[arg(long, short = 'w', default_value_t = 1)]
+        workers: usize,
+        /// No progress display
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Validate a plan (statements, parameters, SQL, tokenizer) without reading data.
+    #[command(after_help = "Example:\n  wrapflow check plans/chunk.sql --set input=corpus/ --set output=out/")]
+    Check {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Models: import a GGUF file into what wrapflow runs.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Print a plan's stages and the DataFusion logical plan of its input.
+    #[command(after_help = "Example:\n  wrapflow explain plans/chunk.sql --set input=corpus/ --set output=out/")]
+    Explain {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Write a model directory from a llama-architecture GGUF file.
+    #[command(
+        after_help = "Example:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct --tokenizer-only"
+    )]
+    Import {
+        /// The GGUF file
+        gguf: std::path::PathBuf,
+        /// Output directory
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Write only tokenizer.json, tokenizer_config.json and the chat template
+        #[arg(long)]
+        tokenizer_only: bool,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
+}
+
+fn stages(plan: &Plan) -> String {
+    let mut out = String::new();
+    let input = match &plan.input.0 {
+        wrapflow::plan::InputSpec::Relation(r) => r.clone(),
+        wrapflow::plan::InputSpec::Query(q) => format!("({q})"),
+    };
+    out += &format!("  1. input     {input}  (per-worker DataFusion query)\n");
+    match &plan.dedup {
+        Some((e, _)) => out += &format!("  2. dedup     exact, global, ON {e}\n"),
+        None => out += "  2. dedup     none\n",
+    }
+    let c = &plan.chunk.0;
+    out += &format!(
+        "  3. chunk     max_tokens={} min_fill={} tokenizer={}\n",
+        c.max_tokens,
+        c.min_fill,
+        c.tokenizer.as_deref().unwrap_or("-")
+    );
+    let s = &plan.sink.0;
+    out += &format!(
+        "  4. sink      {} format={} shard_rows={} (+ rejects/, manifest.json)\n",
+        s.url,
+        s.config.format.extension(),
+        s.config.shard_rows
+    );
+    out
+}
+
+fn summary(m: &wrapflow::manifest::Manifest) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec!["count", "value"]);
+    let c = &m.counts;
+    for (k, v) in [
+        ("read", c.read),
+        ("rejected", c.rejected),
+        ("filtered", c.filtered),
+        ("duplicates", c.duplicates),
+        ("kept", c.kept),
+        ("chunks", c.chunks),
+        ("chunk tokens", m.tokens.chunks),
+        ("shards", m.chunks.shards.len() as u64),
+    ] {
+        t.add_row(vec![k.to_string(), v.to_string()]);
+    }
+    t.add_row(vec!["wall time".into(), format!("{:.2} s", m.timings.wall_s)]);
+    t.add_row(vec![
+        "throughput".into(),
+        format!("{:.0} docs/s, {:.1} MB/s", m.timings.docs_per_s, m.timings.input_mb_per_s),
+    ]);
+    t
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WRAPFLOW_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { plan, workers, quiet } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
+            let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
+            let m = run::run(&p, &RunOptions { workers, progress: mode, registry: None })?;
+            println!("{}", summary(&m));
+            println!("output: {}  (manifest.json, chunks/, rejects/)", p.sink.0.url);
+            Ok(())
+        }),
+        Command::Check { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
+            run::check(&p)?;
+            println!("{}: ok", p.file);
+            Ok(())
+        }),
+        Command::Model { command: ModelCommand::Import { gguf, out, tokenizer_only } } => {
+            if tokenizer_only {
+                wrapflow::operators::model::import_tokenizer(&gguf, &out)
+                    .map(|()| println!("wrote tokenizer files to {}", out.display()))
+            } else {
+                Err(anyhow::anyhow!(
+                    "only --tokenizer-only is available in this version: the ONNX decoder export is not written yet"
+                ))
+            }
+        }
+        Command::Explain { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
+            let logical = run::check(&p)?;
+            println!("Stages:\n{}", stages(&p));
+            println!("Input query:\n  {}\n", p.input_query());
+            println!("DataFusion logical plan:\n{}", logical.display_indent());
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

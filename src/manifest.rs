@@ -1,0 +1,120 @@
+//! `manifest.json`: what a run read, kept, wrote, and how long it took.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wrapflow_operators::ShardInfo;
+use wrapflow_operators::source::InputFile;
+
+/// Record counts; `read == rejected + filtered + duplicates + kept` always holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Records found in the inputs (rows and rejects).
+    pub read: u64,
+    /// Records that could not be used (see `rejects`).
+    pub rejected: u64,
+    /// Rows removed by the plan's SQL.
+    pub filtered: u64,
+    /// Rows dropped as exact duplicates of an earlier row.
+    pub duplicates: u64,
+    /// Documents that went on to chunking.
+    pub kept: u64,
+    pub chunks: u64,
+}
+
+impl Counts {
+    pub fn reconciles(&self) -> bool {
+        self.read == self.rejected + self.filtered + self.duplicates + self.kept
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Tokens {
+    pub chunks: u64,
+    pub max_per_chunk: u64,
+    pub mean_per_chunk: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Input {
+    pub table: String,
+    pub location: String,
+    pub format: String,
+    pub files: Vec<InputFileOut>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InputFileOut {
+    pub path: String,
+    pub bytes: u64,
+}
+
+impl From<InputFile> for InputFileOut {
+    fn from(f: InputFile) -> Self {
+        InputFileOut { path: f.path, bytes: f.bytes }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Output {
+    pub format: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub shards: Vec<ShardInfo>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Rejects {
+    pub format: String,
+    pub rows: u64,
+    pub shards: Vec<ShardInfo>,
+    /// Reject counts by reason (the reason text before its first `:`).
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub started_at: String,
+    pub finished_at: String,
+    pub wall_s: f64,
+    pub docs_per_s: f64,
+    pub input_mb_per_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanInfo {
+    pub file: String,
+    pub hash: String,
+    pub params: BTreeMap<String, String>,
+}
+
+/// The whole manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub wrapflow_version: String,
+    pub plan: PlanInfo,
+    pub workers: usize,
+    pub inputs: Vec<Input>,
+    pub counts: Counts,
+    pub tokens: Tokens,
+    pub chunks: Output,
+    pub rejects: Rejects,
+    pub timings: Timings,
+    pub versions: BTreeMap<String, String>,
+}
+
+/// Versions of wrapflow and its main dependencies.
+pub fn versions() -> BTreeMap<String, String> {
+    let mut v: BTreeMap<String, String> = env!("WRAPFLOW_DEP_VERSIONS")
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    v.insert("wrapflow".into(), env!("CARGO_PKG_VERSION").into());
+    v
+}
+
+/// The class of a reject reason: its text before the first `:`.
+pub fn reason_class(reason: &str) -> String {
+    reason.split(':').next().unwrap_or(reason).trim().to_string()
+}

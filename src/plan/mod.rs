@@ -1,0 +1,299 @@
+//! Plans: SQL files that declare a pipeline.
+//!
+//! A plan is a sequence of `;`-terminated statements. DataFusion statements (`CREATE EXTERNAL
+//! TABLE`, `CREATE VIEW`, a `SELECT`) define sources, filters and the dedup key; wrapflow
+//! statements ([`stage`]) declare the pipeline. `${name}` is replaced by a parameter value from
+//! `--set name=value` or `PARAM name DEFAULT value`. See `plans/README.md` for the language.
+
+pub mod stage;
+pub mod text;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use wrapflow_operators::{ChunkConfig, SinkConfig};
+
+use stage::{KEYWORDS, Stage, parse_stage};
+use text::{Pos, Substituted, param_uses, pos_of, split_statements, substitute};
+
+/// An error in a plan, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub file: String,
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(p) => write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// A DataFusion statement of the plan.
+#[derive(Clone, Debug)]
+pub struct SqlStatement {
+    pub sub: Substituted,
+    /// Plan offset of the statement's first character.
+    pub at: usize,
+}
+
+/// What enters the dataflow: a table or view, or a query.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum InputSpec {
+    Relation(String),
+    Query(String),
+}
+
+/// The sink's location, settings and store options.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SinkSpec {
+    pub url: String,
+    pub config: SinkConfig,
+    pub store: BTreeMap<String, String>,
+}
+
+/// A parsed, parameter-resolved plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub file: String,
+    pub source: String,
+    /// blake3 of the plan text, as `blake3:<hex>`.
+    pub hash: String,
+    pub params: BTreeMap<String, String>,
+    pub sql: Vec<SqlStatement>,
+    pub tokenizer: Option<String>,
+    pub input: (InputSpec, usize),
+    pub dedup: Option<(String, usize)>,
+    pub chunk: (ChunkConfig, usize),
+    pub sink: (SinkSpec, usize),
+}
+
+fn first_word(s: &str) -> String {
+    s.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or("").to_uppercase()
+}
+
+impl Plan {
+    /// Reads and parses a plan file.
+    pub fn load(path: &str, sets: &[(String, String)]) -> Result<Plan, PlanError> {
+        let source = std::fs::read_to_string(path).map_err(|e| PlanError {
+            file: path.into(),
+            pos: None,
+            message: format!("cannot read plan: {e}"),
+        })?;
+        Self::parse(path, &source, sets)
+    }
+
+    /// Parses plan text; `file` names it in errors.
+    pub fn parse(file: &str, source: &str, sets: &[(String, String)]) -> Result<Plan, PlanError> {
+        let err =
+            |off: usize, message: String| PlanError { file: file.into(), pos: Some(pos_of(source, off)), message };
+        let ranges = split_statements(source);
+
+        // Parameters first: their defaults, then --set values, then every use must resolve.
+        let mut params = BTreeMap::new();
+        let mut declared = Vec::new();
+        for &(s, e) in &ranges {
+            if first_word(&source[s..e]) == "PARAM" {
+                match parse_stage(&source[s..e]).map_err(|(o, m)| err(s + o, m))? {
+                    Stage::Param { name, default } => {
+                        if let Some(d) = default {
+                            params.insert(name.clone(), d);
+                        }
+                        declared.push(name);
+                    }
+                    _ => unreachable!("PARAM parses as a parameter"),
+                }
+            }
+        }
+        let used: Vec<String> = param_uses(source).into_iter().map(|(_, n)| n).collect();
+        for (k, v) in sets {
+            if !declared.contains(k) && !used.contains(k) {
+                let mut known: Vec<&String> = declared.iter().chain(&used).collect();
+                known.sort();
+                known.dedup();
+                return Err(PlanError {
+                    file: file.into(),
+                    pos: None,
+                    message: format!("--set {k}: the plan has no parameter `{k}` (it has: {known:?})"),
+                });
+            }
+            params.insert(k.clone(), v.clone());
+        }
+
+        let mut sql = Vec::new();
+        let mut tokenizer = None;
+        let mut input = None;
+        let mut dedup = None;
+        let mut chunk = None;
+        let mut sink = None;
+        for &(s, e) in &ranges {
+            let word = first_word(&source[s..e]);
+            if word == "PARAM" {
+                continue;
+            }
+            let sub = substitute(source, (s, e), &params).map_err(|(o, m)| err(o, m))?;
+            if !KEYWORDS.contains(&word.as_str()) {
+                if matches!(word.as_str(), "SELECT" | "WITH" | "VALUES") {
+                    if input.is_some() {
+                        return Err(err(s, "the plan already has an input (INPUT or a query)".into()));
+                    }
+                    input = Some((InputSpec::Query(sub.text.clone()), s));
+                } else {
+                    sql.push(SqlStatement { sub, at: s });
+                }
+                continue;
+            }
+            let stage = parse_stage(&sub.text).map_err(|(o, m)| err(sub.plan_offset(o), m))?;
+            let dup = |name: &str| err(s, format!("{name} appears twice"));
+            match stage {
+                Stage::Param { .. } => unreachable!("handled above"),
+                Stage::Tokenizer(p) => {
+                    if tokenizer.replace(p).is_some() {
+                        return Err(dup("TOKENIZER"));
+                    }
+                }
+                Stage::Input(r) => {
+                    if input.replace((InputSpec::Relation(r), s)).is_some() {
+                        return Err(err(s, "the plan already has an input (INPUT or a query)".into()));
+                    }
+                }
+                Stage::Dedup { expr } => {
+                    if dedup.replace((expr, s)).is_some() {
+                        return Err(dup("DEDUP"));
+                    }
+                }
+                Stage::Chunk(c) => {
+                    if chunk.replace((c, s)).is_some() {
+                        return Err(dup("CHUNK"));
+                    }
+                }
+                Stage::Sink { url, config, store } => {
+                    if sink.replace((SinkSpec { url, config, store }, s)).is_some() {
+                        return Err(dup("SINK"));
+                    }
+                }
+            }
+        }
+        let end = source.trim_end().len();
+        let input =
+            input.ok_or_else(|| err(end, "the plan has no input: add `INPUT table_or_view;` or a SELECT".into()))?;
+        let mut chunk = chunk.ok_or_else(|| err(end, "the plan has no CHUNK stage".into()))?;
+        let sink = sink.ok_or_else(|| err(end, "the plan has no SINK: add `SINK '${output}';`".into()))?;
+        if chunk.0.tokenizer.is_none() {
+            chunk.0.tokenizer = tokenizer.clone();
+        }
+        if chunk.0.tokenizer.is_none() {
+            return Err(err(
+                chunk.1,
+                "CHUNK needs a tokenizer: add `TOKENIZER 'path/tokenizer.json';` or CHUNK WITH (tokenizer = '...')"
+                    .into(),
+            ));
+        }
+        Ok(Plan {
+            file: file.into(),
+            source: source.into(),
+            hash: format!("blake3:{}", blake3::hash(source.as_bytes()).to_hex()),
+            params,
+            sql,
+            tokenizer,
+            input,
+            dedup,
+            chunk,
+            sink,
+        })
+    }
+
+    /// An error at a plan offset.
+    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> PlanError {
+        PlanError { file: self.file.clone(), pos: Some(pos_of(&self.source, offset)), message: message.into() }
+    }
+
+    /// An error of a DataFusion statement: at the line and column DataFusion names, mapped back
+    /// to the plan, or at the statement's start.
+    pub fn sql_error(&self, stmt: &SqlStatement, message: impl fmt::Display) -> PlanError {
+        let message = message.to_string();
+        let offset = parse_line_col(&message)
+            .map(|(l, c)| stmt.sub.plan_offset(text::offset_of(&stmt.sub.text, l, c)))
+            .unwrap_or(stmt.at);
+        self.error_at(offset, message)
+    }
+
+    /// The SQL that feeds the dataflow: the input with the columns it needs and the dedup key.
+    pub fn input_query(&self) -> String {
+        let from = match &self.input.0 {
+            InputSpec::Relation(r) => r.clone(),
+            InputSpec::Query(q) => format!("({q}) AS __wrapflow_input"),
+        };
+        let key = match &self.dedup {
+            Some((expr, _)) => format!(", CAST(({expr}) AS VARCHAR) AS __wrapflow_dedup_key"),
+            None => String::new(),
+        };
+        format!("SELECT id, text, source_file, source_line{key} FROM {from}")
+    }
+}
+
+/// `Line: L, Column: C` in a sqlparser message.
+fn parse_line_col(msg: &str) -> Option<(usize, usize)> {
+    let l = msg.find("Line: ")? + 6;
+    let line: usize = msg[l..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let c = msg[l..].find("Column: ")? + l + 8;
+    let col: usize = msg[c..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    Some((line, col))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAN: &str = "PARAM input DEFAULT 'data';\nPARAM output;\nTOKENIZER 'tok.json';\n\
+CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '${input}';\n\
+CREATE VIEW docs AS SELECT * FROM raw WHERE word_count(text) > 3;\n\
+INPUT docs;\nDEDUP ON lower(text);\nCHUNK WITH (max_tokens = 100);\nSINK '${output}';\n";
+
+    fn sets(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn parses_a_full_plan() {
+        let p = Plan::parse("p.sql", PLAN, &sets(&[("output", "out")])).unwrap();
+        assert_eq!(p.params["input"], "data");
+        assert_eq!(p.sql.len(), 2);
+        assert!(p.sql[0].sub.text.contains("LOCATION 'data'"));
+        assert_eq!(p.input.0, InputSpec::Relation("docs".into()));
+        assert_eq!(p.chunk.0.max_tokens, 100);
+        assert_eq!(p.chunk.0.tokenizer.as_deref(), Some("tok.json"));
+        assert_eq!(p.sink.0.url, "out");
+        assert!(p.input_query().contains("CAST((lower(text)) AS VARCHAR) AS __wrapflow_dedup_key FROM docs"));
+        assert!(p.hash.starts_with("blake3:"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let e = Plan::parse("p.sql", PLAN, &[]).unwrap_err();
+        assert_eq!(e.to_string().split(": ").next(), Some("p.sql:9:7"), "{e}");
+        assert!(e.message.contains("parameter `output` has no value"));
+        let e = Plan::parse("p.sql", PLAN, &sets(&[("outptu", "x")])).unwrap_err();
+        assert!(e.message.contains("no parameter `outptu`"), "{e}");
+        let bad = PLAN.replace("max_tokens = 100", "max_tokens = 100,, x");
+        let e = Plan::parse("p.sql", &bad, &sets(&[("output", "o")])).unwrap_err();
+        assert_eq!(e.pos, Some(Pos { line: 8, col: 30 }), "{e}");
+        let e = Plan::parse("p.sql", &PLAN.replace("INPUT docs;", ""), &sets(&[("output", "o")])).unwrap_err();
+        assert!(e.message.contains("no input"), "{e}");
+        let e = Plan::parse("p.sql", &format!("{PLAN}CHUNK;"), &sets(&[("output", "o")])).unwrap_err();
+        assert_eq!((e.pos.unwrap().line, e.message.as_str()), (10, "CHUNK appears twice"));
+    }
+
+    #[test]
+    fn line_col_from_sqlparser_messages() {
+        assert_eq!(parse_line_col("Expected: x, found: y at Line: 2, Column: 15"), Some((2, 15)));
+        assert_eq!(parse_line_col("no position"), None);
+    }
+}

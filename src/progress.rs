@@ -1,0 +1,97 @@
+//! Progress of a run: a bar on a terminal, a log line every few seconds otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Counters that workers add to.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_read: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub docs: AtomicU64,
+    pub chunks: AtomicU64,
+}
+
+/// How to show progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A bar if stderr is a terminal, else log lines.
+    Auto,
+    Quiet,
+}
+
+/// Shows progress until dropped.
+pub struct Reporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn rates(p: &Progress, start: Instant) -> (u64, u64, f64, f64) {
+    let secs = start.elapsed().as_secs_f64().max(1e-3);
+    let docs = p.docs.load(Ordering::Relaxed);
+    let bytes = p.bytes_read.load(Ordering::Relaxed);
+    (docs, bytes, docs as f64 / secs, bytes as f64 / secs / 1e6)
+}
+
+/// Starts showing `progress`.
+pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = (mode == Mode::Auto).then(|| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let tty = std::io::stderr().is_terminal();
+            let bar = tty.then(|| {
+                let b = ProgressBar::new(0);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ETA {eta} {msg}",
+                    )
+                    .expect("valid template"),
+                );
+                b
+            });
+            let mut last_log = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let (docs, bytes, dps, mbps) = rates(&progress, start);
+                let total = progress.bytes_total.load(Ordering::Relaxed);
+                let chunks = progress.chunks.load(Ordering::Relaxed);
+                match &bar {
+                    Some(b) => {
+                        b.set_length(total);
+                        b.set_position(bytes.min(total));
+                        b.set_message(format!("{docs} docs ({dps:.0}/s, {mbps:.1} MB/s), {chunks} chunks"));
+                    }
+                    None if last_log.elapsed() >= Duration::from_secs(10) => {
+                        last_log = Instant::now();
+                        tracing::info!(
+                            "progress: {:.1}/{:.1} MB read, {docs} docs ({dps:.0} docs/s, {mbps:.1} MB/s), {chunks} chunks",
+                            bytes as f64 / 1e6,
+                            total as f64 / 1e6
+                        );
+                    }
+                    None => {}
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+        })
+    });
+    Reporter { stop, thread }
+}
