@@ -14,11 +14,13 @@ fn sets<'a>(dir: &'a TempDir, input: &'a str, output: &'a str, tok: &'a str) -> 
 
 /// Checks that the chunks of every document concatenate back to it and respect the bound.
 fn check_chunks(out: &std::path::Path, docs: &BTreeMap<String, String>, max_tokens: u32) -> usize {
+    let tok = wrapflow::operators::testkit::tiny_tokenizer();
     let rows = read_chunks(&out.join("chunks"));
     let mut by_doc: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for r in rows {
         assert!(r.3 <= max_tokens, "chunk of {} tokens > {max_tokens}", r.3);
         assert!(r.3 > 0);
+        assert_eq!(tok.encode(r.2.as_str(), false).unwrap().len(), r.3 as usize, "n_tokens is the count alone");
         by_doc.entry(r.0.clone()).or_default().push(r);
     }
     for (id, mut chunks) in by_doc.clone() {

@@ -3,9 +3,15 @@
 //! Each document is split into chunks of at most `max_tokens` tokens of the rephraser's
 //! tokenizer, breaking at a paragraph boundary if that fills at least `min_fill` of the budget,
 //! else at a sentence boundary under the same rule, else at the last word boundary, and inside a
-//! word only when the window has no whitespace at all. Whitespace stays with the chunk before the
-//! break, so the chunks of a document concatenate back to it byte for byte. Every chunk's token
-//! count is measured by encoding the chunk alone, so the bound holds for what a model will see.
+//! word only when the window has no whitespace at all. A break sits just before a whitespace run,
+//! which leads the next chunk, so the chunks of a document concatenate back to it byte for byte.
+//!
+//! Every chunk's `n_tokens` is its token count encoded alone, so the bound holds for what a model
+//! sees. The document is encoded once; for byte-level BPE tokenizers with the GPT-2 split (GPT-2,
+//! SmolLM2, Llama 3, ...) a break before whitespace is also a pre-token boundary, so the tokens of
+//! a chunk alone are exactly the document's tokens in its span and are counted from the document's
+//! offsets. For any other tokenizer, and for breaks inside a word, each chunk is encoded again
+//! to count it.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -65,6 +71,24 @@ pub struct Chunker {
     tok: Arc<Tokenizer>,
     max_tokens: usize,
     min_fill: f64,
+    /// The tokenizer's split is stable at breaks before whitespace (see the module docs).
+    stable_at_whitespace: bool,
+}
+
+/// True for a byte-level BPE whose only pre-tokenization is the GPT-2 regex split (optionally
+/// after splitting digits) with no normalizer and no added prefix space.
+fn stable_at_whitespace(tok: &Tokenizer) -> bool {
+    let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+    let model = json(serde_json::to_value(tok.get_model()));
+    let pre = json(serde_json::to_value(tok.get_pre_tokenizer()));
+    let byte_level =
+        |p: &serde_json::Value| p["type"] == "ByteLevel" && p["use_regex"] == true && p["add_prefix_space"] == false;
+    let pre_ok = byte_level(&pre)
+        || (pre["type"] == "Sequence"
+            && pre["pretokenizers"].as_array().is_some_and(|ps| {
+                ps.last().is_some_and(byte_level) && ps[..ps.len() - 1].iter().all(|p| p["type"] == "Digits")
+            }));
+    tok.get_normalizer().is_none() && model["type"] == "BPE" && pre_ok
 }
 
 /// Loads a `tokenizer.json`, naming the file in the error.
@@ -83,7 +107,8 @@ impl Chunker {
     pub fn new(cfg: &ChunkConfig, tok: Arc<Tokenizer>) -> anyhow::Result<Self> {
         anyhow::ensure!(cfg.max_tokens >= 8, "CHUNK max_tokens must be at least 8, got {}", cfg.max_tokens);
         anyhow::ensure!((0.0..=1.0).contains(&cfg.min_fill), "CHUNK min_fill must be in [0, 1]");
-        Ok(Chunker { tok, max_tokens: cfg.max_tokens, min_fill: cfg.min_fill })
+        let stable_at_whitespace = stable_at_whitespace(&tok);
+        Ok(Chunker { tok, max_tokens: cfg.max_tokens, min_fill: cfg.min_fill, stable_at_whitespace })
     }
 
     /// Builds a chunker whose tokenizer is `cfg.tokenizer`.
@@ -132,7 +157,12 @@ impl Chunker {
                 } else {
                     self.best_cut(text, pos, limit, budget, &tokens_before)
                 };
-                let n = self.count(&text[pos..cut])?;
+                let at_whitespace = cut == text.len() || text[cut..].starts_with(char::is_whitespace);
+                let n = if self.stable_at_whitespace && at_whitespace {
+                    tokens_before(cut) - first
+                } else {
+                    self.count(&text[pos..cut])?
+                };
                 if n <= self.max_tokens {
                     pieces.push(Piece { start: pos, end: cut, n_tokens: n });
                     pos = cut;
@@ -222,7 +252,8 @@ fn boundaries(s: &str, limit: usize) -> Vec<(usize, Level)> {
                 end = j + d.len_utf8();
                 chars.next();
             }
-            if end < s.len() && end <= limit && end > 0 {
+            // Break before the run: it leads the next chunk (see the module docs).
+            if i > 0 && end < s.len() {
                 let level = if newlines >= 2 {
                     Level::Paragraph
                 } else if prev_visible.is_some_and(ends_sentence) {
@@ -230,7 +261,7 @@ fn boundaries(s: &str, limit: usize) -> Vec<(usize, Level)> {
                 } else {
                     Level::Word
                 };
-                out.push((end, level));
+                out.push((i, level));
             }
         } else {
             let end = i + c.len_utf8();
@@ -317,13 +348,15 @@ mod tests {
         let mut paragraph_breaks = 0;
         for p in &pieces[..pieces.len() - 1] {
             let t = &text[p.start..p.end];
-            paragraph_breaks += usize::from(t.ends_with("\n\n"));
-            assert!(t.ends_with("\n\n") || t.ends_with(". "), "break at paragraph or sentence: {t:?}");
+            paragraph_breaks += usize::from(text[p.end..].starts_with("\n\n"));
+            assert!(t.ends_with('.'), "break at paragraph or sentence: {t:?}");
         }
         assert!(paragraph_breaks >= 1);
         // Without sentences that fit, the break falls back to a word boundary.
-        let words = check(&c, &"word ".repeat(200));
-        assert!(words.iter().all(|p| (p.end - p.start) % 5 == 0), "whole words only");
+        let text = "word ".repeat(200);
+        let words = check(&c, &text);
+        assert!(words.len() > 1 && words[1..].iter().all(|p| text[p.start..].starts_with(" word")), "whole words only");
+        assert!(c.stable_at_whitespace, "the test tokenizer is a GPT-2 style byte-level BPE");
     }
 
     #[test]
@@ -337,6 +370,15 @@ mod tests {
             check(&c, text);
         }
         assert!(c.split("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn other_tokenizers_count_each_chunk_alone() {
+        let mut tok = tiny_tokenizer();
+        tok.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase));
+        let c = Chunker::new(&ChunkConfig { max_tokens: 24, ..Default::default() }, Arc::new(tok)).unwrap();
+        assert!(!c.stable_at_whitespace);
+        check(&c, SAMPLE_TEXT);
     }
 
     #[test]

@@ -54,8 +54,8 @@ pub fn alpha_words_ratio(text: &str) -> f64 {
 pub fn stopword_count(text: &str) -> u64 {
     const STOP: [&str; 8] = ["the", "be", "to", "of", "and", "that", "have", "with"];
     words(text)
-        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
-        .filter(|w| STOP.contains(&w.as_str()))
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| STOP.iter().any(|s| s.eq_ignore_ascii_case(w)))
         .count() as u64
 }
 

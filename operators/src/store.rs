@@ -8,15 +8,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::{ObjectStore, RetryConfig};
 use url::Url;
 
 /// A resolved location: a store and a prefix inside it.
@@ -105,11 +106,17 @@ impl StoreRegistry {
     }
 }
 
+/// Transient errors (5xx, timeouts, resets) are retried with exponential backoff; a store that
+/// stays unreachable fails within about ten seconds instead of object_store's three minutes.
+fn retry() -> RetryConfig {
+    RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(10), ..Default::default() }
+}
+
 fn build(url: &Url, base: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Arc<dyn ObjectStore>> {
     let opts = options.iter().filter(|(k, _)| is_store_option(k));
     Ok(match url.scheme() {
         "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::from_env().with_url(base);
+            let mut b = AmazonS3Builder::from_env().with_url(base).with_retry(retry());
             for (k, v) in opts {
                 let key = AmazonS3ConfigKey::from_str(k).with_context(|| format!("unknown S3 option {k:?}"))?;
                 b = b.with_config(key, v);
@@ -117,7 +124,7 @@ fn build(url: &Url, base: &str, options: &BTreeMap<String, String>) -> anyhow::R
             Arc::new(b.build().with_context(|| format!("cannot configure {base}"))?)
         }
         "gs" => {
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(base);
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(base).with_retry(retry());
             for (k, v) in opts {
                 let key = GoogleConfigKey::from_str(k).with_context(|| format!("unknown GCS option {k:?}"))?;
                 b = b.with_config(key, v);
@@ -125,7 +132,7 @@ fn build(url: &Url, base: &str, options: &BTreeMap<String, String>) -> anyhow::R
             Arc::new(b.build().with_context(|| format!("cannot configure {base}"))?)
         }
         "az" | "azure" | "abfs" | "abfss" => {
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(base);
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(base).with_retry(retry());
             for (k, v) in opts {
                 let key = AzureConfigKey::from_str(k).with_context(|| format!("unknown Azure option {k:?}"))?;
                 b = b.with_config(key, v);

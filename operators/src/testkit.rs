@@ -26,7 +26,7 @@ pub fn tiny_tokenizer() -> Tokenizer {
     let mut tok = Tokenizer::new(BPE::default());
     let pre = Sequence::new(vec![
         PreTokenizerWrapper::Digits(Digits::new(true)),
-        PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
+        PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
     ]);
     tok.with_pre_tokenizer(Some(pre));
     tok.with_decoder(Some(ByteLevel::default()));

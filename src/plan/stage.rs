@@ -123,11 +123,12 @@ impl<'a> Cursor<'a> {
         Ok(v)
     }
 
-    /// `WITH (key = value, ...)`, or nothing.
-    fn options(&mut self) -> Result<serde_json::Map<String, Value>, StageError> {
+    /// `WITH (key = value, ...)`, or nothing; with the offset of each key.
+    fn options(&mut self) -> Result<Options, StageError> {
         let mut map = serde_json::Map::new();
+        let mut at = BTreeMap::new();
         if !self.keyword("WITH") {
-            return Ok(map);
+            return Ok(Options { map, at });
         }
         if self.next() != Some(Token::LParen) {
             self.i -= 1;
@@ -138,7 +139,7 @@ impl<'a> Cursor<'a> {
                 self.i += 1;
                 break;
             }
-            let at = self.at();
+            let key_at = self.at();
             let key = self.ident("an option name")?.to_lowercase();
             if self.next() != Some(Token::Eq) {
                 self.i -= 1;
@@ -146,8 +147,9 @@ impl<'a> Cursor<'a> {
             }
             let value = self.literal()?;
             if map.insert(key.clone(), value).is_some() {
-                return Err((at, format!("option {key} given twice")));
+                return Err((key_at, format!("option {key} given twice")));
             }
+            at.insert(key, key_at);
             match self.next() {
                 Some(Token::Comma) => {}
                 Some(Token::RParen) => break,
@@ -157,7 +159,7 @@ impl<'a> Cursor<'a> {
                 }
             }
         }
-        Ok(map)
+        Ok(Options { map, at })
     }
 
     fn end(&self) -> Result<(), StageError> {
@@ -168,8 +170,19 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn config<T: DeserializeOwned>(at: usize, stage: &str, map: serde_json::Map<String, Value>) -> Result<T, StageError> {
-    serde_json::from_value(Value::Object(map)).map_err(|e| (at, format!("{stage}: {e}")))
+/// Options of a statement and where each key was written.
+struct Options {
+    map: serde_json::Map<String, Value>,
+    at: BTreeMap<String, usize>,
+}
+
+/// Deserializes options into a stage config; an error points at the key it names, if any.
+fn config<T: DeserializeOwned>(at: usize, stage: &str, opts: Options) -> Result<T, StageError> {
+    serde_json::from_value(Value::Object(opts.map)).map_err(|e| {
+        let msg = e.to_string();
+        let named = msg.split('`').nth(1).and_then(|k| opts.at.get(k)).copied();
+        (named.unwrap_or(at), format!("{stage}: {msg}"))
+    })
 }
 
 fn value_string(v: Value) -> String {
@@ -210,11 +223,12 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
             let at = c.at();
             let mut opts = c.options()?;
             let store: BTreeMap<String, String> = opts
+                .map
                 .iter()
                 .filter(|(k, _)| is_store_option(k))
                 .map(|(k, v)| (k.clone(), value_string(v.clone())))
                 .collect();
-            opts.retain(|k, _| !is_store_option(k));
+            opts.map.retain(|k, _| !is_store_option(k));
             Stage::Sink { url, config: config(at, "SINK", opts)?, store }
         }
         other => return Err((0, format!("unknown statement {other}"))),
@@ -254,6 +268,9 @@ mod tests {
     fn errors_point_at_the_problem() {
         let (at, msg) = parse_stage("CHUNK WITH (max_tokenz = 3)").unwrap_err();
         assert!(msg.contains("unknown field `max_tokenz`"), "{msg}");
+        assert_eq!(at, 12);
+        let (at, msg) = parse_stage("CHUNK WITH (max_tokens = 'many')").unwrap_err();
+        assert!(msg.contains("invalid type"), "{msg}");
         assert_eq!(at, 6);
         let (at, msg) = parse_stage("SINK out").unwrap_err();
         assert_eq!(at, 5);

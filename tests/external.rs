@@ -1,0 +1,247 @@
+//! Tests against things outside the process: an S3-compatible server on loopback, an
+//! independent Parquet reader (pyarrow) and the `wrapflow` binary itself. `scripts/test.sh`
+//! installs the server and pyarrow and points `WRAPFLOW_TEST_MOTO` / `WRAPFLOW_TEST_PYTHON` at them.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tempfile::TempDir;
+
+fn tool(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test.sh"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A moto S3 server on loopback, stopped on drop.
+struct S3Server {
+    child: Child,
+    port: u16,
+}
+
+impl S3Server {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(tool("WRAPFLOW_TEST_MOTO"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        S3Server { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn create_bucket(&self, name: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
+    }
+
+    fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_endpoint(self.endpoint())
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .build()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3_options(endpoint: &str) -> String {
+    format!(
+        "'aws_endpoint' '{endpoint}', 'aws_allow_http' 'true', 'aws_region' 'us-east-1', \
+         'aws_access_key_id' 'test', 'aws_secret_access_key' 'test'"
+    )
+}
+
+fn s3_sink_options(endpoint: &str) -> String {
+    format!(
+        ", aws_endpoint = '{endpoint}', aws_allow_http = 'true', aws_region = 'us-east-1', \
+         aws_access_key_id = 'test', aws_secret_access_key = 'test'"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_an_s3_compatible_server() {
+    let server = S3Server::start();
+    server.create_bucket("corpus");
+    let store = server.store("corpus");
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    for f in 0..3 {
+        let body: String = (f * 10..f * 10 + 10).map(|i| json_line(&format!("s{i}"), &doc_text(i)) + "\n").collect();
+        let name = format!("in/part-{f}.jsonl.gz");
+        store.put(&StorePath::from(name), PutPayload::from(gzip(body.as_bytes()))).await.unwrap();
+    }
+    let plan =
+        plan_text(&format!("OPTIONS ({})", s3_options(&server.endpoint())), &s3_sink_options(&server.endpoint()));
+    let tok_s = tok.to_str().unwrap().to_string();
+    let m = tokio::task::spawn_blocking(move || {
+        run_plan(&plan, &[("input", "s3://corpus/in/"), ("output", "s3://corpus/out"), ("tokenizer", &tok_s)], 2)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((m.counts.read, m.counts.kept, m.counts.rejected), (30, 30, 0));
+    assert_eq!(m.inputs[0].files.len(), 3);
+
+    let manifest = store.get(&StorePath::from("out/manifest.json")).await.unwrap().bytes().await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["counts"]["chunks"], m.counts.chunks);
+    let mut rows = 0;
+    for shard in manifest["chunks"]["shards"].as_array().unwrap() {
+        let path = format!("out/{}", shard["path"].as_str().unwrap());
+        let bytes = store.get(&StorePath::from(path)).await.unwrap().bytes().await.unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        rows += reader.map(|b| b.unwrap().num_rows() as u64).sum::<u64>();
+    }
+    assert_eq!(rows, m.counts.chunks);
+}
+
+#[test]
+fn unreachable_stores_fail_fast_with_a_clear_message() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let input = dir.path().join("in.jsonl");
+    write(&input, (json_line("a", &doc_text(1)) + "\n").as_bytes());
+    let t0 = Instant::now();
+    // Unreachable output: refused before any input is read.
+    let plan = plan_text("", &s3_sink_options(&dead));
+    let err = run_plan(
+        &plan,
+        &[("input", input.to_str().unwrap()), ("output", "s3://nowhere/out"), ("tokenizer", tok.to_str().unwrap())],
+        1,
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("cannot reach output location s3://nowhere/out"), "{err:#}");
+    // Unreachable input.
+    let plan = plan_text(&format!("OPTIONS ({})", s3_options(&dead)), "");
+    let out = dir.path().join("out");
+    let err = run_plan(
+        &plan,
+        &[("input", "s3://nowhere/in/"), ("output", out.to_str().unwrap()), ("tokenizer", tok.to_str().unwrap())],
+        1,
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("cannot list s3://nowhere/in/"), "{err:#}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn pyarrow_reads_the_output() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let input = dir.path().join("in.jsonl");
+    let body: String = (0..40).map(|i| json_line(&format!("p{i}"), &doc_text(i)) + "\n").collect();
+    write(&input, body.as_bytes());
+    let out = dir.path().join("out");
+    let m = run_plan(
+        &plan_text("", ""),
+        &[("input", input.to_str().unwrap()), ("output", out.to_str().unwrap()), ("tokenizer", tok.to_str().unwrap())],
+        2,
+    )
+    .unwrap();
+    let script = r#"
+import json, sys, glob
+import pyarrow.parquet as pq
+out = sys.argv[1]
+t = pq.read_table(sorted(glob.glob(out + "/chunks/*.parquet")))
+m = json.load(open(out + "/manifest.json"))
+assert t.num_rows == m["counts"]["chunks"], (t.num_rows, m["counts"])
+assert t.schema.field("text").type == "string"
+assert sum(t.column("n_tokens").to_pylist()) == m["tokens"]["chunks"]
+docs = {}
+for d, i, s in zip(t.column("doc_id").to_pylist(), t.column("chunk_index").to_pylist(), t.column("text").to_pylist()):
+    docs.setdefault(d, {})[i] = s
+print(json.dumps({"rows": t.num_rows, "docs": len(docs), "first": "".join(docs["p0"][k] for k in sorted(docs["p0"]))}))
+"#;
+    let res = Command::new(tool("WRAPFLOW_TEST_PYTHON")).arg("-c").arg(script).arg(&out).output().unwrap();
+    assert!(res.status.success(), "pyarrow: {}", String::from_utf8_lossy(&res.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(got["rows"], m.counts.chunks);
+    assert_eq!(got["docs"], 40);
+    assert_eq!(got["first"], doc_text(0));
+}
+
+fn wrapflow(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wrapflow")).args(args).output().unwrap()
+}
+
+#[test]
+fn cli_check_explain_run_and_errors() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let input = dir.path().join("in.jsonl");
+    write(&input, (0..5).map(|i| json_line(&format!("c{i}"), &doc_text(i)) + "\n").collect::<String>().as_bytes());
+    let plan = dir.path().join("p.sql");
+    std::fs::write(&plan, plan_text("", "")).unwrap();
+    let out = dir.path().join("out");
+    let sets = [
+        "--set",
+        &format!("input={}", input.display()),
+        "--set",
+        &format!("output={}", out.display()),
+        "--set",
+        &format!("tokenizer={}", tok.display()),
+    ];
+    let p = plan.to_str().unwrap();
+    let check = wrapflow(&[&["check", p], &sets[..]].concat());
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let explain = wrapflow(&[&["explain", p], &sets[..]].concat());
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(text.contains("3. chunk     max_tokens=64") && text.contains("Filter:"), "{text}");
+    let run = wrapflow(&[&["run", p, "--workers", "2", "--quiet"], &sets[..]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("kept"));
+    assert!(out.join("manifest.json").exists());
+
+    // A plan error: non-zero exit, file:line:col in the message.
+    std::fs::write(&plan, plan_text("", "").replace("CHUNK WITH (max_tokens", "CHUNK WITH (max_tokenz")).unwrap();
+    let bad = wrapflow(&[&["check", p], &sets[..]].concat());
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains(&format!("{p}:7:13: CHUNK: unknown field `max_tokenz`")), "{err}");
+    let help = wrapflow(&["run", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
+}
