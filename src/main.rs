@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Generate text with a model directory, for trying a model by hand (tok/s reported).
+    #[command(
+        after_help = "Example:\n  wrapflow generate --model models/smollm2-135m-instruct --prompt 'Rewrite: ...' --chat --max-new 64"
+    )]
+    Generate(wrapflow::generate::GenerateArgs),
     /// Print a plan's stages and the DataFusion logical plan of its input.
     #[command(after_help = "Example:\n  wrapflow explain plans/chunk.sql --set input=corpus/ --set output=out/")]
     Explain {
@@ -78,6 +83,9 @@ enum ModelCommand {
         /// Write only tokenizer.json, tokenizer_config.json and the chat template
         #[arg(long)]
         tokenizer_only: bool,
+        /// Weight format: fp32 (quality reference) or q4 (the GGUF's 4-bit blocks, MatMulNBits)
+        #[arg(long, default_value = "fp32")]
+        weights: String,
     },
 }
 
@@ -159,14 +167,25 @@ fn main() -> ExitCode {
             println!("{}: ok", p.file);
             Ok(())
         }),
-        Command::Model { command: ModelCommand::Import { gguf, out, tokenizer_only } } => {
+        Command::Generate(args) => wrapflow::generate::run(args),
+        Command::Model { command: ModelCommand::Import { gguf, out, tokenizer_only, weights } } => {
             if tokenizer_only {
                 wrapflow::operators::model::import_tokenizer(&gguf, &out)
                     .map(|()| println!("wrote tokenizer files to {}", out.display()))
             } else {
-                Err(anyhow::anyhow!(
-                    "only --tokenizer-only is available in this version: the ONNX decoder export is not written yet"
-                ))
+                weights.parse().and_then(|w| wrapflow::operators::model::import::import(&gguf, &out, w)).map(|c| {
+                    let l = &c.llama;
+                    println!(
+                        "wrote {} ({} layers, {} hidden, {} heads / {} KV heads, vocab {}, {} weights)",
+                        out.display(),
+                        l.num_hidden_layers,
+                        l.hidden_size,
+                        l.num_attention_heads,
+                        l.num_key_value_heads,
+                        l.vocab_size,
+                        weights
+                    )
+                })
             }
         }
         Command::Explain { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {

@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn other_tokenizers_count_each_chunk_alone() {
         let mut tok = tiny_tokenizer();
-        tok.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase));
+        tok.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase)).unwrap();
         let c = Chunker::new(&ChunkConfig { max_tokens: 24, ..Default::default() }, Arc::new(tok)).unwrap();
         assert!(!c.stable_at_whitespace);
         check(&c, SAMPLE_TEXT);

@@ -17,6 +17,7 @@
 
 pub mod chunk;
 pub mod dedup;
+pub mod engine;
 pub mod heuristics;
 pub mod model;
 pub mod readers;

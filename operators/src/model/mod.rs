@@ -1,6 +1,12 @@
 //! Models without a model hub: reading GGUF files and writing what wrapflow runs from them.
 
 pub mod gguf;
+pub mod graph;
+pub mod import;
+pub mod llama;
+pub mod onnx_proto;
+pub mod quant;
+pub mod tiny;
 pub mod tokenizer;
 
 use std::path::Path;
@@ -10,7 +16,11 @@ use anyhow::Context;
 /// Writes `tokenizer.json`, `chat_template.jinja` (when the GGUF has one) and `tokenizer_config.json`
 /// for the GGUF at `gguf` into `out`.
 pub fn import_tokenizer(gguf: &Path, out: &Path) -> anyhow::Result<()> {
-    let g = gguf::Gguf::open(gguf)?;
+    write_tokenizer_files(&gguf::Gguf::open(gguf)?, out)
+}
+
+/// The tokenizer files of a parsed GGUF.
+pub fn write_tokenizer_files(g: &gguf::Gguf, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tok = tokenizer::tokenizer_json(&g)?;
     std::fs::write(out.join("tokenizer.json"), serde_json::to_vec(&tok)?)?;

@@ -1,0 +1,329 @@
+//! Batched generation with a KV cache and continuous batching: a finished sequence's slot is
+//! refilled with the next prompt at once, so long and short outputs don't stall the batch.
+//!
+//! Rows are left-padded and right-aligned in one cache; the cache is rebuilt (rows dropped,
+//! added, leading all-padding columns trimmed) only when a row finishes or joins, never on an
+//! ordinary step, where each step's `present` values are passed back to the model as they are.
+//! Each request samples from its own generator seeded by `seed` and its index, so outputs do not
+//! depend on batch size or on which requests share a batch.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use ndarray::{Array4, s};
+use ort::value::Tensor;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::decoder::{Cache, Decoder};
+
+/// Decoding settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationConfig {
+    pub max_new_tokens: usize,
+    /// Sequences decoded together.
+    pub batch_size: usize,
+    /// 0 is greedy decoding.
+    pub temperature: f32,
+    /// Nucleus sampling mass (1 = off).
+    pub top_p: f32,
+    /// Keep the k most likely tokens (0 = off).
+    pub top_k: usize,
+    pub seed: u64,
+    /// Forbid repeating an n-gram of the *generated* tokens (0 = off); the prompt is not
+    /// counted, so copying the source text stays allowed.
+    pub no_repeat_ngram: usize,
+    /// Stop when the generated text contains one of these (it is cut off).
+    pub stop: Vec<String>,
+    /// Generate exactly `max_new_tokens` (benchmarks).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            max_new_tokens: 256,
+            batch_size: 8,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            no_repeat_ngram: 0,
+            stop: vec![],
+            ignore_eos: false,
+        }
+    }
+}
+
+/// A prompt, already tokenized.
+#[derive(Clone, Debug, Default)]
+pub struct Prompt {
+    pub id: String,
+    pub ids: Vec<u32>,
+    /// Overrides `GenerationConfig::max_new_tokens` for this prompt.
+    pub max_new_tokens: Option<usize>,
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Finish {
+    Eos,
+    Stop,
+    Length,
+}
+
+/// A finished generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub id: String,
+    /// Position of the prompt in the input.
+    pub index: usize,
+    pub token_ids: Vec<u32>,
+    pub text: String,
+    pub finish: Finish,
+    pub prompt_tokens: usize,
+}
+
+/// Where time went.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timing {
+    pub prefill_tokens: u64,
+    pub prefill_s: f64,
+    pub decode_tokens: u64,
+    pub decode_s: f64,
+}
+
+struct Row {
+    index: usize,
+    max_new: usize,
+    id: String,
+    prompt_len: usize,
+    generated: Vec<u32>,
+    /// Real tokens in the cache for this row.
+    cached: usize,
+    rng: StdRng,
+    done: Option<Finish>,
+}
+
+/// Picks the next token from `logits` (modified in place).
+pub fn sample(logits: &mut [f32], generated: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
+    let n = cfg.no_repeat_ngram;
+    if n > 0 && generated.len() >= n {
+        let prefix = &generated[generated.len() - (n - 1)..];
+        for i in 0..=generated.len() - n {
+            if &generated[i..i + n - 1] == prefix {
+                logits[generated[i + n - 1] as usize] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let argmax =
+        |l: &[f32]| l.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+    if cfg.temperature <= 0.0 {
+        return argmax(logits) as u32;
+    }
+    let mut cand: Vec<(usize, f32)> =
+        logits.iter().map(|&v| v / cfg.temperature).enumerate().filter(|(_, v)| v.is_finite()).collect();
+    cand.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if cfg.top_k > 0 {
+        cand.truncate(cfg.top_k);
+    }
+    let max = cand.first().map_or(0.0, |c| c.1);
+    let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
+    let sum: f32 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= sum);
+    if cfg.top_p < 1.0 {
+        let mut acc = 0.0;
+        let keep = probs.iter().position(|p| {
+            acc += p;
+            acc >= cfg.top_p
+        });
+        let keep = keep.map_or(probs.len(), |k| k + 1);
+        probs.truncate(keep);
+        let s: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= s);
+    }
+    let mut r: f32 = rng.random();
+    for (i, p) in probs.iter().enumerate() {
+        r -= p;
+        if r <= 0.0 {
+            return cand[i].0 as u32;
+        }
+    }
+    cand[probs.len() - 1].0 as u32
+}
+
+/// Generates for every prompt, calling `done` as each finishes (in finishing order).
+pub fn generate(
+    dec: &mut Decoder,
+    prompts: impl IntoIterator<Item = Prompt>,
+    cfg: &GenerationConfig,
+    mut done: impl FnMut(Completion),
+) -> anyhow::Result<Timing> {
+    let mut pending = prompts.into_iter().enumerate().peekable();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut cache = dec.empty_cache(0)?;
+    let mut timing = Timing::default();
+    let batch = cfg.batch_size.max(1);
+    loop {
+        // Join: prefill waiting prompts into free slots.
+        let mut fresh: Vec<(usize, Prompt)> = Vec::new();
+        while rows.len() + fresh.len() < batch {
+            match pending.next() {
+                Some((i, p)) if p.ids.is_empty() => done(Completion {
+                    id: p.id,
+                    index: i,
+                    token_ids: vec![],
+                    text: String::new(),
+                    finish: Finish::Length,
+                    prompt_tokens: 0,
+                }),
+                Some(p) => fresh.push(p),
+                None => break,
+            }
+        }
+        let mut changed = false;
+        let mut fresh_cache = None;
+        if !fresh.is_empty() {
+            let t0 = Instant::now();
+            let n = fresh.len();
+            let len = fresh.iter().map(|(_, p)| p.ids.len()).max().unwrap_or(0);
+            let (mut ids, mut mask, mut pos) = (Vec::new(), Vec::new(), Vec::new());
+            for (_, p) in &fresh {
+                let pad = len - p.ids.len();
+                ids.extend(std::iter::repeat_n(dec.eos[0] as i64, pad).chain(p.ids.iter().map(|&t| t as i64)));
+                mask.extend(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, p.ids.len())));
+                pos.extend(std::iter::repeat_n(0, pad).chain(0..p.ids.len() as i64));
+            }
+            let empty = dec.empty_cache(n)?;
+            let (mut logits, present) = dec.forward(n, ids, mask, pos, &empty)?;
+            timing.prefill_tokens += fresh.iter().map(|(_, p)| p.ids.len() as u64).sum::<u64>();
+            timing.prefill_s += t0.elapsed().as_secs_f64();
+            let v = logits.len() / n;
+            for (j, (index, p)) in fresh.into_iter().enumerate() {
+                let mut row = Row {
+                    index,
+                    max_new: p.max_new_tokens.unwrap_or(cfg.max_new_tokens),
+                    id: p.id,
+                    prompt_len: p.ids.len(),
+                    generated: vec![],
+                    cached: p.ids.len(),
+                    rng: StdRng::seed_from_u64(
+                        cfg.seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                    ),
+                    done: None,
+                };
+                let t = sample(&mut logits[j * v..(j + 1) * v], &row.generated, cfg, &mut row.rng);
+                push_token(dec, &mut row, t, cfg);
+                rows.push(row);
+            }
+            fresh_cache = Some((present, len, n));
+            changed = true;
+        }
+        // Leave: emit finished rows.
+        let finished = rows.iter().any(|r| r.done.is_some());
+        if changed || finished {
+            let old = rows.len() - fresh_cache.as_ref().map_or(0, |f| f.2);
+            cache = rebuild(dec, &cache, fresh_cache.as_ref(), &rows, old)?;
+            let mut kept = Vec::with_capacity(rows.len());
+            for r in rows.drain(..) {
+                match r.done {
+                    Some(finish) => done(completion(dec, r, finish, cfg)),
+                    None => kept.push(r),
+                }
+            }
+            rows = kept;
+        }
+        if rows.is_empty() {
+            if pending.peek().is_none() {
+                break;
+            }
+            continue;
+        }
+        // Step: feed each row's last token.
+        let t0 = Instant::now();
+        let b = rows.len();
+        let total = cache_len(&cache)? + 1;
+        let ids: Vec<i64> = rows.iter().map(|r| *r.generated.last().expect("a live row has a token") as i64).collect();
+        let mut mask = Vec::with_capacity(b * total);
+        for r in &rows {
+            mask.extend(std::iter::repeat_n(0, total - 1 - r.cached).chain(std::iter::repeat_n(1, r.cached + 1)));
+        }
+        let pos: Vec<i64> = rows.iter().map(|r| r.cached as i64).collect();
+        let (mut logits, present) = dec.forward(b, ids, mask, pos, &cache)?;
+        cache = present;
+        let v = logits.len() / b;
+        for (j, r) in rows.iter_mut().enumerate() {
+            r.cached += 1;
+            let t = sample(&mut logits[j * v..(j + 1) * v], &r.generated, cfg, &mut r.rng);
+            push_token(dec, r, t, cfg);
+        }
+        timing.decode_tokens += b as u64;
+        timing.decode_s += t0.elapsed().as_secs_f64();
+    }
+    Ok(timing)
+}
+
+fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
+    if !cfg.ignore_eos && dec.eos.contains(&t) {
+        r.done = Some(Finish::Eos);
+        return;
+    }
+    r.generated.push(t);
+    if !cfg.stop.is_empty() {
+        let text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
+        if cfg.stop.iter().any(|s| text.contains(s.as_str())) {
+            r.done = Some(Finish::Stop);
+            return;
+        }
+    }
+    if r.generated.len() >= r.max_new {
+        r.done = Some(Finish::Length);
+    }
+}
+
+fn completion(dec: &Decoder, r: Row, finish: Finish, cfg: &GenerationConfig) -> Completion {
+    let mut text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
+    if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(cut);
+    }
+    Completion { id: r.id, index: r.index, token_ids: r.generated, text, finish, prompt_tokens: r.prompt_len }
+}
+
+fn cache_len(cache: &Cache) -> anyhow::Result<usize> {
+    let (shape, _) = cache[0].try_extract_tensor::<f32>()?;
+    Ok(shape[2] as usize)
+}
+
+/// A new cache holding the live rows of `rows` right-aligned: the first `old` rows come from
+/// `cache`, the rest from `fresh` (prefill of `n` rows padded to `len`).
+fn rebuild(
+    dec: &Decoder,
+    cache: &Cache,
+    fresh: Option<&(Cache, usize, usize)>,
+    rows: &[Row],
+    old: usize,
+) -> anyhow::Result<Cache> {
+    let live: Vec<(usize, &Row)> = rows.iter().enumerate().filter(|(_, r)| r.done.is_none()).collect();
+    let t_new = live.iter().map(|(_, r)| r.cached).max().unwrap_or(0);
+    let (kvh, d) = (dec.kv_heads, dec.head_dim);
+    let mut out = Vec::with_capacity(cache.len());
+    for layer in 0..cache.len() {
+        let mut arr = Array4::<f32>::zeros((live.len(), kvh, t_new, d));
+        let old_view = cache[layer].try_extract_array::<f32>()?.into_dimensionality::<ndarray::Ix4>()?;
+        let fresh_view = match fresh {
+            Some((c, _, _)) => Some(c[layer].try_extract_array::<f32>()?.into_dimensionality::<ndarray::Ix4>()?),
+            None => None,
+        };
+        for (i, (j, r)) in live.iter().enumerate() {
+            let (src, row) =
+                if *j < old { (&old_view, *j) } else { (fresh_view.as_ref().context("fresh cache")?, j - old) };
+            let t_src = src.shape()[2];
+            arr.slice_mut(s![i, .., t_new - r.cached.., ..]).assign(&src.slice(s![row, .., t_src - r.cached.., ..]));
+        }
+        out.push(Tensor::from_array(arr)?.into_dyn());
+    }
+    Ok(out)
+}

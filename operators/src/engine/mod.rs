@@ -1,0 +1,20 @@
+//! The rephrasing engine: ONNX Runtime setup, model loading and batched generation.
+
+pub mod decoder;
+pub mod generate;
+pub mod runtime;
+
+pub use decoder::Decoder;
+pub use generate::{Completion, Finish, GenerationConfig, Prompt, Timing, generate, sample};
+pub use runtime::{Provider, SessionConfig};
+
+/// Renders chat `messages` (`[{"role", "content"}]`) with the model's chat template, ending with
+/// the assistant's turn opened.
+pub fn chat_prompt(dec: &Decoder, messages: &serde_json::Value) -> anyhow::Result<String> {
+    let template = dec.chat_template.as_deref().ok_or_else(|| anyhow::anyhow!("the model has no chat template"))?;
+    let mut env = minijinja::Environment::new();
+    env.add_template("chat", template)?;
+    let ctx =
+        minijinja::context! { messages => messages, add_generation_prompt => true, bos_token => "", eos_token => "" };
+    Ok(env.get_template("chat")?.render(ctx)?)
+}

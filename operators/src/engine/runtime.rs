@@ -1,0 +1,107 @@
+//! ONNX Runtime setup: finding the library, one environment per process, sessions on the
+//! chosen execution provider.
+//!
+//! The library is `$ORT_DYLIB_PATH`, else `.cache/onnxruntime/libonnxruntime.so.1.31.1` under the
+//! current directory or any ancestor of the executable (where `scripts/install-ort.sh` puts it).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context, bail};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use serde::{Deserialize, Serialize};
+
+const LIB: &str = "libonnxruntime.so.1.31.1";
+
+/// Where sessions run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// Session settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub provider: Provider,
+    /// Threads inside one operator (0: ONNX Runtime's default, one per core).
+    pub intra_threads: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { provider: Provider::Cpu, intra_threads: 0 }
+    }
+}
+
+/// The library file wrapflow will load.
+pub fn library_path() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!(
+            "ORT_DYLIB_PATH is {} but there is no such file; run scripts/install-ort.sh or fix the variable",
+            p.display()
+        );
+    }
+    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots
+        .iter()
+        .map(|r| r.join(".cache/onnxruntime").join(LIB))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("ONNX Runtime library not found: run scripts/install-ort.sh (installs onnxruntime==1.31.1 into .cache/onnxruntime) or set ORT_DYLIB_PATH to {LIB}")
+        })
+}
+
+static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// The process's ONNX Runtime environment, loading the library on first use.
+pub fn environment() -> anyhow::Result<&'static Environment> {
+    let env = ENV.get_or_init(|| {
+        let path = library_path().map_err(|e| e.to_string())?;
+        let builder =
+            ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        builder.with_name("wrapflow").build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    });
+    env.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A session for an ONNX file.
+pub fn session(model: &Path, cfg: &SessionConfig) -> anyhow::Result<Session> {
+    let env = environment()?;
+    let mut b = Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if cfg.intra_threads > 0 {
+        b = b.with_intra_threads(cfg.intra_threads).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    if cfg.provider == Provider::Cuda {
+        b = cuda(b)?;
+    }
+    b.commit_from_file(model).with_context(|| format!("loading {}", model.display()))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(b: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session::builder::SessionBuilder> {
+    b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]).map_err(|e| {
+        anyhow::anyhow!(
+            "CUDA requested but not available: {e} (install the onnxruntime-gpu wheel and CUDA 13 libraries)"
+        )
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session::builder::SessionBuilder> {
+    bail!("CUDA requested but this wrapflow was built without the `cuda` feature (cargo build --features cuda)")
+}

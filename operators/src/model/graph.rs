@@ -1,0 +1,164 @@
+//! A small builder for ONNX graphs: named values, nodes, initializers.
+
+use prost::Message;
+
+use super::onnx_proto::*;
+
+/// A tensor dimension in a graph input or output.
+#[derive(Clone, Debug)]
+pub enum Dim {
+    Fixed(i64),
+    Sym(&'static str),
+}
+
+/// An attribute of a node.
+pub fn attr_i(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), i: v, r#type: attr_type::INT, ..Default::default() }
+}
+pub fn attr_f(name: &str, v: f32) -> AttributeProto {
+    AttributeProto { name: name.into(), f: v, r#type: attr_type::FLOAT, ..Default::default() }
+}
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.into(), ints: v.to_vec(), r#type: attr_type::INTS, ..Default::default() }
+}
+pub fn attr_t(name: &str, t: TensorProto) -> AttributeProto {
+    AttributeProto { name: name.into(), t: Some(t), r#type: attr_type::TENSOR, ..Default::default() }
+}
+
+fn tensor(name: &str, dims: &[i64], data_type: i32, raw: Vec<u8>) -> TensorProto {
+    TensorProto { dims: dims.to_vec(), data_type, name: name.into(), raw_data: raw }
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[derive(Default)]
+pub struct Graph {
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    next: usize,
+}
+
+fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Dim::Fixed(v) => DimValue::Value(*v),
+                Dim::Sym(s) => DimValue::Param(s.to_string()),
+            }),
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor { elem_type: elem, shape: Some(TensorShapeProto { dim }) }),
+        }),
+    }
+}
+
+impl Graph {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.next += 1;
+        format!("{hint}_{}", self.next)
+    }
+
+    pub fn input(&mut self, name: &str, elem: i32, dims: &[Dim]) -> String {
+        self.inputs.push(value_info(name, elem, dims));
+        name.into()
+    }
+
+    pub fn output(&mut self, value: &str, name: &str, elem: i32, dims: &[Dim]) {
+        if value != name {
+            self.nodes.push(NodeProto {
+                input: vec![value.into()],
+                output: vec![name.into()],
+                name: format!("out_{name}"),
+                op_type: "Identity".into(),
+                ..Default::default()
+            });
+        }
+        self.outputs.push(value_info(name, elem, dims));
+    }
+
+    /// A node of the default domain with one output.
+    pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+        self.op_n(op, "", inputs, 1, attrs).remove(0)
+    }
+
+    /// A node of any domain with `n` outputs.
+    pub fn op_n(
+        &mut self,
+        op: &str,
+        domain: &str,
+        inputs: &[&str],
+        n: usize,
+        attrs: Vec<AttributeProto>,
+    ) -> Vec<String> {
+        let outs: Vec<String> = (0..n).map(|_| self.fresh(&op.to_lowercase())).collect();
+        let name = self.fresh(op);
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outs.clone(),
+            name,
+            op_type: op.into(),
+            attribute: attrs,
+            domain: domain.into(),
+        });
+        outs
+    }
+
+    pub fn init_f32(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
+        self.inits.push(tensor(name, dims, dtype::FLOAT, f32_bytes(data)));
+        name.into()
+    }
+
+    pub fn init_u8(&mut self, name: &str, dims: &[i64], data: Vec<u8>) -> String {
+        self.inits.push(tensor(name, dims, dtype::UINT8, data));
+        name.into()
+    }
+
+    /// A 1-D (or 0-D when `scalar`) int64 constant.
+    pub fn const_i64(&mut self, v: &[i64], scalar: bool) -> String {
+        let name = self.fresh("const_i64");
+        let dims: &[i64] = if scalar { &[] } else { &[v.len() as i64] };
+        self.inits.push(tensor(&name, dims, dtype::INT64, v.iter().flat_map(|x| x.to_le_bytes()).collect()));
+        name
+    }
+
+    /// A 0-D float constant.
+    pub fn const_f32(&mut self, v: f32) -> String {
+        let name = self.fresh("const_f32");
+        self.inits.push(tensor(&name, &[], dtype::FLOAT, v.to_le_bytes().to_vec()));
+        name
+    }
+
+    /// The serialized model.
+    pub fn into_model_bytes(self, doc: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+        let model = ModelProto {
+            ir_version: 8,
+            producer_name: "wrapflow".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: doc.into(),
+            graph: Some(GraphProto {
+                node: self.nodes,
+                name: "decoder".into(),
+                initializer: self.inits,
+                input: self.inputs,
+                output: self.outputs,
+            }),
+            opset_import: vec![
+                OperatorSetIdProto { domain: String::new(), version: 17 },
+                OperatorSetIdProto { domain: "com.microsoft".into(), version: 1 },
+            ],
+            metadata_props: metadata
+                .iter()
+                .map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() })
+                .collect(),
+        };
+        model.encode_to_vec()
+    }
+}

@@ -1,0 +1,291 @@
+//! The llama-architecture decoder as an ONNX graph with a KV cache, in the input/output layout
+//! that optimum exports: inputs `input_ids`, `attention_mask`, `position_ids`,
+//! `past_key_values.N.key|value` ([batch, kv_heads, past, head_dim]); outputs `logits` and
+//! `present.N.key|value`. `logits` holds the last position only ([batch, 1, vocab]): generation
+//! needs no more, and full-sequence logits of a 300-token prefill would cost batch × 300 × vocab
+//! floats. Readers of this layout take `logits[:, -1, :]`, which works for both.
+
+use serde::{Deserialize, Serialize};
+
+use super::graph::{Dim, Graph, attr_f, attr_i, attr_ints};
+use super::onnx_proto::dtype;
+
+/// Shape of a llama model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub intermediate_size: usize,
+    pub rope_theta: f32,
+    pub rms_norm_eps: f32,
+    pub max_position_embeddings: usize,
+}
+
+impl LlamaConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+/// A linear layer's weight, `out × in`.
+pub enum Linear {
+    /// Row-major `[out, in]`.
+    F32(Vec<f32>),
+    /// 4-bit blocks of 32 for `MatMulNBits`: `[out, in/32, 16]` packed bytes (element `2i` in the
+    /// low nibble of byte `i`) and per-block scale and zero point (`w = scale * (q - zero)`).
+    Q4 { packed: Vec<u8>, scales: Vec<f32>, zeros: Vec<f32> },
+}
+
+impl Linear {
+    /// The same weights as f32 (`w = scale * (q - zero)` for 4-bit blocks), row-major `[out, in]`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Linear::F32(w) => w.clone(),
+            Linear::Q4 { packed, scales, zeros } => packed
+                .chunks_exact(16)
+                .zip(scales.iter().zip(zeros))
+                .flat_map(|(blk, (s, z))| {
+                    blk.iter().flat_map(move |b| [s * ((b & 0xF) as f32 - z), s * ((b >> 4) as f32 - z)])
+                })
+                .collect(),
+        }
+    }
+}
+
+pub struct LayerWeights {
+    pub attn_norm: Vec<f32>,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub ffn_norm: Vec<f32>,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+pub struct LlamaWeights {
+    /// `[vocab, hidden]`, also the output head (tied).
+    pub embed: Vec<f32>,
+    pub layers: Vec<LayerWeights>,
+    pub final_norm: Vec<f32>,
+}
+
+impl LlamaWeights {
+    /// Every linear layer as f32: the reference that 4-bit weights are checked against.
+    pub fn dequantized(&self) -> LlamaWeights {
+        let f = |l: &Linear| Linear::F32(l.to_f32());
+        LlamaWeights {
+            embed: self.embed.clone(),
+            final_norm: self.final_norm.clone(),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerWeights {
+                    attn_norm: l.attn_norm.clone(),
+                    q: f(&l.q),
+                    k: f(&l.k),
+                    v: f(&l.v),
+                    o: f(&l.o),
+                    ffn_norm: l.ffn_norm.clone(),
+                    gate: f(&l.gate),
+                    up: f(&l.up),
+                    down: f(&l.down),
+                })
+                .collect(),
+        }
+    }
+}
+
+struct Builder<'a> {
+    g: Graph,
+    cfg: &'a LlamaConfig,
+}
+
+impl Builder<'_> {
+    fn rms_norm(&mut self, x: &str, w: &[f32], name: &str) -> String {
+        let h = self.cfg.hidden_size as i64;
+        let w = self.g.init_f32(name, &[h], w);
+        let two = self.g.const_f32(2.0);
+        let eps = self.g.const_f32(self.cfg.rms_norm_eps);
+        // Pow → ReduceMean → Add → Sqrt → Div → Mul: ONNX Runtime fuses it into one kernel.
+        let sq = self.g.op("Pow", &[x, &two], vec![]);
+        let mean = self.g.op("ReduceMean", &[&sq], vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]);
+        let var = self.g.op("Add", &[&mean, &eps], vec![]);
+        let rms = self.g.op("Sqrt", &[&var], vec![]);
+        let normed = self.g.op("Div", &[x, &rms], vec![]);
+        self.g.op("Mul", &[&normed, &w], vec![])
+    }
+
+    fn linear(&mut self, x: &str, w: &Linear, name: &str, n_in: usize, n_out: usize) -> String {
+        match w {
+            Linear::F32(data) => {
+                // Stored transposed, `[in, out]`, so the MatMul needs no Transpose.
+                let mut t = vec![0f32; data.len()];
+                for o in 0..n_out {
+                    for i in 0..n_in {
+                        t[i * n_out + o] = data[o * n_in + i];
+                    }
+                }
+                let w = self.g.init_f32(name, &[n_in as i64, n_out as i64], &t);
+                self.g.op("MatMul", &[x, &w], vec![])
+            }
+            Linear::Q4 { packed, scales, zeros } => {
+                let blocks = (n_in / 32) as i64;
+                let b = self.g.init_u8(&format!("{name}.q4"), &[n_out as i64, blocks, 16], packed.clone());
+                let s = self.g.init_f32(&format!("{name}.scales"), &[n_out as i64 * blocks], scales);
+                let z = self.g.init_f32(&format!("{name}.zeros"), &[n_out as i64 * blocks], zeros);
+                let attrs = vec![
+                    attr_i("K", n_in as i64),
+                    attr_i("N", n_out as i64),
+                    attr_i("bits", 4),
+                    attr_i("block_size", 32),
+                    attr_i("accuracy_level", 0),
+                ];
+                self.g.op_n("MatMulNBits", "com.microsoft", &[x, &b, &s, &z], 1, attrs).remove(0)
+            }
+        }
+    }
+
+    /// `x * cos + rotate_half(x) * sin` over the last axis.
+    fn rope(&mut self, x: &str, cos: &str, sin: &str) -> String {
+        let halves = self.g.op_n("Split", "", &[x], 2, vec![attr_i("axis", -1)]);
+        let neg = self.g.op("Neg", &[&halves[1]], vec![]);
+        let rot = self.g.op("Concat", &[&neg, &halves[0]], vec![attr_i("axis", -1)]);
+        let a = self.g.op("Mul", &[x, cos], vec![]);
+        let b = self.g.op("Mul", &[&rot, sin], vec![]);
+        self.g.op("Add", &[&a, &b], vec![])
+    }
+}
+
+/// Serialized ONNX decoder for `cfg` with `weights`.
+pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
+    let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+    let group = (nh / kvh) as i64;
+    let mut b = Builder { g: Graph::default(), cfg };
+    let g = &mut b.g;
+    let (batch, seq, past, total) = (
+        Dim::Sym("batch_size"),
+        Dim::Sym("sequence_length"),
+        Dim::Sym("past_sequence_length"),
+        Dim::Sym("total_sequence_length"),
+    );
+    let ids = g.input("input_ids", dtype::INT64, &[batch.clone(), seq.clone()]);
+    let mask = g.input("attention_mask", dtype::INT64, &[batch.clone(), total.clone()]);
+    let pos = g.input("position_ids", dtype::INT64, &[batch.clone(), seq.clone()]);
+    let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), past.clone(), Dim::Fixed(d as i64)];
+    let pasts: Vec<(String, String)> = (0..cfg.num_hidden_layers)
+        .map(|i| {
+            (
+                g.input(&format!("past_key_values.{i}.key"), dtype::FLOAT, &kv_dims),
+                g.input(&format!("past_key_values.{i}.value"), dtype::FLOAT, &kv_dims),
+            )
+        })
+        .collect();
+
+    // Embedding.
+    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &weights.embed);
+    let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
+
+    // Rotary tables from position ids: [batch, 1, seq, head_dim].
+    let inv: Vec<f32> = (0..d / 2).map(|i| cfg.rope_theta.powf(-(2.0 * i as f32) / d as f32)).collect();
+    let inv = g.init_f32("rope.inv_freq", &[(d / 2) as i64], &inv);
+    let posf = g.op("Cast", &[&pos], vec![attr_i("to", dtype::FLOAT as i64)]);
+    let ax2 = g.const_i64(&[2], false);
+    let posf = g.op("Unsqueeze", &[&posf, &ax2], vec![]);
+    let freqs = g.op("Mul", &[&posf, &inv], vec![]);
+    let emb = g.op("Concat", &[&freqs, &freqs], vec![attr_i("axis", -1)]);
+    let ax1 = g.const_i64(&[1], false);
+    let cos = g.op("Cos", &[&emb], vec![]);
+    let cos = g.op("Unsqueeze", &[&cos, &ax1], vec![]);
+    let sin = g.op("Sin", &[&emb], vec![]);
+    let sin = g.op("Unsqueeze", &[&sin, &ax1], vec![]);
+
+    // Additive attention bias [batch, 1, group * seq, total]: causal over absolute positions and
+    // padding from the mask; query rows are tiled per head of a KV group (see below).
+    let ids_shape = g.op("Shape", &[&ids], vec![]);
+    let mask_shape = g.op("Shape", &[&mask], vec![]);
+    let one_s = g.const_i64(&[1], true);
+    let zero_s = g.const_i64(&[0], true);
+    let s_len = g.op("Gather", &[&ids_shape, &one_s], vec![attr_i("axis", 0)]);
+    let t_len = g.op("Gather", &[&mask_shape, &one_s], vec![attr_i("axis", 0)]);
+    let p_len = g.op("Sub", &[&t_len, &s_len], vec![]);
+    let q_pos = g.op("Range", &[&p_len, &t_len, &one_s], vec![]);
+    let k_pos = g.op("Range", &[&zero_s, &t_len, &one_s], vec![]);
+    let ax0 = g.const_i64(&[0], false);
+    let k_row = g.op("Unsqueeze", &[&k_pos, &ax0], vec![]);
+    let q_col = g.op("Unsqueeze", &[&q_pos, &ax1], vec![]);
+    let causal = g.op("LessOrEqual", &[&k_row, &q_col], vec![]);
+    let pad = g.op("Cast", &[&mask], vec![attr_i("to", dtype::BOOL as i64)]);
+    let ax12 = g.const_i64(&[1, 2], false);
+    let pad = g.op("Unsqueeze", &[&pad, &ax12], vec![]);
+    let allowed = g.op("And", &[&causal, &pad], vec![]);
+    let zero_f = g.const_f32(0.0);
+    let neg_f = g.const_f32(-1e9);
+    let bias = g.op("Where", &[&allowed, &zero_f, &neg_f], vec![]);
+    let reps = g.const_i64(&[1, 1, group, 1], false);
+    let bias = g.op("Tile", &[&bias, &reps], vec![]);
+
+    let scale = g.const_f32(1.0 / (d as f32).sqrt());
+    let shape_heads = g.const_i64(&[0, 0, nh as i64, d as i64], false);
+    let shape_kv = g.const_i64(&[0, 0, kvh as i64, d as i64], false);
+    // Query heads that share a KV head are folded into the row axis: no copies of K and V.
+    let shape_fold = g.const_i64(&[0, kvh as i64, -1, d as i64], false);
+    let shape_unfold = g.const_i64(&[0, nh as i64, -1, d as i64], false);
+    let shape_merge = g.const_i64(&[0, 0, -1], false);
+    let kv_out = [batch.clone(), Dim::Fixed(kvh as i64), total.clone(), Dim::Fixed(d as i64)];
+    for (i, lw) in weights.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        let xn = b.rms_norm(&x, &lw.attn_norm, &format!("{p}.input_layernorm.weight"));
+        let q = b.linear(&xn, &lw.q, &format!("{p}.self_attn.q_proj"), h, nh * d);
+        let k = b.linear(&xn, &lw.k, &format!("{p}.self_attn.k_proj"), h, kvh * d);
+        let v = b.linear(&xn, &lw.v, &format!("{p}.self_attn.v_proj"), h, kvh * d);
+        let g = &mut b.g;
+        let perm = vec![attr_ints("perm", &[0, 2, 1, 3])];
+        let q = g.op("Reshape", &[&q, &shape_heads], vec![]);
+        let q = g.op("Transpose", &[&q], perm.clone());
+        let k = g.op("Reshape", &[&k, &shape_kv], vec![]);
+        let k = g.op("Transpose", &[&k], perm.clone());
+        let v = g.op("Reshape", &[&v, &shape_kv], vec![]);
+        let v = g.op("Transpose", &[&v], perm.clone());
+        let q = b.rope(&q, &cos, &sin);
+        let k = b.rope(&k, &cos, &sin);
+        let g = &mut b.g;
+        let present_k = g.op("Concat", &[&pasts[i].0, &k], vec![attr_i("axis", 2)]);
+        let present_v = g.op("Concat", &[&pasts[i].1, &v], vec![attr_i("axis", 2)]);
+        g.output(&present_k, &format!("present.{i}.key"), dtype::FLOAT, &kv_out);
+        g.output(&present_v, &format!("present.{i}.value"), dtype::FLOAT, &kv_out);
+        let qf = g.op("Reshape", &[&q, &shape_fold], vec![]);
+        let kt = g.op("Transpose", &[&present_k], vec![attr_ints("perm", &[0, 1, 3, 2])]);
+        let scores = g.op("MatMul", &[&qf, &kt], vec![]);
+        let scores = g.op("Mul", &[&scores, &scale], vec![]);
+        let scores = g.op("Add", &[&scores, &bias], vec![]);
+        let probs = g.op("Softmax", &[&scores], vec![attr_i("axis", -1)]);
+        let ctx = g.op("MatMul", &[&probs, &present_v], vec![]);
+        let ctx = g.op("Reshape", &[&ctx, &shape_unfold], vec![]);
+        let ctx = g.op("Transpose", &[&ctx], perm);
+        let ctx = g.op("Reshape", &[&ctx, &shape_merge], vec![]);
+        let attn = b.linear(&ctx, &lw.o, &format!("{p}.self_attn.o_proj"), nh * d, h);
+        x = b.g.op("Add", &[&x, &attn], vec![]);
+        let xn = b.rms_norm(&x, &lw.ffn_norm, &format!("{p}.post_attention_layernorm.weight"));
+        let gate = b.linear(&xn, &lw.gate, &format!("{p}.mlp.gate_proj"), h, cfg.intermediate_size);
+        let up = b.linear(&xn, &lw.up, &format!("{p}.mlp.up_proj"), h, cfg.intermediate_size);
+        let g = &mut b.g;
+        let sig = g.op("Sigmoid", &[&gate], vec![]);
+        let act = g.op("Mul", &[&gate, &sig], vec![]);
+        let act = g.op("Mul", &[&act, &up], vec![]);
+        let down = b.linear(&act, &lw.down, &format!("{p}.mlp.down_proj"), cfg.intermediate_size, h);
+        x = b.g.op("Add", &[&x, &down], vec![]);
+    }
+    let x = b.rms_norm(&x, &weights.final_norm, "model.norm.weight");
+    let g = &mut b.g;
+    let last = g.const_i64(&[-1], true);
+    let x_last = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
+    let logits = g.op("Gemm", &[&x_last, &embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
+    let logits = g.op("Unsqueeze", &[&logits, &ax1], vec![]);
+    g.output(&logits, "logits", dtype::FLOAT, &[batch, Dim::Fixed(1), Dim::Fixed(cfg.vocab_size as i64)]);
+    b.g.into_model_bytes("llama decoder with KV cache, exported by wrapflow", metadata)
+}
