@@ -10,6 +10,7 @@ PARAM tokenizer  DEFAULT 'models/smollm2-135m-instruct/tokenizer.json';
 PARAM max_tokens DEFAULT 300;
 PARAM text_column DEFAULT 'text';
 PARAM min_words  DEFAULT 50;
+PARAM shard_rows DEFAULT 100000;
 
 TOKENIZER '${tokenizer}';
 
@@ -34,4 +35,4 @@ WHERE word_count(text) BETWEEN ${min_words} AND 100000
 INPUT docs;
 DEDUP ON text;
 CHUNK WITH (max_tokens = ${max_tokens});
-SINK '${output}' WITH (format = 'parquet', shard_rows = 100000);
+SINK '${output}' WITH (format = 'parquet', shard_rows = ${shard_rows});
