@@ -84,7 +84,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 .lines()
                 .enumerate()
                 .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
-                .map(|(i, l)| Ok(serde_json::from_str(&l?).with_context(|| format!("{} line {}", f.display(), i + 1))?))
+                .map(|(i, l)| serde_json::from_str(&l?).with_context(|| format!("{} line {}", f.display(), i + 1)))
                 .collect::<anyhow::Result<_>>()?
         }
         (None, None) => anyhow::bail!("give --prompt TEXT or --prompts FILE.jsonl"),

@@ -98,15 +98,18 @@ pub fn dup_line_char_fraction(text: &str) -> f64 {
     ratio(d, n)
 }
 
+/// The words of a text and their total characters, or `None` when there is no n-gram.
+fn ngram_words(text: &str, n: usize) -> Option<(Vec<&str>, usize)> {
+    let w: Vec<&str> = words(text).collect();
+    let total = w.iter().map(|x| x.chars().count()).sum();
+    (n > 0 && w.len() >= n).then_some((w, total))
+}
+
 /// Share of word characters covered by repeats of a word n-gram seen earlier in the document:
 /// each n-gram occurrence after the first marks its words, each word counted once (Gopher keeps
 /// 0.15 for n=5 down to 0.10 for n=10).
 pub fn dup_ngram_fraction(text: &str, n: usize) -> f64 {
-    let w: Vec<&str> = words(text).collect();
-    let total: usize = w.iter().map(|x| x.chars().count()).sum();
-    if n == 0 || w.len() < n {
-        return 0.0;
-    }
+    let Some((w, total)) = ngram_words(text, n) else { return 0.0 };
     let mut seen = HashSet::new();
     let mut dup = vec![false; w.len()];
     for i in 0..=w.len() - n {
@@ -121,11 +124,7 @@ pub fn dup_ngram_fraction(text: &str, n: usize) -> f64 {
 /// Share of word characters taken by the most frequent word n-gram, counting each of its
 /// occurrences (Gopher keeps 0.20 for n=2, 0.18 for n=3, 0.16 for n=4).
 pub fn top_ngram_fraction(text: &str, n: usize) -> f64 {
-    let w: Vec<&str> = words(text).collect();
-    let total: usize = w.iter().map(|x| x.chars().count()).sum();
-    if n == 0 || w.len() < n {
-        return 0.0;
-    }
+    let Some((w, total)) = ngram_words(text, n) else { return 0.0 };
     let mut counts: HashMap<&[&str], usize> = HashMap::new();
     for g in w.windows(n) {
         *counts.entry(g).or_default() += 1;

@@ -203,7 +203,7 @@ impl TableProviderFactory for SourceFactory {
             format,
             stats: stats.clone(),
         }));
-        let part = SourcePartition {
+        let part = ReadJob {
             location,
             format,
             compression: opts.compression,
@@ -217,43 +217,8 @@ impl TableProviderFactory for SourceFactory {
     }
 }
 
-#[derive(Debug)]
-struct SourcePartition {
-    location: Location,
-    format: Format,
-    compression: Option<String>,
-    layout: Layout,
-    worker: usize,
-    peers: usize,
-    stats: Arc<SourceStats>,
-}
-
-impl PartitionStream for SourcePartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.layout.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
-        let job = ReadJob {
-            location: self.location.clone(),
-            format: self.format,
-            compression: self.compression.clone(),
-            layout: self.layout.clone(),
-            worker: self.worker,
-            peers: self.peers,
-            stats: self.stats.clone(),
-        };
-        tokio::spawn(async move {
-            if let Err(e) = job.run(tx.clone()).await {
-                let _ = tx.send(Err(DataFusionError::External(e.into()))).await;
-            }
-        });
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-        Box::pin(RecordBatchStreamAdapter::new(self.layout.schema.clone(), stream))
-    }
-}
-
+/// One worker's share of a source; each `execute` reads it anew.
+#[derive(Clone, Debug)]
 struct ReadJob {
     location: Location,
     format: Format,
@@ -262,6 +227,24 @@ struct ReadJob {
     worker: usize,
     peers: usize,
     stats: Arc<SourceStats>,
+}
+
+impl PartitionStream for ReadJob {
+    fn schema(&self) -> &SchemaRef {
+        &self.layout.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
+        let job = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = job.run(tx.clone()).await {
+                let _ = tx.send(Err(DataFusionError::External(e.into()))).await;
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        Box::pin(RecordBatchStreamAdapter::new(self.layout.schema.clone(), stream))
+    }
 }
 
 /// Sends batches into the query's channel and rejects into the stats, counting both.

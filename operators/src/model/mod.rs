@@ -22,13 +22,13 @@ pub fn import_tokenizer(gguf: &Path, out: &Path) -> anyhow::Result<()> {
 /// The tokenizer files of a parsed GGUF.
 pub fn write_tokenizer_files(g: &gguf::Gguf, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let tok = tokenizer::tokenizer_json(&g)?;
+    let tok = tokenizer::tokenizer_json(g)?;
     std::fs::write(out.join("tokenizer.json"), serde_json::to_vec(&tok)?)?;
     let token = |key: &str| -> Option<String> {
         let id = g.metadata.get(key)?.as_u64()? as usize;
         g.metadata.get("tokenizer.ggml.tokens")?.as_array()?.get(id)?.as_str().map(str::to_string)
     };
-    let template = tokenizer::chat_template(&g);
+    let template = tokenizer::chat_template(g);
     if let Some(t) = &template {
         std::fs::write(out.join("chat_template.jinja"), t)?;
     }
