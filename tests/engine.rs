@@ -201,3 +201,22 @@ fn a_missing_runtime_library_is_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ORT_DYLIB_PATH") && err.contains("install-ort.sh"), "{err}");
 }
+
+#[test]
+fn the_tokenizer_built_from_gguf_matches_an_independent_implementation() {
+    let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF is not set: run the tests through scripts/test.sh");
+    let dir = TempDir::new().unwrap();
+    wrapflow::operators::model::import_tokenizer(Path::new(&gguf), dir.path()).unwrap();
+    let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+    // Ids recorded by scripts/reference_tokenizer.py, a separate BPE written from the GGUF data.
+    let fixtures: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("fixtures/smollm2_tokenizer.json")).unwrap();
+    assert!(fixtures.len() >= 10);
+    for f in fixtures {
+        let text = f["text"].as_str().unwrap();
+        let want: Vec<u32> = f["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let got = tok.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(got, want, "ids of {text:?}");
+        assert_eq!(tok.decode(&got, false).unwrap(), text, "decoding {text:?} round-trips");
+    }
+}

@@ -1,0 +1,112 @@
+"""An independent byte-level BPE for GGUF vocabularies (gpt2 model, smollm pre-tokenizer), used
+to record the token ids in tests/fixtures/smollm2_tokenizer.json. It shares no code with
+wrapflow's importer or the Rust `tokenizers` crate: its own GGUF reader, regex split and merge loop.
+
+usage: python reference_tokenizer.py MODEL.gguf > tests/fixtures/smollm2_tokenizer.json
+needs: pip install regex
+"""
+
+import json
+import struct
+import sys
+
+import regex
+
+STRINGS = [
+    "Hello world",
+    "The city council met on Tuesday to discuss the 2024 budget of 12,500,000 pounds.",
+    "Numbers: 0 1 22 333 4444 3.14159 -7",
+    "   leading spaces and  double  spaces   ",
+    "tabs\tand\nnewlines\n\n\nand\r\nCRLF",
+    "Ünïcödé façade naïve café",
+    "日本語のテキストと中文文本",
+    "emoji 🌍👩‍👩‍👧‍👦🎉 done",
+    "<|im_start|>user\nRewrite this.<|im_end|>\n<|im_start|>assistant\n",
+    "don't won't I'll we've they're it's",
+    "def f(x):\n    return x**2  # code",
+    "Question: What is it?\nAnswer: It is a test.",
+]
+
+
+def read_gguf_metadata(path):
+    f = open(path, "rb")
+    magic, version, n_tensors, n_kv = struct.unpack("<IIQQ", f.read(24))
+    assert magic == 0x46554747, "not a GGUF file"
+    fmt = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+    def string():
+        (n,) = struct.unpack("<Q", f.read(8))
+        return f.read(n).decode("utf-8", "replace")
+
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            at, n = struct.unpack("<IQ", f.read(12))
+            return [value(at) for _ in range(n)]
+        return struct.unpack(fmt[t], f.read(struct.calcsize(fmt[t])))[0]
+
+    meta = {}
+    for _ in range(n_kv):
+        key = string()
+        (t,) = struct.unpack("<I", f.read(4))
+        meta[key] = value(t)
+    return meta
+
+
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+GPT2 = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+
+class Bpe:
+    def __init__(self, meta):
+        self.tokens = meta["tokenizer.ggml.tokens"]
+        self.vocab = {t: i for i, t in enumerate(self.tokens)}
+        self.ranks = {tuple(m.split(" ", 1)): r for r, m in enumerate(meta["tokenizer.ggml.merges"])}
+        types = meta["tokenizer.ggml.token_type"]
+        specials = sorted((t for t, ty in zip(self.tokens, types) if ty in (3, 4)), key=len, reverse=True)
+        self.special = regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")")
+        self.byte_map = bytes_to_unicode()
+
+    def bpe(self, word):
+        parts = list(word)
+        while len(parts) > 1:
+            pairs = [(self.ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+            pairs = [p for p in pairs if p[0] is not None]
+            if not pairs:
+                break
+            _, i = min(pairs)
+            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        return [self.vocab[p] for p in parts]
+
+    def encode(self, text):
+        ids = []
+        for piece in self.special.split(text):
+            if not piece:
+                continue
+            if piece in self.vocab and self.special.fullmatch(piece):
+                ids.append(self.vocab[piece])
+                continue
+            # smollm: every digit is its own piece, then the GPT-2 split.
+            for chunk in regex.split(r"(\p{N})", piece):
+                for word in GPT2.findall(chunk):
+                    ids.extend(self.bpe("".join(self.byte_map[b] for b in word.encode("utf-8"))))
+        return ids
+
+
+if __name__ == "__main__":
+    meta = read_gguf_metadata(sys.argv[1])
+    assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "smollm"
+    bpe = Bpe(meta)
+    print(json.dumps([{"text": s, "ids": bpe.encode(s)} for s in STRINGS], ensure_ascii=False, indent=1))
