@@ -204,7 +204,8 @@ fn a_missing_runtime_library_is_one_clear_error() {
 
 #[test]
 fn the_tokenizer_built_from_gguf_matches_an_independent_implementation() {
-    let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF is not set: run the tests through scripts/test.sh");
+    let gguf = std::env::var("WRAPFLOW_TEST_GGUF")
+        .expect("WRAPFLOW_TEST_GGUF is not set: run the tests through scripts/test.sh");
     let dir = TempDir::new().unwrap();
     wrapflow::operators::model::import_tokenizer(Path::new(&gguf), dir.path()).unwrap();
     let tok = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();

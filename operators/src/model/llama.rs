@@ -34,9 +34,9 @@ impl LlamaConfig {
 pub enum Linear {
     /// Row-major `[out, in]`.
     F32(Vec<f32>),
-    /// 4-bit blocks of 32 for `MatMulNBits`: `[out, in/32, 16]` packed bytes (element `2i` in the
-    /// low nibble of byte `i`) and per-block scale and zero point (`w = scale * (q - zero)`).
-    Q4 { packed: Vec<u8>, scales: Vec<f32>, zeros: Vec<f32> },
+    /// 4-bit blocks of 32: `[out, in/32, 16]` packed bytes (element `2i` in the low nibble of
+    /// byte `i`), a scale and a minimum per block: `w = scale * q + min` (GGUF's Q4_1).
+    Q4 { packed: Vec<u8>, scales: Vec<f32>, mins: Vec<f32> },
 }
 
 impl Linear {
@@ -44,11 +44,11 @@ impl Linear {
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
             Linear::F32(w) => w.clone(),
-            Linear::Q4 { packed, scales, zeros } => packed
+            Linear::Q4 { packed, scales, mins } => packed
                 .chunks_exact(16)
-                .zip(scales.iter().zip(zeros))
-                .flat_map(|(blk, (s, z))| {
-                    blk.iter().flat_map(move |b| [s * ((b & 0xF) as f32 - z), s * ((b >> 4) as f32 - z)])
+                .zip(scales.iter().zip(mins))
+                .flat_map(|(blk, (s, m))| {
+                    blk.iter().flat_map(move |b| [s * (b & 0xF) as f32 + m, s * (b >> 4) as f32 + m])
                 })
                 .collect(),
         }
@@ -133,11 +133,19 @@ impl Builder<'_> {
                 let w = self.g.init_f32(name, &[n_in as i64, n_out as i64], &t);
                 self.g.op("MatMul", &[x, &w], vec![])
             }
-            Linear::Q4 { packed, scales, zeros } => {
-                let blocks = (n_in / 32) as i64;
-                let b = self.g.init_u8(&format!("{name}.q4"), &[n_out as i64, blocks, 16], packed.clone());
-                let s = self.g.init_f32(&format!("{name}.scales"), &[n_out as i64 * blocks], scales);
-                let z = self.g.init_f32(&format!("{name}.zeros"), &[n_out as i64 * blocks], zeros);
+            Linear::Q4 { packed, scales, mins } => {
+                // x·wᵀ with w = scale·q + min splits exactly into MatMulNBits on scale·q (integer
+                // zero point 0, which keeps ONNX Runtime on its fused kernel; a fractional zero
+                // point falls back to dequantizing every call) plus, per block, min × the sum of
+                // that block of x: a [in/32, out] MatMul.
+                let blocks = n_in / 32;
+                let b = self.g.init_u8(&format!("{name}.q4"), &[n_out as i64, blocks as i64, 16], packed.clone());
+                let s = self.g.init_f32(&format!("{name}.scales"), &[(n_out * blocks) as i64], scales);
+                let zp = self.g.init_u8(
+                    &format!("{name}.zero_points"),
+                    &[(n_out * blocks.div_ceil(2)) as i64],
+                    vec![0; n_out * blocks.div_ceil(2)],
+                );
                 let attrs = vec![
                     attr_i("K", n_in as i64),
                     attr_i("N", n_out as i64),
@@ -145,7 +153,20 @@ impl Builder<'_> {
                     attr_i("block_size", 32),
                     attr_i("accuracy_level", 0),
                 ];
-                self.g.op_n("MatMulNBits", "com.microsoft", &[x, &b, &s, &z], 1, attrs).remove(0)
+                let y = self.g.op_n("MatMulNBits", "com.microsoft", &[x, &b, &s, &zp], 1, attrs).remove(0);
+                let mut mt = vec![0f32; blocks * n_out];
+                for o in 0..n_out {
+                    for k in 0..blocks {
+                        mt[k * n_out + o] = mins[o * blocks + k];
+                    }
+                }
+                let mt = self.g.init_f32(&format!("{name}.mins"), &[blocks as i64, n_out as i64], &mt);
+                let shape = self.g.const_i64(&[0, 0, blocks as i64, 32], false);
+                let last = self.g.const_i64(&[-1], false);
+                let xr = self.g.op("Reshape", &[x, &shape], vec![]);
+                let xs = self.g.op("ReduceSum", &[&xr, &last], vec![attr_i("keepdims", 0)]);
+                let corr = self.g.op("MatMul", &[&xs, &mt], vec![]);
+                self.g.op("Add", &[&y, &corr], vec![])
             }
         }
     }

@@ -104,32 +104,55 @@ pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>
         Some(src) => src.to_vec(),
         None => (0..n_out).collect(),
     };
-    let (mut packed, mut scales, mut zeros) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut packed, mut scales, mut mins) = (Vec::new(), Vec::new(), Vec::new());
     for &row in &order {
         for blk in &blocks[row * blocks_per_row..(row + 1) * blocks_per_row] {
-            let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
             let qs = &blk[4..];
             // GGUF: byte j holds elements j (low) and j+16 (high); MatMulNBits: byte i holds
             // elements 2i (low) and 2i+1 (high).
-            let q: Vec<u8> = (0..32).map(|e| if e < 16 { qs[e] & 0xF } else { qs[e - 16] >> 4 }).collect();
-            if d == 0.0 {
-                // Every weight equals m: q = 0, zero = -8, scale = m / 8.
-                packed.extend(std::iter::repeat_n(0u8, 16));
-                scales.push(m / 8.0);
-                zeros.push(-8.0);
-            } else {
-                packed.extend((0..16).map(|i| q[2 * i] | (q[2 * i + 1] << 4)));
-                scales.push(d);
-                zeros.push(-m / d);
-            }
+            let q = |e: usize| if e < 16 { qs[e] & 0xF } else { qs[e - 16] >> 4 };
+            packed.extend((0..16).map(|i| q(2 * i) | (q(2 * i + 1) << 4)));
+            scales.push(f16_at(blk, 0));
+            mins.push(f16_at(blk, 2));
         }
     }
-    Ok(Linear::Q4 { packed, scales, zeros })
+    Ok(Linear::Q4 { packed, scales, mins })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q4_blocks_keep_their_values() {
+        // One row of one Q4_1 block: d = 0.5, m = -1.0, element e has q = e % 16.
+        let mut blk = Vec::new();
+        blk.extend(half::f16::from_f32(0.5).to_le_bytes());
+        blk.extend(half::f16::from_f32(-1.0).to_le_bytes());
+        blk.extend((0..16u8).map(|j| j | (j << 4)));
+        let mut file = Vec::new();
+        file.extend(b"GGUF");
+        file.extend(3u32.to_le_bytes());
+        file.extend(1u64.to_le_bytes());
+        file.extend(0u64.to_le_bytes());
+        file.extend(1u64.to_le_bytes());
+        file.push(b'w');
+        file.extend(2u32.to_le_bytes());
+        file.extend(32u64.to_le_bytes());
+        file.extend(1u64.to_le_bytes());
+        file.extend(Q4_1.to_le_bytes());
+        file.extend(0u64.to_le_bytes());
+        while file.len() % 32 != 0 {
+            file.push(0);
+        }
+        file.extend(&blk);
+        let g = Gguf::parse(file).unwrap();
+        let t = g.tensor("w").unwrap();
+        let deq = dequantize(&g, t).unwrap();
+        let want: Vec<f32> = (0..32).map(|e| 0.5 * (e % 16) as f32 - 1.0).collect();
+        assert_eq!(deq, want);
+        assert_eq!(linear(&g, t, true, None).unwrap().to_f32(), want, "4-bit repacking keeps every weight");
+    }
 
     #[test]
     fn unpermute_swaps_the_pair_axis() {

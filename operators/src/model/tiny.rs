@@ -22,7 +22,7 @@ fn random_linear(rng: &mut StdRng, n_in: usize, n_out: usize, format: WeightForm
             Linear::Q4 {
                 packed: (0..blocks * 16).map(|_| rng.random()).collect(),
                 scales: (0..blocks).map(|_| rng.random_range(0.005f32..0.03)).collect(),
-                zeros: (0..blocks).map(|_| rng.random_range(6.0f32..9.0)).collect(),
+                mins: (0..blocks).map(|_| rng.random_range(-0.25f32..-0.05)).collect(),
             }
         }
     }
