@@ -221,3 +221,32 @@ fn the_tokenizer_built_from_gguf_matches_an_independent_implementation() {
         assert_eq!(tok.decode(&got, false).unwrap(), text, "decoding {text:?} round-trips");
     }
 }
+
+/// The real default model, imported from its GGUF, decodes greedily to the ids that a plain
+/// Python ONNX Runtime loop recorded (scripts/record_greedy_reference.py) for the same prompts.
+/// Behind a flag: it imports the 135M-parameter model. Run with WRAPFLOW_REAL_MODEL=1.
+#[test]
+fn real_model_greedy_output_matches_the_recorded_reference() {
+    if std::env::var("WRAPFLOW_REAL_MODEL").as_deref() != Ok("1") {
+        eprintln!("skipped: set WRAPFLOW_REAL_MODEL=1 (and WRAPFLOW_TEST_GGUF) to run the real model");
+        return;
+    }
+    let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
+    let dir = TempDir::new().unwrap();
+    wrapflow::operators::model::import::import(Path::new(&gguf), dir.path(), WeightFormat::Fp32).unwrap();
+    let mut d = Decoder::load(dir.path(), &SessionConfig::default()).unwrap();
+    let fixtures: Vec<serde_json::Value> = serde_json::from_str(include_str!("fixtures/smollm2_greedy.json")).unwrap();
+    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let mut prompts = vec![];
+    for (i, f) in fixtures.iter().enumerate() {
+        let text = format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", f["prompt"].as_str().unwrap());
+        let p = encode(&d, &text);
+        assert_eq!(p, ids(&f["prompt_ids"]), "prompt {i} tokenizes as the reference");
+        prompts.push(Prompt { id: i.to_string(), ids: p, max_new_tokens: None });
+    }
+    let cfg = GenerationConfig { max_new_tokens: 32, batch_size: 3, ignore_eos: true, ..Default::default() };
+    let out = run(&mut d, &cfg, prompts);
+    for (i, f) in fixtures.iter().enumerate() {
+        assert_eq!(out[i], ids(&f["greedy_ids"]), "greedy ids of prompt {i}");
+    }
+}
