@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc returns freed memory to the system and fragments less than glibc's malloc across
+/// wrapflow's reader, runtime and worker threads, so peak memory tracks live data.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use wrapflow::plan::Plan;

@@ -11,6 +11,8 @@
 //! | [`chunk`] | the [`chunk::ChunkDocs`] operator: split documents into chunks of at most N tokens |
 //! | [`sink`] | the [`sink::SinkShards`] operator: atomic Parquet / JSONL shards in object storage |
 //! | [`store`] | object-store URLs (`file://`, bare paths, `s3://`, `gs://`, `az://`, `memory://`) |
+//! | [`model`] | GGUF reading and the import of llama models into ONNX (fp32 or 4-bit), the tiny test model |
+//! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching |
 //!
 //! Every operator is an extension trait on a timely [`timely::dataflow::StreamVec`], configured by
 //! a serde struct, in the style of timely's own operators.

@@ -45,8 +45,6 @@ impl Location {
             Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
             None => path.to_string(),
         }
-        .chars()
-        .collect()
     }
 }
 
