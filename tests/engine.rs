@@ -236,7 +236,8 @@ fn real_model_greedy_output_matches_the_recorded_reference() {
     wrapflow::operators::model::import::import(Path::new(&gguf), dir.path(), WeightFormat::Fp32).unwrap();
     let mut d = Decoder::load(dir.path(), &SessionConfig::default()).unwrap();
     let fixtures: Vec<serde_json::Value> = serde_json::from_str(include_str!("fixtures/smollm2_greedy.json")).unwrap();
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let ids =
+        |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
     let mut prompts = vec![];
     for (i, f) in fixtures.iter().enumerate() {
         let text = format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", f["prompt"].as_str().unwrap());
