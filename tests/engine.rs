@@ -251,3 +251,30 @@ fn real_model_greedy_output_matches_the_recorded_reference() {
         assert_eq!(out[i], ids(&f["greedy_ids"]), "greedy ids of prompt {i}");
     }
 }
+
+#[test]
+fn generate_cli_reads_prompts_and_chats_and_prints_json() {
+    let dir = TempDir::new().unwrap();
+    write_tiny_model(dir.path(), 3, WeightFormat::Fp32, false).unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"id\": \"plain\", \"prompt\": \"The council met.\"}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"Rewrite: the team will publish.\"}]}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wrapflow"))
+        .args(["generate", "--model", dir.path().to_str().unwrap(), "--prompts", prompts.to_str().unwrap()])
+        .args(["--json", "--max-new", "5", "--ignore-eos", "--batch", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outputs = v["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(outputs[0]["id"], "plain");
+    assert_eq!(outputs[1]["id"], "1");
+    assert!(outputs.iter().all(|o| o["token_ids"].as_array().unwrap().len() == 5));
+    for k in ["wall_s", "prefill_tok_s", "decode_tok_s", "gen_tok_s"] {
+        assert!(v["timing"][k].as_f64().unwrap() > 0.0, "{k}");
+    }
+}
