@@ -20,6 +20,7 @@
 pub mod chunk;
 pub mod dedup;
 pub mod engine;
+pub mod gates;
 pub mod heuristics;
 pub mod model;
 pub mod readers;

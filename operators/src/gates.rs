@@ -1,0 +1,239 @@
+//! Quality gates for rephrasings: pure checks of an output against its source chunk, each with
+//! a score, so that a rejected row carries its reason and numbers. The rephrase stage (issue 4)
+//! runs them; the meaning gate (embedding cosine) joins them there.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// Gate settings; each gate can be switched off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateConfig {
+    /// Output characters over source characters must lie in this range.
+    pub min_length_ratio: f64,
+    pub max_length_ratio: f64,
+    /// Share of word n-grams that repeat an earlier one, at most.
+    pub max_repetition: f64,
+    pub repetition_n: usize,
+    /// Remove a leading "Here is a paraphrase:"-style line and trailing sign-offs.
+    pub strip_chatter: bool,
+    /// Every number in the output must appear in the source.
+    pub number_fidelity: bool,
+    /// Question/Answer pairs required when the style asks for them.
+    pub min_qa_pairs: usize,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            min_length_ratio: 0.3,
+            max_length_ratio: 3.0,
+            max_repetition: 0.2,
+            repetition_n: 3,
+            strip_chatter: true,
+            number_fidelity: true,
+            min_qa_pairs: 2,
+        }
+    }
+}
+
+/// What the gates measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub length_ratio: f64,
+    pub repetition: f64,
+    pub qa_pairs: usize,
+    /// Numbers in the output that the source does not contain.
+    pub invented_numbers: Vec<String>,
+    pub chatter_stripped: bool,
+}
+
+/// The outcome for one output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The (cleaned) text passes every gate.
+    Accept {
+        text: String,
+        scores: Scores,
+    },
+    Reject {
+        reason: String,
+        scores: Scores,
+    },
+}
+
+static LEAD_CHATTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(sure|certainly|of course|okay|ok|absolutely|here('s| is| are)|below is|the following is|this is a|(the )?(rephrased|paraphrased|rewritten|simplified) (text|version|paragraph))\b[^\n]{0,100}?(:|\.|!)\s*(\n|$)").unwrap()
+});
+static TRAIL_CHATTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\n\s*(i hope (this|that) helps|let me know|feel free to|hope this)[^\n]*\s*$").unwrap()
+});
+static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(as an ai\b|as a language model|i('m| am) sorry,? but|i cannot (help|assist|provide|rephrase)|i can't (help|assist|provide))").unwrap()
+});
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
+static QUESTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?im)^\s*\**\s*(q|question)\s*\d*\s*\**\s*:").unwrap());
+static ANSWER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?im)^\s*\**\s*(a|answer)\s*\d*\s*\**\s*:").unwrap());
+
+/// Removes a leading acknowledgement line and trailing sign-offs; true if anything was removed.
+pub fn strip_chatter(text: &str) -> (String, bool) {
+    let mut t = text.to_string();
+    let mut stripped = false;
+    if let Some(m) = LEAD_CHATTER.find(&t)
+        && m.end() < t.len()
+    {
+        t = t[m.end()..].to_string();
+        stripped = true;
+    }
+    if let Some(m) = TRAIL_CHATTER.find(&t) {
+        t.truncate(m.start());
+        stripped = true;
+    }
+    (t.trim().to_string(), stripped)
+}
+
+/// True if the text is a refusal or talks about itself as an AI.
+pub fn is_refusal(text: &str) -> bool {
+    REFUSAL.is_match(text)
+}
+
+/// Share of word n-grams that repeat an earlier n-gram of the same text.
+pub fn repetition(text: &str, n: usize) -> f64 {
+    let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+    if n == 0 || words.len() < n {
+        return 0.0;
+    }
+    let mut seen = HashSet::new();
+    let total = words.len() - n + 1;
+    let repeats = words.windows(n).filter(|w| !seen.insert(*w)).count();
+    repeats as f64 / total as f64
+}
+
+/// Numbers with thousands separators removed, so "2,000" and "2000" are the same number.
+fn numbers(text: &str) -> HashMap<String, String> {
+    NUMBER
+        .find_iter(text)
+        .map(|m| {
+            let raw = m.as_str().trim_end_matches(['.', ',']).to_string();
+            let norm = if raw.contains(',') && !raw.contains('.') { raw.replace(',', "") } else { raw.clone() };
+            (norm, raw)
+        })
+        .collect()
+}
+
+/// Numbers of `output` that `source` does not contain.
+pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
+    let src = numbers(source);
+    let mut out: Vec<String> =
+        numbers(output).into_iter().filter(|(n, _)| !src.contains_key(n)).map(|(_, raw)| raw).collect();
+    out.sort();
+    out
+}
+
+/// Question/Answer pairs in a conversation-style output.
+pub fn qa_pairs(text: &str) -> usize {
+    QUESTION.find_iter(text).count().min(ANSWER.find_iter(text).count())
+}
+
+/// Runs the gates on one output. `truncated` is true when generation hit its token limit;
+/// `qa` when the style asks for Question/Answer pairs.
+pub fn check(source: &str, output: &str, truncated: bool, qa: bool, cfg: &GateConfig) -> Verdict {
+    let (text, chatter_stripped) =
+        if cfg.strip_chatter { strip_chatter(output) } else { (output.trim().to_string(), false) };
+    let scores = Scores {
+        length_ratio: text.chars().count() as f64 / source.chars().count().max(1) as f64,
+        repetition: repetition(&text, cfg.repetition_n),
+        qa_pairs: qa_pairs(&text),
+        invented_numbers: if cfg.number_fidelity { invented_numbers(source, &text) } else { vec![] },
+        chatter_stripped,
+    };
+    let reason = if text.is_empty() {
+        Some("empty output".to_string())
+    } else if truncated {
+        Some("truncated: hit the token limit".to_string())
+    } else if is_refusal(&text) {
+        Some("refusal or chatter".to_string())
+    } else if scores.length_ratio < cfg.min_length_ratio || scores.length_ratio > cfg.max_length_ratio {
+        Some(format!(
+            "length ratio: {:.2} outside [{}, {}]",
+            scores.length_ratio, cfg.min_length_ratio, cfg.max_length_ratio
+        ))
+    } else if scores.repetition > cfg.max_repetition {
+        Some(format!(
+            "repetition: {:.2} of {}-grams repeat (max {})",
+            scores.repetition, cfg.repetition_n, cfg.max_repetition
+        ))
+    } else if qa && scores.qa_pairs < cfg.min_qa_pairs {
+        Some(format!("format: {} Question/Answer pairs (need {})", scores.qa_pairs, cfg.min_qa_pairs))
+    } else if !scores.invented_numbers.is_empty() {
+        Some(format!("number fidelity: {} not in the source", scores.invented_numbers.join(", ")))
+    } else {
+        None
+    };
+    match reason {
+        None => Verdict::Accept { text, scores },
+        Some(reason) => Verdict::Reject { reason, scores },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "The council will spend 12 million pounds on 2,000 new homes by 2027.";
+
+    fn reason(v: Verdict) -> String {
+        match v {
+            Verdict::Reject { reason, .. } => reason,
+            Verdict::Accept { text, .. } => panic!("accepted: {text:?}"),
+        }
+    }
+
+    #[test]
+    fn a_faithful_rewrite_passes_with_chatter_stripped() {
+        let out = "Here is a simpler version:\nThe council plans to build 2000 homes by 2027, costing 12 million pounds.\nI hope this helps!";
+        match check(SRC, out, false, false, &GateConfig::default()) {
+            Verdict::Accept { text, scores } => {
+                assert_eq!(text, "The council plans to build 2000 homes by 2027, costing 12 million pounds.");
+                assert!(scores.chatter_stripped);
+                assert!(scores.invented_numbers.is_empty(), "2000 is 2,000");
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn each_gate_rejects_its_failure() {
+        let cfg = GateConfig::default();
+        assert_eq!(reason(check(SRC, "  ", false, false, &cfg)), "empty output");
+        assert!(reason(check(SRC, SRC, true, false, &cfg)).starts_with("truncated"));
+        assert!(
+            reason(check(SRC, "As an AI, I cannot rephrase this text for you today.", false, false, &cfg))
+                .starts_with("refusal")
+        );
+        assert!(reason(check(SRC, "Homes.", false, false, &cfg)).starts_with("length ratio"));
+        let looped = "the council will spend the council will spend the council will spend money";
+        assert!(reason(check(SRC, looped, false, false, &cfg)).starts_with("repetition"));
+        let one_pair = "Question: What will the council build?\nAnswer: 2,000 new homes by 2027.";
+        assert!(reason(check(SRC, one_pair, false, true, &cfg)).starts_with("format: 1"));
+        let invented = "The council will spend 15 million pounds on 2,000 new homes by 2027.";
+        assert_eq!(reason(check(SRC, invented, false, false, &cfg)), "number fidelity: 15 not in the source");
+    }
+
+    #[test]
+    fn qa_pairs_and_numbers_are_parsed() {
+        let qa = "Question: Who?\nAnswer: The council.\n**Question 2:** How much?\n**Answer 2:** 12 million pounds.";
+        assert_eq!(qa_pairs(qa), 2);
+        assert_eq!(
+            check(SRC, qa, false, true, &GateConfig::default()),
+            check(SRC, qa, false, true, &GateConfig::default())
+        );
+        assert_eq!(invented_numbers("3.5 and 1,200", "1200, 3.5 and 7."), vec!["7".to_string()]);
+        assert!((repetition("a b c a b c", 3) - 1.0 / 4.0).abs() < 1e-12);
+        assert!(!is_refusal("The report says the council is sorry for the delay."));
+    }
+}
