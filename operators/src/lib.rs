@@ -13,6 +13,8 @@
 //! | [`store`] | object-store URLs (`file://`, bare paths, `s3://`, `gs://`, `az://`, `memory://`) |
 //! | [`model`] | GGUF reading and the import of llama models into ONNX (fp32 or 4-bit), the tiny test model |
 //! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching |
+//! | [`styles`], [`fanout`] | WRAP and Nemotron-CC styles; the [`fanout::FanOut`] operator (chunk × styles, seeded rates) |
+//! | [`gates`] | quality gates for rephrasings, each with its score |
 //!
 //! Every operator is an extension trait on a timely [`timely::dataflow::StreamVec`], configured by
 //! a serde struct, in the style of timely's own operators.
@@ -20,6 +22,7 @@
 pub mod chunk;
 pub mod dedup;
 pub mod engine;
+pub mod fanout;
 pub mod gates;
 pub mod heuristics;
 pub mod model;
@@ -28,6 +31,7 @@ pub mod record;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod styles;
 pub mod testkit;
 pub mod udf;
 
