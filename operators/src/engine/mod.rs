@@ -1,10 +1,12 @@
 //! The rephrasing engine: ONNX Runtime setup, model loading and batched generation.
 
 pub mod decoder;
+pub mod embed;
 pub mod generate;
 pub mod runtime;
 
 pub use decoder::Decoder;
+pub use embed::{Embedder, cosine};
 pub use generate::{Completion, Finish, GenerationConfig, Prompt, Timing, generate, sample};
 pub use runtime::{Provider, SessionConfig};
 
