@@ -118,7 +118,7 @@ pub fn build(cfg: &BertConfig, weights: &Tensors, metadata: &[(&str, String)]) -
     let types = b.get("embeddings.token_type_embeddings.weight", &[2, h]).or_else(|_| {
         b.get("embeddings.token_type_embeddings.weight", &[1, h]) // type_vocab_size 1
     })?;
-    let type0 = b.g.init_f32("embeddings.token_type_0", &[h as i64], &types[..h].to_vec());
+    let type0 = b.g.init_f32("embeddings.token_type_0", &[h as i64], &types[..h]);
     let g = &mut b.g;
     let x = g.op("Gather", &[&word, &ids], vec![attr_i("axis", 0)]);
     let shape = g.op("Shape", &[&ids], vec![]);
