@@ -117,8 +117,9 @@ pub fn build(cfg: &BertConfig, weights: &Tensors, metadata: &[(&str, String)]) -
     let pos_table = b.init("embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?;
     let types = b.get("embeddings.token_type_embeddings.weight", &[2, h]).or_else(|_| {
         b.get("embeddings.token_type_embeddings.weight", &[1, h]) // type_vocab_size 1
-    })?;
-    let type0 = b.g.init_f32("embeddings.token_type_0", &[h as i64], &types[..h]);
+    })?[..h]
+        .to_owned();
+    let type0 = b.g.init_f32("embeddings.token_type_0", &[h as i64], &types);
     let g = &mut b.g;
     let x = g.op("Gather", &[&word, &ids], vec![attr_i("axis", 0)]);
     let shape = g.op("Shape", &[&ids], vec![]);
