@@ -2,13 +2,17 @@
 //!
 //! Plan → dataflow → run. [`plan`] parses a plan file, [`session`] turns its SQL into per-worker
 //! DataFusion sessions, [`run`] builds the timely dataflow from the operators of
-//! [`wrapflow_operators`] and drives it, [`manifest`] records what a run did.
+//! [`wrapflow_operators`] and drives it ([`wrap`] adds the rephrase stages), [`manifest`] records
+//! what a run did and [`fidelity`] how faithful the rephrasings are.
 
+pub mod fidelity;
 pub mod generate;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod session;
+pub mod wrap;
 
 pub use wrapflow_operators as operators;

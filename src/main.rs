@@ -8,7 +8,6 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use wrapflow::plan::Plan;
 use wrapflow::progress;
 use wrapflow::run::{self, RunOptions};
@@ -65,6 +64,16 @@ enum Command {
         after_help = "Example:\n  wrapflow generate --model models/smollm2-135m-instruct --prompt 'Rewrite: ...' --chat --max-new 64"
     )]
     Generate(wrapflow::generate::GenerateArgs),
+    /// Print what a run wrote: counts, and per style the acceptance, reject reasons, cosine to
+    /// the source, number fidelity and readability.
+    #[command(after_help = "Example:\n  wrapflow report out/wrap\n  wrapflow report s3://bucket/run1 --json")]
+    Report {
+        /// The run's output location (holding manifest.json)
+        output: String,
+        /// Print the manifest's figures as JSON instead of tables
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a plan's stages and the DataFusion logical plan of its input.
     #[command(after_help = "Example:\n  wrapflow explain plans/chunk.sql --set input=corpus/ --set output=out/")]
     Explain {
@@ -130,30 +139,6 @@ fn stages(plan: &Plan) -> String {
     out
 }
 
-fn summary(m: &wrapflow::manifest::Manifest) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec!["count", "value"]);
-    let c = &m.counts;
-    for (k, v) in [
-        ("read", c.read),
-        ("rejected", c.rejected),
-        ("filtered", c.filtered),
-        ("duplicates", c.duplicates),
-        ("kept", c.kept),
-        ("chunks", c.chunks),
-        ("chunk tokens", m.tokens.chunks),
-        ("shards", m.chunks.shards.len() as u64),
-    ] {
-        t.add_row(vec![k.to_string(), v.to_string()]);
-    }
-    t.add_row(vec!["wall time".into(), format!("{:.2} s", m.timings.wall_s)]);
-    t.add_row(vec![
-        "throughput".into(),
-        format!("{:.0} docs/s, {:.1} MB/s", m.timings.docs_per_s, m.timings.input_mb_per_s),
-    ]);
-    t
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WRAPFLOW_LOG").unwrap_or_else(|_| "info".into()))
@@ -164,8 +149,9 @@ fn main() -> ExitCode {
         Command::Run { plan, workers, quiet } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
             let m = run::run(&p, &RunOptions { workers, progress: mode, registry: None })?;
-            println!("{}", summary(&m));
-            println!("output: {}  (manifest.json, chunks/, rejects/)", p.sink.0.url);
+            print!("{}", wrapflow::report::text(&m));
+            let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
+            println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);
             Ok(())
         }),
         Command::Check { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
@@ -208,6 +194,14 @@ fn main() -> ExitCode {
                 })
             }
         }
+        Command::Report { output, json } => wrapflow::report::load(&output).and_then(|m| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                print!("{}", wrapflow::report::text(&m));
+            }
+            Ok(())
+        }),
         Command::Explain { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             let logical = run::check(&p)?;
             println!("Stages:\n{}", stages(&p));

@@ -99,8 +99,35 @@ pub struct Manifest {
     pub tokens: Tokens,
     pub chunks: Output,
     pub rejects: Rejects,
+    /// The rephrase stage, when the plan has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rephrase: Option<RephraseOut>,
     pub timings: Timings,
     pub versions: BTreeMap<String, String>,
+}
+
+/// What the rephrase stage did: its model and settings, counts and fidelity per style.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RephraseOut {
+    pub model: String,
+    pub weights_hash: String,
+    pub embedder: Option<String>,
+    pub generation: serde_json::Value,
+    /// Style tasks from the fan-out; `tasks == accepted + rejected`.
+    pub tasks: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// The plan's styles in order, and the figures of each.
+    pub style_order: Vec<String>,
+    pub styles: BTreeMap<String, crate::fidelity::StyleStats>,
+    /// Mean Flesch-Kincaid grade of the real chunks, next to the styles'.
+    pub real_fk_grade: Option<f64>,
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+    /// Generated tokens per second of wall time, all workers together.
+    pub gen_tok_s: f64,
+    /// The accepted rows (`synthetic/`).
+    pub synthetic: Output,
 }
 
 /// Versions of wrapflow and its main dependencies.

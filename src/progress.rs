@@ -15,6 +15,9 @@ pub struct Progress {
     pub bytes_total: AtomicU64,
     pub docs: AtomicU64,
     pub chunks: AtomicU64,
+    /// Rephrasings done and their generated tokens.
+    pub rephrased: AtomicU64,
+    pub generated_tokens: AtomicU64,
 }
 
 /// How to show progress.
@@ -71,16 +74,19 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                 let (docs, bytes, dps, mbps) = rates(&progress, start);
                 let total = progress.bytes_total.load(Ordering::Relaxed);
                 let chunks = progress.chunks.load(Ordering::Relaxed);
+                let rephrased = progress.rephrased.load(Ordering::Relaxed);
+                let gen_rate = progress.generated_tokens.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+                let wrap = if rephrased > 0 { format!(", {rephrased} rephrased ({gen_rate:.0} tok/s)") } else { String::new() };
                 match &bar {
                     Some(b) => {
                         b.set_length(total);
                         b.set_position(bytes.min(total));
-                        b.set_message(format!("{docs} docs ({dps:.0}/s, {mbps:.1} MB/s), {chunks} chunks"));
+                        b.set_message(format!("{docs} docs ({dps:.0}/s, {mbps:.1} MB/s), {chunks} chunks{wrap}"));
                     }
                     None if last_log.elapsed() >= Duration::from_secs(10) => {
                         last_log = Instant::now();
                         tracing::info!(
-                            "progress: {:.1}/{:.1} MB read, {docs} docs ({dps:.0} docs/s, {mbps:.1} MB/s), {chunks} chunks",
+                            "progress: {:.1}/{:.1} MB read, {docs} docs ({dps:.0} docs/s, {mbps:.1} MB/s), {chunks} chunks{wrap}",
                             bytes as f64 / 1e6,
                             total as f64 / 1e6
                         );

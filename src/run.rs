@@ -75,6 +75,7 @@ struct WorkerReport {
     reject_shards: Vec<ShardInfo>,
     by_reason: BTreeMap<String, u64>,
     inputs: Vec<InputOut>,
+    wrap: crate::wrap::WrapReport,
 }
 
 /// Tokenizers named by the plan: the one for `token_count` and the chunker's (shared when equal).
@@ -149,10 +150,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
 fn merge(
     plan: &Plan,
     workers: usize,
-    reports: Vec<WorkerReport>,
+    mut reports: Vec<WorkerReport>,
     started: String,
     t0: Instant,
 ) -> anyhow::Result<Manifest> {
+    let wraps = reports.iter_mut().map(|r| std::mem::take(&mut r.wrap)).collect();
+    let rephrase = crate::wrap::merge(plan, wraps, t0.elapsed().as_secs_f64())?;
     let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
     let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
     anyhow::ensure!(
@@ -208,6 +211,7 @@ fn merge(
             shards: reject_shards,
             by_reason,
         },
+        rephrase,
         timings: Timings {
             started_at: started,
             finished_at: chrono_now(),
@@ -275,6 +279,8 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Worker
         })
         .map_err(|e| e.to_string())?;
 
+    let mut models = crate::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
+    let wrap_report = Rc::new(RefCell::new(crate::wrap::WrapReport::default()));
     let report = Rc::new(RefCell::new(WorkerReport::default()));
     let mut docs_in = InputHandle::new();
     let mut rejects_in = InputHandle::new();
@@ -304,10 +310,25 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Worker
         });
         let r = report.clone();
         let chunk_rejects = chunk_rejects.inspect(move |_| r.borrow_mut().chunk_rejects += 1);
+        let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
+        if let Some(m) = models.take() {
+            let tok = sh.chunker.tokenizer().clone();
+            let (synthetic, gate_rejects) =
+                crate::wrap::attach(chunks.clone(), m, plan, tok, wrap_report.clone(), sh.progress.clone());
+            let (r, e) = (wrap_report.clone(), errors.clone());
+            synthetic
+                .sink_shards(target("synthetic"), &plan.sink.0.config)
+                .inspect(move |s: &Result<ShardInfo, String>| match s {
+                    Ok(s) => r.borrow_mut().shards.push(s.clone()),
+                    Err(m) => e.borrow_mut().push(m.clone()),
+                })
+                .probe_with(&probe);
+            rejects = rejects.concat(gate_rejects);
+        }
         let r = report.clone();
-        let rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects).inspect(
-            move |x: &Reject| *r.borrow_mut().by_reason.entry(manifest::reason_class(&x.reason)).or_insert(0) += 1,
-        );
+        let rejects = rejects.inspect(move |x: &Reject| {
+            *r.borrow_mut().by_reason.entry(manifest::reason_class(&x.reason)).or_insert(0) += 1
+        });
         let (r, e) = (report.clone(), errors.clone());
         chunks
             .sink_shards(target("chunks"), &plan.sink.0.config)
@@ -388,6 +409,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Worker
         return Err(e.clone());
     }
     let mut report = std::mem::take(&mut *report.borrow_mut());
+    report.wrap = std::mem::take(&mut *wrap_report.borrow_mut());
     for s in &sources {
         report.read_rows += s.stats.rows.load(Ordering::Relaxed);
         report.read_rejected += s.stats.rejected.load(Ordering::Relaxed);

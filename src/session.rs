@@ -26,8 +26,10 @@ pub async fn build(
     worker: usize,
     peers: usize,
 ) -> Result<WorkerSession, PlanError> {
-    // One partition per worker: the dataflow provides the parallelism.
-    let config = SessionConfig::new().with_target_partitions(1).with_batch_size(1024);
+    // One partition per worker: the dataflow provides the parallelism. A batch is the unit of
+    // backpressure (see `run::IN_FLIGHT`): small when every document costs model time.
+    let batch = if plan.rephrase.is_some() { 32 } else { 1024 };
+    let config = SessionConfig::new().with_target_partitions(1).with_batch_size(batch);
     let ctx = SessionContext::new_with_config(config);
     udf::register_all(&ctx, tokenizer);
     let factory = SourceFactory::new(registry, worker, peers);

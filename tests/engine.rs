@@ -76,7 +76,7 @@ fn prompts(d: &Decoder) -> Vec<Prompt> {
     (0..10)
         .map(|i| {
             let text = words[i * 7..i * 7 + 3 + (i * 4) % 11].join(" ");
-            Prompt { id: format!("p{i}"), ids: encode(d, &text), max_new_tokens: Some(3 + (i * 5) % 17) }
+            Prompt { id: format!("p{i}"), ids: encode(d, &text), max_new_tokens: Some(3 + (i * 5) % 17), seed: None }
         })
         .collect()
 }
@@ -171,7 +171,7 @@ fn four_bit_weights_match_their_f32_values() {
 fn stop_strings_cut_the_text() {
     let dir = TempDir::new().unwrap();
     let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
-    let p = vec![Prompt { id: "x".into(), ids: encode(&d, "The council met."), max_new_tokens: None }];
+    let p = vec![Prompt { id: "x".into(), ids: encode(&d, "The council met."), max_new_tokens: None, seed: None }];
     let cfg = GenerationConfig { max_new_tokens: 30, ignore_eos: true, ..Default::default() };
     let mut full = None;
     generate(&mut d, p.clone(), &cfg, |c| full = Some(c)).unwrap();
@@ -243,7 +243,7 @@ fn real_model_greedy_output_matches_the_recorded_reference() {
         let text = format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", f["prompt"].as_str().unwrap());
         let p = encode(&d, &text);
         assert_eq!(p, ids(&f["prompt_ids"]), "prompt {i} tokenizes as the reference");
-        prompts.push(Prompt { id: i.to_string(), ids: p, max_new_tokens: None });
+        prompts.push(Prompt { id: i.to_string(), ids: p, max_new_tokens: None, seed: None });
     }
     let cfg = GenerationConfig { max_new_tokens: 32, batch_size: 3, ignore_eos: true, ..Default::default() };
     let out = run(&mut d, &cfg, prompts);

@@ -304,6 +304,8 @@ impl<'scope, T: Timestamp> ChunkDocs<'scope, T> for StreamVec<'scope, T, Documen
                                     stage: "chunk".into(),
                                     reason: e.to_string(),
                                     snippet: doc.text.chars().take(160).collect(),
+                                    doc_id: doc.id.clone(),
+                                    ..Default::default()
                                 })),
                             }
                         }

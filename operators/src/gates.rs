@@ -1,12 +1,25 @@
-//! Quality gates for rephrasings: pure checks of an output against its source chunk, each with
-//! a score, so that a rejected row carries its reason and numbers. The rephrase stage (issue 4)
-//! runs them; the meaning gate (embedding cosine) joins them there.
+//! **Gate** stage: quality gates for rephrasings. Pure checks of an output against its source
+//! chunk, each with a score, so that a rejected row carries its reason and numbers; the
+//! [`Gate`] operator adds the meaning gate (cosine of sentence embeddings) and the lineage.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
+use std::sync::Arc;
+
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::progress::Timestamp;
+use tokenizers::Tokenizer;
+
+use crate::engine::{Embedder, Finish, cosine};
+use crate::record::{Reject, Synthetic};
+use crate::rephrase::Rephrased;
+use crate::styles::Style;
 
 /// Gate settings; each gate can be switched off.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +37,10 @@ pub struct GateConfig {
     pub number_fidelity: bool,
     /// Question/Answer pairs required when the style asks for them.
     pub min_qa_pairs: usize,
+    /// Sentence embedder directory for the meaning gate (empty: no meaning gate).
+    pub embedder: String,
+    /// Least cosine between source and output embeddings (a style may set its own).
+    pub min_cosine: f64,
 }
 
 impl Default for GateConfig {
@@ -36,6 +53,8 @@ impl Default for GateConfig {
             strip_chatter: true,
             number_fidelity: true,
             min_qa_pairs: 2,
+            embedder: String::new(),
+            min_cosine: 0.7,
         }
     }
 }
@@ -49,6 +68,9 @@ pub struct Scores {
     /// Numbers in the output that the source does not contain.
     pub invented_numbers: Vec<String>,
     pub chatter_stripped: bool,
+    /// Source/output embedding cosine, when there is an embedder.
+    #[serde(default)]
+    pub cosine: Option<f64>,
 }
 
 /// The outcome for one output.
@@ -87,6 +109,15 @@ pub fn strip_chatter(text: &str) -> (String, bool) {
         && m.end() < t.len()
     {
         t = t[m.end()..].to_string();
+        stripped = true;
+    }
+    // Small models echo the prompt's data delimiters around their answer.
+    if let Some(rest) = t.trim_start().strip_prefix("<text>") {
+        t = rest.to_string();
+        stripped = true;
+    }
+    if let Some(end) = t.find("</text>") {
+        t.truncate(end);
         stripped = true;
     }
     if let Some(m) = TRAIL_CHATTER.find(&t) {
@@ -139,37 +170,56 @@ pub fn qa_pairs(text: &str) -> usize {
     QUESTION.find_iter(text).count().min(ANSWER.find_iter(text).count())
 }
 
+/// Names of the gates, for a style's `gates` list (`empty` always applies).
+pub const GATES: [&str; 8] = ["empty", "truncated", "refusal", "length", "repetition", "format", "numbers", "meaning"];
+
 /// Runs the gates on one output. `truncated` is true when generation hit its token limit;
 /// `qa` when the style asks for Question/Answer pairs.
 pub fn check(source: &str, output: &str, truncated: bool, qa: bool, cfg: &GateConfig) -> Verdict {
+    check_only(source, output, truncated, qa, cfg, None)
+}
+
+/// [`check`] with only the gates named in `only` (all when `None`); the meaning gate is the
+/// operator's, as it needs embeddings.
+pub fn check_only(
+    source: &str,
+    output: &str,
+    truncated: bool,
+    qa: bool,
+    cfg: &GateConfig,
+    only: Option<&[String]>,
+) -> Verdict {
+    let on = |g: &str| only.is_none_or(|o| o.iter().any(|x| x == g));
     let (text, chatter_stripped) =
         if cfg.strip_chatter { strip_chatter(output) } else { (output.trim().to_string(), false) };
     let scores = Scores {
         length_ratio: text.chars().count() as f64 / source.chars().count().max(1) as f64,
         repetition: repetition(&text, cfg.repetition_n),
         qa_pairs: qa_pairs(&text),
-        invented_numbers: if cfg.number_fidelity { invented_numbers(source, &text) } else { vec![] },
+        invented_numbers: invented_numbers(source, &text),
         chatter_stripped,
+        cosine: None,
     };
     let reason = if text.is_empty() {
         Some("empty output".to_string())
-    } else if truncated {
+    } else if truncated && on("truncated") {
         Some("truncated: hit the token limit".to_string())
-    } else if is_refusal(&text) {
+    } else if on("refusal") && is_refusal(&text) {
         Some("refusal or chatter".to_string())
-    } else if scores.length_ratio < cfg.min_length_ratio || scores.length_ratio > cfg.max_length_ratio {
+    } else if on("length") && (scores.length_ratio < cfg.min_length_ratio || scores.length_ratio > cfg.max_length_ratio)
+    {
         Some(format!(
             "length ratio: {:.2} outside [{}, {}]",
             scores.length_ratio, cfg.min_length_ratio, cfg.max_length_ratio
         ))
-    } else if scores.repetition > cfg.max_repetition {
+    } else if on("repetition") && scores.repetition > cfg.max_repetition {
         Some(format!(
             "repetition: {:.2} of {}-grams repeat (max {})",
             scores.repetition, cfg.repetition_n, cfg.max_repetition
         ))
-    } else if qa && scores.qa_pairs < cfg.min_qa_pairs {
+    } else if on("format") && qa && scores.qa_pairs < cfg.min_qa_pairs {
         Some(format!("format: {} Question/Answer pairs (need {})", scores.qa_pairs, cfg.min_qa_pairs))
-    } else if !scores.invented_numbers.is_empty() {
+    } else if cfg.number_fidelity && on("numbers") && !scores.invented_numbers.is_empty() {
         Some(format!("number fidelity: {} not in the source", scores.invented_numbers.join(", ")))
     } else {
         None
@@ -177,6 +227,141 @@ pub fn check(source: &str, output: &str, truncated: bool, qa: bool, cfg: &GateCo
     match reason {
         None => Verdict::Accept { text, scores },
         Some(reason) => Verdict::Reject { reason, scores },
+    }
+}
+
+/// What the gate stage needs besides its settings: the styles, the tokenizer that counts row
+/// tokens, and the lineage recorded with every row.
+pub struct GateContext {
+    pub config: GateConfig,
+    pub styles: Arc<Vec<Style>>,
+    pub tokenizer: Arc<Tokenizer>,
+    pub model: String,
+    pub weights_hash: String,
+    /// Decoding settings as JSON.
+    pub generation: String,
+}
+
+impl GateContext {
+    /// Gates one rephrasing whose cosine to its source is `cosine` (NaN when unknown).
+    pub fn judge(&self, r: Rephrased, cosine: f64) -> Result<Synthetic, Reject> {
+        let style = &self.styles[r.task.style as usize];
+        let src = &r.task.chunk.text;
+        let only = style.gates.as_deref();
+        let verdict = match &r.error {
+            Some(e) => Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() },
+            None => check_only(src, &r.text, r.finish == Finish::Length, style.qa_format, &self.config, only),
+        };
+        let min_cos = style.min_cosine.unwrap_or(self.config.min_cosine);
+        let meaning = only.is_none_or(|o| o.iter().any(|g| g == "meaning"));
+        let verdict = match verdict {
+            Verdict::Accept { scores, .. } if meaning && cosine.is_finite() && cosine < min_cos => {
+                Verdict::Reject { reason: format!("meaning: cosine {cosine:.3} below {min_cos}"), scores }
+            }
+            v => v,
+        };
+        let c = &r.task.chunk;
+        match verdict {
+            Verdict::Accept { text, mut scores } => {
+                scores.cosine = cosine.is_finite().then_some(cosine);
+                let n_tokens = self.tokenizer.encode(text.as_str(), false).map(|e| e.len()).unwrap_or(0) as u32;
+                Ok(Synthetic {
+                    n_tokens,
+                    style: style.name.clone(),
+                    doc_id: c.doc_id.clone(),
+                    chunk_index: c.chunk_index,
+                    byte_start: c.byte_start,
+                    byte_end: c.byte_end,
+                    source_file: c.source_file.clone(),
+                    source_line: c.source_line,
+                    model: self.model.clone(),
+                    weights_hash: self.weights_hash.clone(),
+                    template_hash: style.template_hash(),
+                    generation: self.generation.clone(),
+                    cosine,
+                    length_ratio: scores.length_ratio,
+                    repetition: scores.repetition,
+                    qa_pairs: scores.qa_pairs as u32,
+                    chatter_stripped: scores.chatter_stripped,
+                    invented_numbers: scores.invented_numbers.len() as u32,
+                    text,
+                })
+            }
+            Verdict::Reject { reason, mut scores } => {
+                scores.cosine = cosine.is_finite().then_some(cosine);
+                Err(Reject {
+                    source_file: c.source_file.clone(),
+                    source_line: c.source_line,
+                    stage: "gate".into(),
+                    reason,
+                    snippet: r.text,
+                    doc_id: c.doc_id.clone(),
+                    chunk_index: c.chunk_index,
+                    style: style.name.clone(),
+                    scores: serde_json::to_string(&scores).unwrap_or_default(),
+                })
+            }
+        }
+    }
+}
+
+/// Embeddings in batches of this many texts (long rows pad the rest of a batch).
+const EMBED_BATCH: usize = 16;
+
+/// Cosines of each rephrasing to its source (NaN without an embedder or on an embedder error,
+/// which then leaves the meaning gate out for those rows rather than dropping them).
+pub fn cosines(embedder: Option<&mut Embedder>, rows: &[Rephrased]) -> Vec<f64> {
+    let mut out = vec![f64::NAN; rows.len()];
+    let Some(e) = embedder else { return out };
+    let idx: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].text.trim().is_empty()).collect();
+    for part in idx.chunks(EMBED_BATCH) {
+        let mut texts: Vec<&str> = part.iter().map(|&i| rows[i].task.chunk.text.as_str()).collect();
+        let cleaned: Vec<String> = part.iter().map(|&i| strip_chatter(&rows[i].text).0).collect();
+        texts.extend(cleaned.iter().map(String::as_str));
+        match e.embed(&texts) {
+            Ok(v) => {
+                for (k, &i) in part.iter().enumerate() {
+                    out[i] = cosine(&v[k], &v[k + part.len()]) as f64;
+                }
+            }
+            Err(err) => tracing::warn!("embedder failed, meaning gate skipped for {} rows: {err:#}", part.len()),
+        }
+    }
+    out
+}
+
+/// Extension trait: the **gate** stage. [`Rephrased`] in; accepted [`Synthetic`] rows and
+/// [`Reject`]s (stage `gate`, with reason, scores and the whole output) out.
+pub trait Gate<'scope, T: Timestamp> {
+    /// `embedder` is this worker's session for the meaning gate, if any.
+    fn gate(
+        self,
+        ctx: Arc<GateContext>,
+        embedder: Option<Embedder>,
+    ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>);
+}
+
+impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
+    fn gate(
+        self,
+        ctx: Arc<GateContext>,
+        mut embedder: Option<Embedder>,
+    ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>) {
+        let judged = self
+            .unary(Pipeline, "Gate", move |_, _| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for batch in data {
+                            let rows: Vec<Rephrased> = std::mem::take(batch);
+                            let cos = cosines(embedder.as_mut(), &rows);
+                            session.give_iterator(rows.into_iter().zip(cos).map(|(r, c)| ctx.judge(r, c)));
+                        }
+                    });
+                }
+            })
+            .container::<Vec<Result<Synthetic, Reject>>>();
+        judged.ok_err(|r| r)
     }
 }
 
@@ -204,6 +389,8 @@ mod tests {
             }
             v => panic!("{v:?}"),
         }
+        let echoed = format!("<text>\n{SRC}\n</text>\nThe text above was rewritten.");
+        assert_eq!(strip_chatter(&echoed), (SRC.to_string(), true));
     }
 
     #[test]

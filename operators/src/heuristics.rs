@@ -167,11 +167,62 @@ pub fn content_hash(text: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
+/// Syllables of an English word, by vowel groups (a silent final `e` does not count): the usual
+/// approximation behind readability formulas.
+pub fn syllables(word: &str) -> u64 {
+    let w: Vec<char> = word.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect();
+    if w.is_empty() {
+        return 0;
+    }
+    let vowel = |c: char| "aeiouy".contains(c);
+    let mut groups = 0;
+    let mut prev = false;
+    for &c in &w {
+        let v = vowel(c);
+        if v && !prev {
+            groups += 1;
+        }
+        prev = v;
+    }
+    let n = w.len();
+    if groups > 1 && w[n - 1] == 'e' && !vowel(w[n - 2]) && !(n >= 3 && w[n - 2] == 'l' && !vowel(w[n - 3])) {
+        groups -= 1; // "make", but not "table"
+    }
+    groups.max(1)
+}
+
+/// Flesch-Kincaid grade level: `0.39 · words/sentences + 11.8 · syllables/words − 15.59` (US
+/// school grade; higher reads harder). 0 for text without words.
+pub fn flesch_kincaid_grade(text: &str) -> f64 {
+    let words: Vec<&str> = text.split_whitespace().filter(|w| w.chars().any(char::is_alphabetic)).collect();
+    if words.is_empty() {
+        return 0.0;
+    }
+    let sentences = text
+        .split(['.', '!', '?', '\n'])
+        .filter(|s| s.split_whitespace().any(|w| w.chars().any(char::is_alphabetic)))
+        .count()
+        .max(1);
+    let syl: u64 = words.iter().map(|w| syllables(w)).sum();
+    0.39 * words.len() as f64 / sentences as f64 + 11.8 * syl as f64 / words.len() as f64 - 15.59
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const DOC: &str = "The cat sat.\nThe cat sat.\n- item one\nIs it ... over…\n\n# Title";
+
+    #[test]
+    fn readability() {
+        assert_eq!([syllables("cat"), syllables("make"), syllables("table"), syllables("erudite")], [1, 1, 2, 3]);
+        // 6 words, 1 sentence, 6 syllables: 0.39·6 + 11.8·1 − 15.59
+        assert!((flesch_kincaid_grade("The cat sat on the mat.") - (0.39 * 6.0 + 11.8 - 15.59)).abs() < 1e-9);
+        let hard = "Notwithstanding considerable institutional opposition, the municipality authorised substantial expenditure.";
+        assert!(
+            flesch_kincaid_grade(hard) > flesch_kincaid_grade("The town will spend a lot. Some people said no.") + 10.0
+        );
+    }
 
     #[test]
     fn word_level() {

@@ -14,10 +14,15 @@
 //! | [`model`] | GGUF reading and the import of llama models into ONNX (fp32 or 4-bit), the tiny test model |
 //! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching |
 //! | [`styles`], [`fanout`] | WRAP and Nemotron-CC styles; the [`fanout::FanOut`] operator (chunk × styles, seeded rates) |
-//! | [`gates`] | quality gates for rephrasings, each with its score |
+//! | [`rephrase`] | the [`rephrase::Rephrase`] operator: style tasks through a model with continuous batching, in time slices |
+//! | [`gates`] | quality gates for rephrasings, each with its score; the [`gates::Gate`] operator adds the meaning gate (embedding cosine) |
 //!
 //! Every operator is an extension trait on a timely [`timely::dataflow::StreamVec`], configured by
 //! a serde struct, in the style of timely's own operators.
+
+// Stages split streams with `Result<Row, Reject>` records (`ok_err`): both sides are full rows by
+// design, and boxing the reject would cost an allocation per record.
+#![allow(clippy::result_large_err)]
 
 pub mod chunk;
 pub mod dedup;
@@ -28,6 +33,7 @@ pub mod heuristics;
 pub mod model;
 pub mod readers;
 pub mod record;
+pub mod rephrase;
 pub mod sink;
 pub mod source;
 pub mod store;
@@ -37,5 +43,5 @@ pub mod udf;
 
 pub use chunk::{ChunkConfig, ChunkDocs, Chunker};
 pub use dedup::{Dedup, DedupConfig};
-pub use record::{Chunk, Document, Reject, ToBatch};
+pub use record::{Chunk, Document, Reject, Synthetic, ToBatch};
 pub use sink::{ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget};

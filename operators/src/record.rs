@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,7 @@ pub struct Chunk {
 }
 
 /// An input record that could not be used, with where it came from and why.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Reject {
     pub source_file: String,
     /// 1-based record number, or 0 when the whole file is rejected.
@@ -43,8 +43,14 @@ pub struct Reject {
     /// Pipeline stage that rejected it (`read`, ...).
     pub stage: String,
     pub reason: String,
-    /// The first bytes of the record, lossily decoded, to help find it.
+    /// The record: its first bytes (lossily decoded) for input records, the whole output for a
+    /// rephrasing that failed a gate.
     pub snippet: String,
+    /// For rejected rephrasings: the chunk, the style and the gate scores (JSON); empty otherwise.
+    pub doc_id: String,
+    pub chunk_index: u32,
+    pub style: String,
+    pub scores: String,
 }
 
 impl Reject {
@@ -57,6 +63,7 @@ impl Reject {
             stage: "read".into(),
             reason: reason.into(),
             snippet: String::from_utf8_lossy(&raw[..cut]).replace('\0', "\\0"),
+            ..Default::default()
         }
     }
 }
@@ -81,6 +88,8 @@ impl ToBatch for Chunk {
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("text", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("style", DataType::Utf8, false),
             Field::new("doc_id", DataType::Utf8, false),
             Field::new("chunk_index", DataType::UInt32, false),
             Field::new("n_tokens", DataType::UInt32, false),
@@ -96,6 +105,8 @@ impl ToBatch for Chunk {
             Self::schema(),
             vec![
                 utf8(rows.iter().map(|r| r.text.as_str())),
+                utf8(rows.iter().map(|_| "real")),
+                utf8(rows.iter().map(|_| "")),
                 utf8(rows.iter().map(|r| r.doc_id.as_str())),
                 Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.chunk_index))),
                 Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.n_tokens))),
@@ -124,6 +135,10 @@ impl ToBatch for Reject {
             Field::new("stage", DataType::Utf8, false),
             Field::new("reason", DataType::Utf8, false),
             Field::new("snippet", DataType::Utf8, false),
+            Field::new("doc_id", DataType::Utf8, false),
+            Field::new("chunk_index", DataType::UInt32, false),
+            Field::new("style", DataType::Utf8, false),
+            Field::new("scores", DataType::Utf8, false),
         ]))
     }
 
@@ -136,11 +151,110 @@ impl ToBatch for Reject {
                 utf8(rows.iter().map(|r| r.stage.as_str())),
                 utf8(rows.iter().map(|r| r.reason.as_str())),
                 utf8(rows.iter().map(|r| r.snippet.as_str())),
+                utf8(rows.iter().map(|r| r.doc_id.as_str())),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.chunk_index))),
+                utf8(rows.iter().map(|r| r.style.as_str())),
+                utf8(rows.iter().map(|r| r.scores.as_str())),
             ],
         )
     }
 
     fn approx_bytes(&self) -> usize {
-        self.source_file.len() + self.reason.len() + self.snippet.len() + 24
+        self.source_file.len() + self.reason.len() + self.snippet.len() + self.doc_id.len() + self.scores.len() + 40
+    }
+}
+
+/// A rephrasing that passed every gate, with its lineage: the chunk it rewrites (and through it
+/// the input file and line), the model, the prompt template, the decoding settings, the scores.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Synthetic {
+    pub text: String,
+    pub style: String,
+    pub doc_id: String,
+    pub chunk_index: u32,
+    /// Tokens of `text` with the chunker's tokenizer (comparable with real chunks' `n_tokens`).
+    pub n_tokens: u32,
+    /// Byte range of the source chunk in its document.
+    pub byte_start: u64,
+    pub byte_end: u64,
+    pub source_file: String,
+    pub source_line: u64,
+    /// Model directory name, and `blake3:` of its weights file.
+    pub model: String,
+    pub weights_hash: String,
+    pub template_hash: String,
+    /// Decoding settings as JSON.
+    pub generation: String,
+    /// Cosine between the source and output embeddings (NaN without an embedder).
+    pub cosine: f64,
+    pub length_ratio: f64,
+    pub repetition: f64,
+    pub qa_pairs: u32,
+    pub chatter_stripped: bool,
+    /// Numbers of `text` that the source lacks (0 unless the style turns the number gate off).
+    pub invented_numbers: u32,
+}
+
+impl ToBatch for Synthetic {
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("text", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("style", DataType::Utf8, false),
+            Field::new("doc_id", DataType::Utf8, false),
+            Field::new("chunk_index", DataType::UInt32, false),
+            Field::new("n_tokens", DataType::UInt32, false),
+            Field::new("byte_start", DataType::UInt64, false),
+            Field::new("byte_end", DataType::UInt64, false),
+            Field::new("source_file", DataType::Utf8, false),
+            Field::new("source_line", DataType::UInt64, false),
+            Field::new("model", DataType::Utf8, false),
+            Field::new("weights_hash", DataType::Utf8, false),
+            Field::new("template_hash", DataType::Utf8, false),
+            Field::new("generation", DataType::Utf8, false),
+            Field::new("cosine", DataType::Float64, true),
+            Field::new("length_ratio", DataType::Float64, false),
+            Field::new("repetition", DataType::Float64, false),
+            Field::new("qa_pairs", DataType::UInt32, false),
+            Field::new("chatter_stripped", DataType::Boolean, false),
+            Field::new("invented_numbers", DataType::UInt32, false),
+        ]))
+    }
+
+    fn to_batch(rows: &[Self]) -> arrow::error::Result<RecordBatch> {
+        let f64s = |f: fn(&Self) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
+        RecordBatch::try_new(
+            Self::schema(),
+            vec![
+                utf8(rows.iter().map(|r| r.text.as_str())),
+                utf8(rows.iter().map(|_| "synthetic")),
+                utf8(rows.iter().map(|r| r.style.as_str())),
+                utf8(rows.iter().map(|r| r.doc_id.as_str())),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.chunk_index))),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.n_tokens))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.byte_start))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.byte_end))),
+                utf8(rows.iter().map(|r| r.source_file.as_str())),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.source_line))),
+                utf8(rows.iter().map(|r| r.model.as_str())),
+                utf8(rows.iter().map(|r| r.weights_hash.as_str())),
+                utf8(rows.iter().map(|r| r.template_hash.as_str())),
+                utf8(rows.iter().map(|r| r.generation.as_str())),
+                Arc::new(Float64Array::from_iter(rows.iter().map(|r| Some(r.cosine).filter(|c| c.is_finite())))),
+                f64s(|r| r.length_ratio),
+                f64s(|r| r.repetition),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.qa_pairs))),
+                Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.chatter_stripped)))),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.invented_numbers))),
+            ],
+        )
+    }
+
+    fn tokens(&self) -> u64 {
+        self.n_tokens as u64
+    }
+
+    fn approx_bytes(&self) -> usize {
+        self.text.len() + self.doc_id.len() + self.source_file.len() + self.generation.len() + 200
     }
 }

@@ -159,6 +159,7 @@ pub fn all(tokenizer: Option<Arc<Tokenizer>>) -> Vec<ScalarUDF> {
     use Kernel::*;
     [
         TextUdf::new("word_count", U64(h::word_count)),
+        TextUdf::new("flesch_kincaid_grade", F64(h::flesch_kincaid_grade)),
         TextUdf::new("mean_word_length", F64(h::mean_word_length)),
         TextUdf::new("symbol_word_ratio", F64(h::symbol_word_ratio)),
         TextUdf::new("alpha_words_ratio", F64(h::alpha_words_ratio)),

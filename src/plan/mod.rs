@@ -12,9 +12,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::Value;
+use wrapflow_operators::gates::{GATES, GateConfig};
+use wrapflow_operators::styles::{BUILTIN, Style, builtin};
 use wrapflow_operators::{ChunkConfig, SinkConfig};
 
-use stage::{KEYWORDS, Stage, parse_stage};
+use stage::{KEYWORDS, RephraseSpec, Stage, parse_stage};
 use text::{Pos, Substituted, param_uses, pos_of, split_statements, substitute};
 
 /// An error in a plan, with its place.
@@ -72,6 +75,10 @@ pub struct Plan {
     pub input: (InputSpec, usize),
     pub dedup: Option<(String, usize)>,
     pub chunk: (ChunkConfig, usize),
+    /// The rephrase stage, its styles (in order) and gates, when the plan rephrases.
+    pub rephrase: Option<(RephraseSpec, usize)>,
+    pub styles: Vec<Style>,
+    pub gates: GateConfig,
     pub sink: (SinkSpec, usize),
 }
 
@@ -133,6 +140,9 @@ impl Plan {
         let mut dedup = None;
         let mut chunk = None;
         let mut sink = None;
+        let mut rephrase = None;
+        let mut gates = None;
+        let mut user_styles: BTreeMap<String, (Style, usize)> = BTreeMap::new();
         for &(s, e) in &ranges {
             let word = first_word(&source[s..e]);
             if word == "PARAM" {
@@ -179,6 +189,22 @@ impl Plan {
                         return Err(dup("SINK"));
                     }
                 }
+                Stage::Rephrase(r) => {
+                    if rephrase.replace((r, s)).is_some() {
+                        return Err(dup("REPHRASE"));
+                    }
+                }
+                Stage::Gates(g) => {
+                    if gates.replace(g).is_some() {
+                        return Err(dup("GATES"));
+                    }
+                }
+                Stage::Style { name, options } => {
+                    let style = resolve_style(&name, options).map_err(|m| err(s, m))?;
+                    if user_styles.insert(name.clone(), (style, s)).is_some() {
+                        return Err(err(s, format!("STYLE {name} appears twice")));
+                    }
+                }
             }
         }
         let end = source.trim_end().len();
@@ -196,6 +222,31 @@ impl Plan {
                     .into(),
             ));
         }
+        let mut styles = Vec::new();
+        if let Some((r, at)) = &rephrase {
+            if r.model.is_empty() {
+                return Err(err(*at, "REPHRASE needs a model: REPHRASE WITH (model = 'models/...')".into()));
+            }
+            for name in r.style_names() {
+                let style = match user_styles.get(&name) {
+                    Some((st, _)) => st.clone(),
+                    None => builtin(&name).ok_or_else(|| {
+                        let mut known: Vec<&str> = BUILTIN.to_vec();
+                        known.extend(user_styles.keys().map(String::as_str));
+                        err(*at, format!("unknown style `{name}` (known: {})", known.join(", ")))
+                    })?,
+                };
+                if styles.iter().any(|x: &Style| x.name == name) {
+                    return Err(err(*at, format!("style `{name}` is listed twice")));
+                }
+                styles.push(style);
+            }
+            if styles.is_empty() {
+                return Err(err(*at, "REPHRASE lists no styles".into()));
+            }
+        } else if let Some((_, at)) = user_styles.values().next() {
+            return Err(err(*at, "STYLE without a REPHRASE stage that uses it".into()));
+        }
         Ok(Plan {
             file: file.into(),
             source: source.into(),
@@ -206,6 +257,9 @@ impl Plan {
             input,
             dedup,
             chunk,
+            rephrase,
+            styles,
+            gates: gates.unwrap_or_default(),
             sink,
         })
     }
@@ -237,6 +291,33 @@ impl Plan {
         };
         format!("SELECT id, text, source_file, source_line{key} FROM {from}")
     }
+}
+
+/// A `STYLE name WITH (...)`: the options over the built-in style of that name, if any.
+fn resolve_style(name: &str, options: serde_json::Map<String, Value>) -> Result<Style, String> {
+    let mut base = match builtin(name) {
+        Some(b) => serde_json::to_value(b).expect("styles serialize"),
+        None => serde_json::json!({ "name": name }),
+    };
+    for (k, v) in options {
+        if k == "name" {
+            return Err("STYLE: the name comes after STYLE, not in WITH".into());
+        }
+        base[k] = v;
+    }
+    let style: Style = serde_json::from_value(base).map_err(|e| format!("STYLE {name}: {e}"))?;
+    if !style.user.contains("{chunk}") {
+        return Err(format!("STYLE {name}: `user` must contain {{chunk}}, where the source text goes"));
+    }
+    for g in style.gates.iter().flatten() {
+        if !GATES.contains(&g.as_str()) {
+            return Err(format!("STYLE {name}: unknown gate `{g}` (gates: {})", GATES.join(", ")));
+        }
+    }
+    if !(0.0..=1.0).contains(&style.rate) {
+        return Err(format!("STYLE {name}: rate {} is not between 0 and 1", style.rate));
+    }
+    Ok(style)
 }
 
 /// `Line: L, Column: C` in a sqlparser message.

@@ -6,6 +6,9 @@
 //! INPUT relation
 //! DEDUP ON sql_expression
 //! CHUNK [WITH (key = value, ...)]
+//! STYLE name [WITH (key = value, ...)]
+//! REPHRASE [WITH (key = value, ...)]
+//! GATES [WITH (key = value, ...)]
 //! SINK 'url' [WITH (key = value, ...)]
 //! ```
 
@@ -14,24 +17,115 @@ use std::collections::BTreeMap;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use wrapflow_operators::engine::{GenerationConfig, Provider, SessionConfig};
+use wrapflow_operators::gates::GateConfig;
+use wrapflow_operators::rephrase::RephraseConfig;
 use wrapflow_operators::store::is_store_option;
 use wrapflow_operators::{ChunkConfig, SinkConfig};
 
 use super::text::offset_of;
 
 /// Keywords that start a wrapflow statement.
-pub const KEYWORDS: [&str; 6] = ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "CHUNK", "SINK"];
+pub const KEYWORDS: [&str; 9] = ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "CHUNK", "STYLE", "REPHRASE", "GATES", "SINK"];
+
+/// `REPHRASE WITH (...)`: the model, the styles and the decoding settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RephraseSpec {
+    /// Model directory (`wrapflow model import`).
+    pub model: String,
+    /// Comma-separated style names: built-in ones or the plan's `STYLE`s.
+    pub styles: String,
+    /// Seed of the style sampling rates and of sampled decoding.
+    pub seed: u64,
+    /// Sequences decoded together per worker.
+    pub batch_size: usize,
+    /// Default token budget (a style's `max_new_tokens` wins).
+    pub max_new_tokens: Option<usize>,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: usize,
+    /// Block repeats of generated n-grams (0: off).
+    pub no_repeat_ngram: usize,
+    /// ONNX Runtime threads per worker's session.
+    pub threads: usize,
+    pub provider: Provider,
+    pub time_slice_ms: u64,
+}
+
+impl Default for RephraseSpec {
+    fn default() -> Self {
+        let d = RephraseConfig::default();
+        RephraseSpec {
+            model: String::new(),
+            styles: "easy,medium,hard,qa".into(),
+            seed: 0,
+            batch_size: d.generation.batch_size,
+            max_new_tokens: None,
+            temperature: d.generation.temperature,
+            top_p: d.generation.top_p,
+            top_k: d.generation.top_k,
+            no_repeat_ngram: d.generation.no_repeat_ngram,
+            threads: d.session.intra_threads,
+            provider: Provider::Cpu,
+            time_slice_ms: d.time_slice_ms,
+        }
+    }
+}
+
+impl RephraseSpec {
+    /// The operator's settings.
+    pub fn config(&self) -> RephraseConfig {
+        let d = RephraseConfig::default();
+        RephraseConfig {
+            model: self.model.clone(),
+            session: SessionConfig { provider: self.provider, intra_threads: self.threads },
+            generation: GenerationConfig {
+                max_new_tokens: self.max_new_tokens.unwrap_or(d.generation.max_new_tokens),
+                batch_size: self.batch_size,
+                temperature: self.temperature,
+                top_p: self.top_p,
+                top_k: self.top_k,
+                seed: self.seed,
+                no_repeat_ngram: self.no_repeat_ngram,
+                ..d.generation
+            },
+            time_slice_ms: self.time_slice_ms,
+        }
+    }
+
+    pub fn style_names(&self) -> Vec<String> {
+        self.styles.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    }
+}
 
 /// A parsed wrapflow statement.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stage {
-    Param { name: String, default: Option<String> },
+    Param {
+        name: String,
+        default: Option<String>,
+    },
     Tokenizer(String),
     Input(String),
-    Dedup { expr: String },
+    Dedup {
+        expr: String,
+    },
     Chunk(ChunkConfig),
-    Sink { url: String, config: SinkConfig, store: BTreeMap<String, String> },
+    /// A plan-defined style, or changes to a built-in one (resolved by the plan).
+    Style {
+        name: String,
+        options: serde_json::Map<String, Value>,
+    },
+    Rephrase(RephraseSpec),
+    Gates(GateConfig),
+    Sink {
+        url: String,
+        config: SinkConfig,
+        store: BTreeMap<String, String>,
+    },
 }
 
 /// An error at a byte offset of the statement.
@@ -217,6 +311,25 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
         "CHUNK" => {
             let at = c.at();
             Stage::Chunk(config(at, "CHUNK", c.options()?)?)
+        }
+        "STYLE" => {
+            let name = c.ident("a style name")?;
+            let mut options = c.options()?.map;
+            // `gates = 'length, numbers'` is a list.
+            if let Some(Value::String(g)) = options.get("gates").cloned() {
+                let list: Vec<Value> =
+                    g.split(',').map(|x| Value::String(x.trim().to_string())).filter(|x| x != "").collect();
+                options.insert("gates".into(), Value::Array(list));
+            }
+            Stage::Style { name, options }
+        }
+        "REPHRASE" => {
+            let at = c.at();
+            Stage::Rephrase(config(at, "REPHRASE", c.options()?)?)
+        }
+        "GATES" => {
+            let at = c.at();
+            Stage::Gates(config(at, "GATES", c.options()?)?)
         }
         "SINK" => {
             let url = c.string("the output location")?;

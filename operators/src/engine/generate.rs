@@ -4,9 +4,10 @@
 //! Rows are left-padded and right-aligned in one cache; the cache is rebuilt (rows dropped,
 //! added, leading all-padding columns trimmed) only when a row finishes or joins, never on an
 //! ordinary step, where each step's `present` values are passed back to the model as they are.
-//! Each request samples from its own generator seeded by `seed` and its index, so outputs do not
-//! depend on batch size or on which requests share a batch.
+//! Each request samples from its own generator seeded by `seed` and its index (or its own
+//! `Prompt::seed`), so outputs do not depend on batch size or on which requests share a batch.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -64,6 +65,9 @@ pub struct Prompt {
     pub ids: Vec<u32>,
     /// Overrides `GenerationConfig::max_new_tokens` for this prompt.
     pub max_new_tokens: Option<usize>,
+    /// Seeds this prompt's sampler (with `GenerationConfig::seed`); defaults to its index. Give a
+    /// key of the task (document, chunk, style) so outputs don't depend on arrival order.
+    pub seed: Option<u64>,
 }
 
 /// Why a generation ended.
@@ -162,16 +166,62 @@ pub fn generate(
     cfg: &GenerationConfig,
     mut done: impl FnMut(Completion),
 ) -> anyhow::Result<Timing> {
-    let mut pending = prompts.into_iter().enumerate().peekable();
-    let mut rows: Vec<Row> = Vec::new();
-    let mut cache = dec.empty_cache(0)?;
-    let mut timing = Timing::default();
-    let batch = cfg.batch_size.max(1);
-    loop {
+    let mut b = Batcher::new(cfg.clone());
+    for p in prompts {
+        b.push(p);
+    }
+    while !b.is_idle() {
+        b.step(dec, &mut done)?;
+    }
+    Ok(b.timing)
+}
+
+/// Continuous batching one step at a time, for callers that must not block (the rephrase
+/// operator): [`Batcher::push`] queues prompts, each [`Batcher::step`] fills free slots with
+/// queued prompts (prefill), hands back finished sequences and decodes one token for the rest.
+pub struct Batcher {
+    cfg: GenerationConfig,
+    pending: VecDeque<(usize, Prompt)>,
+    pushed: usize,
+    rows: Vec<Row>,
+    cache: Option<Cache>,
+    pub timing: Timing,
+}
+
+impl Batcher {
+    pub fn new(cfg: GenerationConfig) -> Self {
+        Batcher { cfg, pending: VecDeque::new(), pushed: 0, rows: vec![], cache: None, timing: Timing::default() }
+    }
+
+    /// Queues a prompt; returns its index, which its [`Completion`] carries.
+    pub fn push(&mut self, p: Prompt) -> usize {
+        self.pushed += 1;
+        self.pending.push_back((self.pushed - 1, p));
+        self.pushed - 1
+    }
+
+    /// Prompts queued or being decoded.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len() + self.rows.len()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.rows.is_empty()
+    }
+
+    /// One round: join waiting prompts into free slots, emit finished rows, decode one token.
+    pub fn step(&mut self, dec: &mut Decoder, done: &mut impl FnMut(Completion)) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        let batch = cfg.batch_size.max(1);
+        let mut cache = match self.cache.take() {
+            Some(c) => c,
+            None => dec.empty_cache(0)?,
+        };
+        let rows = &mut self.rows;
         // Join: prefill waiting prompts into free slots.
         let mut fresh: Vec<(usize, Prompt)> = Vec::new();
         while rows.len() + fresh.len() < batch {
-            match pending.next() {
+            match self.pending.pop_front() {
                 Some((i, p)) if p.ids.is_empty() => done(Completion {
                     id: p.id,
                     index: i,
@@ -199,10 +249,11 @@ pub fn generate(
             }
             let empty = dec.empty_cache(n)?;
             let (mut logits, present) = dec.forward(n, ids, mask, pos, &empty)?;
-            timing.prefill_tokens += fresh.iter().map(|(_, p)| p.ids.len() as u64).sum::<u64>();
-            timing.prefill_s += t0.elapsed().as_secs_f64();
+            self.timing.prefill_tokens += fresh.iter().map(|(_, p)| p.ids.len() as u64).sum::<u64>();
+            self.timing.prefill_s += t0.elapsed().as_secs_f64();
             let v = logits.len() / n;
             for (j, (index, p)) in fresh.into_iter().enumerate() {
+                let seed = p.seed.unwrap_or(index as u64);
                 let mut row = Row {
                     index,
                     max_new: p.max_new_tokens.unwrap_or(cfg.max_new_tokens),
@@ -210,9 +261,7 @@ pub fn generate(
                     prompt_len: p.ids.len(),
                     generated: vec![],
                     cached: p.ids.len(),
-                    rng: StdRng::seed_from_u64(
-                        cfg.seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-                    ),
+                    rng: StdRng::seed_from_u64(cfg.seed.wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
                     done: None,
                 };
                 let t = sample(&mut logits[j * v..(j + 1) * v], &row.generated, cfg, &mut row.rng);
@@ -226,7 +275,7 @@ pub fn generate(
         let finished = rows.iter().any(|r| r.done.is_some());
         if changed || finished {
             let old = rows.len() - fresh_cache.as_ref().map_or(0, |f| f.2);
-            cache = rebuild(dec, &cache, fresh_cache.as_ref(), &rows, old)?;
+            cache = rebuild(dec, &cache, fresh_cache.as_ref(), rows, old)?;
             let mut kept = Vec::with_capacity(rows.len());
             for r in rows.drain(..) {
                 match r.done {
@@ -234,13 +283,10 @@ pub fn generate(
                     None => kept.push(r),
                 }
             }
-            rows = kept;
+            *rows = kept;
         }
         if rows.is_empty() {
-            if pending.peek().is_none() {
-                break;
-            }
-            continue;
+            return Ok(());
         }
         // Step: feed each row's last token.
         let t0 = Instant::now();
@@ -248,22 +294,22 @@ pub fn generate(
         let total = cache_len(&cache)? + 1;
         let ids: Vec<i64> = rows.iter().map(|r| *r.generated.last().expect("a live row has a token") as i64).collect();
         let mut mask = Vec::with_capacity(b * total);
-        for r in &rows {
+        for r in rows.iter() {
             mask.extend(std::iter::repeat_n(0, total - 1 - r.cached).chain(std::iter::repeat_n(1, r.cached + 1)));
         }
         let pos: Vec<i64> = rows.iter().map(|r| r.cached as i64).collect();
         let (mut logits, present) = dec.forward(b, ids, mask, pos, &cache)?;
-        cache = present;
+        self.cache = Some(present);
         let v = logits.len() / b;
         for (j, r) in rows.iter_mut().enumerate() {
             r.cached += 1;
             let t = sample(&mut logits[j * v..(j + 1) * v], &r.generated, cfg, &mut r.rng);
             push_token(dec, r, t, cfg);
         }
-        timing.decode_tokens += b as u64;
-        timing.decode_s += t0.elapsed().as_secs_f64();
+        self.timing.decode_tokens += b as u64;
+        self.timing.decode_s += t0.elapsed().as_secs_f64();
+        Ok(())
     }
-    Ok(timing)
 }
 
 fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {

@@ -1,0 +1,44 @@
+-- wrap.sql: the WRAP recipe (Maini et al. 2024) end to end. Read a corpus, drop low-quality and
+-- duplicate documents, cut the rest into chunks of at most ${max_tokens} tokens, rephrase every
+-- chunk in the easy, medium, hard and qa styles with the default model, keep the rephrasings that
+-- pass the quality gates, and write real chunks (chunks/) and synthetic rows (synthetic/) side
+-- by side with full lineage; rejects/ holds every rejected record with its reason.
+--
+--   wrapflow run plans/wrap.sql --set limit=20 --set output=out/wrap
+
+PARAM input      DEFAULT 'data/bbc/bbc.jsonl';
+PARAM output     DEFAULT 'out/wrap';
+PARAM limit      DEFAULT 8;                                  -- documents read (per worker)
+PARAM model      DEFAULT 'models/smollm2-135m-instruct';
+PARAM embedder   DEFAULT 'models/all-minilm-l6-v2';
+PARAM styles     DEFAULT 'easy,medium,hard,qa';
+PARAM max_tokens DEFAULT 300;
+PARAM seed       DEFAULT 0;
+
+TOKENIZER '${model}/tokenizer.json';
+
+CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '${input}';
+
+-- Gopher quality rules (Rae et al. 2021) and C4's bad-phrase rule (Raffel et al. 2020).
+CREATE VIEW docs AS
+SELECT * FROM raw
+WHERE word_count(text) BETWEEN 50 AND 100000
+  AND mean_word_length(text) BETWEEN 3 AND 10
+  AND symbol_word_ratio(text) < 0.1
+  AND alpha_words_ratio(text) >= 0.8
+  AND stopword_count(text) >= 2
+  AND dup_line_fraction(text) <= 0.3
+  AND dup_ngram_fraction(text, 5) <= 0.15
+  AND bad_phrase_lines(text) = 0
+LIMIT ${limit};
+
+INPUT docs;
+DEDUP ON text;
+CHUNK WITH (max_tokens = ${max_tokens});
+
+-- The four WRAP styles are built in; a STYLE statement changes one or adds a new one, e.g.
+--   STYLE hard WITH (rate = 0.3);   -- 30% of chunks get `hard`
+REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_size = 16, no_repeat_ngram = 4);
+GATES WITH (embedder = '${embedder}');
+
+SINK '${output}' WITH (format = 'parquet');

@@ -1,0 +1,73 @@
+//! What a run did, for people: the counts table and, for plans that rephrase, the fidelity table
+//! per style. `wrapflow run` prints it at the end; `wrapflow report OUTPUT` prints it from the
+//! manifest of any finished run, local or in object storage.
+
+use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use object_store::ObjectStoreExt;
+use wrapflow_operators::store::StoreRegistry;
+
+use crate::manifest::Manifest;
+
+/// Reads `OUTPUT/manifest.json`.
+pub fn load(output: &str) -> anyhow::Result<Manifest> {
+    let registry = StoreRegistry::new();
+    let loc = registry.resolve(output, &Default::default())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let bytes = rt
+        .block_on(async { loc.store.get(&loc.child("manifest.json")).await?.bytes().await })
+        .map_err(|e| anyhow::anyhow!("reading {}/manifest.json: {e}", loc.url))?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// Record counts, tokens, timings.
+pub fn summary(m: &Manifest) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec!["count", "value"]);
+    let c = &m.counts;
+    let mut rows = vec![
+        ("read", c.read),
+        ("rejected", c.rejected),
+        ("filtered", c.filtered),
+        ("duplicates", c.duplicates),
+        ("kept", c.kept),
+        ("chunks", c.chunks),
+        ("chunk tokens", m.tokens.chunks),
+        ("shards", m.chunks.shards.len() as u64),
+    ];
+    if let Some(r) = &m.rephrase {
+        rows.extend([
+            ("style tasks", r.tasks),
+            ("synthetic rows", r.accepted),
+            ("gate rejects", r.rejected),
+            ("synthetic tokens", r.styles.values().map(|s| s.tokens).sum()),
+            ("generated tokens", r.generated_tokens),
+        ]);
+    }
+    for (k, v) in rows {
+        t.add_row(vec![k.to_string(), v.to_string()]);
+    }
+    t.add_row(vec!["wall time".into(), format!("{:.2} s", m.timings.wall_s)]);
+    t.add_row(vec![
+        "throughput".into(),
+        format!("{:.0} docs/s, {:.1} MB/s", m.timings.docs_per_s, m.timings.input_mb_per_s),
+    ]);
+    if let Some(r) = &m.rephrase {
+        t.add_row(vec!["generation".into(), format!("{:.1} generated tok/s", r.gen_tok_s)]);
+    }
+    t
+}
+
+/// The whole report as text.
+pub fn text(m: &Manifest) -> String {
+    let mut out = format!("{}\n", summary(m));
+    if let Some(r) = &m.rephrase {
+        out += &format!("rephrasings by style ({}, weights {}):\n", r.model, short(&r.weights_hash));
+        out += &format!("{}\n", crate::fidelity::table(&r.styles, &r.style_order, r.real_fk_grade));
+    }
+    out
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(19)]
+}

@@ -1,0 +1,163 @@
+//! The WRAP part of a run: chunks → fan-out → rephrase → gates, with one model session (and one
+//! embedder session) per worker, and the per-style figures that go into the manifest.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use timely::dataflow::StreamVec;
+use timely::dataflow::operators::Inspect;
+use tokenizers::Tokenizer;
+use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig};
+use wrapflow_operators::fanout::{FanOut, FanoutConfig};
+use wrapflow_operators::gates::{Gate, GateContext};
+use wrapflow_operators::heuristics::flesch_kincaid_grade;
+use wrapflow_operators::rephrase::{Rephrase, RephraseConfig};
+use wrapflow_operators::{Chunk, Reject, ShardInfo, Synthetic};
+
+use crate::fidelity::StyleAcc;
+use crate::manifest::{Output, RephraseOut};
+use crate::plan::Plan;
+use crate::progress::Progress;
+
+/// A worker's model sessions.
+pub struct Models {
+    pub decoder: Decoder,
+    pub embedder: Option<Embedder>,
+}
+
+/// Loads the plan's model and embedder for one worker (`None` if the plan does not rephrase).
+pub fn load_models(plan: &Plan) -> anyhow::Result<Option<Models>> {
+    let Some((spec, _)) = &plan.rephrase else { return Ok(None) };
+    let cfg = spec.config();
+    let decoder = Decoder::load(Path::new(&cfg.model), &cfg.session)
+        .with_context(|| format!("loading the rephrase model {}", cfg.model))?;
+    let embedder = match plan.gates.embedder.as_str() {
+        "" => None,
+        dir => Some(
+            Embedder::load(Path::new(dir), &SessionConfig { intra_threads: 1, ..cfg.session.clone() })
+                .with_context(|| format!("loading the embedder {dir}"))?,
+        ),
+    };
+    Ok(Some(Models { decoder, embedder }))
+}
+
+/// What one worker's WRAP stages did.
+#[derive(Default)]
+pub struct WrapReport {
+    pub styles: BTreeMap<String, StyleAcc>,
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+    pub real_fk_sum: f64,
+    pub real_chunks: u64,
+    pub shards: Vec<ShardInfo>,
+    pub weights_hash: String,
+    /// Tasks out of the fan-out: each becomes an accepted row or a gate reject.
+    pub fanout_tasks: u64,
+}
+
+/// The model's name for lineage: its directory's name.
+fn model_id(cfg: &RephraseConfig) -> String {
+    Path::new(&cfg.model).file_name().map_or(cfg.model.clone(), |f| f.to_string_lossy().into_owned())
+}
+
+/// Attaches fan-out → rephrase → gates to `chunks`; returns the accepted rows and the gate
+/// rejects.
+pub fn attach<'s>(
+    chunks: StreamVec<'s, u64, Chunk>,
+    models: Models,
+    plan: &Plan,
+    tokenizer: Arc<Tokenizer>,
+    report: Rc<RefCell<WrapReport>>,
+    progress: Arc<Progress>,
+) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
+    let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
+    let cfg = spec.config();
+    let styles = Arc::new(plan.styles.clone());
+    let ctx = Arc::new(GateContext {
+        config: plan.gates.clone(),
+        styles: styles.clone(),
+        tokenizer,
+        model: model_id(&cfg),
+        weights_hash: models.decoder.weights_hash.clone(),
+        generation: serde_json::to_string(&cfg.generation).unwrap_or_default(),
+    });
+    report.borrow_mut().weights_hash = models.decoder.weights_hash.clone();
+    let r = report.clone();
+    let chunks = chunks.inspect(move |c| {
+        let mut r = r.borrow_mut();
+        r.real_fk_sum += flesch_kincaid_grade(&c.text);
+        r.real_chunks += 1;
+    });
+    let r = report.clone();
+    let tasks = chunks
+        .fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed })
+        .inspect(move |_| r.borrow_mut().fanout_tasks += 1);
+    let r = report.clone();
+    let rephrased = tasks.rephrase(models.decoder, styles.clone(), &cfg).inspect(move |x| {
+        let mut r = r.borrow_mut();
+        r.prompt_tokens += x.prompt_tokens as u64;
+        r.generated_tokens += x.generated_tokens as u64;
+        progress.rephrased.fetch_add(1, Ordering::Relaxed);
+        progress.generated_tokens.fetch_add(x.generated_tokens as u64, Ordering::Relaxed);
+    });
+    let (good, bad) = rephrased.gate(ctx, models.embedder);
+    let r = report.clone();
+    let good = good.inspect(move |s| {
+        r.borrow_mut().styles.entry(s.style.clone()).or_default().accepted(s, s.invented_numbers as u64)
+    });
+    let bad = bad.inspect(move |x| report.borrow_mut().styles.entry(x.style.clone()).or_default().rejected(x));
+    (good, bad)
+}
+
+/// Merges the workers' reports into the manifest's section.
+pub fn merge(plan: &Plan, reports: Vec<WrapReport>, wall_s: f64) -> anyhow::Result<Option<RephraseOut>> {
+    let Some((spec, _)) = plan.rephrase.as_ref() else { return Ok(None) };
+    let cfg = spec.config();
+    let mut styles: BTreeMap<String, StyleAcc> = BTreeMap::new();
+    let mut out = RephraseOut {
+        model: cfg.model.clone(),
+        embedder: (!plan.gates.embedder.is_empty()).then(|| plan.gates.embedder.clone()),
+        generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
+        style_order: plan.styles.iter().map(|s| s.name.clone()).collect(),
+        ..Default::default()
+    };
+    let (mut fk, mut n) = (0.0, 0);
+    let mut shards = Vec::new();
+    for r in &reports {
+        for (k, v) in &r.styles {
+            styles.entry(k.clone()).or_default().merge(v);
+        }
+        out.prompt_tokens += r.prompt_tokens;
+        out.generated_tokens += r.generated_tokens;
+        fk += r.real_fk_sum;
+        n += r.real_chunks;
+        shards.extend(r.shards.iter().cloned());
+        out.weights_hash.clone_from(&r.weights_hash);
+    }
+    shards.sort_by(|a, b| a.path.cmp(&b.path));
+    out.styles = styles.iter().map(|(k, v)| (k.clone(), v.finish())).collect();
+    out.tasks = out.styles.values().map(|s| s.tasks).sum();
+    out.accepted = out.styles.values().map(|s| s.accepted).sum();
+    out.rejected = out.styles.values().map(|s| s.rejected).sum();
+    let fanout: u64 = reports.iter().map(|r| r.fanout_tasks).sum();
+    anyhow::ensure!(
+        fanout == out.accepted + out.rejected,
+        "rephrase counts do not reconcile: {fanout} tasks, {} accepted + {} rejected",
+        out.accepted,
+        out.rejected
+    );
+    out.real_fk_grade = (n > 0).then(|| fk / n as f64);
+    out.gen_tok_s = out.generated_tokens as f64 / wall_s.max(1e-9);
+    out.synthetic = Output {
+        format: plan.sink.0.config.format.extension().into(),
+        rows: shards.iter().map(|s| s.rows).sum(),
+        bytes: shards.iter().map(|s| s.bytes).sum(),
+        shards,
+    };
+    Ok(Some(out))
+}
