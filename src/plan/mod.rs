@@ -373,6 +373,34 @@ INPUT docs;\nDEDUP ON lower(text);\nCHUNK WITH (max_tokens = 100);\nSINK '${outp
     }
 
     #[test]
+    fn rephrase_styles_resolve_and_errors_point_at_them() {
+        let o = sets(&[("output", "o")]);
+        let wrap = format!(
+            "{PLAN}STYLE hard WITH (rate = 0.3);\nSTYLE tweet WITH (system = 'You tweet.', user = 'Tweet: {{chunk}}', gates = 'length, meaning');\nREPHRASE WITH (model = 'm', styles = 'easy,hard,tweet', temperature = 0.7);\nGATES WITH (min_cosine = 0.5);\n"
+        );
+        let p = Plan::parse("p.sql", &wrap, &o).unwrap();
+        let names: Vec<&str> = p.styles.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["easy", "hard", "tweet"]);
+        assert_eq!(p.styles[1].rate, 0.3);
+        assert_eq!(p.styles[1].system, builtin("hard").unwrap().system, "a STYLE changes only what it names");
+        assert_eq!(p.styles[2].gates.as_deref(), Some(&["length".to_string(), "meaning".to_string()][..]));
+        assert_eq!(p.rephrase.as_ref().unwrap().0.config().generation.temperature, 0.7);
+        assert_eq!(p.gates.min_cosine, 0.5);
+        let e = Plan::parse("p.sql", &wrap.replace("easy,hard", "easy,harder"), &o).unwrap_err();
+        assert!(e.message.contains("unknown style `harder`") && e.message.contains("tweet"), "{e}");
+        assert_eq!(e.pos.unwrap().line, 12);
+        let e = Plan::parse("p.sql", &wrap.replace("length, meaning", "lenght"), &o).unwrap_err();
+        assert!(e.message.contains("unknown gate `lenght`"), "{e}");
+        let e = Plan::parse("p.sql", &wrap.replace("Tweet: {chunk}", "Tweet"), &o).unwrap_err();
+        assert!(e.message.contains("{chunk}"), "{e}");
+        let e = Plan::parse("p.sql", &wrap.replace("temperature", "temprature"), &o).unwrap_err();
+        assert!(e.message.contains("unknown field `temprature`"), "{e}");
+        let e =
+            Plan::parse("p.sql", &format!("{PLAN}STYLE x WITH (system = 's', user = '{{chunk}}');"), &o).unwrap_err();
+        assert!(e.message.contains("without a REPHRASE"), "{e}");
+    }
+
+    #[test]
     fn line_col_from_sqlparser_messages() {
         assert_eq!(parse_line_col("Expected: x, found: y at Line: 2, Column: 15"), Some((2, 15)));
         assert_eq!(parse_line_col("no position"), None);

@@ -121,3 +121,27 @@ pub fn read_rejects(dir: &Path) -> Vec<serde_json::Value> {
     }
     out
 }
+
+/// Rows of all Parquet shards under `dir` as JSON objects (arrow's JSON writer), sorted.
+pub fn read_parquet_rows(dir: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return rows };
+    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")) {
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+        for b in reader {
+            let mut w = arrow::json::ArrayWriter::new(Vec::new());
+            w.write(&b.unwrap()).unwrap();
+            w.finish().unwrap();
+            let v: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&w.into_inner()).unwrap();
+            rows.extend(v);
+        }
+    }
+    rows.sort_by_key(|r| serde_json::to_string(r).unwrap());
+    rows
+}
