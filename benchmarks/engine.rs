@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         let msg = serde_json::json!([{"role": "user", "content": format!("Rewrite the following text in clear, simple English.\n\n{chunk}")}]);
         let text = engine::chat_prompt(&dec, &msg)?;
         let ids = dec.tokenizer.encode(text.as_str(), false).map_err(anyhow::Error::msg)?.get_ids().to_vec();
-        prompts.push(Prompt { id: i.to_string(), ids, max_new_tokens: None, seed: None });
+        prompts.push(Prompt { id: i.to_string(), ids, max_new_tokens: None, ..Default::default() });
     }
     std::fs::create_dir_all("target/bench-out")?;
     let prompt_json: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();

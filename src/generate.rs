@@ -94,7 +94,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         let text = prompt_text(&dec, v, a.chat)?;
         let ids = dec.tokenizer.encode(text.as_str(), false).map_err(|e| anyhow::anyhow!("{e}"))?.get_ids().to_vec();
         let id = v.get("id").map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).unwrap_or(i.to_string());
-        prompts.push(Prompt { id, ids, max_new_tokens: None, seed: None });
+        prompts.push(Prompt { id, ids, max_new_tokens: None, ..Default::default() });
     }
     let cfg = GenerationConfig {
         max_new_tokens: a.max_new,

@@ -76,7 +76,12 @@ fn prompts(d: &Decoder) -> Vec<Prompt> {
     (0..10)
         .map(|i| {
             let text = words[i * 7..i * 7 + 3 + (i * 4) % 11].join(" ");
-            Prompt { id: format!("p{i}"), ids: encode(d, &text), max_new_tokens: Some(3 + (i * 5) % 17), seed: None }
+            Prompt {
+                id: format!("p{i}"),
+                ids: encode(d, &text),
+                max_new_tokens: Some(3 + (i * 5) % 17),
+                ..Default::default()
+            }
         })
         .collect()
 }
@@ -171,7 +176,12 @@ fn four_bit_weights_match_their_f32_values() {
 fn stop_strings_cut_the_text() {
     let dir = TempDir::new().unwrap();
     let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
-    let p = vec![Prompt { id: "x".into(), ids: encode(&d, "The council met."), max_new_tokens: None, seed: None }];
+    let p = vec![Prompt {
+        id: "x".into(),
+        ids: encode(&d, "The council met."),
+        max_new_tokens: None,
+        ..Default::default()
+    }];
     let cfg = GenerationConfig { max_new_tokens: 30, ignore_eos: true, ..Default::default() };
     let mut full = None;
     generate(&mut d, p.clone(), &cfg, |c| full = Some(c)).unwrap();
@@ -243,7 +253,7 @@ fn real_model_greedy_output_matches_the_recorded_reference() {
         let text = format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", f["prompt"].as_str().unwrap());
         let p = encode(&d, &text);
         assert_eq!(p, ids(&f["prompt_ids"]), "prompt {i} tokenizes as the reference");
-        prompts.push(Prompt { id: i.to_string(), ids: p, max_new_tokens: None, seed: None });
+        prompts.push(Prompt { id: i.to_string(), ids: p, max_new_tokens: None, ..Default::default() });
     }
     let cfg = GenerationConfig { max_new_tokens: 32, batch_size: 3, ignore_eos: true, ..Default::default() };
     let out = run(&mut d, &cfg, prompts);
@@ -277,4 +287,30 @@ fn generate_cli_reads_prompts_and_chats_and_prints_json() {
     for k in ["wall_s", "prefill_tok_s", "decode_tok_s", "gen_tok_s"] {
         assert!(v["timing"][k].as_f64().unwrap() > 0.0, "{k}");
     }
+}
+
+#[test]
+fn a_soft_stop_cuts_at_the_first_marker_after_its_token_budget() {
+    use wrapflow::operators::engine::{Completion, Finish, SoftStop};
+    let dir = TempDir::new().unwrap();
+    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    let ids = encode(&d, "The council met on Tuesday.");
+    let cfg = GenerationConfig { max_new_tokens: 40, ignore_eos: true, ..Default::default() };
+    let complete = |d: &mut Decoder, soft: Option<SoftStop>| {
+        let mut out: Vec<Completion> = vec![];
+        let p = Prompt { id: "x".into(), ids: ids.clone(), soft_stop: soft, ..Default::default() };
+        generate(d, vec![p], &cfg, |c| out.push(c)).unwrap();
+        out.remove(0)
+    };
+    let full = complete(&mut d, None);
+    assert_eq!(full.finish, Finish::Length);
+    // A marker: the text of one generated token, looked for after the first 10 tokens.
+    let prefix_len = d.tokenizer.decode(&full.token_ids[..10], true).unwrap().len();
+    let marker = d.tokenizer.decode(&full.token_ids[20..21], true).unwrap();
+    assert!(!marker.is_empty());
+    let cut = prefix_len + full.text[prefix_len..].find(&marker).unwrap();
+    let soft = complete(&mut d, Some(SoftStop { after_tokens: 10, at: marker.clone() }));
+    assert_eq!(soft.finish, Finish::Stop);
+    assert_eq!(soft.text, full.text[..cut], "cut at the first {marker:?} after 10 tokens");
+    assert!(full.token_ids.starts_with(&soft.token_ids), "the same tokens up to the stop");
 }

@@ -156,11 +156,17 @@ fn numbers(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Enumeration markers ("Question 2:", "Answer 2:", "3. " or "3) " at a line start): counting,
+/// not facts, so the number gate does not read them.
+static ENUMERATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?im)^(\s*\**\s*(q|a|question|answer|fact|step)\s*)\d+|^(\s*)\d+[.)]\s").unwrap());
+
 /// Numbers of `output` that `source` does not contain.
 pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
     let src = numbers(source);
+    let output = ENUMERATION.replace_all(output, "${1}${3} ");
     let mut out: Vec<String> =
-        numbers(output).into_iter().filter(|(n, _)| !src.contains_key(n)).map(|(_, raw)| raw).collect();
+        numbers(&output).into_iter().filter(|(n, _)| !src.contains_key(n)).map(|(_, raw)| raw).collect();
     out.sort();
     out
 }
@@ -420,6 +426,8 @@ mod tests {
             check(SRC, qa, false, true, &GateConfig::default())
         );
         assert_eq!(invented_numbers("3.5 and 1,200", "1200, 3.5 and 7."), vec!["7".to_string()]);
+        let numbered = "Question 1: How much?\nAnswer 1: 12 million pounds.\n2. By 2031.";
+        assert_eq!(invented_numbers(SRC, numbered), vec!["2031".to_string()], "enumerations are not facts");
         assert!((repetition("a b c a b c", 3) - 1.0 / 4.0).abs() < 1e-12);
         assert!(!is_refusal("The report says the council is sorry for the delay."));
     }

@@ -21,7 +21,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::engine::{Batcher, Decoder, Finish, GenerationConfig, Prompt, SessionConfig, chat_prompt};
+use crate::engine::{Batcher, Decoder, Finish, GenerationConfig, Prompt, SessionConfig, SoftStop, chat_prompt};
 use crate::fanout::StyleTask;
 use crate::styles::Style;
 
@@ -128,6 +128,12 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                                         ids,
                                         max_new_tokens: Some(style.max_new_tokens),
                                         seed: Some(task_seed(&task, style)),
+                                        soft_stop: (style.stop_after > 0.0).then(|| SoftStop {
+                                            after_tokens: (style.stop_after * task.chunk.n_tokens as f64).ceil()
+                                                as usize,
+                                            at: style.stop_at.clone(),
+                                        }),
+                                        min_new_tokens: (style.min_length * task.chunk.n_tokens as f64) as usize,
                                     });
                                     tasks.insert(i, (time.clone(), task));
                                 }

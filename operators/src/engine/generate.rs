@@ -68,6 +68,20 @@ pub struct Prompt {
     /// Seeds this prompt's sampler (with `GenerationConfig::seed`); defaults to its index. Give a
     /// key of the task (document, chunk, style) so outputs don't depend on arrival order.
     pub seed: Option<u64>,
+    /// Ends the generation at the first `at` that starts after `after_tokens` generated tokens
+    /// (cut there): a rewrite stops at the paragraph break once it has covered about as much as
+    /// its source, instead of running on into new text.
+    pub soft_stop: Option<SoftStop>,
+    /// End-of-sequence is not allowed before this many generated tokens (a Q&A conversation that
+    /// stops after its first pair covers too little of its source).
+    pub min_new_tokens: usize,
+}
+
+/// See [`Prompt::soft_stop`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SoftStop {
+    pub after_tokens: usize,
+    pub at: String,
 }
 
 /// Why a generation ended.
@@ -110,6 +124,11 @@ struct Row {
     cached: usize,
     rng: StdRng,
     done: Option<Finish>,
+    soft: Option<SoftStop>,
+    min_new: usize,
+    /// Byte offset in the decoded text from which the soft stop is looked for, and where it cut.
+    soft_from: Option<usize>,
+    cut_at: Option<usize>,
 }
 
 /// Picks the next token from `logits` (modified in place).
@@ -263,8 +282,14 @@ impl Batcher {
                     cached: p.ids.len(),
                     rng: StdRng::seed_from_u64(cfg.seed.wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
                     done: None,
+                    soft: p.soft_stop,
+                    min_new: p.min_new_tokens,
+                    soft_from: None,
+                    cut_at: None,
                 };
-                let t = sample(&mut logits[j * v..(j + 1) * v], &row.generated, cfg, &mut row.rng);
+                let l = &mut logits[j * v..(j + 1) * v];
+                hold_eos(dec, &row, l);
+                let t = sample(l, &row.generated, cfg, &mut row.rng);
                 push_token(dec, &mut row, t, cfg);
                 rows.push(row);
             }
@@ -303,12 +328,25 @@ impl Batcher {
         let v = logits.len() / b;
         for (j, r) in rows.iter_mut().enumerate() {
             r.cached += 1;
-            let t = sample(&mut logits[j * v..(j + 1) * v], &r.generated, cfg, &mut r.rng);
+            let l = &mut logits[j * v..(j + 1) * v];
+            hold_eos(dec, r, l);
+            let t = sample(l, &r.generated, cfg, &mut r.rng);
             push_token(dec, r, t, cfg);
         }
         self.timing.decode_tokens += b as u64;
         self.timing.decode_s += t0.elapsed().as_secs_f64();
         Ok(())
+    }
+}
+
+/// Forbids end-of-sequence tokens while a row is under its minimum length.
+fn hold_eos(dec: &Decoder, r: &Row, logits: &mut [f32]) {
+    if r.generated.len() < r.min_new {
+        for &e in &dec.eos {
+            if let Some(x) = logits.get_mut(e as usize) {
+                *x = f32::NEG_INFINITY;
+            }
+        }
     }
 }
 
@@ -318,6 +356,16 @@ fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
         return;
     }
     r.generated.push(t);
+    if let Some(soft) = r.soft.as_ref().filter(|s| r.generated.len() >= s.after_tokens && !s.at.is_empty()) {
+        let text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
+        let from = *r.soft_from.get_or_insert(text.len());
+        let from = (0..=from.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        if let Some(p) = text[from..].find(soft.at.as_str()) {
+            r.cut_at = Some(from + p);
+            r.done = Some(Finish::Stop);
+            return;
+        }
+    }
     if !cfg.stop.is_empty() {
         let text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
         if cfg.stop.iter().any(|s| text.contains(s.as_str())) {
@@ -332,7 +380,7 @@ fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
 
 fn completion(dec: &Decoder, r: Row, finish: Finish, cfg: &GenerationConfig) -> Completion {
     let mut text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
-    if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+    if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).chain(r.cut_at).min() {
         text.truncate(cut);
     }
     Completion { id: r.id, index: r.index, token_ids: r.generated, text, finish, prompt_tokens: r.prompt_len }
