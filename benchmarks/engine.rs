@@ -15,8 +15,10 @@ fn main() -> anyhow::Result<()> {
     let batches: Vec<usize> =
         if args.len() > 1 { args[1..].iter().map(|a| a.parse().unwrap()).collect() } else { vec![1, 8, 16, 32] };
     let threads: usize = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(0);
-    let mut dec =
-        Decoder::load(std::path::Path::new(model), &SessionConfig { intra_threads: threads, ..Default::default() })?;
+    let mut dec = Decoder::load(
+        std::path::Path::new(model),
+        &SessionConfig { intra_threads: threads, cpu_arena: std::env::var("NO_ARENA").is_err(), ..Default::default() },
+    )?;
     let articles: Vec<String> = std::fs::read_to_string("data/bbc/bbc.jsonl")?
         .lines()
         .take(16)

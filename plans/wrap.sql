@@ -38,7 +38,7 @@ CHUNK WITH (max_tokens = ${max_tokens});
 
 -- The four WRAP styles are built in; a STYLE statement changes one or adds a new one, e.g.
 --   STYLE hard WITH (rate = 0.3);   -- 30% of chunks get `hard`
-REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_size = 16, no_repeat_ngram = 4);
+REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_size = 16, no_repeat_ngram = 6);
 GATES WITH (embedder = '${embedder}');
 
 SINK '${output}' WITH (format = 'parquet');

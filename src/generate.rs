@@ -76,7 +76,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         ProviderArg::Cpu => Provider::Cpu,
         ProviderArg::Cuda => Provider::Cuda,
     };
-    let mut dec = Decoder::load(&a.model, &SessionConfig { provider, intra_threads: a.threads })?;
+    let mut dec = Decoder::load(&a.model, &SessionConfig { provider, intra_threads: a.threads, ..Default::default() })?;
     let lines: Vec<Value> = match (&a.prompt, &a.prompts) {
         (Some(p), _) => vec![json!({"id": "0", "prompt": p})],
         (None, Some(f)) => {

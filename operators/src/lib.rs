@@ -15,6 +15,7 @@
 //! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching |
 //! | [`styles`], [`fanout`] | WRAP and Nemotron-CC styles; the [`fanout::FanOut`] operator (chunk × styles, seeded rates) |
 //! | [`rephrase`] | the [`rephrase::Rephrase`] operator: style tasks through a model with continuous batching, in time slices |
+//! | [`tokens`] | token shards for training: a flat binary of ids with a document index, writer and reader |
 //! | [`gates`] | quality gates for rephrasings, each with its score; the [`gates::Gate`] operator adds the meaning gate (embedding cosine) |
 //!
 //! Every operator is an extension trait on a timely [`timely::dataflow::StreamVec`], configured by
@@ -39,6 +40,7 @@ pub mod source;
 pub mod store;
 pub mod styles;
 pub mod testkit;
+pub mod tokens;
 pub mod udf;
 
 pub use chunk::{ChunkConfig, ChunkDocs, Chunker};

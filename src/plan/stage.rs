@@ -81,7 +81,7 @@ impl RephraseSpec {
         let d = RephraseConfig::default();
         RephraseConfig {
             model: self.model.clone(),
-            session: SessionConfig { provider: self.provider, intra_threads: self.threads },
+            session: SessionConfig { provider: self.provider, intra_threads: self.threads, ..Default::default() },
             generation: GenerationConfig {
                 max_new_tokens: self.max_new_tokens.unwrap_or(d.generation.max_new_tokens),
                 batch_size: self.batch_size,
