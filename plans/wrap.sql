@@ -14,6 +14,7 @@ PARAM embedder   DEFAULT 'models/all-minilm-l6-v2';
 PARAM styles     DEFAULT 'easy,medium,hard,qa';
 PARAM max_tokens DEFAULT 300;
 PARAM seed       DEFAULT 0;
+PARAM retries    DEFAULT 2;                                  -- new answers when a model-free gate fails
 
 TOKENIZER '${model}/tokenizer.json';
 
@@ -38,7 +39,8 @@ CHUNK WITH (max_tokens = ${max_tokens});
 
 -- The four WRAP styles are built in; a STYLE statement changes one or adds a new one, e.g.
 --   STYLE hard WITH (rate = 0.3);   -- 30% of chunks get `hard`
-REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_size = 16, no_repeat_ngram = 6);
+REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_size = 16, no_repeat_ngram = 6,
+               retries = ${retries}, retry_temperature = 0.7);
 GATES WITH (embedder = '${embedder}');
 
 SINK '${output}' WITH (format = 'parquet');

@@ -96,7 +96,7 @@ impl StyleAcc {
         *self.by_reason.entry(crate::manifest::reason_class(&r.reason)).or_insert(0) += 1;
         let cos = serde_json::from_str::<serde_json::Value>(&r.scores)
             .ok()
-            .and_then(|v| v.get("cosine").and_then(serde_json::Value::as_f64));
+            .and_then(|v| v["gates"].get("cosine").and_then(serde_json::Value::as_f64));
         if let Some(c) = cos {
             self.cos_all.add(c);
         }

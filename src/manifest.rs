@@ -123,7 +123,11 @@ pub struct RephraseOut {
     /// Mean Flesch-Kincaid grade of the real chunks, next to the styles'.
     pub real_fk_grade: Option<f64>,
     pub prompt_tokens: u64,
+    /// Tokens of every answer, retries included.
     pub generated_tokens: u64,
+    /// Answers generated again because the model-free gates rejected the previous one.
+    #[serde(default)]
+    pub retries: u64,
     /// Generated tokens per second of wall time, all workers together.
     pub gen_tok_s: f64,
     /// The accepted rows (`synthetic/`).

@@ -33,7 +33,7 @@ pub struct Models {
 /// Loads the plan's model and embedder for one worker (`None` if the plan does not rephrase).
 pub fn load_models(plan: &Plan) -> anyhow::Result<Option<Models>> {
     let Some((spec, _)) = &plan.rephrase else { return Ok(None) };
-    let cfg = spec.config();
+    let cfg = spec.config(&plan.gates);
     let decoder = Decoder::load(Path::new(&cfg.model), &cfg.session)
         .with_context(|| format!("loading the rephrase model {}", cfg.model))?;
     let embedder = match plan.gates.embedder.as_str() {
@@ -58,6 +58,7 @@ pub struct WrapReport {
     pub weights_hash: String,
     /// Tasks out of the fan-out: each becomes an accepted row or a gate reject.
     pub fanout_tasks: u64,
+    pub retries: u64,
 }
 
 /// The model's name for lineage: its directory's name.
@@ -76,7 +77,7 @@ pub fn attach<'s>(
     progress: Arc<Progress>,
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
     let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
-    let cfg = spec.config();
+    let cfg = spec.config(&plan.gates);
     let styles = Arc::new(plan.styles.clone());
     let ctx = Arc::new(GateContext {
         config: plan.gates.clone(),
@@ -101,9 +102,10 @@ pub fn attach<'s>(
     let rephrased = tasks.rephrase(models.decoder, styles.clone(), &cfg).inspect(move |x| {
         let mut r = r.borrow_mut();
         r.prompt_tokens += x.prompt_tokens as u64;
-        r.generated_tokens += x.generated_tokens as u64;
+        r.generated_tokens += x.spent_tokens as u64;
+        r.retries += x.attempts.saturating_sub(1) as u64;
         progress.rephrased.fetch_add(1, Ordering::Relaxed);
-        progress.generated_tokens.fetch_add(x.generated_tokens as u64, Ordering::Relaxed);
+        progress.generated_tokens.fetch_add(x.spent_tokens as u64, Ordering::Relaxed);
     });
     let (good, bad) = rephrased.gate(ctx, models.embedder);
     let r = report.clone();
@@ -117,7 +119,7 @@ pub fn attach<'s>(
 /// Merges the workers' reports into the manifest's section.
 pub fn merge(plan: &Plan, reports: Vec<WrapReport>, wall_s: f64) -> anyhow::Result<Option<RephraseOut>> {
     let Some((spec, _)) = plan.rephrase.as_ref() else { return Ok(None) };
-    let cfg = spec.config();
+    let cfg = spec.config(&plan.gates);
     let mut styles: BTreeMap<String, StyleAcc> = BTreeMap::new();
     let mut out = RephraseOut {
         model: cfg.model.clone(),
@@ -134,6 +136,7 @@ pub fn merge(plan: &Plan, reports: Vec<WrapReport>, wall_s: f64) -> anyhow::Resu
         }
         out.prompt_tokens += r.prompt_tokens;
         out.generated_tokens += r.generated_tokens;
+        out.retries += r.retries;
         fk += r.real_fk_sum;
         n += r.real_chunks;
         shards.extend(r.shards.iter().cloned());

@@ -53,7 +53,7 @@ fn plan(s: &Setup) -> String {
          STYLE echo WITH (system = 'Repeat the text.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = 'empty');\n\
          STYLE hard WITH (rate = 0.5, max_new_tokens = 8);\n\
          STYLE qa WITH (max_new_tokens = 8);\n\
-         REPHRASE WITH (model = '{model}', styles = 'echo,hard,qa', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20);\n\
+         REPHRASE WITH (model = '{model}', styles = 'echo,hard,qa', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20, retries = 1);\n\
          GATES WITH (embedder = '{embedder}', min_cosine = 0.2);\n\
          SINK '${{output}}' WITH (shard_rows = 40);\n",
         model = s.model.display(),
@@ -127,11 +127,19 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
         let key = (x["doc_id"].as_str().unwrap().to_string(), x["chunk_index"].as_u64().unwrap());
         assert_eq!(x["source_file"], by_key[&key]["source_file"]);
         let scores: Value = serde_json::from_str(x["scores"].as_str().unwrap()).unwrap();
-        assert!(scores.get("length_ratio").is_some(), "{x}");
+        assert!(scores["gates"].get("length_ratio").is_some(), "{x}");
         assert!(!x["reason"].as_str().unwrap().is_empty());
     }
-    // A qa row needs Question/Answer pairs: the random model never writes two.
+    // A qa row needs Question/Answer pairs: the random model never writes two, so every qa task
+    // was answered twice (retries = 1) and the second answer went to the gates.
     assert_eq!(r.styles["qa"].accepted, 0);
+    let qa_rejects: Vec<&Value> = gate_rejects.iter().filter(|x| x["style"] == "qa").collect();
+    assert!(qa_rejects.iter().all(|x| {
+        let s: Value = serde_json::from_str(x["scores"].as_str().unwrap()).unwrap();
+        s["attempts"] == 2
+    }));
+    assert!(synthetic.iter().all(|x| x["attempts"] == 1), "echo rows pass the model-free gates at once");
+    assert!(r.retries >= r.styles["qa"].tasks);
     assert!(r.styles["qa"].by_reason.values().sum::<u64>() == r.styles["qa"].tasks);
 
     // Same rows, same rejects with 2 workers (seeded per task, not per worker or batch).

@@ -290,6 +290,7 @@ impl GateContext {
                     qa_pairs: scores.qa_pairs as u32,
                     chatter_stripped: scores.chatter_stripped,
                     invented_numbers: scores.invented_numbers.len() as u32,
+                    attempts: r.attempts,
                     text,
                 })
             }
@@ -304,7 +305,8 @@ impl GateContext {
                     doc_id: c.doc_id.clone(),
                     chunk_index: c.chunk_index,
                     style: style.name.clone(),
-                    scores: serde_json::to_string(&scores).unwrap_or_default(),
+                    scores: serde_json::to_string(&serde_json::json!({"attempts": r.attempts, "gates": scores}))
+                        .unwrap_or_default(),
                 })
             }
         }

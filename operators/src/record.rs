@@ -193,6 +193,8 @@ pub struct Synthetic {
     pub chatter_stripped: bool,
     /// Numbers of `text` that the source lacks (0 unless the style turns the number gate off).
     pub invented_numbers: u32,
+    /// Answers the model gave for this task (more than 1 after retries).
+    pub attempts: u32,
 }
 
 impl ToBatch for Synthetic {
@@ -218,6 +220,7 @@ impl ToBatch for Synthetic {
             Field::new("qa_pairs", DataType::UInt32, false),
             Field::new("chatter_stripped", DataType::Boolean, false),
             Field::new("invented_numbers", DataType::UInt32, false),
+            Field::new("attempts", DataType::UInt32, false),
         ]))
     }
 
@@ -246,6 +249,7 @@ impl ToBatch for Synthetic {
                 Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.qa_pairs))),
                 Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.chatter_stripped)))),
                 Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.invented_numbers))),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
             ],
         )
     }

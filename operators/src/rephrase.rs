@@ -23,6 +23,7 @@ use timely::progress::Timestamp;
 
 use crate::engine::{Batcher, Decoder, Finish, GenerationConfig, Prompt, SessionConfig, SoftStop, chat_prompt};
 use crate::fanout::StyleTask;
+use crate::gates::{GateConfig, Verdict, check_only};
 use crate::styles::Style;
 
 /// Settings of the rephrase stage (`REPHRASE WITH (...)` in a plan).
@@ -36,6 +37,11 @@ pub struct RephraseConfig {
     pub generation: GenerationConfig,
     /// Longest the operator decodes before yielding to the other operators of its worker.
     pub time_slice_ms: u64,
+    /// New answers for a task whose answer the model-free gates (`retry_gates`) reject; the last
+    /// answer goes on to the gate stage either way. Retries sample at `retry_temperature`.
+    pub retries: u32,
+    pub retry_temperature: f32,
+    pub retry_gates: GateConfig,
 }
 
 impl Default for RephraseConfig {
@@ -45,6 +51,9 @@ impl Default for RephraseConfig {
             session: SessionConfig { intra_threads: 1, ..Default::default() },
             generation: GenerationConfig { batch_size: 16, no_repeat_ngram: 4, ..Default::default() },
             time_slice_ms: 100,
+            retries: 0,
+            retry_temperature: 0.7,
+            retry_gates: GateConfig::default(),
         }
     }
 }
@@ -60,6 +69,9 @@ pub struct Rephrased {
     pub generated_tokens: u32,
     /// Why the model could not answer (the gates turn it into a reject).
     pub error: Option<String>,
+    /// Answers generated for the task, this one included, and their tokens.
+    pub attempts: u32,
+    pub spent_tokens: u32,
 }
 
 /// The sampling seed of a task: a key of the task itself, so that the same chunk and style get
@@ -100,13 +112,14 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
     ) -> StreamVec<'scope, T, Rephrased> {
         let scope = self.scope();
         let slice = Duration::from_millis(config.time_slice_ms.max(1));
-        let gen_cfg = config.generation.clone();
-        let mut batcher = Batcher::new(gen_cfg.clone());
+        let cfg = config.clone();
+        let mut batcher = Batcher::new(cfg.generation.clone());
         self.unary_frontier(Pipeline, "Rephrase", move |_cap, info| {
             let activator = scope.activator_for(info.address);
             // Per time with outstanding tasks: a capability and how many tasks remain.
             let mut held: BTreeMap<T, (Capability<T>, usize)> = BTreeMap::new();
-            let mut tasks: HashMap<usize, (T, StyleTask)> = HashMap::new();
+            // Queued prompts: the task, its time, and which attempt this is.
+            let mut tasks: HashMap<usize, (T, StyleTask, u32, u32)> = HashMap::new();
             let mut ready: Vec<(T, Rephrased)> = Vec::new();
             move |(input, _frontier), output| {
                 input.for_each_stamp(|cap, data| {
@@ -114,61 +127,53 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                     let time = cap.time().clone();
                     for batch in data {
                         for task in batch.drain(..) {
-                            let style = &styles[task.style as usize];
-                            let ids = prompt_text(&dec, style, &task.chunk.text).and_then(|p| {
-                                dec.tokenizer
-                                    .encode(p.as_str(), false)
-                                    .map(|e| e.get_ids().to_vec())
-                                    .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))
-                            });
-                            match ids {
-                                Ok(ids) => {
-                                    let i = batcher.push(Prompt {
-                                        id: String::new(),
-                                        ids,
-                                        max_new_tokens: Some(style.max_new_tokens),
-                                        seed: Some(task_seed(&task, style)),
-                                        soft_stop: (style.stop_after > 0.0).then(|| SoftStop {
-                                            after_tokens: (style.stop_after * task.chunk.n_tokens as f64).ceil()
-                                                as usize,
-                                            at: style.stop_at.clone(),
-                                        }),
-                                        min_new_tokens: (style.min_length * task.chunk.n_tokens as f64) as usize,
-                                    });
-                                    tasks.insert(i, (time.clone(), task));
+                            held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
+                            match task_prompt(&dec, &styles[task.style as usize], &task, 0, &cfg) {
+                                Ok(p) => {
+                                    tasks.insert(batcher.push(p), (time.clone(), task, 0, 0));
                                 }
                                 Err(e) => ready.push((time.clone(), failed(task, &e))),
                             }
-                            held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
                         }
                     }
                 });
                 let t0 = Instant::now();
                 while !batcher.is_idle() && t0.elapsed() < slice {
-                    let mut done = |c: crate::engine::Completion| {
-                        let (time, task) = tasks.remove(&c.index).expect("every completion has its task");
+                    let mut finished = Vec::new();
+                    let step = batcher.step(&mut dec, &mut |c| finished.push(c));
+                    for c in finished {
+                        let (time, task, attempt, spent) =
+                            tasks.remove(&c.index).expect("every completion has its task");
                         let style = &styles[task.style as usize];
-                        ready.push((
-                            time,
-                            Rephrased {
-                                text: format!("{}{}", style.answer_prefix, c.text),
-                                finish: c.finish,
-                                prompt_tokens: c.prompt_tokens as u32,
-                                generated_tokens: c.token_ids.len() as u32,
-                                error: None,
-                                task,
-                            },
-                        ));
-                    };
-                    if let Err(e) = batcher.step(&mut dec, &mut done) {
+                        let r = Rephrased {
+                            text: format!("{}{}", style.answer_prefix, c.text),
+                            finish: c.finish,
+                            prompt_tokens: c.prompt_tokens as u32,
+                            generated_tokens: c.token_ids.len() as u32,
+                            error: None,
+                            attempts: attempt + 1,
+                            spent_tokens: spent + c.token_ids.len() as u32,
+                            task,
+                        };
+                        // A retry when the model-free gates already reject the answer.
+                        if attempt < cfg.retries && cheap_gates_reject(&r, style, &cfg.retry_gates) {
+                            // An error building the retry's prompt keeps the answer we have.
+                            if let Ok(p) = task_prompt(&dec, style, &r.task, attempt + 1, &cfg) {
+                                tasks.insert(batcher.push(p), (time, r.task, attempt + 1, r.spent_tokens));
+                                continue;
+                            }
+                        }
+                        ready.push((time, r));
+                    }
+                    if let Err(e) = step {
                         // A failed step loses the batch's state: report every queued task.
                         let mut orphans: Vec<usize> = tasks.keys().copied().collect();
                         orphans.sort_unstable();
                         for i in orphans {
-                            let (time, task) = tasks.remove(&i).expect("listed above");
+                            let (time, task, _, _) = tasks.remove(&i).expect("listed above");
                             ready.push((time, failed(task, &e)));
                         }
-                        batcher = Batcher::new(gen_cfg.clone());
+                        batcher = Batcher::new(cfg.generation.clone());
                     }
                 }
                 for (time, r) in ready.drain(..) {
@@ -188,6 +193,43 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
     }
 }
 
+/// The prompt of a task's `attempt` (0 is the first; retries sample at `retry_temperature` with
+/// their own seed, so they differ from the first answer and from each other, reproducibly).
+fn task_prompt(
+    dec: &Decoder,
+    style: &Style,
+    task: &StyleTask,
+    attempt: u32,
+    cfg: &RephraseConfig,
+) -> anyhow::Result<Prompt> {
+    let text = prompt_text(dec, style, &task.chunk.text)?;
+    let ids = dec.tokenizer.encode(text.as_str(), false).map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?;
+    let n = task.chunk.n_tokens as f64;
+    Ok(Prompt {
+        id: String::new(),
+        ids: ids.get_ids().to_vec(),
+        max_new_tokens: Some(style.max_new_tokens),
+        seed: Some(task_seed(task, style).wrapping_add(attempt as u64)),
+        soft_stop: (style.stop_after > 0.0)
+            .then(|| SoftStop { after_tokens: (style.stop_after * n).ceil() as usize, at: style.stop_at.clone() }),
+        min_new_tokens: (style.min_length * n) as usize,
+        temperature: (attempt > 0).then_some(cfg.retry_temperature),
+    })
+}
+
+/// True if the gates that need no model (all but meaning) reject the answer.
+fn cheap_gates_reject(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool {
+    let v = check_only(
+        &r.task.chunk.text,
+        &r.text,
+        r.finish == Finish::Length,
+        style.qa_format,
+        gates,
+        style.gates.as_deref(),
+    );
+    matches!(v, Verdict::Reject { .. })
+}
+
 fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
     Rephrased {
         task,
@@ -196,5 +238,7 @@ fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
         prompt_tokens: 0,
         generated_tokens: 0,
         error: Some(format!("{e:#}")),
+        attempts: 1,
+        spent_tokens: 0,
     }
 }

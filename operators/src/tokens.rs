@@ -108,7 +108,7 @@ impl TokenShard {
             2 => bin.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).collect(),
             _ => bin.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect(),
         };
-        if bin.len() % width as usize != 0 || *offsets.last().expect("docs + 1 offsets") != ids.len() as u64 {
+        if !bin.len().is_multiple_of(width as usize) || *offsets.last().expect("docs + 1 offsets") != ids.len() as u64 {
             bail!("token data holds {} ids, the index says {}", ids.len(), offsets.last().copied().unwrap_or(0));
         }
         if offsets.windows(2).any(|w| w[0] >= w[1]) || offsets[0] != 0 {

@@ -53,6 +53,10 @@ pub struct RephraseSpec {
     pub threads: usize,
     pub provider: Provider,
     pub time_slice_ms: u64,
+    /// New answers (sampled at `retry_temperature`) for a task whose answer fails a gate that
+    /// needs no model; 0: off.
+    pub retries: u32,
+    pub retry_temperature: f32,
 }
 
 impl Default for RephraseSpec {
@@ -71,13 +75,15 @@ impl Default for RephraseSpec {
             threads: d.session.intra_threads,
             provider: Provider::Cpu,
             time_slice_ms: d.time_slice_ms,
+            retries: d.retries,
+            retry_temperature: d.retry_temperature,
         }
     }
 }
 
 impl RephraseSpec {
-    /// The operator's settings.
-    pub fn config(&self) -> RephraseConfig {
+    /// The operator's settings; `gates` decide retries.
+    pub fn config(&self, gates: &GateConfig) -> RephraseConfig {
         let d = RephraseConfig::default();
         RephraseConfig {
             model: self.model.clone(),
@@ -93,6 +99,9 @@ impl RephraseSpec {
                 ..d.generation
             },
             time_slice_ms: self.time_slice_ms,
+            retries: self.retries,
+            retry_temperature: self.retry_temperature,
+            retry_gates: gates.clone(),
         }
     }
 

@@ -75,6 +75,8 @@ pub struct Prompt {
     /// End-of-sequence is not allowed before this many generated tokens (a Q&A conversation that
     /// stops after its first pair covers too little of its source).
     pub min_new_tokens: usize,
+    /// Overrides `GenerationConfig::temperature` for this prompt (a retry samples).
+    pub temperature: Option<f32>,
 }
 
 /// See [`Prompt::soft_stop`].
@@ -126,6 +128,7 @@ struct Row {
     done: Option<Finish>,
     soft: Option<SoftStop>,
     min_new: usize,
+    temperature: f32,
     /// Byte offset in the decoded text from which the soft stop is looked for, and where it cut.
     soft_from: Option<usize>,
     cut_at: Option<usize>,
@@ -133,6 +136,17 @@ struct Row {
 
 /// Picks the next token from `logits` (modified in place).
 pub fn sample(logits: &mut [f32], generated: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
+    sample_at(logits, generated, cfg, cfg.temperature, rng)
+}
+
+/// [`sample`] at a given temperature (a prompt may override the configured one).
+pub fn sample_at(
+    logits: &mut [f32],
+    generated: &[u32],
+    cfg: &GenerationConfig,
+    temperature: f32,
+    rng: &mut StdRng,
+) -> u32 {
     let n = cfg.no_repeat_ngram;
     if n > 0 && generated.len() >= n {
         let prefix = &generated[generated.len() - (n - 1)..];
@@ -144,11 +158,11 @@ pub fn sample(logits: &mut [f32], generated: &[u32], cfg: &GenerationConfig, rng
     }
     let argmax =
         |l: &[f32]| l.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
-    if cfg.temperature <= 0.0 {
+    if temperature <= 0.0 {
         return argmax(logits) as u32;
     }
     let mut cand: Vec<(usize, f32)> =
-        logits.iter().map(|&v| v / cfg.temperature).enumerate().filter(|(_, v)| v.is_finite()).collect();
+        logits.iter().map(|&v| v / temperature).enumerate().filter(|(_, v)| v.is_finite()).collect();
     cand.sort_by(|a, b| b.1.total_cmp(&a.1));
     if cfg.top_k > 0 {
         cand.truncate(cfg.top_k);
@@ -284,12 +298,13 @@ impl Batcher {
                     done: None,
                     soft: p.soft_stop,
                     min_new: p.min_new_tokens,
+                    temperature: p.temperature.unwrap_or(cfg.temperature),
                     soft_from: None,
                     cut_at: None,
                 };
                 let l = &mut logits[j * v..(j + 1) * v];
                 hold_eos(dec, &row, l);
-                let t = sample(l, &row.generated, cfg, &mut row.rng);
+                let t = sample_at(l, &row.generated, cfg, row.temperature, &mut row.rng);
                 push_token(dec, &mut row, t, cfg);
                 rows.push(row);
             }
@@ -330,7 +345,7 @@ impl Batcher {
             r.cached += 1;
             let l = &mut logits[j * v..(j + 1) * v];
             hold_eos(dec, r, l);
-            let t = sample(l, &r.generated, cfg, &mut r.rng);
+            let t = sample_at(l, &r.generated, cfg, r.temperature, &mut r.rng);
             push_token(dec, r, t, cfg);
         }
         self.timing.decode_tokens += b as u64;

@@ -7,7 +7,9 @@ pub mod runtime;
 
 pub use decoder::Decoder;
 pub use embed::{Embedder, cosine};
-pub use generate::{Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample};
+pub use generate::{
+    Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
+};
 pub use runtime::{Provider, SessionConfig};
 
 /// Renders chat `messages` (`[{"role", "content"}]`) with the model's chat template, ending with
