@@ -129,9 +129,36 @@ fn stages(plan: &Plan) -> String {
         c.min_fill,
         c.tokenizer.as_deref().unwrap_or("-")
     );
+    let mut n = 4;
+    if let Some((r, _)) = &plan.rephrase {
+        out += &format!("  {n}. fan-out   each chunk × {} styles\n", plan.styles.len());
+        for st in &plan.styles {
+            out += &format!(
+                "       style {} rate={} max_new_tokens={} template={}\n",
+                st.name,
+                st.rate,
+                st.max_new_tokens,
+                st.template_hash()
+            );
+        }
+        out += &format!(
+            "  {}. rephrase  model={} batch_size={} temperature={} no_repeat_ngram={} retries={} seed={}\n",
+            n + 1,
+            r.model,
+            r.batch_size,
+            r.temperature,
+            r.no_repeat_ngram,
+            r.retries,
+            r.seed
+        );
+        let g = &plan.gates;
+        let embedder = if g.embedder.is_empty() { "none (no meaning gate)" } else { g.embedder.as_str() };
+        out += &format!("  {}. gates     embedder={embedder} min_cosine={}\n", n + 2, g.min_cosine);
+        n += 3;
+    }
     let s = &plan.sink.0;
     out += &format!(
-        "  4. sink      {} format={} shard_rows={} (+ rejects/, manifest.json)\n",
+        "  {n}. sink      {} format={} shard_rows={} (+ rejects/, manifest.json)\n",
         s.url,
         s.config.format.extension(),
         s.config.shard_rows
