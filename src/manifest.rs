@@ -128,6 +128,10 @@ pub struct RephraseOut {
     /// Answers generated again because the model-free gates rejected the previous one.
     #[serde(default)]
     pub retries: u64,
+    /// Most prompts waiting in one worker's rephrase operator: bounded by backpressure on the
+    /// source, not by the corpus size.
+    #[serde(default)]
+    pub max_queued_per_worker: u64,
     /// Generated tokens per second of wall time, all workers together.
     pub gen_tok_s: f64,
     /// The accepted rows (`synthetic/`).

@@ -59,6 +59,7 @@ pub struct WrapReport {
     /// Tasks out of the fan-out: each becomes an accepted row or a gate reject.
     pub fanout_tasks: u64,
     pub retries: u64,
+    pub max_queued: u64,
 }
 
 /// The model's name for lineage: its directory's name.
@@ -104,6 +105,7 @@ pub fn attach<'s>(
         r.prompt_tokens += x.prompt_tokens as u64;
         r.generated_tokens += x.spent_tokens as u64;
         r.retries += x.attempts.saturating_sub(1) as u64;
+        r.max_queued = r.max_queued.max(x.queued as u64);
         progress.rephrased.fetch_add(1, Ordering::Relaxed);
         progress.generated_tokens.fetch_add(x.spent_tokens as u64, Ordering::Relaxed);
     });
@@ -137,6 +139,7 @@ pub fn merge(plan: &Plan, reports: Vec<WrapReport>, wall_s: f64) -> anyhow::Resu
         out.prompt_tokens += r.prompt_tokens;
         out.generated_tokens += r.generated_tokens;
         out.retries += r.retries;
+        out.max_queued_per_worker = out.max_queued_per_worker.max(r.max_queued);
         fk += r.real_fk_sum;
         n += r.real_chunks;
         shards.extend(r.shards.iter().cloned());

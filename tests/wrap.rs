@@ -219,3 +219,39 @@ fn real_model_rewrites_an_injected_instruction_instead_of_obeying_it() {
     }
     assert!(faithful >= 1, "at least one style rewrites the text instead of obeying it");
 }
+
+/// Backpressure: a model slower than the source does not make the source read ahead. With 1,200
+/// documents the rephrase operator never holds more prompts than the in-flight input batches
+/// can produce.
+#[test]
+fn a_slow_model_holds_the_source_back() {
+    let s = setup(1200);
+    let out = s.dir.path().join("out");
+    let text = format!(
+        "PARAM output;\nTOKENIZER '{model}/tokenizer.json';\n\
+         CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\nINPUT raw;\nCHUNK WITH (max_tokens = 48);\n\
+         STYLE echo WITH (system = 'Repeat.', user = '<text>{{chunk}}</text>', max_new_tokens = 3, gates = 'empty');\n\
+         REPHRASE WITH (model = '{model}', styles = 'echo', batch_size = 4);\nSINK '${{output}}';\n",
+        model = s.model.display(),
+        input = s.input.display(),
+    );
+    let m = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap();
+    let r = m.rephrase.unwrap();
+    assert_eq!(r.tasks, m.counts.chunks);
+    let chunks = read_parquet_rows(&out.join("chunks"));
+    let mut per_doc: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in &chunks {
+        *per_doc.entry(c["doc_id"].as_str().unwrap()).or_default() += 1;
+    }
+    let most = *per_doc.values().max().unwrap();
+    // Input batches of 32 documents; IN_FLIGHT of them ahead of the sinks, one being read.
+    let bound = (wrapflow::run::IN_FLIGHT + 1) * 32 * most;
+    eprintln!("max queued {} of {} tasks (bound {bound})", r.max_queued_per_worker, r.tasks);
+    assert!(r.max_queued_per_worker > 0);
+    assert!(
+        r.max_queued_per_worker <= bound && r.max_queued_per_worker * 4 < r.tasks,
+        "{} prompts queued at most, bound {bound}, of {} tasks",
+        r.max_queued_per_worker,
+        r.tasks
+    );
+}

@@ -72,6 +72,9 @@ pub struct Rephrased {
     /// Answers generated for the task, this one included, and their tokens.
     pub attempts: u32,
     pub spent_tokens: u32,
+    /// Prompts queued in this worker's operator when this answer was done: what backpressure
+    /// bounds.
+    pub queued: u32,
 }
 
 /// The sampling seed of a task: a key of the task itself, so that the same chunk and style get
@@ -153,6 +156,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             error: None,
                             attempts: attempt + 1,
                             spent_tokens: spent + c.token_ids.len() as u32,
+                            queued: batcher.outstanding() as u32,
                             task,
                         };
                         // A retry when the model-free gates already reject the answer.
@@ -240,5 +244,6 @@ fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
         error: Some(format!("{e:#}")),
         attempts: 1,
         spent_tokens: 0,
+        queued: 0,
     }
 }

@@ -8,7 +8,7 @@
 //! sorted listing), so per-worker queries together read every file exactly once.
 //!
 //! Options: `text_column` (default `text`), `id_column` (`id`; generated from file and line when
-//! absent), `max_record_bytes` (16 MiB), `batch_rows` (1024), `compression` (`gzip`, `zstd`,
+//! absent), `max_record_bytes` (16 MiB), `batch_rows` (the session's batch size: 1024, or 32 in plans that rephrase), `compression` (`gzip`, `zstd`,
 //! `none`; default by file extension), and store settings (`aws_endpoint`, ...: see
 //! [`crate::store`]).
 
@@ -68,7 +68,8 @@ struct SourceOptions {
     text_column: String,
     id_column: String,
     max_record_bytes: usize,
-    batch_rows: usize,
+    /// Rows per batch; the session's batch size when absent.
+    batch_rows: Option<usize>,
     compression: Option<String>,
 }
 
@@ -78,7 +79,7 @@ impl Default for SourceOptions {
             text_column: "text".into(),
             id_column: "id".into(),
             max_record_bytes: 16 << 20,
-            batch_rows: 1024,
+            batch_rows: None,
             compression: None,
         }
     }
@@ -156,7 +157,7 @@ fn plan_err(msg: String) -> DataFusionError {
 
 #[async_trait]
 impl TableProviderFactory for SourceFactory {
-    async fn create(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
+    async fn create(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
         let format = match cmd.file_type.to_uppercase().as_str() {
             "JSONL" | "JSON" | "NDJSON" => Format::Jsonl,
             "PARQUET" => Format::Parquet,
@@ -191,7 +192,8 @@ impl TableProviderFactory for SourceFactory {
         let mut layout = Layout::new(&opts.text_column, &opts.id_column, extras)
             .map_err(|e| plan_err(format!("table {}: {e}", cmd.name)))?;
         layout.max_record_bytes = opts.max_record_bytes;
-        layout.batch_rows = opts.batch_rows.max(1);
+        // A batch is the dataflow's unit of backpressure: the session's size unless the table says.
+        layout.batch_rows = opts.batch_rows.unwrap_or(state.config().batch_size()).max(1);
         let location = self
             .registry
             .resolve(&cmd.locations[0], &store_opts)
