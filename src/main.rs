@@ -167,6 +167,12 @@ fn stages(plan: &Plan) -> String {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`) instead
+    // of panicking on a broken pipe: Rust ignores SIGPIPE by default.
+    // SAFETY: called first thing in main, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WRAPFLOW_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
