@@ -8,6 +8,8 @@
 //! moving. Memory is bounded by the caller's backpressure on the source (see `wrapflow::run`):
 //! tasks are queued only for the input batches in flight. A task's output is emitted at the
 //! time it arrived with; the operator holds one capability per time with outstanding tasks.
+//! With `retries`, an answer that the model-free gates already reject is asked for again (sampled,
+//! seeded by the task and attempt) before it leaves; the gate stage still judges the last one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -121,7 +123,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
             let activator = scope.activator_for(info.address);
             // Per time with outstanding tasks: a capability and how many tasks remain.
             let mut held: BTreeMap<T, (Capability<T>, usize)> = BTreeMap::new();
-            // Queued prompts: the task, its time, and which attempt this is.
+            // Queued prompts: their time, the task, the attempt and the tokens spent on earlier ones.
             let mut tasks: HashMap<usize, (T, StyleTask, u32, u32)> = HashMap::new();
             let mut ready: Vec<(T, Rephrased)> = Vec::new();
             move |(input, _frontier), output| {
