@@ -7,23 +7,36 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
 use wrapflow::operators::engine::{self, Decoder, GenerationConfig, Prompt, SessionConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let model = args.first().expect("usage: bench_engine MODEL_DIR [BATCH ...]");
-    let batches: Vec<usize> =
-        if args.len() > 1 { args[1..].iter().map(|a| a.parse().unwrap()).collect() } else { vec![1, 8, 16, 32] };
+    let model = args.first().context("usage: bench_engine MODEL_DIR [BATCH ...]")?;
+    let batches: Vec<usize> = if args.len() > 1 {
+        args[1..]
+            .iter()
+            .map(|a| a.parse().with_context(|| format!("batch size {a:?} is not a number")))
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        vec![1, 8, 16, 32]
+    };
     let threads: usize = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(0);
     let mut dec = Decoder::load(
         std::path::Path::new(model),
         &SessionConfig { intra_threads: threads, cpu_arena: std::env::var("NO_ARENA").is_err(), ..Default::default() },
     )?;
-    let articles: Vec<String> = std::fs::read_to_string("data/bbc/bbc.jsonl")?
+    let corpus = "data/bbc/bbc.jsonl";
+    let articles: Vec<String> = std::fs::read_to_string(corpus)
+        .with_context(|| format!("reading {corpus} (run scripts/setup.sh)"))?
         .lines()
         .take(16)
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
-        .collect();
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).with_context(|| format!("{corpus} line {}", i + 1))?;
+            v["text"].as_str().map(str::to_string).with_context(|| format!("{corpus} line {}: no text", i + 1))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let mut prompts = Vec::new();
     for (i, a) in articles.iter().enumerate() {
         let ids = dec.tokenizer.encode(a.as_str(), false).map_err(anyhow::Error::msg)?.get_ids().to_vec();

@@ -81,14 +81,14 @@ impl Cosines {
 }
 
 impl StyleAcc {
-    pub fn accepted(&mut self, s: &Synthetic, invented_numbers: u64) {
+    pub fn accepted(&mut self, s: &Synthetic) {
         self.tasks += 1;
         self.accepted += 1;
         self.tokens += s.n_tokens as u64;
         self.cos_acc.add(s.cosine);
         self.cos_all.add(s.cosine);
         self.fk_sum += flesch_kincaid_grade(&s.text);
-        self.invented += invented_numbers;
+        self.invented += s.invented_numbers as u64;
     }
 
     pub fn rejected(&mut self, r: &Reject) {

@@ -111,9 +111,7 @@ pub fn attach<'s>(
     });
     let (good, bad) = rephrased.gate(ctx, models.embedder);
     let r = report.clone();
-    let good = good.inspect(move |s| {
-        r.borrow_mut().styles.entry(s.style.clone()).or_default().accepted(s, s.invented_numbers as u64)
-    });
+    let good = good.inspect(move |s| r.borrow_mut().styles.entry(s.style.clone()).or_default().accepted(s));
     let bad = bad.inspect(move |x| report.borrow_mut().styles.entry(x.style.clone()).or_default().rejected(x));
     (good, bad)
 }

@@ -84,37 +84,73 @@ fn utf8<'a>(it: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(it))
 }
 
+/// The columns every output row starts with (real chunks and synthetic rows alike), so their
+/// shards line up by name and position.
+fn row_fields() -> Vec<Field> {
+    vec![
+        Field::new("text", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("style", DataType::Utf8, false),
+        Field::new("doc_id", DataType::Utf8, false),
+        Field::new("chunk_index", DataType::UInt32, false),
+        Field::new("n_tokens", DataType::UInt32, false),
+        Field::new("byte_start", DataType::UInt64, false),
+        Field::new("byte_end", DataType::UInt64, false),
+        Field::new("source_file", DataType::Utf8, false),
+        Field::new("source_line", DataType::UInt64, false),
+    ]
+}
+
+/// One row's values of [`row_fields`].
+struct RowHead<'a> {
+    text: &'a str,
+    kind: &'a str,
+    style: &'a str,
+    doc_id: &'a str,
+    chunk_index: u32,
+    n_tokens: u32,
+    byte_start: u64,
+    byte_end: u64,
+    source_file: &'a str,
+    source_line: u64,
+}
+
+fn row_columns<'a>(heads: impl Iterator<Item = RowHead<'a>>) -> Vec<ArrayRef> {
+    let h: Vec<RowHead<'a>> = heads.collect();
+    vec![
+        utf8(h.iter().map(|r| r.text)),
+        utf8(h.iter().map(|r| r.kind)),
+        utf8(h.iter().map(|r| r.style)),
+        utf8(h.iter().map(|r| r.doc_id)),
+        Arc::new(UInt32Array::from_iter_values(h.iter().map(|r| r.chunk_index))),
+        Arc::new(UInt32Array::from_iter_values(h.iter().map(|r| r.n_tokens))),
+        Arc::new(UInt64Array::from_iter_values(h.iter().map(|r| r.byte_start))),
+        Arc::new(UInt64Array::from_iter_values(h.iter().map(|r| r.byte_end))),
+        utf8(h.iter().map(|r| r.source_file)),
+        Arc::new(UInt64Array::from_iter_values(h.iter().map(|r| r.source_line))),
+    ]
+}
+
 impl ToBatch for Chunk {
     fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("text", DataType::Utf8, false),
-            Field::new("kind", DataType::Utf8, false),
-            Field::new("style", DataType::Utf8, false),
-            Field::new("doc_id", DataType::Utf8, false),
-            Field::new("chunk_index", DataType::UInt32, false),
-            Field::new("n_tokens", DataType::UInt32, false),
-            Field::new("byte_start", DataType::UInt64, false),
-            Field::new("byte_end", DataType::UInt64, false),
-            Field::new("source_file", DataType::Utf8, false),
-            Field::new("source_line", DataType::UInt64, false),
-        ]))
+        Arc::new(Schema::new(row_fields()))
     }
 
     fn to_batch(rows: &[Self]) -> arrow::error::Result<RecordBatch> {
         RecordBatch::try_new(
             Self::schema(),
-            vec![
-                utf8(rows.iter().map(|r| r.text.as_str())),
-                utf8(rows.iter().map(|_| "real")),
-                utf8(rows.iter().map(|_| "")),
-                utf8(rows.iter().map(|r| r.doc_id.as_str())),
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.chunk_index))),
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.n_tokens))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.byte_start))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.byte_end))),
-                utf8(rows.iter().map(|r| r.source_file.as_str())),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.source_line))),
-            ],
+            row_columns(rows.iter().map(|r| RowHead {
+                text: &r.text,
+                kind: "real",
+                style: "",
+                doc_id: &r.doc_id,
+                chunk_index: r.chunk_index,
+                n_tokens: r.n_tokens,
+                byte_start: r.byte_start,
+                byte_end: r.byte_end,
+                source_file: &r.source_file,
+                source_line: r.source_line,
+            })),
         )
     }
 
@@ -199,17 +235,8 @@ pub struct Synthetic {
 
 impl ToBatch for Synthetic {
     fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("text", DataType::Utf8, false),
-            Field::new("kind", DataType::Utf8, false),
-            Field::new("style", DataType::Utf8, false),
-            Field::new("doc_id", DataType::Utf8, false),
-            Field::new("chunk_index", DataType::UInt32, false),
-            Field::new("n_tokens", DataType::UInt32, false),
-            Field::new("byte_start", DataType::UInt64, false),
-            Field::new("byte_end", DataType::UInt64, false),
-            Field::new("source_file", DataType::Utf8, false),
-            Field::new("source_line", DataType::UInt64, false),
+        let mut fields = row_fields();
+        fields.extend([
             Field::new("model", DataType::Utf8, false),
             Field::new("weights_hash", DataType::Utf8, false),
             Field::new("template_hash", DataType::Utf8, false),
@@ -221,37 +248,38 @@ impl ToBatch for Synthetic {
             Field::new("chatter_stripped", DataType::Boolean, false),
             Field::new("invented_numbers", DataType::UInt32, false),
             Field::new("attempts", DataType::UInt32, false),
-        ]))
+        ]);
+        Arc::new(Schema::new(fields))
     }
 
     fn to_batch(rows: &[Self]) -> arrow::error::Result<RecordBatch> {
         let f64s = |f: fn(&Self) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
-        RecordBatch::try_new(
-            Self::schema(),
-            vec![
-                utf8(rows.iter().map(|r| r.text.as_str())),
-                utf8(rows.iter().map(|_| "synthetic")),
-                utf8(rows.iter().map(|r| r.style.as_str())),
-                utf8(rows.iter().map(|r| r.doc_id.as_str())),
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.chunk_index))),
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.n_tokens))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.byte_start))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.byte_end))),
-                utf8(rows.iter().map(|r| r.source_file.as_str())),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.source_line))),
-                utf8(rows.iter().map(|r| r.model.as_str())),
-                utf8(rows.iter().map(|r| r.weights_hash.as_str())),
-                utf8(rows.iter().map(|r| r.template_hash.as_str())),
-                utf8(rows.iter().map(|r| r.generation.as_str())),
-                Arc::new(Float64Array::from_iter(rows.iter().map(|r| Some(r.cosine).filter(|c| c.is_finite())))),
-                f64s(|r| r.length_ratio),
-                f64s(|r| r.repetition),
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.qa_pairs))),
-                Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.chatter_stripped)))),
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.invented_numbers))),
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
-            ],
-        )
+        let mut columns = row_columns(rows.iter().map(|r| RowHead {
+            text: &r.text,
+            kind: "synthetic",
+            style: &r.style,
+            doc_id: &r.doc_id,
+            chunk_index: r.chunk_index,
+            n_tokens: r.n_tokens,
+            byte_start: r.byte_start,
+            byte_end: r.byte_end,
+            source_file: &r.source_file,
+            source_line: r.source_line,
+        }));
+        columns.extend([
+            utf8(rows.iter().map(|r| r.model.as_str())),
+            utf8(rows.iter().map(|r| r.weights_hash.as_str())),
+            utf8(rows.iter().map(|r| r.template_hash.as_str())),
+            utf8(rows.iter().map(|r| r.generation.as_str())),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| Some(r.cosine).filter(|c| c.is_finite())))),
+            f64s(|r| r.length_ratio),
+            f64s(|r| r.repetition),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.qa_pairs))),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.chatter_stripped)))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.invented_numbers))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
+        ]);
+        RecordBatch::try_new(Self::schema(), columns)
     }
 
     fn tokens(&self) -> u64 {

@@ -76,34 +76,41 @@ pub fn run_plan(text: &str, sets: &[(&str, &str)], workers: usize) -> anyhow::Re
     run(&plan, &RunOptions { workers, ..Default::default() })
 }
 
+/// Every batch of the Parquet shards under `dir`, in file order, read with the parquet crate.
+pub fn parquet_batches(dir: &Path) -> Vec<arrow::array::RecordBatch> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .flat_map(|f| {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+        })
+        .collect()
+}
+
 /// Rows of all Parquet shards under `dir`, read with the parquet crate.
 pub fn read_chunks(dir: &Path) -> Vec<(String, u32, String, u32, u64, u64)> {
     use arrow::array::AsArray;
     use arrow::datatypes::{UInt32Type, UInt64Type};
     let mut rows = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")) {
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let col = |n: &str| b.column_by_name(n).unwrap().clone();
-            let (text, doc, idx, ntok, start, end) =
-                (col("text"), col("doc_id"), col("chunk_index"), col("n_tokens"), col("byte_start"), col("byte_end"));
-            for i in 0..b.num_rows() {
-                rows.push((
-                    doc.as_string::<i32>().value(i).to_string(),
-                    idx.as_primitive::<UInt32Type>().value(i),
-                    text.as_string::<i32>().value(i).to_string(),
-                    ntok.as_primitive::<UInt32Type>().value(i),
-                    start.as_primitive::<UInt64Type>().value(i),
-                    end.as_primitive::<UInt64Type>().value(i),
-                ));
-            }
+    for b in parquet_batches(dir) {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (text, doc, idx, ntok, start, end) =
+            (col("text"), col("doc_id"), col("chunk_index"), col("n_tokens"), col("byte_start"), col("byte_end"));
+        for i in 0..b.num_rows() {
+            rows.push((
+                doc.as_string::<i32>().value(i).to_string(),
+                idx.as_primitive::<UInt32Type>().value(i),
+                text.as_string::<i32>().value(i).to_string(),
+                ntok.as_primitive::<UInt32Type>().value(i),
+                start.as_primitive::<UInt64Type>().value(i),
+                end.as_primitive::<UInt64Type>().value(i),
+            ));
         }
     }
     rows.sort();
@@ -125,22 +132,15 @@ pub fn read_rejects(dir: &Path) -> Vec<serde_json::Value> {
 /// Rows of all Parquet shards under `dir` as JSON objects (arrow's JSON writer), sorted.
 pub fn read_parquet_rows(dir: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
     let mut rows = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return rows };
-    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
-    files.sort();
-    for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")) {
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap();
-        for b in reader {
-            let mut w = arrow::json::ArrayWriter::new(Vec::new());
-            w.write(&b.unwrap()).unwrap();
-            w.finish().unwrap();
-            let v: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&w.into_inner()).unwrap();
-            rows.extend(v);
-        }
+    if !dir.exists() {
+        return rows;
+    }
+    for b in parquet_batches(dir) {
+        let mut w = arrow::json::ArrayWriter::new(Vec::new());
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        let v: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&w.into_inner()).unwrap();
+        rows.extend(v);
     }
     rows.sort_by_key(|r| serde_json::to_string(r).unwrap());
     rows
