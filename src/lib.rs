@@ -2,12 +2,14 @@
 //!
 //! Plan → dataflow → run. [`plan`] parses a plan file, [`session`] turns its SQL into per-worker
 //! DataFusion sessions, [`run`] builds the timely dataflow from the operators of
-//! [`wrapflow_operators`] and drives it ([`wrap`] adds the rephrase stages), [`manifest`] records
+//! [`wrapflow_operators`] and drives it ([`wrap`] adds the rephrase stages), [`mixing`] reports the training mixtures, [`manifest`] records
 //! what a run did and [`fidelity`] how faithful the rephrasings are.
 
 pub mod fidelity;
 pub mod generate;
+pub mod html;
 pub mod manifest;
+pub mod mixing;
 pub mod plan;
 pub mod progress;
 pub mod report;

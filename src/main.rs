@@ -163,6 +163,19 @@ fn stages(plan: &Plan) -> String {
         s.config.format.extension(),
         s.config.shard_rows
     );
+    for (name, m, _) in &plan.mixes {
+        let stages = if m.stages.is_empty() { String::new() } else { format!(" stages={} by {}", m.stages, m.stage) };
+        out += &format!(
+            "  {}. mix       {name} → mix/{name}/  ratio={} styles={} shortfall={:?} unit={:?} shard_tokens={} format={:?}{stages}\n",
+            n + 1,
+            m.ratio,
+            if m.styles.is_empty() { "equal" } else { m.styles.as_str() },
+            m.shortfall,
+            m.unit,
+            m.shard_tokens,
+            m.format
+        );
+    }
     out
 }
 
@@ -232,6 +245,7 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
                 print!("{}", wrapflow::report::text(&m));
+                println!("plots: {}", wrapflow::report::write_html(&output, &m)?);
             }
             Ok(())
         }),

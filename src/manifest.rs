@@ -102,6 +102,12 @@ pub struct Manifest {
     /// The rephrase stage, when the plan has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rephrase: Option<RephraseOut>,
+    /// The plan's training mixtures (`MIX`), each with its shards in training order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixes: Vec<crate::mixing::MixOut>,
+    /// Rows per length bin (16 tokens wide, the last bin open-ended): `real` and each style.
+    #[serde(default)]
+    pub lengths: BTreeMap<String, Vec<u64>>,
     pub timings: Timings,
     pub versions: BTreeMap<String, String>,
 }

@@ -1,10 +1,10 @@
 //! What a run did, for people: the counts table and, for plans that rephrase, the fidelity table
 //! per style. `wrapflow run` prints it at the end; `wrapflow report OUTPUT` prints it from the
-//! manifest of any finished run, local or in object storage.
+//! manifest of any finished run, local or in object storage, and writes `report.html` beside it.
 
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStoreExt, PutPayload};
 use wrapflow_operators::store::StoreRegistry;
 
 use crate::manifest::Manifest;
@@ -18,6 +18,17 @@ pub fn load(output: &str) -> anyhow::Result<Manifest> {
         .block_on(async { loc.store.get(&loc.child("manifest.json")).await?.bytes().await })
         .map_err(|e| anyhow::anyhow!("reading {}/manifest.json: {e}", loc.url))?;
     Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// Writes `OUTPUT/report.html` ([`crate::html::page`]) and returns its URL.
+pub fn write_html(output: &str, m: &Manifest) -> anyhow::Result<String> {
+    let registry = StoreRegistry::new();
+    let loc = registry.resolve(output, &Default::default())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let page = crate::html::page(m);
+    rt.block_on(loc.store.put(&loc.child("report.html"), PutPayload::from(page.into_bytes())))
+        .map_err(|e| anyhow::anyhow!("writing {}/report.html: {e}", loc.url))?;
+    Ok(format!("{}/report.html", loc.url.trim_end_matches('/')))
 }
 
 /// Record counts, tokens, timings.
@@ -65,6 +76,7 @@ pub fn text(m: &Manifest) -> String {
         out += &format!("rephrasings by style ({}, weights {}):\n", r.model, short(&r.weights_hash));
         out += &format!("{}\n", crate::fidelity::table(&r.styles, &r.style_order, r.real_fk_grade));
     }
+    out += &crate::mixing::text(&m.mixes);
     out
 }
 

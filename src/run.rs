@@ -17,13 +17,15 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, UInt64Type};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokenizers::Tokenizer;
 use wrapflow_operators::chunk::load_tokenizer;
 use wrapflow_operators::store::{Location, StoreRegistry};
 use wrapflow_operators::{
-    ChunkDocs, Chunker, Dedup, DedupConfig, Document, Reject, ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget,
+    ChunkDocs, Chunker, Dedup, DedupConfig, Document, Mix, MixEvent, MixRow, MixTarget, Mixture, Reject, ShardInfo,
+    SinkConfig, SinkFormat, SinkShards, SinkTarget,
 };
 
 use crate::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
@@ -58,6 +60,7 @@ struct Shared {
     chunker: Arc<Chunker>,
     output: Location,
     progress: Arc<Progress>,
+    mixtures: Vec<Mixture>,
 }
 
 /// What one worker did.
@@ -76,6 +79,9 @@ struct WorkerReport {
     by_reason: BTreeMap<String, u64>,
     inputs: Vec<InputOut>,
     wrap: crate::wrap::WrapReport,
+    mix: Vec<MixEvent>,
+    /// Length histograms of written rows: `real` and each style (see [`crate::html::add_length`]).
+    lengths: BTreeMap<String, Vec<u64>>,
 }
 
 /// Tokenizers named by the plan: the one for `token_count` and the chunker's (shared when equal).
@@ -96,6 +102,7 @@ fn tokenizers(plan: &Plan) -> anyhow::Result<(Option<Arc<Tokenizer>>, Arc<Tokeni
 pub fn check(plan: &Plan) -> anyhow::Result<datafusion::logical_expr::LogicalPlan> {
     let (sql_tok, chunk_tok) = tokenizers(plan).map_err(|e| plan.error_at(plan.chunk.1, format!("{e:#}")))?;
     Chunker::new(&plan.chunk.0, chunk_tok).map_err(|e| plan.error_at(plan.chunk.1, e.to_string()))?;
+    plan.mixtures()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async {
         let ws = session::build(plan, Arc::new(StoreRegistry::new()), sql_tok, 0, 1).await?;
@@ -113,6 +120,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     let (sql_tokenizer, chunk_tok) = tokenizers(plan).map_err(|e| plan.error_at(plan.chunk.1, format!("{e:#}")))?;
     let chunker =
         Arc::new(Chunker::new(&plan.chunk.0, chunk_tok).map_err(|e| plan.error_at(plan.chunk.1, e.to_string()))?);
+    let mixtures = plan.mixtures()?;
     let registry = opts.registry.clone().unwrap_or_default();
     let sink = &plan.sink.0;
     let output = registry.resolve(&sink.url, &sink.store).map_err(|e| plan.error_at(plan.sink.1, format!("{e:#}")))?;
@@ -131,6 +139,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
         chunker,
         output: output.clone(),
         progress: progress.clone(),
+        mixtures,
     });
     let guards = timely::execute(timely::Config::process(workers), move |worker| run_worker(worker, &shared))
         .map_err(|e| anyhow!("cannot start workers: {e}"))?;
@@ -144,6 +153,10 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     runtime
         .block_on(output.store.put(&output.child("manifest.json"), PutPayload::from(json)))
         .with_context(|| format!("writing {}/manifest.json", output.url))?;
+    let page = crate::html::page(&manifest);
+    runtime
+        .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
+        .with_context(|| format!("writing {}/report.html", output.url))?;
     Ok(manifest)
 }
 
@@ -155,6 +168,7 @@ fn merge(
     t0: Instant,
 ) -> anyhow::Result<Manifest> {
     let wraps = reports.iter_mut().map(|r| std::mem::take(&mut r.wrap)).collect();
+    let mixes = crate::mixing::merge(reports.iter_mut().flat_map(|r| std::mem::take(&mut r.mix)).collect())?;
     let rephrase = crate::wrap::merge(plan, wraps, t0.elapsed().as_secs_f64())?;
     let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
     let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
@@ -186,6 +200,21 @@ fn merge(
         e.files.extend(i.files.iter().cloned());
     }
     inputs.values_mut().for_each(|i| i.files.sort_by(|a, b| a.path.cmp(&b.path)));
+    let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (k, h) in reports.iter().flat_map(|r| r.lengths.iter()) {
+        let e = lengths.entry(k.clone()).or_insert_with(|| vec![0; h.len()]);
+        e.iter_mut().zip(h).for_each(|(a, b)| *a += b);
+    }
+    for m in &mixes {
+        let accepted = rephrase.as_ref().map_or(0, |r| r.accepted);
+        anyhow::ensure!(
+            m.summary.rows_in == counts.chunks + accepted,
+            "mixture {}: {} rows offered, expected {} chunks + {accepted} synthetic rows",
+            m.summary.name,
+            m.summary.rows_in,
+            counts.chunks
+        );
+    }
     let wall = t0.elapsed().as_secs_f64();
     let in_bytes: u64 = inputs.values().flat_map(|i| i.files.iter()).map(|f| f.bytes).sum();
     let chunk_tokens = sum(|r| r.chunk_tokens);
@@ -212,6 +241,8 @@ fn merge(
             by_reason,
         },
         rephrase,
+        mixes,
+        lengths,
         timings: Timings {
             started_at: started,
             finished_at: chrono_now(),
@@ -306,15 +337,22 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Worker
             r.chunks += 1;
             r.chunk_tokens += c.n_tokens as u64;
             r.max_chunk_tokens = r.max_chunk_tokens.max(c.n_tokens as u64);
+            crate::html::add_length(r.lengths.entry("real".into()).or_default(), c.n_tokens as u64);
             p.chunks.fetch_add(1, Ordering::Relaxed);
         });
         let r = report.clone();
         let chunk_rejects = chunk_rejects.inspect(move |_| r.borrow_mut().chunk_rejects += 1);
         let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
+        let mut mix_rows = chunks.clone().map(MixRow::from);
         if let Some(m) = models.take() {
             let tok = sh.chunker.tokenizer().clone();
             let (synthetic, gate_rejects) =
                 crate::wrap::attach(chunks.clone(), m, plan, tok, wrap_report.clone(), sh.progress.clone());
+            let r = report.clone();
+            let synthetic = synthetic.inspect(move |x| {
+                crate::html::add_length(r.borrow_mut().lengths.entry(x.style.clone()).or_default(), x.n_tokens as u64)
+            });
+            mix_rows = mix_rows.concat(synthetic.clone().map(MixRow::from));
             let (r, e) = (wrap_report.clone(), errors.clone());
             synthetic
                 .sink_shards(target("synthetic"), &plan.sink.0.config)
@@ -324,6 +362,17 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Worker
                 })
                 .probe_with(&probe);
             rejects = rejects.concat(gate_rejects);
+        }
+        if !sh.mixtures.is_empty() {
+            let (r, e) = (report.clone(), errors.clone());
+            let target = MixTarget { location: sh.output.clone(), runtime: sh.runtime.clone() };
+            mix_rows
+                .mix(sh.mixtures.clone(), target)
+                .inspect(move |ev: &MixEvent| match ev {
+                    MixEvent::Error(m) => e.borrow_mut().push(m.clone()),
+                    other => r.borrow_mut().mix.push(other.clone()),
+                })
+                .probe_with(&probe);
         }
         let r = report.clone();
         let rejects = rejects.inspect(move |x: &Reject| {

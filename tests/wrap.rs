@@ -55,7 +55,9 @@ fn plan(s: &Setup) -> String {
          STYLE qa WITH (max_new_tokens = 8);\n\
          REPHRASE WITH (model = '{model}', styles = 'echo,hard,qa', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20, retries = 1);\n\
          GATES WITH (embedder = '{embedder}', min_cosine = 0.2);\n\
-         SINK '${{output}}' WITH (shard_rows = 40);\n",
+         SINK '${{output}}' WITH (shard_rows = 40);\n\
+         MIX wrap WITH (styles = 'echo', shard_tokens = 300);\n\
+         MIX tok WITH (format = 'tokens', tokenizer = '{model}/tokenizer.json', shortfall = 'report', unit = 'document');\n",
         model = s.model.display(),
         input = s.input.display(),
         embedder = s.embedder.display(),
@@ -141,6 +143,23 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     assert!(synthetic.iter().all(|x| x["attempts"] == 1), "echo rows pass the model-free gates at once");
     assert!(r.retries >= r.styles["qa"].tasks);
     assert!(r.styles["qa"].by_reason.values().sum::<u64>() == r.styles["qa"].tasks);
+
+    // Two mixtures from the same pass (the run checks that every row offered is accounted for).
+    assert_eq!(m.mixes.len(), 2);
+    let mix = read_parquet_rows(&out.join("mix/wrap"));
+    assert_eq!(mix.len() as u64, m.mixes[0].summary.rows);
+    let tokens = |k: &str| mix.iter().filter(|r| r["kind"] == k).map(|r| r["tokens"].as_u64().unwrap()).sum::<u64>();
+    let (real, syn) = (tokens("real"), tokens("synthetic"));
+    assert!(real > 0 && syn > 0);
+    assert!(real.abs_diff(syn) <= 48, "1:1 by tokens within one chunk: {real} vs {syn}");
+    assert!(mix.iter().all(|r| r["kind"] == "real" || r["style"] == "echo"), "styles = 'echo' leaves the others out");
+    let tok = &m.mixes[1].summary;
+    let synthetic_tokens: u64 = r.styles.values().map(|x| x.tokens).sum();
+    assert_eq!(tok.rows, m.counts.chunks + r.accepted, "shortfall = report writes every row");
+    assert!(tok.tokens > m.tokens.chunks + synthetic_tokens, "token shards count EOS too");
+    let idx: Vec<_> = std::fs::read_dir(out.join("mix/tok")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(idx.iter().any(|f| f.extension().is_some_and(|e| e == "idx")));
+    assert!(out.join("report.html").exists());
 
     // Same rows, same rejects with 2 workers (seeded per task, not per worker or batch).
     let (out2, m2) = &outs[1];

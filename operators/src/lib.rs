@@ -15,6 +15,7 @@
 //! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching |
 //! | [`styles`], [`fanout`] | WRAP and Nemotron-CC styles; the [`fanout::FanOut`] operator (chunk × styles, seeded rates) |
 //! | [`rephrase`] | the [`rephrase::Rephrase`] operator: style tasks through a model with continuous batching, in time slices |
+//! | [`mix`] | the [`mix::Mix`] operator: token-exact real:synthetic, style and source ratios, curriculum stages, several mixtures per pass, Parquet / JSONL / token shards ([`mixture`] its settings, [`mixer`] its scheduling core, [`mixout`] its file formats) |
 //! | [`tokens`] | token shards for training: a flat binary of ids with a document index, writer and reader |
 //! | [`gates`] | quality gates for rephrasings, each with its score; the [`gates::Gate`] operator adds the meaning gate (embedding cosine) |
 //!
@@ -31,6 +32,10 @@ pub mod engine;
 pub mod fanout;
 pub mod gates;
 pub mod heuristics;
+pub mod mix;
+pub mod mixer;
+pub mod mixout;
+pub mod mixture;
 pub mod model;
 pub mod readers;
 pub mod record;
@@ -45,5 +50,6 @@ pub mod udf;
 
 pub use chunk::{ChunkConfig, ChunkDocs, Chunker};
 pub use dedup::{Dedup, DedupConfig};
+pub use mix::{Mix, MixConfig, MixEvent, MixRow, MixShard, MixSummary, MixTarget, Mixture};
 pub use record::{Chunk, Document, Reject, Synthetic, ToBatch};
 pub use sink::{ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget};

@@ -86,7 +86,7 @@ fn utf8<'a>(it: impl Iterator<Item = &'a str>) -> ArrayRef {
 
 /// The columns every output row starts with (real chunks and synthetic rows alike), so their
 /// shards line up by name and position.
-fn row_fields() -> Vec<Field> {
+pub(crate) fn row_fields() -> Vec<Field> {
     vec![
         Field::new("text", DataType::Utf8, false),
         Field::new("kind", DataType::Utf8, false),
@@ -102,20 +102,39 @@ fn row_fields() -> Vec<Field> {
 }
 
 /// One row's values of [`row_fields`].
-struct RowHead<'a> {
-    text: &'a str,
-    kind: &'a str,
-    style: &'a str,
-    doc_id: &'a str,
-    chunk_index: u32,
-    n_tokens: u32,
-    byte_start: u64,
-    byte_end: u64,
-    source_file: &'a str,
-    source_line: u64,
+pub(crate) struct RowHead<'a> {
+    pub text: &'a str,
+    pub kind: &'a str,
+    pub style: &'a str,
+    pub doc_id: &'a str,
+    pub chunk_index: u32,
+    pub n_tokens: u32,
+    pub byte_start: u64,
+    pub byte_end: u64,
+    pub source_file: &'a str,
+    pub source_line: u64,
 }
 
-fn row_columns<'a>(heads: impl Iterator<Item = RowHead<'a>>) -> Vec<ArrayRef> {
+/// The [`RowHead`] of any record with the common fields (`text`, `doc_id`, ... `source_line`).
+macro_rules! row_head {
+    ($r:expr, $kind:expr, $style:expr) => {
+        $crate::record::RowHead {
+            text: &$r.text,
+            kind: $kind,
+            style: $style,
+            doc_id: &$r.doc_id,
+            chunk_index: $r.chunk_index,
+            n_tokens: $r.n_tokens,
+            byte_start: $r.byte_start,
+            byte_end: $r.byte_end,
+            source_file: &$r.source_file,
+            source_line: $r.source_line,
+        }
+    };
+}
+pub(crate) use row_head;
+
+pub(crate) fn row_columns<'a>(heads: impl Iterator<Item = RowHead<'a>>) -> Vec<ArrayRef> {
     let h: Vec<RowHead<'a>> = heads.collect();
     vec![
         utf8(h.iter().map(|r| r.text)),
@@ -137,21 +156,7 @@ impl ToBatch for Chunk {
     }
 
     fn to_batch(rows: &[Self]) -> arrow::error::Result<RecordBatch> {
-        RecordBatch::try_new(
-            Self::schema(),
-            row_columns(rows.iter().map(|r| RowHead {
-                text: &r.text,
-                kind: "real",
-                style: "",
-                doc_id: &r.doc_id,
-                chunk_index: r.chunk_index,
-                n_tokens: r.n_tokens,
-                byte_start: r.byte_start,
-                byte_end: r.byte_end,
-                source_file: &r.source_file,
-                source_line: r.source_line,
-            })),
-        )
+        RecordBatch::try_new(Self::schema(), row_columns(rows.iter().map(|r| row_head!(r, "real", ""))))
     }
 
     fn tokens(&self) -> u64 {
@@ -254,18 +259,7 @@ impl ToBatch for Synthetic {
 
     fn to_batch(rows: &[Self]) -> arrow::error::Result<RecordBatch> {
         let f64s = |f: fn(&Self) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
-        let mut columns = row_columns(rows.iter().map(|r| RowHead {
-            text: &r.text,
-            kind: "synthetic",
-            style: &r.style,
-            doc_id: &r.doc_id,
-            chunk_index: r.chunk_index,
-            n_tokens: r.n_tokens,
-            byte_start: r.byte_start,
-            byte_end: r.byte_end,
-            source_file: &r.source_file,
-            source_line: r.source_line,
-        }));
+        let mut columns = row_columns(rows.iter().map(|r| row_head!(r, "synthetic", &r.style)));
         columns.extend([
             utf8(rows.iter().map(|r| r.model.as_str())),
             utf8(rows.iter().map(|r| r.weights_hash.as_str())),

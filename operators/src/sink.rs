@@ -84,14 +84,22 @@ pub struct ShardInfo {
 /// Encodes rows in the chosen format.
 pub fn encode<D: ToBatch>(rows: &[D], format: SinkFormat) -> anyhow::Result<Vec<u8>> {
     const SLICE: usize = 8192;
-    let batches = rows.chunks(SLICE).map(D::to_batch);
+    encode_batches(D::schema(), rows.chunks(SLICE).map(D::to_batch), format)
+}
+
+/// Encodes batches of one schema in the chosen format.
+pub fn encode_batches(
+    schema: arrow::datatypes::SchemaRef,
+    batches: impl Iterator<Item = arrow::error::Result<RecordBatch>>,
+    format: SinkFormat,
+) -> anyhow::Result<Vec<u8>> {
     match format {
         SinkFormat::Parquet => {
             let props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
                 .set_max_row_group_row_count(Some(64 * 1024))
                 .build();
-            let mut w = ArrowWriter::try_new(Vec::new(), D::schema(), Some(props))?;
+            let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
             for b in batches {
                 w.write(&b?)?;
             }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use wrapflow_operators::gates::{GATES, GateConfig};
 use wrapflow_operators::styles::{BUILTIN, Style, builtin};
-use wrapflow_operators::{ChunkConfig, SinkConfig};
+use wrapflow_operators::{ChunkConfig, MixConfig, Mixture, SinkConfig};
 
 use stage::{KEYWORDS, RephraseSpec, Stage, parse_stage};
 use text::{Pos, Substituted, param_uses, pos_of, split_statements, substitute};
@@ -80,6 +80,8 @@ pub struct Plan {
     pub styles: Vec<Style>,
     pub gates: GateConfig,
     pub sink: (SinkSpec, usize),
+    /// Training mixtures (`MIX`), in plan order, with where each is declared.
+    pub mixes: Vec<(String, MixConfig, usize)>,
 }
 
 fn first_word(s: &str) -> String {
@@ -142,6 +144,7 @@ impl Plan {
         let mut sink = None;
         let mut rephrase = None;
         let mut gates = None;
+        let mut mixes: Vec<(String, MixConfig, usize)> = Vec::new();
         let mut user_styles: BTreeMap<String, (Style, usize)> = BTreeMap::new();
         for &(s, e) in &ranges {
             let word = first_word(&source[s..e]);
@@ -198,6 +201,12 @@ impl Plan {
                     if gates.replace(g).is_some() {
                         return Err(dup("GATES"));
                     }
+                }
+                Stage::Mix { name, config } => {
+                    if mixes.iter().any(|m| m.0 == name) {
+                        return Err(err(s, format!("MIX {name} appears twice")));
+                    }
+                    mixes.push((name, config, s));
                 }
                 Stage::Style { name, options } => {
                     let style = resolve_style(&name, options).map_err(|m| err(s, m))?;
@@ -261,7 +270,19 @@ impl Plan {
             styles,
             gates: gates.unwrap_or_default(),
             sink,
+            mixes,
         })
+    }
+
+    /// The plan's mixtures, checked against the styles it rephrases (loads their tokenizers).
+    pub fn mixtures(&self) -> Result<Vec<Mixture>, PlanError> {
+        let styles: Vec<String> = self.styles.iter().map(|s| s.name.clone()).collect();
+        self.mixes
+            .iter()
+            .map(|(name, cfg, at)| {
+                Mixture::new(name, cfg.clone(), &styles).map_err(|e| self.error_at(*at, format!("MIX {name}: {e:#}")))
+            })
+            .collect()
     }
 
     /// An error at a plan offset.
@@ -398,6 +419,36 @@ INPUT docs;\nDEDUP ON lower(text);\nCHUNK WITH (max_tokens = 100);\nSINK '${outp
         let e =
             Plan::parse("p.sql", &format!("{PLAN}STYLE x WITH (system = 's', user = '{{chunk}}');"), &o).unwrap_err();
         assert!(e.message.contains("without a REPHRASE"), "{e}");
+    }
+
+    #[test]
+    fn mixtures_check_against_the_styles_and_point_at_their_statement() {
+        let o = sets(&[("output", "o")]);
+        let wrap = format!(
+            "{PLAN}REPHRASE WITH (model = 'm', styles = 'easy,qa');\nMIX a WITH (ratio = '1:2', styles = 'qa:1, easy:3');\nMIX b WITH (stage = 'CASE WHEN n_tokens < 100 THEN ''short'' ELSE ''long'' END', stages = 'short, long');\n"
+        );
+        let p = Plan::parse("p.sql", &wrap, &o).unwrap();
+        let m = p.mixtures().unwrap();
+        assert_eq!((m[0].name.as_str(), m[1].stages.len()), ("a", 2));
+        // Leaves: real 1/3, then qa and easy share 2/3 as 1:3.
+        let w: Vec<(String, f64)> = m[0].leaves.iter().map(|l| (l.style.clone(), l.weight)).collect();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(
+            close(w[0].1, 1.0 / 3.0) && w[1].0 == "easy" && close(w[1].1, 0.5) && close(w[2].1, 1.0 / 6.0),
+            "{w:?}"
+        );
+        let bad =
+            |from: &str, to: &str| Plan::parse("p.sql", &wrap.replace(from, to), &o).unwrap().mixtures().unwrap_err();
+        let e = bad("easy:3", "hard:3");
+        assert!(e.message.contains("`hard` is not a style the plan rephrases"), "{e}");
+        assert_eq!(e.pos.unwrap().line, 11);
+        assert!(bad("1:2", "1-2").message.contains("real:synthetic"));
+        assert!(bad(", stages = 'short, long'", "").message.contains("needs both"));
+        assert!(bad("n_tokens < 100", "n_tokenz < 100").message.contains("n_tokenz"));
+        let e = Plan::parse("p.sql", &format!("{wrap}MIX a;"), &o).unwrap_err();
+        assert!(e.message.contains("MIX a appears twice"), "{e}");
+        let e = Plan::parse("p.sql", &wrap.replace("ratio", "ration"), &o).unwrap_err();
+        assert!(e.message.contains("unknown field `ration`"), "{e}");
     }
 
     #[test]

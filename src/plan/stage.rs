@@ -10,6 +10,7 @@
 //! REPHRASE [WITH (key = value, ...)]
 //! GATES [WITH (key = value, ...)]
 //! SINK 'url' [WITH (key = value, ...)]
+//! MIX name [WITH (key = value, ...)]
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,12 +24,13 @@ use wrapflow_operators::engine::{GenerationConfig, Provider, SessionConfig};
 use wrapflow_operators::gates::GateConfig;
 use wrapflow_operators::rephrase::RephraseConfig;
 use wrapflow_operators::store::is_store_option;
-use wrapflow_operators::{ChunkConfig, SinkConfig};
+use wrapflow_operators::{ChunkConfig, MixConfig, SinkConfig};
 
 use super::text::offset_of;
 
 /// Keywords that start a wrapflow statement.
-pub const KEYWORDS: [&str; 9] = ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "CHUNK", "STYLE", "REPHRASE", "GATES", "SINK"];
+pub const KEYWORDS: [&str; 10] =
+    ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "CHUNK", "STYLE", "REPHRASE", "GATES", "SINK", "MIX"];
 
 /// `REPHRASE WITH (...)`: the model, the styles and the decoding settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,6 +132,11 @@ pub enum Stage {
     },
     Rephrase(RephraseSpec),
     Gates(GateConfig),
+    /// A training mixture, written beside the other outputs.
+    Mix {
+        name: String,
+        config: MixConfig,
+    },
     Sink {
         url: String,
         config: SinkConfig,
@@ -340,6 +347,11 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
         "GATES" => {
             let at = c.at();
             Stage::Gates(config(at, "GATES", c.options()?)?)
+        }
+        "MIX" => {
+            let name = c.ident("a mixture name")?;
+            let at = c.at();
+            Stage::Mix { name, config: config(at, "MIX", c.options()?)? }
         }
         "SINK" => {
             let url = c.string("the output location")?;

@@ -1,0 +1,396 @@
+//! **Mix** stage: real chunks and accepted rephrasings in, training mixtures out.
+//!
+//! Each [`Mixture`] (a plan's `MIX name WITH (...)`) holds the real:synthetic ratio, the weights of
+//! styles and of sources by tokens, a curriculum of ordered stages (any SQL expression over the
+//! rows), a seeded shuffle, a shortfall policy and a format (Parquet, JSON Lines, or token shards
+//! for training). Several mixtures are written side by side from one pass over the rows.
+//!
+//! Rows of all workers go to worker 0, which mixes each timestamp once the frontier has passed it,
+//! in a canonical order, so the same input, plan and seed give byte-identical shards. A shard is
+//! written as soon as its stage has `shard_tokens` tokens admitted (see [`crate::mixer`]): the
+//! mixture streams. Shards are named `mix/<name>/s<stage>-<stagename>-<seq>`, so lexical order
+//! is training order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::order::TotalOrder;
+use timely::progress::Timestamp;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::mixer::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
+use crate::mixout::{self, MixItem};
+use crate::mixture::eval_strings;
+pub use crate::mixture::{MixConfig, MixFormat, Mixture, TrainTokenizer, compile_expr};
+use crate::record::{Chunk, Synthetic};
+use crate::store::Location;
+
+/// A row offered to the mixtures: a real chunk or an accepted rephrasing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MixRow {
+    pub text: String,
+    /// `real` or `synthetic`.
+    pub kind: String,
+    /// Empty for real rows.
+    pub style: String,
+    pub doc_id: String,
+    pub chunk_index: u32,
+    pub n_tokens: u32,
+    pub byte_start: u64,
+    pub byte_end: u64,
+    pub source_file: String,
+    pub source_line: u64,
+    /// Meaning kept, for rephrasings scored by an embedder.
+    pub cosine: Option<f64>,
+}
+
+impl From<Chunk> for MixRow {
+    fn from(c: Chunk) -> Self {
+        MixRow {
+            text: c.text,
+            kind: "real".into(),
+            style: String::new(),
+            doc_id: c.doc_id,
+            chunk_index: c.chunk_index,
+            n_tokens: c.n_tokens,
+            byte_start: c.byte_start,
+            byte_end: c.byte_end,
+            source_file: c.source_file,
+            source_line: c.source_line,
+            cosine: None,
+        }
+    }
+}
+
+impl From<Synthetic> for MixRow {
+    fn from(s: Synthetic) -> Self {
+        MixRow {
+            text: s.text,
+            kind: "synthetic".into(),
+            style: s.style,
+            doc_id: s.doc_id,
+            chunk_index: s.chunk_index,
+            n_tokens: s.n_tokens,
+            byte_start: s.byte_start,
+            byte_end: s.byte_end,
+            source_file: s.source_file,
+            source_line: s.source_line,
+            cosine: Some(s.cosine).filter(|c| c.is_finite()),
+        }
+    }
+}
+
+/// Where mixtures are written: `<location>/mix/<name>/...`.
+#[derive(Clone, Debug)]
+pub struct MixTarget {
+    pub location: Location,
+    pub runtime: Handle,
+}
+
+/// A written shard of a mixture.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MixShard {
+    pub mixture: String,
+    /// The main file, relative to the output location (`.parquet`, `.jsonl`, or `.bin`).
+    pub path: String,
+    pub stage: String,
+    pub rows: u64,
+    pub tokens: u64,
+    pub bytes: u64,
+    /// Tokens by kind, by style (synthetic rows) and by source.
+    pub kinds: BTreeMap<String, u64>,
+    pub styles: BTreeMap<String, u64>,
+    pub sources: BTreeMap<String, u64>,
+    /// Share of real tokens, achieved and targeted among this shard's leaves.
+    pub real_share: f64,
+    pub target_real_share: f64,
+}
+
+/// What a mixture did, once its input is over.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MixSummary {
+    pub name: String,
+    pub config: MixConfig,
+    pub stages: Vec<String>,
+    /// Target leaves, their outcome (same order), and the achieved share of each.
+    pub leaves: Vec<Leaf>,
+    pub outcome: Vec<LeafStats>,
+    pub achieved: Vec<f64>,
+    /// Rows offered to this mixture; `rows_in == excluded + Σ offered`.
+    pub rows_in: u64,
+    /// Rows left out before mixing, by reason (a weight of 0, a stage value not listed, ...).
+    pub excluded: BTreeMap<String, u64>,
+    pub rows: u64,
+    pub tokens: u64,
+    pub tokens_by_stage: Vec<u64>,
+    /// Most rows the mixer held in memory at once.
+    pub max_held_rows: u64,
+}
+
+/// What the mix operator emits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MixEvent {
+    Shard(MixShard),
+    Done(Box<MixSummary>),
+    Error(String),
+}
+
+struct Running {
+    mix: Mixture,
+    mixer: Mixer<MixItem>,
+    leaf_of: BTreeMap<(String, String, String), usize>,
+    summary: MixSummary,
+}
+
+impl Running {
+    fn new(mix: Mixture) -> Self {
+        let leaf_of = mix
+            .leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ((l.kind.clone(), l.style.clone(), l.source.clone()), i))
+            .collect();
+        let summary = MixSummary {
+            name: mix.name.clone(),
+            config: mix.config.clone(),
+            stages: mix.stages.clone(),
+            leaves: mix.leaves.clone(),
+            tokens_by_stage: vec![0; mix.stages.len()],
+            ..Default::default()
+        };
+        Running { mixer: mix.mixer(), mix, leaf_of, summary }
+    }
+
+    /// Offers one timestamp's rows, in canonical order.
+    fn offer(&mut self, rows: &[Arc<MixRow>]) -> anyhow::Result<()> {
+        let batch = mixout::eval_batch(rows)?;
+        let sources = match &self.mix.source {
+            Some(e) => eval_strings(e, &batch)?,
+            None => vec![Some(String::new()); rows.len()],
+        };
+        let stages = match &self.mix.stage {
+            Some(e) => eval_strings(e, &batch)?,
+            None => vec![Some("all".to_string()); rows.len()],
+        };
+        let by_source = !self.mix.config.sources.is_empty();
+        let mut items = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            self.summary.rows_in += 1;
+            let source = sources[i].clone();
+            let stage = stages[i].as_deref().and_then(|s| self.mix.stages.iter().position(|x| x == s));
+            let key = (
+                row.kind.clone(),
+                row.style.clone(),
+                if by_source { source.clone().unwrap_or_default() } else { String::new() },
+            );
+            let leaf = self.leaf_of.get(&key).copied().filter(|&l| self.mix.leaves[l].weight > 0.0);
+            let reason = match (leaf, stage) {
+                (Some(l), Some(s)) => {
+                    let ids = match &self.mix.tokenizer {
+                        Some(t) => t
+                            .tokenizer
+                            .encode_fast(row.text.as_str(), false)
+                            .map_err(|e| anyhow::anyhow!("tokenizing a row of {}: {e}", row.doc_id))?
+                            .get_ids()
+                            .to_vec(),
+                        None => Vec::new(),
+                    };
+                    items.push((l, s, MixItem { row: row.clone(), ids, source: source.unwrap_or_default() }));
+                    continue;
+                }
+                (None, _) if by_source && source.is_none() => "source is NULL".to_string(),
+                (None, _)
+                    if by_source
+                        && !self.mix.config.sources.is_empty()
+                        && !self.leaf_of.keys().any(|k| Some(&k.2) == source.as_ref()) =>
+                {
+                    format!("source `{}` has no weight", source.unwrap_or_default())
+                }
+                (None, _) if row.kind == "real" => "real rows have no weight".into(),
+                (None, _) => format!("style `{}` has no weight", row.style),
+                (Some(_), None) => match &stages[i] {
+                    None => "stage is NULL".into(),
+                    Some(s) => format!("stage `{s}` is not in stages"),
+                },
+            };
+            *self.summary.excluded.entry(reason).or_insert(0) += 1;
+        }
+        let eos = self.mix.tokenizer.is_some() as u64;
+        let mut start = 0;
+        while start < items.len() {
+            let mut end = start + 1;
+            if self.mix.config.unit == Unit::Document {
+                let same = |a: &(usize, usize, MixItem), b: &(usize, usize, MixItem)| {
+                    a.0 == b.0 && a.1 == b.1 && a.2.row.doc_id == b.2.row.doc_id
+                };
+                while end < items.len() && same(&items[start], &items[end]) {
+                    end += 1;
+                }
+            }
+            let (leaf, stage) = (items[start].0, items[start].1);
+            let unit: Vec<MixItem> = items[start..end].iter().map(|x| x.2.clone()).collect();
+            let tokens = if eos == 1 {
+                unit.iter().map(|x| x.ids.len() as u64).sum::<u64>() + 1
+            } else {
+                unit.iter().map(|x| x.row.n_tokens as u64).sum()
+            };
+            self.mixer.offer(UnitRows { leaf, stage, tokens, rows: unit });
+            start = end;
+        }
+        self.summary.max_held_rows = self.summary.max_held_rows.max(self.mixer.held_rows() as u64);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> MixSummary {
+        let mut s = std::mem::take(&mut self.summary);
+        s.outcome = self.mixer.stats().to_vec();
+        s.rows = s.outcome.iter().map(|o| o.rows).sum();
+        s.tokens = s.outcome.iter().map(|o| o.tokens).sum();
+        s.achieved = s.outcome.iter().map(|o| o.tokens as f64 / s.tokens.max(1) as f64).collect();
+        s
+    }
+}
+
+/// Sort key that puts one timestamp's rows in a canonical order: by seeded hash of the document
+/// when shuffling (a document-level shuffle), else by input position.
+fn canonical(rows: &mut [Arc<MixRow>], shuffle: bool, seed: u64) {
+    let key = |r: &MixRow| {
+        let h = if shuffle { xxhash_rust::xxh3::xxh3_64_with_seed(r.doc_id.as_bytes(), seed) } else { 0 };
+        (h, r.source_file.clone(), r.source_line, r.doc_id.clone(), r.kind.clone(), r.style.clone(), r.chunk_index)
+    };
+    rows.sort_by_cached_key(|r| key(r));
+}
+
+/// Extension trait: mix a stream of rows into shards.
+pub trait Mix<'scope, T: Timestamp> {
+    /// Mixes the rows into every mixture; the output carries a [`MixEvent::Shard`] per shard
+    /// written and, at the end, a [`MixEvent::Done`] per mixture (or [`MixEvent::Error`]).
+    fn mix(self, mixtures: Vec<Mixture>, target: MixTarget) -> StreamVec<'scope, T, MixEvent>;
+}
+
+impl<'scope, T: Timestamp + TotalOrder> Mix<'scope, T> for StreamVec<'scope, T, MixRow> {
+    fn mix(self, mixtures: Vec<Mixture>, target: MixTarget) -> StreamVec<'scope, T, MixEvent> {
+        // Every row goes to worker 0: only it mixes and reports.
+        let mixing = self.scope().index() == 0;
+        let mut running: Vec<Running> = mixtures.into_iter().map(Running::new).collect();
+        let mut stash: BTreeMap<T, Vec<Arc<MixRow>>> = BTreeMap::new();
+        let mut inflight: VecDeque<JoinHandle<Result<MixShard, String>>> = VecDeque::new();
+        let max_inflight = running.iter().map(|r| r.mix.config.max_inflight).max().unwrap_or(2).max(1);
+        let mut events = Vec::new();
+        let mut failed = false;
+        let mut finished = false;
+        self.unary_frontier(Exchange::new(|_: &MixRow| 0u64), "Mix", move |cap, _| {
+            let mut cap = Some(cap);
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                    let e = stash.entry(cap.time().clone()).or_default();
+                    for batch in data {
+                        e.extend(batch.drain(..).map(Arc::new));
+                    }
+                });
+                let ready: Vec<T> = stash.keys().filter(|t| !frontier.less_equal(t)).cloned().collect();
+                let mut closed = Vec::new();
+                for t in ready {
+                    let rows = stash.remove(&t).unwrap_or_default();
+                    for (m, r) in running.iter_mut().enumerate() {
+                        if failed {
+                            break;
+                        }
+                        let mut rows = rows.clone();
+                        canonical(&mut rows, r.mix.config.shuffle, r.mix.config.seed);
+                        match r.offer(&rows) {
+                            Ok(()) => closed.extend(r.mixer.admit().into_iter().map(|s| (m, s))),
+                            Err(e) => {
+                                events.push(MixEvent::Error(format!("mixture {}: {e:#}", r.mix.name)));
+                                failed = true;
+                            }
+                        }
+                    }
+                }
+                if finished {
+                    return;
+                }
+                let end = frontier.is_empty() && stash.is_empty();
+                finished = end;
+                if end && !failed && mixing {
+                    for (m, r) in running.iter_mut().enumerate() {
+                        closed.extend(r.mixer.finish().into_iter().map(|s| (m, s)));
+                    }
+                }
+                for (m, shard) in closed {
+                    let r = &mut running[m];
+                    r.summary.tokens_by_stage[shard.stage] += shard.tokens();
+                    inflight.push_back(spawn_write(&target, &r.mix, shard));
+                    while inflight.len() > max_inflight {
+                        events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty")));
+                    }
+                }
+                while inflight.front().is_some_and(|h| h.is_finished()) {
+                    events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty")));
+                }
+                if end {
+                    while let Some(h) = inflight.pop_front() {
+                        events.push(wait(&target.runtime, h));
+                    }
+                    if !failed && mixing {
+                        events.extend(running.iter_mut().map(|r| MixEvent::Done(Box::new(r.finish()))));
+                    }
+                }
+                if let Some(c) = cap.as_mut() {
+                    if !events.is_empty() {
+                        output.session(&*c).give_iterator(events.drain(..));
+                    }
+                    match frontier.frontier().first() {
+                        None if end => cap = None,
+                        Some(t) if c.time().less_equal(t) => c.downgrade(t),
+                        _ => {}
+                    }
+                }
+            }
+        })
+        .container::<Vec<MixEvent>>()
+    }
+}
+
+fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>) -> MixEvent {
+    match rt.block_on(h) {
+        Ok(Ok(s)) => MixEvent::Shard(s),
+        Ok(Err(e)) => MixEvent::Error(e),
+        Err(e) => MixEvent::Error(format!("shard upload task failed: {e}")),
+    }
+}
+
+/// Encodes a closed shard and writes its files, the one that completes it last (the `.idx` of
+/// token shards), each with a single atomic put.
+fn spawn_write(
+    target: &MixTarget,
+    mix: &Mixture,
+    shard: ClosedShard<Arc<MixItem>>,
+) -> JoinHandle<Result<MixShard, String>> {
+    let stage_name = &mix.stages[shard.stage];
+    let base = format!("mix/{}/s{:03}-{}-{:06}", mix.name, shard.stage + 1, mixout::file_part(stage_name), shard.seq);
+    let info = mixout::shard_info(mix, &shard, &base);
+    let files = mixout::encode(mix, &shard, &base);
+    let location = target.location.clone();
+    target.runtime.spawn(async move {
+        let files = files.map_err(|e| format!("encoding {base}: {e:#}"))?;
+        let mut info = info;
+        for (name, data) in files {
+            info.bytes += data.len() as u64;
+            let path = location.child(&name);
+            location
+                .store
+                .put(&path, PutPayload::from(data))
+                .await
+                .map_err(|e| format!("writing {}/{name}: {e}", location.url))?;
+        }
+        Ok(info)
+    })
+}

@@ -1,0 +1,570 @@
+//! The mixing core: admits units of rows from weighted *leaves* (kind × style × source) so the
+//! admitted tokens follow the target weights on every prefix, and routes them to curriculum
+//! stages, closing a shard of a stage whenever it holds `shard_tokens` tokens. No I/O and no
+//! timely here: [`crate::mix`] feeds it rows in a canonical order and writes what it returns.
+//!
+//! Admission is a deficit scheduler: the next unit comes from the leaf with the fewest admitted
+//! tokens per unit of weight. If that leaf has nothing buffered, admission waits for more input
+//! (which is what keeps every shard on target while the input streams). At the end of the input a
+//! leaf that runs dry is handled by the [`Shortfall`] policy.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// What happens when a leaf has no more rows at the end of the input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shortfall {
+    /// Stop the mixture at the shortest leaf: the rest of the others is left out (and counted).
+    #[default]
+    Stop,
+    /// Replay the short leaf's rows (at most `max_epochs` passes in all) while another leaf
+    /// still has rows it never gave.
+    Repeat,
+    /// Go on with the other leaves and report the missing tokens.
+    Report,
+}
+
+/// What rows travel together: one chunk, or the chunks of one document (in order) within a leaf
+/// and stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    #[default]
+    Chunk,
+    Document,
+}
+
+/// Where ratios are enforced: over the whole mixture, or inside each curriculum stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    #[default]
+    Global,
+    Stage,
+}
+
+/// One leaf of the mixture tree and its share of the tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Leaf {
+    pub kind: String,
+    pub style: String,
+    pub source: String,
+    /// Target share of the tokens (the leaves' weights sum to 1).
+    pub weight: f64,
+}
+
+/// Rows admitted together; `tokens` is what the ratio counts.
+#[derive(Clone, Debug)]
+pub struct UnitRows<R> {
+    pub leaf: usize,
+    pub stage: usize,
+    pub tokens: u64,
+    pub rows: Vec<R>,
+}
+
+/// A unit as placed in a shard: which pass over its leaf it belongs to (0 for the first).
+#[derive(Clone, Debug)]
+pub struct Placed<R> {
+    pub unit: Arc<UnitRows<R>>,
+    pub epoch: u32,
+}
+
+/// A closed shard of one stage: `seq` counts the stage's shards from 0.
+#[derive(Debug)]
+pub struct ClosedShard<R> {
+    pub stage: usize,
+    pub seq: usize,
+    pub units: Vec<Placed<R>>,
+}
+
+impl<R> ClosedShard<R> {
+    pub fn tokens(&self) -> u64 {
+        self.units.iter().map(|u| u.unit.tokens).sum()
+    }
+}
+
+/// Per-leaf outcome, for the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeafStats {
+    /// Tokens and rows offered to the mixture.
+    pub offered_tokens: u64,
+    pub offered_rows: u64,
+    /// Tokens and rows written (repeats included).
+    pub tokens: u64,
+    pub rows: u64,
+    /// Of `tokens` and `rows`, those written again by the `repeat` policy.
+    pub repeated_tokens: u64,
+    pub repeated_rows: u64,
+    /// Passes over the leaf's rows (1 unless repeated).
+    pub epochs: u32,
+    /// Offered but not written: beyond the shortest leaf (`stop`) or past the repeat cap.
+    pub left_out_tokens: u64,
+    pub left_out_rows: u64,
+    /// Of `left_out_tokens`, those dropped while streaming because the leaf's buffer was full.
+    pub overflow_tokens: u64,
+}
+
+struct Group {
+    /// Leaves that take part (balance `global`: every leaf; `stage`: those seen in the stage).
+    member: Vec<bool>,
+    queues: Vec<VecDeque<Arc<UnitRows<usize>>>>,
+    queued_tokens: Vec<u64>,
+    admitted: Vec<u64>,
+    epochs: Vec<u32>,
+    /// Admitted first-pass units, kept for `repeat`.
+    history: Vec<Vec<Arc<UnitRows<usize>>>>,
+    /// Units queued for a repeat pass.
+    replay: Vec<VecDeque<Arc<UnitRows<usize>>>>,
+    /// A leaf that `report` let go dry.
+    dry: Vec<bool>,
+    stopped: bool,
+}
+
+impl Group {
+    fn new(n: usize, all: bool) -> Self {
+        Group {
+            member: vec![all; n],
+            queues: vec![VecDeque::new(); n],
+            queued_tokens: vec![0; n],
+            admitted: vec![0; n],
+            epochs: vec![0; n],
+            history: vec![Vec::new(); n],
+            replay: vec![VecDeque::new(); n],
+            dry: vec![false; n],
+            stopped: false,
+        }
+    }
+}
+
+/// Settings of the core.
+#[derive(Clone, Debug)]
+pub struct MixerConfig {
+    pub leaves: Vec<Leaf>,
+    pub stages: usize,
+    pub balance: Balance,
+    pub shortfall: Shortfall,
+    pub max_epochs: u32,
+    /// Draw units at random from a buffer of this many per leaf (0: first in, first out).
+    pub shuffle_window: usize,
+    pub seed: u64,
+    pub shard_tokens: u64,
+    /// Tokens a leaf may hold waiting for the others; past it, its oldest units are left out
+    /// (and counted), so a side that is always in excess cannot fill memory on a long stream.
+    pub max_buffer_tokens: u64,
+}
+
+/// The mixing state of one mixture. Rows are stored once, in `rows`; units refer to them by index.
+pub struct Mixer<R> {
+    cfg: MixerConfig,
+    groups: Vec<Group>,
+    rows: Vec<Option<Arc<R>>>,
+    open: Vec<Vec<Placed<usize>>>,
+    open_tokens: Vec<u64>,
+    seq: Vec<usize>,
+    stats: Vec<LeafStats>,
+    rng: StdRng,
+    finished: bool,
+}
+
+impl<R> Mixer<R> {
+    pub fn new(cfg: MixerConfig) -> Self {
+        let n = cfg.leaves.len();
+        let groups = match cfg.balance {
+            Balance::Global => vec![Group::new(n, true)],
+            Balance::Stage => (0..cfg.stages).map(|_| Group::new(n, false)).collect(),
+        };
+        Mixer {
+            rng: StdRng::seed_from_u64(cfg.seed),
+            open: (0..cfg.stages).map(|_| Vec::new()).collect(),
+            open_tokens: vec![0; cfg.stages],
+            seq: vec![0; cfg.stages],
+            stats: vec![LeafStats::default(); n],
+            groups,
+            rows: Vec::new(),
+            finished: false,
+            cfg,
+        }
+    }
+
+    pub fn leaves(&self) -> &[Leaf] {
+        &self.cfg.leaves
+    }
+
+    pub fn stats(&self) -> &[LeafStats] {
+        &self.stats
+    }
+
+    fn group_of(&self, stage: usize) -> usize {
+        match self.cfg.balance {
+            Balance::Global => 0,
+            Balance::Stage => stage,
+        }
+    }
+
+    /// Queues a unit; call [`Mixer::admit`] after a batch of offers.
+    pub fn offer(&mut self, unit: UnitRows<R>) {
+        let s = &mut self.stats[unit.leaf];
+        s.offered_tokens += unit.tokens;
+        s.offered_rows += unit.rows.len() as u64;
+        let ids = unit.rows.into_iter().map(|r| {
+            self.rows.push(Some(Arc::new(r)));
+            self.rows.len() - 1
+        });
+        let stored = UnitRows { leaf: unit.leaf, stage: unit.stage, tokens: unit.tokens, rows: ids.collect() };
+        let g = self.group_of(stored.stage);
+        let group = &mut self.groups[g];
+        let leaf = stored.leaf;
+        group.member[leaf] = true;
+        group.queued_tokens[leaf] += stored.tokens;
+        group.queues[leaf].push_back(Arc::new(stored));
+        while group.queued_tokens[leaf] > self.cfg.max_buffer_tokens {
+            let u = group.queues[leaf].pop_front().expect("tokens queued");
+            group.queued_tokens[leaf] -= u.tokens;
+            self.stats[leaf].left_out_tokens += u.tokens;
+            self.stats[leaf].left_out_rows += u.rows.len() as u64;
+            self.stats[leaf].overflow_tokens += u.tokens;
+            for &i in &u.rows {
+                self.rows[i] = None;
+            }
+        }
+    }
+
+    /// Admits what the buffers allow and returns the shards that filled up.
+    pub fn admit(&mut self) -> Vec<ClosedShard<Arc<R>>> {
+        let mut closed = Vec::new();
+        for g in 0..self.groups.len() {
+            while let Some(p) = self.next_unit(g) {
+                self.place(p, &mut closed);
+            }
+        }
+        closed
+    }
+
+    /// Ends the input: applies the shortfall policy, flushes every stage's last shard.
+    pub fn finish(&mut self) -> Vec<ClosedShard<Arc<R>>> {
+        self.finished = true;
+        let mut closed = self.admit();
+        for g in &mut self.groups {
+            for (leaf, q) in g.queues.iter_mut().enumerate() {
+                g.queued_tokens[leaf] = 0;
+                for u in q.drain(..) {
+                    self.stats[leaf].left_out_tokens += u.tokens;
+                    self.stats[leaf].left_out_rows += u.rows.len() as u64;
+                }
+            }
+        }
+        for stage in 0..self.cfg.stages {
+            self.close(stage, &mut closed);
+        }
+        closed
+    }
+
+    /// The next unit of group `g`, or `None` to wait for input (or stop for good).
+    fn next_unit(&mut self, g: usize) -> Option<Placed<usize>> {
+        loop {
+            let group = &self.groups[g];
+            if group.stopped {
+                return None;
+            }
+            let weights = &self.cfg.leaves;
+            // The leaf furthest behind its share; ties go to the lower index.
+            let leaf = (0..weights.len())
+                .filter(|&i| group.member[i] && !group.dry[i] && weights[i].weight > 0.0)
+                .min_by(|&a, &b| {
+                    let ka = group.admitted[a] as f64 / weights[a].weight;
+                    let kb = group.admitted[b] as f64 / weights[b].weight;
+                    ka.total_cmp(&kb).then(a.cmp(&b))
+                })?;
+            let window = self.cfg.shuffle_window;
+            let group = &mut self.groups[g];
+            if let Some(u) = group.replay[leaf].pop_front() {
+                // `epochs` counts passes; a row's label counts from 0.
+                return Some(Placed { unit: u, epoch: group.epochs[leaf] - 1 });
+            }
+            let q = &mut group.queues[leaf];
+            let ready = if self.finished { !q.is_empty() } else { q.len() > window.saturating_sub(1) && !q.is_empty() };
+            if ready {
+                let i = if window > 1 { self.rng.random_range(0..q.len().min(window)) } else { 0 };
+                let u = q.remove(i).expect("index within the queue");
+                group.queued_tokens[leaf] -= u.tokens;
+                group.epochs[leaf] = group.epochs[leaf].max(1);
+                if self.cfg.shortfall == Shortfall::Repeat {
+                    group.history[leaf].push(u.clone());
+                }
+                return Some(Placed { unit: u, epoch: 0 });
+            }
+            if !self.finished {
+                return None;
+            }
+            // The input is over and this leaf is dry.
+            match self.cfg.shortfall {
+                Shortfall::Stop => group.stopped = true,
+                Shortfall::Report => group.dry[leaf] = true,
+                Shortfall::Repeat => {
+                    let others_have_new = (0..weights.len()).any(|i| i != leaf && !group.queues[i].is_empty());
+                    if others_have_new && group.epochs[leaf] < self.cfg.max_epochs && !group.history[leaf].is_empty() {
+                        let mut again = group.history[leaf].clone();
+                        // A repeat pass is shuffled again, reproducibly.
+                        if window > 1 {
+                            for i in (1..again.len()).rev() {
+                                again.swap(i, self.rng.random_range(0..=i));
+                            }
+                        }
+                        group.replay[leaf] = again.into();
+                        group.epochs[leaf] += 1;
+                    } else {
+                        group.stopped = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn place(&mut self, p: Placed<usize>, closed: &mut Vec<ClosedShard<Arc<R>>>) {
+        let (leaf, stage, tokens) = (p.unit.leaf, p.unit.stage, p.unit.tokens);
+        let g = self.group_of(stage);
+        self.groups[g].admitted[leaf] += tokens;
+        let s = &mut self.stats[leaf];
+        s.tokens += tokens;
+        s.rows += p.unit.rows.len() as u64;
+        s.epochs = s.epochs.max(p.epoch + 1);
+        if p.epoch > 0 {
+            s.repeated_tokens += tokens;
+            s.repeated_rows += p.unit.rows.len() as u64;
+        }
+        self.open[stage].push(p);
+        self.open_tokens[stage] += tokens;
+        if self.open_tokens[stage] >= self.cfg.shard_tokens {
+            self.close(stage, closed);
+        }
+    }
+
+    fn close(&mut self, stage: usize, closed: &mut Vec<ClosedShard<Arc<R>>>) {
+        if self.open[stage].is_empty() {
+            return;
+        }
+        let placed = std::mem::take(&mut self.open[stage]);
+        self.open_tokens[stage] = 0;
+        let keep = self.cfg.shortfall == Shortfall::Repeat;
+        let units = placed
+            .into_iter()
+            .map(|p| {
+                let rows = p
+                    .unit
+                    .rows
+                    .iter()
+                    .map(|&i| {
+                        // Rows leave memory once written unless `repeat` may need them again.
+                        if keep { self.rows[i].clone() } else { self.rows[i].take() }
+                            .expect("a row is written once unless kept for repeats")
+                    })
+                    .collect();
+                let unit = Arc::new(UnitRows { leaf: p.unit.leaf, stage, tokens: p.unit.tokens, rows });
+                Placed { unit, epoch: p.epoch }
+            })
+            .collect();
+        closed.push(ClosedShard { stage, seq: self.seq[stage], units });
+        self.seq[stage] += 1;
+    }
+
+    /// Rows held in memory (buffered, or kept for repeats).
+    pub fn held_rows(&self) -> usize {
+        self.rows.iter().filter(|r| r.is_some()).count()
+    }
+}
+
+/// Splits `"a:1, b:2"` (a bare name weighs 1) into ordered (name, weight) pairs.
+pub fn parse_weights(s: &str) -> Result<BTreeMap<String, f64>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, w) = match part.rsplit_once(':') {
+            Some((n, w)) => {
+                let w: f64 = w.trim().parse().map_err(|_| format!("`{part}`: the weight after `:` is not a number"))?;
+                (n.trim(), w)
+            }
+            None => (part, 1.0),
+        };
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(format!("`{part}`: a weight must be a number ≥ 0"));
+        }
+        if out.insert(name.to_string(), w).is_some() {
+            return Err(format!("`{name}` is listed twice"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(weights: &[(&str, f64)], shortfall: Shortfall, shard_tokens: u64) -> MixerConfig {
+        let total: f64 = weights.iter().map(|w| w.1).sum();
+        MixerConfig {
+            leaves: weights
+                .iter()
+                .map(|(k, w)| Leaf {
+                    kind: k.to_string(),
+                    style: String::new(),
+                    source: String::new(),
+                    weight: w / total,
+                })
+                .collect(),
+            stages: 1,
+            balance: Balance::Global,
+            shortfall,
+            max_epochs: 3,
+            shuffle_window: 0,
+            seed: 7,
+            shard_tokens,
+            max_buffer_tokens: u64::MAX,
+        }
+    }
+
+    fn unit(leaf: usize, tokens: u64, id: u32) -> UnitRows<u32> {
+        UnitRows { leaf, stage: 0, tokens, rows: vec![id] }
+    }
+
+    fn tokens_by_leaf(shards: &[ClosedShard<Arc<u32>>], n: usize) -> Vec<u64> {
+        let mut t = vec![0; n];
+        for s in shards {
+            for u in &s.units {
+                t[u.unit.leaf] += u.unit.tokens;
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn every_prefix_follows_the_weights() {
+        let mut m = Mixer::new(cfg(&[("real", 1.0), ("synthetic", 2.0)], Shortfall::Stop, 1000));
+        for i in 0..300 {
+            m.offer(unit(0, 10 + i % 7, i as u32));
+            m.offer(unit(1, 10 + i % 5, 1000 + i as u32));
+        }
+        let mut shards = m.admit();
+        shards.extend(m.finish());
+        assert!(shards.len() >= 3);
+        for s in &shards[..shards.len() - 1] {
+            let t = tokens_by_leaf(std::slice::from_ref(s), 2);
+            let share = t[1] as f64 / (t[0] + t[1]) as f64;
+            // Off by at most about one unit (≤ 16 tokens) of a ~1,000-token shard.
+            assert!((share - 2.0 / 3.0).abs() < 0.02, "shard share {share}");
+        }
+        let st = m.stats();
+        // Stop: the synthetic side (~3,600 tokens) is short of twice the real side (~3,900).
+        assert_eq!(st[1].left_out_tokens, 0);
+        assert!(st[0].left_out_tokens > 0);
+        let share = st[1].tokens as f64 / (st[0].tokens + st[1].tokens) as f64;
+        assert!((share - 2.0 / 3.0).abs() < 0.005, "{share}");
+        assert_eq!(st[0].offered_tokens, st[0].tokens + st[0].left_out_tokens);
+    }
+
+    #[test]
+    fn waits_for_the_leaf_that_is_behind() {
+        let mut m = Mixer::new(cfg(&[("real", 1.0), ("synthetic", 1.0)], Shortfall::Stop, 20));
+        for i in 0..10 {
+            m.offer(unit(0, 10, i));
+        }
+        // Only one real unit can go before a synthetic one arrives.
+        assert!(m.admit().is_empty());
+        m.offer(unit(1, 10, 100));
+        let s = m.admit();
+        assert_eq!(s.len(), 1);
+        assert_eq!(tokens_by_leaf(&s, 2), vec![10, 10]);
+    }
+
+    #[test]
+    fn repeat_replays_the_short_leaf_up_to_the_cap() {
+        let mut m = Mixer::new(cfg(&[("real", 1.0), ("synthetic", 1.0)], Shortfall::Repeat, 1 << 30));
+        for i in 0..100 {
+            m.offer(unit(0, 10, i));
+        }
+        for i in 0..20 {
+            m.offer(unit(1, 10, 1000 + i));
+        }
+        let shards = m.finish();
+        let t = tokens_by_leaf(&shards, 2);
+        // 3 passes over 200 synthetic tokens balance 600 real tokens (the real side may lead by
+        // the one unit admitted before the last pass ran dry); the rest is left out.
+        assert_eq!(t[1], 600);
+        assert!((600..=610).contains(&t[0]), "{t:?}");
+        let st = m.stats();
+        assert_eq!((st[1].epochs, st[1].repeated_tokens), (3, 400));
+        assert_eq!(st[0].left_out_tokens, 1000 - t[0]);
+        let epochs: Vec<u32> = shards[0].units.iter().filter(|u| u.unit.leaf == 1).map(|u| u.epoch).collect();
+        assert_eq!(epochs.iter().filter(|&&e| e == 2).count(), 20);
+    }
+
+    #[test]
+    fn a_full_buffer_leaves_out_its_oldest_units() {
+        let mut c = cfg(&[("real", 1.0), ("synthetic", 1.0)], Shortfall::Stop, 1 << 30);
+        c.max_buffer_tokens = 100;
+        let mut m = Mixer::new(c);
+        for i in 0..50 {
+            m.offer(unit(1, 10, i));
+        }
+        assert!(m.held_rows() <= 10);
+        assert_eq!((m.stats()[1].overflow_tokens, m.stats()[1].left_out_rows), (400, 40));
+        m.offer(unit(0, 10, 100));
+        let shards = m.finish();
+        // The kept synthetic units are the newest ones.
+        let ids: Vec<u32> = shards[0].units.iter().filter(|u| u.unit.leaf == 1).map(|u| *u.unit.rows[0]).collect();
+        assert_eq!(ids, vec![40]);
+    }
+
+    #[test]
+    fn report_goes_on_without_the_short_leaf() {
+        let mut m = Mixer::new(cfg(&[("real", 1.0), ("synthetic", 1.0)], Shortfall::Report, 1 << 30));
+        for i in 0..50 {
+            m.offer(unit(0, 10, i));
+        }
+        for i in 0..10 {
+            m.offer(unit(1, 10, 100 + i));
+        }
+        let shards = m.finish();
+        assert_eq!(tokens_by_leaf(&shards, 2), vec![500, 100]);
+        assert!(m.stats().iter().all(|s| s.left_out_tokens == 0));
+    }
+
+    #[test]
+    fn stages_fill_their_own_shards_and_shuffle_is_seeded() {
+        let run = |seed| {
+            let mut c = cfg(&[("real", 1.0), ("synthetic", 1.0)], Shortfall::Stop, 50);
+            c.stages = 2;
+            c.shuffle_window = 8;
+            c.seed = seed;
+            let mut m = Mixer::new(c);
+            for i in 0..40 {
+                m.offer(UnitRows { leaf: (i % 2) as usize, stage: (i / 20) as usize, tokens: 10, rows: vec![i] });
+            }
+            let mut s = m.admit();
+            s.extend(m.finish());
+            s.iter()
+                .map(|s| (s.stage, s.seq, s.units.iter().map(|u| *u.unit.rows[0]).collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+        };
+        let a = run(1);
+        assert_eq!(a, run(1));
+        assert_ne!(a, run(2));
+        assert!(a.iter().all(|(stage, _, rows)| rows.iter().all(|&r| (r / 20) as usize == *stage)));
+        let mut all: Vec<u32> = a.iter().flat_map(|s| s.2.clone()).collect();
+        all.sort();
+        assert_eq!(all, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn weights_parse_with_errors() {
+        let w = parse_weights("qa:1, medium : 2,easy").unwrap();
+        assert_eq!(w.get("medium"), Some(&2.0));
+        assert_eq!(w.get("easy"), Some(&1.0));
+        assert!(parse_weights("a:x").unwrap_err().contains("not a number"));
+        assert!(parse_weights("a:1,a:2").unwrap_err().contains("twice"));
+        assert!(parse_weights("a:-1").is_err());
+    }
+}

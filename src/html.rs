@@ -1,0 +1,189 @@
+//! `report.html`: a self-contained page (inline SVG, no scripts, nothing fetched) with the plots a
+//! data team looks at first: each mixture's real share per shard against its target, tokens per
+//! curriculum stage in training order, length histograms by style, rejects by reason.
+
+use std::fmt::Write;
+
+use crate::manifest::Manifest;
+
+/// Bin width of the length histograms in the manifest, in tokens.
+pub const LENGTH_BIN: u64 = 16;
+/// Bins of the length histograms; the last holds every longer row.
+pub const LENGTH_BINS: usize = 64;
+
+const W: f64 = 640.0;
+const H: f64 = 220.0;
+const PAD: f64 = 40.0;
+const COLORS: [&str; 8] = ["#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A bar chart with an optional horizontal target line (values and target on one scale).
+fn bars(title: &str, labels: &[String], values: &[f64], target: Option<&[f64]>, fmt: &dyn Fn(f64) -> String) -> String {
+    let max = values.iter().chain(target.unwrap_or(&[]).iter()).copied().fold(0.0f64, f64::max).max(1e-12) * 1.1;
+    let n = values.len().max(1) as f64;
+    let bw = (W - 2.0 * PAD) / n;
+    let y = |v: f64| H - PAD - v / max * (H - 2.0 * PAD);
+    let mut s = format!(
+        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\">",
+        esc(title)
+    );
+    let _ = write!(s, "<line x1=\"{PAD}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#888\"/>", H - PAD, W - PAD);
+    let _ = write!(s, "<text x=\"2\" y=\"{}\" font-size=\"10\">{}</text>", PAD - 4.0, esc(&fmt(max / 1.1)));
+    for (i, v) in values.iter().enumerate() {
+        let x = PAD + i as f64 * bw;
+        let label = labels.get(i).map(String::as_str).unwrap_or("");
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}: {}</title></rect>",
+            x + bw * 0.1,
+            y(*v),
+            (bw * 0.8).max(0.5),
+            (H - PAD - y(*v)).max(0.0),
+            COLORS[0],
+            esc(label),
+            esc(&fmt(*v))
+        );
+        if values.len() <= 24 {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{}\" font-size=\"9\" text-anchor=\"middle\">{}</text>",
+                x + bw / 2.0,
+                H - PAD + 12.0,
+                esc(label)
+            );
+        }
+    }
+    if let Some(t) = target {
+        for (i, v) in t.iter().enumerate() {
+            let x = PAD + i as f64 * bw;
+            let _ = write!(
+                s,
+                "<line x1=\"{:.1}\" y1=\"{2:.1}\" x2=\"{:.1}\" y2=\"{2:.1}\" stroke=\"{3}\" stroke-width=\"2\"><title>target {4}</title></line>",
+                x,
+                x + bw,
+                y(*v),
+                COLORS[2],
+                esc(&fmt(*v))
+            );
+        }
+    }
+    s + "</svg></figure>\n"
+}
+
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = String::from("<table><tr>");
+    for h in head {
+        let _ = write!(s, "<th>{}</th>", esc(h));
+    }
+    s += "</tr>";
+    for r in rows {
+        s += "<tr>";
+        for c in r {
+            let _ = write!(s, "<td>{}</td>", esc(c));
+        }
+        s += "</tr>";
+    }
+    s + "</table>\n"
+}
+
+/// The page for a run's manifest.
+pub fn page(m: &Manifest) -> String {
+    let pct = |v: f64| format!("{:.2}%", v * 100.0);
+    let num = |v: f64| format!("{v:.0}");
+    let mut s = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>wrapflow report</title><style>\
+         body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}figure{margin:1em 0}\
+         figcaption{font-weight:600}table{border-collapse:collapse;margin:.5em 0}\
+         td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body>\n",
+    );
+    let _ =
+        writeln!(s, "<h1>wrapflow report</h1><p>plan <code>{}</code> ({})</p>", esc(&m.plan.file), esc(&m.plan.hash));
+    let c = &m.counts;
+    s += &table(
+        &["read", "rejected", "filtered", "duplicates", "kept", "chunks"],
+        &[[c.read, c.rejected, c.filtered, c.duplicates, c.kept, c.chunks].iter().map(u64::to_string).collect()],
+    );
+    for mix in &m.mixes {
+        let sum = &mix.summary;
+        let (real, target) = mix.real_share();
+        let _ = writeln!(
+            s,
+            "<h2>Mixture {}</h2><p>{} tokens, {} shards, real share {} (target {}), shortfall {:?}, seed {}</p>",
+            esc(&sum.name),
+            sum.tokens,
+            mix.shards.len(),
+            pct(real),
+            pct(target),
+            sum.config.shortfall,
+            sum.config.seed
+        );
+        let labels: Vec<String> = (0..mix.shards.len()).map(|i| i.to_string()).collect();
+        let shares: Vec<f64> = mix.shards.iter().map(|x| x.real_share).collect();
+        let targets: Vec<f64> = mix.shards.iter().map(|x| x.target_real_share).collect();
+        s += &bars("Real share per shard, in training order (red: target)", &labels, &shares, Some(&targets), &pct);
+        s += &bars(
+            "Tokens per curriculum stage, in training order",
+            &sum.stages,
+            &sum.tokens_by_stage.iter().map(|&t| t as f64).collect::<Vec<_>>(),
+            None,
+            &num,
+        );
+        let rows: Vec<Vec<String>> = sum
+            .leaves
+            .iter()
+            .zip(&sum.outcome)
+            .enumerate()
+            .map(|(i, (l, o))| {
+                vec![
+                    l.kind.clone(),
+                    l.style.clone(),
+                    l.source.clone(),
+                    pct(l.weight),
+                    pct(sum.achieved.get(i).copied().unwrap_or(0.0)),
+                    o.tokens.to_string(),
+                    o.epochs.to_string(),
+                    o.left_out_tokens.to_string(),
+                ]
+            })
+            .collect();
+        s += &table(&["kind", "style", "source", "target", "achieved", "tokens", "epochs", "left out"], &rows);
+    }
+    if !m.lengths.is_empty() {
+        s += "<h2>Lengths by style (tokens per row)</h2>\n";
+        for (style, hist) in &m.lengths {
+            let labels: Vec<String> = (0..hist.len()).map(|i| (i as u64 * LENGTH_BIN).to_string()).collect();
+            let v: Vec<f64> = hist.iter().map(|&x| x as f64).collect();
+            s += &bars(&format!("{style}: rows per {LENGTH_BIN}-token bin"), &labels, &v, None, &num);
+        }
+    }
+    if let Some(r) = &m.rephrase {
+        let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
+        for st in r.styles.values() {
+            for (k, v) in &st.by_reason {
+                *reasons.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        let (l, v): (Vec<String>, Vec<f64>) = reasons.into_iter().map(|(k, v)| (k, v as f64)).unzip();
+        s += "<h2>Rephrasings</h2>\n";
+        s += &bars("Gate rejects by reason", &l, &v, None, &num);
+        let order = &r.style_order;
+        let acc: Vec<f64> = order.iter().map(|k| r.styles.get(k).map_or(0.0, |x| x.acceptance)).collect();
+        s += &bars("Acceptance by style", order, &acc, None, &pct);
+    }
+    if !m.rejects.by_reason.is_empty() {
+        let (l, v): (Vec<String>, Vec<f64>) = m.rejects.by_reason.iter().map(|(k, v)| (k.clone(), *v as f64)).unzip();
+        s += &bars("All rejects by reason", &l, &v, None, &num);
+    }
+    s + "</body></html>\n"
+}
+
+/// Adds a row of `tokens` tokens to a length histogram.
+pub fn add_length(hist: &mut Vec<u64>, tokens: u64) {
+    if hist.is_empty() {
+        *hist = vec![0; LENGTH_BINS];
+    }
+    hist[((tokens / LENGTH_BIN) as usize).min(LENGTH_BINS - 1)] += 1;
+}
