@@ -15,7 +15,7 @@ use wrapflow_operators::{Reject, Synthetic};
 const BINS: usize = 200;
 
 /// A worker's running totals for one style.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StyleAcc {
     tasks: u64,
     accepted: u64,
@@ -28,7 +28,7 @@ pub struct StyleAcc {
     invented: u64,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Cosines {
     n: u64,
     sum: f64,

@@ -5,6 +5,7 @@
 //! [`wrapflow_operators`] and drives it ([`wrap`] adds the rephrase stages), [`mixing`] reports the training mixtures, [`manifest`] records
 //! what a run did and [`fidelity`] how faithful the rephrasings are.
 
+pub mod cluster;
 pub mod fidelity;
 pub mod generate;
 pub mod html;

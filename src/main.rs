@@ -47,6 +47,17 @@ enum Command {
         /// No progress display
         #[arg(long, short = 'q')]
         quiet: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Run on several processes: `cluster local N PLAN [run options]` starts N processes on
+    /// loopback (for trying cluster mode on one machine).
+    #[command(
+        after_help = "Example:\n  wrapflow cluster local 2 plans/chunk.sql --set input=corpus/ --set output=out/c --workers 1"
+    )]
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
     },
     /// Validate a plan (statements, parameters, SQL, tokenizer) without reading data.
     #[command(after_help = "Example:\n  wrapflow check plans/chunk.sql --set input=corpus/ --set output=out/")]
@@ -79,6 +90,51 @@ enum Command {
     Explain {
         #[command(flatten)]
         plan: PlanArgs,
+    },
+}
+
+/// Timely cluster mode: the same plan on every process, each with its index.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Processes in the cluster (with --process and --hostfile)
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// This process's index, 0-based; process 0 writes the manifest
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// One `host:port` per process, in process order
+    #[arg(long)]
+    hostfile: Option<std::path::PathBuf>,
+    /// Seconds to wait for every peer at start
+    #[arg(long, default_value_t = 60)]
+    connect_timeout: u64,
+}
+
+impl ClusterArgs {
+    fn spec(&self) -> anyhow::Result<Option<wrapflow::cluster::ClusterSpec>> {
+        match (&self.hostfile, self.processes) {
+            (None, 1) => Ok(None),
+            (None, _) => anyhow::bail!("--processes needs --hostfile"),
+            (Some(h), n) => wrapflow::cluster::ClusterSpec::from_hostfile(
+                h,
+                n,
+                self.process,
+                std::time::Duration::from_secs(self.connect_timeout),
+            )
+            .map(Some),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Start N processes of `wrapflow run` on loopback and wait for them
+    Local {
+        /// Number of processes
+        n: usize,
+        /// The plan and `run` options (--set, --workers, -q)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
     },
 }
 
@@ -192,14 +248,16 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { plan, workers, quiet } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
+        Command::Run { plan, workers, quiet, cluster } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
-            let m = run::run(&p, &RunOptions { workers, progress: mode, registry: None })?;
+            let cluster = cluster.spec()?;
+            let m = run::run(&p, &RunOptions { workers, progress: mode, registry: None, cluster })?;
             print!("{}", wrapflow::report::text(&m));
             let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
             println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);
             Ok(())
         }),
+        Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::cluster::local(n, &args),
         Command::Check { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             run::check(&p)?;
             println!("{}: ok", p.file);

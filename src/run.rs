@@ -17,7 +17,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, UInt64Type};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
-use timely::dataflow::operators::vec::Map;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokenizers::Tokenizer;
@@ -28,6 +29,7 @@ use wrapflow_operators::{
     SinkConfig, SinkFormat, SinkShards, SinkTarget,
 };
 
+use crate::cluster::ClusterSpec;
 use crate::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
 use crate::plan::{Plan, PlanError};
 use crate::progress::{self, Progress};
@@ -43,11 +45,13 @@ pub struct RunOptions {
     pub progress: progress::Mode,
     /// Stores to use (share one to reach `memory://` data); a fresh registry if `None`.
     pub registry: Option<Arc<StoreRegistry>>,
+    /// This process's place in a timely cluster (`workers` threads in each process).
+    pub cluster: Option<ClusterSpec>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { workers: 1, progress: progress::Mode::Quiet, registry: None }
+        RunOptions { workers: 1, progress: progress::Mode::Quiet, registry: None, cluster: None }
     }
 }
 
@@ -64,7 +68,7 @@ struct Shared {
 }
 
 /// What one worker did.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct WorkerReport {
     read_rows: u64,
     read_rejected: u64,
@@ -141,14 +145,31 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
         progress: progress.clone(),
         mixtures,
     });
-    let guards = timely::execute(timely::Config::process(workers), move |worker| run_worker(worker, &shared))
+    let cluster = opts.cluster.as_ref();
+    let connected = cluster.map(|c| {
+        crate::cluster::stop_on_lost_peer(c);
+        crate::cluster::connect_watchdog(c)
+    });
+    let config = crate::cluster::timely_config(workers, cluster);
+    let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
         .map_err(|e| anyhow!("cannot start workers: {e}"))?;
-    let mut reports = Vec::new();
-    for r in guards.join() {
-        reports.push(r.map_err(|e| anyhow!("worker failed: {e}"))?.map_err(|e| anyhow!(e))?);
+    if let Some(c) = connected {
+        c.store(true, Ordering::Release);
     }
+    // Every worker ends with every worker's report (see `gather`): take the first local one.
+    let mut all = None;
+    for r in guards.join() {
+        let r = r.map_err(|e| anyhow!("worker failed: {e}"))?.map_err(|e| anyhow!(e))?;
+        all.get_or_insert(r);
+    }
+    let reports = all.ok_or_else(|| anyhow!("no worker ran"))?;
     drop(_reporter);
-    let manifest = merge(plan, workers, reports, started, t0)?;
+    let processes = cluster.map_or(1, |c| c.hosts.len());
+    let manifest = merge(plan, workers * processes, reports, started, t0)?;
+    if cluster.is_some_and(|c| c.process != 0) {
+        // Process 0 writes the manifest and the report for the whole cluster.
+        return Ok(manifest);
+    }
     let json = serde_json::to_vec_pretty(&manifest)?;
     runtime
         .block_on(output.store.put(&output.child("manifest.json"), PutPayload::from(json)))
@@ -292,7 +313,42 @@ fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
         .collect())
 }
 
-fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<WorkerReport, String> {
+/// Runs a worker's share, then gathers the reports of all workers (of all processes) on every
+/// worker, so that any process can build the manifest and an error anywhere fails everywhere.
+fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Vec<WorkerReport>, String> {
+    // The gather dataflow is built first, so it has the same identity on every worker whatever
+    // happens in the main one.
+    let mut gather_in = InputHandle::new();
+    let gathered: Rc<RefCell<Vec<String>>> = Rc::default();
+    let gather_probe = ProbeHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let g = gathered.clone();
+        scope
+            .input_from(&mut gather_in)
+            .container::<Vec<String>>()
+            .broadcast()
+            .inspect(move |x: &String| g.borrow_mut().push(x.clone()))
+            .probe_with(&gather_probe);
+    });
+    let index = worker.index();
+    let mine = work(worker, sh);
+    let json = serde_json::to_string(&(index, mine)).map_err(|e| format!("encoding the report of worker {index}: {e}"))?;
+    gather_in.send_batch(&mut vec![json]);
+    drop(gather_in);
+    while !gather_probe.done() {
+        worker.step();
+    }
+    let mut all: Vec<(usize, Result<WorkerReport, String>)> = gathered
+        .borrow()
+        .iter()
+        .map(|j| serde_json::from_str(j).map_err(|e| format!("decoding a worker report: {e}")))
+        .collect::<Result<_, _>>()?;
+    all.sort_by_key(|x| x.0);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+/// One worker's part of the run.
+fn work(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<WorkerReport, String> {
     let (index, peers) = (worker.index(), worker.peers());
     let plan = &sh.plan;
     let ws = sh

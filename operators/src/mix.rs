@@ -103,7 +103,8 @@ pub struct MixShard {
     pub rows: u64,
     pub tokens: u64,
     pub bytes: u64,
-    /// Tokens by kind, by style (synthetic rows) and by source.
+    /// Rows by kind; tokens by kind, by style (synthetic rows) and by source.
+    pub kind_rows: BTreeMap<String, u64>,
     pub kinds: BTreeMap<String, u64>,
     pub styles: BTreeMap<String, u64>,
     pub sources: BTreeMap<String, u64>,

@@ -94,6 +94,7 @@ pub fn shard_info(mix: &Mixture, shard: &ClosedShard<Arc<MixItem>>, base: &str) 
         info.rows += u.rows.len() as u64;
         info.tokens += u.tokens;
         *info.kinds.entry(leaf.kind.clone()).or_insert(0) += u.tokens;
+        *info.kind_rows.entry(leaf.kind.clone()).or_insert(0) += u.rows.len() as u64;
         if leaf.kind == "synthetic" {
             *info.styles.entry(leaf.style.clone()).or_insert(0) += u.tokens;
         }

@@ -1,0 +1,178 @@
+//! Cluster mode on loopback: 2 processes × 1 worker give the same output as 1 process × 2
+//! workers, every input row is read exactly once, a process whose peers are unreachable fails
+//! with their addresses, and a killed peer stops the others cleanly with its name.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wrapflow");
+
+/// A plan with dedup, chunking and a mixture of the real chunks.
+fn plan_file(dir: &Path) -> PathBuf {
+    let p = dir.join("plan.sql");
+    let text = plan_text("", "").replace(
+        "SINK '${output}' WITH (shard_rows = 50);",
+        "SINK '${output}' WITH (shard_rows = 50);\nMIX real WITH (ratio = '1:0', shard_tokens = 2000, seed = 5);",
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `files` JSONL files of `per_file` documents; every 7th document repeats one of another file.
+fn corpus(dir: &Path, files: usize, per_file: usize) -> (PathBuf, BTreeMap<String, String>) {
+    let input = dir.join("in");
+    let mut docs = BTreeMap::new();
+    for f in 0..files {
+        let mut s = String::new();
+        for k in 0..per_file {
+            let i = f * per_file + k;
+            let text = if i % 7 == 3 && f > 0 { doc_text(i - per_file) } else { doc_text(i) };
+            s += &json_line(&format!("d{i}"), &text);
+            s.push('\n');
+            docs.insert(format!("d{i}"), text);
+        }
+        write(&input.join(format!("part-{f}.jsonl")), s.as_bytes());
+    }
+    (input, docs)
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut f: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    f.sort();
+    f
+}
+
+#[test]
+fn two_processes_give_the_output_of_one_and_read_every_row_once() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let (input, docs) = corpus(dir.path(), 6, 40);
+    let plan = plan_file(dir.path());
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let sets = |out: &Path| {
+        vec![
+            format!("input={}", input.display()),
+            format!("output={}", out.display()),
+            format!("tokenizer={}", tok.display()),
+        ]
+    };
+    let mut a = vec!["run".to_string(), plan.display().to_string(), "--workers".into(), "2".into(), "-q".into()];
+    sets(&one).into_iter().for_each(|s| a.extend(["--set".to_string(), s]));
+    run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut b = vec!["cluster".to_string(), "local".into(), "2".into(), plan.display().to_string()];
+    b.extend(["--workers".into(), "1".into(), "-q".into()]);
+    sets(&two).into_iter().for_each(|s| b.extend(["--set".to_string(), s]));
+    run(&b.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (m1, m2) = (read_manifest(&one), read_manifest(&two));
+    assert_eq!(m1["workers"], 2);
+    assert_eq!(m2["workers"], 2, "2 processes × 1 worker");
+    assert_eq!(m1["counts"], m2["counts"]);
+    // Every input row read once; dedup is global across processes.
+    let c = &m2["counts"];
+    assert_eq!(c["read"].as_u64().unwrap(), docs.len() as u64);
+    let distinct: std::collections::BTreeSet<&String> = docs.values().collect();
+    assert_eq!(c["kept"].as_u64().unwrap(), distinct.len() as u64, "one copy of each text");
+    assert!(c["duplicates"].as_u64().unwrap() > 0);
+    let chunks = read_chunks(&two.join("chunks"));
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
+    for (doc, _, text, ..) in &chunks {
+        texts.entry(doc.clone()).or_default().push_str(text);
+    }
+    assert_eq!(texts.len() as u64, distinct.len() as u64);
+    assert!(texts.iter().all(|(id, t)| docs[id] == *t), "each kept document whole, once");
+    // The same shards, byte for byte: chunks (named by global worker), rejects, the mixture.
+    for sub in ["chunks", "mix/real"] {
+        assert_eq!(files(&one.join(sub)), files(&two.join(sub)), "{sub} differs between 1 and 2 processes");
+    }
+    assert!(!files(&two.join("mix/real")).is_empty());
+}
+
+fn read_manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn hostfile(dir: &Path, n: usize) -> (PathBuf, Vec<String>) {
+    let hosts: Vec<String> = (0..n)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+        })
+        .collect();
+    let p = dir.join("hosts");
+    std::fs::write(&p, hosts.join("\n")).unwrap();
+    (p, hosts)
+}
+
+#[test]
+fn a_process_that_cannot_reach_its_peers_names_them() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let (input, _) = corpus(dir.path(), 2, 5);
+    let plan = plan_file(dir.path());
+    let (hosts, addrs) = hostfile(dir.path(), 2);
+    let t0 = Instant::now();
+    let out = Command::new(BIN)
+        .args(["run", plan.to_str().unwrap(), "-q", "--processes", "2", "--process", "1", "--connect-timeout", "2"])
+        .arg("--hostfile")
+        .arg(&hosts)
+        .args(["--set", &format!("input={}", input.display()), "--set", &format!("output={}", dir.path().join("o").display())])
+        .args(["--set", &format!("tokenizer={}", tok.display())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&addrs[0]), "names the address it tried: {err}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_killed_peer_stops_the_others_with_its_name() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    // Enough input to keep both processes busy for a while.
+    let (input, _) = corpus(dir.path(), 4, 6000);
+    let plan = plan_file(dir.path());
+    let (hosts, addrs) = hostfile(dir.path(), 2);
+    let spawn = |i: usize| {
+        Command::new(BIN)
+            .args(["run", plan.to_str().unwrap(), "-q", "--processes", "2", "--process", &i.to_string()])
+            .arg("--hostfile")
+            .arg(&hosts)
+            .args(["--set", &format!("input={}", input.display())])
+            .args(["--set", &format!("output={}", dir.path().join("o").display())])
+            .args(["--set", &format!("tokenizer={}", tok.display())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let p0 = spawn(0);
+    let mut p1 = spawn(1);
+    std::thread::sleep(Duration::from_millis(1500));
+    p1.kill().unwrap();
+    p1.wait().unwrap();
+    let t0 = Instant::now();
+    let out = p0.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "process 0 must not report success: {err}");
+    assert!(err.contains("process 1") && err.contains(&addrs[1]), "names the lost peer: {err}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    assert!(!dir.path().join("o/manifest.json").exists(), "no manifest for a failed run");
+}
