@@ -81,8 +81,13 @@ pub fn connect_watchdog(c: &ClusterSpec) -> Arc<AtomicBool> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let peers: Vec<String> =
-            spec.hosts.iter().enumerate().filter(|(i, _)| *i != spec.process).map(|(i, h)| format!("{i}={h}")).collect();
+        let peers: Vec<String> = spec
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != spec.process)
+            .map(|(i, h)| format!("{i}={h}"))
+            .collect();
         eprintln!(
             "error: process {} ({}) could not connect to its peers within {:?}; tried {}. Is every process \
              started with the same hostfile, and are the ports open?",

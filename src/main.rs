@@ -248,15 +248,17 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { plan, workers, quiet, cluster } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
-            let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
-            let cluster = cluster.spec()?;
-            let m = run::run(&p, &RunOptions { workers, progress: mode, registry: None, cluster })?;
-            print!("{}", wrapflow::report::text(&m));
-            let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
-            println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);
-            Ok(())
-        }),
+        Command::Run { plan, workers, quiet, cluster } => {
+            Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
+                let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
+                let cluster = cluster.spec()?;
+                let m = run::run(&p, &RunOptions { workers, progress: mode, registry: None, cluster })?;
+                print!("{}", wrapflow::report::text(&m));
+                let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
+                println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);
+                Ok(())
+            })
+        }
         Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::cluster::local(n, &args),
         Command::Check { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             run::check(&p)?;

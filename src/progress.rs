@@ -18,6 +18,8 @@ pub struct Progress {
     /// Rephrasings done and their generated tokens.
     pub rephrased: AtomicU64,
     pub generated_tokens: AtomicU64,
+    /// `process I/N` in a cluster, put on every progress line.
+    pub tag: std::sync::OnceLock<String>,
 }
 
 /// How to show progress.
@@ -86,6 +88,7 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                     None if last_log.elapsed() >= Duration::from_secs(10) => {
                         last_log = Instant::now();
                         tracing::info!(
+                            process = progress.tag.get().map(String::as_str).unwrap_or("0/1"),
                             "progress: {:.1}/{:.1} MB read, {docs} docs ({dps:.0} docs/s, {mbps:.1} MB/s), {chunks} chunks{wrap}",
                             bytes as f64 / 1e6,
                             total as f64 / 1e6

@@ -146,6 +146,9 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
         mixtures,
     });
     let cluster = opts.cluster.as_ref();
+    if let Some(c) = cluster {
+        let _ = progress.tag.set(format!("{}/{}", c.process, c.hosts.len()));
+    }
     let connected = cluster.map(|c| {
         crate::cluster::stop_on_lost_peer(c);
         crate::cluster::connect_watchdog(c)
@@ -331,8 +334,11 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Vec<Wo
             .probe_with(&gather_probe);
     });
     let index = worker.index();
+    // Logs from this thread carry the worker's global index (and so its process).
+    let _span = tracing::info_span!("worker", id = index).entered();
     let mine = work(worker, sh);
-    let json = serde_json::to_string(&(index, mine)).map_err(|e| format!("encoding the report of worker {index}: {e}"))?;
+    let json =
+        serde_json::to_string(&(index, mine)).map_err(|e| format!("encoding the report of worker {index}: {e}"))?;
     gather_in.send_batch(&mut vec![json]);
     drop(gather_in);
     while !gather_probe.done() {

@@ -132,7 +132,12 @@ fn a_process_that_cannot_reach_its_peers_names_them() {
         .args(["run", plan.to_str().unwrap(), "-q", "--processes", "2", "--process", "1", "--connect-timeout", "2"])
         .arg("--hostfile")
         .arg(&hosts)
-        .args(["--set", &format!("input={}", input.display()), "--set", &format!("output={}", dir.path().join("o").display())])
+        .args([
+            "--set",
+            &format!("input={}", input.display()),
+            "--set",
+            &format!("output={}", dir.path().join("o").display()),
+        ])
         .args(["--set", &format!("tokenizer={}", tok.display())])
         .output()
         .unwrap();

@@ -199,8 +199,9 @@ fn ratios_hold_in_every_million_token_shard_and_overall() {
             continue;
         }
         checked += 1;
-        for (pick, want) in &target {
+        for (i, (pick, want)) in target.iter().enumerate() {
             let got = share(&rows, pick);
+            println!("{} tokens={tokens} target#{i} share={got:.5} want={want:.5}", f.display());
             assert!((got - want).abs() <= 0.005, "{}: share {got:.4} vs target {want:.4}", f.display());
         }
     }

@@ -166,14 +166,20 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     // Same plan, seed, input and workers: byte-identical mixtures, whatever the thread timing.
     for name in ["wrap", "tok"] {
         let list = |o: &std::path::Path| {
-            let mut f: Vec<_> = std::fs::read_dir(o.join("mix").join(name)).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut f: Vec<_> =
+                std::fs::read_dir(o.join("mix").join(name)).unwrap().map(|e| e.unwrap().path()).collect();
             f.sort();
             f
         };
         let (a, b) = (list(out2), list(&outs[2].0));
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
-            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap(), "{} differs between two runs", x.display());
+            assert_eq!(
+                std::fs::read(x).unwrap(),
+                std::fs::read(y).unwrap(),
+                "{} differs between two runs",
+                x.display()
+            );
         }
     }
     assert_eq!(m2.rephrase.as_ref().unwrap().tasks, r.tasks);
