@@ -223,7 +223,11 @@ fn merge(
         let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut { files: vec![], ..i.clone() });
         e.files.extend(i.files.iter().cloned());
     }
-    inputs.values_mut().for_each(|i| i.files.sort_by(|a, b| a.path.cmp(&b.path)));
+    // A Parquet file split by row group is listed by each worker that read part of it.
+    inputs.values_mut().for_each(|i| {
+        i.files.sort_by(|a, b| a.path.cmp(&b.path));
+        i.files.dedup_by(|a, b| a.path == b.path);
+    });
     let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (k, h) in reports.iter().flat_map(|r| r.lengths.iter()) {
         let e = lengths.entry(k.clone()).or_insert_with(|| vec![0; h.len()]);

@@ -181,3 +181,66 @@ fn a_killed_peer_stops_the_others_with_its_name() {
     assert!(t0.elapsed() < Duration::from_secs(60));
     assert!(!dir.path().join("o/manifest.json").exists(), "no manifest for a failed run");
 }
+
+/// Parquet files are split by row group over all workers: with 3 workers and 2 files, every row
+/// is read exactly once, numbered by its place in its file, and every worker reads some; a
+/// corrupt file is rejected once.
+#[test]
+fn parquet_row_groups_cover_every_row_once_across_workers() {
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let dir = tempfile::TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, false),
+    ]));
+    let mut expected = BTreeMap::new();
+    for (f, rows) in [(0, 33i64), (1, 12)] {
+        let ids: Vec<i64> = (0..rows).map(|r| f * 1000 + r).collect();
+        let texts: Vec<String> = ids.iter().map(|&i| doc_text(i as usize)).collect();
+        for (k, i) in ids.iter().enumerate() {
+            expected.insert(i.to_string(), (format!("part-{f}.parquet"), k as u64 + 1));
+        }
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(texts))],
+        )
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(7)).build();
+        let path = dir.path().join(format!("pq/part-{f}.parquet"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema.clone(), Some(props))
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    write(&dir.path().join("pq/part-2.parquet"), b"PAR1 this is not a parquet file");
+    let out = dir.path().join("out");
+    let plan = format!(
+        "TOKENIZER '{}';\nCREATE EXTERNAL TABLE raw STORED AS PARQUET LOCATION '{}';\nINPUT raw;\n\
+         CHUNK WITH (max_tokens = 4000);\nSINK '{}';",
+        tok.display(),
+        dir.path().join("pq").display(),
+        out.display()
+    );
+    let m = run_plan(&plan, &[], 3).unwrap();
+    assert_eq!(m.counts.read, expected.len() as u64 + 1);
+    assert_eq!(m.counts.rejected, 1, "the corrupt file, once");
+    let rows = read_parquet_rows(&out.join("chunks"));
+    let mut seen = BTreeMap::new();
+    for r in &rows {
+        let id = r["doc_id"].as_str().unwrap().to_string();
+        let at = (r["source_file"].as_str().unwrap().to_string(), r["source_line"].as_u64().unwrap());
+        assert!(seen.insert(id.clone(), at).is_none(), "{id} read twice");
+    }
+    assert_eq!(seen, expected, "every row once, numbered by its place in its file");
+    let workers: std::collections::BTreeSet<String> = std::fs::read_dir(out.join("chunks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy()[5..10].to_string())
+        .collect();
+    assert_eq!(workers.len(), 3, "every worker read row groups: {workers:?}");
+    assert_eq!(m.inputs[0].files.len(), 3, "each file listed once");
+}

@@ -4,8 +4,9 @@
 //! Out comes a table with `id`, `text`, the declared extra columns, `source_file` and
 //! `source_line`. Records that cannot be used never fail the query: they go to
 //! [`SourceStats::take_rejects`] with file, line and reason, and are counted. Each worker's
-//! session reads only its share of the files (`file index % peers == worker index`, over the
-//! sorted listing), so per-worker queries together read every file exactly once.
+//! session reads only its share (`unit index % peers == worker index`, over the sorted listing;
+//! a unit is a file, or for Parquet a row group, so one big Parquet file still spreads over all
+//! workers), and per-worker queries together read every record exactly once.
 //!
 //! Options: `text_column` (default `text`), `id_column` (`id`; generated from file and line when
 //! absent), `max_record_bytes` (16 MiB), `batch_rows` (the session's batch size: 1024, or 32 in plans that rephrase), `compression` (`gzip`, `zstd`,
@@ -31,6 +32,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 // Deprecated in parquet 59 in favour of a hand-written AsyncFileReader; it still does exactly
 // what a sequential whole-file read needs.
 #[allow(deprecated)]
@@ -294,14 +296,38 @@ pub async fn list_inputs(location: &Location, format: Format) -> anyhow::Result<
     Ok(metas)
 }
 
+/// A row group of a Parquet file assigned to this worker.
+#[derive(Clone, Copy, Debug)]
+struct RowGroup {
+    index: usize,
+    /// Rows before it in the file.
+    first_row: u64,
+    bytes: u64,
+}
+
 impl ReadJob {
     async fn run(self, tx: mpsc::Sender<Result<RecordBatch>>) -> anyhow::Result<()> {
         let metas = list_inputs(&self.location, self.format).await?;
-        let mine: Vec<ObjectMeta> =
-            metas.into_iter().enumerate().filter(|(i, _)| i % self.peers == self.worker).map(|(_, m)| m).collect();
-        self.stats.bytes_total.fetch_add(mine.iter().map(|m| m.size).sum(), Ordering::Relaxed);
+        // Parquet is split by row group across all workers (a single big file still spreads);
+        // other formats by file. Either way every worker derives the same global list of units
+        // and takes every `peers`-th one, so there is no overlap and no gap.
+        let mine: Vec<(ObjectMeta, Option<Vec<RowGroup>>)> = if self.format == Format::Parquet {
+            self.parquet_units(metas).await
+        } else {
+            metas
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % self.peers == self.worker)
+                .map(|(_, m)| (m, None))
+                .collect()
+        };
+        let share = |(m, rgs): &(ObjectMeta, Option<Vec<RowGroup>>)| match rgs {
+            Some(r) => r.iter().map(|g| g.bytes).sum(),
+            None => m.size,
+        };
+        self.stats.bytes_total.fetch_add(mine.iter().map(share).sum(), Ordering::Relaxed);
         let job = Arc::new(self);
-        for meta in mine {
+        for (meta, groups) in mine {
             let file = match job.location.relative(&meta.location) {
                 r if r.is_empty() => meta.location.filename().unwrap_or_default().to_string(),
                 r => r,
@@ -309,7 +335,7 @@ impl ReadJob {
             job.stats.files.lock().unwrap().push(InputFile { path: file.clone(), bytes: meta.size });
             let mut sink = ChannelSink { tx: tx.clone(), stats: job.stats.clone() };
             let result = match job.format {
-                Format::Parquet => job.read_parquet(&meta, &file, &mut sink).await,
+                Format::Parquet => job.read_parquet(&meta, groups, &file, &mut sink).await,
                 _ => {
                     let j = job.clone();
                     let path = meta.location.clone();
@@ -380,24 +406,80 @@ impl ReadJob {
     }
 
     #[allow(deprecated)]
-    async fn read_parquet(&self, meta: &ObjectMeta, file: &str, sink: &mut ChannelSink) -> anyhow::Result<()> {
-        let reader =
-            ParquetObjectReader::new(self.location.store.clone(), meta.location.clone()).with_file_size(meta.size);
-        let mut stream =
-            ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(self.layout.batch_rows).build()?;
-        let mut row = 0u64;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| anyhow::anyhow!("decode error after row {row}: {e}"))?;
-            let n = batch.num_rows() as u64;
-            // Sending may block on a full channel: step off the async threads for it.
-            let keep_going =
-                tokio::task::block_in_place(|| readers::parquet_rows(&batch, row, file, &self.layout, sink));
-            row += n;
-            if !keep_going {
-                break;
+    /// This worker's Parquet row groups: every footer is read, row groups are numbered across
+    /// all files in order, and unit `i` goes to worker `i % peers`. A file whose footer cannot be
+    /// read stays one unit (by file index), so exactly one worker reports it.
+    async fn parquet_units(&self, metas: Vec<ObjectMeta>) -> Vec<(ObjectMeta, Option<Vec<RowGroup>>)> {
+        let mut out = Vec::new();
+        let mut unit = 0usize;
+        for (i, meta) in metas.into_iter().enumerate() {
+            let mut reader =
+                ParquetObjectReader::new(self.location.store.clone(), meta.location.clone()).with_file_size(meta.size);
+            match ArrowReaderMetadata::load_async(&mut reader, Default::default()).await {
+                Ok(md) => {
+                    let mut first_row = 0u64;
+                    let mut mine = Vec::new();
+                    for (g, rg) in md.metadata().row_groups().iter().enumerate() {
+                        if unit % self.peers == self.worker {
+                            mine.push(RowGroup { index: g, first_row, bytes: rg.compressed_size().max(0) as u64 });
+                        }
+                        unit += 1;
+                        first_row += rg.num_rows().max(0) as u64;
+                    }
+                    if !mine.is_empty() {
+                        out.push((meta, Some(mine)));
+                    }
+                }
+                Err(_) if i % self.peers == self.worker => out.push((meta, None)),
+                Err(_) => {}
             }
         }
-        self.stats.bytes_read.fetch_add(meta.size, Ordering::Relaxed);
+        out
+    }
+
+    #[allow(deprecated)]
+    async fn read_parquet(
+        &self,
+        meta: &ObjectMeta,
+        groups: Option<Vec<RowGroup>>,
+        file: &str,
+        sink: &mut ChannelSink,
+    ) -> anyhow::Result<()> {
+        let mut reader =
+            ParquetObjectReader::new(self.location.store.clone(), meta.location.clone()).with_file_size(meta.size);
+        // The footer once; then one stream per row group, its rows numbered from the group's first
+        // row so that `source_line` is the row's place in the file whichever worker reads it.
+        // Without a list (an unreadable footer) this fails here and the file is rejected by name.
+        let md = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await?;
+        let groups = groups.unwrap_or_else(|| {
+            let mut first_row = 0;
+            (md.metadata().row_groups().iter().enumerate())
+                .map(|(index, rg)| {
+                    let g = RowGroup { index, first_row, bytes: rg.compressed_size().max(0) as u64 };
+                    first_row += rg.num_rows().max(0) as u64;
+                    g
+                })
+                .collect()
+        });
+        for g in groups {
+            let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader.clone(), md.clone())
+                .with_batch_size(self.layout.batch_rows)
+                .with_row_groups(vec![g.index])
+                .build()?;
+            let mut row = g.first_row;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| anyhow::anyhow!("decode error after row {row}: {e}"))?;
+                let n = batch.num_rows() as u64;
+                // Sending may block on a full channel: step off the async threads for it.
+                let keep_going =
+                    tokio::task::block_in_place(|| readers::parquet_rows(&batch, row, file, &self.layout, sink));
+                row += n;
+                if !keep_going {
+                    return Ok(());
+                }
+            }
+            self.stats.bytes_read.fetch_add(g.bytes, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
