@@ -46,7 +46,8 @@ fn bars(title: &str, labels: &[String], values: &[f64], target: Option<&[f64]>, 
             esc(label),
             esc(&fmt(*v))
         );
-        if values.len() <= 24 {
+        // At most ~16 labels on the x axis.
+        if i % values.len().div_ceil(16).max(1) == 0 {
             let _ = write!(
                 s,
                 "<text x=\"{:.1}\" y=\"{}\" font-size=\"9\" text-anchor=\"middle\">{}</text>",

@@ -159,7 +159,16 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     assert!(tok.tokens > m.tokens.chunks + synthetic_tokens, "token shards count EOS too");
     let idx: Vec<_> = std::fs::read_dir(out.join("mix/tok")).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(idx.iter().any(|f| f.extension().is_some_and(|e| e == "idx")));
-    assert!(out.join("report.html").exists());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for plot in [
+        "Real share per shard",
+        "Tokens per curriculum stage",
+        "echo: rows per",
+        "real: rows per",
+        "Gate rejects by reason",
+    ] {
+        assert!(html.contains(plot), "report.html plots {plot}");
+    }
 
     // Same rows, same rejects with 2 workers (seeded per task, not per worker or batch).
     let (out2, m2) = &outs[1];

@@ -103,8 +103,10 @@ pub struct MixShard {
     pub rows: u64,
     pub tokens: u64,
     pub bytes: u64,
-    /// Rows by kind; tokens by kind, by style (synthetic rows) and by source.
+    /// Rows by kind, style (synthetic rows) and source; tokens by the same.
     pub kind_rows: BTreeMap<String, u64>,
+    pub style_rows: BTreeMap<String, u64>,
+    pub source_rows: BTreeMap<String, u64>,
     pub kinds: BTreeMap<String, u64>,
     pub styles: BTreeMap<String, u64>,
     pub sources: BTreeMap<String, u64>,
@@ -130,6 +132,7 @@ pub struct MixSummary {
     pub rows: u64,
     pub tokens: u64,
     pub tokens_by_stage: Vec<u64>,
+    pub rows_by_stage: Vec<u64>,
     /// Most rows the mixer held in memory at once.
     pub max_held_rows: u64,
 }
@@ -163,6 +166,7 @@ impl Running {
             stages: mix.stages.clone(),
             leaves: mix.leaves.clone(),
             tokens_by_stage: vec![0; mix.stages.len()],
+            rows_by_stage: vec![0; mix.stages.len()],
             ..Default::default()
         };
         Running { mixer: mix.mixer(), mix, leaf_of, summary }
@@ -328,6 +332,8 @@ impl<'scope, T: Timestamp + TotalOrder> Mix<'scope, T> for StreamVec<'scope, T, 
                 for (m, shard) in closed {
                     let r = &mut running[m];
                     r.summary.tokens_by_stage[shard.stage] += shard.tokens();
+                    r.summary.rows_by_stage[shard.stage] +=
+                        shard.units.iter().map(|u| u.unit.rows.len() as u64).sum::<u64>();
                     inflight.push_back(spawn_write(&target, &r.mix, shard));
                     while inflight.len() > max_inflight {
                         events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty")));

@@ -95,10 +95,13 @@ pub fn shard_info(mix: &Mixture, shard: &ClosedShard<Arc<MixItem>>, base: &str) 
         info.tokens += u.tokens;
         *info.kinds.entry(leaf.kind.clone()).or_insert(0) += u.tokens;
         *info.kind_rows.entry(leaf.kind.clone()).or_insert(0) += u.rows.len() as u64;
+        let n = u.rows.len() as u64;
         if leaf.kind == "synthetic" {
             *info.styles.entry(leaf.style.clone()).or_insert(0) += u.tokens;
+            *info.style_rows.entry(leaf.style.clone()).or_insert(0) += n;
         }
         *info.sources.entry(u.rows[0].source.clone()).or_insert(0) += u.tokens;
+        *info.source_rows.entry(u.rows[0].source.clone()).or_insert(0) += n;
     }
     let real = info.kinds.get("real").copied().unwrap_or(0);
     info.real_share = real as f64 / info.tokens.max(1) as f64;
