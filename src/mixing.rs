@@ -46,7 +46,7 @@ pub fn merge(events: Vec<MixEvent>) -> anyhow::Result<Vec<MixOut>> {
     let mut outs = Vec::new();
     for e in events {
         match e {
-            MixEvent::Shard(s) => shards.entry(s.mixture.clone()).or_default().push(s),
+            MixEvent::Shard(s) => shards.entry(s.mixture.clone()).or_default().push(*s),
             MixEvent::Done(summary) => outs.push(MixOut { summary: *summary, shards: Vec::new() }),
             MixEvent::Error(m) => anyhow::bail!(m),
         }

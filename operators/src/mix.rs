@@ -140,7 +140,7 @@ pub struct MixSummary {
 /// What the mix operator emits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MixEvent {
-    Shard(MixShard),
+    Shard(Box<MixShard>),
     Done(Box<MixSummary>),
     Error(String),
 }
@@ -368,7 +368,7 @@ impl<'scope, T: Timestamp + TotalOrder> Mix<'scope, T> for StreamVec<'scope, T, 
 
 fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>) -> MixEvent {
     match rt.block_on(h) {
-        Ok(Ok(s)) => MixEvent::Shard(s),
+        Ok(Ok(s)) => MixEvent::Shard(Box::new(s)),
         Ok(Err(e)) => MixEvent::Error(e),
         Err(e) => MixEvent::Error(format!("shard upload task failed: {e}")),
     }
