@@ -178,6 +178,15 @@ fn stages(plan: &Plan) -> String {
         Some((e, _)) => out += &format!("  2. dedup     exact, global, ON {e}\n"),
         None => out += "  2. dedup     none\n",
     }
+    if let Some((n, _)) = &plan.neardup {
+        out += &format!(
+            "     neardup   MinHash {} bands × {} rows over {}-word shingles (same band at Jaccard ≈ {:.2}), global\n",
+            n.bands,
+            n.rows,
+            n.ngram,
+            n.threshold()
+        );
+    }
     let c = &plan.chunk.0;
     out += &format!(
         "  3. chunk     max_tokens={} min_fill={} tokenizer={}\n",

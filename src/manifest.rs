@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use wrapflow_operators::ShardInfo;
 use wrapflow_operators::source::InputFile;
 
-/// Record counts; `read == rejected + filtered + duplicates + kept` always holds.
+/// Record counts; `read == rejected + filtered + duplicates + near_duplicates + kept` always holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Records found in the inputs (rows and rejects).
@@ -17,6 +17,9 @@ pub struct Counts {
     pub filtered: u64,
     /// Rows dropped as exact duplicates of an earlier row.
     pub duplicates: u64,
+    /// Documents dropped as near duplicates (`NEARDUP`) of an earlier document.
+    #[serde(default)]
+    pub near_duplicates: u64,
     /// Documents that went on to chunking.
     pub kept: u64,
     pub chunks: u64,
@@ -24,7 +27,7 @@ pub struct Counts {
 
 impl Counts {
     pub fn reconciles(&self) -> bool {
-        self.read == self.rejected + self.filtered + self.duplicates + self.kept
+        self.read == self.rejected + self.filtered + self.duplicates + self.near_duplicates + self.kept
     }
 }
 

@@ -41,6 +41,7 @@ pub fn summary(m: &Manifest) -> Table {
         ("rejected", c.rejected),
         ("filtered", c.filtered),
         ("duplicates", c.duplicates),
+        ("near duplicates", c.near_duplicates),
         ("kept", c.kept),
         ("chunks", c.chunks),
         ("chunk tokens", m.tokens.chunks),

@@ -23,6 +23,7 @@ use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokenizers::Tokenizer;
 use wrapflow_operators::chunk::load_tokenizer;
+use wrapflow_operators::neardup::NearDedup;
 use wrapflow_operators::store::{Location, StoreRegistry};
 use wrapflow_operators::{
     ChunkDocs, Chunker, Dedup, DedupConfig, Document, Mix, MixEvent, MixRow, MixTarget, Mixture, Reject, ShardInfo,
@@ -74,6 +75,7 @@ struct WorkerReport {
     read_rejected: u64,
     sql_rows: u64,
     dedup_out: u64,
+    near_duplicates: u64,
     chunk_rejects: u64,
     chunks: u64,
     chunk_tokens: u64,
@@ -201,12 +203,14 @@ fn merge(
         "the plan's input produced {sql_rows} rows from {read_rows} read: a plan must filter rows, not multiply them (a join?)"
     );
     let (dedup_out, chunk_rejects) = (sum(|r| r.dedup_out), sum(|r| r.chunk_rejects));
+    let near_duplicates = sum(|r| r.near_duplicates);
     let counts = Counts {
         read: read_rows + sum(|r| r.read_rejected),
         rejected: sum(|r| r.read_rejected) + chunk_rejects,
         filtered: read_rows - sql_rows,
         duplicates: sql_rows - dedup_out,
-        kept: dedup_out - chunk_rejects,
+        near_duplicates,
+        kept: dedup_out - near_duplicates - chunk_rejects,
         chunks: sum(|r| r.chunks),
     };
     debug_assert!(counts.reconciles());
@@ -396,6 +400,15 @@ fn work(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<WorkerReport
         let docs = if dedup { docs.dedup(&DedupConfig::default()) } else { docs };
         let (r, p) = (report.clone(), sh.progress.clone());
         let docs = docs.inspect(move |_| r.borrow_mut().dedup_out += 1);
+        let docs = match &plan.neardup {
+            Some((cfg, _)) => {
+                let (kept, near) = docs.near_dedup(cfg);
+                let r = report.clone();
+                near.inspect(move |_| r.borrow_mut().near_duplicates += 1);
+                kept
+            }
+            None => docs,
+        };
         let (chunks, chunk_rejects) = docs.chunk_docs(sh.chunker.clone());
         let r = report.clone();
         let chunks = chunks.inspect(move |c| {

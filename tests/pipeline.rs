@@ -285,3 +285,71 @@ fn missing_input_and_bad_sql_fail_with_clear_errors() {
     assert!(msg.starts_with("test.sql:4:1: "), "{msg}");
     assert!(msg.contains("txet"), "{msg}");
 }
+
+/// Pseudo-random text of `n` words from a 3,000-word vocabulary (no shared phrases by accident).
+fn random_words(seed: u64, n: usize) -> Vec<String> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("w{}", x % 3000)
+        })
+        .collect()
+}
+
+#[test]
+fn near_duplicates_are_dropped_globally_one_kept_per_cluster() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    // 40 originals; 20 of them get 3 variants each with 1%, 2% and 3% of the words replaced
+    // (word 3-gram Jaccard ≥ 0.8; with 20 bands × 5 rows each is caught with p > 0.9999).
+    let mut lines = [String::new(), String::new()];
+    let mut cluster_of = BTreeMap::new();
+    for d in 0..40u64 {
+        let base = random_words(d + 1, 300);
+        lines[(d % 2) as usize] += &format!("{}\n", json_line(&format!("o{d}"), &base.join(" ")));
+        cluster_of.insert(format!("o{d}"), d);
+        if d % 2 == 0 {
+            for (v, pct) in [1usize, 2, 3].iter().enumerate() {
+                let mut w = base.clone();
+                for k in 0..300 * pct / 100 {
+                    let at = (k * 97 + v * 13) % 300;
+                    w[at] = format!("edit{v}x{k}");
+                }
+                let id = format!("o{d}v{v}");
+                // Variants go to the other file, so another worker reads them.
+                lines[((d + 1) % 2) as usize] += &format!("{}\n", json_line(&id, &w.join(" ")));
+                cluster_of.insert(id, d);
+            }
+        }
+    }
+    for (i, l) in lines.iter().enumerate() {
+        write(&dir.path().join(format!("in/part-{i}.jsonl")), l.as_bytes());
+    }
+    let mut kept_sets = Vec::new();
+    for workers in [1, 2] {
+        let out = dir.path().join(format!("out{workers}"));
+        let plan = plan_text("", "")
+            .replace("DEDUP ON text;", "DEDUP ON text;\nNEARDUP WITH (ngram = 3, bands = 20, rows = 5);");
+        let m = run_plan(
+            &plan,
+            &[
+                ("input", dir.path().join("in").to_str().unwrap()),
+                ("output", out.to_str().unwrap()),
+                ("tokenizer", tok.to_str().unwrap()),
+            ],
+            workers,
+        )
+        .unwrap();
+        assert!(m.counts.reconciles(), "{:?}", m.counts);
+        assert_eq!(m.counts.near_duplicates, 60, "{:?}", m.counts);
+        assert_eq!(m.counts.kept, 40);
+        let kept: BTreeSet<String> = read_chunks(&out.join("chunks")).into_iter().map(|c| c.0).collect();
+        let clusters: BTreeSet<u64> = kept.iter().map(|id| cluster_of[id]).collect();
+        assert_eq!(clusters.len(), 40, "one document kept per cluster");
+        kept_sets.push(kept);
+    }
+    assert_eq!(kept_sets[0], kept_sets[1], "the same documents are kept with 1 and 2 workers");
+}

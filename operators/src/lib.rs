@@ -8,6 +8,7 @@
 //! | [`source`] | a DataFusion `TableProviderFactory` (`STORED AS JSONL / PARQUET / TEXT`) whose reader turns bad records into [`record::Reject`]s instead of failing the query |
 //! | [`udf`] | SQL functions for pretraining-data filtering: `token_count`, the C4 and Gopher heuristics, `content_hash` |
 //! | [`dedup`] | the [`dedup::Dedup`] operator: exact, global dedup by key |
+//! | [`neardup`] | the [`neardup::NearDedup`] operator: MinHash + LSH near-duplicate dedup, global across workers |
 //! | [`chunk`] | the [`chunk::ChunkDocs`] operator: split documents into chunks of at most N tokens |
 //! | [`sink`] | the [`sink::SinkShards`] operator: atomic Parquet / JSONL shards in object storage |
 //! | [`store`] | object-store URLs (`file://`, bare paths, `s3://`, `gs://`, `az://`, `memory://`) |
@@ -37,6 +38,7 @@ pub mod mixer;
 pub mod mixout;
 pub mod mixture;
 pub mod model;
+pub mod neardup;
 pub mod readers;
 pub mod record;
 pub mod rephrase;

@@ -14,6 +14,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 use wrapflow_operators::gates::{GATES, GateConfig};
+use wrapflow_operators::neardup::NearDupConfig;
 use wrapflow_operators::styles::{BUILTIN, Style, builtin};
 use wrapflow_operators::{ChunkConfig, MixConfig, Mixture, SinkConfig};
 
@@ -74,6 +75,8 @@ pub struct Plan {
     pub tokenizer: Option<String>,
     pub input: (InputSpec, usize),
     pub dedup: Option<(String, usize)>,
+    /// MinHash near-duplicate dedup, after exact dedup.
+    pub neardup: Option<(NearDupConfig, usize)>,
     pub chunk: (ChunkConfig, usize),
     /// The rephrase stage, its styles (in order) and gates, when the plan rephrases.
     pub rephrase: Option<(RephraseSpec, usize)>,
@@ -140,6 +143,7 @@ impl Plan {
         let mut tokenizer = None;
         let mut input = None;
         let mut dedup = None;
+        let mut neardup = None;
         let mut chunk = None;
         let mut sink = None;
         let mut rephrase = None;
@@ -180,6 +184,11 @@ impl Plan {
                 Stage::Dedup { expr } => {
                     if dedup.replace((expr, s)).is_some() {
                         return Err(dup("DEDUP"));
+                    }
+                }
+                Stage::NearDup(c) => {
+                    if neardup.replace((c, s)).is_some() {
+                        return Err(dup("NEARDUP"));
                     }
                 }
                 Stage::Chunk(c) => {
@@ -265,6 +274,7 @@ impl Plan {
             tokenizer,
             input,
             dedup,
+            neardup,
             chunk,
             rephrase,
             styles,

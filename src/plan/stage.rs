@@ -5,6 +5,7 @@
 //! TOKENIZER 'path/to/tokenizer.json'
 //! INPUT relation
 //! DEDUP ON sql_expression
+//! NEARDUP [WITH (key = value, ...)]
 //! CHUNK [WITH (key = value, ...)]
 //! STYLE name [WITH (key = value, ...)]
 //! REPHRASE [WITH (key = value, ...)]
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wrapflow_operators::engine::{GenerationConfig, Provider, SessionConfig};
 use wrapflow_operators::gates::GateConfig;
+use wrapflow_operators::neardup::NearDupConfig;
 use wrapflow_operators::rephrase::RephraseConfig;
 use wrapflow_operators::store::is_store_option;
 use wrapflow_operators::{ChunkConfig, MixConfig, SinkConfig};
@@ -29,8 +31,8 @@ use wrapflow_operators::{ChunkConfig, MixConfig, SinkConfig};
 use super::text::offset_of;
 
 /// Keywords that start a wrapflow statement.
-pub const KEYWORDS: [&str; 10] =
-    ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "CHUNK", "STYLE", "REPHRASE", "GATES", "SINK", "MIX"];
+pub const KEYWORDS: [&str; 11] =
+    ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "NEARDUP", "CHUNK", "STYLE", "REPHRASE", "GATES", "SINK", "MIX"];
 
 /// `REPHRASE WITH (...)`: the model, the styles and the decoding settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +127,7 @@ pub enum Stage {
         expr: String,
     },
     Chunk(ChunkConfig),
+    NearDup(NearDupConfig),
     /// A plan-defined style, or changes to a built-in one (resolved by the plan).
     Style {
         name: String,
@@ -328,6 +331,12 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
         "CHUNK" => {
             let at = c.at();
             Stage::Chunk(config(at, "CHUNK", c.options()?)?)
+        }
+        "NEARDUP" => {
+            let at = c.at();
+            let cfg: NearDupConfig = config(at, "NEARDUP", c.options()?)?;
+            cfg.check().map_err(|m| (at, format!("NEARDUP: {m}")))?;
+            Stage::NearDup(cfg)
         }
         "STYLE" => {
             let name = c.ident("a style name")?;
