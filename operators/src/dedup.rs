@@ -36,13 +36,13 @@ impl Hasher for KeyHasher {
             self.0 = (self.0 << 8) | b as u64;
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
-/// A set of 128-bit keys hashed by their own bits.
-pub type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+/// A set of 64-bit keys hashed by their own bits.
+pub type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
 
 /// Extension trait: exact dedup of a document stream by `Document::dedup_key`.
 pub trait Dedup<'scope, T: Timestamp> {
@@ -58,7 +58,7 @@ impl<'scope, T: Timestamp> Dedup<'scope, T> for StreamVec<'scope, T, Document> {
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for batch in data {
-                        session.give_iterator(batch.drain(..).filter(|d| seen.insert(d.dedup_key)));
+                        session.give_iterator(batch.drain(..).filter(|d| seen.insert(d.dedup_key as u64)));
                     }
                 });
             }
