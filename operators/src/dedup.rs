@@ -1,18 +1,19 @@
 //! **Dedup** stage: [`Document`]s in, the first document of each `dedup_key` out.
 //!
-//! Exact and global: documents are exchanged by key, so every copy of a key meets the same
-//! worker whichever file or worker read it. The state is one 128-bit key per distinct document.
-//! Which copy survives follows arrival order; the set of surviving texts does not depend on it.
+//! Exact and global: keys (not documents) are sent to the worker that owns them, so every copy
+//! of a key meets the same set whichever file or worker read it ([`crate::keyvote`]). The state is one 128-bit key per distinct document.
+//! The copy that survives is the one of the earliest input batch, then of the smallest document
+//! hash, whatever the thread timing.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::Operator;
+use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::keyvote::keep_unseen;
 use crate::record::Document;
 
 /// Settings of the dedup stage (`DEDUP ON expr` in a plan).
@@ -49,21 +50,13 @@ pub trait Dedup<'scope, T: Timestamp> {
     fn dedup(self, config: &DedupConfig) -> StreamVec<'scope, T, Document>;
 }
 
-impl<'scope, T: Timestamp> Dedup<'scope, T> for StreamVec<'scope, T, Document> {
+impl<'scope, T: Timestamp + TotalOrder> Dedup<'scope, T> for StreamVec<'scope, T, Document> {
     fn dedup(self, config: &DedupConfig) -> StreamVec<'scope, T, Document> {
-        let mut seen = KeySet::with_capacity_and_hasher(config.expected_docs, Default::default());
-        // The exchange uses the high half so that a worker's set still sees spread-out low bits.
-        self.unary(Exchange::new(|d: &Document| (d.dedup_key >> 64) as u64), "Dedup", move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for batch in data {
-                        session.give_iterator(batch.drain(..).filter(|d| seen.insert(d.dedup_key as u64)));
-                    }
-                });
-            }
+        // The high half of the key picks the owner, the low half is what it remembers.
+        keep_unseen(self, "Dedup", config.expected_docs, |d: &Document| {
+            vec![((d.dedup_key >> 64) as u64, d.dedup_key as u64)]
         })
-        .container::<Vec<Document>>()
+        .0
     }
 }
 

@@ -33,6 +33,7 @@ pub mod engine;
 pub mod fanout;
 pub mod gates;
 pub mod heuristics;
+pub mod keyvote;
 pub mod mix;
 pub mod mixer;
 pub mod mixout;

@@ -1,0 +1,127 @@
+//! Global "seen before?" decisions by key, with documents staying where they are: the shared core
+//! of exact and near-duplicate dedup.
+//!
+//! Each document yields some `(route, key)` pairs. Only the key (with the document's hash and its
+//! home worker) travels, to the worker that `route` picks; that owner keeps the set of keys seen
+//! so far. Once a timestamp is complete the owner takes its keys in order of document hash, and
+//! answers for each whether an earlier document had it; the answers go back to the document's
+//! home worker, which keeps the document if no key was seen. "Earlier" is therefore input time,
+//! then document hash: the same documents survive whatever the thread timing, and only ~32 bytes
+//! per key cross the network instead of whole documents.
+
+use std::collections::{BTreeMap, HashMap};
+
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::order::TotalOrder;
+use timely::progress::Timestamp;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::dedup::KeySet;
+use crate::record::Document;
+
+/// A document's identity for ordering and for matching answers: its id, file and line.
+pub fn doc_hash(d: &Document) -> u64 {
+    xxh3_64_with_seed(format!("{}\0{}\0{}", d.id, d.source_file, d.source_line).as_bytes(), 0x6e64)
+}
+
+/// A key on its way to its owner: (route, key, document hash, home worker).
+type KeyMsg = (u64, u64, u64, u64);
+/// The owner's answer: (home worker, document hash, seen before).
+type Answer = (u64, u64, bool);
+
+/// Splits `docs` into those none of whose keys an earlier document had, and one `()` per other.
+pub fn keep_unseen<'scope, T, K>(
+    docs: StreamVec<'scope, T, Document>,
+    name: &str,
+    expected_keys: usize,
+    keys: K,
+) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>)
+where
+    T: Timestamp + TotalOrder,
+    K: Fn(&Document) -> Vec<(u64, u64)> + 'static,
+{
+    let worker = docs.scope().index() as u64;
+    // 1. At home: each document's keys go to their owners; the document waits (step 3).
+    let msgs = docs
+        .clone()
+        .unary(Pipeline, &format!("{name}Keys"), move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                    let mut session = output.session(&cap);
+                    for d in data.flat_map(|b| b.iter()) {
+                        let h = doc_hash(d);
+                        for (route, key) in keys(d) {
+                            session.give((route, key, h, worker));
+                        }
+                    }
+                });
+            }
+        })
+        .container::<Vec<KeyMsg>>();
+    // 2. Owners: per complete timestamp, in document-hash order, a key already in the set was
+    // seen before.
+    let mut seen = KeySet::with_capacity_and_hasher(expected_keys, Default::default());
+    let mut stash: BTreeMap<T, Vec<KeyMsg>> = BTreeMap::new();
+    let answers = msgs
+        .unary_frontier(Exchange::new(|m: &KeyMsg| m.0), &format!("{name}Owner"), move |_, _| {
+            let mut caps = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                    caps.entry(cap.time().clone()).or_insert_with(|| cap.clone());
+                    let e = stash.entry(cap.time().clone()).or_default();
+                    data.for_each(|b| e.append(b));
+                });
+                let ready: Vec<T> = stash.keys().filter(|t| !frontier.less_equal(t)).cloned().collect();
+                for t in ready {
+                    let mut msgs = stash.remove(&t).unwrap_or_default();
+                    msgs.sort_unstable_by_key(|m| (m.2, m.1));
+                    let cap = caps.remove(&t).expect("a capability per stashed time");
+                    let mut session = output.session(&cap);
+                    for (_, key, doc, home) in msgs {
+                        session.give((home, doc, !seen.insert(key)));
+                    }
+                }
+            }
+        })
+        .container::<Vec<Answer>>();
+    // 3. Home: a document is kept when none of its keys was seen before.
+    let mut answered: BTreeMap<T, HashMap<u64, bool>> = BTreeMap::new();
+    let mut waiting: BTreeMap<T, Vec<Document>> = BTreeMap::new();
+    docs.binary_frontier(answers, Pipeline, Exchange::new(|a: &Answer| a.0), &format!("{name}Verdict"), move |_, _| {
+        let mut caps = BTreeMap::new();
+        move |(docs_in, f1), (answers_in, f2), output| {
+            docs_in.for_each_stamp(|cap, data| {
+                let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                caps.entry(cap.time().clone()).or_insert_with(|| cap.clone());
+                data.for_each(|b| waiting.entry(cap.time().clone()).or_default().append(b));
+            });
+            answers_in.for_each_stamp(|cap, data| {
+                let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                let e = answered.entry(cap.time().clone()).or_default();
+                for (_, doc, seen) in data.flat_map(|b| b.drain(..)) {
+                    *e.entry(doc).or_insert(false) |= seen;
+                }
+            });
+            let complete = |t: &T| !f1.less_equal(t) && !f2.less_equal(t);
+            let ready: Vec<T> = waiting.keys().filter(|t| complete(t)).cloned().collect();
+            for t in ready {
+                let answers = answered.remove(&t).unwrap_or_default();
+                let cap = caps.remove(&t).expect("a capability per waiting time");
+                let mut session = output.session(&cap);
+                for d in waiting.remove(&t).unwrap_or_default() {
+                    let seen = answers.get(&doc_hash(&d)).copied().unwrap_or(false);
+                    session.give(if seen { Err(()) } else { Ok(d) });
+                }
+            }
+            // Answers always follow a waiting document; drop any left for a finished time.
+            answered.retain(|t, _| !complete(t));
+        }
+    })
+    .container::<Vec<Result<Document, ()>>>()
+    .ok_err(|r| r)
+}
