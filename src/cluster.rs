@@ -1,9 +1,10 @@
 //! Running one plan on many processes with timely dataflow's own cluster mode: every process
 //! gets the same plan, hostfile and worker count, and `--process I`. Timely connects the
 //! processes over TCP; its workers are numbered globally (`process × workers + thread`), and
-//! every wrapflow stage already partitions by global worker index (input files), exchanges by
-//! key (dedup) or routes to worker 0 (the mixing sink), so the dataflow is the same on 1 or N
-//! processes. What timely leaves to us: a clear error when peers cannot be reached at start, a
+//! every wrapflow stage already partitions by global worker index (input files and Parquet row
+//! groups), sends keys to their owner worker (exact and near-duplicate dedup), or routes to
+//! worker 0 (the mixing sink, so its ratios and curriculum hold over the whole cluster's output),
+//! so the dataflow is the same on 1 or N processes. What timely leaves to us: a clear error when peers cannot be reached at start, a
 //! clean stop naming the peer when one dies mid-run, and `wrapflow cluster local`.
 
 use std::io::Write;
