@@ -1,8 +1,9 @@
 //! Runs a plan: per-worker DataFusion queries feed a timely dataflow
-//! `dedup → chunk → sink`, with rejects flowing to their own sink.
+//! `dedup → neardup → chunk → [fan-out → rephrase → gates] → sinks → mix`, with rejects flowing
+//! to their own sink.
 //!
-//! Each worker reads its share of the input files through its own session; exact dedup
-//! exchanges documents by key so it is global. Workers keep at most [`IN_FLIGHT`] batches in the
+//! Each worker reads its share of the input through its own session; dedup sends keys to their
+//! owner worker, so it is global. Workers keep at most [`IN_FLIGHT`] batches in the
 //! dataflow beyond what the sinks have finished, so memory stays bounded whatever the input size.
 
 use std::cell::RefCell;
