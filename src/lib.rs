@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod mixing;
 pub mod plan;
 pub mod progress;
+pub mod remix;
 pub mod report;
 pub mod run;
 pub mod session;

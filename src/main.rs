@@ -85,6 +85,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// New mixtures from a finished run's chunks/ and synthetic/, without rephrasing again.
+    #[command(after_help = "Example:\n  wrapflow remix out/bbc-wrap plans/mixes.sql --out out/bbc-remix")]
+    Remix {
+        /// The finished run's output location
+        from: String,
+        /// A file of `MIX name WITH (...)` statements
+        mixes: String,
+        /// Where the mixtures and remix.json go
+        #[arg(long)]
+        out: String,
+    },
     /// Print a plan's stages and the DataFusion logical plan of its input.
     #[command(after_help = "Example:\n  wrapflow explain plans/chunk.sql --set input=corpus/ --set output=out/")]
     Explain {
@@ -269,6 +280,10 @@ fn main() -> ExitCode {
             })
         }
         Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::cluster::local(n, &args),
+        Command::Remix { from, mixes, out } => wrapflow::remix::run(&from, &mixes, &out).map(|m| {
+            print!("{}", wrapflow::remix::text(&m));
+            println!("output: {out}  (remix.json, mix/)");
+        }),
         Command::Check { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             run::check(&p)?;
             println!("{}: ok", p.file);

@@ -170,6 +170,32 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
         assert!(html.contains(plot), "report.html plots {plot}");
     }
 
+    // A remix of the finished run: new ratios without rephrasing again; every row is read back.
+    let mixes = s.dir.path().join("mixes.sql");
+    std::fs::write(
+        &mixes,
+        "-- ablation\nMIX one_two WITH (ratio = '1:2', styles = 'echo, hard', shortfall = 'report');\n",
+    )
+    .unwrap();
+    let remix = s.dir.path().join("remix");
+    let res = std::process::Command::new(env!("CARGO_BIN_EXE_wrapflow"))
+        .args(["remix", out.to_str().unwrap(), mixes.to_str().unwrap(), "--out", remix.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let rm: Value = serde_json::from_slice(&std::fs::read(remix.join("remix.json")).unwrap()).unwrap();
+    assert_eq!(rm["rows_read"].as_u64(), Some(m.counts.chunks + r.accepted));
+    let rows = read_parquet_rows(&remix.join("mix/one_two"));
+    assert_eq!(rows.len() as u64, m.counts.chunks + r.styles["echo"].accepted + r.styles["hard"].accepted);
+    let bad = std::fs::write(&mixes, "MIX x WITH (styles = 'tweet');").map(|_| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wrapflow"))
+            .args(["remix", out.to_str().unwrap(), mixes.to_str().unwrap(), "--out", remix.to_str().unwrap()])
+            .output()
+            .unwrap()
+    });
+    let err = String::from_utf8_lossy(&bad.unwrap().stderr).to_string();
+    assert!(err.contains("mixes.sql:1:1") && err.contains("`tweet` is not a style"), "{err}");
+
     // Same rows, same rejects with 2 workers (seeded per task, not per worker or batch).
     let (out2, m2) = &outs[1];
     // Same plan, seed, input and workers: byte-identical mixtures, whatever the thread timing.

@@ -1,0 +1,177 @@
+//! `wrapflow remix`: new mixtures from a finished run's `chunks/` and `synthetic/`, without
+//! reading, chunking or rephrasing again — for ablations of ratio, format and curriculum.
+//!
+//! The mixtures come from a file of `MIX name WITH (...)` statements (the plan syntax). Rows are
+//! read back from the run's Parquet shards in file order, one timestamp per file, and go through
+//! the same [`Mix`] operator as in a run: the same ratio, curriculum and determinism guarantees
+//! (a remix is byte-identical to another remix of the same run, not to the run's own mixtures,
+//! whose rows arrived in other batches). The output gets `mix/NAME/...` and `remix.json`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, anyhow, bail};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::InputHandle;
+use timely::dataflow::operators::{Input, Inspect};
+use wrapflow_operators::store::{Location, StoreRegistry};
+use wrapflow_operators::{Mix, MixEvent, MixRow, MixTarget, Mixture};
+
+use crate::mixing::MixOut;
+use crate::plan::stage::{Stage, parse_stage};
+use crate::plan::text::split_statements;
+
+/// What `remix.json` records.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RemixManifest {
+    pub from: String,
+    pub mixes_file: String,
+    pub mixes_hash: String,
+    pub rows_read: u64,
+    pub mixes: Vec<MixOut>,
+}
+
+/// Parses a file of `MIX` statements against the styles of the source run.
+pub fn mixtures(file: &str, text: &str, styles: &[String]) -> anyhow::Result<Vec<Mixture>> {
+    let mut out: Vec<Mixture> = Vec::new();
+    for (s, e) in split_statements(text) {
+        let pos = crate::plan::text::pos_of(text, s);
+        let (line, col) = (pos.line, pos.col);
+        let at = |m: String| anyhow!("{file}:{line}:{col}: {m}");
+        match parse_stage(&text[s..e]).map_err(|(_, m)| at(m))? {
+            Stage::Mix { name, config } => {
+                if out.iter().any(|m| m.name == name) {
+                    return Err(at(format!("MIX {name} appears twice")));
+                }
+                out.push(Mixture::new(&name, config, styles).map_err(|e| at(format!("MIX {name}: {e:#}")))?);
+            }
+            _ => return Err(at("a remix file holds only MIX statements".into())),
+        }
+    }
+    if out.is_empty() {
+        bail!("{file} declares no MIX");
+    }
+    Ok(out)
+}
+
+/// One column of a batch by name.
+fn col<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a dyn Array> {
+    b.column_by_name(name).map(|c| c.as_ref()).ok_or_else(|| anyhow!("shard lacks column {name}"))
+}
+
+/// The rows of a `chunks/` or `synthetic/` shard.
+fn rows(b: &RecordBatch) -> anyhow::Result<Vec<MixRow>> {
+    let s = |n: &str| col(b, n).map(|c| c.as_string::<i32>());
+    let (text, kind, style, doc, file) = (s("text")?, s("kind")?, s("style")?, s("doc_id")?, s("source_file")?);
+    let u32s = |n: &str| col(b, n).map(|c| c.as_primitive::<UInt32Type>());
+    let u64s = |n: &str| col(b, n).map(|c| c.as_primitive::<UInt64Type>());
+    let (chunk, ntok) = (u32s("chunk_index")?, u32s("n_tokens")?);
+    let (start, end, line) = (u64s("byte_start")?, u64s("byte_end")?, u64s("source_line")?);
+    let cosine = b.column_by_name("cosine").map(|c| c.as_primitive::<Float64Type>());
+    Ok((0..b.num_rows())
+        .map(|i| MixRow {
+            text: text.value(i).into(),
+            kind: kind.value(i).into(),
+            style: style.value(i).into(),
+            doc_id: doc.value(i).into(),
+            chunk_index: chunk.value(i),
+            n_tokens: ntok.value(i),
+            byte_start: start.value(i),
+            byte_end: end.value(i),
+            source_file: file.value(i).into(),
+            source_line: line.value(i),
+            cosine: cosine.filter(|c| !c.is_null(i)).map(|c| c.value(i)),
+        })
+        .collect())
+}
+
+/// Reads every Parquet shard under `dir` of a run, one list of rows per file, in name order.
+async fn read_dir(loc: &Location, dir: &str) -> anyhow::Result<Vec<Vec<MixRow>>> {
+    let prefix = loc.child(dir);
+    let mut metas: Vec<_> = loc.store.list(Some(&prefix)).try_collect().await?;
+    metas.retain(|m| m.location.as_ref().ends_with(".parquet"));
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut out = Vec::new();
+    for m in metas {
+        let bytes: Bytes = loc.store.get(&m.location).await?.bytes().await?;
+        let mut file = Vec::new();
+        for b in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+            file.extend(rows(&b?).with_context(|| format!("reading {}", m.location))?);
+        }
+        out.push(file);
+    }
+    Ok(out)
+}
+
+/// Runs the remix: reads `from`, writes the mixtures of `mixes_file` to `to`.
+pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManifest> {
+    let registry = StoreRegistry::new();
+    let src = registry.resolve(from, &Default::default())?;
+    let dst = registry.resolve(to, &Default::default())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let manifest = crate::report::load(from)?;
+    let styles = manifest.rephrase.as_ref().map(|r| r.style_order.clone()).unwrap_or_default();
+    let text = std::fs::read_to_string(mixes_file).with_context(|| format!("reading {mixes_file}"))?;
+    let mixes = mixtures(mixes_file, &text, &styles)?;
+    // Real chunks first, then rephrasings, each file its own timestamp (as a run's batches are).
+    let mut files = rt.block_on(read_dir(&src, "chunks"))?;
+    files.extend(rt.block_on(read_dir(&src, "synthetic"))?);
+    let rows_read = files.iter().map(|f| f.len() as u64).sum();
+    let target = MixTarget { location: dst.clone(), runtime: rt.handle().clone() };
+    let events: Arc<Mutex<Vec<MixEvent>>> = Arc::default();
+    let (ev, files) = (events.clone(), Arc::new(files));
+    timely::execute(timely::Config::thread(), move |worker| {
+        let mut input = InputHandle::new();
+        let ev = ev.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .container::<Vec<MixRow>>()
+                .mix(mixes.clone(), target.clone())
+                .inspect(move |e: &MixEvent| ev.lock().expect("events lock").push(e.clone()));
+        });
+        for (t, rows) in files.iter().enumerate() {
+            input.send_batch(&mut rows.clone());
+            input.advance_to(t as u64 + 1);
+            worker.step();
+        }
+    })
+    .map_err(|e| anyhow!("cannot start the remix: {e}"))?
+    .join()
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| anyhow!("remix failed: {e}"))?;
+    let events = std::mem::take(&mut *events.lock().expect("events lock"));
+    let mixes = crate::mixing::merge(events)?;
+    for m in &mixes {
+        anyhow::ensure!(
+            m.summary.rows_in == rows_read,
+            "mixture {}: {} rows in, {rows_read} read",
+            m.summary.name,
+            m.summary.rows_in
+        );
+    }
+    let out = RemixManifest {
+        from: from.into(),
+        mixes_file: mixes_file.into(),
+        mixes_hash: format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex()),
+        rows_read,
+        mixes,
+    };
+    let json = serde_json::to_vec_pretty(&out)?;
+    rt.block_on(dst.store.put(&dst.child("remix.json"), PutPayload::from(json)))
+        .with_context(|| format!("writing {}/remix.json", dst.url))?;
+    Ok(out)
+}
+
+/// Counts of a remix for the terminal.
+pub fn text(m: &RemixManifest) -> String {
+    let by: BTreeMap<&str, u64> = m.mixes.iter().map(|x| (x.summary.name.as_str(), x.summary.tokens)).collect();
+    format!("remix of {} ({} rows): {by:?}\n{}", m.from, m.rows_read, crate::mixing::text(&m.mixes))
+}
