@@ -376,11 +376,7 @@ fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>) -> MixEvent {
 
 /// Encodes a closed shard and writes its files, the one that completes it last (the `.idx` of
 /// token shards), each with a single atomic put.
-fn spawn_write(
-    target: &MixTarget,
-    mix: &Mixture,
-    shard: ClosedShard<Arc<MixItem>>,
-) -> JoinHandle<Result<MixShard, String>> {
+fn spawn_write(target: &MixTarget, mix: &Mixture, shard: ClosedShard<MixItem>) -> JoinHandle<Result<MixShard, String>> {
     let stage_name = &mix.stages[shard.stage];
     let base = format!("mix/{}/s{:03}-{}-{:06}", mix.name, shard.stage + 1, mixout::file_part(stage_name), shard.seq);
     let info = mixout::shard_info(mix, &shard, &base);

@@ -109,32 +109,32 @@ pub struct LeafStats {
     pub overflow_tokens: u64,
 }
 
-struct Group {
+struct Group<R> {
     /// Leaves that take part (balance `global`: every leaf; `stage`: those seen in the stage).
     member: Vec<bool>,
-    queues: Vec<VecDeque<Arc<UnitRows<usize>>>>,
+    queues: Vec<VecDeque<Arc<UnitRows<R>>>>,
     queued_tokens: Vec<u64>,
     admitted: Vec<u64>,
     epochs: Vec<u32>,
     /// Admitted first-pass units, kept for `repeat`.
-    history: Vec<Vec<Arc<UnitRows<usize>>>>,
+    history: Vec<Vec<Arc<UnitRows<R>>>>,
     /// Units queued for a repeat pass.
-    replay: Vec<VecDeque<Arc<UnitRows<usize>>>>,
+    replay: Vec<VecDeque<Arc<UnitRows<R>>>>,
     /// A leaf that `report` let go dry.
     dry: Vec<bool>,
     stopped: bool,
 }
 
-impl Group {
+impl<R> Group<R> {
     fn new(n: usize, all: bool) -> Self {
         Group {
             member: vec![all; n],
-            queues: vec![VecDeque::new(); n],
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
             queued_tokens: vec![0; n],
             admitted: vec![0; n],
             epochs: vec![0; n],
-            history: vec![Vec::new(); n],
-            replay: vec![VecDeque::new(); n],
+            history: (0..n).map(|_| Vec::new()).collect(),
+            replay: (0..n).map(|_| VecDeque::new()).collect(),
             dry: vec![false; n],
             stopped: false,
         }
@@ -158,12 +158,14 @@ pub struct MixerConfig {
     pub max_buffer_tokens: u64,
 }
 
-/// The mixing state of one mixture. Rows are stored once, in `rows`; units refer to them by index.
+/// The mixing state of one mixture. A unit is shared (`Arc`) between its queue, an open shard
+/// and, for `repeat`, the history: its rows leave memory when the last of them lets go.
 pub struct Mixer<R> {
     cfg: MixerConfig,
-    groups: Vec<Group>,
-    rows: Vec<Option<Arc<R>>>,
-    open: Vec<Vec<Placed<usize>>>,
+    groups: Vec<Group<R>>,
+    /// Rows queued, in open shards, and kept for repeats (a row may count twice).
+    held: usize,
+    open: Vec<Vec<Placed<R>>>,
     open_tokens: Vec<u64>,
     seq: Vec<usize>,
     stats: Vec<LeafStats>,
@@ -185,7 +187,7 @@ impl<R> Mixer<R> {
             seq: vec![0; cfg.stages],
             stats: vec![LeafStats::default(); n],
             groups,
-            rows: Vec::new(),
+            held: 0,
             finished: false,
             cfg,
         }
@@ -211,11 +213,8 @@ impl<R> Mixer<R> {
         let s = &mut self.stats[unit.leaf];
         s.offered_tokens += unit.tokens;
         s.offered_rows += unit.rows.len() as u64;
-        let ids = unit.rows.into_iter().map(|r| {
-            self.rows.push(Some(Arc::new(r)));
-            self.rows.len() - 1
-        });
-        let stored = UnitRows { leaf: unit.leaf, stage: unit.stage, tokens: unit.tokens, rows: ids.collect() };
+        self.held += unit.rows.len();
+        let stored = unit;
         let g = self.group_of(stored.stage);
         let group = &mut self.groups[g];
         let leaf = stored.leaf;
@@ -228,14 +227,12 @@ impl<R> Mixer<R> {
             self.stats[leaf].left_out_tokens += u.tokens;
             self.stats[leaf].left_out_rows += u.rows.len() as u64;
             self.stats[leaf].overflow_tokens += u.tokens;
-            for &i in &u.rows {
-                self.rows[i] = None;
-            }
+            self.held -= u.rows.len();
         }
     }
 
     /// Admits what the buffers allow and returns the shards that filled up.
-    pub fn admit(&mut self) -> Vec<ClosedShard<Arc<R>>> {
+    pub fn admit(&mut self) -> Vec<ClosedShard<R>> {
         let mut closed = Vec::new();
         for g in 0..self.groups.len() {
             while let Some(p) = self.next_unit(g) {
@@ -246,7 +243,7 @@ impl<R> Mixer<R> {
     }
 
     /// Ends the input: applies the shortfall policy, flushes every stage's last shard.
-    pub fn finish(&mut self) -> Vec<ClosedShard<Arc<R>>> {
+    pub fn finish(&mut self) -> Vec<ClosedShard<R>> {
         self.finished = true;
         let mut closed = self.admit();
         for g in &mut self.groups {
@@ -255,6 +252,7 @@ impl<R> Mixer<R> {
                 for u in q.drain(..) {
                     self.stats[leaf].left_out_tokens += u.tokens;
                     self.stats[leaf].left_out_rows += u.rows.len() as u64;
+                    self.held -= u.rows.len();
                 }
             }
         }
@@ -265,7 +263,7 @@ impl<R> Mixer<R> {
     }
 
     /// The next unit of group `g`, or `None` to wait for input (or stop for good).
-    fn next_unit(&mut self, g: usize) -> Option<Placed<usize>> {
+    fn next_unit(&mut self, g: usize) -> Option<Placed<R>> {
         loop {
             let group = &self.groups[g];
             if group.stopped {
@@ -283,6 +281,7 @@ impl<R> Mixer<R> {
             let window = self.cfg.shuffle_window;
             let group = &mut self.groups[g];
             if let Some(u) = group.replay[leaf].pop_front() {
+                self.held += u.rows.len();
                 // `epochs` counts passes; a row's label counts from 0.
                 return Some(Placed { unit: u, epoch: group.epochs[leaf] - 1 });
             }
@@ -293,7 +292,9 @@ impl<R> Mixer<R> {
                 let u = q.remove(i).expect("index within the queue");
                 group.queued_tokens[leaf] -= u.tokens;
                 group.epochs[leaf] = group.epochs[leaf].max(1);
+                // Out of the queue into an open shard: still held. Kept again for `repeat`.
                 if self.cfg.shortfall == Shortfall::Repeat {
+                    self.held += u.rows.len();
                     group.history[leaf].push(u.clone());
                 }
                 return Some(Placed { unit: u, epoch: 0 });
@@ -325,7 +326,7 @@ impl<R> Mixer<R> {
         }
     }
 
-    fn place(&mut self, p: Placed<usize>, closed: &mut Vec<ClosedShard<Arc<R>>>) {
+    fn place(&mut self, p: Placed<R>, closed: &mut Vec<ClosedShard<R>>) {
         let (leaf, stage, tokens) = (p.unit.leaf, p.unit.stage, p.unit.tokens);
         let g = self.group_of(stage);
         self.groups[g].admitted[leaf] += tokens;
@@ -344,37 +345,20 @@ impl<R> Mixer<R> {
         }
     }
 
-    fn close(&mut self, stage: usize, closed: &mut Vec<ClosedShard<Arc<R>>>) {
+    fn close(&mut self, stage: usize, closed: &mut Vec<ClosedShard<R>>) {
         if self.open[stage].is_empty() {
             return;
         }
-        let placed = std::mem::take(&mut self.open[stage]);
+        let units = std::mem::take(&mut self.open[stage]);
         self.open_tokens[stage] = 0;
-        let keep = self.cfg.shortfall == Shortfall::Repeat;
-        let units = placed
-            .into_iter()
-            .map(|p| {
-                let rows = p
-                    .unit
-                    .rows
-                    .iter()
-                    .map(|&i| {
-                        // Rows leave memory once written unless `repeat` may need them again.
-                        if keep { self.rows[i].clone() } else { self.rows[i].take() }
-                            .expect("a row is written once unless kept for repeats")
-                    })
-                    .collect();
-                let unit = Arc::new(UnitRows { leaf: p.unit.leaf, stage, tokens: p.unit.tokens, rows });
-                Placed { unit, epoch: p.epoch }
-            })
-            .collect();
+        self.held -= units.iter().map(|p| p.unit.rows.len()).sum::<usize>();
         closed.push(ClosedShard { stage, seq: self.seq[stage], units });
         self.seq[stage] += 1;
     }
 
-    /// Rows held in memory (buffered, or kept for repeats).
+    /// Rows held in memory: buffered, in open shards, or kept for repeats.
     pub fn held_rows(&self) -> usize {
-        self.rows.iter().filter(|r| r.is_some()).count()
+        self.held
     }
 }
 
@@ -430,7 +414,7 @@ mod tests {
         UnitRows { leaf, stage: 0, tokens, rows: vec![id] }
     }
 
-    fn tokens_by_leaf(shards: &[ClosedShard<Arc<u32>>], n: usize) -> Vec<u64> {
+    fn tokens_by_leaf(shards: &[ClosedShard<u32>], n: usize) -> Vec<u64> {
         let mut t = vec![0; n];
         for s in shards {
             for u in &s.units {
@@ -514,7 +498,7 @@ mod tests {
         m.offer(unit(0, 10, 100));
         let shards = m.finish();
         // The kept synthetic units are the newest ones.
-        let ids: Vec<u32> = shards[0].units.iter().filter(|u| u.unit.leaf == 1).map(|u| *u.unit.rows[0]).collect();
+        let ids: Vec<u32> = shards[0].units.iter().filter(|u| u.unit.leaf == 1).map(|u| u.unit.rows[0]).collect();
         assert_eq!(ids, vec![40]);
     }
 
@@ -546,7 +530,7 @@ mod tests {
             let mut s = m.admit();
             s.extend(m.finish());
             s.iter()
-                .map(|s| (s.stage, s.seq, s.units.iter().map(|u| *u.unit.rows[0]).collect::<Vec<_>>()))
+                .map(|s| (s.stage, s.seq, s.units.iter().map(|u| u.unit.rows[0]).collect::<Vec<_>>()))
                 .collect::<Vec<_>>()
         };
         let a = run(1);

@@ -74,7 +74,7 @@ pub fn file_part(s: &str) -> String {
 }
 
 /// Token counts of a shard by kind, style and source, and its real share against the target.
-pub fn shard_info(mix: &Mixture, shard: &ClosedShard<Arc<MixItem>>, base: &str) -> MixShard {
+pub fn shard_info(mix: &Mixture, shard: &ClosedShard<MixItem>, base: &str) -> MixShard {
     let ext = match mix.config.format {
         MixFormat::Parquet => "parquet",
         MixFormat::Jsonl => "jsonl",
@@ -118,7 +118,7 @@ pub fn shard_info(mix: &Mixture, shard: &ClosedShard<Arc<MixItem>>, base: &str) 
 }
 
 /// The files of a shard, in the order to write them.
-pub fn encode(mix: &Mixture, shard: &ClosedShard<Arc<MixItem>>, base: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+pub fn encode(mix: &Mixture, shard: &ClosedShard<MixItem>, base: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let stage = mix.stages[shard.stage].as_str();
     match mix.config.format {
         MixFormat::Parquet | MixFormat::Jsonl => {
@@ -134,7 +134,7 @@ pub fn encode(mix: &Mixture, shard: &ClosedShard<Arc<MixItem>>, base: &str) -> a
                         } else {
                             it.row.n_tokens as u64
                         };
-                        (it.as_ref(), p.epoch, t)
+                        (it, p.epoch, t)
                     })
                 })
                 .collect();
@@ -173,7 +173,7 @@ pub fn encode(mix: &Mixture, shard: &ClosedShard<Arc<MixItem>>, base: &str) -> a
                 w.push(&ids)?;
             }
             let first = |f: fn(&MixItem) -> &str| utf8(shard.units.iter().map(move |p| f(&p.unit.rows[0])));
-            let leaf = |p: &crate::mixer::Placed<Arc<MixItem>>| &mix.leaves[p.unit.leaf];
+            let leaf = |p: &crate::mixer::Placed<MixItem>| &mix.leaves[p.unit.leaf];
             let schema = Arc::new(Schema::new(vec![
                 Field::new("doc_id", DataType::Utf8, false),
                 Field::new("chunk_index", DataType::UInt32, false),
