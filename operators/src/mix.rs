@@ -210,11 +210,7 @@ impl Running {
                     continue;
                 }
                 (None, _) if by_source && source.is_none() => "source is NULL".to_string(),
-                (None, _)
-                    if by_source
-                        && !self.mix.config.sources.is_empty()
-                        && !self.leaf_of.keys().any(|k| Some(&k.2) == source.as_ref()) =>
-                {
+                (None, _) if by_source && !self.leaf_of.keys().any(|k| Some(&k.2) == source.as_ref()) => {
                     format!("source `{}` has no weight", source.unwrap_or_default())
                 }
                 (None, _) if row.kind == "real" => "real rows have no weight".into(),
@@ -226,27 +222,27 @@ impl Running {
             };
             *self.summary.excluded.entry(reason).or_insert(0) += 1;
         }
-        let eos = self.mix.tokenizer.is_some() as u64;
-        let mut start = 0;
-        while start < items.len() {
-            let mut end = start + 1;
-            if self.mix.config.unit == Unit::Document {
-                let same = |a: &(usize, usize, MixItem), b: &(usize, usize, MixItem)| {
-                    a.0 == b.0 && a.1 == b.1 && a.2.row.doc_id == b.2.row.doc_id
-                };
-                while end < items.len() && same(&items[start], &items[end]) {
-                    end += 1;
+        // Units: one row each, or a document's consecutive rows of one leaf and stage.
+        let mut units: Vec<(usize, usize, Vec<MixItem>)> = Vec::new();
+        for (leaf, stage, item) in items {
+            match units.last_mut() {
+                Some((l, s, rows))
+                    if self.mix.config.unit == Unit::Document
+                        && (*l, *s) == (leaf, stage)
+                        && rows[0].row.doc_id == item.row.doc_id =>
+                {
+                    rows.push(item)
                 }
+                _ => units.push((leaf, stage, vec![item])),
             }
-            let (leaf, stage) = (items[start].0, items[start].1);
-            let unit: Vec<MixItem> = items[start..end].iter().map(|x| x.2.clone()).collect();
-            let tokens = if eos == 1 {
-                unit.iter().map(|x| x.ids.len() as u64).sum::<u64>() + 1
-            } else {
-                unit.iter().map(|x| x.row.n_tokens as u64).sum()
+        }
+        for (leaf, stage, rows) in units {
+            // With a training tokenizer: its ids plus one EOS per unit; else the chunker's count.
+            let tokens = match self.mix.tokenizer {
+                Some(_) => rows.iter().map(|x| x.ids.len() as u64).sum::<u64>() + 1,
+                None => rows.iter().map(|x| x.row.n_tokens as u64).sum(),
             };
-            self.mixer.offer(UnitRows { leaf, stage, tokens, rows: unit });
-            start = end;
+            self.mixer.offer(UnitRows { leaf, stage, tokens, rows });
         }
         self.summary.max_held_rows = self.summary.max_held_rows.max(self.mixer.held_rows() as u64);
         Ok(())
