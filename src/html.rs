@@ -150,10 +150,11 @@ pub fn page(m: &Manifest) -> String {
                     o.tokens.to_string(),
                     o.epochs.to_string(),
                     o.left_out_tokens.to_string(),
+                    sum.shortfall_tokens.get(i).copied().unwrap_or(0).to_string(),
                 ]
             })
             .collect();
-        s += &table(&["kind", "style", "source", "target", "achieved", "tokens", "epochs", "left out"], &rows);
+        s += &table(&["kind", "style", "source", "target", "achieved", "tokens", "epochs", "left out", "short by"], &rows);
     }
     if !m.lengths.is_empty() {
         s += "<h2>Lengths by style (tokens per row)</h2>\n";

@@ -90,7 +90,7 @@ pub fn table(m: &MixOut) -> Table {
     let s = &m.summary;
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "kind", "style", "source", "target", "achieved", "tokens", "rows", "epochs", "repeated", "left out",
+        "kind", "style", "source", "target", "achieved", "tokens", "rows", "epochs", "repeated", "left out", "short by",
     ]);
     for (i, (leaf, o)) in s.leaves.iter().zip(&s.outcome).enumerate() {
         t.add_row(vec![
@@ -104,6 +104,7 @@ pub fn table(m: &MixOut) -> Table {
             o.epochs.to_string(),
             o.repeated_tokens.to_string(),
             o.left_out_tokens.to_string(),
+            s.shortfall_tokens.get(i).copied().unwrap_or(0).to_string(),
         ]);
     }
     t

@@ -270,6 +270,12 @@ fn each_shortfall_policy_on_uneven_input() {
     assert!(s.outcome.iter().all(|o| o.left_out_tokens == 0));
     let achieved_real = s.achieved[0];
     assert!(achieved_real > 0.6, "report does not hide the shortfall: real share {achieved_real}");
+    // Each style is short of what the real side got, by the tokens the manifest names.
+    assert_eq!(s.shortfall_tokens[0], 0);
+    for (i, o) in s.outcome.iter().enumerate().skip(1) {
+        let want = (s.outcome[0].tokens as f64 / s.leaves[0].weight * s.leaves[i].weight).round() as u64;
+        assert!(s.shortfall_tokens[i].abs_diff(want - o.tokens) <= 1, "{:?}", s.shortfall_tokens);
+    }
 }
 
 #[test]

@@ -125,6 +125,9 @@ pub struct MixSummary {
     pub leaves: Vec<Leaf>,
     pub outcome: Vec<LeafStats>,
     pub achieved: Vec<f64>,
+    /// Tokens each leaf lacks to be on target next to the best-served leaf (0 for all when the
+    /// ratios hold; what `shortfall = report` leaves short).
+    pub shortfall_tokens: Vec<u64>,
     /// Rows offered to this mixture; `rows_in == excluded + Σ offered`.
     pub rows_in: u64,
     /// Rows left out before mixing, by reason (a weight of 0, a stage value not listed, ...).
@@ -254,6 +257,14 @@ impl Running {
         s.rows = s.outcome.iter().map(|o| o.rows).sum();
         s.tokens = s.outcome.iter().map(|o| o.tokens).sum();
         s.achieved = s.outcome.iter().map(|o| o.tokens as f64 / s.tokens.max(1) as f64).collect();
+        let live = || s.leaves.iter().zip(&s.outcome).filter(|(l, _)| l.weight > 0.0);
+        let scale = live().map(|(l, o)| o.tokens as f64 / l.weight).fold(0.0, f64::max);
+        s.shortfall_tokens = s
+            .leaves
+            .iter()
+            .zip(&s.outcome)
+            .map(|(l, o)| (scale * l.weight - o.tokens as f64).max(0.0).round() as u64)
+            .collect();
         s
     }
 }
