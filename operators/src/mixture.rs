@@ -89,7 +89,7 @@ impl Default for MixConfig {
             format: MixFormat::Parquet,
             tokenizer: String::new(),
             eos: String::new(),
-            max_buffer_tokens: 64_000_000,
+            max_buffer_tokens: 16_000_000,
             max_inflight: 2,
         }
     }
