@@ -154,7 +154,10 @@ pub fn page(m: &Manifest) -> String {
                 ]
             })
             .collect();
-        s += &table(&["kind", "style", "source", "target", "achieved", "tokens", "epochs", "left out", "short by"], &rows);
+        s += &table(
+            &["kind", "style", "source", "target", "achieved", "tokens", "epochs", "left out", "short by"],
+            &rows,
+        );
     }
     if !m.lengths.is_empty() {
         s += "<h2>Lengths by style (tokens per row)</h2>\n";

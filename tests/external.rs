@@ -113,7 +113,11 @@ async fn round_trip_through_an_s3_compatible_server() {
         store.put(&StorePath::from(name), PutPayload::from(gzip(body.as_bytes()))).await.unwrap();
     }
     let plan =
-        plan_text(&format!("OPTIONS ({})", s3_options(&server.endpoint())), &s3_sink_options(&server.endpoint()));
+        plan_text(&format!("OPTIONS ({})", s3_options(&server.endpoint())), &s3_sink_options(&server.endpoint()))
+            + &format!(
+                "MIX real WITH (ratio = '1:0', format = 'tokens', tokenizer = '{}', shard_tokens = 500);\n",
+                tok.display()
+            );
     let tok_s = tok.to_str().unwrap().to_string();
     let m = tokio::task::spawn_blocking(move || {
         run_plan(&plan, &[("input", "s3://corpus/in/"), ("output", "s3://corpus/out"), ("tokenizer", &tok_s)], 2)
@@ -136,6 +140,21 @@ async fn round_trip_through_an_s3_compatible_server() {
         rows += reader.map(|b| b.unwrap().num_rows() as u64).sum::<u64>();
     }
     assert_eq!(rows, m.counts.chunks);
+    // The mixture's token shards are in the bucket, each .idx (written last) with its .bin.
+    let mix = &manifest["mixes"][0];
+    let mut docs = 0;
+    for shard in mix["shards"].as_array().unwrap() {
+        let bin = format!("out/{}", shard["path"].as_str().unwrap());
+        let idx = bin.replace(".bin", ".idx");
+        let get = |p: String| {
+            let store = store.clone();
+            async move { store.get(&StorePath::from(p)).await.unwrap().bytes().await.unwrap() }
+        };
+        let t = wrapflow::operators::tokens::TokenShard::parse(&get(bin).await, &get(idx).await).unwrap();
+        docs += t.docs() as u64;
+    }
+    assert_eq!(docs, m.counts.chunks, "one document per chunk, all of them");
+    assert!(mix["shards"].as_array().unwrap().len() > 1);
 }
 
 #[test]
