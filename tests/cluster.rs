@@ -151,8 +151,8 @@ fn a_process_that_cannot_reach_its_peers_names_them() {
 fn a_killed_peer_stops_the_others_with_its_name() {
     let dir = tempfile::TempDir::new().unwrap();
     let tok = tokenizer(dir.path());
-    // Enough input to keep both processes busy for a while.
-    let (input, _) = corpus(dir.path(), 4, 6000);
+    // Enough input to keep both processes busy for many seconds.
+    let (input, _) = corpus(dir.path(), 4, 20000);
     let plan = plan_file(dir.path());
     let (hosts, addrs) = hostfile(dir.path(), 2);
     let spawn = |i: usize| {
@@ -170,7 +170,12 @@ fn a_killed_peer_stops_the_others_with_its_name() {
     };
     let p0 = spawn(0);
     let mut p1 = spawn(1);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill process 1 once the cluster is working: the first chunk shards are out.
+    let t0 = Instant::now();
+    while std::fs::read_dir(dir.path().join("o/chunks")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the cluster never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     p1.kill().unwrap();
     p1.wait().unwrap();
     let t0 = Instant::now();
