@@ -346,8 +346,11 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Vec<Wo
     // Logs from this thread carry the worker's global index (and so its process).
     let _span = tracing::info_span!("worker", id = index).entered();
     let mine = work(worker, sh);
-    let json =
-        serde_json::to_string(&(index, mine)).map_err(|e| format!("encoding the report of worker {index}: {e}"))?;
+    // Every worker must send exactly one message, or the others would wait for it forever.
+    let json = serde_json::to_string(&(index, &mine)).unwrap_or_else(|e| {
+        let err: Result<WorkerReport, String> = Err(format!("encoding the report of worker {index}: {e}"));
+        serde_json::to_string(&(index, err)).expect("a string error encodes")
+    });
     gather_in.send_batch(&mut vec![json]);
     drop(gather_in);
     while !gather_probe.done() {
