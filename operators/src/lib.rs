@@ -7,7 +7,8 @@
 //! |---|---|
 //! | [`source`] | a DataFusion `TableProviderFactory` (`STORED AS JSONL / PARQUET / TEXT`) whose reader turns bad records into [`record::Reject`]s instead of failing the query |
 //! | [`udf`] | SQL functions for pretraining-data filtering: `token_count`, the C4 and Gopher heuristics, `content_hash` |
-//! | [`dedup`] | the [`dedup::Dedup`] operator: exact, global dedup by key |
+//! | [`dedup`] | the [`dedup::Dedup`] operator: exact, global dedup by key (keys travel, documents stay) |
+//! | [`keyvote`] | global "seen before?" decisions by key with documents staying on their worker (the core of both dedups) |
 //! | [`neardup`] | the [`neardup::NearDedup`] operator: MinHash + LSH near-duplicate dedup, global across workers |
 //! | [`chunk`] | the [`chunk::ChunkDocs`] operator: split documents into chunks of at most N tokens |
 //! | [`sink`] | the [`sink::SinkShards`] operator: atomic Parquet / JSONL shards in object storage |
