@@ -17,6 +17,7 @@ pub mod remix;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod status;
 pub mod wrap;
 
 pub use wrapflow_operators as operators;

@@ -85,6 +85,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Where a job stands: finished (its counts) or still writing (shards so far, newest age).
+    #[command(after_help = "Example:\n  wrapflow status out/bbc-wrap\n  wrapflow status s3://bucket/run1")]
+    Status {
+        /// The job's output location
+        output: String,
+    },
     /// New mixtures from a finished run's chunks/ and synthetic/, without rephrasing again.
     #[command(after_help = "Example:\n  wrapflow remix out/bbc-wrap plans/mixes.sql --out out/bbc-remix")]
     Remix {
@@ -280,6 +286,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::cluster::local(n, &args),
+        Command::Status { output } => wrapflow::status::read(&output).map(|s| print!("{}", wrapflow::status::text(&s))),
         Command::Remix { from, mixes, out } => wrapflow::remix::run(&from, &mixes, &out).map(|m| {
             print!("{}", wrapflow::remix::text(&m));
             println!("output: {out}  (remix.json, mix/)");

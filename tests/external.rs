@@ -228,6 +228,31 @@ fn wrapflow(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+fn cli_status_of_a_finished_and_an_unfinished_output() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("job");
+    write(&out.join("chunks/part-00000-000000.parquet"), b"x");
+    write(&out.join("mix/wrap/s001-all-000000.parquet"), b"yy");
+    let res = wrapflow(&["status", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&res.stdout);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(text.contains("no manifest.json yet"), "{text}");
+    assert!(text.contains("chunks") && text.contains("mix/wrap"), "{text}");
+    let tok = tokenizer(dir.path());
+    let input = dir.path().join("in.jsonl");
+    write(&input, format!("{}\n", json_line("a", &doc_text(1))).as_bytes());
+    let done = dir.path().join("done");
+    run_plan(
+        &plan_text("", ""),
+        &[("input", input.to_str().unwrap()), ("output", done.to_str().unwrap()), ("tokenizer", tok.to_str().unwrap())],
+        1,
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&wrapflow(&["status", done.to_str().unwrap()]).stdout).to_string();
+    assert!(text.contains("finished at") && text.contains("1 read, 1 kept"), "{text}");
+}
+
+#[test]
 fn cli_check_explain_run_and_errors() {
     let dir = TempDir::new().unwrap();
     let tok = tokenizer(dir.path());

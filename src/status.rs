@@ -1,0 +1,83 @@
+//! `wrapflow status OUTPUT`: where a job stands, read from its output location alone — finished
+//! (its manifest's counts) or still running (the shards it has written so far, per directory,
+//! and how long ago the newest one landed). Shards are written with one atomic put each, so what
+//! is listed is complete.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use futures::TryStreamExt;
+use wrapflow_operators::store::StoreRegistry;
+
+/// Files, bytes and newest write time under one output directory.
+#[derive(Debug, Default, PartialEq)]
+pub struct DirStatus {
+    pub files: u64,
+    pub bytes: u64,
+    pub newest: Option<SystemTime>,
+}
+
+/// The job's state: its manifest if it finished, and what each output directory holds.
+#[derive(Debug)]
+pub struct Status {
+    pub url: String,
+    pub finished: Option<crate::manifest::Manifest>,
+    pub dirs: BTreeMap<String, DirStatus>,
+}
+
+/// Lists `output` (local or object storage).
+pub fn read(output: &str) -> anyhow::Result<Status> {
+    let loc = StoreRegistry::new().resolve(output, &Default::default())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let metas: Vec<object_store::ObjectMeta> = rt
+        .block_on(loc.store.list(Some(&loc.prefix)).try_collect())
+        .map_err(|e| anyhow::anyhow!("listing {}: {e}", loc.url))?;
+    let mut dirs: BTreeMap<String, DirStatus> = BTreeMap::new();
+    let mut has_manifest = false;
+    for m in metas {
+        let rel = loc.relative(&m.location);
+        if rel == "manifest.json" {
+            has_manifest = true;
+        }
+        // `mix/NAME/...` counts per mixture; everything else by its first path segment.
+        let dir = match rel.split('/').collect::<Vec<_>>().as_slice() {
+            ["mix", name, _, ..] => format!("mix/{name}"),
+            [d, _, ..] => d.to_string(),
+            _ => continue,
+        };
+        let d = dirs.entry(dir).or_default();
+        d.files += 1;
+        d.bytes += m.size;
+        let t: SystemTime = m.last_modified.into();
+        d.newest = Some(d.newest.map_or(t, |n| n.max(t)));
+    }
+    let finished = if has_manifest { Some(crate::report::load(output)?) } else { None };
+    Ok(Status { url: loc.url, finished, dirs })
+}
+
+/// The status for people.
+pub fn text(s: &Status) -> String {
+    let mut out = match &s.finished {
+        Some(m) => format!(
+            "{}: finished at {} ({:.1} s): {} read, {} kept, {} chunks, {} rejected\n",
+            s.url,
+            m.timings.finished_at,
+            m.timings.wall_s,
+            m.counts.read,
+            m.counts.kept,
+            m.counts.chunks,
+            m.counts.rejected
+        ),
+        None if s.dirs.is_empty() => format!("{}: nothing written yet (or not a wrapflow output)\n", s.url),
+        None => format!("{}: running or stopped before the end (no manifest.json yet)\n", s.url),
+    };
+    let now = SystemTime::now();
+    for (dir, d) in &s.dirs {
+        let age = d
+            .newest
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or("-".into(), |a| format!("{:.0} s ago", a.as_secs_f64()));
+        out += &format!("  {dir:<24} {:>6} files {:>12} bytes   newest {age}\n", d.files, d.bytes);
+    }
+    out
+}
