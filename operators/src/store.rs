@@ -50,7 +50,7 @@ impl Location {
 
 /// True for option names that configure a store rather than a source or sink.
 pub fn is_store_option(key: &str) -> bool {
-    ["aws_", "google_", "azure_"].iter().any(|p| key.starts_with(p))
+    ["aws_", "google_", "azure_", "retry_"].iter().any(|p| key.starts_with(p))
 }
 
 /// Creates and caches stores, so a source and a sink on the same bucket share one client and
@@ -104,17 +104,36 @@ impl StoreRegistry {
     }
 }
 
-/// Transient errors (5xx, timeouts, resets) are retried with exponential backoff; a store that
-/// stays unreachable fails within about ten seconds instead of object_store's three minutes.
-fn retry() -> RetryConfig {
-    RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(10), ..Default::default() }
+/// Transient errors (5xx, timeouts, resets) are retried with exponential backoff. By default a
+/// store that stays unreachable fails within about ten seconds instead of object_store's three
+/// minutes; `retry_max` (4) and `retry_timeout_s` (10) give a long job a larger budget.
+fn retry(options: &BTreeMap<String, String>) -> anyhow::Result<RetryConfig> {
+    let mut r = RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(10), ..Default::default() };
+    if let Some(v) = options.get("retry_max") {
+        r.max_retries = v.parse().with_context(|| format!("retry_max {v:?} is not a count"))?;
+    }
+    if let Some(v) = options.get("retry_timeout_s") {
+        let s: f64 = v
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+            .with_context(|| format!("retry_timeout_s {v:?} is not a number of seconds"))?;
+        r.retry_timeout = Duration::from_secs_f64(s);
+    }
+    if let Some(k) =
+        options.keys().find(|k| k.starts_with("retry_") && !["retry_max", "retry_timeout_s"].contains(&k.as_str()))
+    {
+        anyhow::bail!("unknown store option {k:?} (retry_max, retry_timeout_s)");
+    }
+    Ok(r)
 }
 
 fn build(url: &Url, base: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    let opts = options.iter().filter(|(k, _)| is_store_option(k));
+    let retry = || retry(options);
+    let opts = options.iter().filter(|(k, _)| is_store_option(k) && !k.starts_with("retry_"));
     Ok(match url.scheme() {
         "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::from_env().with_url(base).with_retry(retry());
+            let mut b = AmazonS3Builder::from_env().with_url(base).with_retry(retry()?);
             for (k, v) in opts {
                 let key = AmazonS3ConfigKey::from_str(k).with_context(|| format!("unknown S3 option {k:?}"))?;
                 b = b.with_config(key, v);
@@ -122,7 +141,7 @@ fn build(url: &Url, base: &str, options: &BTreeMap<String, String>) -> anyhow::R
             Arc::new(b.build().with_context(|| format!("cannot configure {base}"))?)
         }
         "gs" => {
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(base).with_retry(retry());
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(base).with_retry(retry()?);
             for (k, v) in opts {
                 let key = GoogleConfigKey::from_str(k).with_context(|| format!("unknown GCS option {k:?}"))?;
                 b = b.with_config(key, v);
@@ -130,7 +149,7 @@ fn build(url: &Url, base: &str, options: &BTreeMap<String, String>) -> anyhow::R
             Arc::new(b.build().with_context(|| format!("cannot configure {base}"))?)
         }
         "az" | "azure" | "abfs" | "abfss" => {
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(base).with_retry(retry());
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(base).with_retry(retry()?);
             for (k, v) in opts {
                 let key = AzureConfigKey::from_str(k).with_context(|| format!("unknown Azure option {k:?}"))?;
                 b = b.with_config(key, v);
@@ -162,5 +181,13 @@ mod tests {
         let mut bad = BTreeMap::new();
         bad.insert("aws_no_such_option".to_string(), "1".to_string());
         assert!(reg.resolve("s3://b/p", &bad).is_err());
+        let opts = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(reg.resolve("s3://b/p", &opts("retry_max", "12")).is_ok());
+        assert!(reg.resolve("s3://b/p", &opts("retry_timeout_s", "600")).is_ok());
+        let err = format!("{:#}", reg.resolve("s3://b/p", &opts("retry_max", "many")).unwrap_err());
+        assert!(err.contains("retry_max"), "{err}");
+        let err = format!("{:#}", reg.resolve("s3://b/p", &opts("retry_forever", "1")).unwrap_err());
+        assert!(err.contains("unknown store option"), "{err}");
+        assert!(reg.resolve("s3://b/p", &opts("retry_timeout_s", "-1")).is_err());
     }
 }
