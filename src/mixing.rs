@@ -31,12 +31,9 @@ impl MixOut {
     /// Real share of all written tokens and its target.
     pub fn real_share(&self) -> (f64, f64) {
         let s = &self.summary;
-        let of = |real: bool, v: &dyn Fn(usize) -> f64| -> f64 {
-            s.leaves.iter().enumerate().filter(|(_, l)| (l.kind == "real") == real).map(|(i, _)| v(i)).sum()
-        };
-        let achieved = of(true, &|i| s.achieved.get(i).copied().unwrap_or(0.0));
-        let target = of(true, &|i| s.leaves[i].weight);
-        (achieved, target)
+        let real = || s.leaves.iter().enumerate().filter(|(_, l)| l.kind == "real");
+        let achieved = real().map(|(i, _)| s.achieved.get(i).copied().unwrap_or(0.0)).sum();
+        (achieved, real().map(|(_, l)| l.weight).sum())
     }
 }
 

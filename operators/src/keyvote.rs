@@ -17,14 +17,18 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::dedup::KeySet;
 use crate::record::Document;
 
 /// A document's identity for ordering and for matching answers: its id, file and line.
 pub fn doc_hash(d: &Document) -> u64 {
-    xxh3_64_with_seed(format!("{}\0{}\0{}", d.id, d.source_file, d.source_line).as_bytes(), 0x6e64)
+    let mut h = Xxh3::with_seed(0x6e64);
+    for part in [d.id.as_bytes(), b"\0", d.source_file.as_bytes(), b"\0", &d.source_line.to_le_bytes()] {
+        h.update(part);
+    }
+    h.digest()
 }
 
 /// A key on its way to its owner: (route, key, document hash, home worker).

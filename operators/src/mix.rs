@@ -177,15 +177,17 @@ impl Running {
 
     /// Offers one timestamp's rows, in canonical order.
     fn offer(&mut self, rows: &[Arc<MixRow>]) -> anyhow::Result<()> {
-        let batch = mixout::eval_batch(rows)?;
-        let sources = match &self.mix.source {
-            Some(e) => eval_strings(e, &batch)?,
-            None => vec![Some(String::new()); rows.len()],
+        // The rows' Arrow form copies every text: build it only for a plan's expressions.
+        let batch = match (&self.mix.source, &self.mix.stage) {
+            (None, None) => None,
+            _ => Some(mixout::eval_batch(rows)?),
         };
-        let stages = match &self.mix.stage {
-            Some(e) => eval_strings(e, &batch)?,
-            None => vec![Some("all".to_string()); rows.len()],
+        let eval = |e: &Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>>, default: &str| match (e, &batch) {
+            (Some(e), Some(b)) => eval_strings(e, b),
+            _ => Ok(vec![Some(default.to_string()); rows.len()]),
         };
+        let sources = eval(&self.mix.source, "")?;
+        let stages = eval(&self.mix.stage, "all")?;
         let by_source = !self.mix.config.sources.is_empty();
         let mut items = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {

@@ -11,12 +11,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::mix::{MixFormat, MixRow, MixShard, Mixture};
 use crate::mixer::ClosedShard;
-use crate::record::row_head;
+use crate::record::{row_head, utf8};
 use crate::sink::{SinkFormat, encode_batches};
 use crate::tokens::TokenShardWriter;
 
@@ -27,10 +27,6 @@ pub struct MixItem {
     /// Ids from the mixture's training tokenizer (empty without one).
     pub ids: Vec<u32>,
     pub source: String,
-}
-
-fn utf8<'a>(it: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(it))
 }
 
 fn u32s(it: impl Iterator<Item = u32>) -> ArrayRef {
@@ -75,11 +71,7 @@ pub fn file_part(s: &str) -> String {
 
 /// Token counts of a shard by kind, style and source, and its real share against the target.
 pub fn shard_info(mix: &Mixture, shard: &ClosedShard<MixItem>, base: &str) -> MixShard {
-    let ext = match mix.config.format {
-        MixFormat::Parquet => "parquet",
-        MixFormat::Jsonl => "jsonl",
-        MixFormat::Tokens => "bin",
-    };
+    let ext = mix.config.format.extension();
     let mut info = MixShard {
         mixture: mix.name.clone(),
         path: format!("{base}.{ext}"),
@@ -154,12 +146,9 @@ pub fn encode(mix: &Mixture, shard: &ClosedShard<MixItem>, base: &str) -> anyhow
                 u64s(items.iter().map(|x| x.2)),
             ]);
             let batch = RecordBatch::try_new(schema.clone(), cols)?;
-            let (format, ext) = if mix.config.format == MixFormat::Parquet {
-                (SinkFormat::Parquet, "parquet")
-            } else {
-                (SinkFormat::Jsonl, "jsonl")
-            };
-            Ok(vec![(format!("{base}.{ext}"), encode_batches(schema, std::iter::once(Ok(batch)), format)?)])
+            let format = if mix.config.format == MixFormat::Parquet { SinkFormat::Parquet } else { SinkFormat::Jsonl };
+            let name = format!("{base}.{}", mix.config.format.extension());
+            Ok(vec![(name, encode_batches(schema, std::iter::once(Ok(batch)), format)?)])
         }
         MixFormat::Tokens => {
             let tok = mix.tokenizer.as_ref().expect("format tokens has a tokenizer (checked by Mixture::new)");

@@ -27,6 +27,17 @@ pub enum MixFormat {
     Tokens,
 }
 
+impl MixFormat {
+    /// Extension of a shard's main file.
+    pub fn extension(self) -> &'static str {
+        match self {
+            MixFormat::Parquet => "parquet",
+            MixFormat::Jsonl => "jsonl",
+            MixFormat::Tokens => "bin",
+        }
+    }
+}
+
 /// Settings of one mixture (`MIX name WITH (...)` in a plan).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -80,7 +80,7 @@ pub trait ToBatch: Sized {
     fn approx_bytes(&self) -> usize;
 }
 
-fn utf8<'a>(it: impl Iterator<Item = &'a str>) -> ArrayRef {
+pub(crate) fn utf8<'a>(it: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(it))
 }
 
