@@ -5,11 +5,14 @@
 //! [`wrapflow_operators`] and drives it ([`wrap`] adds the rephrase stages), [`mixing`] reports the training mixtures, [`manifest`] records
 //! what a run did and [`fidelity`] how faithful the rephrasings are.
 
+pub mod checkpoint;
 pub mod cluster;
 pub mod fidelity;
+pub mod follow;
 pub mod generate;
 pub mod html;
 pub mod manifest;
+pub mod merge;
 pub mod mixing;
 pub mod plan;
 pub mod progress;
@@ -18,6 +21,7 @@ pub mod report;
 pub mod run;
 pub mod session;
 pub mod status;
+pub mod worker;
 pub mod wrap;
 
 pub use wrapflow_operators as operators;

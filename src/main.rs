@@ -35,8 +35,12 @@ struct PlanArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run a plan: read, filter, dedup, chunk and write shards plus manifest.json.
+    ///
+    /// The input is read in segments with a checkpoint after each (in the output's `_wrapflow/`).
+    /// Running again on an output that holds a checkpoint resumes from it; SIGINT or SIGTERM
+    /// stops the job at its next checkpoint.
     #[command(
-        after_help = "Example:\n  wrapflow run plans/chunk.sql --set input=corpus/ --set output=out/chunks --workers 2"
+        after_help = "Example:\n  wrapflow run plans/chunk.sql --set input=corpus/ --set output=out/chunks --workers 2\n  wrapflow run plans/wrap.sql --set input=s3://crawl/ --set output=s3://data/wrap --follow --poll 60s"
     )]
     Run {
         #[command(flatten)]
@@ -47,6 +51,18 @@ enum Command {
         /// No progress display
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Keep watching the sources for new objects until stopped (SIGINT / SIGTERM)
+        #[arg(long)]
+        follow: bool,
+        /// How often a followed job lists its sources
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        poll: std::time::Duration,
+        /// At most this many input objects between checkpoints
+        #[arg(long, default_value_t = 16)]
+        checkpoint_files: usize,
+        /// At most about this many MB of input between checkpoints
+        #[arg(long, default_value_t = 256)]
+        checkpoint_mb: u64,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -274,11 +290,21 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { plan, workers, quiet, cluster } => {
+        Command::Run { plan, workers, quiet, follow, poll, checkpoint_files, checkpoint_mb, cluster } => {
             Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
                 let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
                 let cluster = cluster.spec()?;
-                let m = run::run(&p, &RunOptions { workers, progress: mode, registry: None, cluster })?;
+                anyhow::ensure!(checkpoint_files > 0 && checkpoint_mb > 0, "checkpoint limits must be > 0");
+                run::stop_on_signal();
+                let opts = RunOptions {
+                    workers,
+                    progress: mode,
+                    registry: None,
+                    cluster,
+                    follow: follow.then_some(poll),
+                    limits: wrapflow::follow::Limits { files: checkpoint_files, bytes: checkpoint_mb << 20 },
+                };
+                let m = run::run(&p, &opts)?;
                 print!("{}", wrapflow::report::text(&m));
                 let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
                 println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);

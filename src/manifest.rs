@@ -113,6 +113,33 @@ pub struct Manifest {
     pub lengths: BTreeMap<String, Vec<u64>>,
     pub timings: Timings,
     pub versions: BTreeMap<String, String>,
+    /// Where the job stands (checkpoints, follow mode); absent in manifests of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobState>,
+}
+
+/// Where a checkpointed job stands.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct JobState {
+    /// `finished`: input over and every stage flushed; `running`: a checkpoint of a job that
+    /// goes on; `stopped`: stopped at a checkpoint, to resume with the same command.
+    pub status: String,
+    pub checkpoint: u64,
+    pub committed_at: String,
+    /// Input segments done and objects consumed.
+    pub segments: u64,
+    pub input_files: u64,
+    /// Objects listed but not yet consumed (the lag of a followed job) at the checkpoint.
+    #[serde(default)]
+    pub pending_files: u64,
+    #[serde(default)]
+    pub pending_bytes: u64,
+    /// Input objects that changed after they were read (not read again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed_inputs: Vec<crate::checkpoint::Changed>,
+    /// Shards of mixtures still streaming (a finished mixture lists its shards in `mixes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_mix_shards: Vec<wrapflow_operators::MixShard>,
 }
 
 /// What the rephrase stage did: its model and settings, counts and fidelity per style.

@@ -18,6 +18,12 @@ pub struct Progress {
     /// Rephrasings done and their generated tokens.
     pub rephrased: AtomicU64,
     pub generated_tokens: AtomicU64,
+    /// Checkpoints committed, the last one's time (Unix seconds), and input listed but not yet
+    /// consumed (the lag of a followed job).
+    pub checkpoints: AtomicU64,
+    pub checkpoint_unix: AtomicU64,
+    pub pending_files: AtomicU64,
+    pub pending_bytes: AtomicU64,
     /// `process I/N` in a cluster, put on every progress line.
     pub tag: std::sync::OnceLock<String>,
 }
@@ -52,6 +58,22 @@ fn rates(p: &Progress, start: Instant) -> (u64, u64, f64, f64) {
     (docs, bytes, docs as f64 / secs, bytes as f64 / secs / 1e6)
 }
 
+/// `, checkpoint N 12 s ago, 3 files (40.0 MB) waiting` once a checkpoint was committed.
+fn checkpoint_part(p: &Progress) -> String {
+    let n = p.checkpoints.load(Ordering::Relaxed);
+    if n == 0 {
+        return String::new();
+    }
+    let at = p.checkpoint_unix.load(Ordering::Relaxed);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!(
+        ", checkpoint {n} {} s ago, {} files ({:.1} MB) waiting",
+        now.saturating_sub(at),
+        p.pending_files.load(Ordering::Relaxed),
+        p.pending_bytes.load(Ordering::Relaxed) as f64 / 1e6
+    )
+}
+
 /// Starts showing `progress`.
 pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
     let stop = Arc::new(AtomicBool::new(false));
@@ -78,7 +100,9 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                 let chunks = progress.chunks.load(Ordering::Relaxed);
                 let rephrased = progress.rephrased.load(Ordering::Relaxed);
                 let gen_rate = progress.generated_tokens.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
-                let wrap = if rephrased > 0 { format!(", {rephrased} rephrased ({gen_rate:.0} tok/s)") } else { String::new() };
+                let mut wrap =
+                    if rephrased > 0 { format!(", {rephrased} rephrased ({gen_rate:.0} tok/s)") } else { String::new() };
+                wrap += &checkpoint_part(&progress);
                 match &bar {
                     Some(b) => {
                         b.set_length(total);

@@ -5,40 +5,43 @@
 //! Each worker reads its share of the input through its own session; dedup sends keys to their
 //! owner worker, so it is global. Workers keep at most [`IN_FLIGHT`] batches in the
 //! dataflow beyond what the sinks have finished, so memory stays bounded whatever the input size.
+//! The input is read in segments with a checkpoint after each ([`crate::worker`]); a run on an
+//! output that holds a checkpoint resumes from it.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, UInt64Type};
-use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
-use timely::dataflow::operators::vec::{Broadcast, Map};
-use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokenizers::Tokenizer;
+use wrapflow_operators::checkpoint::StateRegistry;
 use wrapflow_operators::chunk::load_tokenizer;
-use wrapflow_operators::neardup::NearDedup;
 use wrapflow_operators::store::{Location, StoreRegistry};
-use wrapflow_operators::{
-    ChunkDocs, Chunker, Dedup, DedupConfig, Document, Mix, MixEvent, MixRow, MixTarget, Mixture, Reject, ShardInfo,
-    SinkConfig, SinkFormat, SinkShards, SinkTarget,
-};
+use wrapflow_operators::{Chunker, Document, Mixture};
 
+use crate::checkpoint::{self, Commit, WorkerIndex};
 use crate::cluster::ClusterSpec;
-use crate::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
-use crate::plan::{Plan, PlanError};
+use crate::follow::Limits;
+use crate::manifest::Manifest;
+use crate::merge::{WorkerReport, chrono_now, merge};
+use crate::plan::Plan;
 use crate::progress::{self, Progress};
 use crate::session;
+use crate::worker::Ended;
 
 /// Batches a worker may have in the dataflow ahead of its sinks.
 pub const IN_FLIGHT: u64 = 4;
+
+/// Set by SIGINT / SIGTERM (see [`stop_on_signal`]): the job stops at its next checkpoint.
+pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -49,46 +52,61 @@ pub struct RunOptions {
     pub registry: Option<Arc<StoreRegistry>>,
     /// This process's place in a timely cluster (`workers` threads in each process).
     pub cluster: Option<ClusterSpec>,
+    /// Keep watching the sources, listing them at this interval, until stopped.
+    pub follow: Option<Duration>,
+    /// Input per segment: a checkpoint follows each.
+    pub limits: Limits,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { workers: 1, progress: progress::Mode::Quiet, registry: None, cluster: None }
+        RunOptions {
+            workers: 1,
+            progress: progress::Mode::Quiet,
+            registry: None,
+            cluster: None,
+            follow: None,
+            limits: Limits::default(),
+        }
     }
 }
 
-/// Everything workers share.
-struct Shared {
-    plan: Plan,
-    registry: Arc<StoreRegistry>,
-    runtime: tokio::runtime::Handle,
-    sql_tokenizer: Option<Arc<Tokenizer>>,
-    chunker: Arc<Chunker>,
-    output: Location,
-    progress: Arc<Progress>,
-    mixtures: Vec<Mixture>,
+/// The checkpoint a job resumes from, with every worker's saved index.
+pub(crate) struct Resume {
+    pub commit: Commit,
+    pub indexes: Vec<WorkerIndex>,
 }
 
-/// What one worker did.
-#[derive(Default, Serialize, Deserialize)]
-struct WorkerReport {
-    read_rows: u64,
-    read_rejected: u64,
-    sql_rows: u64,
-    dedup_out: u64,
-    near_duplicates: u64,
-    chunk_rejects: u64,
-    chunks: u64,
-    chunk_tokens: u64,
-    max_chunk_tokens: u64,
-    shards: Vec<ShardInfo>,
-    reject_shards: Vec<ShardInfo>,
-    by_reason: BTreeMap<String, u64>,
-    inputs: Vec<InputOut>,
-    wrap: crate::wrap::WrapReport,
-    mix: Vec<MixEvent>,
-    /// Length histograms of written rows: `real` and each style (see [`crate::html::add_length`]).
-    lengths: BTreeMap<String, Vec<u64>>,
+/// Everything workers share.
+pub(crate) struct Shared {
+    pub plan: Plan,
+    pub registry: Arc<StoreRegistry>,
+    pub runtime: tokio::runtime::Handle,
+    pub sql_tokenizer: Option<Arc<Tokenizer>>,
+    pub chunker: Arc<Chunker>,
+    pub output: Location,
+    pub progress: Arc<Progress>,
+    pub mixtures: Vec<Mixture>,
+    pub resume: Option<Resume>,
+    pub follow: Option<Duration>,
+    pub limits: Limits,
+    pub started: String,
+    pub t0: Instant,
+}
+
+/// Makes the first SIGINT or SIGTERM stop the job at its next checkpoint (a second one ends the
+/// process at once).
+pub fn stop_on_signal() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        if STOP.swap(true, Ordering::SeqCst) {
+            // SAFETY: `_exit` is async-signal-safe.
+            unsafe { libc::_exit(130) };
+        }
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only touches an atomic (and `_exit`), which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
 }
 
 /// Tokenizers named by the plan: the one for `token_count` and the chunker's (shared when equal).
@@ -135,8 +153,27 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     runtime
         .block_on(output.store.list_with_delimiter(Some(&output.prefix)))
         .with_context(|| format!("cannot reach output location {}", output.url))?;
+    let cluster = opts.cluster.as_ref();
+    let processes = cluster.map_or(1, |c| c.hosts.len());
+    let first_process = cluster.is_none_or(|c| c.process == 0);
+    let resume = runtime.block_on(resume(plan, &output, workers * processes, first_process))?;
+    if let Some(r) = &resume
+        && r.commit.finished
+    {
+        anyhow::ensure!(
+            opts.follow.is_none(),
+            "{} holds a finished run of this plan: follow into a new output location",
+            output.url
+        );
+        tracing::info!(checkpoint = r.commit.id, "the output holds a finished run of this plan: nothing to do");
+        return committed_manifest(&runtime, &output)?
+            .ok_or_else(|| anyhow!("{}/manifest.json is missing", output.url));
+    }
 
     let progress = Arc::new(Progress::default());
+    if let Some(r) = &resume {
+        progress.checkpoints.store(r.commit.id, Ordering::Relaxed);
+    }
     let _reporter = progress::report(progress.clone(), opts.progress);
     let shared = Arc::new(Shared {
         plan: plan.clone(),
@@ -147,8 +184,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
         output: output.clone(),
         progress: progress.clone(),
         mixtures,
+        resume,
+        follow: opts.follow,
+        limits: opts.limits,
+        started: started.clone(),
+        t0,
     });
-    let cluster = opts.cluster.as_ref();
     if let Some(c) = cluster {
         let _ = progress.tag.set(format!("{}/{}", c.process, c.hosts.len()));
     }
@@ -165,21 +206,28 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     // Every worker ends with every worker's report (see `gather`): take the first local one.
     let mut all = None;
     for r in guards.join() {
-        let r = r.map_err(|e| anyhow!("worker failed: {e}"))?.map_err(|e| anyhow!(e))?;
+        let r = r.map_err(|e| anyhow!("worker failed: {e}"))?.map_err(|e| {
+            // Not read from the store: the error may be that the store is gone.
+            let hint = match progress.checkpoints.load(Ordering::Relaxed) {
+                0 => String::new(),
+                id => format!("\nthe job stopped at checkpoint {id}: run the same command again to resume from it"),
+            };
+            anyhow!("{e}{hint}")
+        })?;
         all.get_or_insert(r);
     }
-    let reports = all.ok_or_else(|| anyhow!("no worker ran"))?;
+    let (finished, reports) = all.ok_or_else(|| anyhow!("no worker ran"))?;
     drop(_reporter);
-    let processes = cluster.map_or(1, |c| c.hosts.len());
-    let manifest = merge(plan, workers * processes, reports, started, t0)?;
-    if cluster.is_some_and(|c| c.process != 0) {
-        // Process 0 writes the manifest and the report for the whole cluster.
-        return Ok(manifest);
+    let committed = if first_process { committed_manifest(&runtime, &output)? } else { None };
+    let Some(mut manifest) = committed else {
+        // Another process of a cluster, or a job stopped before its first checkpoint.
+        return merge(plan, workers * processes, reports, started, t0);
+    };
+    if !finished && let Some(j) = manifest.job.as_mut() {
+        j.status = "stopped".into();
+        let json = serde_json::to_vec_pretty(&manifest)?;
+        runtime.block_on(checkpoint::put(&output, "manifest.json", json))?;
     }
-    let json = serde_json::to_vec_pretty(&manifest)?;
-    runtime
-        .block_on(output.store.put(&output.child("manifest.json"), PutPayload::from(json)))
-        .with_context(|| format!("writing {}/manifest.json", output.url))?;
     let page = crate::html::page(&manifest);
     runtime
         .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
@@ -187,114 +235,58 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-fn merge(
-    plan: &Plan,
-    workers: usize,
-    mut reports: Vec<WorkerReport>,
-    started: String,
-    t0: Instant,
-) -> anyhow::Result<Manifest> {
-    let wraps = reports.iter_mut().map(|r| std::mem::take(&mut r.wrap)).collect();
-    let mixes = crate::mixing::merge(reports.iter_mut().flat_map(|r| std::mem::take(&mut r.mix)).collect())?;
-    let rephrase = crate::wrap::merge(plan, wraps, t0.elapsed().as_secs_f64())?;
-    let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
-    let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
-    anyhow::ensure!(
-        sql_rows <= read_rows,
-        "the plan's input produced {sql_rows} rows from {read_rows} read: a plan must filter rows, not multiply them (a join?)"
-    );
-    let (dedup_out, chunk_rejects) = (sum(|r| r.dedup_out), sum(|r| r.chunk_rejects));
-    let near_duplicates = sum(|r| r.near_duplicates);
-    let counts = Counts {
-        read: read_rows + sum(|r| r.read_rejected),
-        rejected: sum(|r| r.read_rejected) + chunk_rejects,
-        filtered: read_rows - sql_rows,
-        duplicates: sql_rows - dedup_out,
-        near_duplicates,
-        kept: dedup_out - near_duplicates - chunk_rejects,
-        chunks: sum(|r| r.chunks),
-    };
-    debug_assert!(counts.reconciles());
-    let mut shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.shards.clone()).collect();
-    shards.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut reject_shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.reject_shards.clone()).collect();
-    reject_shards.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut by_reason = BTreeMap::new();
-    for (k, v) in reports.iter().flat_map(|r| r.by_reason.iter()) {
-        *by_reason.entry(k.clone()).or_insert(0) += v;
+/// The manifest of the last checkpoint, if one was committed.
+fn committed_manifest(rt: &tokio::runtime::Runtime, output: &Location) -> anyhow::Result<Option<Manifest>> {
+    match rt.block_on(output.store.get(&output.child("manifest.json"))) {
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(anyhow!("reading {}/manifest.json: {e}", output.url)),
+        Ok(got) => {
+            let bytes = rt.block_on(got.bytes())?;
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("decoding {}/manifest.json", output.url))?))
+        }
     }
-    let mut inputs: BTreeMap<String, InputOut> = BTreeMap::new();
-    for i in reports.iter().flat_map(|r| r.inputs.iter()) {
-        let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut { files: vec![], ..i.clone() });
-        e.files.extend(i.files.iter().cloned());
-    }
-    // A Parquet file split by row group is listed by each worker that read part of it.
-    inputs.values_mut().for_each(|i| {
-        i.files.sort_by(|a, b| a.path.cmp(&b.path));
-        i.files.dedup_by(|a, b| a.path == b.path);
-    });
-    let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (k, h) in reports.iter().flat_map(|r| r.lengths.iter()) {
-        let e = lengths.entry(k.clone()).or_insert_with(|| vec![0; h.len()]);
-        e.iter_mut().zip(h).for_each(|(a, b)| *a += b);
-    }
-    for m in &mixes {
-        let accepted = rephrase.as_ref().map_or(0, |r| r.accepted);
-        anyhow::ensure!(
-            m.summary.rows_in == counts.chunks + accepted,
-            "mixture {}: {} rows offered, expected {} chunks + {accepted} synthetic rows",
-            m.summary.name,
-            m.summary.rows_in,
-            counts.chunks
-        );
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    let in_bytes: u64 = inputs.values().flat_map(|i| i.files.iter()).map(|f| f.bytes).sum();
-    let chunk_tokens = sum(|r| r.chunk_tokens);
-    Ok(Manifest {
-        wrapflow_version: env!("CARGO_PKG_VERSION").into(),
-        plan: PlanInfo { file: plan.file.clone(), hash: plan.hash.clone(), params: plan.params.clone() },
-        workers,
-        inputs: inputs.into_values().collect(),
-        tokens: Tokens {
-            chunks: chunk_tokens,
-            max_per_chunk: reports.iter().map(|r| r.max_chunk_tokens).max().unwrap_or(0),
-            mean_per_chunk: if counts.chunks == 0 { 0.0 } else { chunk_tokens as f64 / counts.chunks as f64 },
-        },
-        chunks: Output {
-            format: plan.sink.0.config.format.extension().into(),
-            rows: shards.iter().map(|s| s.rows).sum(),
-            bytes: shards.iter().map(|s| s.bytes).sum(),
-            shards,
-        },
-        rejects: Rejects {
-            format: "jsonl".into(),
-            rows: reject_shards.iter().map(|s| s.rows).sum(),
-            shards: reject_shards,
-            by_reason,
-        },
-        rephrase,
-        mixes,
-        lengths,
-        timings: Timings {
-            started_at: started,
-            finished_at: chrono_now(),
-            wall_s: wall,
-            docs_per_s: counts.read as f64 / wall.max(1e-9),
-            input_mb_per_s: in_bytes as f64 / 1e6 / wall.max(1e-9),
-        },
-        counts,
-        versions: manifest::versions(),
-    })
 }
 
-/// UTC time as RFC 3339, to the second.
-fn chrono_now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+/// The checkpoint to resume from, after checks; the first process also removes what the job
+/// wrote after it (uncommitted shards and state).
+async fn resume(plan: &Plan, output: &Location, workers: usize, clean: bool) -> anyhow::Result<Option<Resume>> {
+    let Some(commit) = checkpoint::latest(output).await? else {
+        let has_manifest = output.store.head(&output.child("manifest.json")).await.is_ok();
+        anyhow::ensure!(
+            !has_manifest,
+            "{} holds the output of a run without checkpoints: write to a new output location",
+            output.url
+        );
+        if clean {
+            checkpoint::clean_uncommitted(output, None, &[]).await?;
+        }
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        commit.plan_hash == plan.hash,
+        "{} holds checkpoint {} of another plan (hash {}, this plan {}): resume with the same plan and parameters, or write to a new output location",
+        output.url,
+        commit.id,
+        commit.plan_hash,
+        plan.hash
+    );
+    anyhow::ensure!(
+        commit.workers == workers,
+        "checkpoint {} was written by {} workers; resume with as many (this run has {workers})",
+        commit.id,
+        commit.workers
+    );
+    let indexes = checkpoint::indexes(output, &commit).await?;
+    if clean && !commit.finished {
+        let reports: Vec<_> = indexes.iter().map(|i| i.report.clone()).collect();
+        let removed = checkpoint::clean_uncommitted(output, Some(&commit), &reports).await?;
+        tracing::info!(checkpoint = commit.id, removed, "resuming from checkpoint");
+    }
+    Ok(Some(Resume { commit, indexes }))
 }
 
 /// Converts a batch of the input query into documents.
-fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
+pub(crate) fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
     let col = |name: &str| batch.column_by_name(name).ok_or_else(|| anyhow!("input query lost column {name}"));
     let ids = arrow::compute::cast(col("id")?, &DataType::Utf8)?;
     let texts = arrow::compute::cast(col("text")?, &DataType::Utf8)?;
@@ -327,7 +319,7 @@ fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
 
 /// Runs a worker's share, then gathers the reports of all workers (of all processes) on every
 /// worker, so that any process can build the manifest and an error anywhere fails everywhere.
-fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Vec<WorkerReport>, String> {
+fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool, Vec<WorkerReport>), String> {
     // The gather dataflow is built first, so it has the same identity on every worker whatever
     // happens in the main one.
     let mut gather_in = InputHandle::new();
@@ -345,10 +337,14 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Vec<Wo
     let index = worker.index();
     // Logs from this thread carry the worker's global index (and so its process).
     let _span = tracing::info_span!("worker", id = index).entered();
-    let mine = work(worker, sh);
+    let states = StateRegistry::default();
+    let mine = crate::worker::work(worker, sh, &states).map(|e| match e {
+        Ended::Finished(r) => (true, r),
+        Ended::Stopped(r) => (false, r),
+    });
     // Every worker must send exactly one message, or the others would wait for it forever.
     let json = serde_json::to_string(&(index, &mine)).unwrap_or_else(|e| {
-        let err: Result<WorkerReport, String> = Err(format!("encoding the report of worker {index}: {e}"));
+        let err: Result<(bool, WorkerReport), String> = Err(format!("encoding the report of worker {index}: {e}"));
         serde_json::to_string(&(index, err)).expect("a string error encodes")
     });
     gather_in.send_batch(&mut vec![json]);
@@ -356,201 +352,13 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<Vec<Wo
     while !gather_probe.done() {
         worker.step();
     }
-    let mut all: Vec<(usize, Result<WorkerReport, String>)> = gathered
+    let mut all: Vec<(usize, Result<(bool, WorkerReport), String>)> = gathered
         .borrow()
         .iter()
         .map(|j| serde_json::from_str(j).map_err(|e| format!("decoding a worker report: {e}")))
         .collect::<Result<_, _>>()?;
     all.sort_by_key(|x| x.0);
-    all.into_iter().map(|(_, r)| r).collect()
-}
-
-/// One worker's part of the run.
-fn work(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<WorkerReport, String> {
-    let (index, peers) = (worker.index(), worker.peers());
-    let plan = &sh.plan;
-    let ws = sh
-        .runtime
-        .block_on(session::build(plan, sh.registry.clone(), sh.sql_tokenizer.clone(), index, peers))
-        .map_err(|e: PlanError| e.to_string())?;
-    let mut stream = sh
-        .runtime
-        .block_on(async {
-            session::input(plan, &ws)
-                .await?
-                .execute_stream()
-                .await
-                .map_err(|e| plan.error_at(plan.input.1, e.to_string()))
-        })
-        .map_err(|e| e.to_string())?;
-
-    let mut models = crate::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
-    let wrap_report = Rc::new(RefCell::new(crate::wrap::WrapReport::default()));
-    let report = Rc::new(RefCell::new(WorkerReport::default()));
-    let mut docs_in = InputHandle::new();
-    let mut rejects_in = InputHandle::new();
-    let probe = ProbeHandle::new();
-    let target = |dir: &str| SinkTarget {
-        location: sh.output.clone(),
-        dir: dir.into(),
-        worker: index,
-        runtime: sh.runtime.clone(),
-    };
-    let reject_cfg = SinkConfig { format: SinkFormat::Jsonl, ..SinkConfig::default() };
-    let dedup = plan.dedup.is_some();
-    let errors: Rc<RefCell<Vec<String>>> = Rc::default();
-    worker.dataflow::<u64, _, _>(|scope| {
-        let docs = scope.input_from(&mut docs_in).container::<Vec<Document>>();
-        let docs = if dedup { docs.dedup(&DedupConfig::default()) } else { docs };
-        let (r, p) = (report.clone(), sh.progress.clone());
-        let docs = docs.inspect(move |_| r.borrow_mut().dedup_out += 1);
-        let docs = match &plan.neardup {
-            Some((cfg, _)) => {
-                let (kept, near) = docs.near_dedup(cfg);
-                let r = report.clone();
-                near.inspect(move |_| r.borrow_mut().near_duplicates += 1);
-                kept
-            }
-            None => docs,
-        };
-        let (chunks, chunk_rejects) = docs.chunk_docs(sh.chunker.clone());
-        let r = report.clone();
-        let chunks = chunks.inspect(move |c| {
-            let mut r = r.borrow_mut();
-            r.chunks += 1;
-            r.chunk_tokens += c.n_tokens as u64;
-            r.max_chunk_tokens = r.max_chunk_tokens.max(c.n_tokens as u64);
-            crate::html::add_length(r.lengths.entry("real".into()).or_default(), c.n_tokens as u64);
-            p.chunks.fetch_add(1, Ordering::Relaxed);
-        });
-        let r = report.clone();
-        let chunk_rejects = chunk_rejects.inspect(move |_| r.borrow_mut().chunk_rejects += 1);
-        let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
-        let mut mix_rows = chunks.clone().map(MixRow::from);
-        if let Some(m) = models.take() {
-            let tok = sh.chunker.tokenizer().clone();
-            let (synthetic, gate_rejects) =
-                crate::wrap::attach(chunks.clone(), m, plan, tok, wrap_report.clone(), sh.progress.clone());
-            let r = report.clone();
-            let synthetic = synthetic.inspect(move |x| {
-                crate::html::add_length(r.borrow_mut().lengths.entry(x.style.clone()).or_default(), x.n_tokens as u64)
-            });
-            mix_rows = mix_rows.concat(synthetic.clone().map(MixRow::from));
-            let (r, e) = (wrap_report.clone(), errors.clone());
-            synthetic
-                .sink_shards(target("synthetic"), &plan.sink.0.config)
-                .inspect(move |s: &Result<ShardInfo, String>| match s {
-                    Ok(s) => r.borrow_mut().shards.push(s.clone()),
-                    Err(m) => e.borrow_mut().push(m.clone()),
-                })
-                .probe_with(&probe);
-            rejects = rejects.concat(gate_rejects);
-        }
-        if !sh.mixtures.is_empty() {
-            let (r, e) = (report.clone(), errors.clone());
-            let target = MixTarget { location: sh.output.clone(), runtime: sh.runtime.clone() };
-            mix_rows
-                .mix(sh.mixtures.clone(), target)
-                .inspect(move |ev: &MixEvent| match ev {
-                    MixEvent::Error(m) => e.borrow_mut().push(m.clone()),
-                    other => r.borrow_mut().mix.push(other.clone()),
-                })
-                .probe_with(&probe);
-        }
-        let r = report.clone();
-        let rejects = rejects.inspect(move |x: &Reject| {
-            *r.borrow_mut().by_reason.entry(manifest::reason_class(&x.reason)).or_insert(0) += 1
-        });
-        let (r, e) = (report.clone(), errors.clone());
-        chunks
-            .sink_shards(target("chunks"), &plan.sink.0.config)
-            .inspect(move |s: &Result<ShardInfo, String>| match s {
-                Ok(s) => r.borrow_mut().shards.push(s.clone()),
-                Err(m) => e.borrow_mut().push(m.clone()),
-            })
-            .probe_with(&probe);
-        let (r, e) = (report.clone(), errors.clone());
-        rejects
-            .sink_shards(target("rejects"), &reject_cfg)
-            .inspect(move |s: &Result<ShardInfo, String>| match s {
-                Ok(s) => r.borrow_mut().reject_shards.push(s.clone()),
-                Err(m) => e.borrow_mut().push(m.clone()),
-            })
-            .probe_with(&probe);
-    });
-
-    let sources = ws.factory.sources();
-    let mut epoch = 0u64;
-    let mut seen_bytes = 0u64;
-    let mut seen_total = 0u64;
-    let mut failure = None;
-    loop {
-        let next = sh.runtime.block_on(stream.next());
-        let batch = match next {
-            None => None,
-            Some(Ok(b)) => Some(b),
-            Some(Err(e)) => {
-                failure = Some(format!("reading input: {e}"));
-                None
-            }
-        };
-        if let Some(b) = &batch {
-            match documents(b) {
-                Ok(mut docs) => {
-                    report.borrow_mut().sql_rows += docs.len() as u64;
-                    docs_in.send_batch(&mut docs);
-                }
-                Err(e) => failure = Some(e.to_string()),
-            }
-        }
-        for s in &sources {
-            let mut rejects = s.stats.take_rejects();
-            if !rejects.is_empty() {
-                rejects_in.send_batch(&mut rejects);
-            }
-        }
-        let (bytes, total): (u64, u64) = sources
-            .iter()
-            .map(|s| (s.stats.bytes_read.load(Ordering::Relaxed), s.stats.bytes_total.load(Ordering::Relaxed)))
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        sh.progress.bytes_read.fetch_add(bytes - seen_bytes, Ordering::Relaxed);
-        sh.progress.bytes_total.fetch_add(total - seen_total, Ordering::Relaxed);
-        sh.progress.docs.fetch_add(batch.as_ref().map_or(0, |b| b.num_rows() as u64), Ordering::Relaxed);
-        (seen_bytes, seen_total) = (bytes, total);
-        if batch.is_none() || failure.is_some() {
-            break;
-        }
-        epoch += 1;
-        docs_in.advance_to(epoch);
-        rejects_in.advance_to(epoch);
-        while probe.less_than(&epoch.saturating_sub(IN_FLIGHT)) {
-            worker.step();
-        }
-        worker.step();
-    }
-    drop(stream);
-    drop(docs_in);
-    drop(rejects_in);
-    while !probe.done() {
-        worker.step();
-    }
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    if let Some(e) = errors.borrow().first() {
-        return Err(e.clone());
-    }
-    let mut report = std::mem::take(&mut *report.borrow_mut());
-    report.wrap = std::mem::take(&mut *wrap_report.borrow_mut());
-    for s in &sources {
-        report.read_rows += s.stats.rows.load(Ordering::Relaxed);
-        report.read_rejected += s.stats.rejected.load(Ordering::Relaxed);
-        report.inputs.push(InputOut {
-            table: s.table.clone(),
-            location: s.location.clone(),
-            format: format!("{:?}", s.format).to_lowercase(),
-            files: s.stats.files.lock().unwrap().iter().cloned().map(Into::into).collect(),
-        });
-    }
-    Ok(report)
+    let all: Vec<(bool, WorkerReport)> = all.into_iter().map(|(_, r)| r).collect::<Result<_, _>>()?;
+    let finished = all.iter().all(|r| r.0);
+    Ok((finished, all.into_iter().map(|r| r.1).collect()))
 }

@@ -1,7 +1,9 @@
-//! `wrapflow status OUTPUT`: where a job stands, read from its output location alone — finished
-//! (its manifest's counts) or still running (the shards it has written so far, per directory,
-//! and how long ago the newest one landed). Shards are written with one atomic put each, so what
-//! is listed is complete.
+//! `wrapflow status OUTPUT`: where a job stands, read from its output location alone: finished
+//! (its manifest's counts), or running / stopped at a checkpoint (what the last checkpoint
+//! committed, how old it is, how much input was waiting), and the shards written so far per
+//! directory with how long ago the newest one landed. Shards are written with one atomic put
+//! each, so what is listed is complete; shards newer than the last checkpoint are not committed
+//! yet (a resume removes them and writes them again).
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -21,8 +23,17 @@ pub struct DirStatus {
 #[derive(Debug)]
 pub struct Status {
     pub url: String,
+    /// The manifest: of the finished run, or of the last checkpoint.
     pub finished: Option<crate::manifest::Manifest>,
+    pub checkpoint: Option<crate::checkpoint::Commit>,
     pub dirs: BTreeMap<String, DirStatus>,
+}
+
+fn ago(rfc3339: &str) -> String {
+    humantime::parse_rfc3339(rfc3339)
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map_or("-".into(), |d| format!("{:.0} s ago", d.as_secs_f64()))
 }
 
 /// Lists `output` (local or object storage).
@@ -52,12 +63,36 @@ pub fn read(output: &str) -> anyhow::Result<Status> {
         d.newest = Some(d.newest.map_or(t, |n| n.max(t)));
     }
     let finished = if has_manifest { Some(crate::report::load(output)?) } else { None };
-    Ok(Status { url: loc.url, finished, dirs })
+    let checkpoint = rt.block_on(crate::checkpoint::latest(&loc))?;
+    Ok(Status { url: loc.url, finished, checkpoint, dirs })
 }
 
 /// The status for people.
 pub fn text(s: &Status) -> String {
     let mut out = match &s.finished {
+        Some(m) if m.job.as_ref().is_some_and(|j| j.status != "finished") => {
+            let j = m.job.as_ref().expect("checked");
+            format!(
+                "{}: {} at checkpoint {} (committed {}, {}): {} segments, {} input files done, {} files ({:.1} MB) waiting; {} read, {} kept, {} chunks, {} rejected\n",
+                s.url,
+                j.status,
+                j.checkpoint,
+                j.committed_at,
+                ago(&j.committed_at),
+                j.segments,
+                j.input_files,
+                j.pending_files,
+                j.pending_bytes as f64 / 1e6,
+                m.counts.read,
+                m.counts.kept,
+                m.counts.chunks,
+                m.counts.rejected
+            ) + &j
+                .changed_inputs
+                .iter()
+                .map(|c| format!("  changed after it was read (not read again): {}\n", c.now.path))
+                .collect::<String>()
+        }
         Some(m) => format!(
             "{}: finished at {} ({:.1} s): {} read, {} kept, {} chunks, {} rejected\n",
             s.url,
@@ -69,7 +104,7 @@ pub fn text(s: &Status) -> String {
             m.counts.rejected
         ),
         None if s.dirs.is_empty() => format!("{}: nothing written yet (or not a wrapflow output)\n", s.url),
-        None => format!("{}: running or stopped before the end (no manifest.json yet)\n", s.url),
+        None => format!("{}: running or stopped before its first checkpoint (no manifest.json yet)\n", s.url),
     };
     let now = SystemTime::now();
     for (dir, d) in &s.dirs {

@@ -47,7 +47,7 @@ pub fn load_models(plan: &Plan) -> anyhow::Result<Option<Models>> {
 }
 
 /// What one worker's WRAP stages did.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct WrapReport {
     pub styles: BTreeMap<String, StyleAcc>,
     pub prompt_tokens: u64,

@@ -4,101 +4,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::s3::*;
 use common::*;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use tempfile::TempDir;
-
-fn tool(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test.sh"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A moto S3 server on loopback, stopped on drop.
-struct S3Server {
-    child: Child,
-    port: u16,
-}
-
-impl S3Server {
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new(tool("WRAPFLOW_TEST_MOTO"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        S3Server { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn create_bucket(&self, name: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
-    }
-
-    fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
-        Arc::new(
-            AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_endpoint(self.endpoint())
-                .with_allow_http(true)
-                .with_region("us-east-1")
-                .with_access_key_id("test")
-                .with_secret_access_key("test")
-                .build()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn s3_options(endpoint: &str) -> String {
-    format!(
-        "'aws_endpoint' '{endpoint}', 'aws_allow_http' 'true', 'aws_region' 'us-east-1', \
-         'aws_access_key_id' 'test', 'aws_secret_access_key' 'test'"
-    )
-}
-
-fn s3_sink_options(endpoint: &str) -> String {
-    format!(
-        ", aws_endpoint = '{endpoint}', aws_allow_http = 'true', aws_region = 'us-east-1', \
-         aws_access_key_id = 'test', aws_secret_access_key = 'test'"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_through_an_s3_compatible_server() {

@@ -13,6 +13,7 @@ use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::checkpoint::StateRegistry;
 use crate::keyvote::keep_unseen;
 use crate::record::Document;
 
@@ -48,16 +49,31 @@ pub type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
 /// Extension trait: exact dedup of a document stream by `Document::dedup_key`.
 pub trait Dedup<'scope, T: Timestamp> {
     fn dedup(self, config: &DedupConfig) -> StreamVec<'scope, T, Document>;
+    /// The same, with the key set registered in `states` (as `dedup`) for checkpoints: a job
+    /// that resumes remembers every document it ever read.
+    fn dedup_checkpointed(self, config: &DedupConfig, states: &StateRegistry) -> StreamVec<'scope, T, Document>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Dedup<'scope, T> for StreamVec<'scope, T, Document> {
     fn dedup(self, config: &DedupConfig) -> StreamVec<'scope, T, Document> {
-        // The high half of the key picks the owner, the low half is what it remembers.
-        keep_unseen(self, "Dedup", config.expected_docs, |d: &Document| {
-            vec![((d.dedup_key >> 64) as u64, d.dedup_key as u64)]
-        })
-        .0
+        dedup_keys(self, config, None)
     }
+
+    fn dedup_checkpointed(self, config: &DedupConfig, states: &StateRegistry) -> StreamVec<'scope, T, Document> {
+        dedup_keys(self, config, Some(states))
+    }
+}
+
+fn dedup_keys<'scope, T: Timestamp + TotalOrder>(
+    docs: StreamVec<'scope, T, Document>,
+    config: &DedupConfig,
+    states: Option<&StateRegistry>,
+) -> StreamVec<'scope, T, Document> {
+    // The high half of the key picks the owner, the low half is what it remembers.
+    keep_unseen(docs, "Dedup", config.expected_docs, states, |d: &Document| {
+        vec![((d.dedup_key >> 64) as u64, d.dedup_key as u64)]
+    })
+    .0
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //! then document hash: the same documents survive whatever the thread timing, and only ~32 bytes
 //! per key cross the network instead of whole documents.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -19,8 +21,44 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::checkpoint::{Saved, StateRegistry, Stateful, decode, encode};
 use crate::dedup::KeySet;
 use crate::record::Document;
+
+/// An owner's keys, saved as deltas: a checkpoint writes the keys added since the last one
+/// (8 bytes each before compression), not the whole set.
+#[derive(Default)]
+pub struct KeyState {
+    pub seen: KeySet,
+    added: Vec<u64>,
+}
+
+impl KeyState {
+    fn insert(&mut self, key: u64) -> bool {
+        let new = self.seen.insert(key);
+        if new {
+            self.added.push(key);
+        }
+        new
+    }
+}
+
+impl Stateful for KeyState {
+    fn save(&mut self, full: bool) -> anyhow::Result<Saved> {
+        let keys: Vec<u64> = if full { self.seen.iter().copied().collect() } else { self.added.clone() };
+        self.added.clear();
+        // Raw little-endian keys: they are uniform hashes, so bincode framing would only add bytes.
+        let raw: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+        Ok(Saved { full, bytes: encode(&raw)? })
+    }
+
+    fn load(&mut self, part: &[u8]) -> anyhow::Result<()> {
+        let raw: Vec<u8> = decode(part)?;
+        anyhow::ensure!(raw.len() % 8 == 0, "a key part of {} bytes is not a list of 64-bit keys", raw.len());
+        self.seen.extend(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))));
+        Ok(())
+    }
+}
 
 /// A document's identity for ordering and for matching answers: its id, file and line.
 pub fn doc_hash(d: &Document) -> u64 {
@@ -37,10 +75,12 @@ type KeyMsg = (u64, u64, u64, u64);
 type Answer = (u64, u64, bool);
 
 /// Splits `docs` into those none of whose keys an earlier document had, and one `()` per other.
+/// With `states`, the owner's key set is registered there (as `name`) for checkpoints.
 pub fn keep_unseen<'scope, T, K>(
     docs: StreamVec<'scope, T, Document>,
     name: &str,
     expected_keys: usize,
+    states: Option<&StateRegistry>,
     keys: K,
 ) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>)
 where
@@ -68,7 +108,13 @@ where
         .container::<Vec<KeyMsg>>();
     // 2. Owners: per complete timestamp, in document-hash order, a key already in the set was
     // seen before.
-    let mut seen = KeySet::with_capacity_and_hasher(expected_keys, Default::default());
+    let state = Rc::new(RefCell::new(KeyState {
+        seen: KeySet::with_capacity_and_hasher(expected_keys, Default::default()),
+        added: Vec::new(),
+    }));
+    if let Some(r) = states {
+        r.register(&name.to_lowercase(), state.clone());
+    }
     let mut stash: BTreeMap<T, Vec<KeyMsg>> = BTreeMap::new();
     let answers = msgs
         .unary_frontier(Exchange::new(|m: &KeyMsg| m.0), &format!("{name}Owner"), move |_, _| {
@@ -86,8 +132,9 @@ where
                     msgs.sort_unstable_by_key(|m| (m.2, m.1));
                     let cap = caps.remove(&t).expect("a capability per stashed time");
                     let mut session = output.session(&cap);
+                    let mut state = state.borrow_mut();
                     for (_, key, doc, home) in msgs {
-                        session.give((home, doc, !seen.insert(key)));
+                        session.give((home, doc, !state.insert(key)));
                     }
                 }
             }

@@ -10,6 +10,7 @@
 //! | [`dedup`] | the [`dedup::Dedup`] operator: exact, global dedup by key (keys travel, documents stay) |
 //! | [`keyvote`] | global "seen before?" decisions by key with documents staying on their worker (the core of both dedups) |
 //! | [`neardup`] | the [`neardup::NearDedup`] operator: MinHash + LSH near-duplicate dedup, global across workers |
+//! | [`checkpoint`] | checkpoint hooks: operators register their state, the driver saves it at quiescent cuts and loads it on resume |
 //! | [`chunk`] | the [`chunk::ChunkDocs`] operator: split documents into chunks of at most N tokens |
 //! | [`sink`] | the [`sink::SinkShards`] operator: atomic Parquet / JSONL shards in object storage |
 //! | [`store`] | object-store URLs (`file://`, bare paths, `s3://`, `gs://`, `az://`, `memory://`) |
@@ -28,6 +29,7 @@
 // design, and boxing the reject would cost an allocation per record.
 #![allow(clippy::result_large_err)]
 
+pub mod checkpoint;
 pub mod chunk;
 pub mod dedup;
 pub mod engine;
@@ -38,6 +40,7 @@ pub mod keyvote;
 pub mod mix;
 pub mod mixer;
 pub mod mixout;
+pub mod mixsnap;
 pub mod mixture;
 pub mod model;
 pub mod neardup;

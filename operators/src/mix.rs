@@ -11,7 +11,9 @@
 //! mixture streams. Shards are named `mix/<name>/s<stage>-<stagename>-<seq>`, so lexical order
 //! is training order.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use object_store::{ObjectStoreExt, PutPayload};
@@ -24,8 +26,10 @@ use timely::progress::Timestamp;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{self, Saved, StateRegistry, Stateful};
 use crate::mixer::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
 use crate::mixout::{self, MixItem};
+use crate::mixsnap::MixerState;
 use crate::mixture::eval_strings;
 pub use crate::mixture::{MixConfig, MixFormat, Mixture, TrainTokenizer, compile_expr};
 use crate::record::{Chunk, Synthetic};
@@ -271,6 +275,46 @@ impl Running {
     }
 }
 
+/// What a checkpoint keeps of a mixture: its counters and its mixer (buffers, open shards, seq).
+#[derive(Serialize, Deserialize)]
+struct RunningState {
+    summary: MixSummary,
+    mixer: MixerState<(MixRow, Vec<u32>, String)>,
+}
+
+/// The mixtures of one operator, shared with the checkpoint driver.
+struct Mixing<T> {
+    running: Vec<Running>,
+    /// Shard uploads with the time of the rows that closed them (held until they end).
+    inflight: VecDeque<(T, JoinHandle<Result<MixShard, String>>)>,
+}
+
+impl<T> Stateful for Mixing<T> {
+    fn save(&mut self, _full: bool) -> anyhow::Result<Saved> {
+        anyhow::ensure!(self.inflight.is_empty(), "mixtures saved with uploads in flight");
+        let states: Vec<RunningState> = self
+            .running
+            .iter()
+            .map(|r| RunningState {
+                summary: r.summary.clone(),
+                mixer: r.mixer.state().map(|x| ((*x.row).clone(), x.ids, x.source)),
+            })
+            .collect();
+        Ok(Saved { full: true, bytes: checkpoint::encode(&states)? })
+    }
+
+    fn load(&mut self, part: &[u8]) -> anyhow::Result<()> {
+        let states: Vec<RunningState> = checkpoint::decode(part)?;
+        anyhow::ensure!(states.len() == self.running.len(), "the checkpoint has {} mixtures", states.len());
+        for (r, s) in self.running.iter_mut().zip(states) {
+            anyhow::ensure!(r.summary.name == s.summary.name, "mixture {} is not {}", s.summary.name, r.summary.name);
+            r.summary = s.summary;
+            r.mixer.restore(s.mixer.map(|(row, ids, source)| MixItem { row: Arc::new(row), ids, source }))?;
+        }
+        Ok(())
+    }
+}
+
 /// Sort key that puts one timestamp's rows in a canonical order: by seeded hash of the document
 /// when shuffling (a document-level shuffle), else by input position.
 fn canonical(rows: &mut [Arc<MixRow>], shuffle: bool, seed: u64) {
@@ -286,93 +330,138 @@ pub trait Mix<'scope, T: Timestamp> {
     /// Mixes the rows into every mixture; the output carries a [`MixEvent::Shard`] per shard
     /// written and, at the end, a [`MixEvent::Done`] per mixture (or [`MixEvent::Error`]).
     fn mix(self, mixtures: Vec<Mixture>, target: MixTarget) -> StreamVec<'scope, T, MixEvent>;
+    /// The same, with the mixtures' state registered in `states` (as `mix`) for checkpoints.
+    fn mix_checkpointed(
+        self,
+        mixtures: Vec<Mixture>,
+        target: MixTarget,
+        states: &StateRegistry,
+    ) -> StreamVec<'scope, T, MixEvent>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Mix<'scope, T> for StreamVec<'scope, T, MixRow> {
     fn mix(self, mixtures: Vec<Mixture>, target: MixTarget) -> StreamVec<'scope, T, MixEvent> {
-        // Every row goes to worker 0: only it mixes and reports.
-        let mixing = self.scope().index() == 0;
-        let mut running: Vec<Running> = mixtures.into_iter().map(Running::new).collect();
-        let mut stash: BTreeMap<T, Vec<Arc<MixRow>>> = BTreeMap::new();
-        let mut inflight: VecDeque<JoinHandle<Result<MixShard, String>>> = VecDeque::new();
-        let max_inflight = running.iter().map(|r| r.mix.config.max_inflight).max().unwrap_or(2).max(1);
-        let mut events = Vec::new();
-        let mut failed = false;
-        let mut finished = false;
-        self.unary_frontier(Exchange::new(|_: &MixRow| 0u64), "Mix", move |cap, _| {
-            let mut cap = Some(cap);
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                    let e = stash.entry(cap.time().clone()).or_default();
-                    for batch in data {
-                        e.extend(batch.drain(..).map(Arc::new));
+        mix_rows(self, mixtures, target, None)
+    }
+
+    fn mix_checkpointed(
+        self,
+        mixtures: Vec<Mixture>,
+        target: MixTarget,
+        states: &StateRegistry,
+    ) -> StreamVec<'scope, T, MixEvent> {
+        mix_rows(self, mixtures, target, Some(states))
+    }
+}
+
+fn mix_rows<'scope, T: Timestamp + TotalOrder>(
+    rows: StreamVec<'scope, T, MixRow>,
+    mixtures: Vec<Mixture>,
+    target: MixTarget,
+    states: Option<&StateRegistry>,
+) -> StreamVec<'scope, T, MixEvent> {
+    // Every row goes to worker 0: only it mixes and reports.
+    let mixing = rows.scope().index() == 0;
+    let running: Vec<Running> = mixtures.into_iter().map(Running::new).collect();
+    let max_inflight = running.iter().map(|r| r.mix.config.max_inflight).max().unwrap_or(2).max(1);
+    let state = Rc::new(RefCell::new(Mixing { running, inflight: VecDeque::new() }));
+    if let Some(r) = states {
+        r.register("mix", state.clone());
+    }
+    let mut stash: BTreeMap<T, Vec<Arc<MixRow>>> = BTreeMap::new();
+    let mut events = Vec::new();
+    let mut failed = false;
+    let mut finished = false;
+    let abandoned = states.cloned();
+    let scope = rows.scope();
+    rows.unary_frontier(Exchange::new(|_: &MixRow| 0u64), "Mix", move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut cap = Some(cap);
+        move |(input, frontier), output| {
+            let mut st = state.borrow_mut();
+            let Mixing { running, inflight } = &mut *st;
+            input.for_each_stamp(|cap, data| {
+                let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                let e = stash.entry(cap.time().clone()).or_default();
+                for batch in data {
+                    e.extend(batch.drain(..).map(Arc::new));
+                }
+            });
+            let ready: Vec<T> = stash.keys().filter(|t| !frontier.less_equal(t)).cloned().collect();
+            let mut closed = Vec::new();
+            for t in ready {
+                let rows = stash.remove(&t).unwrap_or_default();
+                for (m, r) in running.iter_mut().enumerate() {
+                    if failed {
+                        break;
                     }
-                });
-                let ready: Vec<T> = stash.keys().filter(|t| !frontier.less_equal(t)).cloned().collect();
-                let mut closed = Vec::new();
-                for t in ready {
-                    let rows = stash.remove(&t).unwrap_or_default();
-                    for (m, r) in running.iter_mut().enumerate() {
-                        if failed {
-                            break;
+                    let mut rows = rows.clone();
+                    canonical(&mut rows, r.mix.config.shuffle, r.mix.config.seed);
+                    match r.offer(&rows) {
+                        Ok(()) => closed.extend(r.mixer.admit().into_iter().map(|s| (t.clone(), m, s))),
+                        Err(e) => {
+                            events.push(MixEvent::Error(format!("mixture {}: {e:#}", r.mix.name)));
+                            failed = true;
                         }
-                        let mut rows = rows.clone();
-                        canonical(&mut rows, r.mix.config.shuffle, r.mix.config.seed);
-                        match r.offer(&rows) {
-                            Ok(()) => closed.extend(r.mixer.admit().into_iter().map(|s| (m, s))),
-                            Err(e) => {
-                                events.push(MixEvent::Error(format!("mixture {}: {e:#}", r.mix.name)));
-                                failed = true;
-                            }
-                        }
-                    }
-                }
-                if finished {
-                    return;
-                }
-                let end = frontier.is_empty() && stash.is_empty();
-                finished = end;
-                if end && !failed && mixing {
-                    for (m, r) in running.iter_mut().enumerate() {
-                        closed.extend(r.mixer.finish().into_iter().map(|s| (m, s)));
-                    }
-                }
-                for (m, shard) in closed {
-                    let r = &mut running[m];
-                    r.summary.tokens_by_stage[shard.stage] += shard.tokens();
-                    r.summary.rows_by_stage[shard.stage] +=
-                        shard.units.iter().map(|u| u.unit.rows.len() as u64).sum::<u64>();
-                    inflight.push_back(spawn_write(&target, &r.mix, shard));
-                    while inflight.len() > max_inflight {
-                        events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty")));
-                    }
-                }
-                while inflight.front().is_some_and(|h| h.is_finished()) {
-                    events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty")));
-                }
-                if end {
-                    while let Some(h) = inflight.pop_front() {
-                        events.push(wait(&target.runtime, h));
-                    }
-                    if !failed && mixing {
-                        events.extend(running.iter_mut().map(|r| MixEvent::Done(Box::new(r.finish()))));
-                    }
-                }
-                if let Some(c) = cap.as_mut() {
-                    if !events.is_empty() {
-                        output.session(&*c).give_iterator(events.drain(..));
-                    }
-                    match frontier.frontier().first() {
-                        None if end => cap = None,
-                        Some(t) if c.time().less_equal(t) => c.downgrade(t),
-                        _ => {}
                     }
                 }
             }
-        })
-        .container::<Vec<MixEvent>>()
-    }
+            if finished {
+                return;
+            }
+            let end = frontier.is_empty() && stash.is_empty();
+            finished = end;
+            // An abandoned job stops at its last checkpoint: the mixtures are not finished.
+            let keep_open = abandoned.as_ref().is_some_and(|s| s.is_abandoned());
+            if end && !failed && mixing && !keep_open {
+                let t = cap.as_ref().map(|c| c.time().clone()).unwrap_or_else(T::minimum);
+                for (m, r) in running.iter_mut().enumerate() {
+                    closed.extend(r.mixer.finish().into_iter().map(|s| (t.clone(), m, s)));
+                }
+            }
+            for (t, m, shard) in closed {
+                let r = &mut running[m];
+                r.summary.tokens_by_stage[shard.stage] += shard.tokens();
+                r.summary.rows_by_stage[shard.stage] +=
+                    shard.units.iter().map(|u| u.unit.rows.len() as u64).sum::<u64>();
+                inflight.push_back((t, spawn_write(&target, &r.mix, shard)));
+                while inflight.len() > max_inflight {
+                    events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty").1));
+                }
+            }
+            while inflight.front().is_some_and(|h| h.1.is_finished()) {
+                events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty").1));
+            }
+            if end {
+                while let Some(h) = inflight.pop_front() {
+                    events.push(wait(&target.runtime, h.1));
+                }
+                if !failed && mixing && !keep_open {
+                    events.extend(running.iter_mut().map(|r| MixEvent::Done(Box::new(r.finish()))));
+                }
+            }
+            if let Some(c) = cap.as_mut() {
+                if !events.is_empty() {
+                    output.session(&*c).give_iterator(events.drain(..));
+                }
+                // Hold the time of the oldest upload: a probe past it means its shard is stored.
+                let oldest = inflight.front().map(|u| u.0.clone());
+                let hold = match (frontier.frontier().first(), oldest) {
+                    (Some(f), Some(o)) => Some(if f.less_equal(&o) { f.clone() } else { o }),
+                    (f, o) => f.cloned().or(o),
+                };
+                match hold {
+                    None if end => cap = None,
+                    Some(t) if c.time().less_equal(&t) => c.downgrade(&t),
+                    _ => {}
+                }
+            }
+            if !inflight.is_empty() {
+                activator.activate_after(std::time::Duration::from_millis(5));
+            }
+        }
+    })
+    .container::<Vec<MixEvent>>()
 }
 
 fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>) -> MixEvent {
@@ -402,6 +491,7 @@ fn spawn_write(target: &MixTarget, mix: &Mixture, shard: ClosedShard<MixItem>) -
                 .put(&path, PutPayload::from(data))
                 .await
                 .map_err(|e| format!("writing {}/{name}: {e}", location.url))?;
+            checkpoint::failpoint("shard");
         }
         Ok(info)
     })

@@ -11,8 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
 /// What happens when a leaf has no more rows at the end of the input.
@@ -109,20 +108,20 @@ pub struct LeafStats {
     pub overflow_tokens: u64,
 }
 
-struct Group<R> {
+pub(crate) struct Group<R> {
     /// Leaves that take part (balance `global`: every leaf; `stage`: those seen in the stage).
-    member: Vec<bool>,
-    queues: Vec<VecDeque<Arc<UnitRows<R>>>>,
-    queued_tokens: Vec<u64>,
-    admitted: Vec<u64>,
-    epochs: Vec<u32>,
+    pub(crate) member: Vec<bool>,
+    pub(crate) queues: Vec<VecDeque<Arc<UnitRows<R>>>>,
+    pub(crate) queued_tokens: Vec<u64>,
+    pub(crate) admitted: Vec<u64>,
+    pub(crate) epochs: Vec<u32>,
     /// Admitted first-pass units, kept for `repeat`.
-    history: Vec<Vec<Arc<UnitRows<R>>>>,
+    pub(crate) history: Vec<Vec<Arc<UnitRows<R>>>>,
     /// Units queued for a repeat pass.
-    replay: Vec<VecDeque<Arc<UnitRows<R>>>>,
+    pub(crate) replay: Vec<VecDeque<Arc<UnitRows<R>>>>,
     /// A leaf that `report` let go dry.
-    dry: Vec<bool>,
-    stopped: bool,
+    pub(crate) dry: Vec<bool>,
+    pub(crate) stopped: bool,
 }
 
 impl<R> Group<R> {
@@ -137,6 +136,29 @@ impl<R> Group<R> {
             replay: (0..n).map(|_| VecDeque::new()).collect(),
             dry: vec![false; n],
             stopped: false,
+        }
+    }
+}
+
+/// SplitMix64: a small generator whose whole state is one `u64`, so a checkpoint can keep it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SplitMix(pub(crate) u64);
+
+impl RngCore for SplitMix {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
 }
@@ -161,16 +183,16 @@ pub struct MixerConfig {
 /// The mixing state of one mixture. A unit is shared (`Arc`) between its queue, an open shard
 /// and, for `repeat`, the history: its rows leave memory when the last of them lets go.
 pub struct Mixer<R> {
-    cfg: MixerConfig,
-    groups: Vec<Group<R>>,
+    pub(crate) cfg: MixerConfig,
+    pub(crate) groups: Vec<Group<R>>,
     /// Rows queued, in open shards, and kept for repeats (a row may count twice).
-    held: usize,
-    open: Vec<Vec<Placed<R>>>,
-    open_tokens: Vec<u64>,
-    seq: Vec<usize>,
-    stats: Vec<LeafStats>,
-    rng: StdRng,
-    finished: bool,
+    pub(crate) held: usize,
+    pub(crate) open: Vec<Vec<Placed<R>>>,
+    pub(crate) open_tokens: Vec<u64>,
+    pub(crate) seq: Vec<usize>,
+    pub(crate) stats: Vec<LeafStats>,
+    pub(crate) rng: SplitMix,
+    pub(crate) finished: bool,
 }
 
 impl<R> Mixer<R> {
@@ -181,7 +203,7 @@ impl<R> Mixer<R> {
             Balance::Stage => (0..cfg.stages).map(|_| Group::new(n, false)).collect(),
         };
         Mixer {
-            rng: StdRng::seed_from_u64(cfg.seed),
+            rng: SplitMix(cfg.seed),
             open: (0..cfg.stages).map(|_| Vec::new()).collect(),
             open_tokens: vec![0; cfg.stages],
             seq: vec![0; cfg.stages],

@@ -20,6 +20,7 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::checkpoint::StateRegistry;
 use crate::keyvote::keep_unseen;
 use crate::record::Document;
 
@@ -121,14 +122,40 @@ pub fn similarity(a: &[u64], b: &[u64]) -> f64 {
 pub trait NearDedup<'scope, T: Timestamp> {
     /// Returns the documents kept, and one `()` per near duplicate dropped (to count).
     fn near_dedup(self, cfg: &NearDupConfig) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
+    /// The same, with the band keys registered in `states` (as `neardup`) for checkpoints.
+    fn near_dedup_checkpointed(
+        self,
+        cfg: &NearDupConfig,
+        states: &StateRegistry,
+    ) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
 }
 
 impl<'scope, T: Timestamp + TotalOrder> NearDedup<'scope, T> for StreamVec<'scope, T, Document> {
     fn near_dedup(self, cfg: &NearDupConfig) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>) {
-        let hasher = MinHasher::new(cfg);
-        // A band key both chooses its owner and is what the owner remembers.
-        keep_unseen(self, "NearDup", 0, move |d: &Document| hasher.bands(&d.text).into_iter().map(|b| (b, b)).collect())
+        near(self, cfg, None)
     }
+
+    fn near_dedup_checkpointed(
+        self,
+        cfg: &NearDupConfig,
+        states: &StateRegistry,
+    ) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>) {
+        near(self, cfg, Some(states))
+    }
+}
+
+type Split<'scope, T> = (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
+
+fn near<'scope, T: Timestamp + TotalOrder>(
+    docs: StreamVec<'scope, T, Document>,
+    cfg: &NearDupConfig,
+    states: Option<&StateRegistry>,
+) -> Split<'scope, T> {
+    let hasher = MinHasher::new(cfg);
+    // A band key both chooses its owner and is what the owner remembers.
+    keep_unseen(docs, "NearDup", 0, states, move |d: &Document| {
+        hasher.bands(&d.text).into_iter().map(|b| (b, b)).collect()
+    })
 }
 
 /// Estimated Jaccard similarity of two texts' word n-grams.

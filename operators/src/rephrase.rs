@@ -185,6 +185,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                 for (time, r) in ready.drain(..) {
                     let entry = held.get_mut(&time).expect("a capability is held for every outstanding task");
                     output.session(&entry.0).give(r);
+                    crate::checkpoint::failpoint("rephrase");
                     entry.1 -= 1;
                     if entry.1 == 0 {
                         held.remove(&time);

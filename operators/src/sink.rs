@@ -6,22 +6,26 @@
 //! stores (and the local file system, by rename) make visible only once complete: a reader never
 //! sees a partial shard.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::marker::PhantomData;
+use std::rc::Rc;
 
 use arrow::array::RecordBatch;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{self, Saved, StateRegistry, Stateful};
 use crate::record::ToBatch;
 use crate::store::Location;
 
@@ -117,26 +121,49 @@ pub fn encode_batches(
     }
 }
 
-struct ShardWriter<D> {
+struct ShardWriter<T, D> {
     target: SinkTarget,
     config: SinkConfig,
     rows: Vec<D>,
     bytes: usize,
     seq: usize,
-    inflight: VecDeque<JoinHandle<Result<ShardInfo, String>>>,
-    _d: PhantomData<D>,
+    /// Uploads with the time of the row that closed their shard: the operator holds that time
+    /// until the upload ends, so a probe that has passed a time means its shards are stored.
+    inflight: VecDeque<(T, JoinHandle<Result<ShardInfo, String>>)>,
 }
 
-impl<D: ToBatch> ShardWriter<D> {
-    fn push(&mut self, row: D, done: &mut Vec<Result<ShardInfo, String>>) {
+/// What a checkpoint keeps of a sink: the open shard's rows and the next shard number.
+#[derive(Serialize, Deserialize)]
+struct SinkState<D> {
+    seq: usize,
+    bytes: usize,
+    rows: Vec<D>,
+}
+
+impl<T, D: Serialize + DeserializeOwned + Clone> Stateful for ShardWriter<T, D> {
+    fn save(&mut self, _full: bool) -> anyhow::Result<Saved> {
+        anyhow::ensure!(self.inflight.is_empty(), "sink {}: saved with uploads in flight", self.target.dir);
+        let state = SinkState { seq: self.seq, bytes: self.bytes, rows: self.rows.clone() };
+        Ok(Saved { full: true, bytes: checkpoint::encode(&state)? })
+    }
+
+    fn load(&mut self, part: &[u8]) -> anyhow::Result<()> {
+        let state: SinkState<D> = checkpoint::decode(part)?;
+        (self.seq, self.bytes, self.rows) = (state.seq, state.bytes, state.rows);
+        Ok(())
+    }
+}
+
+impl<T: Clone, D: ToBatch> ShardWriter<T, D> {
+    fn push(&mut self, row: D, time: &T, done: &mut Vec<Result<ShardInfo, String>>) {
         self.bytes += row.approx_bytes();
         self.rows.push(row);
         if self.rows.len() >= self.config.shard_rows || self.bytes >= self.config.shard_bytes {
-            self.close_shard(done);
+            self.close_shard(time, done);
         }
     }
 
-    fn close_shard(&mut self, done: &mut Vec<Result<ShardInfo, String>>) {
+    fn close_shard(&mut self, time: &T, done: &mut Vec<Result<ShardInfo, String>>) {
         if self.rows.is_empty() {
             return;
         }
@@ -157,26 +184,28 @@ impl<D: ToBatch> ShardWriter<D> {
         let encoded = encode(&rows, self.config.format);
         drop(rows);
         let url = self.target.location.url.clone();
-        self.inflight.push_back(self.target.runtime.spawn(async move {
+        let upload = self.target.runtime.spawn(async move {
             let data = encoded.map_err(|e| format!("encoding {name}: {e:#}"))?;
             let bytes = data.len() as u64;
             store.put(&path, PutPayload::from(data)).await.map_err(|e| format!("writing {url}/{name}: {e}"))?;
+            checkpoint::failpoint("shard");
             Ok(ShardInfo { path: name, rows: n, bytes, tokens })
-        }));
+        });
+        self.inflight.push_back((time.clone(), upload));
         while self.inflight.len() > self.config.max_inflight.max(1) {
             self.wait_oldest(done);
         }
     }
 
     fn wait_oldest(&mut self, done: &mut Vec<Result<ShardInfo, String>>) {
-        if let Some(h) = self.inflight.pop_front() {
+        if let Some((_, h)) = self.inflight.pop_front() {
             let r = self.target.runtime.block_on(h).unwrap_or_else(|e| Err(format!("upload task failed: {e}")));
             done.push(r);
         }
     }
 
     fn reap_finished(&mut self, done: &mut Vec<Result<ShardInfo, String>>) {
-        while self.inflight.front().is_some_and(|h| h.is_finished()) {
+        while self.inflight.front().is_some_and(|h| h.1.is_finished()) {
             self.wait_oldest(done);
         }
     }
@@ -185,51 +214,108 @@ impl<D: ToBatch> ShardWriter<D> {
 /// Extension trait: write a stream of rows as shards.
 pub trait SinkShards<'scope, T: Timestamp, D> {
     /// Writes the rows; the output carries one `Ok(ShardInfo)` per shard written, or `Err` with
-    /// the message of a failed write (the caller decides to fail the run).
+    /// the message of a failed write (the caller decides to fail the run). A time is complete
+    /// at the output only once every shard closed at that time is stored.
     fn sink_shards(self, target: SinkTarget, config: &SinkConfig) -> StreamVec<'scope, T, Result<ShardInfo, String>>;
+    /// The same, with the open shard registered in `states` (as `sink/<dir>`) for checkpoints.
+    fn sink_shards_checkpointed(
+        self,
+        target: SinkTarget,
+        config: &SinkConfig,
+        states: &StateRegistry,
+    ) -> StreamVec<'scope, T, Result<ShardInfo, String>>;
 }
 
-impl<'scope, T: Timestamp, D: ToBatch + Clone + 'static> SinkShards<'scope, T, D> for StreamVec<'scope, T, D> {
+impl<'scope, T, D> SinkShards<'scope, T, D> for StreamVec<'scope, T, D>
+where
+    T: Timestamp + TotalOrder,
+    D: ToBatch + Clone + Serialize + DeserializeOwned + 'static,
+{
     fn sink_shards(self, target: SinkTarget, config: &SinkConfig) -> StreamVec<'scope, T, Result<ShardInfo, String>> {
-        let mut w = ShardWriter::<D> {
-            target,
-            config: config.clone(),
-            rows: Vec::new(),
-            bytes: 0,
-            seq: 0,
-            inflight: VecDeque::new(),
-            _d: PhantomData,
-        };
-        self.unary_frontier(Pipeline, "Sink", move |cap, _| {
-            let mut cap = Some(cap);
-            let mut done = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|_, data| {
-                    for batch in data {
-                        for row in batch.drain(..) {
-                            w.push(row, &mut done);
-                        }
-                    }
-                });
-                w.reap_finished(&mut done);
-                if frontier.is_empty() {
-                    w.close_shard(&mut done);
-                    while !w.inflight.is_empty() {
-                        w.wait_oldest(&mut done);
+        sink(self, target, config, None)
+    }
+
+    fn sink_shards_checkpointed(
+        self,
+        target: SinkTarget,
+        config: &SinkConfig,
+        states: &StateRegistry,
+    ) -> StreamVec<'scope, T, Result<ShardInfo, String>> {
+        sink(self, target, config, Some(states))
+    }
+}
+
+fn sink<'scope, T, D>(
+    rows: StreamVec<'scope, T, D>,
+    target: SinkTarget,
+    config: &SinkConfig,
+    states: Option<&StateRegistry>,
+) -> StreamVec<'scope, T, Result<ShardInfo, String>>
+where
+    T: Timestamp + TotalOrder,
+    D: ToBatch + Clone + Serialize + DeserializeOwned + 'static,
+{
+    let w = Rc::new(RefCell::new(ShardWriter::<T, D> {
+        target,
+        config: config.clone(),
+        rows: Vec::new(),
+        bytes: 0,
+        seq: 0,
+        inflight: VecDeque::new(),
+    }));
+    if let Some(r) = states {
+        let dir = w.borrow().target.dir.clone();
+        r.register(&format!("sink/{dir}"), w.clone());
+    }
+    let abandoned = states.cloned();
+    let scope = rows.scope();
+    rows.unary_frontier(Pipeline, "Sink", move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut cap = Some(cap);
+        let mut done = Vec::new();
+        move |(input, frontier), output| {
+            let mut w = w.borrow_mut();
+            input.for_each_stamp(|stamp, data| {
+                let Some(stamp) = stamp.retain_least(output.output_index()) else { return };
+                for batch in data {
+                    for row in batch.drain(..) {
+                        w.push(row, stamp.time(), &mut done);
                     }
                 }
-                if let Some(c) = cap.as_mut() {
-                    if !done.is_empty() {
-                        output.session(&*c).give_iterator(done.drain(..));
-                    }
-                    match frontier.frontier().first() {
-                        None => cap = None,
-                        Some(t) if frontier.frontier().len() == 1 && c.time().less_equal(t) => c.downgrade(t),
-                        Some(_) => {}
-                    }
+            });
+            w.reap_finished(&mut done);
+            if abandoned.as_ref().is_some_and(|s| s.is_abandoned()) {
+                // The job stops at its last checkpoint, which holds the open shard.
+                w.rows.clear();
+            } else if frontier.is_empty()
+                && let Some(c) = &cap
+            {
+                let t = c.time().clone();
+                w.close_shard(&t, &mut done);
+                while !w.inflight.is_empty() {
+                    w.wait_oldest(&mut done);
                 }
             }
-        })
-        .container::<Vec<Result<ShardInfo, String>>>()
-    }
+            if let Some(c) = cap.as_mut() {
+                if !done.is_empty() {
+                    output.session(&*c).give_iterator(done.drain(..));
+                }
+                let oldest = w.inflight.front().map(|u| u.0.clone());
+                let hold = match (frontier.frontier().first(), oldest) {
+                    (Some(f), Some(o)) => Some(if f.less_equal(&o) { f.clone() } else { o }),
+                    (f, o) => f.cloned().or(o),
+                };
+                match hold {
+                    None => cap = None,
+                    Some(t) if c.time().less_equal(&t) => c.downgrade(&t),
+                    Some(_) => {}
+                }
+            }
+            if !w.inflight.is_empty() {
+                // Nothing else wakes the operator when an upload ends.
+                activator.activate_after(std::time::Duration::from_millis(5));
+            }
+        }
+    })
+    .container::<Vec<Result<ShardInfo, String>>>()
 }

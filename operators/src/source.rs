@@ -119,8 +119,13 @@ impl SourceStats {
 pub struct SourceHandle {
     pub table: String,
     pub location: String,
+    /// Where its objects are, to list them.
+    pub store: Location,
     pub format: Format,
     pub stats: Arc<SourceStats>,
+    /// The objects the next execution of the query reads (all workers get the same list and each
+    /// reads its share); `None`: list the location, as a one-off run does.
+    pub segment: Arc<Mutex<Option<Vec<ObjectMeta>>>>,
 }
 
 /// `TableProviderFactory` for `STORED AS JSONL | JSON | PARQUET | TEXT`.
@@ -201,11 +206,14 @@ impl TableProviderFactory for SourceFactory {
             .resolve(&cmd.locations[0], &store_opts)
             .map_err(|e| plan_err(format!("table {}: {e:#}", cmd.name)))?;
         let stats = Arc::new(SourceStats::default());
+        let segment = Arc::new(Mutex::new(None));
         self.created.lock().unwrap().push(Arc::new(SourceHandle {
             table: cmd.name.to_string(),
             location: location.url.clone(),
+            store: location.clone(),
             format,
             stats: stats.clone(),
+            segment: segment.clone(),
         }));
         let part = ReadJob {
             location,
@@ -215,6 +223,7 @@ impl TableProviderFactory for SourceFactory {
             worker: self.worker,
             peers: self.peers,
             stats,
+            segment,
         };
         let schema = part.layout.schema.clone();
         Ok(Arc::new(StreamingTable::try_new(schema, vec![Arc::new(part)])?))
@@ -231,6 +240,7 @@ struct ReadJob {
     worker: usize,
     peers: usize,
     stats: Arc<SourceStats>,
+    segment: Arc<Mutex<Option<Vec<ObjectMeta>>>>,
 }
 
 impl PartitionStream for ReadJob {
@@ -274,7 +284,15 @@ impl RecordSink for ChannelSink {
 
 /// Objects under a location, in a stable order: the location itself if it is an object,
 /// otherwise everything below it that the format accepts (hidden and `_` files skipped).
+/// Fails when there are none.
 pub async fn list_inputs(location: &Location, format: Format) -> anyhow::Result<Vec<ObjectMeta>> {
+    let metas = list_objects(location, format).await?;
+    anyhow::ensure!(!metas.is_empty(), "no {format:?} input files at {}", location.url);
+    Ok(metas)
+}
+
+/// [`list_inputs`], where none is an empty list (a followed prefix may start empty).
+pub async fn list_objects(location: &Location, format: Format) -> anyhow::Result<Vec<ObjectMeta>> {
     if !location.prefix.as_ref().is_empty()
         && let Ok(meta) = location.store.head(&location.prefix).await
     {
@@ -291,7 +309,6 @@ pub async fn list_inputs(location: &Location, format: Format) -> anyhow::Result<
         .try_collect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", location.url))?;
-    anyhow::ensure!(!metas.is_empty(), "no {format:?} input files at {}", location.url);
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(metas)
 }
@@ -307,7 +324,11 @@ struct RowGroup {
 
 impl ReadJob {
     async fn run(self, tx: mpsc::Sender<Result<RecordBatch>>) -> anyhow::Result<()> {
-        let metas = list_inputs(&self.location, self.format).await?;
+        let given = self.segment.lock().unwrap().clone();
+        let metas = match given {
+            Some(m) => m,
+            None => list_inputs(&self.location, self.format).await?,
+        };
         // Parquet is split by row group across all workers (a single big file still spreads);
         // other formats by file. Either way every worker derives the same global list of units
         // and takes every `peers`-th one, so there is no overlap and no gap.

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
+pub mod s3;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,215 @@
+//! Checkpoints in the output store: what a job has committed, and how to resume from it.
+//!
+//! A job reads its input in *segments* (groups of whole files). After a segment every worker's
+//! dataflow is quiescent; each worker saves the state its operators registered
+//! ([`wrapflow_operators::checkpoint`]) and its report under
+//! `_wrapflow/state/c<id>/w<worker>/`, then worker 0 writes `_wrapflow/checkpoints/c<id>.json`.
+//! That single put is the commit: the output shards named by the committed reports are the job's
+//! output, anything else (shards of a segment in progress when the job died) is removed on resume.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use wrapflow_operators::MixEvent;
+use wrapflow_operators::store::Location;
+
+use crate::merge::WorkerReport;
+
+pub const STATE_DIR: &str = "_wrapflow/state";
+pub const COMMIT_DIR: &str = "_wrapflow/checkpoints";
+/// Output directories whose files are committed by checkpoints.
+const OUTPUT_DIRS: [&str; 4] = ["chunks", "synthetic", "rejects", "mix"];
+/// Delta parts a state may chain before it is saved whole again.
+pub const MAX_CHAIN: usize = 16;
+
+/// An input object as listed: a later listing with another size or tag means it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// The object's path in its store.
+    pub path: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+}
+
+/// An input object that changed after it was read: reported, not read again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    pub table: String,
+    pub read: FileStamp,
+    pub now: FileStamp,
+}
+
+/// What one worker saved at a checkpoint.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct WorkerIndex {
+    pub report: WorkerReport,
+    /// Per registered state, its parts in load order (a full one first).
+    pub chains: BTreeMap<String, Vec<String>>,
+}
+
+/// A committed checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Commit {
+    pub id: u64,
+    pub plan_hash: String,
+    /// Workers of all processes: a resume must use as many (state is kept per worker).
+    pub workers: usize,
+    /// The first segment not covered.
+    pub next_segment: u64,
+    /// The input is over and every stage has flushed: nothing left to resume.
+    pub finished: bool,
+    pub committed_at: String,
+    /// Input objects fully consumed, per table.
+    pub seen: BTreeMap<String, Vec<FileStamp>>,
+    pub changed: Vec<Changed>,
+    /// Each worker's [`WorkerIndex`], by worker.
+    pub indexes: Vec<String>,
+    /// Every state object this checkpoint needs (indexes and parts).
+    pub state_files: Vec<String>,
+}
+
+pub fn commit_path(id: u64) -> String {
+    format!("{COMMIT_DIR}/c{id:08}.json")
+}
+
+/// Where worker `worker` saves its state for checkpoint `id`.
+pub fn state_dir(id: u64, worker: usize) -> String {
+    format!("{STATE_DIR}/c{id:08}/w{worker:05}")
+}
+
+/// A state name as a file name.
+pub fn part_name(state: &str) -> String {
+    state.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+pub async fn put(out: &Location, rel: &str, data: Vec<u8>) -> anyhow::Result<()> {
+    out.store
+        .put(&out.child(rel), PutPayload::from(data))
+        .await
+        .with_context(|| format!("writing {}/{rel}", out.url))?;
+    Ok(())
+}
+
+pub async fn get(out: &Location, rel: &str) -> anyhow::Result<Vec<u8>> {
+    let got = out.store.get(&out.child(rel)).await.with_context(|| format!("reading {}/{rel}", out.url))?;
+    Ok(got.bytes().await.with_context(|| format!("reading {}/{rel}", out.url))?.to_vec())
+}
+
+/// Paths (relative to `out`) of the objects below `dir`.
+async fn list(out: &Location, dir: &str) -> anyhow::Result<Vec<String>> {
+    let prefix = out.child(dir);
+    let metas: Vec<_> =
+        out.store.list(Some(&prefix)).try_collect().await.with_context(|| format!("listing {}/{dir}", out.url))?;
+    Ok(metas.into_iter().map(|m| out.relative(&m.location)).collect())
+}
+
+/// The newest committed checkpoint, if any.
+pub async fn latest(out: &Location) -> anyhow::Result<Option<Commit>> {
+    let newest = list(out, COMMIT_DIR)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.rsplit('/').next()?.to_string();
+            name.strip_prefix('c')?.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max();
+    let Some(id) = newest else { return Ok(None) };
+    let bytes = get(out, &commit_path(id)).await?;
+    let commit = serde_json::from_slice(&bytes).with_context(|| format!("decoding {}", commit_path(id)))?;
+    Ok(Some(commit))
+}
+
+/// The workers' indexes of a commit, by worker.
+pub async fn indexes(out: &Location, commit: &Commit) -> anyhow::Result<Vec<WorkerIndex>> {
+    let mut all = Vec::new();
+    for p in &commit.indexes {
+        let bytes = get(out, p).await?;
+        all.push(serde_json::from_slice(&bytes).with_context(|| format!("decoding {p}"))?);
+    }
+    Ok(all)
+}
+
+/// Output files named by reports: shards of every sink and mixture.
+pub fn committed_files(reports: &[WorkerReport]) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for r in reports {
+        files.extend(r.shards.iter().chain(&r.reject_shards).chain(&r.wrap.shards).map(|s| s.path.clone()));
+        for e in &r.mix {
+            if let MixEvent::Shard(s) = e {
+                files.insert(s.path.clone());
+            }
+        }
+    }
+    files
+}
+
+/// A mixture's shard is several files sharing a stem (`.bin`, `.idx`, `.meta.parquet`).
+fn stem(path: &str) -> &str {
+    let name_at = path.rfind('/').map_or(0, |i| i + 1);
+    match path[name_at..].find('.') {
+        Some(dot) => &path[..name_at + dot],
+        None => path,
+    }
+}
+
+/// Removes what a dead job left uncommitted: output files no commit names and state saved for
+/// checkpoints after `commit`. Returns how many objects it removed.
+pub async fn clean_uncommitted(
+    out: &Location,
+    commit: Option<&Commit>,
+    reports: &[WorkerReport],
+) -> anyhow::Result<usize> {
+    let committed = committed_files(reports);
+    let stems: BTreeSet<&str> = committed.iter().map(|p| stem(p)).collect();
+    let mut doomed = Vec::new();
+    for dir in OUTPUT_DIRS {
+        for p in list(out, dir).await? {
+            if !committed.contains(&p) && !(dir == "mix" && stems.contains(stem(&p))) {
+                doomed.push(p);
+            }
+        }
+    }
+    let keep: BTreeSet<&String> = commit.map(|c| c.state_files.iter().collect()).unwrap_or_default();
+    let last = commit.map(|c| c.id);
+    for p in list(out, STATE_DIR).await? {
+        let id = p.strip_prefix(&format!("{STATE_DIR}/c")).and_then(|r| r.get(..8)).and_then(|d| d.parse::<u64>().ok());
+        if !keep.contains(&p) && (last.is_none() || id.is_some_and(|i| Some(i) > last)) {
+            doomed.push(p);
+        }
+    }
+    for p in &doomed {
+        tracing::info!(path = %p, "removing an uncommitted object");
+        out.store.delete(&out.child(p)).await.with_context(|| format!("removing {}/{p}", out.url))?;
+    }
+    Ok(doomed.len())
+}
+
+/// Deletes commits older than the last `keep` and state objects none of those needs.
+pub async fn prune(out: &Location, kept: &[&Commit]) -> anyhow::Result<()> {
+    let oldest = kept.iter().map(|c| c.id).min().unwrap_or(0);
+    for p in list(out, COMMIT_DIR).await? {
+        let id = p.rsplit('/').next().and_then(|n| n.strip_prefix('c')?.strip_suffix(".json")?.parse::<u64>().ok());
+        if id.is_some_and(|i| i < oldest) {
+            out.store.delete(&out.child(&p)).await?;
+        }
+    }
+    let needed: BTreeSet<&String> = kept.iter().flat_map(|c| c.state_files.iter()).collect();
+    for p in list(out, STATE_DIR).await? {
+        let id = p.strip_prefix(&format!("{STATE_DIR}/c")).and_then(|r| r.get(..8)).and_then(|d| d.parse::<u64>().ok());
+        // Newer state belongs to a checkpoint being written.
+        if !needed.contains(&p) && id.is_some_and(|i| i <= kept.iter().map(|c| c.id).max().unwrap_or(0)) {
+            out.store.delete(&out.child(&p)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `Path` of a [`FileStamp`].
+pub fn stamp_path(s: &FileStamp) -> Path {
+    Path::from(s.path.as_str())
+}

@@ -1,0 +1,139 @@
+//! A worker's report and the merge of all workers' reports into a [`Manifest`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use wrapflow_operators::{MixEvent, ShardInfo};
+
+use crate::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
+use crate::plan::Plan;
+
+/// What one worker did.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub read_rows: u64,
+    pub read_rejected: u64,
+    pub sql_rows: u64,
+    pub dedup_out: u64,
+    pub near_duplicates: u64,
+    pub chunk_rejects: u64,
+    pub chunks: u64,
+    pub chunk_tokens: u64,
+    pub max_chunk_tokens: u64,
+    pub shards: Vec<ShardInfo>,
+    pub reject_shards: Vec<ShardInfo>,
+    pub by_reason: BTreeMap<String, u64>,
+    pub inputs: Vec<InputOut>,
+    pub wrap: crate::wrap::WrapReport,
+    pub mix: Vec<MixEvent>,
+    /// Length histograms of written rows: `real` and each style (see [`crate::html::add_length`]).
+    pub lengths: BTreeMap<String, Vec<u64>>,
+}
+
+pub fn merge(
+    plan: &Plan,
+    workers: usize,
+    mut reports: Vec<WorkerReport>,
+    started: String,
+    t0: Instant,
+) -> anyhow::Result<Manifest> {
+    let wraps = reports.iter_mut().map(|r| std::mem::take(&mut r.wrap)).collect();
+    let mixes = crate::mixing::merge(reports.iter_mut().flat_map(|r| std::mem::take(&mut r.mix)).collect())?;
+    let rephrase = crate::wrap::merge(plan, wraps, t0.elapsed().as_secs_f64())?;
+    let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
+    anyhow::ensure!(
+        sql_rows <= read_rows,
+        "the plan's input produced {sql_rows} rows from {read_rows} read: a plan must filter rows, not multiply them (a join?)"
+    );
+    let (dedup_out, chunk_rejects) = (sum(|r| r.dedup_out), sum(|r| r.chunk_rejects));
+    let near_duplicates = sum(|r| r.near_duplicates);
+    let counts = Counts {
+        read: read_rows + sum(|r| r.read_rejected),
+        rejected: sum(|r| r.read_rejected) + chunk_rejects,
+        filtered: read_rows - sql_rows,
+        duplicates: sql_rows - dedup_out,
+        near_duplicates,
+        kept: dedup_out - near_duplicates - chunk_rejects,
+        chunks: sum(|r| r.chunks),
+    };
+    debug_assert!(counts.reconciles());
+    let mut shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.shards.clone()).collect();
+    shards.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut reject_shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.reject_shards.clone()).collect();
+    reject_shards.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut by_reason = BTreeMap::new();
+    for (k, v) in reports.iter().flat_map(|r| r.by_reason.iter()) {
+        *by_reason.entry(k.clone()).or_insert(0) += v;
+    }
+    let mut inputs: BTreeMap<String, InputOut> = BTreeMap::new();
+    for i in reports.iter().flat_map(|r| r.inputs.iter()) {
+        let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut { files: vec![], ..i.clone() });
+        e.files.extend(i.files.iter().cloned());
+    }
+    // A Parquet file split by row group is listed by each worker that read part of it.
+    inputs.values_mut().for_each(|i| {
+        i.files.sort_by(|a, b| a.path.cmp(&b.path));
+        i.files.dedup_by(|a, b| a.path == b.path);
+    });
+    let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (k, h) in reports.iter().flat_map(|r| r.lengths.iter()) {
+        let e = lengths.entry(k.clone()).or_insert_with(|| vec![0; h.len()]);
+        e.iter_mut().zip(h).for_each(|(a, b)| *a += b);
+    }
+    for m in &mixes {
+        let accepted = rephrase.as_ref().map_or(0, |r| r.accepted);
+        anyhow::ensure!(
+            m.summary.rows_in == counts.chunks + accepted,
+            "mixture {}: {} rows offered, expected {} chunks + {accepted} synthetic rows",
+            m.summary.name,
+            m.summary.rows_in,
+            counts.chunks
+        );
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let in_bytes: u64 = inputs.values().flat_map(|i| i.files.iter()).map(|f| f.bytes).sum();
+    let chunk_tokens = sum(|r| r.chunk_tokens);
+    Ok(Manifest {
+        wrapflow_version: env!("CARGO_PKG_VERSION").into(),
+        plan: PlanInfo { file: plan.file.clone(), hash: plan.hash.clone(), params: plan.params.clone() },
+        workers,
+        inputs: inputs.into_values().collect(),
+        tokens: Tokens {
+            chunks: chunk_tokens,
+            max_per_chunk: reports.iter().map(|r| r.max_chunk_tokens).max().unwrap_or(0),
+            mean_per_chunk: if counts.chunks == 0 { 0.0 } else { chunk_tokens as f64 / counts.chunks as f64 },
+        },
+        chunks: Output {
+            format: plan.sink.0.config.format.extension().into(),
+            rows: shards.iter().map(|s| s.rows).sum(),
+            bytes: shards.iter().map(|s| s.bytes).sum(),
+            shards,
+        },
+        rejects: Rejects {
+            format: "jsonl".into(),
+            rows: reject_shards.iter().map(|s| s.rows).sum(),
+            shards: reject_shards,
+            by_reason,
+        },
+        rephrase,
+        mixes,
+        lengths,
+        timings: Timings {
+            started_at: started,
+            finished_at: chrono_now(),
+            wall_s: wall,
+            docs_per_s: counts.read as f64 / wall.max(1e-9),
+            input_mb_per_s: in_bytes as f64 / 1e6 / wall.max(1e-9),
+        },
+        counts,
+        versions: manifest::versions(),
+        job: None,
+    })
+}
+
+/// UTC time as RFC 3339, to the second.
+pub fn chrono_now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

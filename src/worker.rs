@@ -1,0 +1,513 @@
+//! One worker's part of a job: the dataflow `dedup → neardup → chunk → [fan-out → rephrase →
+//! gates] → sinks → mix`, fed segment by segment, with a checkpoint after each segment.
+//!
+//! Per segment: worker 0's coordinator ([`crate::follow`]) names the input objects and every
+//! worker reads its share at timestamps `segment << 32 | batch`; once the probe passes the
+//! segment every stage is quiescent (sinks hold their time until uploads end), each worker saves
+//! its states and report, and worker 0 commits ([`crate::checkpoint`]) before it names the next
+//! segment, so no worker sends new input before all have saved.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use object_store::ObjectMeta;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+use wrapflow_operators::checkpoint::{StateRegistry, failpoint};
+use wrapflow_operators::neardup::NearDedup;
+use wrapflow_operators::{
+    ChunkDocs, Dedup, DedupConfig, Document, Mix, MixEvent, MixRow, MixTarget, Reject, ShardInfo, SinkConfig,
+    SinkFormat, SinkShards, SinkTarget,
+};
+
+use crate::checkpoint::{self, Commit, WorkerIndex};
+use crate::follow::{Control, Coordinator, Source};
+use crate::manifest::{self, Input as InputOut, JobState};
+use crate::merge::WorkerReport;
+use crate::plan::PlanError;
+use crate::run::{IN_FLIGHT, STOP, Shared, documents};
+use crate::session;
+
+/// Bits of a timestamp below the segment number.
+const SEGMENT_SHIFT: u32 = 32;
+
+/// How a worker's part ended.
+pub enum Ended {
+    /// Input over, stages flushed, final checkpoint committed.
+    Finished(WorkerReport),
+    /// Stopped at the last checkpoint (a signal, or a lost coordinator).
+    Stopped(WorkerReport),
+}
+
+type Errors = Rc<RefCell<Vec<String>>>;
+
+fn ok_or_push<T: Clone>(
+    r: &Rc<RefCell<WorkerReport>>,
+    e: &Errors,
+    pick: fn(&mut WorkerReport) -> &mut Vec<T>,
+) -> impl Fn(&Result<T, String>) + 'static
+where
+    T: 'static,
+{
+    let (r, e) = (r.clone(), e.clone());
+    move |s: &Result<T, String>| match s {
+        Ok(s) => pick(&mut r.borrow_mut()).push(s.clone()),
+        Err(m) => e.borrow_mut().push(m.clone()),
+    }
+}
+
+/// Runs this worker's part; `states` is marked abandoned when it returns early, so that stages do
+/// not flush state that the last checkpoint holds.
+pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &StateRegistry) -> Result<Ended, String> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let plan = &sh.plan;
+    let ws = sh
+        .runtime
+        .block_on(session::build(plan, sh.registry.clone(), sh.sql_tokenizer.clone(), index, peers))
+        .map_err(|e: PlanError| e.to_string())?;
+    let df = sh.runtime.block_on(session::input(plan, &ws)).map_err(|e| e.to_string())?;
+
+    // The control dataflow: worker 0 says what each segment is; all workers' inputs at time `s`
+    // close once they have saved the checkpoint after segment `s - 1`.
+    let mut ctl_in = InputHandle::new();
+    let ctl_msgs: Rc<RefCell<BTreeMap<u64, Control>>> = Rc::default();
+    let ctl_probe = ProbeHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let m = ctl_msgs.clone();
+        scope
+            .input_from(&mut ctl_in)
+            .container::<Vec<String>>()
+            .broadcast()
+            .inspect(move |x: &String| {
+                let c: Control = serde_json::from_str(x).expect("control messages are ours");
+                let seq = match &c {
+                    Control::Segment { seq, .. } | Control::Stop { seq, .. } => *seq,
+                };
+                m.borrow_mut().insert(seq, c);
+            })
+            .probe_with(&ctl_probe);
+    });
+
+    let mut models = crate::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
+    let wrap_report = Rc::new(RefCell::new(crate::wrap::WrapReport::default()));
+    let report = Rc::new(RefCell::new(WorkerReport::default()));
+    let mut docs_in = InputHandle::new();
+    let mut rejects_in = InputHandle::new();
+    let probe = ProbeHandle::new();
+    let target = |dir: &str| SinkTarget {
+        location: sh.output.clone(),
+        dir: dir.into(),
+        worker: index,
+        runtime: sh.runtime.clone(),
+    };
+    let reject_cfg = SinkConfig { format: SinkFormat::Jsonl, ..SinkConfig::default() };
+    let errors: Errors = Rc::default();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let docs = scope.input_from(&mut docs_in).container::<Vec<Document>>();
+        let docs = if plan.dedup.is_some() { docs.dedup_checkpointed(&DedupConfig::default(), states) } else { docs };
+        let (r, p) = (report.clone(), sh.progress.clone());
+        let docs = docs.inspect(move |_| r.borrow_mut().dedup_out += 1);
+        let docs = match &plan.neardup {
+            Some((cfg, _)) => {
+                let (kept, near) = docs.near_dedup_checkpointed(cfg, states);
+                let r = report.clone();
+                near.inspect(move |_| r.borrow_mut().near_duplicates += 1);
+                kept
+            }
+            None => docs,
+        };
+        let (chunks, chunk_rejects) = docs.chunk_docs(sh.chunker.clone());
+        let r = report.clone();
+        let chunks = chunks.inspect(move |c| {
+            let mut r = r.borrow_mut();
+            r.chunks += 1;
+            r.chunk_tokens += c.n_tokens as u64;
+            r.max_chunk_tokens = r.max_chunk_tokens.max(c.n_tokens as u64);
+            crate::html::add_length(r.lengths.entry("real".into()).or_default(), c.n_tokens as u64);
+            p.chunks.fetch_add(1, Ordering::Relaxed);
+        });
+        let r = report.clone();
+        let chunk_rejects = chunk_rejects.inspect(move |_| r.borrow_mut().chunk_rejects += 1);
+        let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
+        let mut mix_rows = chunks.clone().map(MixRow::from);
+        if let Some(m) = models.take() {
+            let tok = sh.chunker.tokenizer().clone();
+            let (synthetic, gate_rejects) =
+                crate::wrap::attach(chunks.clone(), m, plan, tok, wrap_report.clone(), sh.progress.clone());
+            let r = report.clone();
+            let synthetic = synthetic.inspect(move |x| {
+                crate::html::add_length(r.borrow_mut().lengths.entry(x.style.clone()).or_default(), x.n_tokens as u64)
+            });
+            mix_rows = mix_rows.concat(synthetic.clone().map(MixRow::from));
+            let (w, e) = (wrap_report.clone(), errors.clone());
+            synthetic
+                .sink_shards_checkpointed(target("synthetic"), &plan.sink.0.config, states)
+                .inspect(move |s: &Result<ShardInfo, String>| match s {
+                    Ok(s) => w.borrow_mut().shards.push(s.clone()),
+                    Err(m) => e.borrow_mut().push(m.clone()),
+                })
+                .probe_with(&probe);
+            rejects = rejects.concat(gate_rejects);
+        }
+        if !sh.mixtures.is_empty() {
+            let (r, e) = (report.clone(), errors.clone());
+            let target = MixTarget { location: sh.output.clone(), runtime: sh.runtime.clone() };
+            mix_rows
+                .mix_checkpointed(sh.mixtures.clone(), target, states)
+                .inspect(move |ev: &MixEvent| match ev {
+                    MixEvent::Error(m) => e.borrow_mut().push(m.clone()),
+                    other => r.borrow_mut().mix.push(other.clone()),
+                })
+                .probe_with(&probe);
+        }
+        let r = report.clone();
+        let rejects = rejects.inspect(move |x: &Reject| {
+            *r.borrow_mut().by_reason.entry(manifest::reason_class(&x.reason)).or_insert(0) += 1
+        });
+        chunks
+            .sink_shards_checkpointed(target("chunks"), &plan.sink.0.config, states)
+            .inspect(ok_or_push(&report, &errors, |r| &mut r.shards))
+            .probe_with(&probe);
+        rejects
+            .sink_shards_checkpointed(target("rejects"), &reject_cfg, states)
+            .inspect(ok_or_push(&report, &errors, |r| &mut r.reject_shards))
+            .probe_with(&probe);
+    });
+
+    let sources = ws.factory.sources();
+    // What this process had counted before it resumed: the live counters add to it.
+    let mut chains = BTreeMap::new();
+    if let Some(res) = &sh.resume {
+        let idx = res.indexes.get(index).ok_or_else(|| format!("the checkpoint has no state for worker {index}"))?;
+        *report.borrow_mut() = idx.report.clone();
+        *wrap_report.borrow_mut() = std::mem::take(&mut report.borrow_mut().wrap);
+        chains = idx.chains.clone();
+        sh.runtime.block_on(load_states(sh, states, &chains)).map_err(|e| format!("worker {index}: {e:#}"))?;
+    }
+    let base_inputs = std::mem::take(&mut report.borrow_mut().inputs);
+    let snapshot = |report: &Rc<RefCell<WorkerReport>>| {
+        let mut r = report.borrow().clone();
+        r.wrap = wrap_report.borrow().clone();
+        r.inputs = base_inputs.clone();
+        for s in &sources {
+            r.read_rows += s.stats.rows.load(Ordering::Relaxed);
+            r.read_rejected += s.stats.rejected.load(Ordering::Relaxed);
+            let files: Vec<manifest::InputFileOut> =
+                s.stats.files.lock().unwrap().iter().cloned().map(Into::into).collect();
+            match r.inputs.iter_mut().find(|i| i.table == s.table) {
+                Some(i) => i.files.extend(files),
+                None => r.inputs.push(InputOut {
+                    table: s.table.clone(),
+                    location: s.location.clone(),
+                    format: format!("{:?}", s.format).to_lowercase(),
+                    files,
+                }),
+            }
+        }
+        r
+    };
+
+    let mut coordinator = (index == 0).then(|| {
+        let srcs = sources
+            .iter()
+            .map(|s| Source { table: s.table.clone(), location: s.store.clone(), format: s.format })
+            .collect();
+        Coordinator::new(srcs, sh.resume.as_ref().map(|r| &r.commit), sh.follow, sh.limits)
+    });
+    let mut last_commit: Option<Commit> = sh.resume.as_ref().map(|r| r.commit.clone());
+    let mut seg = last_commit.as_ref().map_or(0, |c| c.next_segment);
+    docs_in.advance_to(seg << SEGMENT_SHIFT);
+    rejects_in.advance_to(seg << SEGMENT_SHIFT);
+    ctl_in.advance_to(seg);
+    let abandon = |why: String| {
+        states.abandon();
+        why
+    };
+    let finish = loop {
+        if let Some(c) = coordinator.as_mut() {
+            let next = sh.runtime.block_on(c.next(seg, &STOP)).map_err(|e| abandon(format!("{e:#}")))?;
+            let (files, bytes) = c.pending();
+            sh.progress.pending_files.store(files, Ordering::Relaxed);
+            sh.progress.pending_bytes.store(bytes, Ordering::Relaxed);
+            ctl_in.send(serde_json::to_string(&next).expect("control messages encode"));
+            // An input buffers what it is given until told to flush (or advanced).
+            ctl_in.flush();
+        }
+        let ctl = loop {
+            if let Some(m) = ctl_msgs.borrow_mut().remove(&seg) {
+                break Some(m);
+            }
+            if ctl_probe.done() {
+                break None;
+            }
+            worker.step_or_park(Some(std::time::Duration::from_millis(20)));
+        };
+        let files = match ctl {
+            Some(Control::Segment { files, .. }) => files,
+            Some(Control::Stop { finish: true, .. }) => break true,
+            Some(Control::Stop { finish: false, .. }) | None => break false,
+        };
+        for s in &sources {
+            let metas = files.get(&s.table).map(|v| v.iter().map(meta).collect()).unwrap_or_default();
+            *s.segment.lock().unwrap() = Some(metas);
+        }
+        let stream = sh.runtime.block_on(df.clone().execute_stream()).map_err(|e| abandon(e.to_string()))?;
+        feed(worker, sh, stream, &sources, &report, &mut docs_in, &mut rejects_in, &probe, seg)
+            .map_err(|e| abandon(e))?;
+        let end = (seg + 1) << SEGMENT_SHIFT;
+        docs_in.advance_to(end);
+        rejects_in.advance_to(end);
+        while probe.less_than(&end) {
+            worker.step();
+        }
+        if let Some(e) = errors.borrow().first() {
+            return Err(abandon(e.clone()));
+        }
+        seg += 1;
+        checkpoint(sh, states, &mut chains, snapshot(&report), seg, index)
+            .map_err(|e| abandon(format!("saving checkpoint {seg}: {e:#}")))?;
+        ctl_in.advance_to(seg);
+        if let Some(c) = coordinator.as_mut() {
+            while ctl_probe.less_than(&seg) {
+                worker.step();
+            }
+            c.committed_segment();
+            let commit = sh
+                .runtime
+                .block_on(commit(sh, c, seg, seg, false, peers, last_commit.as_ref()))
+                .map_err(|e| abandon(format!("committing checkpoint {seg}: {e:#}")))?;
+            last_commit = Some(commit);
+        }
+    };
+    if !finish {
+        states.abandon();
+        return Ok(Ended::Stopped(snapshot(&report)));
+    }
+    // The input is over: close it, let every stage flush, and commit that as the last checkpoint.
+    drop(docs_in);
+    drop(rejects_in);
+    while !probe.done() {
+        worker.step();
+    }
+    if let Some(e) = errors.borrow().first() {
+        return Err(abandon(e.clone()));
+    }
+    let id = seg + 1;
+    let mut last = snapshot(&report);
+    checkpoint(sh, states, &mut chains, last.clone(), id, index)
+        .map_err(|e| format!("saving the last checkpoint: {e:#}"))?;
+    ctl_in.advance_to(id);
+    if let Some(c) = coordinator.as_mut() {
+        while ctl_probe.less_than(&id) {
+            worker.step();
+        }
+        sh.runtime
+            .block_on(commit(sh, c, id, seg, true, peers, last_commit.as_ref()))
+            .map_err(|e| format!("committing the last checkpoint: {e:#}"))?;
+    }
+    last.wrap = std::mem::take(&mut *wrap_report.borrow_mut());
+    Ok(Ended::Finished(last))
+}
+
+/// An `ObjectMeta` for a listed object (readers need only its path and size).
+fn meta(s: &checkpoint::FileStamp) -> ObjectMeta {
+    ObjectMeta {
+        location: checkpoint::stamp_path(s),
+        last_modified: Default::default(),
+        size: s.size,
+        e_tag: s.e_tag.clone(),
+        version: None,
+    }
+}
+
+/// Sends one segment's query output into the dataflow, a batch per timestamp.
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    worker: &mut timely::worker::Worker,
+    sh: &Shared,
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>],
+    report: &Rc<RefCell<WorkerReport>>,
+    docs_in: &mut InputHandle<u64, CapacityContainerBuilder<Vec<Document>>>,
+    rejects_in: &mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
+    probe: &ProbeHandle<u64>,
+    seg: u64,
+) -> Result<(), String> {
+    let mut epoch = seg << SEGMENT_SHIFT;
+    let (mut seen_bytes, mut seen_total): (u64, u64) = totals(sources);
+    loop {
+        let batch = match sh.runtime.block_on(stream.next()) {
+            None => None,
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => return Err(format!("reading input: {e}")),
+        };
+        if let Some(b) = &batch {
+            let mut docs = documents(b).map_err(|e| e.to_string())?;
+            report.borrow_mut().sql_rows += docs.len() as u64;
+            docs_in.send_batch(&mut docs);
+            failpoint("batch");
+        }
+        for s in sources {
+            let mut rejects = s.stats.take_rejects();
+            if !rejects.is_empty() {
+                rejects_in.send_batch(&mut rejects);
+            }
+        }
+        let (bytes, total) = totals(sources);
+        sh.progress.bytes_read.fetch_add(bytes - seen_bytes, Ordering::Relaxed);
+        sh.progress.bytes_total.fetch_add(total - seen_total, Ordering::Relaxed);
+        sh.progress.docs.fetch_add(batch.as_ref().map_or(0, |b| b.num_rows() as u64), Ordering::Relaxed);
+        (seen_bytes, seen_total) = (bytes, total);
+        if batch.is_none() {
+            return Ok(());
+        }
+        epoch += 1;
+        docs_in.advance_to(epoch);
+        rejects_in.advance_to(epoch);
+        while probe.less_than(&epoch.saturating_sub(IN_FLIGHT)) {
+            worker.step();
+        }
+        worker.step();
+    }
+}
+
+fn totals(sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>]) -> (u64, u64) {
+    sources
+        .iter()
+        .map(|s| (s.stats.bytes_read.load(Ordering::Relaxed), s.stats.bytes_total.load(Ordering::Relaxed)))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// Loads every registered state from its chain of parts.
+async fn load_states(
+    sh: &Shared,
+    states: &StateRegistry,
+    chains: &BTreeMap<String, Vec<String>>,
+) -> anyhow::Result<()> {
+    for (name, state) in states.entries() {
+        let chain = chains.get(&name).ok_or_else(|| {
+            anyhow::anyhow!("the checkpoint has no state `{name}`: was it written by another version of the plan?")
+        })?;
+        for part in chain {
+            let bytes = checkpoint::get(&sh.output, part).await?;
+            state.borrow_mut().load(&bytes).map_err(|e| anyhow::anyhow!("loading {part}: {e:#}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Saves this worker's states and report for checkpoint `id`.
+fn checkpoint(
+    sh: &Shared,
+    states: &StateRegistry,
+    chains: &mut BTreeMap<String, Vec<String>>,
+    report: WorkerReport,
+    id: u64,
+    worker: usize,
+) -> anyhow::Result<()> {
+    let dir = checkpoint::state_dir(id, worker);
+    sh.runtime.block_on(async {
+        for (name, state) in states.entries() {
+            let chain = chains.entry(name.clone()).or_default();
+            let saved = state.borrow_mut().save(chain.is_empty() || chain.len() >= checkpoint::MAX_CHAIN)?;
+            let path = format!("{dir}/{}.bin", checkpoint::part_name(&name));
+            checkpoint::put(&sh.output, &path, saved.bytes).await?;
+            if saved.full {
+                chain.clear();
+            }
+            chain.push(path);
+        }
+        failpoint("state");
+        let index = WorkerIndex { report, chains: chains.clone() };
+        checkpoint::put(&sh.output, &format!("{dir}/index.json"), serde_json::to_vec(&index)?).await
+    })
+}
+
+/// Worker 0: writes checkpoint `id` (the commit), then the manifest of what it covers.
+async fn commit(
+    sh: &Shared,
+    c: &Coordinator,
+    id: u64,
+    next_segment: u64,
+    finished: bool,
+    workers: usize,
+    previous: Option<&Commit>,
+) -> anyhow::Result<Commit> {
+    let indexes: Vec<String> = (0..workers).map(|w| format!("{}/index.json", checkpoint::state_dir(id, w))).collect();
+    let mut reports = Vec::new();
+    let mut state_files = indexes.clone();
+    for p in &indexes {
+        let idx: WorkerIndex = serde_json::from_slice(&checkpoint::get(&sh.output, p).await?)?;
+        state_files.extend(idx.chains.values().flatten().cloned());
+        reports.push(idx.report);
+    }
+    let commit = Commit {
+        id,
+        plan_hash: sh.plan.hash.clone(),
+        workers,
+        next_segment,
+        finished,
+        committed_at: crate::merge::chrono_now(),
+        seen: c.committed.clone(),
+        changed: c.changed.clone(),
+        indexes,
+        state_files,
+    };
+    checkpoint::put(&sh.output, &checkpoint::commit_path(id), serde_json::to_vec_pretty(&commit)?).await?;
+    failpoint("commit");
+    sh.progress.checkpoints.store(id, Ordering::Relaxed);
+    sh.progress.checkpoint_unix.store(unix_now(), Ordering::Relaxed);
+    let mut manifest = job_manifest(sh, &commit, reports, c.pending())?;
+    if finished {
+        manifest.job.as_mut().expect("set").status = "finished".into();
+    }
+    checkpoint::put(&sh.output, "manifest.json", serde_json::to_vec_pretty(&manifest)?).await?;
+    let kept: Vec<&Commit> = std::iter::once(&commit).chain(previous).collect();
+    checkpoint::prune(&sh.output, &kept).await?;
+    tracing::info!(checkpoint = id, segments = next_segment, finished, "checkpoint committed");
+    Ok(commit)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The manifest of what a commit covers, with the job's state.
+pub(crate) fn job_manifest(
+    sh: &Shared,
+    commit: &Commit,
+    reports: Vec<WorkerReport>,
+    pending: (u64, u64),
+) -> anyhow::Result<manifest::Manifest> {
+    let done: std::collections::BTreeSet<String> = reports
+        .iter()
+        .flat_map(|r| r.mix.iter())
+        .filter_map(|e| if let MixEvent::Done(s) = e { Some(s.name.clone()) } else { None })
+        .collect();
+    let open_mix_shards = reports
+        .iter()
+        .flat_map(|r| r.mix.iter())
+        .filter_map(|e| match e {
+            MixEvent::Shard(s) if !done.contains(&s.mixture) => Some((**s).clone()),
+            _ => None,
+        })
+        .collect();
+    let mut m = crate::merge::merge(&sh.plan, commit.workers, reports, sh.started.clone(), sh.t0)?;
+    m.job = Some(JobState {
+        status: if commit.finished { "finished" } else { "running" }.into(),
+        checkpoint: commit.id,
+        committed_at: commit.committed_at.clone(),
+        segments: commit.next_segment,
+        input_files: commit.seen.values().map(|v| v.len() as u64).sum(),
+        pending_files: pending.0,
+        pending_bytes: pending.1,
+        changed_inputs: commit.changed.clone(),
+        open_mix_shards,
+    });
+    Ok(m)
+}

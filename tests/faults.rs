@@ -1,0 +1,126 @@
+//! Long-running jobs against an S3-compatible server on loopback (moto): killed at many points
+//! and resumed, and an outage of the server longer than the retry budget, after which the job
+//! has stopped at its last checkpoint and a restart finishes it, with the output of an
+//! uninterrupted run.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::crash::{Kill, assert_same_output, crash_and_resume, input_file, wrap_plan, wrapflow};
+use common::s3::*;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutPayload};
+use tempfile::TempDir;
+
+/// Puts the input files into `bucket/in/` and returns the plan (its output is `${output}`).
+fn s3_job(server: &S3Server, endpoint: &str, dir: &Path) -> std::path::PathBuf {
+    server.create_bucket("corpus");
+    let store = server.store("corpus");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for f in 0..6 {
+        let name = StorePath::from(format!("in/part-{f:03}.jsonl"));
+        rt.block_on(store.put(&name, PutPayload::from(input_file(f)))).unwrap();
+    }
+    // A small retry budget, so that an outage outlasts it quickly.
+    let opts = s3_options(endpoint);
+    let retry = "'retry_max' '2', 'retry_timeout_s' '3'";
+    wrap_plan(
+        dir,
+        "s3://corpus/in/",
+        "${output}",
+        &format!("OPTIONS ({opts}, {retry})"),
+        &(s3_sink_options(endpoint) + ", retry_max = '2', retry_timeout_s = '3'"),
+    )
+}
+
+fn args(output: &str) -> Vec<String> {
+    ["--checkpoint-files", "1", "--set", &format!("output={output}")].map(String::from).to_vec()
+}
+
+fn fetch(server: &S3Server, prefix: &str, dir: &Path) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(download(&server.store("corpus"), prefix, dir));
+}
+
+#[test]
+fn killed_at_many_points_against_s3_the_resumed_output_equals_an_uninterrupted_run() {
+    let server = S3Server::start();
+    let dir = TempDir::new().unwrap();
+    let plan = s3_job(&server, &server.endpoint(), dir.path());
+    let a = args("s3://corpus/reference");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    crash_and_resume(&plan, &a, &[]);
+    let kills = [
+        Kill::At("batch", 1),
+        Kill::At("rephrase", 4),
+        Kill::At("shard", 2),
+        Kill::At("state", 1),
+        Kill::At("commit", 1),
+        Kill::At("rephrase", 15),
+        Kill::At("shard", 1),
+        Kill::At("state", 4),
+        Kill::At("commit", 2),
+        Kill::After(Duration::from_millis(900)),
+        Kill::After(Duration::from_millis(2000)),
+    ];
+    let b = args("s3://corpus/resumed");
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let attempts = crash_and_resume(&plan, &b, &kills);
+    let crashed = attempts.iter().filter(|a| a.crashed).count();
+    assert!(crashed >= 10, "only {crashed} runs were killed: {attempts:#?}");
+    let (reference, resumed) = (dir.path().join("reference"), dir.path().join("resumed"));
+    fetch(&server, "reference", &reference);
+    fetch(&server, "resumed", &resumed);
+    assert_same_output(&reference, &resumed);
+}
+
+#[test]
+fn an_outage_longer_than_the_retry_budget_stops_at_a_checkpoint_and_a_restart_finishes() {
+    let server = S3Server::start();
+    let proxy = Proxy::start(server.port);
+    let dir = TempDir::new().unwrap();
+    let plan = s3_job(&server, &proxy.endpoint(), dir.path());
+    let a = args("s3://corpus/reference");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    crash_and_resume(&plan, &a, &[]);
+
+    let b = args("s3://corpus/faulted");
+    let mut job = wrapflow()
+        .arg("run")
+        .arg(&plan)
+        .arg("-q")
+        .args(&b)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first checkpoint is committed, the server goes away.
+    let store = server.store("corpus");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let first = StorePath::from("faulted/_wrapflow/checkpoints/c00000001.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rt.block_on(store.head(&first)).is_err() {
+        assert!(Instant::now() < deadline, "no checkpoint was committed");
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before the outage");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.down();
+    let started = Instant::now();
+    let status = job.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "the job cannot finish while the store is down");
+    assert!(started.elapsed() < Duration::from_secs(90), "the job did not give up within its retry budget");
+    assert!(stderr.contains("the job stopped at checkpoint"), "{stderr}");
+    assert!(stderr.contains("run the same command again"), "{stderr}");
+    proxy.up();
+    let attempts = crash_and_resume(&plan, &b.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!attempts[0].crashed);
+    let (reference, faulted) = (dir.path().join("reference"), dir.path().join("faulted"));
+    fetch(&server, "reference", &reference);
+    fetch(&server, "faulted", &faulted);
+    assert_same_output(&reference, &faulted);
+}

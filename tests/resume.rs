@@ -1,0 +1,191 @@
+//! Long-running jobs on local files: kill -9 at many points and resume to the same output as an
+//! uninterrupted run, follow a growing input, stop on SIGTERM, and keep dedup state across
+//! restarts. The tiny random-weight model and MiniLM make the run rephrase (`scripts/test.sh`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::crash::{Kill, assert_same_output, crash_and_resume, wrap_plan, wrapflow, write_inputs};
+use common::*;
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn manifest(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn killed_at_many_points_the_resumed_output_equals_an_uninterrupted_run() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    write_inputs(&input, 0, 6);
+    let plan = wrap_plan(dir.path(), input.to_str().unwrap(), "${output}", "", "");
+    let (reference, resumed) = (dir.path().join("reference"), dir.path().join("resumed"));
+    let args = |out: &Path| {
+        vec!["--checkpoint-files".to_string(), "1".into(), "--set".into(), format!("output={}", out.display())]
+    };
+    let a = args(&reference);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let whole = crash_and_resume(&plan, &a, &[]);
+    assert_eq!(whole.len(), 1);
+    let m = manifest(&reference);
+    assert_eq!(m["counts"]["duplicates"], 1, "{m}");
+    assert_eq!(m["counts"]["rejected"], 1, "{m}");
+    assert!(m["rephrase"]["accepted"].as_u64().unwrap() > 10, "{m}");
+
+    // Kills while reading, rephrasing, writing shards, saving state and committing, and at
+    // arbitrary moments; each run resumes the one before.
+    let kills = [
+        Kill::At("batch", 2),
+        Kill::At("rephrase", 5),
+        Kill::At("shard", 1),
+        Kill::At("state", 2),
+        Kill::At("commit", 1),
+        Kill::At("rephrase", 12),
+        Kill::At("shard", 3),
+        Kill::At("state", 5),
+        Kill::At("commit", 2),
+        Kill::At("batch", 1),
+        Kill::After(Duration::from_millis(700)),
+        Kill::After(Duration::from_millis(1500)),
+    ];
+    let b = args(&resumed);
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let attempts = crash_and_resume(&plan, &b, &kills);
+    let crashed = attempts.iter().filter(|a| a.crashed).count();
+    for phase in ["batch", "rephrase", "shard", "state", "commit"] {
+        assert!(
+            attempts.iter().any(|a| a.crashed && a.stderr.contains(&format!("failpoint {phase}:"))),
+            "no run died at {phase}: {attempts:#?}"
+        );
+    }
+    assert!(crashed >= 10, "only {crashed} runs were killed: {attempts:#?}");
+    assert_same_output(&reference, &resumed);
+    // Nothing uncommitted is left: every shard is named by the manifest.
+    let listed: Vec<String> = manifest(&resumed)["chunks"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap().to_string())
+        .collect();
+    let on_disk: Vec<String> =
+        common::crash::files(&resumed).into_keys().filter(|k| k.starts_with("chunks/")).collect();
+    assert_eq!(listed, on_disk);
+}
+
+fn follow(plan: &Path, out: &Path) -> Child {
+    wrapflow()
+        .args(["run", plan.to_str().unwrap(), "-q", "--follow", "--poll", "100ms", "--checkpoint-files", "2"])
+        .args(["--set", &format!("output={}", out.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the committed manifest says `input_files` objects are consumed.
+fn wait_for_files(out: &Path, n: u64, child: &mut Child) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Ok(bytes) = std::fs::read(out.join("manifest.json"))
+            && let Ok(m) = serde_json::from_slice::<Value>(&bytes)
+            && m["job"]["input_files"].as_u64() == Some(n)
+        {
+            return m;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the followed job ended by itself");
+        assert!(Instant::now() < deadline, "the job did not consume {n} files in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap()
+}
+
+fn chunk_docs(out: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = read_chunks(&out.join("chunks")).into_iter().map(|c| c.0).collect();
+    ids.dedup();
+    ids
+}
+
+/// Plain chunking plan (no model) over a directory, for the follow tests.
+fn chunk_plan(dir: &Path, input: &Path) -> PathBuf {
+    let tok = tokenizer(dir);
+    let plan = format!(
+        "PARAM output;\n\
+         TOKENIZER '{tok}';\n\
+         CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
+         INPUT raw;\n\
+         DEDUP ON text;\n\
+         CHUNK WITH (max_tokens = 64);\n\
+         SINK '${{output}}' WITH (shard_rows = 5);\n\
+         MIX real WITH (ratio = '1:0', shard_tokens = 500);\n",
+        tok = tok.display(),
+        input = input.display()
+    );
+    let path = dir.join("follow.sql");
+    std::fs::write(&path, plan).unwrap();
+    path
+}
+
+#[test]
+fn a_followed_job_takes_new_files_reports_changed_ones_and_stops_on_sigterm() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let plan = chunk_plan(dir.path(), &input);
+    let out = dir.path().join("out");
+    let mut job = follow(&plan, &out);
+    // The prefix starts empty; files land while the job runs.
+    std::thread::sleep(Duration::from_millis(300));
+    write_inputs(&input, 0, 2);
+    wait_for_files(&out, 2, &mut job);
+    write_inputs(&input, 2, 3);
+    let m = wait_for_files(&out, 5, &mut job);
+    assert_eq!(m["job"]["status"], "running");
+    assert_eq!(m["counts"]["duplicates"], 1, "file 3 repeats a document of file 0: {m}");
+    // A file that changes after it was read is reported, not read again.
+    std::fs::write(input.join("part-000.jsonl"), json_line("new", &doc_text(99))).unwrap();
+    write_inputs(&input, 5, 1);
+    let m = wait_for_files(&out, 6, &mut job);
+    let changed = m["job"]["changed_inputs"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{m}");
+    assert!(changed[0]["now"]["path"].as_str().unwrap().ends_with("part-000.jsonl"));
+    let status = sigterm(&mut job);
+    assert!(status.success(), "SIGTERM must stop the job cleanly: {status:?}");
+    let m = manifest(&out);
+    assert_eq!(m["job"]["status"], "stopped");
+    assert!(!chunk_docs(&out).contains(&"new".to_string()));
+    let text = String::from_utf8_lossy(&wrapflow().args(["status", out.to_str().unwrap()]).output().unwrap().stdout)
+        .to_string();
+    assert!(text.contains("stopped at checkpoint") && text.contains("6 input files done"), "{text}");
+    assert!(text.contains("changed after it was read"), "{text}");
+}
+
+#[test]
+fn dedup_state_survives_a_kill_and_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    write_inputs(&input, 0, 2);
+    let plan = chunk_plan(dir.path(), &input);
+    let out = dir.path().join("out");
+    let mut job = follow(&plan, &out);
+    wait_for_files(&out, 2, &mut job);
+    job.kill().unwrap();
+    job.wait().unwrap();
+    // Written while the job is down: file 3 repeats a document of file 0, read before the crash.
+    write_inputs(&input, 2, 2);
+    let mut job = follow(&plan, &out);
+    let m = wait_for_files(&out, 4, &mut job);
+    assert_eq!(m["counts"]["duplicates"], 1, "{m}");
+    assert_eq!(m["counts"]["read"], 4 * 4 + 2, "{m}");
+    let ids = chunk_docs(&out);
+    assert!(!ids.contains(&"again".to_string()), "the duplicate of a pre-crash document was kept");
+    assert_eq!(ids.len(), 16, "{ids:?}");
+    assert!(sigterm(&mut job).success());
+}
