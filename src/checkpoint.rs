@@ -169,7 +169,8 @@ pub async fn clean_uncommitted(
     let mut doomed = Vec::new();
     for dir in OUTPUT_DIRS {
         for p in list(out, dir).await? {
-            if !committed.contains(&p) && !(dir == "mix" && stems.contains(stem(&p))) {
+            let kept = committed.contains(&p) || (dir == "mix" && stems.contains(stem(&p)));
+            if !kept {
                 doomed.push(p);
             }
         }

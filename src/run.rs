@@ -317,6 +317,9 @@ pub(crate) fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
         .collect())
 }
 
+/// A worker's result: finished (or stopped at a checkpoint) and its report, or its error.
+type Outcome = Result<(bool, WorkerReport), String>;
+
 /// Runs a worker's share, then gathers the reports of all workers (of all processes) on every
 /// worker, so that any process can build the manifest and an error anywhere fails everywhere.
 fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool, Vec<WorkerReport>), String> {
@@ -344,7 +347,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool,
     });
     // Every worker must send exactly one message, or the others would wait for it forever.
     let json = serde_json::to_string(&(index, &mine)).unwrap_or_else(|e| {
-        let err: Result<(bool, WorkerReport), String> = Err(format!("encoding the report of worker {index}: {e}"));
+        let err: Outcome = Err(format!("encoding the report of worker {index}: {e}"));
         serde_json::to_string(&(index, err)).expect("a string error encodes")
     });
     gather_in.send_batch(&mut vec![json]);
@@ -352,7 +355,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool,
     while !gather_probe.done() {
         worker.step();
     }
-    let mut all: Vec<(usize, Result<(bool, WorkerReport), String>)> = gathered
+    let mut all: Vec<(usize, Outcome)> = gathered
         .borrow()
         .iter()
         .map(|j| serde_json::from_str(j).map_err(|e| format!("decoding a worker report: {e}")))

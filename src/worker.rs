@@ -46,14 +46,11 @@ pub enum Ended {
 
 type Errors = Rc<RefCell<Vec<String>>>;
 
-fn ok_or_push<T: Clone>(
+fn ok_or_push<T: Clone + 'static>(
     r: &Rc<RefCell<WorkerReport>>,
     e: &Errors,
     pick: fn(&mut WorkerReport) -> &mut Vec<T>,
-) -> impl Fn(&Result<T, String>) + 'static
-where
-    T: 'static,
-{
+) -> impl Fn(&Result<T, String>) + 'static {
     let (r, e) = (r.clone(), e.clone());
     move |s: &Result<T, String>| match s {
         Ok(s) => pick(&mut r.borrow_mut()).push(s.clone()),
@@ -257,8 +254,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             *s.segment.lock().unwrap() = Some(metas);
         }
         let stream = sh.runtime.block_on(df.clone().execute_stream()).map_err(|e| abandon(e.to_string()))?;
-        feed(worker, sh, stream, &sources, &report, &mut docs_in, &mut rejects_in, &probe, seg)
-            .map_err(|e| abandon(e))?;
+        feed(worker, sh, stream, &sources, &report, &mut docs_in, &mut rejects_in, &probe, seg).map_err(abandon)?;
         let end = (seg + 1) << SEGMENT_SHIFT;
         docs_in.advance_to(end);
         rejects_in.advance_to(end);

@@ -20,7 +20,7 @@ fn s3_job(server: &S3Server, endpoint: &str, dir: &Path) -> std::path::PathBuf {
     server.create_bucket("corpus");
     let store = server.store("corpus");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    for f in 0..6 {
+    for f in 0..10 {
         let name = StorePath::from(format!("in/part-{f:03}.jsonl"));
         rt.block_on(store.put(&name, PutPayload::from(input_file(f)))).unwrap();
     }
@@ -55,14 +55,14 @@ fn killed_at_many_points_against_s3_the_resumed_output_equals_an_uninterrupted_r
     crash_and_resume(&plan, &a, &[]);
     let kills = [
         Kill::At("batch", 1),
-        Kill::At("rephrase", 4),
+        Kill::At("rephrase", 3),
         Kill::At("shard", 2),
         Kill::At("state", 1),
         Kill::At("commit", 1),
-        Kill::At("rephrase", 15),
+        Kill::At("rephrase", 7),
         Kill::At("shard", 1),
-        Kill::At("state", 4),
-        Kill::At("commit", 2),
+        Kill::At("state", 2),
+        Kill::At("commit", 1),
         Kill::After(Duration::from_millis(900)),
         Kill::After(Duration::from_millis(2000)),
     ];

@@ -21,7 +21,7 @@ fn manifest(out: &Path) -> Value {
 fn killed_at_many_points_the_resumed_output_equals_an_uninterrupted_run() {
     let dir = TempDir::new().unwrap();
     let input = dir.path().join("in");
-    write_inputs(&input, 0, 6);
+    write_inputs(&input, 0, 10);
     let plan = wrap_plan(dir.path(), input.to_str().unwrap(), "${output}", "", "");
     let (reference, resumed) = (dir.path().join("reference"), dir.path().join("resumed"));
     let args = |out: &Path| {
@@ -39,16 +39,16 @@ fn killed_at_many_points_the_resumed_output_equals_an_uninterrupted_run() {
     // Kills while reading, rephrasing, writing shards, saving state and committing, and at
     // arbitrary moments; each run resumes the one before.
     let kills = [
-        Kill::At("batch", 2),
-        Kill::At("rephrase", 5),
+        Kill::At("batch", 1),
+        Kill::At("rephrase", 2),
         Kill::At("shard", 1),
+        Kill::At("state", 1),
+        Kill::At("commit", 1),
+        Kill::At("rephrase", 6),
+        Kill::At("shard", 2),
         Kill::At("state", 2),
         Kill::At("commit", 1),
-        Kill::At("rephrase", 12),
-        Kill::At("shard", 3),
-        Kill::At("state", 5),
-        Kill::At("commit", 2),
-        Kill::At("batch", 1),
+        Kill::At("batch", 3),
         Kill::After(Duration::from_millis(700)),
         Kill::After(Duration::from_millis(1500)),
     ];

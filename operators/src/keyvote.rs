@@ -54,7 +54,7 @@ impl Stateful for KeyState {
 
     fn load(&mut self, part: &[u8]) -> anyhow::Result<()> {
         let raw: Vec<u8> = decode(part)?;
-        anyhow::ensure!(raw.len() % 8 == 0, "a key part of {} bytes is not a list of 64-bit keys", raw.len());
+        anyhow::ensure!(raw.len().is_multiple_of(8), "a key part of {} bytes is not a list of 64-bit keys", raw.len());
         self.seen.extend(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))));
         Ok(())
     }
