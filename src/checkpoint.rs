@@ -183,11 +183,37 @@ pub async fn clean_uncommitted(
             doomed.push(p);
         }
     }
+    // A local store writes `name#N` and renames it: a killed job can leave such a file, which
+    // object_store's listing does not show.
+    if let Some(root) = out.local_dir() {
+        for dir in OUTPUT_DIRS {
+            for f in walk(&root.join(dir)) {
+                let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                if name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+                    tracing::info!(path = %f.display(), "removing a partial file of a killed job");
+                    std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+                }
+            }
+        }
+    }
     for p in &doomed {
         tracing::info!(path = %p, "removing an uncommitted object");
         out.store.delete(&out.child(p)).await.with_context(|| format!("removing {}/{p}", out.url))?;
     }
     Ok(doomed.len())
+}
+
+/// Files below `dir` (none if it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out
 }
 
 /// Deletes commits older than the last `keep` and state objects none of those needs.
@@ -204,6 +230,17 @@ pub async fn prune(out: &Location, kept: &[&Commit]) -> anyhow::Result<()> {
         let id = p.strip_prefix(&format!("{STATE_DIR}/c")).and_then(|r| r.get(..8)).and_then(|d| d.parse::<u64>().ok());
         // Newer state belongs to a checkpoint being written.
         if !needed.contains(&p) && id.is_some_and(|i| i <= kept.iter().map(|c| c.id).max().unwrap_or(0)) {
+            out.store.delete(&out.child(&p)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes journal entries of segments before `next_segment`: their results are committed.
+pub async fn prune_journal(out: &Location, dir: &str, next_segment: u64) -> anyhow::Result<()> {
+    for p in list(out, dir).await? {
+        let seg = p.strip_prefix(&format!("{dir}/s")).and_then(|r| r.get(..8)).and_then(|d| d.parse::<u64>().ok());
+        if seg.is_some_and(|s| s < next_segment) {
             out.store.delete(&out.child(&p)).await?;
         }
     }

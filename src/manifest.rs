@@ -164,6 +164,9 @@ pub struct RephraseOut {
     /// Answers generated again because the model-free gates rejected the previous one.
     #[serde(default)]
     pub retries: u64,
+    /// Rephrasings taken from the journal after a crash instead of being generated again.
+    #[serde(default)]
+    pub journal_reused: u64,
     /// Most prompts waiting in one worker's rephrase operator: bounded by backpressure on the
     /// source, not by the corpus size.
     #[serde(default)]

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub started: String,
     pub t0: Instant,
+    /// Tells this process's journal files from those of earlier attempts.
+    pub run_id: String,
 }
 
 /// Makes the first SIGINT or SIGTERM stop the job at its next checkpoint (a second one ends the
@@ -189,6 +191,10 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
         limits: opts.limits,
         started: started.clone(),
         t0,
+        run_id: format!(
+            "{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        ),
     });
     if let Some(c) = cluster {
         let _ = progress.tag.set(format!("{}/{}", c.process, c.hosts.len()));

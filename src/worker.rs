@@ -8,7 +8,7 @@
 //! segment, so no worker sends new input before all have saved.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -19,7 +19,9 @@ use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use wrapflow_operators::checkpoint::{StateRegistry, failpoint};
+use wrapflow_operators::journal::JournalTarget;
 use wrapflow_operators::neardup::NearDedup;
+use wrapflow_operators::rephrase::Rephrased;
 use wrapflow_operators::{
     ChunkDocs, Dedup, DedupConfig, Document, Mix, MixEvent, MixRow, MixTarget, Reject, ShardInfo, SinkConfig,
     SinkFormat, SinkShards, SinkTarget,
@@ -34,7 +36,7 @@ use crate::run::{IN_FLIGHT, STOP, Shared, documents};
 use crate::session;
 
 /// Bits of a timestamp below the segment number.
-const SEGMENT_SHIFT: u32 = 32;
+pub const SEGMENT_SHIFT: u32 = 32;
 
 /// How a worker's part ended.
 pub enum Ended {
@@ -104,6 +106,18 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
     };
     let reject_cfg = SinkConfig { format: SinkFormat::Jsonl, ..SinkConfig::default() };
     let errors: Errors = Rc::default();
+    // Rephrasings an earlier attempt at the segment we resume with already generated.
+    let journaled: Rc<RefCell<HashMap<String, Rephrased>>> = Rc::default();
+    // (Also without a checkpoint: the job may have died in its first segment.)
+    let journal_dir = crate::wrap::journal_dir(plan);
+    if models.is_some() {
+        let seg = sh.resume.as_ref().map_or(0, |r| r.commit.next_segment);
+        let found = sh
+            .runtime
+            .block_on(wrapflow_operators::journal::load(&sh.output, &journal_dir, seg))
+            .map_err(|e| format!("reading the rephrase journal: {e:#}"))?;
+        *journaled.borrow_mut() = found;
+    }
     worker.dataflow::<u64, _, _>(|scope| {
         let docs = scope.input_from(&mut docs_in).container::<Vec<Document>>();
         let docs = if plan.dedup.is_some() { docs.dedup_checkpointed(&DedupConfig::default(), states) } else { docs };
@@ -134,8 +148,25 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         let mut mix_rows = chunks.clone().map(MixRow::from);
         if let Some(m) = models.take() {
             let tok = sh.chunker.tokenizer().clone();
-            let (synthetic, gate_rejects) =
-                crate::wrap::attach(chunks.clone(), m, plan, tok, wrap_report.clone(), sh.progress.clone());
+            let journal = crate::wrap::Journal {
+                target: JournalTarget {
+                    location: sh.output.clone(),
+                    dir: journal_dir.clone(),
+                    worker: index,
+                    run: sh.run_id.clone(),
+                    runtime: sh.runtime.clone(),
+                },
+                memo: journaled.clone(),
+            };
+            let (synthetic, gate_rejects) = crate::wrap::attach(
+                chunks.clone(),
+                m,
+                plan,
+                tok,
+                wrap_report.clone(),
+                sh.progress.clone(),
+                Some(journal),
+            );
             let r = report.clone();
             let synthetic = synthetic.inspect(move |x| {
                 crate::html::add_length(r.borrow_mut().lengths.entry(x.style.clone()).or_default(), x.n_tokens as u64)
@@ -465,6 +496,7 @@ async fn commit(
     checkpoint::put(&sh.output, "manifest.json", serde_json::to_vec_pretty(&manifest)?).await?;
     let kept: Vec<&Commit> = std::iter::once(&commit).chain(previous).collect();
     checkpoint::prune(&sh.output, &kept).await?;
+    checkpoint::prune_journal(&sh.output, &crate::wrap::journal_dir(&sh.plan), next_segment).await?;
     tracing::info!(checkpoint = id, segments = next_segment, finished, "checkpoint committed");
     Ok(commit)
 }

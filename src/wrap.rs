@@ -2,7 +2,7 @@
 //! embedder session) per worker, and the per-style figures that go into the manifest.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,13 +10,15 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use timely::dataflow::StreamVec;
-use timely::dataflow::operators::Inspect;
+use timely::dataflow::operators::{Concat, Inspect};
 use tokenizers::Tokenizer;
 use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig};
+use wrapflow_operators::fanout::StyleTask;
 use wrapflow_operators::fanout::{FanOut, FanoutConfig};
 use wrapflow_operators::gates::{Gate, GateContext};
 use wrapflow_operators::heuristics::flesch_kincaid_grade;
-use wrapflow_operators::rephrase::{Rephrase, RephraseConfig};
+use wrapflow_operators::journal::{JournalTarget, Journaled, Memo};
+use wrapflow_operators::rephrase::{Rephrase, RephraseConfig, Rephrased};
 use wrapflow_operators::{Chunk, Reject, ShardInfo, Synthetic};
 
 use crate::fidelity::StyleAcc;
@@ -60,6 +62,26 @@ pub struct WrapReport {
     pub fanout_tasks: u64,
     pub retries: u64,
     pub max_queued: u64,
+    /// Rephrasings taken from the journal of a job that died, not generated again.
+    #[serde(default)]
+    pub journal_reused: u64,
+}
+
+/// A worker's journal of rephrasings: where it writes, and what an earlier attempt at the
+/// current segment left (see [`wrapflow_operators::journal`]).
+pub struct Journal {
+    pub target: JournalTarget,
+    pub memo: Rc<RefCell<HashMap<String, Rephrased>>>,
+}
+
+/// The journal directory under the output: per plan, so that entries of another plan (another
+/// model, prompt or seed) are never taken for this one's.
+pub fn journal_dir(plan: &Plan) -> String {
+    format!("_wrapflow/journal/{}", &plan.hash[..plan.hash.len().min(16)])
+}
+
+fn task_key(t: &StyleTask) -> String {
+    format!("{}\u{0}{}\u{0}{}\u{0}{}", t.chunk.source_file, t.chunk.doc_id, t.chunk.chunk_index, t.style)
 }
 
 /// The model's name for lineage: its directory's name.
@@ -76,6 +98,7 @@ pub fn attach<'s>(
     tokenizer: Arc<Tokenizer>,
     report: Rc<RefCell<WrapReport>>,
     progress: Arc<Progress>,
+    journal: Option<Journal>,
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
     let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
     let cfg = spec.config(&plan.gates);
@@ -99,8 +122,24 @@ pub fn attach<'s>(
     let tasks = chunks
         .fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed })
         .inspect(move |_| r.borrow_mut().fanout_tasks += 1);
+    let rephrased = match journal {
+        Some(j) => {
+            let (reused, fresh) = tasks.answered_by(j.memo, task_key);
+            let r = report.clone();
+            let reused = reused.inspect(move |_| r.borrow_mut().journal_reused += 1);
+            let segment = |t: &u64| t >> crate::worker::SEGMENT_SHIFT;
+            let generated = fresh.rephrase(models.decoder, styles.clone(), &cfg).journal(
+                j.target,
+                &spec.journal(),
+                |x: &Rephrased| task_key(&x.task),
+                segment,
+            );
+            generated.concat(reused)
+        }
+        None => tasks.rephrase(models.decoder, styles.clone(), &cfg),
+    };
     let r = report.clone();
-    let rephrased = tasks.rephrase(models.decoder, styles.clone(), &cfg).inspect(move |x| {
+    let rephrased = rephrased.inspect(move |x| {
         let mut r = r.borrow_mut();
         r.prompt_tokens += x.prompt_tokens as u64;
         r.generated_tokens += x.spent_tokens as u64;
@@ -137,6 +176,7 @@ pub fn merge(plan: &Plan, reports: Vec<WrapReport>, wall_s: f64) -> anyhow::Resu
         out.prompt_tokens += r.prompt_tokens;
         out.generated_tokens += r.generated_tokens;
         out.retries += r.retries;
+        out.journal_reused += r.journal_reused;
         out.max_queued_per_worker = out.max_queued_per_worker.max(r.max_queued);
         fk += r.real_fk_sum;
         n += r.real_chunks;

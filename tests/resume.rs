@@ -64,6 +64,14 @@ fn killed_at_many_points_the_resumed_output_equals_an_uninterrupted_run() {
     }
     assert!(crashed >= 10, "only {crashed} runs were killed: {attempts:#?}");
     assert_same_output(&reference, &resumed);
+    // Rephrasings done before a crash came back from the journal instead of the model.
+    let m = manifest(&resumed);
+    assert!(m["rephrase"]["journal_reused"].as_u64().unwrap() > 0, "{}", m["rephrase"]);
+    assert_eq!(manifest(&reference)["rephrase"]["journal_reused"], 0);
+    assert!(
+        !resumed.join("_wrapflow/journal").exists()
+            || common::crash::files(&resumed.join("_wrapflow/journal")).is_empty()
+    );
     // Nothing uncommitted is left: every shard is named by the manifest.
     let listed: Vec<String> = manifest(&resumed)["chunks"]["shards"]
         .as_array()

@@ -313,8 +313,11 @@ impl GateContext {
     }
 }
 
-/// Embeddings in batches of this many texts (long rows pad the rest of a batch).
-const EMBED_BATCH: usize = 16;
+/// Rows embedded per call: one (its source and its rewrite), so that a row's cosine depends on
+/// that row alone and not on which rows arrived with it (padding to a neighbour's length moves
+/// the last bits of the float). Output is then the same whatever the batching, also after a job
+/// resumes with part of its rephrasings taken from the journal.
+const EMBED_BATCH: usize = 1;
 
 /// Cosines of each rephrasing to its source (NaN without an embedder or on an embedder error,
 /// which then leaves the meaning gate out for those rows rather than dropping them).

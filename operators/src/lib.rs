@@ -17,6 +17,7 @@
 //! | [`model`] | GGUF reading and the import of llama models into ONNX (fp32 or 4-bit), the tiny test model |
 //! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching |
 //! | [`styles`], [`fanout`] | WRAP and Nemotron-CC styles; the [`fanout::FanOut`] operator (chunk × styles, seeded rates) |
+//! | [`journal`] | a durable memo of an expensive stage's results between checkpoints ([`journal::Journaled`], [`journal::Memo`]) |
 //! | [`rephrase`] | the [`rephrase::Rephrase`] operator: style tasks through a model with continuous batching, in time slices |
 //! | [`mix`] | the [`mix::Mix`] operator: token-exact real:synthetic, style and source ratios, curriculum stages, several mixtures per pass, Parquet / JSONL / token shards ([`mixture`] its settings, [`mixer`] its scheduling core, [`mixout`] its file formats) |
 //! | [`tokens`] | token shards for training: a flat binary of ids with a document index, writer and reader |
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod fanout;
 pub mod gates;
 pub mod heuristics;
+pub mod journal;
 pub mod keyvote;
 pub mod mix;
 pub mod mixer;

@@ -40,6 +40,12 @@ impl Location {
     }
 
     /// `name` relative to the prefix, for display and stable ids.
+    /// The directory on this machine, for a local location.
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        let local = !self.url.contains("://") || self.url.starts_with("file://");
+        local.then(|| std::path::PathBuf::from(format!("/{}", self.prefix.as_ref())))
+    }
+
     pub fn relative(&self, path: &Path) -> String {
         match path.prefix_match(&self.prefix) {
             Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wrapflow_operators::engine::{GenerationConfig, Provider, SessionConfig};
 use wrapflow_operators::gates::GateConfig;
+use wrapflow_operators::journal::JournalConfig;
 use wrapflow_operators::neardup::NearDupConfig;
 use wrapflow_operators::rephrase::RephraseConfig;
 use wrapflow_operators::store::is_store_option;
@@ -61,6 +62,10 @@ pub struct RephraseSpec {
     /// needs no model; 0: off.
     pub retries: u32,
     pub retry_temperature: f32,
+    /// Rephrasings are journaled every `journal_rows` results or `journal_s` seconds, so a job
+    /// that dies between checkpoints does not generate them again.
+    pub journal_rows: usize,
+    pub journal_s: u64,
 }
 
 impl Default for RephraseSpec {
@@ -81,6 +86,8 @@ impl Default for RephraseSpec {
             time_slice_ms: d.time_slice_ms,
             retries: d.retries,
             retry_temperature: d.retry_temperature,
+            journal_rows: JournalConfig::default().rows,
+            journal_s: JournalConfig::default().interval_s,
         }
     }
 }
@@ -107,6 +114,10 @@ impl RephraseSpec {
             retry_temperature: self.retry_temperature,
             retry_gates: gates.clone(),
         }
+    }
+
+    pub fn journal(&self) -> JournalConfig {
+        JournalConfig { rows: self.journal_rows, interval_s: self.journal_s }
     }
 
     pub fn style_names(&self) -> Vec<String> {

@@ -26,7 +26,7 @@ pub fn wrap_plan(dir: &Path, input: &str, output: &str, source_options: &str, si
          CHUNK WITH (max_tokens = 48);\n\
          STYLE echo WITH (system = 'Repeat the text.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 10, gates = 'empty');\n\
          STYLE qa WITH (rate = 0.5, max_new_tokens = 8);\n\
-         REPHRASE WITH (model = '{model}', styles = 'echo,qa', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20);\n\
+         REPHRASE WITH (model = '{model}', styles = 'echo,qa', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20, journal_rows = 2);\n\
          GATES WITH (embedder = '{embedder}', min_cosine = 0.2);\n\
          SINK '{output}' WITH (shard_rows = 7{sink_options});\n\
          MIX wrap WITH (styles = 'echo', shard_tokens = 200);\n\
