@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# A run resumes from the checkpoints in its output: start the demo afresh each time.
+rm -rf out/bbc-wrap
 exec target/debug/wrapflow run plans/wrap.sql --set input=data/bbc/bbc.jsonl --set output=out/bbc-wrap --set limit=4 --workers 2 "$@"

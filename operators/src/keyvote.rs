@@ -34,7 +34,8 @@ pub struct KeyState {
 }
 
 impl KeyState {
-    fn insert(&mut self, key: u64) -> bool {
+    /// Adds a key; `false` if it was there.
+    pub fn insert(&mut self, key: u64) -> bool {
         let new = self.seen.insert(key);
         if new {
             self.added.push(key);
