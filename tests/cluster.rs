@@ -1,6 +1,7 @@
 //! Cluster mode on loopback: 2 processes × 1 worker give the same output as 1 process × 2
 //! workers, every input row is read exactly once, a process whose peers are unreachable fails
-//! with their addresses, and a killed peer stops the others cleanly with its name.
+//! with their addresses, and a killed peer stops the others cleanly with its name; restarted,
+//! the cluster resumes from its last checkpoint to the output of an uninterrupted run.
 
 mod common;
 
@@ -148,48 +149,80 @@ fn a_process_that_cannot_reach_its_peers_names_them() {
 }
 
 #[test]
-fn a_killed_peer_stops_the_others_with_its_name() {
+fn a_killed_peer_stops_the_others_with_its_name_and_the_cluster_resumes() {
     let dir = tempfile::TempDir::new().unwrap();
     let tok = tokenizer(dir.path());
     // Enough input to keep both processes busy for many seconds.
-    let (input, _) = corpus(dir.path(), 4, 20000);
+    let (input, _) = corpus(dir.path(), 4, 8000);
     let plan = plan_file(dir.path());
-    let (hosts, addrs) = hostfile(dir.path(), 2);
-    let spawn = |i: usize| {
+    let out = dir.path().join("o");
+    let spawn = |i: usize, hosts: &Path| {
         Command::new(BIN)
             .args(["run", plan.to_str().unwrap(), "-q", "--processes", "2", "--process", &i.to_string()])
-            .arg("--hostfile")
-            .arg(&hosts)
+            .args(["--checkpoint-files", "1", "--hostfile"])
+            .arg(hosts)
             .args(["--set", &format!("input={}", input.display())])
-            .args(["--set", &format!("output={}", dir.path().join("o").display())])
+            .args(["--set", &format!("output={}", out.display())])
             .args(["--set", &format!("tokenizer={}", tok.display())])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let p0 = spawn(0);
-    let mut p1 = spawn(1);
-    // Kill process 1 once the cluster is working: the first chunk shards are out.
+    let (hosts, addrs) = hostfile(dir.path(), 2);
+    let p0 = spawn(0, &hosts);
+    let mut p1 = spawn(1, &hosts);
+    // Kill process 1 once the cluster has committed its first checkpoint.
     let t0 = Instant::now();
-    while std::fs::read_dir(dir.path().join("o/chunks")).map_or(true, |mut d| d.next().is_none()) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "the cluster never started writing");
+    while !out.join("_wrapflow/checkpoints/c00000001.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the cluster never committed a checkpoint");
         std::thread::sleep(Duration::from_millis(20));
     }
     p1.kill().unwrap();
     p1.wait().unwrap();
     let t0 = Instant::now();
-    let out = p0.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "process 0 must not report success: {err}");
+    let stopped = p0.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(!stopped.status.success(), "process 0 must not report success: {err}");
     assert!(err.contains("process 1") && err.contains(&addrs[1]), "names the lost peer: {err}");
     assert!(t0.elapsed() < Duration::from_secs(60));
-    assert!(!dir.path().join("o/manifest.json").exists(), "no manifest for a failed run");
+    // The manifest of the last checkpoint (if it was written before the kill) says so.
+    if out.join("manifest.json").exists() {
+        assert_ne!(read_manifest(&out)["job"]["status"], "finished");
+    }
+
+    // Restarted, the cluster resumes from its last checkpoint and ends with the output of one
+    // uninterrupted process with as many workers.
+    std::fs::create_dir_all(dir.path().join("again")).unwrap();
+    let (hosts, _) = hostfile(&dir.path().join("again"), 2);
+    let (q0, q1) = (spawn(0, &hosts), spawn(1, &hosts));
+    for q in [q0, q1] {
+        let o = q.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let one = dir.path().join("one");
+    run(&[
+        "run",
+        plan.to_str().unwrap(),
+        "-q",
+        "--workers",
+        "2",
+        "--checkpoint-files",
+        "1",
+        "--set",
+        &format!("input={}", input.display()),
+        "--set",
+        &format!("output={}", one.display()),
+        "--set",
+        &format!("tokenizer={}", tok.display()),
+    ]);
+    assert_eq!(read_manifest(&out)["counts"], read_manifest(&one)["counts"]);
+    assert_eq!(read_manifest(&out)["job"]["status"], "finished");
+    for d in ["chunks", "mix/real"] {
+        assert!(files(&out.join(d)) == files(&one.join(d)), "{d} differs after the resume");
+    }
 }
 
-/// Parquet files are split by row group over all workers: with 3 workers and 2 files, every row
-/// is read exactly once, numbered by its place in its file, and every worker reads some; a
-/// corrupt file is rejected once.
 #[test]
 fn parquet_row_groups_cover_every_row_once_across_workers() {
     use arrow::array::{Int64Array, RecordBatch, StringArray};
