@@ -1,8 +1,10 @@
 //! # wrapflow
 //!
 //! Plan → dataflow → run. [`plan`] parses a plan file, [`session`] turns its SQL into per-worker
-//! DataFusion sessions, [`run`] builds the timely dataflow from the operators of
-//! [`wrapflow_operators`] and drives it ([`wrap`] adds the rephrase stages), [`mixing`] reports the training mixtures, [`manifest`] records
+//! DataFusion sessions, [`run`] starts the workers and resumes from a checkpoint, [`worker`]
+//! builds the timely dataflow from the operators of [`wrapflow_operators`] and feeds it segment
+//! by segment ([`follow`] names the segments, [`checkpoint`] commits after each; [`wrap`] adds the
+//! rephrase stages), [`mixing`] reports the training mixtures, [`manifest`] records
 //! what a run did and [`fidelity`] how faithful the rephrasings are.
 
 pub mod checkpoint;
