@@ -325,7 +325,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         return Err(abandon(e.clone()));
     }
     let id = seg + 1;
-    let mut last = snapshot(&report);
+    let last = snapshot(&report);
     checkpoint(sh, states, &mut chains, last.clone(), id, index)
         .map_err(|e| format!("saving the last checkpoint: {e:#}"))?;
     ctl_in.advance_to(id);
@@ -337,7 +337,6 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             .block_on(commit(sh, c, id, seg, true, peers, last_commit.as_ref()))
             .map_err(|e| format!("committing the last checkpoint: {e:#}"))?;
     }
-    last.wrap = std::mem::take(&mut *wrap_report.borrow_mut());
     Ok(Ended::Finished(last))
 }
 
