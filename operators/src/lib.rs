@@ -10,6 +10,7 @@
 //! | [`dedup`] | the [`dedup::Dedup`] operator: exact, global dedup by key (keys travel, documents stay) |
 //! | [`keyvote`] | global "seen before?" decisions by key with documents staying on their worker (the core of both dedups) |
 //! | [`neardup`] | the [`neardup::NearDedup`] operator: MinHash + LSH near-duplicate dedup, global across workers |
+//! | [`clusters`] | near-duplicate clusters as connected components on differential dataflow (the first document per cluster is kept) |
 //! | [`checkpoint`] | checkpoint hooks: operators register their state, the driver saves it at quiescent cuts and loads it on resume |
 //! | [`chunk`] | the [`chunk::ChunkDocs`] operator: split documents into chunks of at most N tokens |
 //! | [`sink`] | the [`sink::SinkShards`] operator: atomic Parquet / JSONL shards in object storage |
@@ -32,6 +33,7 @@
 
 pub mod checkpoint;
 pub mod chunk;
+pub mod clusters;
 pub mod dedup;
 pub mod engine;
 pub mod fanout;

@@ -1,16 +1,25 @@
-//! **Near-duplicate dedup** stage: documents in, the documents that share no MinHash band with an
-//! earlier document out (plus a count of the others).
+//! **Near-duplicate dedup** stage: documents in, one document per near-duplicate cluster out (plus
+//! a count of the others).
 //!
 //! Each document gets a MinHash signature of `bands × rows` values over its word `ngram`s
 //! (lowercased), computed with one 64-bit hash per shingle and `bands × rows` universal hash
-//! functions. Each band is hashed to a bucket key, and [`keep_unseen`] drops a document one of
-//! whose buckets an earlier document already filled: the decision is global (across workers and
-//! processes), and the state is the set of bucket keys, `bands × 8` bytes per document.
+//! functions. Each band is hashed to a bucket key. Two methods decide, both globally (across
+//! workers and processes):
+//! - `cluster` (the default): documents sharing a bucket are linked, clusters are the connected
+//!   components, kept up to date incrementally on differential dataflow, and the first document
+//!   of each cluster is kept ([`crate::clusters`]);
+//! - `band`: [`keep_unseen`] drops a document one of whose buckets an earlier document already
+//!   filled. Cheaper (the state is the set of bucket keys, `bands × 8` bytes per document) but a
+//!   document linked to an earlier one only through a document of its own batch is kept.
 //!
 //! Documents with Jaccard similarity `s` share at least one band with probability
 //! `1 - (1 - s^rows)^bands`: with 14 × 8 the threshold (50% chance) is about s = 0.69.
 
 use std::collections::HashSet;
+use std::hash::Hash;
+
+use differential_dataflow::lattice::Lattice;
+use serde::de::DeserializeOwned;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -21,6 +30,7 @@ use timely::progress::Timestamp;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::checkpoint::StateRegistry;
+use crate::clusters::keep_first_of_cluster;
 use crate::keyvote::keep_unseen;
 use crate::record::Document;
 
@@ -33,11 +43,23 @@ pub struct NearDupConfig {
     pub bands: usize,
     pub rows: usize,
     pub seed: u64,
+    pub method: NearDupMethod,
+}
+
+/// How near duplicates are decided (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NearDupMethod {
+    /// Connected components on differential dataflow; the first document per cluster is kept.
+    #[default]
+    Cluster,
+    /// A document is dropped when one of its bands was seen before.
+    Band,
 }
 
 impl Default for NearDupConfig {
     fn default() -> Self {
-        NearDupConfig { ngram: 5, bands: 14, rows: 8, seed: 0 }
+        NearDupConfig { ngram: 5, bands: 14, rows: 8, seed: 0, method: NearDupMethod::Cluster }
     }
 }
 
@@ -130,7 +152,11 @@ pub trait NearDedup<'scope, T: Timestamp> {
     ) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
 }
 
-impl<'scope, T: Timestamp + TotalOrder> NearDedup<'scope, T> for StreamVec<'scope, T, Document> {
+/// What a timestamp must offer for near-dup clusters (its values are labels and checkpoint data).
+pub trait NearDupTime: Timestamp + TotalOrder + Lattice + Hash + Serialize + DeserializeOwned {}
+impl<T: Timestamp + TotalOrder + Lattice + Hash + Serialize + DeserializeOwned> NearDupTime for T {}
+
+impl<'scope, T: NearDupTime> NearDedup<'scope, T> for StreamVec<'scope, T, Document> {
     fn near_dedup(self, cfg: &NearDupConfig) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>) {
         near(self, cfg, None)
     }
@@ -146,16 +172,19 @@ impl<'scope, T: Timestamp + TotalOrder> NearDedup<'scope, T> for StreamVec<'scop
 
 type Split<'scope, T> = (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
 
-fn near<'scope, T: Timestamp + TotalOrder>(
+fn near<'scope, T: NearDupTime>(
     docs: StreamVec<'scope, T, Document>,
     cfg: &NearDupConfig,
     states: Option<&StateRegistry>,
 ) -> Split<'scope, T> {
     let hasher = MinHasher::new(cfg);
-    // A band key both chooses its owner and is what the owner remembers.
-    keep_unseen(docs, "NearDup", 0, states, move |d: &Document| {
-        hasher.bands(&d.text).into_iter().map(|b| (b, b)).collect()
-    })
+    match cfg.method {
+        NearDupMethod::Cluster => keep_first_of_cluster(docs, states, move |d: &Document| hasher.bands(&d.text)),
+        // A band key both chooses its owner and is what the owner remembers.
+        NearDupMethod::Band => keep_unseen(docs, "NearDup", 0, states, move |d: &Document| {
+            hasher.bands(&d.text).into_iter().map(|b| (b, b)).collect()
+        }),
+    }
 }
 
 /// Estimated Jaccard similarity of two texts' word n-grams.
