@@ -14,6 +14,7 @@ usage: .venv/bin/python benchmarks/neardup.py   (after scripts/setup.sh and carg
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,8 @@ import pyarrow.parquet as pq
 
 BIN = "target/debug/wrapflow"
 RATES = [1, 2, 3, 5, 7, 10]
-SETTINGS = [(5, 14, 8), (3, 20, 5), (2, 25, 4)]
+SETTINGS = [(5, 14, 8, "cluster"), (3, 20, 5, "cluster"), (2, 25, 4, "cluster"),
+            (5, 14, 8, "band"), (3, 20, 5, "band"), (2, 25, 4, "band")]
 work = "target/bench-out/neardup"
 os.makedirs(f"{work}/in", exist_ok=True)
 
@@ -55,22 +57,25 @@ with open(f"{work}/in/corpus.jsonl", "w") as f:
         f.write(json.dumps(r) + "\n")
 
 print(f"corpus: {len(originals)} BBC originals, {len(rows) - len(originals)} planted variants")
-print(f"{'ngram':>5} {'bands':>5} {'rows':>4} {'thresh':>6} " + " ".join(f"{'R@' + str(r) + '%':>6}" for r in RATES)
-      + f" {'precision':>9} {'dropped':>7} {'wall s':>6}")
-for ngram, bands, rws in SETTINGS:
-    plan = f"{work}/plan-{ngram}-{bands}-{rws}.sql"
-    out = f"{work}/out-{ngram}-{bands}-{rws}"
+print(f"{'method':>7} {'ngram':>5} {'bands':>5} {'rows':>4} {'thresh':>6} " + " ".join(f"{'R@' + str(r) + '%':>6}" for r in RATES)
+      + f" {'precision':>9} {'dropped':>7} {'wall s':>6} {'peak MB':>7}")
+for ngram, bands, rws, method in SETTINGS:
+    plan = f"{work}/plan-{ngram}-{bands}-{rws}-{method}.sql"
+    out = f"{work}/out-{ngram}-{bands}-{rws}-{method}"
     with open(plan, "w") as f:
         f.write(f"""TOKENIZER 'models/smollm2-135m-instruct/tokenizer.json';
 CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{work}/in';
 INPUT raw;
 DEDUP ON text;
-NEARDUP WITH (ngram = {ngram}, bands = {bands}, rows = {rws});
+NEARDUP WITH (ngram = {ngram}, bands = {bands}, rows = {rws}, method = '{method}');
 CHUNK WITH (max_tokens = 4000);
 SINK '{out}';
 """)
     t0 = time.time()
-    subprocess.run([BIN, "run", plan, "-q", "--workers", "2"], check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(out, ignore_errors=True)  # a finished output would be returned as it is
+    child = subprocess.Popen([BIN, "run", plan, "-q", "--workers", "2"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    assert status == 0, status
     wall = time.time() - t0
     kept = set(pq.read_table(f"{out}/chunks", columns=["doc_id"]).column("doc_id").to_pylist())
     dropped = [i for i in truth if i not in kept]
@@ -82,7 +87,7 @@ SINK '{out}';
         caught = sum(1 for i in planted if not (i in kept and truth[i][0] in kept))
         recall.append(caught / len(planted))
     thresh = (1 - 0.5 ** (1 / bands)) ** (1 / rws)
-    print(f"{ngram:>5} {bands:>5} {rws:>4} {thresh:>6.2f} " + " ".join(f"{x:>6.2f}" for x in recall)
-          + f" {good / max(1, len(dropped)):>9.3f} {len(dropped):>7} {wall:>6.1f}")
+    print(f"{method:>7} {ngram:>5} {bands:>5} {rws:>4} {thresh:>6.2f} " + " ".join(f"{x:>6.2f}" for x in recall)
+          + f" {good / max(1, len(dropped)):>9.3f} {len(dropped):>7} {wall:>6.1f} {usage.ru_maxrss / 1024:>7.0f}")
     m = json.load(open(f"{out}/manifest.json"))
     assert m["counts"]["near_duplicates"] == len(dropped), (m["counts"], len(dropped))

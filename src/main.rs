@@ -8,6 +8,7 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
+use wrapflow::operators::neardup::NearDupMethod;
 use wrapflow::plan::Plan;
 use wrapflow::progress;
 use wrapflow::run::{self, RunOptions};
@@ -48,7 +49,7 @@ enum Command {
         /// Worker threads
         #[arg(long, short = 'w', default_value_t = 1)]
         workers: usize,
-        /// No progress display
+        /// No progress display, and only warnings and errors in the log
         #[arg(long, short = 'q')]
         quiet: bool,
         /// Keep watching the sources for new objects until stopped (SIGINT / SIGTERM)
@@ -213,11 +214,15 @@ fn stages(plan: &Plan) -> String {
     }
     if let Some((n, _)) = &plan.neardup {
         out += &format!(
-            "     neardup   MinHash {} bands × {} rows over {}-word shingles (same band at Jaccard ≈ {:.2}), global\n",
+            "     neardup   MinHash {} bands × {} rows over {}-word shingles (same band at Jaccard ≈ {:.2}), {}, global\n",
             n.bands,
             n.rows,
             n.ngram,
-            n.threshold()
+            n.threshold(),
+            match n.method {
+                NearDupMethod::Cluster => "first document per cluster (differential dataflow)",
+                NearDupMethod::Band => "first document per band",
+            }
         );
     }
     let c = &plan.chunk.0;
@@ -284,11 +289,13 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    let cli = Cli::parse();
+    // `-q` keeps warnings and errors only; WRAPFLOW_LOG overrides either default.
+    let level = if matches!(cli.command, Command::Run { quiet: true, .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WRAPFLOW_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WRAPFLOW_LOG").unwrap_or_else(|_| level.into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { plan, workers, quiet, follow, poll, checkpoint_files, checkpoint_mb, cluster } => {
             Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {

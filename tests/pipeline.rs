@@ -287,18 +287,6 @@ fn missing_input_and_bad_sql_fail_with_clear_errors() {
 }
 
 /// Pseudo-random text of `n` words from a 3,000-word vocabulary (no shared phrases by accident).
-fn random_words(seed: u64, n: usize) -> Vec<String> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            format!("w{}", x % 3000)
-        })
-        .collect()
-}
-
 #[test]
 fn near_duplicates_are_dropped_globally_one_kept_per_cluster() {
     let dir = TempDir::new().unwrap();

@@ -123,6 +123,11 @@ fn chunk_docs(out: &Path) -> Vec<String> {
 
 /// Plain chunking plan (no model) over a directory, for the follow tests.
 fn chunk_plan(dir: &Path, input: &Path) -> PathBuf {
+    chunk_plan_with(dir, input, "")
+}
+
+/// The same with `stages` after exact dedup.
+fn chunk_plan_with(dir: &Path, input: &Path, stages: &str) -> PathBuf {
     let tok = tokenizer(dir);
     let plan = format!(
         "PARAM output;\n\
@@ -130,6 +135,7 @@ fn chunk_plan(dir: &Path, input: &Path) -> PathBuf {
          CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
          INPUT raw;\n\
          DEDUP ON text;\n\
+         {stages}\n\
          CHUNK WITH (max_tokens = 64);\n\
          SINK '${{output}}' WITH (shard_rows = 5);\n\
          MIX real WITH (ratio = '1:0', shard_tokens = 500);\n",
@@ -195,5 +201,41 @@ fn dedup_state_survives_a_kill_and_a_restart() {
     let ids = chunk_docs(&out);
     assert!(!ids.contains(&"again".to_string()), "the duplicate of a pre-crash document was kept");
     assert_eq!(ids.len(), 16, "{ids:?}");
+    assert!(sigterm(&mut job).success());
+}
+
+#[test]
+fn near_duplicate_clusters_survive_a_kill_and_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    let text = |seed: u64| random_words(seed, 300).join(" ");
+    let file = |name: &str, docs: &[(&str, String)]| {
+        let lines: Vec<String> = docs.iter().map(|(id, t)| json_line(id, t)).collect();
+        write(&input.join(name), lines.join("\n").as_bytes());
+    };
+    file("part-0.jsonl", &[("a", text(1)), ("b", text(2))]);
+    file("part-1.jsonl", &[("c", text(3)), ("d", text(4))]);
+    let plan = chunk_plan_with(dir.path(), &input, "NEARDUP WITH (ngram = 3, bands = 20, rows = 5);");
+    let out = dir.path().join("out");
+    let mut job = follow(&plan, &out);
+    wait_for_files(&out, 2, &mut job);
+    job.kill().unwrap();
+    job.wait().unwrap();
+    // Written while the job is down: near duplicates of `a` (2% of its words changed) and of `c`
+    // (its last 10% replaced), read before the crash, and two new documents.
+    let mut a2 = random_words(1, 300);
+    for k in 0..6 {
+        a2[k * 50] = format!("edit{k}");
+    }
+    let mut c2 = random_words(3, 270);
+    c2.extend(random_words(8, 30));
+    file("part-2.jsonl", &[("a2", a2.join(" ")), ("e", text(5))]);
+    file("part-3.jsonl", &[("c2", c2.join(" ")), ("g", text(6))]);
+    let mut job = follow(&plan, &out);
+    let m = wait_for_files(&out, 4, &mut job);
+    assert!(m["counts"].as_object().unwrap().contains_key("near_duplicates"), "{m}");
+    let ids = chunk_docs(&out);
+    assert_eq!(ids, ["a", "b", "c", "d", "e", "g"], "{m}");
+    assert_eq!(m["counts"]["near_duplicates"], 2, "{m}");
     assert!(sigterm(&mut job).success());
 }

@@ -255,13 +255,8 @@ mod tests {
     #[test]
     fn a_chain_through_documents_of_one_batch_is_one_cluster() {
         // X shares band 1 with A; Y shares only band 2 with X, and Z only band 3 with Y.
-        let arrivals = vec![
-            (0, 0, "A", "1"),
-            (1, 0, "X", "1 2"),
-            (1, 1, "Y", "2 3"),
-            (2, 1, "Z", "3"),
-            (2, 0, "U", "9 10"),
-        ];
+        let arrivals =
+            vec![(0, 0, "A", "1"), (1, 0, "X", "1 2"), (1, 1, "Y", "2 3"), (2, 1, "Z", "3"), (2, 0, "U", "9 10")];
         for workers in [1, 2] {
             let (kept, dropped, _) = run(workers, arrivals.clone(), vec![]);
             assert_eq!(kept, ids(&["A", "U"]), "{workers} workers");

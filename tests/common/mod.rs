@@ -23,6 +23,19 @@ pub const SENTENCES: [&str; 8] = [
     "Other experts said the work was an important step, but that more tests were needed.",
 ];
 
+/// `n` pseudo-random words from a vocabulary of 3,000, fixed by `seed`.
+pub fn random_words(seed: u64, n: usize) -> Vec<String> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("w{}", x % 3000)
+        })
+        .collect()
+}
+
 /// A document of a few paragraphs that passes ordinary quality filters; `i` makes it unique.
 pub fn doc_text(i: usize) -> String {
     let mut paras = Vec::new();
