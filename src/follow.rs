@@ -2,7 +2,10 @@
 //! *segments* (the units between checkpoints), and with `--follow` polls for more until stopped.
 //!
 //! Only worker 0 lists, and every worker gets the same segment through the control dataflow,
-//! so objects that land while workers list cannot be read twice or missed. Objects are taken in
+//! so objects that land while workers list cannot be read twice or missed. A segment is cut when
+//! it is handed out: at most `files` objects and `bytes` bytes and, with an `interval`, about as
+//! many bytes as the job processed in that much time at its measured rate (at least one object:
+//! objects are the smallest unit of a checkpoint). Objects are taken in
 //! lexical order of their paths; an object already read whose size or tag changes is reported
 //! (once, in the manifest and the log), not read again.
 
@@ -31,11 +34,13 @@ pub enum Control {
 pub struct Limits {
     pub files: usize,
     pub bytes: u64,
+    /// Aim for a checkpoint this often: segments are sized by the measured bytes per second.
+    pub interval: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { files: 16, bytes: 256 << 20 }
+        Limits { files: 16, bytes: 256 << 20, interval: None }
     }
 }
 
@@ -55,11 +60,14 @@ pub struct Coordinator {
     /// Objects of committed segments.
     pub committed: Files,
     pub changed: Vec<Changed>,
-    queue: VecDeque<Files>,
-    in_flight: Option<Files>,
+    /// Listed objects not handed out yet, in listing order.
+    queue: VecDeque<(String, FileStamp)>,
+    in_flight: Option<(Files, Instant)>,
     follow: Option<Duration>,
     limits: Limits,
     listed: bool,
+    /// Input bytes per second of the segments committed so far (a moving average).
+    rate: Option<f64>,
 }
 
 fn count(f: &Files) -> (u64, u64) {
@@ -83,17 +91,39 @@ impl Coordinator {
             follow,
             limits,
             listed: false,
+            rate: None,
         }
     }
 
     /// Objects (and bytes) listed but not yet committed.
     pub fn pending(&self) -> (u64, u64) {
-        let mut n = (0, 0);
-        for f in self.queue.iter().chain(&self.in_flight) {
-            let c = count(f);
-            n = (n.0 + c.0, n.1 + c.1);
+        let queued = self.queue.iter().fold((0, 0), |a, (_, s)| (a.0 + 1, a.1 + s.size));
+        let in_flight = self.in_flight.as_ref().map_or((0, 0), |f| count(&f.0));
+        (queued.0 + in_flight.0, queued.1 + in_flight.1)
+    }
+
+    /// The most bytes the next segment may hold.
+    fn byte_budget(&self) -> u64 {
+        match self.limits.interval {
+            // The first segment is one object: it measures the rate.
+            Some(every) => self.rate.map_or(0, |r| (r * every.as_secs_f64()) as u64).min(self.limits.bytes),
+            None => self.limits.bytes,
         }
-        n
+    }
+
+    /// Cuts the next segment from the front of the queue (at least one object).
+    fn cut(&mut self) -> Option<Files> {
+        let budget = self.byte_budget();
+        let mut seg = Files::new();
+        while let Some((_, stamp)) = self.queue.front() {
+            let (files, bytes) = count(&seg);
+            if files > 0 && (files as usize >= self.limits.files || bytes + stamp.size > budget) {
+                break;
+            }
+            let (table, stamp) = self.queue.pop_front().expect("a front object");
+            seg.entry(table).or_default().push(stamp);
+        }
+        (!seg.is_empty()).then_some(seg)
     }
 
     /// Lists every source and queues the new objects as segments.
@@ -117,17 +147,9 @@ impl Coordinator {
             }
         }
         let n = new.len();
-        let mut seg = Files::new();
         for (table, stamp) in new {
-            let (files, bytes) = count(&seg);
-            if files > 0 && (files as usize >= self.limits.files || bytes + stamp.size > self.limits.bytes) {
-                self.queue.push_back(std::mem::take(&mut seg));
-            }
             self.handed.entry(table.clone()).or_default().insert(stamp.path.clone(), stamp.clone());
-            seg.entry(table).or_default().push(stamp);
-        }
-        if !seg.is_empty() {
-            self.queue.push_back(seg);
+            self.queue.push_back((table, stamp));
         }
         Ok(n)
     }
@@ -147,8 +169,8 @@ impl Coordinator {
             if stop.load(Ordering::Relaxed) {
                 return Ok(Control::Stop { seq, finish: false });
             }
-            if let Some(files) = self.queue.pop_front() {
-                self.in_flight = Some(files.clone());
+            if let Some(files) = self.cut() {
+                self.in_flight = Some((files.clone(), Instant::now()));
                 return Ok(Control::Segment { seq, files });
             }
             let Some(poll) = self.follow else { return Ok(Control::Stop { seq, finish: true }) };
@@ -164,10 +186,66 @@ impl Coordinator {
 
     /// The segment handed out last is committed.
     pub fn committed_segment(&mut self) {
-        if let Some(files) = self.in_flight.take() {
+        if let Some((files, started)) = self.in_flight.take() {
+            let rate = count(&files).1 as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            self.rate = Some(self.rate.map_or(rate, |r| (r + rate) / 2.0));
+            if let Some(every) = self.limits.interval
+                && started.elapsed() > every * 2
+            {
+                tracing::warn!(
+                    took_s = started.elapsed().as_secs(),
+                    objects = count(&files).0,
+                    "a segment took over twice the checkpoint interval: one input object is the smallest \
+                     unit of a checkpoint (rephrasings inside it are journaled)"
+                );
+            }
             for (t, v) in files {
                 self.committed.entry(t).or_default().extend(v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordinator(limits: Limits, objects: usize) -> Coordinator {
+        let mut c = Coordinator::new(Vec::new(), None, None, limits);
+        for i in 0..objects {
+            let stamp = FileStamp { path: format!("part-{i:02}"), size: 100, e_tag: None };
+            c.queue.push_back(("raw".into(), stamp));
+        }
+        c
+    }
+
+    fn commit_after(c: &mut Coordinator, files: Files, secs: u64) {
+        c.in_flight = Some((files, Instant::now() - Duration::from_secs(secs)));
+        c.committed_segment();
+    }
+
+    #[test]
+    fn segments_are_cut_by_count_and_bytes() {
+        let mut c = coordinator(Limits { files: 4, bytes: 250, interval: None }, 10);
+        let sizes: Vec<u64> = std::iter::from_fn(|| c.cut()).map(|f| count(&f).0).collect();
+        assert_eq!(sizes, [2, 2, 2, 2, 2]);
+        let mut c = coordinator(Limits { files: 4, bytes: 1 << 20, interval: None }, 10);
+        let sizes: Vec<u64> = std::iter::from_fn(|| c.cut()).map(|f| count(&f).0).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+    }
+
+    #[test]
+    fn with_an_interval_segments_follow_the_measured_rate() {
+        let mut c = coordinator(Limits { files: 100, bytes: 1 << 20, interval: Some(Duration::from_millis(3500)) }, 20);
+        let first = c.cut().unwrap();
+        assert_eq!(count(&first).0, 1, "the first segment measures the rate");
+        // 100 bytes in 1 s: 3.5 s of input is 3 objects.
+        commit_after(&mut c, first, 1);
+        let second = c.cut().unwrap();
+        assert_eq!(count(&second).0, 3);
+        // 300 bytes in 1 s (the average is now 200 B/s): 700 bytes, 6 whole objects (and a bit).
+        commit_after(&mut c, second, 1);
+        assert_eq!(count(&c.cut().unwrap()).0, 6);
+        assert_eq!(c.committed["raw"].len(), 4);
     }
 }

@@ -64,6 +64,11 @@ enum Command {
         /// At most about this many MB of input between checkpoints
         #[arg(long, default_value_t = 256)]
         checkpoint_mb: u64,
+        /// Aim for a checkpoint about this often (e.g. 10m): segments are sized by the measured
+        /// input rate, whole objects at a time. Segment boundaries then depend on timing, so reruns
+        /// may batch differently (the rows are the same)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        checkpoint_interval: Option<std::time::Duration>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -297,27 +302,39 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Run { plan, workers, quiet, follow, poll, checkpoint_files, checkpoint_mb, cluster } => {
-            Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
-                let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
-                let cluster = cluster.spec()?;
-                anyhow::ensure!(checkpoint_files > 0 && checkpoint_mb > 0, "checkpoint limits must be > 0");
-                run::stop_on_signal();
-                let opts = RunOptions {
-                    workers,
-                    progress: mode,
-                    registry: None,
-                    cluster,
-                    follow: follow.then_some(poll),
-                    limits: wrapflow::follow::Limits { files: checkpoint_files, bytes: checkpoint_mb << 20 },
-                };
-                let m = run::run(&p, &opts)?;
-                print!("{}", wrapflow::report::text(&m));
-                let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
-                println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);
-                Ok(())
-            })
-        }
+        Command::Run {
+            plan,
+            workers,
+            quiet,
+            follow,
+            poll,
+            checkpoint_files,
+            checkpoint_mb,
+            checkpoint_interval,
+            cluster,
+        } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
+            let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
+            let cluster = cluster.spec()?;
+            anyhow::ensure!(checkpoint_files > 0 && checkpoint_mb > 0, "checkpoint limits must be > 0");
+            run::stop_on_signal();
+            let opts = RunOptions {
+                workers,
+                progress: mode,
+                registry: None,
+                cluster,
+                follow: follow.then_some(poll),
+                limits: wrapflow::follow::Limits {
+                    files: checkpoint_files,
+                    bytes: checkpoint_mb << 20,
+                    interval: checkpoint_interval,
+                },
+            };
+            let m = run::run(&p, &opts)?;
+            print!("{}", wrapflow::report::text(&m));
+            let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
+            println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);
+            Ok(())
+        }),
         Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::cluster::local(n, &args),
         Command::Status { output } => wrapflow::status::read(&output).map(|s| print!("{}", wrapflow::status::text(&s))),
         Command::Remix { from, mixes, out } => wrapflow::remix::run(&from, &mixes, &out).map(|m| {

@@ -239,3 +239,28 @@ fn near_duplicate_clusters_survive_a_kill_and_a_restart() {
     assert_eq!(m["counts"]["near_duplicates"], 2, "{m}");
     assert!(sigterm(&mut job).success());
 }
+
+#[test]
+fn a_checkpoint_interval_sizes_segments_by_the_measured_rate() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    write_inputs(&input, 0, 6);
+    let plan = chunk_plan(dir.path(), &input);
+    let mut docs = Vec::new();
+    for (interval, segments) in [("1ms", 6), ("1h", 2)] {
+        let out = dir.path().join(format!("out-{interval}"));
+        let run = wrapflow()
+            .args(["run", plan.to_str().unwrap(), "-q", "--checkpoint-interval", interval])
+            .args(["--set", &format!("output={}", out.display())])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let m = manifest(&out);
+        // The first segment is one object; then 1 ms of input is one object, 1 h all the rest.
+        assert_eq!(m["job"]["segments"], segments, "{interval}: {m}");
+        assert_eq!(m["job"]["status"], "finished");
+        docs.push(chunk_docs(&out));
+    }
+    assert_eq!(docs[0], docs[1], "the same documents whatever the segments");
+    assert_eq!(docs[0].len(), 6 * 4);
+}
