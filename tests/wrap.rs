@@ -133,7 +133,7 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
         assert!(!x["reason"].as_str().unwrap().is_empty());
     }
     // A qa row needs Question/Answer pairs: the random model never writes two, so every qa task
-    // was answered twice (retries = 1) and the second answer went to the gates.
+    // was answered twice (retries = 1) and the better answer (equal here: the first) went on.
     assert_eq!(r.styles["qa"].accepted, 0);
     let qa_rejects: Vec<&Value> = gate_rejects.iter().filter(|x| x["style"] == "qa").collect();
     assert!(qa_rejects.iter().all(|x| {
@@ -224,6 +224,43 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     let b: BTreeSet<String> =
         read_rejects(&out2.join("rejects")).iter().filter(|x| x["stage"] == "gate").map(key).collect();
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_reading_level_target_asks_again_and_keeps_the_best_answer() {
+    let s = setup(4);
+    let mut attempts = Vec::new();
+    for register in [0, -100] {
+        let text = format!(
+            "PARAM output;\n\
+             TOKENIZER '{model}/tokenizer.json';\n\
+             CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
+             INPUT raw;\n\
+             CHUNK WITH (max_tokens = 48);\n\
+             STYLE simple WITH (system = 'Say it simply.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = 'empty', register = {register});\n\
+             REPHRASE WITH (model = '{model}', styles = 'simple', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20, retries = 2);\n\
+             SINK '${{output}}';\n",
+            model = s.model.display(),
+            input = s.input.display(),
+        );
+        let out = s.dir.path().join(format!("register{register}"));
+        let m = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap();
+        let r = m.rephrase.unwrap();
+        let rows = read_parquet_rows(&out.join("synthetic"));
+        assert_eq!(rows.len() as u64, r.accepted);
+        assert!(!rows.is_empty());
+        attempts.push((
+            rows.iter().map(|x| x["attempts"].as_u64().unwrap()).collect::<BTreeSet<_>>(),
+            r.retries,
+            r.tasks,
+        ));
+    }
+    // Without a target the first answer passes; 100 grades below the source is out of reach, so
+    // every task is answered 3 times (and the gates still judge one answer per task).
+    assert_eq!(attempts[0].0, BTreeSet::from([1]));
+    assert_eq!(attempts[0].1, 0);
+    assert_eq!(attempts[1].0, BTreeSet::from([3]));
+    assert_eq!(attempts[1].1, 2 * attempts[1].2);
 }
 
 #[test]

@@ -8,8 +8,10 @@
 //! moving. Memory is bounded by the caller's backpressure on the source (see `wrapflow::run`):
 //! tasks are queued only for the input batches in flight. A task's output is emitted at the
 //! time it arrived with; the operator holds one capability per time with outstanding tasks.
-//! With `retries`, an answer that the model-free gates already reject is asked for again (sampled,
-//! seeded by the task and attempt) before it leaves; the gate stage still judges the last one.
+//! With `retries`, an answer that the model-free gates already reject, or that misses its style's
+//! reading level ([`Style::register`]), is asked for again (sampled, seeded by the task and
+//! attempt); the best of the task's answers leaves (one the cheap gates pass first, then the one
+//! closest to the reading level, then the earliest), and the gate stage judges it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -123,8 +125,9 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
             let activator = scope.activator_for(info.address);
             // Per time with outstanding tasks: a capability and how many tasks remain.
             let mut held: BTreeMap<T, (Capability<T>, usize)> = BTreeMap::new();
-            // Queued prompts: their time, the task, the attempt and the tokens spent on earlier ones.
-            let mut tasks: HashMap<usize, (T, StyleTask, u32, u32)> = HashMap::new();
+            // Queued prompts: their time, the task, the attempt and the tokens spent on earlier
+            // ones, and the best earlier answer with its rank.
+            let mut tasks: HashMap<usize, Queued<T>> = HashMap::new();
             let mut ready: Vec<(T, Rephrased)> = Vec::new();
             move |(input, _frontier), output| {
                 input.for_each_stamp(|cap, data| {
@@ -135,7 +138,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
                             match task_prompt(&dec, &styles[task.style as usize], &task, 0, &cfg) {
                                 Ok(p) => {
-                                    tasks.insert(batcher.push(p), (time.clone(), task, 0, 0));
+                                    tasks.insert(batcher.push(p), (time.clone(), task, 0, 0, None));
                                 }
                                 Err(e) => ready.push((time.clone(), failed(task, &e))),
                             }
@@ -147,7 +150,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                     let mut finished = Vec::new();
                     let step = batcher.step(&mut dec, &mut |c| finished.push(c));
                     for c in finished {
-                        let (time, task, attempt, spent) =
+                        let (time, task, attempt, spent, best) =
                             tasks.remove(&c.index).expect("every completion has its task");
                         let style = &styles[task.style as usize];
                         let r = Rephrased {
@@ -161,14 +164,24 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             queued: batcher.outstanding() as u32,
                             task,
                         };
-                        // A retry when the model-free gates already reject the answer.
-                        if attempt < cfg.retries && cheap_gates_reject(&r, style, &cfg.retry_gates) {
+                        let total = r.spent_tokens;
+                        let rank = rank(&r, style, &cfg.retry_gates);
+                        let best = match best {
+                            Some((b, br)) if br <= rank => (b, br),
+                            _ => (r, rank),
+                        };
+                        // A retry while no answer passes the model-free gates at the reading level.
+                        if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0) {
                             // An error building the retry's prompt keeps the answer we have.
-                            if let Ok(p) = task_prompt(&dec, style, &r.task, attempt + 1, &cfg) {
-                                tasks.insert(batcher.push(p), (time, r.task, attempt + 1, r.spent_tokens));
+                            if let Ok(p) = task_prompt(&dec, style, &best.0.task, attempt + 1, &cfg) {
+                                let task = best.0.task.clone();
+                                tasks.insert(batcher.push(p), (time, task, attempt + 1, total, Some(best)));
                                 continue;
                             }
                         }
+                        let (mut r, _) = best;
+                        // The chosen answer carries what the task cost in all.
+                        (r.attempts, r.spent_tokens) = (attempt + 1, total);
                         ready.push((time, r));
                     }
                     if let Err(e) = step {
@@ -176,7 +189,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                         let mut orphans: Vec<usize> = tasks.keys().copied().collect();
                         orphans.sort_unstable();
                         for i in orphans {
-                            let (time, task, _, _) = tasks.remove(&i).expect("listed above");
+                            let (time, task, ..) = tasks.remove(&i).expect("listed above");
                             ready.push((time, failed(task, &e)));
                         }
                         batcher = Batcher::new(cfg.generation.clone());
@@ -222,6 +235,18 @@ fn task_prompt(
         min_new_tokens: (style.min_length * n) as usize,
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
     })
+}
+
+/// A queued prompt: its time, task, attempt, the tokens spent on earlier attempts and the best
+/// earlier answer with its rank.
+type Queued<T> = (T, StyleTask, u32, u32, Option<(Rephrased, Rank)>);
+
+/// How an answer ranks among its task's answers (smaller is better): whether a model-free gate
+/// rejects it, then how many grades it falls short of the style's reading level.
+type Rank = (bool, f64);
+
+fn rank(r: &Rephrased, style: &Style, gates: &GateConfig) -> Rank {
+    (cheap_gates_reject(r, style, gates), style.register_shortfall(&r.task.chunk.text, &r.text))
 }
 
 /// True if the gates that need no model (all but meaning) reject the answer.

@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::heuristics::flesch_kincaid_grade;
+
 fn default_max_new() -> usize {
     384
 }
@@ -52,6 +54,11 @@ pub struct Style {
     /// The output may not end before this many tokens per source token (0: off).
     #[serde(default)]
     pub min_length: f64,
+    /// Reading level to aim for, in Flesch-Kincaid grades relative to the source (negative:
+    /// simpler, positive: harder; 0: off). Not a gate: with `retries`, an answer short of it is
+    /// asked for again, and the best of the answers goes on.
+    #[serde(default)]
+    pub register: f64,
 }
 
 fn default_stop_at() -> String {
@@ -81,6 +88,7 @@ fn style(name: &str, task: &str, answer_prefix: &str, qa_format: bool) -> Style 
         // Questions and answers reword more than a paraphrase does: their faithful cosine to the
         // source is lower (careful hand-written hard and qa rewrites of one paragraph scored 0.79 and 0.83).
         min_cosine: qa_format.then_some(0.65),
+        register: 0.0,
     }
 }
 
@@ -88,24 +96,30 @@ fn style(name: &str, task: &str, answer_prefix: &str, qa_format: bool) -> Style 
 /// `extract_knowledge`, `knowledge_list`, `diverse_qa` (Nemotron-CC).
 pub fn builtin(name: &str) -> Option<Style> {
     Some(match name {
-        "easy" => style(
-            "easy",
-            "Rewrite the text so that a small child could follow it: use only the most common everyday words and very short, simple sentences.",
-            "",
-            false,
-        ),
+        "easy" => Style {
+            register: -2.0,
+            ..style(
+                "easy",
+                "Rewrite the text so that a small child could follow it: use only the most common everyday words and very short, simple sentences.",
+                "",
+                false,
+            )
+        },
         "medium" => style(
             "medium",
             "Rewrite the text in clear, varied, well-formed English of the kind found in a good encyclopedia article such as Wikipedia.",
             "",
             false,
         ),
-        "hard" => style(
-            "hard",
-            "Rewrite the text in terse, dense and abstruse prose, choosing rare and sophisticated words, as an erudite scholar writing for other scholars would.",
-            "",
-            false,
-        ),
+        "hard" => Style {
+            register: 1.5,
+            ..style(
+                "hard",
+                "Rewrite the text in terse, dense and abstruse prose, choosing rare and sophisticated words, as an erudite scholar writing for other scholars would.",
+                "",
+                false,
+            )
+        },
         "qa" => style(
             "qa",
             "Turn the text into a conversation of several question and answer pairs that together cover all of its information. Ask about the facts the text reports (who, what, when, where, how much), never about the text itself. Write each question on a line starting with \"Question:\" and its answer on the next line starting with \"Answer:\".",
@@ -159,6 +173,17 @@ impl Style {
         ])
     }
 
+    /// How many grades `answer` falls short of the style's reading-level target for `source`
+    /// (0 when it meets it or there is none).
+    pub fn register_shortfall(&self, source: &str, answer: &str) -> f64 {
+        if self.register == 0.0 {
+            return 0.0;
+        }
+        let target = flesch_kincaid_grade(source) + self.register;
+        let grade = flesch_kincaid_grade(answer);
+        if self.register < 0.0 { (grade - target).max(0.0) } else { (target - grade).max(0.0) }
+    }
+
     /// A hash of everything that shapes the prompt, recorded with each synthetic row.
     pub fn template_hash(&self) -> String {
         let key = format!("{}\u{0}{}\u{0}{}", self.system, self.user, self.answer_prefix);
@@ -184,6 +209,19 @@ mod tests {
         assert!(builtin("qa").unwrap().qa_format);
         assert!(builtin("nope").is_none());
         assert_ne!(builtin("easy").unwrap().template_hash(), builtin("hard").unwrap().template_hash());
+    }
+
+    #[test]
+    fn register_shortfall_is_measured_against_the_source() {
+        let source = "The municipal authorities deliberated extensively regarding infrastructural expenditure. \
+                      Representatives anticipated considerable financial implications.";
+        let plain = "The town met. They talked about money. It will cost a lot.";
+        let (easy, hard, medium) = (builtin("easy").unwrap(), builtin("hard").unwrap(), builtin("medium").unwrap());
+        assert_eq!(easy.register_shortfall(source, plain), 0.0, "simpler than the source by far");
+        assert!(easy.register_shortfall(source, source) >= 2.0, "the source itself misses easy's target");
+        assert!(hard.register_shortfall(source, plain) > 10.0);
+        assert_eq!(hard.register_shortfall(plain, source), 0.0);
+        assert_eq!(medium.register_shortfall(source, plain), 0.0, "medium has no target");
     }
 
     #[test]

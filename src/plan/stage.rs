@@ -231,9 +231,20 @@ impl<'a> Cursor<'a> {
     }
 
     fn literal(&mut self) -> Result<Value, StageError> {
+        // A leading minus belongs to the number that follows it.
+        let negative = matches!(self.peek(), Some(Token::Minus));
+        if negative {
+            self.i += 1;
+            if !matches!(self.peek(), Some(Token::Number(..))) {
+                return self.err("expected a number after `-`");
+            }
+        }
         let v = match self.peek() {
             // E'...' takes backslash escapes (`\n`): handy for prompt templates.
             Some(Token::SingleQuotedString(s)) | Some(Token::EscapedStringLiteral(s)) => Value::String(s.clone()),
+            Some(Token::Number(n, _)) if negative => {
+                n.parse::<f64>().map(|x| Value::from(-x)).map_err(|_| (self.at(), format!("bad number -{n}")))?
+            }
             Some(Token::Number(n, _)) => n
                 .parse::<u64>()
                 .map(Value::from)
@@ -417,6 +428,11 @@ mod tests {
         assert_eq!(url, "s3://b/o");
         assert_eq!(config.shard_rows, 10);
         assert_eq!(store.get("aws_allow_http").map(String::as_str), Some("true"));
+        let Stage::Style { options, .. } = parse_stage("STYLE easy WITH (register = -2.5, rate = 1)").unwrap() else {
+            panic!()
+        };
+        assert_eq!(options["register"], -2.5);
+        assert!(parse_stage("STYLE easy WITH (register = - x)").unwrap_err().1.contains("number after `-`"));
     }
 
     #[test]
