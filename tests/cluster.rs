@@ -282,3 +282,68 @@ fn parquet_row_groups_cover_every_row_once_across_workers() {
     assert_eq!(workers.len(), 3, "every worker read row groups: {workers:?}");
     assert_eq!(m.inputs[0].files.len(), 3, "each file listed once");
 }
+
+#[test]
+fn near_duplicate_clusters_are_global_across_processes() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    // 30 originals over 2 files; each of the first 10 has 2 variants (2% of its words changed)
+    // in the other file, so every cluster spans both processes.
+    let mut lines = [String::new(), String::new()];
+    for d in 0..30u64 {
+        let base = random_words(d + 100, 300);
+        lines[(d % 2) as usize] += &format!("{}\n", json_line(&format!("o{d}"), &base.join(" ")));
+        for v in 0..2usize {
+            if d >= 10 {
+                break;
+            }
+            let mut w = base.clone();
+            for k in 0..6 {
+                w[(k * 47 + v * 11) % 300] = format!("edit{v}x{k}");
+            }
+            lines[((d + 1) % 2) as usize] += &format!("{}\n", json_line(&format!("o{d}v{v}"), &w.join(" ")));
+        }
+    }
+    let input = dir.path().join("in");
+    for (i, l) in lines.iter().enumerate() {
+        write(&input.join(format!("part-{i}.jsonl")), l.as_bytes());
+    }
+    let plan = dir.path().join("near.sql");
+    let text =
+        plan_text("", "").replace("DEDUP ON text;", "DEDUP ON text;\nNEARDUP WITH (ngram = 3, bands = 20, rows = 5);");
+    std::fs::write(&plan, text).unwrap();
+    let mut kept = Vec::new();
+    for (name, mut args) in [
+        ("one", vec!["run".to_string(), plan.display().to_string(), "--workers".into(), "2".into()]),
+        (
+            "two",
+            vec![
+                "cluster".into(),
+                "local".into(),
+                "2".into(),
+                plan.display().to_string(),
+                "--workers".into(),
+                "1".into(),
+            ],
+        ),
+    ] {
+        let out = dir.path().join(name);
+        for s in [
+            format!("input={}", input.display()),
+            format!("output={}", out.display()),
+            format!("tokenizer={}", tok.display()),
+        ] {
+            args.extend(["--set".to_string(), s]);
+        }
+        args.push("-q".into());
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let m = read_manifest(&out);
+        assert_eq!(m["counts"]["near_duplicates"], 20, "{name}: {m}");
+        let mut ids: Vec<String> = read_chunks(&out.join("chunks")).into_iter().map(|c| c.0).collect();
+        ids.dedup();
+        ids.sort();
+        assert_eq!(ids.len(), 30, "{name}: one document per cluster");
+        kept.push(ids);
+    }
+    assert_eq!(kept[0], kept[1], "the same documents survive on 1 and 2 processes");
+}
