@@ -122,13 +122,15 @@ pub fn attach<'s>(
     let tasks = chunks
         .fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed })
         .inspect(move |_| r.borrow_mut().fanout_tasks += 1);
+    // One embedder session per worker: retries consult the meaning gate, then the gate stage.
+    let embedder = models.embedder.map(|e| std::rc::Rc::new(std::cell::RefCell::new(e)));
     let rephrased = match journal {
         Some(j) => {
             let (reused, fresh) = tasks.answered_by(j.memo, task_key);
             let r = report.clone();
             let reused = reused.inspect(move |_| r.borrow_mut().journal_reused += 1);
             let segment = |t: &u64| t >> crate::worker::SEGMENT_SHIFT;
-            let generated = fresh.rephrase(models.decoder, styles.clone(), &cfg).journal(
+            let generated = fresh.rephrase_with(models.decoder, styles.clone(), &cfg, embedder.clone()).journal(
                 j.target,
                 &spec.journal(),
                 |x: &Rephrased| task_key(&x.task),
@@ -136,7 +138,7 @@ pub fn attach<'s>(
             );
             generated.concat(reused)
         }
-        None => tasks.rephrase(models.decoder, styles.clone(), &cfg),
+        None => tasks.rephrase_with(models.decoder, styles.clone(), &cfg, embedder.clone()),
     };
     let r = report.clone();
     let rephrased = rephrased.inspect(move |x| {
@@ -148,7 +150,7 @@ pub fn attach<'s>(
         progress.rephrased.fetch_add(1, Ordering::Relaxed);
         progress.generated_tokens.fetch_add(x.spent_tokens as u64, Ordering::Relaxed);
     });
-    let (good, bad) = rephrased.gate(ctx, models.embedder);
+    let (good, bad) = rephrased.gate(ctx, embedder);
     let r = report.clone();
     let good = good.inspect(move |s| r.borrow_mut().styles.entry(s.style.clone()).or_default().accepted(s));
     let bad = bad.inspect(move |x| report.borrow_mut().styles.entry(x.style.clone()).or_default().rejected(x));

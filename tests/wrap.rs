@@ -227,40 +227,48 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
 }
 
 #[test]
-fn a_reading_level_target_asks_again_and_keeps_the_best_answer() {
+fn a_reading_level_or_meaning_miss_asks_again_and_keeps_the_best_answer() {
     let s = setup(4);
-    let mut attempts = Vec::new();
-    for register in [0, -100] {
+    let mut outcomes = Vec::new();
+    // (reading level, gates of the style, least cosine): none, out of reach, meaning out of reach.
+    for (register, gates, min_cos) in [(0, "empty", 0.0), (-100, "empty", 0.0), (0, "empty, meaning", 0.9999)] {
         let text = format!(
             "PARAM output;\n\
              TOKENIZER '{model}/tokenizer.json';\n\
              CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
              INPUT raw;\n\
              CHUNK WITH (max_tokens = 48);\n\
-             STYLE simple WITH (system = 'Say it simply.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = 'empty', register = {register});\n\
+             STYLE simple WITH (system = 'Say it simply.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = '{gates}', register = {register}, min_cosine = {min_cos});\n\
              REPHRASE WITH (model = '{model}', styles = 'simple', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20, retries = 2);\n\
+             GATES WITH (embedder = '{embedder}');\n\
              SINK '${{output}}';\n",
             model = s.model.display(),
             input = s.input.display(),
+            embedder = s.embedder.display(),
         );
-        let out = s.dir.path().join(format!("register{register}"));
+        let out = s.dir.path().join(format!("case{}", outcomes.len()));
         let m = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap();
         let r = m.rephrase.unwrap();
         let rows = read_parquet_rows(&out.join("synthetic"));
         assert_eq!(rows.len() as u64, r.accepted);
-        assert!(!rows.is_empty());
-        attempts.push((
-            rows.iter().map(|x| x["attempts"].as_u64().unwrap()).collect::<BTreeSet<_>>(),
-            r.retries,
-            r.tasks,
-        ));
+        let mut attempts: BTreeSet<u64> = rows.iter().map(|x| x["attempts"].as_u64().unwrap()).collect();
+        for x in read_rejects(&out.join("rejects")).iter().filter(|x| x["stage"] == "gate") {
+            let scores: Value = serde_json::from_str(x["scores"].as_str().unwrap()).unwrap();
+            attempts.insert(scores["attempts"].as_u64().unwrap());
+        }
+        outcomes.push((attempts, r.retries, r.tasks, r.accepted));
     }
     // Without a target the first answer passes; 100 grades below the source is out of reach, so
     // every task is answered 3 times (and the gates still judge one answer per task).
-    assert_eq!(attempts[0].0, BTreeSet::from([1]));
-    assert_eq!(attempts[0].1, 0);
-    assert_eq!(attempts[1].0, BTreeSet::from([3]));
-    assert_eq!(attempts[1].1, 2 * attempts[1].2);
+    assert_eq!(outcomes[0].0, BTreeSet::from([1]));
+    assert_eq!(outcomes[0].1, 0);
+    assert!(outcomes[0].3 > 0);
+    assert_eq!(outcomes[1].0, BTreeSet::from([3]));
+    assert_eq!(outcomes[1].1, 2 * outcomes[1].2);
+    assert_eq!(outcomes[1].3, outcomes[1].2, "a reading level is not a gate");
+    // A cosine of 0.9999 is out of reach too: every answer is asked for again, then rejected.
+    assert_eq!(outcomes[2].0, BTreeSet::from([3]));
+    assert_eq!((outcomes[2].1, outcomes[2].3), (2 * outcomes[2].2, 0));
 }
 
 #[test]

@@ -341,6 +341,10 @@ pub fn cosines(embedder: Option<&mut Embedder>, rows: &[Rephrased]) -> Vec<f64> 
     out
 }
 
+/// A worker's embedder, shared by the stages that need it (they run on the worker's thread one
+/// at a time).
+pub type SharedEmbedder = std::rc::Rc<std::cell::RefCell<Embedder>>;
+
 /// Extension trait: the **gate** stage. [`Rephrased`] in; accepted [`Synthetic`] rows and
 /// [`Reject`]s (stage `gate`, with reason, scores and the whole output) out.
 pub trait Gate<'scope, T: Timestamp> {
@@ -348,7 +352,7 @@ pub trait Gate<'scope, T: Timestamp> {
     fn gate(
         self,
         ctx: Arc<GateContext>,
-        embedder: Option<Embedder>,
+        embedder: Option<SharedEmbedder>,
     ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>);
 }
 
@@ -356,7 +360,7 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
     fn gate(
         self,
         ctx: Arc<GateContext>,
-        mut embedder: Option<Embedder>,
+        embedder: Option<SharedEmbedder>,
     ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>) {
         let judged = self
             .unary(Pipeline, "Gate", move |_, _| {
@@ -365,7 +369,7 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
                         let mut session = output.session(&cap);
                         for batch in data {
                             let rows: Vec<Rephrased> = std::mem::take(batch);
-                            let cos = cosines(embedder.as_mut(), &rows);
+                            let cos = cosines(embedder.as_ref().map(|e| e.borrow_mut()).as_deref_mut(), &rows);
                             session.give_iterator(rows.into_iter().zip(cos).map(|(r, c)| ctx.judge(r, c)));
                         }
                     });

@@ -11,7 +11,9 @@
 //! With `retries`, an answer that the model-free gates already reject, or that misses its style's
 //! reading level ([`Style::register`]), is asked for again (sampled, seeded by the task and
 //! attempt); the best of the task's answers leaves (one the cheap gates pass first, then the one
-//! closest to the reading level, then the earliest), and the gate stage judges it.
+//! closest to the reading level, then the earliest), and the gate stage judges it. Given the
+//! worker's embedder ([`Rephrase::rephrase_with`]), an answer below the meaning gate's cosine
+//! counts as rejected too, so it is asked for again as well.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use timely::progress::Timestamp;
 
 use crate::engine::{Batcher, Decoder, Finish, GenerationConfig, Prompt, SessionConfig, SoftStop, chat_prompt};
 use crate::fanout::StyleTask;
-use crate::gates::{GateConfig, Verdict, check_only};
+use crate::gates::{GateConfig, SharedEmbedder, Verdict, check_only, cosines};
 use crate::styles::Style;
 
 /// Settings of the rephrase stage (`REPHRASE WITH (...)` in a plan).
@@ -108,14 +110,32 @@ pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
         styles: Arc<Vec<Style>>,
         config: &RephraseConfig,
     ) -> StreamVec<'scope, T, Rephrased>;
+    /// The same; with `embedder`, retries also answer again what the meaning gate would reject.
+    fn rephrase_with(
+        self,
+        model: Decoder,
+        styles: Arc<Vec<Style>>,
+        config: &RephraseConfig,
+        embedder: Option<SharedEmbedder>,
+    ) -> StreamVec<'scope, T, Rephrased>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope, T, StyleTask> {
     fn rephrase(
         self,
+        dec: Decoder,
+        styles: Arc<Vec<Style>>,
+        config: &RephraseConfig,
+    ) -> StreamVec<'scope, T, Rephrased> {
+        self.rephrase_with(dec, styles, config, None)
+    }
+
+    fn rephrase_with(
+        self,
         mut dec: Decoder,
         styles: Arc<Vec<Style>>,
         config: &RephraseConfig,
+        embedder: Option<SharedEmbedder>,
     ) -> StreamVec<'scope, T, Rephrased> {
         let scope = self.scope();
         let slice = Duration::from_millis(config.time_slice_ms.max(1));
@@ -165,7 +185,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             task,
                         };
                         let total = r.spent_tokens;
-                        let rank = rank(&r, style, &cfg.retry_gates);
+                        let rank = rank(&r, style, &cfg.retry_gates, embedder.as_ref());
                         let best = match best {
                             Some((b, br)) if br <= rank => (b, br),
                             _ => (r, rank),
@@ -241,12 +261,23 @@ fn task_prompt(
 /// earlier answer with its rank.
 type Queued<T> = (T, StyleTask, u32, u32, Option<(Rephrased, Rank)>);
 
-/// How an answer ranks among its task's answers (smaller is better): whether a model-free gate
-/// rejects it, then how many grades it falls short of the style's reading level.
+/// How an answer ranks among its task's answers (smaller is better): whether a gate rejects it
+/// (the model-free ones, and meaning when there is an embedder), then how many grades it falls
+/// short of the style's reading level.
 type Rank = (bool, f64);
 
-fn rank(r: &Rephrased, style: &Style, gates: &GateConfig) -> Rank {
-    (cheap_gates_reject(r, style, gates), style.register_shortfall(&r.task.chunk.text, &r.text))
+fn rank(r: &Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&SharedEmbedder>) -> Rank {
+    let rejected = cheap_gates_reject(r, style, gates) || embedder.is_some_and(|e| off_meaning(r, style, gates, e));
+    (rejected, style.register_shortfall(&r.task.chunk.text, &r.text))
+}
+
+/// True if the meaning gate would reject the answer (computed as the gate stage does).
+fn off_meaning(r: &Rephrased, style: &Style, gates: &GateConfig, embedder: &SharedEmbedder) -> bool {
+    if style.gates.as_deref().is_some_and(|only| !only.iter().any(|g| g == "meaning")) {
+        return false;
+    }
+    let cos = cosines(Some(&mut embedder.borrow_mut()), std::slice::from_ref(r))[0];
+    cos.is_finite() && cos < style.min_cosine.unwrap_or(gates.min_cosine)
 }
 
 /// True if the gates that need no model (all but meaning) reject the answer.
