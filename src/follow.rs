@@ -115,12 +115,12 @@ impl Coordinator {
     fn cut(&mut self) -> Option<Files> {
         let budget = self.byte_budget();
         let mut seg = Files::new();
-        while let Some((_, stamp)) = self.queue.front() {
+        while let Some((table, stamp)) = self.queue.pop_front() {
             let (files, bytes) = count(&seg);
             if files > 0 && (files as usize >= self.limits.files || bytes + stamp.size > budget) {
+                self.queue.push_front((table, stamp));
                 break;
             }
-            let (table, stamp) = self.queue.pop_front().expect("a front object");
             seg.entry(table).or_default().push(stamp);
         }
         (!seg.is_empty()).then_some(seg)

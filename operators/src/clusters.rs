@@ -19,7 +19,7 @@
 //! that back at its first timestamp and the components are rebuilt before any new input.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::rc::Rc;
 
@@ -29,14 +29,13 @@ use differential_dataflow::lattice::Lattice;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::checkpoint::{Saved, StateRegistry, Stateful, decode, encode};
-use crate::keyvote::doc_hash;
+use crate::keyvote::{decide_at_home, doc_hash};
 use crate::record::Document;
 
 /// A graph node: `(document hash, home worker)` for a document, `(band key, BAND)` for a band.
@@ -135,48 +134,26 @@ where
         bands.into_iter().flat_map(move |b| [((hash, home), (b, BAND)), ((b, BAND), (hash, home))])
     });
     let labels = propagate(edges, nodes).filter(|(node, _)| node.1 != BAND).inner;
-    // 3. Home: a document that arrived at `t` is kept if its label at `t` is its own.
-    let mut updates: BTreeMap<T, HashMap<u64, Vec<(u64, isize)>>> = BTreeMap::new();
-    let mut waiting: BTreeMap<T, Vec<Document>> = BTreeMap::new();
-    let route = |u: &LabelUpdate<T>| ((u.0).0).1;
-    docs.binary_frontier(labels, Pipeline, Exchange::new(route), "NearDupVerdict", move |_, _| {
-        let mut caps = BTreeMap::new();
-        move |(docs_in, f1), (labels_in, f2), output| {
-            docs_in.for_each_stamp(|cap, data| {
-                let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                caps.entry(cap.time().clone()).or_insert_with(|| cap.clone());
-                data.for_each(|b| waiting.entry(cap.time().clone()).or_default().append(b));
-            });
-            labels_in.for_each_stamp(|_, data| {
-                // An update's own time, not its container's, is the time it describes.
-                for (((hash, _), (_, label)), time, diff) in data.flat_map(|b| b.drain(..)) {
-                    updates.entry(time).or_default().entry(hash).or_default().push((label, diff));
-                }
-            });
-            let complete = |t: &T| !f1.less_equal(t) && !f2.less_equal(t);
-            let ready: Vec<T> = waiting.keys().filter(|t| complete(t)).cloned().collect();
-            for t in ready {
-                let at_t = updates.remove(&t).unwrap_or_default();
-                let cap = caps.remove(&t).expect("a capability per waiting time");
-                let mut session = output.session(&cap);
-                for d in waiting.remove(&t).unwrap_or_default() {
-                    let h = doc_hash(&d);
-                    let first = at_t.get(&h).is_none_or(|ups| own_label(ups, h));
-                    session.give(if first { Ok(d) } else { Err(()) });
-                }
-            }
-            // Updates for documents that arrived earlier (relabels after a merge) are not needed.
-            updates.retain(|t, _| !complete(t));
-        }
-    })
-    .container::<Vec<Result<Document, ()>>>()
-    .ok_err(|r| r)
+    // 3. Home: a document that arrived at `t` is kept if its label at `t` is its own. An
+    // update's own time, not its container's, is the time it describes; updates for documents
+    // that arrived earlier (relabels after a merge) are not needed.
+    decide_at_home(
+        docs,
+        labels,
+        |u: &LabelUpdate<T>| ((u.0).0).1,
+        "NearDupVerdict",
+        |(((hash, _), (_, label)), time, diff): LabelUpdate<T>, _: &T| (time, hash, (hash, label, diff)),
+        own_label,
+    )
 }
 
-/// Whether the label a document holds after `updates` (all at its arrival time) is its own hash.
-fn own_label(updates: &[(u64, isize)], hash: u64) -> bool {
+/// Whether the label a document holds after `updates` (`(document, label, diff)`, all at its
+/// arrival time) is its own hash.
+fn own_label(updates: &[(u64, u64, isize)]) -> bool {
+    // No update (which differential does not produce for a new node) keeps the document.
+    let Some(&(hash, ..)) = updates.first() else { return true };
     let mut net: HashMap<u64, isize> = HashMap::new();
-    for &(label, diff) in updates {
+    for &(_, label, diff) in updates {
         *net.entry(label).or_default() += diff;
     }
     let held: Vec<u64> = net.into_iter().filter(|(_, n)| *n > 0).map(|(l, _)| l).collect();

@@ -320,11 +320,13 @@ impl GateContext {
 const EMBED_BATCH: usize = 1;
 
 /// Cosines of each rephrasing to its source (NaN without an embedder or on an embedder error,
-/// which then leaves the meaning gate out for those rows rather than dropping them).
+/// which then leaves the meaning gate out for those rows rather than dropping them). A row that
+/// already carries its cosine (from the rephrase stage) is not embedded again.
 pub fn cosines(embedder: Option<&mut Embedder>, rows: &[Rephrased]) -> Vec<f64> {
-    let mut out = vec![f64::NAN; rows.len()];
+    let mut out: Vec<f64> = rows.iter().map(|r| r.cosine.unwrap_or(f64::NAN)).collect();
     let Some(e) = embedder else { return out };
-    let idx: Vec<usize> = (0..rows.len()).filter(|&i| !rows[i].text.trim().is_empty()).collect();
+    let idx: Vec<usize> =
+        (0..rows.len()).filter(|&i| rows[i].cosine.is_none() && !rows[i].text.trim().is_empty()).collect();
     for part in idx.chunks(EMBED_BATCH) {
         let mut texts: Vec<&str> = part.iter().map(|&i| rows[i].task.chunk.text.as_str()).collect();
         let cleaned: Vec<String> = part.iter().map(|&i| strip_chatter(&rows[i].text).0).collect();

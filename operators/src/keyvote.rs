@@ -142,9 +142,38 @@ where
         })
         .container::<Vec<Answer>>();
     // 3. Home: a document is kept when none of its keys was seen before.
-    let mut answered: BTreeMap<T, HashMap<u64, bool>> = BTreeMap::new();
+    decide_at_home(
+        docs,
+        answers,
+        |a: &Answer| a.0,
+        &format!("{name}Verdict"),
+        |(_, doc, seen), cap_time: &T| (cap_time.clone(), doc, seen),
+        |seen: &[bool]| !seen.iter().any(|s| *s),
+    )
+}
+
+/// The home side of a global decision: each document waits until every answer for its time has
+/// arrived (both inputs have passed the time), then is kept or counted as dropped.
+///
+/// `entry` turns an answer (and the time of its container) into the time it describes, the hash
+/// of the document it is about and a value; `keep` decides from the values for one document
+/// (empty when none came). Answers for documents that are not waiting are dropped.
+pub fn decide_at_home<'scope, T, A, V>(
+    docs: StreamVec<'scope, T, Document>,
+    answers: StreamVec<'scope, T, A>,
+    route: impl Fn(&A) -> u64 + 'static,
+    name: &str,
+    entry: impl Fn(A, &T) -> (T, u64, V) + 'static,
+    keep: impl Fn(&[V]) -> bool + 'static,
+) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>)
+where
+    T: Timestamp + TotalOrder,
+    A: timely::ExchangeData,
+    V: 'static,
+{
+    let mut answered: BTreeMap<T, HashMap<u64, Vec<V>>> = BTreeMap::new();
     let mut waiting: BTreeMap<T, Vec<Document>> = BTreeMap::new();
-    docs.binary_frontier(answers, Pipeline, Exchange::new(|a: &Answer| a.0), &format!("{name}Verdict"), move |_, _| {
+    docs.binary_frontier(answers, Pipeline, Exchange::new(route), name, move |_, _| {
         let mut caps = BTreeMap::new();
         move |(docs_in, f1), (answers_in, f2), output| {
             docs_in.for_each_stamp(|cap, data| {
@@ -153,10 +182,11 @@ where
                 data.for_each(|b| waiting.entry(cap.time().clone()).or_default().append(b));
             });
             answers_in.for_each_stamp(|cap, data| {
-                let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                let e = answered.entry(cap.time().clone()).or_default();
-                for (_, doc, seen) in data.flat_map(|b| b.drain(..)) {
-                    *e.entry(doc).or_insert(false) |= seen;
+                // An empty stamp carries no answers.
+                let Some(stamp) = cap.least().cloned() else { return };
+                for a in data.flat_map(|b| b.drain(..)) {
+                    let (time, doc, value) = entry(a, &stamp);
+                    answered.entry(time).or_default().entry(doc).or_default().push(value);
                 }
             });
             let complete = |t: &T| !f1.less_equal(t) && !f2.less_equal(t);
@@ -166,11 +196,10 @@ where
                 let cap = caps.remove(&t).expect("a capability per waiting time");
                 let mut session = output.session(&cap);
                 for d in waiting.remove(&t).unwrap_or_default() {
-                    let seen = answers.get(&doc_hash(&d)).copied().unwrap_or(false);
-                    session.give(if seen { Err(()) } else { Ok(d) });
+                    let kept = keep(answers.get(&doc_hash(&d)).map_or(&[], Vec::as_slice));
+                    session.give(if kept { Ok(d) } else { Err(()) });
                 }
             }
-            // Answers always follow a waiting document; drop any left for a finished time.
             answered.retain(|t, _| !complete(t));
         }
     })

@@ -81,6 +81,9 @@ pub struct Rephrased {
     /// Prompts queued in this worker's operator when this answer was done: what backpressure
     /// bounds.
     pub queued: u32,
+    /// Cosine to the source when the operator computed it to choose among attempts (the gate
+    /// stage reuses it instead of embedding the answer again).
+    pub cosine: Option<f64>,
 }
 
 /// The sampling seed of a task: a key of the task itself, so that the same chunk and style get
@@ -173,7 +176,8 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                         let (time, task, attempt, spent, best) =
                             tasks.remove(&c.index).expect("every completion has its task");
                         let style = &styles[task.style as usize];
-                        let r = Rephrased {
+                        let mut r = Rephrased {
+                            cosine: None,
                             text: format!("{}{}", style.answer_prefix, c.text),
                             finish: c.finish,
                             prompt_tokens: c.prompt_tokens as u32,
@@ -185,7 +189,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             task,
                         };
                         let total = r.spent_tokens;
-                        let rank = rank(&r, style, &cfg.retry_gates, embedder.as_ref());
+                        let rank = rank(&mut r, style, &cfg.retry_gates, embedder.as_ref());
                         let best = match best {
                             Some((b, br)) if br <= rank => (b, br),
                             _ => (r, rank),
@@ -266,17 +270,19 @@ type Queued<T> = (T, StyleTask, u32, u32, Option<(Rephrased, Rank)>);
 /// short of the style's reading level.
 type Rank = (bool, f64);
 
-fn rank(r: &Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&SharedEmbedder>) -> Rank {
+fn rank(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&SharedEmbedder>) -> Rank {
     let rejected = cheap_gates_reject(r, style, gates) || embedder.is_some_and(|e| off_meaning(r, style, gates, e));
     (rejected, style.register_shortfall(&r.task.chunk.text, &r.text))
 }
 
-/// True if the meaning gate would reject the answer (computed as the gate stage does).
-fn off_meaning(r: &Rephrased, style: &Style, gates: &GateConfig, embedder: &SharedEmbedder) -> bool {
+/// True if the meaning gate would reject the answer (computed as the gate stage does; the
+/// cosine is kept with the answer).
+fn off_meaning(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: &SharedEmbedder) -> bool {
     if style.gates.as_deref().is_some_and(|only| !only.iter().any(|g| g == "meaning")) {
         return false;
     }
     let cos = cosines(Some(&mut embedder.borrow_mut()), std::slice::from_ref(r))[0];
+    r.cosine = Some(cos);
     cos.is_finite() && cos < style.min_cosine.unwrap_or(gates.min_cosine)
 }
 
@@ -295,6 +301,7 @@ fn cheap_gates_reject(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool 
 
 fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
     Rephrased {
+        cosine: None,
         task,
         text: String::new(),
         finish: Finish::Length,
