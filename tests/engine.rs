@@ -3,9 +3,13 @@
 //! Runtime (`scripts/install-ort.sh`, done by `scripts/test.sh`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tempfile::TempDir;
-use wrapflow::operators::engine::{Decoder, GenerationConfig, Prompt, SessionConfig, generate};
+use wrapflow::operators::engine::{
+    Decoder, GenerationConfig, NumberGuard, Prompt, SessionConfig, generate, number_forms,
+};
+use wrapflow::operators::gates::invented_numbers;
 use wrapflow::operators::model::import::WeightFormat;
 use wrapflow::operators::model::tiny::write_tiny_model;
 
@@ -155,6 +159,48 @@ fn repeated_ngrams_are_blocked_in_generated_tokens_only() {
             assert!(seen.insert(w.to_vec()), "bigram {w:?} repeated in {out:?}");
         }
     }
+}
+
+#[test]
+fn the_number_guard_writes_only_the_sources_numbers() {
+    let dir = TempDir::new().unwrap();
+    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    let source = "Sales rose 2.5% to 1,200 units in 2004, against 133,000 a year earlier.";
+    let guard = Arc::new(NumberGuard::new(source));
+    let ids = encode(&d, "Figures: 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20");
+    let ps = |guarded: bool| -> Vec<Prompt> {
+        (0..8)
+            .map(|i| Prompt {
+                id: i.to_string(),
+                ids: ids.clone(),
+                seed: Some(i),
+                numbers: guarded.then(|| guard.clone()),
+                ..Default::default()
+            })
+            .collect()
+    };
+    // Sampling at a high temperature makes the random model write digits freely.
+    let cfg = GenerationConfig {
+        max_new_tokens: 120,
+        batch_size: 4,
+        temperature: 1.5,
+        no_repeat_ngram: 3,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let mut free = vec![];
+    generate(&mut d, ps(false), &cfg, |c| free.push(c)).unwrap();
+    let invented: usize = free.iter().map(|c| invented_numbers(source, &c.text).len()).sum();
+    assert!(invented > 10, "unguarded sampling invents numbers ({invented})");
+    assert!(free.iter().all(|c| c.guarded == 0));
+    let mut guarded = vec![];
+    generate(&mut d, ps(true), &cfg, |c| guarded.push(c)).unwrap();
+    for c in &guarded {
+        assert_eq!(invented_numbers(source, &c.text), Vec::<String>::new(), "{:?}", c.text);
+    }
+    assert!(guarded.iter().map(|c| c.guarded).sum::<u32>() > 10, "the guard overrode the sampler");
+    let written: usize = guarded.iter().map(|c| number_forms(&c.text).len()).sum();
+    assert!(written > 0, "source numbers can still be written");
 }
 
 #[test]

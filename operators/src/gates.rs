@@ -2,7 +2,7 @@
 //! chunk, each with a score, so that a rejected row carries its reason and numbers; the
 //! [`Gate`] operator adds the meaning gate (cosine of sentence embeddings) and the lineage.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use std::sync::Arc;
@@ -16,10 +16,10 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::Timestamp;
 use tokenizers::Tokenizer;
 
-use crate::engine::{Embedder, Finish, cosine};
+use crate::engine::{Embedder, Finish, cosine, number_forms};
 use crate::record::{Reject, Synthetic};
 use crate::rephrase::Rephrased;
-use crate::styles::Style;
+use crate::styles::{Example, Style};
 
 /// Gate settings; each gate can be switched off.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +71,9 @@ pub struct Scores {
     /// Source/output embedding cosine, when there is an embedder.
     #[serde(default)]
     pub cosine: Option<f64>,
+    /// Word 5-grams of the output that come from the style's worked examples, not the source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub example_leaks: Vec<String>,
 }
 
 /// The outcome for one output.
@@ -96,7 +99,6 @@ static TRAIL_CHATTER: LazyLock<Regex> = LazyLock::new(|| {
 static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(as an ai\b|as a language model|i('m| am) sorry,? but|i cannot (help|assist|provide|rephrase)|i can't (help|assist|provide))").unwrap()
 });
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
 static QUESTION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?im)^\s*\**\s*(q|question)\s*\d*\s*\**\s*:").unwrap());
 static ANSWER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?im)^\s*\**\s*(a|answer)\s*\d*\s*\**\s*:").unwrap());
@@ -144,18 +146,6 @@ pub fn repetition(text: &str, n: usize) -> f64 {
     repeats as f64 / total as f64
 }
 
-/// Numbers with thousands separators removed, so "2,000" and "2000" are the same number.
-fn numbers(text: &str) -> HashMap<String, String> {
-    NUMBER
-        .find_iter(text)
-        .map(|m| {
-            let raw = m.as_str().trim_end_matches(['.', ',']).to_string();
-            let norm = if raw.contains(',') && !raw.contains('.') { raw.replace(',', "") } else { raw.clone() };
-            (norm, raw)
-        })
-        .collect()
-}
-
 /// Enumeration markers ("Question 2:", "Answer 2:", "3. " or "3) " at a line start): counting,
 /// not facts, so the number gate does not read them.
 static ENUMERATION: LazyLock<Regex> =
@@ -163,10 +153,10 @@ static ENUMERATION: LazyLock<Regex> =
 
 /// Numbers of `output` that `source` does not contain.
 pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
-    let src = numbers(source);
+    let src = number_forms(source);
     let output = ENUMERATION.replace_all(output, "${1}${3} ");
     let mut out: Vec<String> =
-        numbers(&output).into_iter().filter(|(n, _)| !src.contains_key(n)).map(|(_, raw)| raw).collect();
+        number_forms(&output).into_iter().filter(|(n, _)| !src.contains_key(n)).map(|(_, raw)| raw).collect();
     out.sort();
     out
 }
@@ -177,7 +167,56 @@ pub fn qa_pairs(text: &str) -> usize {
 }
 
 /// Names of the gates, for a style's `gates` list (`empty` always applies).
-pub const GATES: [&str; 8] = ["empty", "truncated", "refusal", "length", "repetition", "format", "numbers", "meaning"];
+pub const GATES: [&str; 9] =
+    ["empty", "truncated", "refusal", "length", "repetition", "format", "numbers", "leak", "meaning"];
+
+/// Words of an example that an output may share with it before it counts as copying.
+const LEAK_N: usize = 5;
+
+fn word_ngrams(text: &str, n: usize) -> HashSet<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    words.windows(n).map(|w| w.join(" ")).collect()
+}
+
+/// Word 5-grams of `output` that occur in `examples` (a style's worked examples) and not in
+/// `source`: a small model sometimes copies its example instead of rewriting its task.
+pub fn example_leaks(source: &str, output: &str, examples: &[Example]) -> Vec<String> {
+    if examples.is_empty() {
+        return vec![];
+    }
+    let from_examples: HashSet<String> = examples
+        .iter()
+        .flat_map(|e| word_ngrams(&e.chunk, LEAK_N).into_iter().chain(word_ngrams(&e.answer, LEAK_N)))
+        .collect();
+    let own = word_ngrams(source, LEAK_N);
+    let mut leaks: Vec<String> =
+        word_ngrams(output, LEAK_N).into_iter().filter(|g| from_examples.contains(g) && !own.contains(g)).collect();
+    leaks.sort();
+    leaks
+}
+
+/// The gates of `style` on one output: [`check_only`] with the style's format and gate list,
+/// then the `leak` gate against its worked examples.
+pub fn check_style(source: &str, output: &str, truncated: bool, style: &Style, cfg: &GateConfig) -> Verdict {
+    let only = style.gates.as_deref();
+    match check_only(source, output, truncated, style.qa_format, cfg, only) {
+        Verdict::Accept { text, mut scores } => {
+            scores.example_leaks = example_leaks(source, &text, &style.examples);
+            match scores.example_leaks.first() {
+                Some(g) if only.is_none_or(|o| o.iter().any(|x| x == "leak")) => Verdict::Reject {
+                    reason: format!("example leak: \"{g}\" comes from the style's worked example, not the source"),
+                    scores,
+                },
+                _ => Verdict::Accept { text, scores },
+            }
+        }
+        reject => reject,
+    }
+}
 
 /// Runs the gates on one output. `truncated` is true when generation hit its token limit;
 /// `qa` when the style asks for Question/Answer pairs.
@@ -205,6 +244,7 @@ pub fn check_only(
         invented_numbers: invented_numbers(source, &text),
         chatter_stripped,
         cosine: None,
+        example_leaks: vec![],
     };
     let reason = if text.is_empty() {
         Some("empty output".to_string())
@@ -256,7 +296,7 @@ impl GateContext {
         let only = style.gates.as_deref();
         let verdict = match &r.error {
             Some(e) => Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() },
-            None => check_only(src, &r.text, r.finish == Finish::Length, style.qa_format, &self.config, only),
+            None => check_style(src, &r.text, r.finish == Finish::Length, style, &self.config),
         };
         let min_cos = style.min_cosine.unwrap_or(self.config.min_cosine);
         let meaning = only.is_none_or(|o| o.iter().any(|g| g == "meaning"));
@@ -291,6 +331,7 @@ impl GateContext {
                     chatter_stripped: scores.chatter_stripped,
                     invented_numbers: scores.invented_numbers.len() as u32,
                     attempts: r.attempts,
+                    numbers_guarded: r.guarded,
                     text,
                 })
             }
@@ -305,8 +346,10 @@ impl GateContext {
                     doc_id: c.doc_id.clone(),
                     chunk_index: c.chunk_index,
                     style: style.name.clone(),
-                    scores: serde_json::to_string(&serde_json::json!({"attempts": r.attempts, "gates": scores}))
-                        .unwrap_or_default(),
+                    scores: serde_json::to_string(
+                        &serde_json::json!({"attempts": r.attempts, "numbers_guarded": r.guarded, "gates": scores}),
+                    )
+                    .unwrap_or_default(),
                 })
             }
         }
@@ -426,6 +469,29 @@ mod tests {
         assert!(reason(check(SRC, one_pair, false, true, &cfg)).starts_with("format: 1"));
         let invented = "The council will spend 15 million pounds on 2,000 new homes by 2027.";
         assert_eq!(reason(check(SRC, invented, false, false, &cfg)), "number fidelity: 15 not in the source");
+    }
+
+    #[test]
+    fn copying_the_worked_example_is_a_leak() {
+        let cfg = GateConfig::default();
+        let medium = crate::styles::builtin("medium").unwrap();
+        let faithful = "The town council intends to build 2,000 new homes by 2027, at a cost of 12 million pounds.";
+        assert!(matches!(check_style(SRC, faithful, false, &medium, &cfg), Verdict::Accept { .. }));
+        let copied = format!("{faithful} The project is expected to cost approximately four million pounds.");
+        match check_style(SRC, &copied, false, &medium, &cfg) {
+            Verdict::Reject { reason, scores } => {
+                assert!(reason.starts_with("example leak: \""), "{reason}");
+                assert!(scores.example_leaks.contains(&"expected to cost approximately four".to_string()));
+            }
+            v => panic!("{v:?}"),
+        }
+        // Words the source itself has are not a leak, nor is a style without examples.
+        let source = format!("{SRC} The project is expected to cost approximately four million pounds.");
+        assert!(matches!(check_style(&source, &copied, false, &medium, &cfg), Verdict::Accept { .. }));
+        let bare = Style { examples: vec![], ..medium.clone() };
+        assert!(matches!(check_style(SRC, &copied, false, &bare, &cfg), Verdict::Accept { .. }));
+        let off = Style { gates: Some(vec!["length".into()]), ..medium };
+        assert!(matches!(check_style(SRC, &copied, false, &off, &cfg), Verdict::Accept { .. }), "gate not listed");
     }
 
     #[test]

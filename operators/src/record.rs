@@ -236,6 +236,10 @@ pub struct Synthetic {
     pub invented_numbers: u32,
     /// Answers the model gave for this task (more than 1 after retries).
     pub attempts: u32,
+    /// Tokens at which number-constrained decoding overrode the model's first choice (the
+    /// numbers it wrote there are the source's, but a reviewer may want to check their facts).
+    #[serde(default)]
+    pub numbers_guarded: u32,
 }
 
 impl ToBatch for Synthetic {
@@ -253,6 +257,7 @@ impl ToBatch for Synthetic {
             Field::new("chatter_stripped", DataType::Boolean, false),
             Field::new("invented_numbers", DataType::UInt32, false),
             Field::new("attempts", DataType::UInt32, false),
+            Field::new("numbers_guarded", DataType::UInt32, false),
         ]);
         Arc::new(Schema::new(fields))
     }
@@ -272,6 +277,7 @@ impl ToBatch for Synthetic {
             Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.chatter_stripped)))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.invented_numbers))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.numbers_guarded))),
         ]);
         RecordBatch::try_new(Self::schema(), columns)
     }

@@ -27,9 +27,11 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::engine::{Batcher, Decoder, Finish, GenerationConfig, Prompt, SessionConfig, SoftStop, chat_prompt};
+use crate::engine::{
+    Batcher, Decoder, Finish, GenerationConfig, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
+};
 use crate::fanout::StyleTask;
-use crate::gates::{GateConfig, SharedEmbedder, Verdict, check_only, cosines};
+use crate::gates::{GateConfig, SharedEmbedder, Verdict, check_style, cosines};
 use crate::styles::Style;
 
 /// Settings of the rephrase stage (`REPHRASE WITH (...)` in a plan).
@@ -48,6 +50,9 @@ pub struct RephraseConfig {
     pub retries: u32,
     pub retry_temperature: f32,
     pub retry_gates: GateConfig,
+    /// Constrained decoding: the model may only write numbers of its chunk (see
+    /// [`crate::engine::NumberGuard`]), for styles whose number-fidelity gate is on.
+    pub constrain_numbers: bool,
 }
 
 impl Default for RephraseConfig {
@@ -60,6 +65,7 @@ impl Default for RephraseConfig {
             retries: 0,
             retry_temperature: 0.7,
             retry_gates: GateConfig::default(),
+            constrain_numbers: true,
         }
     }
 }
@@ -84,6 +90,9 @@ pub struct Rephrased {
     /// Cosine to the source when the operator computed it to choose among attempts (the gate
     /// stage reuses it instead of embedding the answer again).
     pub cosine: Option<f64>,
+    /// Tokens at which the number guard overrode the model's first choice in this answer.
+    #[serde(default)]
+    pub guarded: u32,
 }
 
 /// The sampling seed of a task: a key of the task itself, so that the same chunk and style get
@@ -98,7 +107,13 @@ pub fn task_seed(task: &StyleTask, style: &Style) -> u64 {
 pub fn prompt_text(dec: &Decoder, style: &Style, chunk: &str) -> anyhow::Result<String> {
     let mut text = match dec.chat_template {
         Some(_) => chat_prompt(dec, &style.messages(chunk))?,
-        None => format!("{}\n\n{}\n\n", style.system, style.user_turn(chunk)),
+        None => {
+            let mut t = format!("{}\n\n", style.system);
+            for e in &style.examples {
+                t.push_str(&format!("{}\n\n{}\n\n", style.user_turn(&e.chunk), e.answer));
+            }
+            t + &style.user_turn(chunk) + "\n\n"
+        }
     };
     text.push_str(&style.answer_prefix);
     Ok(text)
@@ -186,6 +201,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             attempts: attempt + 1,
                             spent_tokens: spent + c.token_ids.len() as u32,
                             queued: batcher.outstanding() as u32,
+                            guarded: c.guarded,
                             task,
                         };
                         let total = r.spent_tokens;
@@ -258,7 +274,16 @@ fn task_prompt(
             .then(|| SoftStop { after_tokens: (style.stop_after * n).ceil() as usize, at: style.stop_at.clone() }),
         min_new_tokens: (style.min_length * n) as usize,
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
+        numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(&task.chunk.text))),
+        continues: style.answer_prefix.clone(),
     })
+}
+
+/// Whether the style's numbers are constrained: the option is on, and so is its number gate.
+fn guards_numbers(style: &Style, cfg: &RephraseConfig) -> bool {
+    cfg.constrain_numbers
+        && cfg.retry_gates.number_fidelity
+        && style.gates.as_deref().is_none_or(|only| only.iter().any(|g| g == "numbers"))
 }
 
 /// A queued prompt: its time, task, attempt, the tokens spent on earlier attempts and the best
@@ -288,14 +313,7 @@ fn off_meaning(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: &
 
 /// True if the gates that need no model (all but meaning) reject the answer.
 fn cheap_gates_reject(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool {
-    let v = check_only(
-        &r.task.chunk.text,
-        &r.text,
-        r.finish == Finish::Length,
-        style.qa_format,
-        gates,
-        style.gates.as_deref(),
-    );
+    let v = check_style(&r.task.chunk.text, &r.text, r.finish == Finish::Length, style, gates);
     matches!(v, Verdict::Reject { .. })
 }
 
@@ -311,5 +329,6 @@ fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
         attempts: 1,
         spent_tokens: 0,
         queued: 0,
+        guarded: 0,
     }
 }

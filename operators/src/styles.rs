@@ -59,7 +59,28 @@ pub struct Style {
     /// asked for again, and the best of the answers goes on.
     #[serde(default)]
     pub register: f64,
+    /// Worked examples, shown to the model as earlier turns of the chat before the task: a
+    /// small model follows a format it has seen far better than one it is told about.
+    #[serde(default)]
+    pub examples: Vec<Example>,
 }
+
+/// One worked example of a style: a source text and the answer the style wants for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub chunk: String,
+    /// The whole answer, the style's answer prefix included.
+    pub answer: String,
+}
+
+/// The worked examples of the WRAP styles: one paragraph, rewritten in each. No digits (the
+/// number guard and gate stay about the task's own numbers); every fact kept.
+const EXAMPLE_TEXT: &str = "The town council of Maple Falls voted on Tuesday to build a public library on the site of the old railway station. The project will cost about four million pounds and should open next spring. Mayor Ann Hill said the library would have a children's room and a small café. Some residents opposed the plan because it removes a car park.";
+const EASY_EXAMPLE: &str = "The town of Maple Falls will build a new library. The town leaders said yes on Tuesday. The library will stand where the old train station was. It will cost a lot of money: about four million pounds. It should open next spring. Ann Hill is the mayor. She said the library will have a room for children and a small café. Some people do not like the plan. They will lose a place to park their cars.";
+const MEDIUM_EXAMPLE: &str = "On Tuesday, the town council of Maple Falls approved the construction of a public library on the former site of the town's railway station. The project is expected to cost approximately four million pounds, and the library is scheduled to open the following spring. According to Mayor Ann Hill, the building will contain a children's room and a small café. Some residents have opposed the plan, since it requires the removal of a car park.";
+const HARD_EXAMPLE: &str = "On Tuesday the municipal council of Maple Falls sanctioned the erection of a public library upon the site of the defunct railway station, an undertaking estimated at some four million pounds and slated for inauguration the ensuing spring. Mayor Ann Hill averred that the edifice would encompass a children's chamber and a modest café. Certain inhabitants remonstrated against the scheme, which necessitates the elimination of a car park.";
+const QA_EXAMPLE_ANSWER: &str = "Question: What did the town council of Maple Falls decide on Tuesday?\nAnswer: The town council of Maple Falls voted on Tuesday to build a public library on the site of the old railway station.\n\nQuestion: How much will the project cost, and when should the library open?\nAnswer: The project will cost about four million pounds, and the library should open next spring.\n\nQuestion: What did Mayor Ann Hill say about the library?\nAnswer: Mayor Ann Hill said the library would have a children's room and a small café.\n\nQuestion: Why did some residents oppose the plan?\nAnswer: Some residents opposed the plan because it removes a car park.";
 
 fn default_stop_at() -> String {
     "\n\n".into()
@@ -89,7 +110,12 @@ fn style(name: &str, task: &str, answer_prefix: &str, qa_format: bool) -> Style 
         // source is lower (careful hand-written hard and qa rewrites of one paragraph scored 0.79 and 0.83).
         min_cosine: qa_format.then_some(0.65),
         register: 0.0,
+        examples: vec![],
     }
+}
+
+fn example(answer: &str) -> Example {
+    Example { chunk: EXAMPLE_TEXT.into(), answer: answer.into() }
 }
 
 /// The built-in styles by name: `easy`, `medium`, `hard`, `qa` (WRAP) and `distill`,
@@ -98,6 +124,7 @@ pub fn builtin(name: &str) -> Option<Style> {
     Some(match name {
         "easy" => Style {
             register: -2.0,
+            examples: vec![example(EASY_EXAMPLE)],
             ..style(
                 "easy",
                 "Rewrite the text so that a small child could follow it: use only the most common everyday words and very short, simple sentences.",
@@ -105,14 +132,18 @@ pub fn builtin(name: &str) -> Option<Style> {
                 false,
             )
         },
-        "medium" => style(
-            "medium",
-            "Rewrite the text in clear, varied, well-formed English of the kind found in a good encyclopedia article such as Wikipedia.",
-            "",
-            false,
-        ),
+        "medium" => Style {
+            examples: vec![example(MEDIUM_EXAMPLE)],
+            ..style(
+                "medium",
+                "Rewrite the text in clear, varied, well-formed English of the kind found in a good encyclopedia article such as Wikipedia.",
+                "",
+                false,
+            )
+        },
         "hard" => Style {
             register: 1.5,
+            examples: vec![example(HARD_EXAMPLE)],
             ..style(
                 "hard",
                 "Rewrite the text in terse, dense and abstruse prose, choosing rare and sophisticated words, as an erudite scholar writing for other scholars would.",
@@ -120,12 +151,15 @@ pub fn builtin(name: &str) -> Option<Style> {
                 false,
             )
         },
-        "qa" => style(
-            "qa",
-            "Turn the text into a conversation of several question and answer pairs that together cover all of its information. Ask about the facts the text reports (who, what, when, where, how much), never about the text itself. Write each question on a line starting with \"Question:\" and its answer on the next line starting with \"Answer:\".",
-            "Question:",
-            true,
-        ),
+        "qa" => Style {
+            examples: vec![example(QA_EXAMPLE_ANSWER)],
+            ..style(
+                "qa",
+                "Turn the text into a conversation of several question and answer pairs that together cover all of its information. Ask about the facts the text reports (who, what, when, where, how much), never about the text itself. Write each question on a line starting with \"Question:\" and its answer on the next line starting with \"Answer:\".",
+                "Question:",
+                true,
+            )
+        },
         "distill" => style(
             "distill",
             "Rewrite the text as one concise, clear passage that keeps all of its useful information and drops filler, repetition and boilerplate.",
@@ -165,12 +199,16 @@ impl Style {
         self.user.replace("{chunk}", &data)
     }
 
-    /// Chat messages for the model's template.
+    /// Chat messages for the model's template: the system text, the worked examples as earlier
+    /// turns, then the task.
     pub fn messages(&self, chunk: &str) -> serde_json::Value {
-        serde_json::json!([
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": self.user_turn(chunk)},
-        ])
+        let mut turns = vec![serde_json::json!({"role": "system", "content": self.system})];
+        for e in &self.examples {
+            turns.push(serde_json::json!({"role": "user", "content": self.user_turn(&e.chunk)}));
+            turns.push(serde_json::json!({"role": "assistant", "content": e.answer}));
+        }
+        turns.push(serde_json::json!({"role": "user", "content": self.user_turn(chunk)}));
+        serde_json::Value::Array(turns)
     }
 
     /// How many grades `answer` falls short of the style's reading-level target for `source`
@@ -186,7 +224,10 @@ impl Style {
 
     /// A hash of everything that shapes the prompt, recorded with each synthetic row.
     pub fn template_hash(&self) -> String {
-        let key = format!("{}\u{0}{}\u{0}{}", self.system, self.user, self.answer_prefix);
+        let mut key = format!("{}\u{0}{}\u{0}{}", self.system, self.user, self.answer_prefix);
+        for e in &self.examples {
+            key.push_str(&format!("\u{0}{}\u{0}{}", e.chunk, e.answer));
+        }
         format!("blake3:{}", &blake3::hash(key.as_bytes()).to_hex()[..16])
     }
 }
@@ -209,6 +250,28 @@ mod tests {
         assert!(builtin("qa").unwrap().qa_format);
         assert!(builtin("nope").is_none());
         assert_ne!(builtin("easy").unwrap().template_hash(), builtin("hard").unwrap().template_hash());
+    }
+
+    #[test]
+    fn examples_are_earlier_turns_of_the_chat() {
+        let qa = builtin("qa").unwrap();
+        let m = qa.messages("Sales rose.");
+        let roles: Vec<&str> = m.as_array().unwrap().iter().map(|t| t["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert!(m[1]["content"].as_str().unwrap().contains("<text>\nThe town council of Maple Falls"));
+        let answer = m[2]["content"].as_str().unwrap();
+        assert!(answer.starts_with(&qa.answer_prefix));
+        assert_eq!(crate::gates::qa_pairs(answer), 4, "the example passes the format gate");
+        assert!(crate::gates::invented_numbers(EXAMPLE_TEXT, answer).is_empty());
+        assert!(!answer.chars().any(|c| c.is_ascii_digit()), "no digits to leak into a task's answer");
+        assert!(m[3]["content"].as_str().unwrap().contains("<text>\nSales rose.\n</text>"));
+        let bare = Style { examples: vec![], ..qa.clone() };
+        assert_ne!(bare.template_hash(), qa.template_hash(), "examples shape the prompt");
+        // The register examples read in the order their styles ask for.
+        let grade = |s: &str| builtin(s).unwrap().examples[0].answer.clone();
+        let (e, m, h) = (grade("easy"), grade("medium"), grade("hard"));
+        let fk = flesch_kincaid_grade;
+        assert!(fk(&e) + 2.0 < fk(EXAMPLE_TEXT) && fk(EXAMPLE_TEXT) < fk(&m) && fk(&m) + 1.5 < fk(&h));
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct RephraseSpec {
     /// needs no model; 0: off.
     pub retries: u32,
     pub retry_temperature: f32,
+    /// Constrained decoding: only numbers of the chunk may be written (styles with the number
+    /// gate on).
+    pub constrain_numbers: bool,
     /// Rephrasings are journaled every `journal_rows` results or `journal_s` seconds, so a job
     /// that dies between checkpoints does not generate them again.
     pub journal_rows: usize,
@@ -86,6 +89,7 @@ impl Default for RephraseSpec {
             time_slice_ms: d.time_slice_ms,
             retries: d.retries,
             retry_temperature: d.retry_temperature,
+            constrain_numbers: d.constrain_numbers,
             journal_rows: JournalConfig::default().rows,
             journal_s: JournalConfig::default().interval_s,
         }
@@ -113,6 +117,7 @@ impl RephraseSpec {
             retries: self.retries,
             retry_temperature: self.retry_temperature,
             retry_gates: gates.clone(),
+            constrain_numbers: self.constrain_numbers,
         }
     }
 
@@ -369,6 +374,12 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
                     g.split(',').map(|x| Value::String(x.trim().to_string())).filter(|x| x != "").collect();
                 options.insert("gates".into(), Value::Array(list));
             }
+            // `examples = '[{"chunk": "...", "answer": "..."}]'` is JSON in a string.
+            if let Some(Value::String(e)) = options.get("examples").cloned() {
+                let list: Value =
+                    serde_json::from_str(&e).map_err(|err| (c.at(), format!("STYLE {name}: examples: {err}")))?;
+                options.insert("examples".into(), list);
+            }
             Stage::Style { name, options }
         }
         "REPHRASE" => {
@@ -433,6 +444,10 @@ mod tests {
         };
         assert_eq!(options["register"], -2.5);
         assert!(parse_stage("STYLE easy WITH (register = - x)").unwrap_err().1.contains("number after `-`"));
+        let stmt = r#"STYLE qa WITH (examples = '[{"chunk": "It rained.", "answer": "Question: What happened?\nAnswer: It rained."}]')"#;
+        let Stage::Style { options, .. } = parse_stage(stmt).unwrap() else { panic!() };
+        assert_eq!(options["examples"][0]["chunk"], "It rained.");
+        assert!(parse_stage("STYLE qa WITH (examples = '[{')").unwrap_err().1.contains("examples"));
     }
 
     #[test]

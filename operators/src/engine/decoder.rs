@@ -2,6 +2,7 @@
 //! input/output layout), the tokenizer and the chat template.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 use ort::session::Session;
@@ -9,6 +10,7 @@ use ort::value::{DynValue, Tensor};
 use serde_json::Value as Json;
 use tokenizers::Tokenizer;
 
+use super::constrain::TokenTable;
 use super::runtime::{SessionConfig, session};
 
 /// The KV cache of a batch: per layer, key and value `[batch, kv_heads, len, head_dim]`.
@@ -28,6 +30,7 @@ pub struct Decoder {
     pub chat_template: Option<String>,
     /// `blake3:` hash of model.onnx.
     pub weights_hash: String,
+    tokens: OnceLock<TokenTable>,
 }
 
 fn num(cfg: &Json, key: &str) -> Option<usize> {
@@ -101,7 +104,13 @@ impl Decoder {
             eos,
             chat_template,
             weights_hash,
+            tokens: OnceLock::new(),
         })
+    }
+
+    /// Every token's text, built on first use (constrained decoding needs it).
+    pub fn token_table(&self) -> &TokenTable {
+        self.tokens.get_or_init(|| TokenTable::new(&self.tokenizer, self.vocab))
     }
 
     /// An empty cache for `batch` rows.

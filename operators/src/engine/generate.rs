@@ -8,6 +8,7 @@
 //! `Prompt::seed`), so outputs do not depend on batch size or on which requests share a batch.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -17,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::constrain::NumberGuard;
 use super::decoder::{Cache, Decoder};
 
 /// Decoding settings.
@@ -77,6 +79,12 @@ pub struct Prompt {
     pub min_new_tokens: usize,
     /// Overrides `GenerationConfig::temperature` for this prompt (a retry samples).
     pub temperature: Option<f32>,
+    /// Only numbers of the guard's source may be written (constrained decoding, see
+    /// [`NumberGuard`]).
+    pub numbers: Option<Arc<NumberGuard>>,
+    /// Text that the generation continues on its line (an answer prefix such as `Question:`):
+    /// the guard reads counters such as "Question 2:" from it.
+    pub continues: String,
 }
 
 /// See [`Prompt::soft_stop`].
@@ -105,6 +113,9 @@ pub struct Completion {
     pub text: String,
     pub finish: Finish,
     pub prompt_tokens: usize,
+    /// Steps at which the number guard overrode the model's first choice.
+    #[serde(default)]
+    pub guarded: u32,
 }
 
 /// Where time went.
@@ -132,6 +143,10 @@ struct Row {
     /// Byte offset in the decoded text from which the soft stop is looked for, and where it cut.
     soft_from: Option<usize>,
     cut_at: Option<usize>,
+    guard: Option<Arc<NumberGuard>>,
+    /// The current line of the text so far, for the guard.
+    line: String,
+    guarded: u32,
 }
 
 /// Picks the next token from `logits` (modified in place).
@@ -147,22 +162,25 @@ pub fn sample_at(
     temperature: f32,
     rng: &mut StdRng,
 ) -> u32 {
-    let n = cfg.no_repeat_ngram;
-    if n > 0 && generated.len() >= n {
-        let prefix = &generated[generated.len() - (n - 1)..];
-        for i in 0..=generated.len() - n {
-            if &generated[i..i + n - 1] == prefix {
-                logits[generated[i + n - 1] as usize] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    let argmax =
-        |l: &[f32]| l.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+    block_repeats(logits, generated, cfg.no_repeat_ngram);
+    draw(logits, cfg, temperature, rng)
+}
+
+fn argmax(l: &[f32]) -> usize {
+    l.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+}
+
+/// Greedy or top-k/top-p sampling over the tokens left unmasked.
+fn draw(logits: &[f32], cfg: &GenerationConfig, temperature: f32, rng: &mut StdRng) -> u32 {
     if temperature <= 0.0 {
         return argmax(logits) as u32;
     }
     let mut cand: Vec<(usize, f32)> =
         logits.iter().map(|&v| v / temperature).enumerate().filter(|(_, v)| v.is_finite()).collect();
+    if cand.is_empty() {
+        // Everything is masked: nothing to sample from, so take the first token as greedy does.
+        return argmax(logits) as u32;
+    }
     cand.sort_by(|a, b| b.1.total_cmp(&a.1));
     if cfg.top_k > 0 {
         cand.truncate(cfg.top_k);
@@ -190,6 +208,23 @@ pub fn sample_at(
         }
     }
     cand[probs.len() - 1].0 as u32
+}
+
+/// Forbids the tokens that would repeat an `n`-gram of `generated` (0: off); returns what it
+/// masked, with the old values.
+fn block_repeats(logits: &mut [f32], generated: &[u32], n: usize) -> Vec<(usize, f32)> {
+    let mut blocked = Vec::new();
+    if n > 0 && generated.len() >= n {
+        let prefix = &generated[generated.len() - (n - 1)..];
+        for i in 0..=generated.len() - n {
+            let t = generated[i + n - 1] as usize;
+            if &generated[i..i + n - 1] == prefix && logits[t].is_finite() {
+                blocked.push((t, logits[t]));
+                logits[t] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    blocked
 }
 
 /// Generates for every prompt, calling `done` as each finishes (in finishing order).
@@ -262,6 +297,7 @@ impl Batcher {
                     text: String::new(),
                     finish: Finish::Length,
                     prompt_tokens: 0,
+                    guarded: 0,
                 }),
                 Some(p) => fresh.push(p),
                 None => break,
@@ -301,10 +337,11 @@ impl Batcher {
                     temperature: p.temperature.unwrap_or(cfg.temperature),
                     soft_from: None,
                     cut_at: None,
+                    guard: p.numbers,
+                    line: p.continues.rsplit('\n').next().unwrap_or("").to_string(),
+                    guarded: 0,
                 };
-                let l = &mut logits[j * v..(j + 1) * v];
-                hold_eos(dec, &row, l);
-                let t = sample_at(l, &row.generated, cfg, row.temperature, &mut row.rng);
+                let t = pick(dec, &mut row, &mut logits[j * v..(j + 1) * v], cfg);
                 push_token(dec, &mut row, t, cfg);
                 rows.push(row);
             }
@@ -343,15 +380,35 @@ impl Batcher {
         let v = logits.len() / b;
         for (j, r) in rows.iter_mut().enumerate() {
             r.cached += 1;
-            let l = &mut logits[j * v..(j + 1) * v];
-            hold_eos(dec, r, l);
-            let t = sample_at(l, &r.generated, cfg, r.temperature, &mut r.rng);
+            let t = pick(dec, r, &mut logits[j * v..(j + 1) * v], cfg);
             push_token(dec, r, t, cfg);
         }
         self.timing.decode_tokens += b as u64;
         self.timing.decode_s += t0.elapsed().as_secs_f64();
         Ok(())
     }
+}
+
+/// The row's next token: minimum length, repeated n-grams and the number guard first, then the
+/// sampler.
+fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) -> u32 {
+    hold_eos(dec, r, logits);
+    let blocked = block_repeats(logits, &r.generated, cfg.no_repeat_ngram);
+    if let Some(guard) = &r.guard {
+        let eos = if cfg.ignore_eos { &[][..] } else { &dec.eos[..] };
+        let table = dec.token_table();
+        let best = argmax(logits);
+        if !table.mask(guard, &r.line, eos, logits) {
+            // Repeat blocking took every number the source allows here (a long figure written
+            // twice is a repeated n-gram): copying a source figure again is not a loop.
+            blocked.iter().for_each(|&(t, x)| logits[t] = x);
+            table.mask(guard, &r.line, eos, logits);
+        }
+        if !logits[best].is_finite() {
+            r.guarded += 1;
+        }
+    }
+    draw(logits, cfg, r.temperature, &mut r.rng)
 }
 
 /// Forbids end-of-sequence tokens while a row is under its minimum length.
@@ -371,6 +428,13 @@ fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
         return;
     }
     r.generated.push(t);
+    if r.guard.is_some() {
+        let piece = &dec.token_table().text[t as usize];
+        match piece.rfind('\n') {
+            Some(i) => r.line = piece[i + 1..].to_string(),
+            None => r.line.push_str(piece),
+        }
+    }
     if let Some(soft) = r.soft.as_ref().filter(|s| r.generated.len() >= s.after_tokens && !s.at.is_empty()) {
         let text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
         let from = *r.soft_from.get_or_insert(text.len());
@@ -398,7 +462,15 @@ fn completion(dec: &Decoder, r: Row, finish: Finish, cfg: &GenerationConfig) -> 
     if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).chain(r.cut_at).min() {
         text.truncate(cut);
     }
-    Completion { id: r.id, index: r.index, token_ids: r.generated, text, finish, prompt_tokens: r.prompt_len }
+    Completion {
+        id: r.id,
+        index: r.index,
+        token_ids: r.generated,
+        text,
+        finish,
+        prompt_tokens: r.prompt_len,
+        guarded: r.guarded,
+    }
 }
 
 fn cache_len(cache: &Cache) -> anyhow::Result<usize> {

@@ -1,10 +1,12 @@
 //! The rephrasing engine: ONNX Runtime setup, model loading and batched generation.
 
+pub mod constrain;
 pub mod decoder;
 pub mod embed;
 pub mod generate;
 pub mod runtime;
 
+pub use constrain::{NumberGuard, TokenTable, number_forms};
 pub use decoder::Decoder;
 pub use embed::{Embedder, cosine};
 pub use generate::{

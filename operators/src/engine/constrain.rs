@@ -1,0 +1,218 @@
+//! Number-constrained decoding: a generation may only write numbers that its source contains.
+//!
+//! Small models copy a chunk and then run on, inventing figures ("$1.09bn" where the source says
+//! "$639m", years such as 2020); the number-fidelity gate rejects such answers after the fact.
+//! A [`NumberGuard`] prevents them instead: before each token is picked, a token that would
+//! start or extend a number that is no prefix of a source number, or end a number that is not
+//! one, is masked. The model then takes its best allowed token (a source number, or words).
+//! The rule is the gate's own ([`number_forms`]): a number is a run of digits with `.` or `,`
+//! between digits, and thousands separators do not count ("2,000" is "2000"); counting at a
+//! line start ("Question 2:", "3. ") is not a fact and is left alone.
+//!
+//! The guard keeps numbers inside the source's set; it cannot tell whether a copied number is
+//! attached to the right fact. The meaning gate still judges the whole answer, and each answer
+//! records how often the guard overrode the model's first choice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use regex::Regex;
+use tokenizers::Tokenizer;
+
+/// A number as the gates read it (Unicode digits, as Rust's `\d`).
+pub static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
+static DIGIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d").unwrap());
+/// What may precede a counter on its line: nothing, or a Q/A/step label.
+static COUNTER_CONTEXT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)^\s*\**\s*((q|a|question|answer|fact|step)\s*)?$").unwrap());
+
+/// The numbers of `text`: normalized form (thousands separators removed, so "2,000" and "2000"
+/// are one number) → the form as written.
+pub fn number_forms(text: &str) -> HashMap<String, String> {
+    NUMBER
+        .find_iter(text)
+        .map(|m| {
+            let raw = m.as_str().trim_end_matches(['.', ',']).to_string();
+            (normalize(&raw), raw)
+        })
+        .collect()
+}
+
+fn normalize(raw: &str) -> String {
+    if raw.contains(',') && !raw.contains('.') { raw.replace(',', "") } else { raw.to_string() }
+}
+
+/// The numbers one generation may write: those of its source.
+#[derive(Clone, Debug, Default)]
+pub struct NumberGuard {
+    /// Normalized forms: what a finished number must be.
+    whole: HashSet<String>,
+    /// Written and normalized forms: what an unfinished number must begin.
+    prefixes: Vec<String>,
+}
+
+impl NumberGuard {
+    pub fn new(source: &str) -> Self {
+        let forms = number_forms(source);
+        let mut prefixes: Vec<String> = forms.iter().flat_map(|(n, r)| [n.clone(), r.clone()]).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        NumberGuard { whole: forms.into_keys().collect(), prefixes }
+    }
+
+    /// Whether `line` (the current line of the text so far) followed by `next` keeps every
+    /// number inside the source's; with `end`, the text ends after `next`.
+    pub fn allows(&self, line: &str, next: &str, end: bool) -> bool {
+        // Only the trailing numeric run of `line` can still change; look from its start.
+        let start = trailing_run(line);
+        let text = format!("{}{next}", &line[start..]);
+        for m in NUMBER.find_iter(&text) {
+            let before = format!("{}{}", &line[..start], &text[..m.start()]);
+            let line_before = before.rsplit('\n').next().unwrap_or("");
+            if COUNTER_CONTEXT.is_match(line_before) {
+                // Counting ("Question 2:", a list number at a line start), not a figure.
+                continue;
+            }
+            let rest = &text[m.end()..];
+            let open = !end && rest.chars().all(|c| c == '.' || c == ',');
+            let ok = if open {
+                // "2004." may yet close as "2004" or go on as "2004.5".
+                let so_far = &text[m.start()..];
+                self.whole.contains(&normalize(m.as_str())) || self.prefixes.iter().any(|p| p.starts_with(so_far))
+            } else {
+                self.whole.contains(&normalize(m.as_str()))
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Byte offset where the trailing run of digits, `.` and `,` of `line` starts (its length when
+/// the line does not end in one).
+fn trailing_run(line: &str) -> usize {
+    let mut start = line.len();
+    for (i, c) in line.char_indices().rev() {
+        if c == '.' || c == ',' || DIGIT.is_match(c.encode_utf8(&mut [0; 4])) {
+            start = i;
+        } else {
+            break;
+        }
+    }
+    start
+}
+
+/// The text of every token, and which tokens can touch a number: those with a digit, and those
+/// that start with `.` or `,` (they continue a number or close it).
+pub struct TokenTable {
+    pub text: Vec<String>,
+    numeric: Vec<u32>,
+    with_digit: Vec<u32>,
+}
+
+impl TokenTable {
+    pub fn new(tokenizer: &Tokenizer, logits: usize) -> Self {
+        let text: Vec<String> =
+            (0..logits as u32).map(|id| tokenizer.decode(&[id], true).unwrap_or_default()).collect();
+        let with_digit: Vec<u32> = (0..text.len() as u32).filter(|&i| DIGIT.is_match(&text[i as usize])).collect();
+        let numeric = (0..text.len() as u32)
+            .filter(|&i| DIGIT.is_match(&text[i as usize]) || text[i as usize].starts_with(['.', ',']))
+            .collect();
+        TokenTable { text, numeric, with_digit }
+    }
+
+    /// Masks (sets to −∞) every token of `logits` that `guard` forbids after `line`; `eos` are
+    /// the tokens that end the text. When the guard would leave no token at all (other
+    /// constraints masked the allowed ones), nothing is masked and it returns false.
+    pub fn mask(&self, guard: &NumberGuard, line: &str, eos: &[u32], logits: &mut [f32]) -> bool {
+        let mut masked: Vec<(usize, f32)> = Vec::new();
+        let mut forbid = |id: usize, logits: &mut [f32]| {
+            if let Some(x) = logits.get_mut(id).filter(|x| x.is_finite()) {
+                masked.push((id, *x));
+                *x = f32::NEG_INFINITY;
+            }
+        };
+        if trailing_run(line) == line.len() {
+            // No number is open: only tokens with a digit can break the rule.
+            for &id in &self.with_digit {
+                if !guard.allows(line, &self.text[id as usize], false) {
+                    forbid(id as usize, logits);
+                }
+            }
+        } else {
+            // Any other token closes the open number: one check decides for all of them.
+            if !guard.allows(line, " ", false) {
+                let numeric: HashSet<u32> = self.numeric.iter().copied().collect();
+                for id in 0..logits.len() {
+                    if !numeric.contains(&(id as u32)) {
+                        forbid(id, logits);
+                    }
+                }
+            } else if !guard.allows(line, "", true) {
+                eos.iter().for_each(|&e| forbid(e as usize, logits));
+            }
+            for &id in &self.numeric {
+                if !guard.allows(line, &self.text[id as usize], false) {
+                    forbid(id as usize, logits);
+                }
+            }
+        }
+        if !logits.iter().any(|x| x.is_finite()) {
+            for (id, x) in masked {
+                logits[id] = x;
+            }
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "Sales rose 2.5% to $1,200m in 2004, against 133,000 a year earlier.";
+
+    #[test]
+    fn numbers_of_the_source_and_their_prefixes_pass() {
+        let g = NumberGuard::new(SRC);
+        for (line, next) in [("in ", "2"), ("in 2", "0"), ("in 200", "4"), ("in 2004", "."), ("in 2004.", " ")] {
+            assert!(g.allows(line, next, false), "{line:?} + {next:?}");
+        }
+        assert!(g.allows("to $1,2", "00", false), "the written form");
+        assert!(g.allows("to $120", "0m", false), "the normalized form");
+        assert!(g.allows("rose 2", ".5%", false));
+        assert!(g.allows("of 133", "000 ", false), "133,000 written without separators");
+    }
+
+    #[test]
+    fn invented_or_unfinished_numbers_do_not() {
+        let g = NumberGuard::new(SRC);
+        assert!(!g.allows("by ", "7", false), "no source number starts with 7");
+        assert!(!g.allows("by 20", "2", false), "2020 is not 2004");
+        assert!(!g.allows("of 13", " ", false), "13 is only the start of 133000");
+        assert!(!g.allows("of 13", "", true), "nor may the text end there");
+        assert!(!g.allows("rose 2.5", "1", false));
+        assert!(g.allows("of 133,000", "", true));
+    }
+
+    #[test]
+    fn counters_are_left_alone_and_glued_digits_are_not() {
+        let g = NumberGuard::new(SRC);
+        assert!(g.allows("Question ", "7", false));
+        assert!(g.allows("Question 7", ":", false));
+        assert!(g.allows("", "9", false), "a list number at a line start");
+        assert!(!g.allows("Answer: the G", "8", false), "the gate reads G8's 8 as a number");
+        assert!(!g.allows("Answer: in ", "9", false));
+    }
+
+    #[test]
+    fn the_number_forms_match_the_gate() {
+        let f = number_forms("2,000 and 3.5, then 2004.");
+        assert_eq!(f.get("2000").map(String::as_str), Some("2,000"));
+        assert_eq!(f.get("3.5").map(String::as_str), Some("3.5"));
+        assert!(f.contains_key("2004"));
+    }
+}
