@@ -183,7 +183,8 @@ fn word_ngrams(text: &str, n: usize) -> HashSet<String> {
 }
 
 /// Word 5-grams of `output` that occur in `examples` (a style's worked examples) and not in
-/// `source`: a small model sometimes copies its example instead of rewriting its task.
+/// `source`: a small model sometimes copies its example instead of rewriting its task. The
+/// format's own words ("Question", "Answer") are structure, not content, and do not count.
 pub fn example_leaks(source: &str, output: &str, examples: &[Example]) -> Vec<String> {
     if examples.is_empty() {
         return vec![];
@@ -191,6 +192,7 @@ pub fn example_leaks(source: &str, output: &str, examples: &[Example]) -> Vec<St
     let from_examples: HashSet<String> = examples
         .iter()
         .flat_map(|e| word_ngrams(&e.chunk, LEAK_N).into_iter().chain(word_ngrams(&e.answer, LEAK_N)))
+        .filter(|g| !g.split(' ').any(|w| w == "question" || w == "answer"))
         .collect();
     let own = word_ngrams(source, LEAK_N);
     let mut leaks: Vec<String> =
@@ -490,6 +492,9 @@ mod tests {
         assert!(matches!(check_style(&source, &copied, false, &medium, &cfg), Verdict::Accept { .. }));
         let bare = Style { examples: vec![], ..medium.clone() };
         assert!(matches!(check_style(SRC, &copied, false, &bare, &cfg), Verdict::Accept { .. }));
+        let qa = crate::styles::builtin("qa").unwrap();
+        let asks = "Question: How much will the council spend?\nAnswer: 12 million pounds.\n\nQuestion: What will it build?\nAnswer: 2,000 new homes by 2027.";
+        assert!(matches!(check_style(SRC, asks, false, &qa, &cfg), Verdict::Accept { .. }), "the format is not a leak");
         let off = Style { gates: Some(vec!["length".into()]), ..medium };
         assert!(matches!(check_style(SRC, &copied, false, &off, &cfg), Verdict::Accept { .. }), "gate not listed");
     }
