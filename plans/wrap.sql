@@ -43,7 +43,9 @@ CHUNK WITH (max_tokens = ${max_tokens});
 --   STYLE hard WITH (rate = 0.3);   -- 30% of chunks get `hard`
 REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_size = 16, no_repeat_ngram = 6,
                retries = ${retries}, retry_temperature = 0.7);
-GATES WITH (embedder = '${embedder}');
+-- Meaning: a rewrite's MiniLM cosine to its chunk must reach 0.75 (qa sets its own 0.65: Q&As
+-- reword more); with retries, an answer below it is asked for again.
+GATES WITH (embedder = '${embedder}', min_cosine = 0.75);
 
 SINK '${output}' WITH (format = 'parquet');
 
