@@ -230,15 +230,22 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
 fn a_reading_level_or_meaning_miss_asks_again_and_keeps_the_best_answer() {
     let s = setup(4);
     let mut outcomes = Vec::new();
-    // (reading level, gates of the style, least cosine): none, out of reach, meaning out of reach.
-    for (register, gates, min_cos) in [(0, "empty", 0.0), (-100, "empty", 0.0), (0, "empty, meaning", 0.9999)] {
+    // (reading level, gates of the style, least cosine, cosine aimed at): none, out of reach,
+    // meaning out of reach, a cosine aim out of reach.
+    let cases = [
+        (0, "empty", 0.0, 0.0),
+        (-100, "empty", 0.0, 0.0),
+        (0, "empty, meaning", 0.9999, 0.0),
+        (0, "empty, meaning", -1.0, 0.9999),
+    ];
+    for (register, gates, min_cos, aim) in cases {
         let text = format!(
             "PARAM output;\n\
              TOKENIZER '{model}/tokenizer.json';\n\
              CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
              INPUT raw;\n\
              CHUNK WITH (max_tokens = 48);\n\
-             STYLE simple WITH (system = 'Say it simply.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = '{gates}', register = {register}, min_cosine = {min_cos});\n\
+             STYLE simple WITH (system = 'Say it simply.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = '{gates}', register = {register}, min_cosine = {min_cos}, aim_cosine = {aim});\n\
              REPHRASE WITH (model = '{model}', styles = 'simple', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20, retries = 2);\n\
              GATES WITH (embedder = '{embedder}');\n\
              SINK '${{output}}';\n",
@@ -269,6 +276,9 @@ fn a_reading_level_or_meaning_miss_asks_again_and_keeps_the_best_answer() {
     // A cosine of 0.9999 is out of reach too: every answer is asked for again, then rejected.
     assert_eq!(outcomes[2].0, BTreeSet::from([3]));
     assert_eq!((outcomes[2].1, outcomes[2].3), (2 * outcomes[2].2, 0));
+    // An aim is not a gate: every task is asked for again, and every task is accepted.
+    assert_eq!(outcomes[3].0, BTreeSet::from([3]));
+    assert_eq!((outcomes[3].1, outcomes[3].3), (2 * outcomes[3].2, outcomes[3].2));
 }
 
 #[test]

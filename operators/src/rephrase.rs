@@ -211,7 +211,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             _ => (r, rank),
                         };
                         // A retry while no answer passes the model-free gates at the reading level.
-                        if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0) {
+                        if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
                             // An error building the retry's prompt keeps the answer we have.
                             if let Ok(p) = task_prompt(&dec, style, &best.0.task, attempt + 1, &cfg) {
                                 let task = best.0.task.clone();
@@ -292,12 +292,16 @@ type Queued<T> = (T, StyleTask, u32, u32, Option<(Rephrased, Rank)>);
 
 /// How an answer ranks among its task's answers (smaller is better): whether a gate rejects it
 /// (the model-free ones, and meaning when there is an embedder), then how many grades it falls
-/// short of the style's reading level.
-type Rank = (bool, f64);
+/// short of the style's reading level, then how far its cosine falls short of the style's aim.
+type Rank = (bool, f64, f64);
 
 fn rank(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&SharedEmbedder>) -> Rank {
     let rejected = cheap_gates_reject(r, style, gates) || embedder.is_some_and(|e| off_meaning(r, style, gates, e));
-    (rejected, style.register_shortfall(&r.task.chunk.text, &r.text))
+    let aim = match (style.aim_cosine, r.cosine) {
+        (Some(aim), Some(cos)) if cos.is_finite() => (aim - cos).max(0.0),
+        _ => 0.0,
+    };
+    (rejected, style.register_shortfall(&r.task.chunk.text, &r.text), aim)
 }
 
 /// True if the meaning gate would reject the answer (computed as the gate stage does; the

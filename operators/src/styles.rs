@@ -59,6 +59,11 @@ pub struct Style {
     /// asked for again, and the best of the answers goes on.
     #[serde(default)]
     pub register: f64,
+    /// Cosine to the source to aim for (above the meaning gate's threshold). Not a gate: with
+    /// `retries`, an answer below it is asked for again, and among answers that pass the gates
+    /// and meet the reading level the closest one goes on.
+    #[serde(default)]
+    pub aim_cosine: Option<f64>,
     /// Worked examples, shown to the model as earlier turns of the chat before the task: a
     /// small model follows a format it has seen far better than one it is told about.
     #[serde(default)]
@@ -110,6 +115,8 @@ fn style(name: &str, task: &str, answer_prefix: &str, qa_format: bool) -> Style 
         // source is lower (careful hand-written hard and qa rewrites of one paragraph scored 0.79 and 0.83).
         min_cosine: qa_format.then_some(0.65),
         register: 0.0,
+        // A Q&A rewords more than a rewrite: aim well above its gate.
+        aim_cosine: qa_format.then_some(0.75),
         examples: vec![],
     }
 }
