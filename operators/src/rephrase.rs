@@ -45,8 +45,9 @@ pub struct RephraseConfig {
     pub generation: GenerationConfig,
     /// Longest the operator decodes before yielding to the other operators of its worker.
     pub time_slice_ms: u64,
-    /// New answers for a task whose answer the model-free gates (`retry_gates`) reject; the last
-    /// answer goes on to the gate stage either way. Retries sample at `retry_temperature`.
+    /// New answers for a task whose answer a gate rejects (`retry_gates`, and meaning with an
+    /// embedder) or that misses its style's reading level or cosine aim; the best answer goes on
+    /// to the gate stage either way. Retries sample at `retry_temperature`.
     pub retries: u32,
     pub retry_temperature: f32,
     pub retry_gates: GateConfig,
