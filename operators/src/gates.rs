@@ -16,6 +16,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::Timestamp;
 use tokenizers::Tokenizer;
 
+use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::{Embedder, Finish, cosine, number_forms};
 use crate::record::{Reject, Synthetic};
 use crate::rephrase::Rephrased;
@@ -149,7 +150,7 @@ pub fn repetition(text: &str, n: usize) -> f64 {
 /// Enumeration markers ("Question 2:", "Answer 2:", "3. " or "3) " at a line start): counting,
 /// not facts, so the number gate does not read them.
 static ENUMERATION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?im)^(\s*\**\s*(q|a|question|answer|fact|step)\s*)\d+|^(\s*)\d+[.)]\s").unwrap());
+    LazyLock::new(|| Regex::new(&format!(r"(?im)^(\s*\**\s*({COUNTER_LABELS})\s*)\d+|^(\s*)\d+[.)]\s")).unwrap());
 
 /// Numbers of `output` that `source` does not contain.
 pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
@@ -204,12 +205,11 @@ pub fn example_leaks(source: &str, output: &str, examples: &[Example]) -> Vec<St
 /// The gates of `style` on one output: [`check_only`] with the style's format and gate list,
 /// then the `leak` gate against its worked examples.
 pub fn check_style(source: &str, output: &str, truncated: bool, style: &Style, cfg: &GateConfig) -> Verdict {
-    let only = style.gates.as_deref();
-    match check_only(source, output, truncated, style.qa_format, cfg, only) {
+    match check_only(source, output, truncated, style.qa_format, cfg, style.gates.as_deref()) {
         Verdict::Accept { text, mut scores } => {
             scores.example_leaks = example_leaks(source, &text, &style.examples);
             match scores.example_leaks.first() {
-                Some(g) if only.is_none_or(|o| o.iter().any(|x| x == "leak")) => Verdict::Reject {
+                Some(g) if style.gate_on("leak") => Verdict::Reject {
                     reason: format!("example leak: \"{g}\" comes from the style's worked example, not the source"),
                     scores,
                 },
@@ -295,13 +295,12 @@ impl GateContext {
     pub fn judge(&self, r: Rephrased, cosine: f64) -> Result<Synthetic, Reject> {
         let style = &self.styles[r.task.style as usize];
         let src = &r.task.chunk.text;
-        let only = style.gates.as_deref();
         let verdict = match &r.error {
             Some(e) => Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() },
             None => check_style(src, &r.text, r.finish == Finish::Length, style, &self.config),
         };
         let min_cos = style.min_cosine.unwrap_or(self.config.min_cosine);
-        let meaning = only.is_none_or(|o| o.iter().any(|g| g == "meaning"));
+        let meaning = style.gate_on("meaning");
         let verdict = match verdict {
             Verdict::Accept { scores, .. } if meaning && cosine.is_finite() && cosine < min_cos => {
                 Verdict::Reject { reason: format!("meaning: cosine {cosine:.3} below {min_cos}"), scores }

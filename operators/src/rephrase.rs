@@ -211,7 +211,8 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             Some((b, br)) if br <= rank => (b, br),
                             _ => (r, rank),
                         };
-                        // A retry while no answer passes the model-free gates at the reading level.
+                        // A retry while no answer passes the gates at the reading level and the
+                        // cosine aim.
                         if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
                             // An error building the retry's prompt keeps the answer we have.
                             if let Ok(p) = task_prompt(&dec, style, &best.0.task, attempt + 1, &cfg) {
@@ -282,9 +283,7 @@ fn task_prompt(
 
 /// Whether the style's numbers are constrained: the option is on, and so is its number gate.
 fn guards_numbers(style: &Style, cfg: &RephraseConfig) -> bool {
-    cfg.constrain_numbers
-        && cfg.retry_gates.number_fidelity
-        && style.gates.as_deref().is_none_or(|only| only.iter().any(|g| g == "numbers"))
+    cfg.constrain_numbers && cfg.retry_gates.number_fidelity && style.gate_on("numbers")
 }
 
 /// A queued prompt: its time, task, attempt, the tokens spent on earlier attempts and the best
@@ -308,7 +307,7 @@ fn rank(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&
 /// True if the meaning gate would reject the answer (computed as the gate stage does; the
 /// cosine is kept with the answer).
 fn off_meaning(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: &SharedEmbedder) -> bool {
-    if style.gates.as_deref().is_some_and(|only| !only.iter().any(|g| g == "meaning")) {
+    if !style.gate_on("meaning") {
         return false;
     }
     let cos = cosines(Some(&mut embedder.borrow_mut()), std::slice::from_ref(r))[0];

@@ -229,6 +229,11 @@ impl Style {
         if self.register < 0.0 { (grade - target).max(0.0) } else { (target - grade).max(0.0) }
     }
 
+    /// Whether the gate `name` applies to this style (all gates do when it lists none).
+    pub fn gate_on(&self, name: &str) -> bool {
+        self.gates.as_deref().is_none_or(|only| only.iter().any(|g| g == name))
+    }
+
     /// A hash of everything that shapes the prompt, recorded with each synthetic row.
     pub fn template_hash(&self) -> String {
         let mut key = format!("{}\u{0}{}\u{0}{}", self.system, self.user, self.answer_prefix);

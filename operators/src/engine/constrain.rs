@@ -22,9 +22,11 @@ use tokenizers::Tokenizer;
 /// A number as the gates read it (Unicode digits, as Rust's `\d`).
 pub static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
 static DIGIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d").unwrap());
-/// What may precede a counter on its line: nothing, or a Q/A/step label.
+/// Labels after which a number counts items ("Question 2:", "Step 3"): not a fact.
+pub const COUNTER_LABELS: &str = "q|a|question|answer|fact|step";
+/// What may precede a counter on its line: nothing, or a label.
 static COUNTER_CONTEXT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)^\s*\**\s*((q|a|question|answer|fact|step)\s*)?$").unwrap());
+    LazyLock::new(|| Regex::new(&format!(r"(?i)^\s*\**\s*(({COUNTER_LABELS})\s*)?$")).unwrap());
 
 /// The numbers of `text`: normalized form (thousands separators removed, so "2,000" and "2000"
 /// are one number) → the form as written.
@@ -109,6 +111,7 @@ fn trailing_run(line: &str) -> usize {
 pub struct TokenTable {
     pub text: Vec<String>,
     numeric: Vec<u32>,
+    is_numeric: Vec<bool>,
     with_digit: Vec<u32>,
 }
 
@@ -117,10 +120,9 @@ impl TokenTable {
         let text: Vec<String> =
             (0..logits as u32).map(|id| tokenizer.decode(&[id], true).unwrap_or_default()).collect();
         let with_digit: Vec<u32> = (0..text.len() as u32).filter(|&i| DIGIT.is_match(&text[i as usize])).collect();
-        let numeric = (0..text.len() as u32)
-            .filter(|&i| DIGIT.is_match(&text[i as usize]) || text[i as usize].starts_with(['.', ',']))
-            .collect();
-        TokenTable { text, numeric, with_digit }
+        let is_numeric: Vec<bool> = text.iter().map(|t| DIGIT.is_match(t) || t.starts_with(['.', ','])).collect();
+        let numeric = (0..text.len() as u32).filter(|&i| is_numeric[i as usize]).collect();
+        TokenTable { text, numeric, is_numeric, with_digit }
     }
 
     /// Masks (sets to −∞) every token of `logits` that `guard` forbids after `line`; `eos` are
@@ -144,9 +146,8 @@ impl TokenTable {
         } else {
             // Any other token closes the open number: one check decides for all of them.
             if !guard.allows(line, " ", false) {
-                let numeric: HashSet<u32> = self.numeric.iter().copied().collect();
                 for id in 0..logits.len() {
-                    if !numeric.contains(&(id as u32)) {
+                    if !self.is_numeric.get(id).copied().unwrap_or(false) {
                         forbid(id, logits);
                     }
                 }
