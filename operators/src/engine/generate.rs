@@ -402,7 +402,10 @@ fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) 
             // Repeat blocking took every number the source allows here (a long figure written
             // twice is a repeated n-gram): copying a source figure again is not a loop.
             blocked.iter().for_each(|&(t, x)| logits[t] = x);
-            table.mask(guard, &r.line, eos, logits);
+            if !table.mask(guard, &r.line, eos, logits) {
+                // No source number fits even so: the guard stands aside, repeat blocking stays.
+                blocked.iter().for_each(|&(t, _)| logits[t] = f32::NEG_INFINITY);
+            }
         }
         if !logits[best].is_finite() {
             r.guarded += 1;
