@@ -18,7 +18,8 @@ fi
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 ./scripts/install-ort.sh
 cargo build --quiet --bin wrapflow
-if [ ! -s models/smollm2-135m-instruct/model.onnx ]; then
+# Imports from before the shared-buffer KV cache lack `kv_cache` in config.json: redo them.
+if ! grep -qs '"kv_cache"' models/smollm2-135m-instruct/config.json; then
   target/debug/wrapflow model import "$GGUF" --out models/smollm2-135m-instruct --weights fp32
 fi
 if [ ! -s models/all-minilm-l6-v2/model.onnx ]; then

@@ -196,6 +196,10 @@ enum ModelCommand {
         /// Weight format: fp32 (quality reference) or q4 (the GGUF's 4-bit blocks, MatMulNBits)
         #[arg(long, default_value = "fp32")]
         weights: String,
+        /// KV cache layout: shared (GroupQueryAttention writing into one buffer per layer, the
+        /// fast one) or standard (optimum's past/present tensors, readable by any runtime)
+        #[arg(long, default_value = "shared")]
+        kv_cache: String,
     },
 }
 
@@ -347,7 +351,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Generate(args) => wrapflow::generate::run(args),
-        Command::Model { command: ModelCommand::Import { gguf, out, tokenizer_only, weights } } => {
+        Command::Model { command: ModelCommand::Import { gguf, out, tokenizer_only, weights, kv_cache } } => {
             if gguf.is_dir() {
                 wrapflow::operators::model::bert::import_embedder(
                     &gguf,
@@ -366,17 +370,19 @@ fn main() -> ExitCode {
                 wrapflow::operators::model::import_tokenizer(&gguf, &out)
                     .map(|()| println!("wrote tokenizer files to {}", out.display()))
             } else {
-                weights.parse().and_then(|w| wrapflow::operators::model::import::import(&gguf, &out, w)).map(|c| {
+                let parsed = weights.parse().and_then(|w| Ok((w, kv_cache.parse()?)));
+                parsed.and_then(|(w, kv)| wrapflow::operators::model::import::import(&gguf, &out, w, kv)).map(|c| {
                     let l = &c.llama;
                     println!(
-                        "wrote {} ({} layers, {} hidden, {} heads / {} KV heads, vocab {}, {} weights)",
+                        "wrote {} ({} layers, {} hidden, {} heads / {} KV heads, vocab {}, {} weights, {} KV cache)",
                         out.display(),
                         l.num_hidden_layers,
                         l.hidden_size,
                         l.num_attention_heads,
                         l.num_key_value_heads,
                         l.vocab_size,
-                        weights
+                        weights,
+                        kv_cache
                     )
                 })
             }

@@ -11,11 +11,21 @@ use wrapflow::operators::engine::{
 };
 use wrapflow::operators::gates::invented_numbers;
 use wrapflow::operators::model::import::WeightFormat;
-use wrapflow::operators::model::tiny::write_tiny_model;
+use wrapflow::operators::model::llama::KvLayout;
+use wrapflow::operators::model::tiny::{write_tiny_model, write_tiny_model_with};
 
+/// The tiny model as imports write it (shared-buffer cache, `GroupQueryAttention`).
 fn tiny(dir: &Path, format: WeightFormat, dequantize: bool) -> Decoder {
     write_tiny_model(dir, 42, format, dequantize).unwrap();
     Decoder::load(dir, &SessionConfig { intra_threads: 1, ..Default::default() }).unwrap()
+}
+
+/// The same weights in optimum's layout, which `Decoder::forward` runs.
+fn tiny_standard(dir: &Path, format: WeightFormat, dequantize: bool) -> Decoder {
+    write_tiny_model_with(dir, 42, format, dequantize, KvLayout::Standard).unwrap();
+    let d = Decoder::load(dir, &SessionConfig { intra_threads: 1, ..Default::default() }).unwrap();
+    assert_eq!(d.layout, KvLayout::Standard);
+    d
 }
 
 fn encode(d: &Decoder, text: &str) -> Vec<u32> {
@@ -44,7 +54,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn kv_cache_decoding_equals_full_recomputation() {
     let dir = TempDir::new().unwrap();
-    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    let mut d = tiny_standard(dir.path(), WeightFormat::Fp32, false);
     let ids = encode(&d, "The city council met on Tuesday to discuss the new budget.");
     assert!(ids.len() > 8);
     let k = 4;
@@ -63,7 +73,7 @@ fn kv_cache_decoding_equals_full_recomputation() {
 #[test]
 fn a_left_padded_row_equals_the_prompt_alone() {
     let dir = TempDir::new().unwrap();
-    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    let mut d = tiny_standard(dir.path(), WeightFormat::Fp32, false);
     let a = encode(&d, "Local businesses welcomed the news.");
     let b = encode(&d, "Scientists at the university have found a new way to measure the age of trees.");
     assert_ne!(a.len(), b.len());
@@ -115,6 +125,46 @@ fn continuous_batching_returns_the_tokens_of_one_at_a_time() {
     for (p, out) in ps.iter().zip(&alone) {
         assert_eq!(out.len(), p.max_new_tokens.unwrap(), "per-prompt length limits hold");
     }
+}
+
+#[test]
+fn the_shared_buffer_cache_generates_what_the_standard_cache_does() {
+    let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let mut shared = tiny(a.path(), WeightFormat::Fp32, false);
+    assert_eq!(shared.layout, KvLayout::Shared);
+    let mut standard = tiny_standard(b.path(), WeightFormat::Fp32, false);
+    let mut ps = prompts(&shared);
+    // Two long prompts whose generations cross the buffer's first capacity (256 positions), so
+    // the buffer grows while other rows are live.
+    let long = wrapflow::operators::testkit::SAMPLE_TEXT.repeat(8);
+    for (i, cut) in [(0, 240), (1, 251)] {
+        let ids = encode(&shared, &long)[..cut].to_vec();
+        ps.insert(3 + i * 4, Prompt { id: format!("long{i}"), ids, max_new_tokens: Some(30), ..Default::default() });
+    }
+    let greedy = GenerationConfig { max_new_tokens: 20, batch_size: 4, ignore_eos: true, ..Default::default() };
+    let sampled = GenerationConfig { temperature: 1.0, top_p: 0.9, seed: 5, ..greedy.clone() };
+    for cfg in [greedy, sampled] {
+        let want = run(&mut standard, &cfg, ps.clone());
+        // Rows join and leave at different steps and in different slots at each batch size.
+        for batch in [1, 3, 5] {
+            let got = run(&mut shared, &GenerationConfig { batch_size: batch, ..cfg.clone() }, ps.clone());
+            assert_eq!(got, want, "batch {batch}, temperature {}", cfg.temperature);
+        }
+    }
+}
+
+#[test]
+fn the_shared_layout_with_four_bit_weights_matches_its_f32_values() {
+    let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let mut q4 = tiny(a.path(), WeightFormat::Q4, false);
+    let mut reference = tiny_standard(b.path(), WeightFormat::Q4, true);
+    let ps = prompts(&q4);
+    let cfg = GenerationConfig { max_new_tokens: 12, batch_size: 4, ignore_eos: true, ..Default::default() };
+    let (got, want) = (run(&mut q4, &cfg, ps.clone()), run(&mut reference, &cfg, ps));
+    let same = got.iter().zip(&want).filter(|(g, w)| g == w).count();
+    // 4-bit blocks and their f32 values differ by < 1e-3 in the logits (see below): a near tie
+    // may flip one greedy token, not most sequences.
+    assert!(same >= got.len() - 1, "{same} of {} sequences identical", got.len());
 }
 
 #[test]
@@ -207,8 +257,8 @@ fn the_number_guard_writes_only_the_sources_numbers() {
 fn four_bit_weights_match_their_f32_values() {
     let q4_dir = TempDir::new().unwrap();
     let f32_dir = TempDir::new().unwrap();
-    let mut q4 = tiny(q4_dir.path(), WeightFormat::Q4, false);
-    let mut reference = tiny(f32_dir.path(), WeightFormat::Q4, true);
+    let mut q4 = tiny_standard(q4_dir.path(), WeightFormat::Q4, false);
+    let mut reference = tiny_standard(f32_dir.path(), WeightFormat::Q4, true);
     let ids = encode(&q4, "The team will publish its results next month.");
     let a = logits(&mut q4, std::slice::from_ref(&ids));
     let b = logits(&mut reference, &[ids]);
@@ -288,23 +338,29 @@ fn real_model_greedy_output_matches_the_recorded_reference() {
         return;
     }
     let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
-    let dir = TempDir::new().unwrap();
-    wrapflow::operators::model::import::import(Path::new(&gguf), dir.path(), WeightFormat::Fp32).unwrap();
-    let mut d = Decoder::load(dir.path(), &SessionConfig::default()).unwrap();
-    let fixtures: Vec<serde_json::Value> = serde_json::from_str(include_str!("fixtures/smollm2_greedy.json")).unwrap();
-    let ids =
-        |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-    let mut prompts = vec![];
-    for (i, f) in fixtures.iter().enumerate() {
-        let text = format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", f["prompt"].as_str().unwrap());
-        let p = encode(&d, &text);
-        assert_eq!(p, ids(&f["prompt_ids"]), "prompt {i} tokenizes as the reference");
-        prompts.push(Prompt { id: i.to_string(), ids: p, max_new_tokens: None, ..Default::default() });
-    }
-    let cfg = GenerationConfig { max_new_tokens: 32, batch_size: 3, ignore_eos: true, ..Default::default() };
-    let out = run(&mut d, &cfg, prompts);
-    for (i, f) in fixtures.iter().enumerate() {
-        assert_eq!(out[i], ids(&f["greedy_ids"]), "greedy ids of prompt {i}");
+    for layout in [KvLayout::Standard, KvLayout::Shared] {
+        let dir = TempDir::new().unwrap();
+        wrapflow::operators::model::import::import(Path::new(&gguf), dir.path(), WeightFormat::Fp32, layout).unwrap();
+        let mut d = Decoder::load(dir.path(), &SessionConfig::default()).unwrap();
+        assert_eq!(d.layout, layout);
+        let fixtures: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("fixtures/smollm2_greedy.json")).unwrap();
+        let ids = |v: &serde_json::Value| {
+            v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>()
+        };
+        let mut prompts = vec![];
+        for (i, f) in fixtures.iter().enumerate() {
+            let text =
+                format!("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", f["prompt"].as_str().unwrap());
+            let p = encode(&d, &text);
+            assert_eq!(p, ids(&f["prompt_ids"]), "prompt {i} tokenizes as the reference");
+            prompts.push(Prompt { id: i.to_string(), ids: p, max_new_tokens: None, ..Default::default() });
+        }
+        let cfg = GenerationConfig { max_new_tokens: 32, batch_size: 3, ignore_eos: true, ..Default::default() };
+        let out = run(&mut d, &cfg, prompts);
+        for (i, f) in fixtures.iter().enumerate() {
+            assert_eq!(out[i], ids(&f["greedy_ids"]), "{layout:?}: greedy ids of prompt {i}");
+        }
     }
 }
 

@@ -11,7 +11,9 @@ use serde_json::Value as Json;
 use tokenizers::Tokenizer;
 
 use super::constrain::TokenTable;
+use super::kv::SharedKv;
 use super::runtime::{SessionConfig, session};
+use crate::model::llama::KvLayout;
 
 /// The KV cache of a batch: per layer, key and value `[batch, kv_heads, len, head_dim]`.
 pub type Cache = Vec<DynValue>;
@@ -25,6 +27,9 @@ pub struct Decoder {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub vocab: usize,
+    /// How the graph keeps its cache: `config.json`'s `wrapflow.kv_cache`, else `shared` for a
+    /// graph without `position_ids` (onnxruntime-genai's GQA models) and `standard` otherwise.
+    pub layout: KvLayout,
     /// Token ids that end a generation.
     pub eos: Vec<u32>,
     pub chat_template: Option<String>,
@@ -84,7 +89,14 @@ impl Decoder {
         }
         let session = session(&model, cfg)?;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        for want in ["input_ids", "attention_mask", "position_ids", "past_key_values.0.key"] {
+        let declared = config.pointer("/wrapflow/kv_cache").and_then(|v| serde_json::from_value(v.clone()).ok());
+        let layout =
+            declared.unwrap_or(if names.contains(&"position_ids") { KvLayout::Standard } else { KvLayout::Shared });
+        let mut wanted = vec!["input_ids", "attention_mask", "past_key_values.0.key"];
+        if layout == KvLayout::Standard {
+            wanted.push("position_ids");
+        }
+        for want in wanted {
             if !names.contains(&want) {
                 bail!(
                     "{} has no input {want} (inputs: {names:?}); wrapflow needs optimum's decoder-with-past layout",
@@ -101,6 +113,7 @@ impl Decoder {
             kv_heads,
             head_dim,
             vocab,
+            layout,
             eos,
             chat_template,
             weights_hash,
@@ -168,4 +181,83 @@ impl Decoder {
         }
         Ok((last, present))
     }
+
+    /// Runs a [`KvLayout::Shared`] model on `ids` (`[batch, seq]`, right-padded) for the rows in
+    /// slots `first..first + batch` of `kv`, which the model reads and writes in place; returns
+    /// each row's logits at its last real token (`[batch × vocab]`).
+    pub(super) fn forward_shared(
+        &mut self,
+        batch: usize,
+        ids: Vec<i64>,
+        mask: Vec<i64>,
+        kv: &mut SharedKv,
+        first: usize,
+    ) -> anyhow::Result<Vec<f32>> {
+        let seq = ids.len() / batch;
+        let total = mask.len() / batch;
+        let stride = self.kv_heads * kv.cap * self.head_dim;
+        let shape = [batch as i64, self.kv_heads as i64, kv.cap as i64, self.head_dim as i64];
+        anyhow::ensure!(first + batch <= kv.slots && total <= kv.cap, "KV buffer too small");
+        let mem = ort::memory::MemoryInfo::default();
+        let alloc = ort::memory::Allocator::default();
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![
+            ("input_ids".into(), Tensor::from_array((vec![batch as i64, seq as i64], ids))?.into()),
+            ("attention_mask".into(), Tensor::from_array((vec![batch as i64, total as i64], mask))?.into()),
+        ];
+        let mut outputs = ort::session::OutputSelector::default();
+        for (k, buf) in kv.bufs.iter_mut().enumerate() {
+            let (l, kind) = (k / 2, if k % 2 == 0 { "key" } else { "value" });
+            let data = buf[first * stride..(first + batch) * stride].as_mut_ptr();
+            // SAFETY: `data` covers `batch × stride` floats of `buf`, which is neither moved nor
+            // freed before these values are dropped at the end of this call.
+            let (past, present) = unsafe { (alias(&mem, &alloc, data, &shape)?, alias(&mem, &alloc, data, &shape)?) };
+            inputs.push((format!("past_key_values.{l}.{kind}"), past.into()));
+            outputs = outputs.preallocate(format!("present.{l}.{kind}"), present);
+        }
+        let options = ort::session::RunOptions::new()?.with_outputs(outputs);
+        let out = self.session.run_with_options(inputs, &options)?;
+        let (shape, data) = out["logits"].try_extract_tensor::<f32>()?;
+        let v = shape[2] as usize;
+        Ok(data[..batch * v].to_vec())
+    }
+}
+
+/// A tensor over `data` (`shape`, f32, CPU) that does not own it: the shared KV buffer is handed
+/// to ONNX Runtime as both an input and a preallocated output, which ort's safe constructors
+/// cannot express.
+///
+/// # Safety
+/// `data` must hold `shape`'s element count of f32 and outlive the returned value.
+unsafe fn alias(
+    mem: &ort::memory::MemoryInfo,
+    alloc: &ort::memory::Allocator,
+    data: *mut f32,
+    shape: &[i64; 4],
+) -> anyhow::Result<DynValue> {
+    use ort::AsPointer;
+    let len = shape.iter().product::<i64>() as usize * std::mem::size_of::<f32>();
+    let api = ort::api();
+    let mut value = std::ptr::null_mut();
+    // SAFETY: the caller guarantees `data`; the other pointers are live for the call.
+    let status = unsafe {
+        (api.CreateTensorWithDataAsOrtValue)(
+            mem.ptr(),
+            data.cast(),
+            len,
+            shape.as_ptr(),
+            shape.len(),
+            ort::sys::ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+            &mut value,
+        )
+    };
+    if !status.0.is_null() {
+        // SAFETY: a non-null status holds a message and is ours to release.
+        let msg = unsafe { std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0)) }.to_string_lossy().into_owned();
+        unsafe { (api.ReleaseStatus)(status.0) };
+        anyhow::bail!("cannot wrap the KV buffer as a tensor: {msg}");
+    }
+    let value = std::ptr::NonNull::new(value).context("ONNX Runtime returned no tensor")?;
+    // SAFETY: `value` is a tensor just created on `mem`'s device; the allocator is the default
+    // CPU one (never asked to free `data`, which the tensor does not own).
+    Ok(unsafe { DynValue::from_ptr(value, Some(alloc)) })
 }

@@ -1,9 +1,8 @@
 //! Batched generation with a KV cache and continuous batching: a finished sequence's slot is
 //! refilled with the next prompt at once, so long and short outputs don't stall the batch.
 //!
-//! Rows are left-padded and right-aligned in one cache; the cache is rebuilt (rows dropped,
-//! added, leading all-padding columns trimmed) only when a row finishes or joins, never on an
-//! ordinary step, where each step's `present` values are passed back to the model as they are.
+//! The cache is kept in the model's layout (see `kv`): optimum's past/present tensors, rebuilt
+//! only when a row finishes or joins, or one buffer per layer that the model writes in place.
 //! Each request samples from its own generator seeded by `seed` and its index (or its own
 //! `Prompt::seed`), so outputs do not depend on batch size or on which requests share a batch.
 
@@ -11,15 +10,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
-use ndarray::{Array4, s};
-use ort::value::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::constrain::NumberGuard;
-use super::decoder::{Cache, Decoder};
+use super::decoder::Decoder;
+use super::kv::Kv;
 
 /// Decoding settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -252,13 +249,14 @@ pub struct Batcher {
     pending: VecDeque<(usize, Prompt)>,
     pushed: usize,
     rows: Vec<Row>,
-    cache: Option<Cache>,
+    /// Created on the first step, in the decoder's layout.
+    kv: Option<Kv>,
     pub timing: Timing,
 }
 
 impl Batcher {
     pub fn new(cfg: GenerationConfig) -> Self {
-        Batcher { cfg, pending: VecDeque::new(), pushed: 0, rows: vec![], cache: None, timing: Timing::default() }
+        Batcher { cfg, pending: VecDeque::new(), pushed: 0, rows: vec![], kv: None, timing: Timing::default() }
     }
 
     /// Queues a prompt; returns its index, which its [`Completion`] carries.
@@ -281,10 +279,7 @@ impl Batcher {
     pub fn step(&mut self, dec: &mut Decoder, done: &mut impl FnMut(Completion)) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let batch = cfg.batch_size.max(1);
-        let mut cache = match self.cache.take() {
-            Some(c) => c,
-            None => dec.empty_cache(0)?,
-        };
+        let kv = self.kv.get_or_insert_with(|| Kv::new(dec));
         let rows = &mut self.rows;
         // Join: prefill waiting prompts into free slots.
         let mut fresh: Vec<(usize, Prompt)> = Vec::new();
@@ -303,22 +298,14 @@ impl Batcher {
                 None => break,
             }
         }
-        let mut changed = false;
-        let mut fresh_cache = None;
-        if !fresh.is_empty() {
+        let joined = !fresh.is_empty();
+        if joined {
             let t0 = Instant::now();
             let n = fresh.len();
-            let len = fresh.iter().map(|(_, p)| p.ids.len()).max().unwrap_or(0);
-            let (mut ids, mut mask, mut pos) = (Vec::new(), Vec::new(), Vec::new());
-            for (_, p) in &fresh {
-                let pad = len - p.ids.len();
-                ids.extend(std::iter::repeat_n(dec.eos[0] as i64, pad).chain(p.ids.iter().map(|&t| t as i64)));
-                mask.extend(std::iter::repeat_n(0, pad).chain(std::iter::repeat_n(1, p.ids.len())));
-                pos.extend(std::iter::repeat_n(0, pad).chain(0..p.ids.len() as i64));
-            }
-            let empty = dec.empty_cache(n)?;
-            let (mut logits, present) = dec.forward(n, ids, mask, pos, &empty)?;
-            self.timing.prefill_tokens += fresh.iter().map(|(_, p)| p.ids.len() as u64).sum::<u64>();
+            let cached: Vec<usize> = rows.iter().map(|r| r.cached).collect();
+            let prompts: Vec<&[u32]> = fresh.iter().map(|(_, p)| p.ids.as_slice()).collect();
+            let mut logits = kv.prefill(dec, &cached, &prompts)?;
+            self.timing.prefill_tokens += prompts.iter().map(|p| p.len() as u64).sum::<u64>();
             self.timing.prefill_s += t0.elapsed().as_secs_f64();
             let v = logits.len() / n;
             for (j, (index, p)) in fresh.into_iter().enumerate() {
@@ -345,45 +332,35 @@ impl Batcher {
                 push_token(dec, &mut row, t, cfg);
                 rows.push(row);
             }
-            fresh_cache = Some((present, len, n));
-            changed = true;
         }
         // Leave: emit finished rows.
-        let finished = rows.iter().any(|r| r.done.is_some());
-        if changed || finished {
-            let old = rows.len() - fresh_cache.as_ref().map_or(0, |f| f.2);
-            cache = rebuild(dec, &cache, fresh_cache.as_ref(), rows, old)?;
-            let mut kept = Vec::with_capacity(rows.len());
-            for r in rows.drain(..) {
-                match r.done {
-                    Some(finish) => done(completion(dec, r, finish, cfg)),
-                    None => kept.push(r),
-                }
+        if joined || rows.iter().any(|r| r.done.is_some()) {
+            let cached: Vec<usize> = rows.iter().map(|r| r.cached).collect();
+            let keep: Vec<bool> = rows.iter().map(|r| r.done.is_none()).collect();
+            let order = kv.retire(dec, &cached, &keep)?;
+            let mut slots: Vec<Option<Row>> = rows.drain(..).map(Some).collect();
+            for r in slots.iter_mut().filter(|r| r.as_ref().is_some_and(|r| r.done.is_some())) {
+                let r = r.take().expect("a finished row");
+                let finish = r.done.expect("finished");
+                done(completion(dec, r, finish, cfg));
             }
-            *rows = kept;
+            rows.extend(order.into_iter().map(|i| slots[i].take().expect("a kept row")));
         }
         if rows.is_empty() {
             return Ok(());
         }
         // Step: feed each row's last token.
         let t0 = Instant::now();
-        let b = rows.len();
-        let total = cache_len(&cache)? + 1;
-        let ids: Vec<i64> = rows.iter().map(|r| *r.generated.last().expect("a live row has a token") as i64).collect();
-        let mut mask = Vec::with_capacity(b * total);
-        for r in rows.iter() {
-            mask.extend(std::iter::repeat_n(0, total - 1 - r.cached).chain(std::iter::repeat_n(1, r.cached + 1)));
-        }
-        let pos: Vec<i64> = rows.iter().map(|r| r.cached as i64).collect();
-        let (mut logits, present) = dec.forward(b, ids, mask, pos, &cache)?;
-        self.cache = Some(present);
-        let v = logits.len() / b;
+        let last: Vec<u32> = rows.iter().map(|r| *r.generated.last().expect("a live row has a token")).collect();
+        let cached: Vec<usize> = rows.iter().map(|r| r.cached).collect();
+        let mut logits = kv.step(dec, &last, &cached)?;
+        let v = logits.len() / rows.len();
         for (j, r) in rows.iter_mut().enumerate() {
             r.cached += 1;
             let t = pick(dec, r, &mut logits[j * v..(j + 1) * v], cfg);
             push_token(dec, r, t, cfg);
         }
-        self.timing.decode_tokens += b as u64;
+        self.timing.decode_tokens += rows.len() as u64;
         self.timing.decode_s += t0.elapsed().as_secs_f64();
         Ok(())
     }
@@ -474,40 +451,4 @@ fn completion(dec: &Decoder, r: Row, finish: Finish, cfg: &GenerationConfig) -> 
         prompt_tokens: r.prompt_len,
         guarded: r.guarded,
     }
-}
-
-fn cache_len(cache: &Cache) -> anyhow::Result<usize> {
-    let (shape, _) = cache[0].try_extract_tensor::<f32>()?;
-    Ok(shape[2] as usize)
-}
-
-/// A new cache holding the live rows of `rows` right-aligned: the first `old` rows come from
-/// `cache`, the rest from `fresh` (prefill of `n` rows padded to `len`).
-fn rebuild(
-    dec: &Decoder,
-    cache: &Cache,
-    fresh: Option<&(Cache, usize, usize)>,
-    rows: &[Row],
-    old: usize,
-) -> anyhow::Result<Cache> {
-    let live: Vec<(usize, &Row)> = rows.iter().enumerate().filter(|(_, r)| r.done.is_none()).collect();
-    let t_new = live.iter().map(|(_, r)| r.cached).max().unwrap_or(0);
-    let (kvh, d) = (dec.kv_heads, dec.head_dim);
-    let mut out = Vec::with_capacity(cache.len());
-    for layer in 0..cache.len() {
-        let mut arr = Array4::<f32>::zeros((live.len(), kvh, t_new, d));
-        let old_view = cache[layer].try_extract_array::<f32>()?.into_dimensionality::<ndarray::Ix4>()?;
-        let fresh_view = match fresh {
-            Some((c, _, _)) => Some(c[layer].try_extract_array::<f32>()?.into_dimensionality::<ndarray::Ix4>()?),
-            None => None,
-        };
-        for (i, (j, r)) in live.iter().enumerate() {
-            let (src, row) =
-                if *j < old { (&old_view, *j) } else { (fresh_view.as_ref().context("fresh cache")?, j - old) };
-            let t_src = src.shape()[2];
-            arr.slice_mut(s![i, .., t_new - r.cached.., ..]).assign(&src.slice(s![row, .., t_src - r.cached.., ..]));
-        }
-        out.push(Tensor::from_array(arr)?.into_dyn());
-    }
-    Ok(out)
 }

@@ -4,6 +4,7 @@ pub mod constrain;
 pub mod decoder;
 pub mod embed;
 pub mod generate;
+mod kv;
 pub mod runtime;
 
 pub use constrain::{NumberGuard, TokenTable, number_forms};

@@ -87,6 +87,10 @@ pub fn session(model: &Path, cfg: &SessionConfig) -> anyhow::Result<Session> {
     let mut b = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Per-operator timings for benchmarks: ONNX Runtime writes a JSON trace when the session ends.
+    if let Ok(prefix) = std::env::var("WRAPFLOW_ORT_PROFILE") {
+        b = b.with_profiling(prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     if cfg.intra_threads > 0 {
         b = b.with_intra_threads(cfg.intra_threads).map_err(|e| anyhow::anyhow!("{e}"))?;
     }

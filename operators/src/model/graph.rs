@@ -39,6 +39,8 @@ pub struct Graph {
     inits: Vec<TensorProto>,
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
+    /// Node values that become graph outputs, with their output names.
+    renames: Vec<(String, String)>,
     next: usize,
 }
 
@@ -72,7 +74,13 @@ impl Graph {
     }
 
     pub fn output(&mut self, value: &str, name: &str, elem: i32, dims: &[Dim]) {
-        if value != name {
+        // A value made by a node is renamed where it is made (when the graph is written) rather
+        // than copied by an Identity: ONNX Runtime keeps an Identity whose input other nodes also
+        // read and copies the tensor (here, a layer's whole KV cache at every step).
+        let made = self.nodes.iter().any(|n| n.output.iter().any(|o| o == value));
+        if value != name && made && !self.renames.iter().any(|(v, _)| v == value) {
+            self.renames.push((value.into(), name.into()));
+        } else if value != name {
             self.nodes.push(NodeProto {
                 input: vec![value.into()],
                 output: vec![name.into()],
@@ -137,7 +145,15 @@ impl Graph {
     }
 
     /// The serialized model.
-    pub fn into_model_bytes(self, doc: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+    pub fn into_model_bytes(mut self, doc: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+        let renames: std::collections::HashMap<String, String> = self.renames.drain(..).collect();
+        for n in &mut self.nodes {
+            for v in n.input.iter_mut().chain(n.output.iter_mut()) {
+                if let Some(to) = renames.get(v.as_str()) {
+                    *v = to.clone();
+                }
+            }
+        }
         let model = ModelProto {
             ir_version: 8,
             producer_name: "wrapflow".into(),

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::gguf::Gguf;
-use super::llama::{LayerWeights, LlamaConfig, LlamaWeights, build};
+use super::llama::{KvLayout, LayerWeights, LlamaConfig, LlamaWeights, build};
 use super::quant::{dequantize, linear, unpermute_rows};
 
 /// Weight formats of an imported model.
@@ -35,6 +35,17 @@ impl std::str::FromStr for WeightFormat {
             "fp32" => Ok(WeightFormat::Fp32),
             "q4" => Ok(WeightFormat::Q4),
             other => bail!("unknown weight format {other:?} (fp32 or q4)"),
+        }
+    }
+}
+
+impl std::str::FromStr for KvLayout {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "shared" => Ok(KvLayout::Shared),
+            "standard" => Ok(KvLayout::Standard),
+            other => bail!("unknown KV cache layout {other:?} (shared or standard)"),
         }
     }
 }
@@ -61,6 +72,9 @@ pub struct ImportInfo {
     pub weights: WeightFormat,
     /// blake3 of model.onnx.
     pub weights_hash: String,
+    /// How the graph keeps its KV cache (imports before this field: `standard`).
+    #[serde(default)]
+    pub kv_cache: KvLayout,
 }
 
 fn meta_u(g: &Gguf, key: &str) -> anyhow::Result<usize> {
@@ -126,11 +140,12 @@ pub fn write_model(
     cfg: &LlamaConfig,
     weights: &LlamaWeights,
     format: WeightFormat,
+    layout: KvLayout,
     source: &str,
     special: (Option<u32>, Option<u32>, Option<u32>),
 ) -> anyhow::Result<ModelConfig> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let onnx = build(cfg, weights, &[("source", source.to_string())]);
+    let onnx = build(cfg, weights, layout, &[("source", source.to_string())]);
     let hash = format!("blake3:{}", blake3::hash(&onnx).to_hex());
     std::fs::write(out.join("model.onnx"), &onnx)?;
     let config = ModelConfig {
@@ -141,14 +156,14 @@ pub fn write_model(
         bos_token_id: special.0,
         eos_token_id: special.1,
         pad_token_id: special.2,
-        wrapflow: Some(ImportInfo { source: source.into(), weights: format, weights_hash: hash }),
+        wrapflow: Some(ImportInfo { source: source.into(), weights: format, weights_hash: hash, kv_cache: layout }),
     };
     std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
     Ok(config)
 }
 
-/// Imports a GGUF file into `out` with the given weight format.
-pub fn import(gguf: &Path, out: &Path, format: WeightFormat) -> anyhow::Result<ModelConfig> {
+/// Imports a GGUF file into `out` with the given weight format and cache layout.
+pub fn import(gguf: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -> anyhow::Result<ModelConfig> {
     let g = Gguf::open(gguf)?;
     let cfg = llama_config(&g)?;
     let weights = llama_weights(&g, &cfg, format)?;
@@ -156,7 +171,7 @@ pub fn import(gguf: &Path, out: &Path, format: WeightFormat) -> anyhow::Result<M
     let special =
         (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), id("tokenizer.ggml.padding_token_id"));
     let source = gguf.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let config = write_model(out, &cfg, &weights, format, &source, special)?;
+    let config = write_model(out, &cfg, &weights, format, layout, &source, special)?;
     super::write_tokenizer_files(&g, out)?;
     Ok(config)
 }

@@ -30,6 +30,23 @@ impl LlamaConfig {
     }
 }
 
+/// How a decoder graph keeps its KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvLayout {
+    /// optimum's layout: `past_key_values.N.*` hold `[batch, kv_heads, past, head_dim]` and
+    /// `present.N.*` return past + new (a copy of the whole cache per layer and step); rows are
+    /// left-padded, with `position_ids`.
+    #[default]
+    Standard,
+    /// ONNX Runtime's `GroupQueryAttention` over one buffer per layer, `[batch, kv_heads,
+    /// capacity, head_dim]`, that the caller passes as both `past_key_values.N.*` and
+    /// `present.N.*`: each step writes only its new position. Rows are right-padded (a row's
+    /// tokens start at position 0); `attention_mask` marks them and sets each row's position,
+    /// so there is no `position_ids` input (the layout of onnxruntime-genai's GQA models).
+    Shared,
+}
+
 /// A linear layer's weight, `out × in`.
 pub enum Linear {
     /// Row-major `[out, in]`.
@@ -40,6 +57,27 @@ pub enum Linear {
 }
 
 impl Linear {
+    /// Layers over the same input stacked into one (outputs concatenated in order).
+    pub fn stack(parts: &[&Linear]) -> Linear {
+        match parts[0] {
+            Linear::F32(_) => Linear::F32(parts.iter().flat_map(|p| p.to_f32()).collect()),
+            Linear::Q4 { .. } => {
+                let (mut packed, mut scales, mut mins) = (vec![], vec![], vec![]);
+                for p in parts {
+                    if let Linear::Q4 { packed: pk, scales: sc, mins: mn } = p {
+                        packed.extend_from_slice(pk);
+                        scales.extend_from_slice(sc);
+                        mins.extend_from_slice(mn);
+                    } else {
+                        // Mixed formats: stack their f32 values instead.
+                        return Linear::F32(parts.iter().flat_map(|p| p.to_f32()).collect());
+                    }
+                }
+                Linear::Q4 { packed, scales, mins }
+            }
+        }
+    }
+
     /// The same weights as f32 (`w = scale * (q - zero)` for 4-bit blocks), row-major `[out, in]`.
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
@@ -171,6 +209,31 @@ impl Builder<'_> {
         }
     }
 
+    /// The feed-forward block with its residual: `x + down(silu(gate(n)) * up(n))`, `n` = norm(x).
+    fn mlp(&mut self, x: &str, lw: &LayerWeights, p: &str) -> String {
+        let (h, f) = (self.cfg.hidden_size, self.cfg.intermediate_size);
+        let xn = self.rms_norm(x, &lw.ffn_norm, &format!("{p}.post_attention_layernorm.weight"));
+        let gate = self.linear(&xn, &lw.gate, &format!("{p}.mlp.gate_proj"), h, f);
+        let up = self.linear(&xn, &lw.up, &format!("{p}.mlp.up_proj"), h, f);
+        let g = &mut self.g;
+        let sig = g.op("Sigmoid", &[&gate], vec![]);
+        let act = g.op("Mul", &[&gate, &sig], vec![]);
+        let act = g.op("Mul", &[&act, &up], vec![]);
+        let down = self.linear(&act, &lw.down, &format!("{p}.mlp.down_proj"), f, h);
+        self.g.op("Add", &[x, &down], vec![])
+    }
+
+    /// Final norm and the tied output head on one position per row (`[batch, hidden]`): the
+    /// `logits` output, `[batch, 1, vocab]`.
+    fn head(&mut self, x_last: &str, embed: &str, final_norm: &[f32], batch: Dim) {
+        let x = self.rms_norm(x_last, final_norm, "model.norm.weight");
+        let g = &mut self.g;
+        let logits = g.op("Gemm", &[&x, embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
+        let ax1 = g.const_i64(&[1], false);
+        let logits = g.op("Unsqueeze", &[&logits, &ax1], vec![]);
+        g.output(&logits, "logits", dtype::FLOAT, &[batch, Dim::Fixed(1), Dim::Fixed(self.cfg.vocab_size as i64)]);
+    }
+
     /// `x * cos + rotate_half(x) * sin` over the last axis.
     fn rope(&mut self, x: &str, cos: &str, sin: &str) -> String {
         let halves = self.g.op_n("Split", "", &[x], 2, vec![attr_i("axis", -1)]);
@@ -182,8 +245,106 @@ impl Builder<'_> {
     }
 }
 
-/// Serialized ONNX decoder for `cfg` with `weights`.
-pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
+/// The `past_key_values.N.key|value` inputs of every layer.
+fn past_inputs(g: &mut Graph, layers: usize, dims: &[Dim]) -> Vec<(String, String)> {
+    (0..layers)
+        .map(|i| {
+            (
+                g.input(&format!("past_key_values.{i}.key"), dtype::FLOAT, dims),
+                g.input(&format!("past_key_values.{i}.value"), dtype::FLOAT, dims),
+            )
+        })
+        .collect()
+}
+
+/// Serialized ONNX decoder for `cfg` with `weights`, keeping its cache in `layout`.
+pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, layout: KvLayout, metadata: &[(&str, String)]) -> Vec<u8> {
+    match layout {
+        KvLayout::Standard => build_standard(cfg, weights, metadata),
+        KvLayout::Shared => build_shared(cfg, weights, metadata),
+    }
+}
+
+/// The [`KvLayout::Shared`] graph. Per row, `seqlens = sum(attention_mask) - 1` is the position
+/// of its last token; a prompt (`sequence_length` = mask width) is written to positions 0.., a
+/// step (one token) at `seqlens`. The logits are those of each row's last real token.
+fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
+    let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
+    let mut b = Builder { g: Graph::default(), cfg };
+    let g = &mut b.g;
+    let batch = Dim::Sym("batch_size");
+    let ids = g.input("input_ids", dtype::INT64, &[batch.clone(), Dim::Sym("sequence_length")]);
+    let mask = g.input("attention_mask", dtype::INT64, &[batch.clone(), Dim::Sym("total_sequence_length")]);
+    let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
+    let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
+    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &weights.embed);
+    let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
+
+    // GroupQueryAttention's inputs from the mask: last positions (int32) and the mask width.
+    let ax1 = g.const_i64(&[1], false);
+    let one = g.const_i64(&[1], true);
+    let lens = g.op("ReduceSum", &[&mask, &ax1], vec![attr_i("keepdims", 0)]);
+    let last = g.op("Sub", &[&lens, &one], vec![]);
+    let seqlens = g.op("Cast", &[&last], vec![attr_i("to", dtype::INT32 as i64)]);
+    let mask_shape = g.op("Shape", &[&mask], vec![]);
+    let width = g.op("Gather", &[&mask_shape, &one], vec![attr_i("axis", 0)]);
+    let total = g.op("Cast", &[&width], vec![attr_i("to", dtype::INT32 as i64)]);
+    // Rotary tables by position: [max_position, head_dim / 2].
+    let positions = cfg.max_position_embeddings.max(1);
+    let inv: Vec<f32> = (0..d / 2).map(|i| cfg.rope_theta.powf(-(2.0 * i as f32) / d as f32)).collect();
+    let angle = |p: usize, i: usize| p as f32 * inv[i];
+    let cos: Vec<f32> =
+        (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).cos()).collect();
+    let sin: Vec<f32> =
+        (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).sin()).collect();
+    let cos = g.init_f32("rope.cos_cache", &[positions as i64, (d / 2) as i64], &cos);
+    let sin = g.init_f32("rope.sin_cache", &[positions as i64, (d / 2) as i64], &sin);
+
+    let kv_out = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
+    for (i, lw) in weights.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        let xn = b.rms_norm(&x, &lw.attn_norm, &format!("{p}.input_layernorm.weight"));
+        // One matmul for Q, K and V, in GroupQueryAttention's packed order.
+        let qkv = Linear::stack(&[&lw.q, &lw.k, &lw.v]);
+        let qkv = b.linear(&xn, &qkv, &format!("{p}.self_attn.qkv_proj"), h, (nh + 2 * kvh) * d);
+        let g = &mut b.g;
+        let attrs = vec![
+            attr_i("num_heads", nh as i64),
+            attr_i("kv_num_heads", kvh as i64),
+            attr_i("do_rotary", 1),
+            attr_i("rotary_interleaved", 0),
+            attr_f("scale", 1.0 / (d as f32).sqrt()),
+        ];
+        let outs = g.op_n(
+            "GroupQueryAttention",
+            "com.microsoft",
+            &[&qkv, "", "", &pasts[i].0, &pasts[i].1, &seqlens, &total, &cos, &sin],
+            3,
+            attrs,
+        );
+        g.output(&outs[1], &format!("present.{i}.key"), dtype::FLOAT, &kv_out);
+        g.output(&outs[2], &format!("present.{i}.value"), dtype::FLOAT, &kv_out);
+        let attn = b.linear(&outs[0], &lw.o, &format!("{p}.self_attn.o_proj"), nh * d, h);
+        x = b.g.op("Add", &[&x, &attn], vec![]);
+        x = b.mlp(&x, lw, &p);
+    }
+    // Each row's last real token: its `seqlens` in a prompt, 0 in a one-token step.
+    let g = &mut b.g;
+    let ids_shape = g.op("Shape", &[&ids], vec![]);
+    let s_len = g.op("Gather", &[&ids_shape, &one], vec![attr_i("axis", 0)]);
+    let s_last = g.op("Sub", &[&s_len, &one], vec![]);
+    let at = g.op("Min", &[&last, &s_last], vec![]);
+    let at = g.op("Unsqueeze", &[&at, &ax1], vec![]);
+    let x_last = g.op("GatherND", &[&x, &at], vec![attr_i("batch_dims", 1)]);
+    b.head(&x_last, &embed, &weights.final_norm, batch);
+    b.g.into_model_bytes(
+        "llama decoder with a shared-buffer KV cache (GroupQueryAttention), exported by wrapflow",
+        metadata,
+    )
+}
+
+/// The [`KvLayout::Standard`] graph (optimum's layout).
+fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
     let group = (nh / kvh) as i64;
     let mut b = Builder { g: Graph::default(), cfg };
@@ -198,14 +359,7 @@ pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, Strin
     let mask = g.input("attention_mask", dtype::INT64, &[batch.clone(), total.clone()]);
     let pos = g.input("position_ids", dtype::INT64, &[batch.clone(), seq.clone()]);
     let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), past.clone(), Dim::Fixed(d as i64)];
-    let pasts: Vec<(String, String)> = (0..cfg.num_hidden_layers)
-        .map(|i| {
-            (
-                g.input(&format!("past_key_values.{i}.key"), dtype::FLOAT, &kv_dims),
-                g.input(&format!("past_key_values.{i}.value"), dtype::FLOAT, &kv_dims),
-            )
-        })
-        .collect();
+    let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
 
     // Embedding.
     let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &weights.embed);
@@ -291,22 +445,11 @@ pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, Strin
         let ctx = g.op("Reshape", &[&ctx, &shape_merge], vec![]);
         let attn = b.linear(&ctx, &lw.o, &format!("{p}.self_attn.o_proj"), nh * d, h);
         x = b.g.op("Add", &[&x, &attn], vec![]);
-        let xn = b.rms_norm(&x, &lw.ffn_norm, &format!("{p}.post_attention_layernorm.weight"));
-        let gate = b.linear(&xn, &lw.gate, &format!("{p}.mlp.gate_proj"), h, cfg.intermediate_size);
-        let up = b.linear(&xn, &lw.up, &format!("{p}.mlp.up_proj"), h, cfg.intermediate_size);
-        let g = &mut b.g;
-        let sig = g.op("Sigmoid", &[&gate], vec![]);
-        let act = g.op("Mul", &[&gate, &sig], vec![]);
-        let act = g.op("Mul", &[&act, &up], vec![]);
-        let down = b.linear(&act, &lw.down, &format!("{p}.mlp.down_proj"), cfg.intermediate_size, h);
-        x = b.g.op("Add", &[&x, &down], vec![]);
+        x = b.mlp(&x, lw, &p);
     }
-    let x = b.rms_norm(&x, &weights.final_norm, "model.norm.weight");
     let g = &mut b.g;
     let last = g.const_i64(&[-1], true);
     let x_last = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
-    let logits = g.op("Gemm", &[&x_last, &embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
-    let logits = g.op("Unsqueeze", &[&logits, &ax1], vec![]);
-    g.output(&logits, "logits", dtype::FLOAT, &[batch, Dim::Fixed(1), Dim::Fixed(cfg.vocab_size as i64)]);
+    b.head(&x_last, &embed, &weights.final_norm, batch);
     b.g.into_model_bytes("llama decoder with KV cache, exported by wrapflow", metadata)
 }

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::import::{ModelConfig, WeightFormat, write_model};
-use super::llama::{LayerWeights, Linear, LlamaConfig, LlamaWeights};
+use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
 use crate::testkit;
 
 /// ChatML, as SmolLM2 uses it.
@@ -71,9 +71,21 @@ pub fn tiny_weights(cfg: &LlamaConfig, seed: u64, format: WeightFormat) -> Llama
     }
 }
 
-/// Writes a tiny random model directory (model.onnx, config.json, tokenizer files); with
-/// `dequantize`, 4-bit weights are written as their exact f32 values.
+/// Writes a tiny random model directory (model.onnx, config.json, tokenizer files) with the
+/// cache layout that imports default to ([`KvLayout::Shared`]); with `dequantize`, 4-bit weights
+/// are written as their exact f32 values.
 pub fn write_tiny_model(out: &Path, seed: u64, format: WeightFormat, dequantize: bool) -> anyhow::Result<ModelConfig> {
+    write_tiny_model_with(out, seed, format, dequantize, KvLayout::Shared)
+}
+
+/// [`write_tiny_model`] with a chosen cache layout.
+pub fn write_tiny_model_with(
+    out: &Path,
+    seed: u64,
+    format: WeightFormat,
+    dequantize: bool,
+    layout: KvLayout,
+) -> anyhow::Result<ModelConfig> {
     let tok = testkit::tiny_tokenizer();
     let cfg = tiny_config(tok.get_vocab_size(true));
     let mut weights = tiny_weights(&cfg, seed, format);
@@ -89,6 +101,7 @@ pub fn write_tiny_model(out: &Path, seed: u64, format: WeightFormat, dequantize:
         &cfg,
         &weights,
         format,
+        layout,
         "tiny random model",
         (id("<|im_start|>"), id("<|im_end|>"), id("<|im_end|>")),
     )?;
