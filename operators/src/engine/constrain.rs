@@ -71,11 +71,16 @@ impl NumberGuard {
         for m in NUMBER.find_iter(&text) {
             let before = format!("{}{}", &line[..start], &text[..m.start()]);
             let line_before = before.rsplit('\n').next().unwrap_or("");
-            if COUNTER_CONTEXT.is_match(line_before) {
-                // Counting ("Question 2:", a list number at a line start), not a figure.
-                continue;
-            }
             let rest = &text[m.end()..];
+            if COUNTER_CONTEXT.is_match(line_before) {
+                // Counting ("Question 2", or "3. " / "3) " at a line start), not a figure: as the
+                // gate reads it, a bare line-start number counts only once `.`/`)` and a space
+                // follow.
+                let labelled = !line_before.trim_matches(|c: char| c.is_whitespace() || c == '*').is_empty();
+                if labelled || list_marker(rest, end) {
+                    continue;
+                }
+            }
             let open = !end && rest.chars().all(|c| c == '.' || c == ',');
             let ok = if open {
                 // "2004." may yet close as "2004" or go on as "2004.5".
@@ -89,6 +94,20 @@ impl NumberGuard {
             }
         }
         true
+    }
+}
+
+/// Whether `rest`, the text after a bare line-start number, is (or may still become) a list
+/// marker's `.`/`)` and space; with `end`, nothing more comes.
+fn list_marker(rest: &str, end: bool) -> bool {
+    let after = match rest.chars().next() {
+        None => return !end,
+        Some('.' | ')') => &rest[1..],
+        Some(_) => return false,
+    };
+    match after.chars().next() {
+        None => !end,
+        Some(c) => c.is_whitespace(),
     }
 }
 
@@ -144,14 +163,22 @@ impl TokenTable {
                 }
             }
         } else {
-            // Any other token closes the open number: one check decides for all of them.
-            if !guard.allows(line, " ", false) {
+            // Any other token closes the open number: two checks decide for all of them, one
+            // for tokens that start with a space (a list marker "3. " may close so) and one for
+            // the rest.
+            let (space_ok, other_ok) = (guard.allows(line, " ", false), guard.allows(line, "x", false));
+            if !(space_ok && other_ok) {
                 for id in 0..logits.len() {
-                    if !self.is_numeric.get(id).copied().unwrap_or(false) {
+                    if self.is_numeric.get(id).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    let space = self.text[id].starts_with(char::is_whitespace);
+                    if !(if space { space_ok } else { other_ok }) {
                         forbid(id, logits);
                     }
                 }
-            } else if !guard.allows(line, "", true) {
+            }
+            if !guard.allows(line, "", true) {
                 eos.iter().for_each(|&e| forbid(e as usize, logits));
             }
             for &id in &self.numeric {
@@ -205,6 +232,12 @@ mod tests {
         assert!(g.allows("Question ", "7", false));
         assert!(g.allows("Question 7", ":", false));
         assert!(g.allows("", "9", false), "a list number at a line start");
+        assert!(g.allows("9", ".", false) && g.allows("9.", " The", false) && g.allows("9", ") ", false));
+        // A bare line-start number that is not followed by `.`/`)` and a space is a figure, as
+        // for the gate.
+        assert!(!g.allows("9", " people", false));
+        assert!(!g.allows("\n9", "\u{1a}", false));
+        assert!(!g.allows("9", "", true));
         assert!(!g.allows("Answer: the G", "8", false), "the gate reads G8's 8 as a number");
         assert!(!g.allows("Answer: in ", "9", false));
     }
