@@ -14,6 +14,9 @@ use std::time::Instant;
 use anyhow::Context;
 use wrapflow::operators::engine::{self, Decoder, GenerationConfig, Prompt, SessionConfig};
 
+/// One session's timing and its (prompt index, generated ids).
+type SessionRun = (engine::Timing, Vec<(usize, Vec<u32>)>);
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().context("usage: bench_engine MODEL_DIR [BATCH ...]")?;
@@ -72,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         let t0 = Instant::now();
         // Session s decodes prompts s, s + n, s + 2n, ...
         let decoders: Vec<&mut Decoder> = std::iter::once(&mut dec).chain(extra.iter_mut()).collect();
-        let results: Vec<anyhow::Result<(engine::Timing, Vec<(usize, Vec<u32>)>)>> = std::thread::scope(|scope| {
+        let results: Vec<anyhow::Result<SessionRun>> = std::thread::scope(|scope| {
             let handles: Vec<_> = decoders
                 .into_iter()
                 .enumerate()
