@@ -24,8 +24,8 @@ const GROW: usize = 256;
 pub(super) enum Kv {
     Standard {
         cache: Option<Cache>,
-        /// The last prefill's cache and its padded length, until [`Kv::retire`] merges it.
-        fresh: Option<(Cache, usize)>,
+        /// The last prefill's cache, until [`Kv::retire`] merges it.
+        fresh: Option<Cache>,
     },
     Shared(SharedKv),
 }
@@ -114,7 +114,7 @@ impl Kv {
                 }
                 let empty = dec.empty_cache(n)?;
                 let (logits, present) = dec.forward(n, ids, mask, pos, &empty)?;
-                *fresh = Some((present, len));
+                *fresh = Some(present);
                 Ok(logits)
             }
             Kv::Shared(kv) => {
@@ -137,9 +137,9 @@ impl Kv {
             Kv::Standard { cache, fresh } => {
                 let order: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
                 let fresh = fresh.take();
-                let old = keep.len() - fresh.as_ref().map_or(0, |(c, _)| batch_of(c).unwrap_or(0));
+                let old = keep.len() - fresh.as_ref().map(batch_of).transpose()?.unwrap_or(0);
                 let rows: Vec<(usize, usize)> = order.iter().map(|&i| (i, cached[i])).collect();
-                *cache = Some(rebuild(dec, cache.as_ref(), fresh.as_ref().map(|f| &f.0), &rows, old)?);
+                *cache = Some(rebuild(dec, cache.as_ref(), fresh.as_ref(), &rows, old)?);
                 Ok(order)
             }
             Kv::Shared(kv) => {
