@@ -28,11 +28,14 @@ fn main() -> anyhow::Result<()> {
     } else {
         vec![1, 8, 16, 32]
     };
-    let threads: usize = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(0);
-    let mut dec = Decoder::load(
-        std::path::Path::new(model),
-        &SessionConfig { intra_threads: threads, cpu_arena: std::env::var("NO_ARENA").is_err(), ..Default::default() },
-    )?;
+    let sessions: usize = std::env::var("SESSIONS").ok().and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
+    let threads: usize = match sessions {
+        1 => std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(0),
+        _ => 1,
+    };
+    let session =
+        SessionConfig { intra_threads: threads, cpu_arena: std::env::var("NO_ARENA").is_err(), ..Default::default() };
+    let mut dec = Decoder::load(std::path::Path::new(model), &session)?;
     let corpus = "data/bbc/bbc.jsonl";
     let articles: Vec<String> = std::fs::read_to_string(corpus)
         .with_context(|| format!("reading {corpus} (run scripts/setup.sh)"))?
@@ -58,13 +61,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::write("target/bench-out/engine_prompts.json", serde_json::to_vec(&prompt_json)?)?;
     println!("| model | batch | threads | prefill tok/s | decode tok/s | generated tok/s | wall s |");
     println!("|---|---|---|---|---|---|---|");
-    let sessions: usize = std::env::var("SESSIONS").ok().and_then(|t| t.parse().ok()).unwrap_or(1).max(1);
-    let mut extra: Vec<Decoder> = (1..sessions)
-        .map(|_| Decoder::load(std::path::Path::new(model), &SessionConfig { intra_threads: 1, ..Default::default() }))
-        .collect::<anyhow::Result<_>>()?;
-    if sessions > 1 {
-        dec = Decoder::load(std::path::Path::new(model), &SessionConfig { intra_threads: 1, ..Default::default() })?;
-    }
+    let mut extra: Vec<Decoder> =
+        (1..sessions).map(|_| Decoder::load(std::path::Path::new(model), &session)).collect::<anyhow::Result<_>>()?;
     for b in batches {
         let cfg = GenerationConfig {
             max_new_tokens: 128,

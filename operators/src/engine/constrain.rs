@@ -72,12 +72,11 @@ impl NumberGuard {
             let before = format!("{}{}", &line[..start], &text[..m.start()]);
             let line_before = before.rsplit('\n').next().unwrap_or("");
             let rest = &text[m.end()..];
-            if COUNTER_CONTEXT.is_match(line_before) {
+            if let Some(counter) = COUNTER_CONTEXT.captures(line_before) {
                 // Counting ("Question 2", or "3. " / "3) " at a line start), not a figure: as the
                 // gate reads it, a bare line-start number counts only once `.`/`)` and a space
                 // follow.
-                let labelled = !line_before.trim_matches(|c: char| c.is_whitespace() || c == '*').is_empty();
-                if labelled || list_marker(rest, end) {
+                if counter.get(1).is_some() || list_marker(rest, end) {
                     continue;
                 }
             }
