@@ -196,8 +196,10 @@ enum ModelCommand {
         /// Weight format: fp32 (quality reference) or q4 (the GGUF's 4-bit blocks, MatMulNBits)
         #[arg(long, default_value = "fp32")]
         weights: String,
-        /// KV cache layout: shared (GroupQueryAttention writing into one buffer per layer, the
-        /// fast one) or standard (optimum's past/present tensors, readable by any runtime)
+        /// KV cache layout: shared (one buffer per layer written in place, with wrapflow's
+        /// attention operator: the fast one), shared-ort (the same with ONNX Runtime's
+        /// GroupQueryAttention, runnable by any ONNX Runtime) or standard (optimum's
+        /// past/present tensors, readable by any runtime)
         #[arg(long, default_value = "shared")]
         kv_cache: String,
     },

@@ -129,9 +129,12 @@ fn continuous_batching_returns_the_tokens_of_one_at_a_time() {
 
 #[test]
 fn the_shared_buffer_cache_generates_what_the_standard_cache_does() {
-    let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let (a, b, c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
     let mut shared = tiny(a.path(), WeightFormat::Fp32, false);
     assert_eq!(shared.layout, KvLayout::Shared);
+    write_tiny_model_with(c.path(), 42, WeightFormat::Fp32, false, KvLayout::SharedOrt).unwrap();
+    let mut shared_ort = Decoder::load(c.path(), &SessionConfig::default()).unwrap();
+    assert_eq!(shared_ort.layout, KvLayout::SharedOrt);
     let mut standard = tiny_standard(b.path(), WeightFormat::Fp32, false);
     let mut ps = prompts(&shared);
     // Two long prompts whose generations cross the buffer's first capacity (256 positions), so
@@ -145,10 +148,13 @@ fn the_shared_buffer_cache_generates_what_the_standard_cache_does() {
     let sampled = GenerationConfig { temperature: 1.0, top_p: 0.9, seed: 5, ..greedy.clone() };
     for cfg in [greedy, sampled] {
         let want = run(&mut standard, &cfg, ps.clone());
-        // Rows join and leave at different steps and in different slots at each batch size.
+        // Rows join and leave at different steps and in different slots at each batch size;
+        // wrapflow's attention operator and ONNX Runtime's give the same tokens.
         for batch in [1, 3, 5] {
-            let got = run(&mut shared, &GenerationConfig { batch_size: batch, ..cfg.clone() }, ps.clone());
-            assert_eq!(got, want, "batch {batch}, temperature {}", cfg.temperature);
+            for (name, dec) in [("wrapflow", &mut shared), ("onnxruntime", &mut shared_ort)] {
+                let got = run(dec, &GenerationConfig { batch_size: batch, ..cfg.clone() }, ps.clone());
+                assert_eq!(got, want, "{name} attention, batch {batch}, temperature {}", cfg.temperature);
+            }
         }
     }
 }
@@ -339,7 +345,7 @@ fn real_model_greedy_output_matches_the_recorded_reference() {
         return;
     }
     let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
-    for layout in [KvLayout::Standard, KvLayout::Shared] {
+    for layout in [KvLayout::Standard, KvLayout::Shared, KvLayout::SharedOrt] {
         let dir = TempDir::new().unwrap();
         wrapflow::operators::model::import::import(Path::new(&gguf), dir.path(), WeightFormat::Fp32, layout).unwrap();
         let mut d = Decoder::load(dir.path(), &SessionConfig::default()).unwrap();

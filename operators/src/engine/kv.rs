@@ -4,7 +4,7 @@
 //! - **Standard** (optimum's graphs): rows are left-padded and right-aligned in one cache that
 //!   the model returns grown by one position each step. The cache is rebuilt (rows dropped or
 //!   added, leading all-padding columns trimmed) only when a row finishes or joins.
-//! - **Shared** (`GroupQueryAttention` graphs): one buffer per layer and kind,
+//! - **Shared** (`GroupQueryAttention` graphs, either kernel): one buffer per layer and kind,
 //!   `[slots, kv_heads, capacity, head_dim]`, passed to the model as both `past_key_values.N.*`
 //!   and `present.N.*`, so a step writes one position per row and copies nothing. Live rows sit
 //!   in slots `0..n`, right-padded from position 0; a prompt is prefilled straight into its slot;
@@ -87,7 +87,7 @@ impl Kv {
     pub(super) fn new(dec: &Decoder) -> Self {
         match dec.layout {
             KvLayout::Standard => Kv::Standard { cache: None, fresh: None },
-            KvLayout::Shared => Kv::Shared(SharedKv { bufs: vec![], slots: 0, cap: 0 }),
+            KvLayout::Shared | KvLayout::SharedOrt => Kv::Shared(SharedKv { bufs: vec![], slots: 0, cap: 0 }),
         }
     }
 

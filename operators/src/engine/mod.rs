@@ -1,5 +1,6 @@
 //! The rephrasing engine: ONNX Runtime setup, model loading and batched generation.
 
+pub mod attention;
 pub mod constrain;
 pub mod decoder;
 pub mod embed;

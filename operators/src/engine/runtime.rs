@@ -110,6 +110,11 @@ pub fn session(model: &Path, cfg: &SessionConfig) -> anyhow::Result<Session> {
             .with_memory_pattern(cfg.cpu_arena)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    // wrapflow's own operators (the importer's attention). ONNX Runtime's custom-domain
+    // registration races when several threads create sessions at once, hence the lock.
+    static REGISTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+    b = b.with_operators(super::attention::domain()?).map_err(|e| anyhow::anyhow!("{e}"))?;
     b.commit_from_file(model).with_context(|| format!("loading {}", model.display()))
 }
 

@@ -154,6 +154,10 @@ impl Graph {
                 }
             }
         }
+        // Every domain the nodes use, besides ONNX's own.
+        let mut domains: Vec<String> = self.nodes.iter().map(|n| n.domain.clone()).filter(|d| !d.is_empty()).collect();
+        domains.sort_unstable();
+        domains.dedup();
         let model = ModelProto {
             ir_version: 8,
             producer_name: "wrapflow".into(),
@@ -166,10 +170,9 @@ impl Graph {
                 input: self.inputs,
                 output: self.outputs,
             }),
-            opset_import: vec![
-                OperatorSetIdProto { domain: String::new(), version: 17 },
-                OperatorSetIdProto { domain: "com.microsoft".into(), version: 1 },
-            ],
+            opset_import: std::iter::once(OperatorSetIdProto { domain: String::new(), version: 17 })
+                .chain(domains.into_iter().map(|domain| OperatorSetIdProto { domain, version: 1 }))
+                .collect(),
             metadata_props: metadata
                 .iter()
                 .map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() })

@@ -44,8 +44,9 @@ impl std::str::FromStr for KvLayout {
     fn from_str(s: &str) -> anyhow::Result<Self> {
         match s {
             "shared" => Ok(KvLayout::Shared),
+            "shared-ort" => Ok(KvLayout::SharedOrt),
             "standard" => Ok(KvLayout::Standard),
-            other => bail!("unknown KV cache layout {other:?} (shared or standard)"),
+            other => bail!("unknown KV cache layout {other:?} (shared, shared-ort or standard)"),
         }
     }
 }

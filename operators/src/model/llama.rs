@@ -32,19 +32,31 @@ impl LlamaConfig {
 
 /// How a decoder graph keeps its KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum KvLayout {
     /// optimum's layout: `past_key_values.N.*` hold `[batch, kv_heads, past, head_dim]` and
     /// `present.N.*` return past + new (a copy of the whole cache per layer and step); rows are
     /// left-padded, with `position_ids`.
     #[default]
     Standard,
-    /// ONNX Runtime's `GroupQueryAttention` over one buffer per layer, `[batch, kv_heads,
-    /// capacity, head_dim]`, that the caller passes as both `past_key_values.N.*` and
-    /// `present.N.*`: each step writes only its new position. Rows are right-padded (a row's
-    /// tokens start at position 0); `attention_mask` marks them and sets each row's position,
-    /// so there is no `position_ids` input (the layout of onnxruntime-genai's GQA models).
+    /// One buffer per layer, `[batch, kv_heads, capacity, head_dim]`, that the caller passes as
+    /// both `past_key_values.N.*` and `present.N.*`: each step writes only its new position.
+    /// Rows are right-padded (a row's tokens start at position 0); `attention_mask` marks them
+    /// and sets each row's position, so there is no `position_ids` input (the layout of
+    /// onnxruntime-genai's GQA models). Attention is wrapflow's
+    /// [`ai.wrapflow:GroupQueryAttention`](crate::engine::attention), so only wrapflow runs it.
     Shared,
+    /// [`KvLayout::Shared`] with ONNX Runtime's own `com.microsoft:GroupQueryAttention`: the same
+    /// inputs and outputs, runnable by any ONNX Runtime (onnxruntime-genai, other languages);
+    /// its decode step is slower on CPU (benchmarks/RESULTS.md).
+    SharedOrt,
+}
+
+impl KvLayout {
+    /// Whether the graph reads and writes one shared buffer per layer.
+    pub fn is_shared(self) -> bool {
+        self != KvLayout::Standard
+    }
 }
 
 /// A linear layer's weight, `out × in`.
@@ -261,14 +273,15 @@ fn past_inputs(g: &mut Graph, layers: usize, dims: &[Dim]) -> Vec<(String, Strin
 pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, layout: KvLayout, metadata: &[(&str, String)]) -> Vec<u8> {
     match layout {
         KvLayout::Standard => build_standard(cfg, weights, metadata),
-        KvLayout::Shared => build_shared(cfg, weights, metadata),
+        KvLayout::Shared => build_shared(cfg, weights, crate::engine::attention::DOMAIN, metadata),
+        KvLayout::SharedOrt => build_shared(cfg, weights, "com.microsoft", metadata),
     }
 }
 
 /// The [`KvLayout::Shared`] graph. Per row, `seqlens = sum(attention_mask) - 1` is the position
 /// of its last token; a prompt (`sequence_length` = mask width) is written to positions 0.., a
 /// step (one token) at `seqlens`. The logits are those of each row's last real token.
-fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
+fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, metadata: &[(&str, String)]) -> Vec<u8> {
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
     let mut b = Builder { g: Graph::default(), cfg };
     let g = &mut b.g;
@@ -317,7 +330,7 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, St
         ];
         let outs = g.op_n(
             "GroupQueryAttention",
-            "com.microsoft",
+            attention,
             &[&qkv, "", "", &pasts[i].0, &pasts[i].1, &seqlens, &total, &cos, &sin],
             3,
             attrs,

@@ -1,0 +1,327 @@
+//! Attention arithmetic for one row and one KV head: a decode step (one query position per head,
+//! every cached key and value read once for all the query heads that share them) and a prompt
+//! (causal, through `matrixmultiply`'s blocked GEMM). AVX-512 where the CPU has it, portable
+//! loops elsewhere; both give the same result to float rounding (tested).
+
+/// A causal attention problem over one KV head's cache.
+pub struct Heads<'a> {
+    /// Query heads of this KV head, `[n, group, d]`, rotated and scaled.
+    pub q: &'a [f32],
+    pub group: usize,
+    /// New positions (rows of `q` per head).
+    pub n: usize,
+    /// Positions before the first new one.
+    pub past: usize,
+    pub d: usize,
+    /// Cached keys and values, `[past + n, d]` (at least).
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+}
+
+/// Writes `out` (`[n, group, d]`): each query position `i` attends to positions `0..=past + i`.
+pub fn attend(p: &Heads, out: &mut [f32]) {
+    if p.n == 1 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && (p.d == 64 || p.d == 128) {
+            // SAFETY: the CPU has AVX-512F, checked above.
+            unsafe { avx512::decode(p, out) };
+            return;
+        }
+        decode_portable(p, out);
+    } else {
+        prompt(p, out);
+    }
+}
+
+/// Softmax of `row` in place; returns nothing, the row sums to 1.
+pub fn softmax(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked above.
+        let sum = unsafe { avx512::exp_shifted(row) };
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|x| *x *= inv);
+        return;
+    }
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+fn decode_portable(p: &Heads, out: &mut [f32]) {
+    let (t, d) = (p.past + 1, p.d);
+    let mut s = vec![0f32; t];
+    for h in 0..p.group {
+        let q = &p.q[h * d..(h + 1) * d];
+        for (j, sj) in s.iter_mut().enumerate() {
+            *sj = q.iter().zip(&p.k[j * d..(j + 1) * d]).map(|(a, b)| a * b).sum();
+        }
+        softmax(&mut s);
+        let o = &mut out[h * d..(h + 1) * d];
+        o.fill(0.0);
+        for (j, &w) in s.iter().enumerate() {
+            o.iter_mut().zip(&p.v[j * d..(j + 1) * d]).for_each(|(o, v)| *o += w * v);
+        }
+    }
+}
+
+/// Rows are taken in blocks so that each block's scores stop at its last row's causal limit.
+const ROWS: usize = 64;
+
+fn prompt(p: &Heads, out: &mut [f32]) {
+    let (n, d, group) = (p.n, p.d, p.group);
+    let total = p.past + n;
+    let mut s = vec![0f32; ROWS.min(n) * group * total];
+    for i0 in (0..n).step_by(ROWS) {
+        // Positions `i0..i0 + rows` of every head at once: one pass over the keys per block.
+        let rows = ROWS.min(n - i0);
+        let (m, width) = (rows * group, p.past + i0 + rows);
+        let q = &p.q[i0 * group * d..];
+        // SAFETY: `q` holds `m × d`, the keys `width × d` (read transposed), `s` holds
+        // `m × width`; the strides below stay inside them.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                d,
+                width,
+                1.0,
+                q.as_ptr(),
+                d as isize,
+                1,
+                p.k.as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                s.as_mut_ptr(),
+                width as isize,
+                1,
+            );
+        }
+        for r in 0..m {
+            let row = &mut s[r * width..(r + 1) * width];
+            let live = p.past + i0 + r / group + 1;
+            softmax(&mut row[..live]);
+            row[live..].fill(0.0);
+        }
+        let o = &mut out[i0 * group * d..];
+        // SAFETY: `s` holds `m × width`, the values `width × d`, `o` `m × d`.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                width,
+                d,
+                1.0,
+                s.as_ptr(),
+                width as isize,
+                1,
+                p.v.as_ptr(),
+                d as isize,
+                1,
+                0.0,
+                o.as_mut_ptr(),
+                d as isize,
+                1,
+            );
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Heads;
+
+    /// `e^x` for x ≤ 0 (softmax inputs after the max is taken off), to about 2 ulp.
+    #[target_feature(enable = "avx512f")]
+    fn exp(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+        let t = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E));
+        let n = _mm512_roundscale_ps::<0x08>(t);
+        let f = _mm512_sub_ps(t, n);
+        // 2^f on [-0.5, 0.5], Taylor terms of e^(f ln 2).
+        let mut p = _mm512_set1_ps(1.535_336_2e-4);
+        for c in [1.339_887_4e-3, 9.618_129e-3, 5.550_411e-2, 2.402_265e-1, 6.931_472e-1, 1.0] {
+            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+
+    /// Replaces `row` by `e^(x - max)`; returns the sum.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn exp_shifted(row: &mut [f32]) -> f32 {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mv = _mm512_set1_ps(m);
+        let mut sum = _mm512_setzero_ps();
+        let mut chunks = row.chunks_exact_mut(16);
+        for c in &mut chunks {
+            // SAFETY: `c` has 16 floats.
+            unsafe {
+                let e = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), mv));
+                _mm512_storeu_ps(c.as_mut_ptr(), e);
+                sum = _mm512_add_ps(sum, e);
+            }
+        }
+        let mut tail = 0.0;
+        for x in chunks.into_remainder() {
+            *x = (*x - m).exp();
+            tail += *x;
+        }
+        _mm512_reduce_add_ps(sum) + tail
+    }
+
+    /// One query position: scores for up to 4 heads per pass over the keys, softmax, then the
+    /// values for the same heads in one pass.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `p.d` is 64 or 128.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn decode(p: &Heads, out: &mut [f32]) {
+        let mut s = vec![0f32; 4 * (p.past + 1)];
+        let mut h = 0;
+        while h < p.group {
+            let g = (p.group - h).min(4);
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match (g, p.d) {
+                    (1, 64) => heads::<1, 4>(p, h, &mut s, out),
+                    (2, 64) => heads::<2, 4>(p, h, &mut s, out),
+                    (3, 64) => heads::<3, 4>(p, h, &mut s, out),
+                    (4, 64) => heads::<4, 4>(p, h, &mut s, out),
+                    (1, _) => heads::<1, 8>(p, h, &mut s, out),
+                    (2, _) => heads::<2, 8>(p, h, &mut s, out),
+                    (3, _) => heads::<3, 8>(p, h, &mut s, out),
+                    _ => heads::<4, 8>(p, h, &mut s, out),
+                }
+            }
+            h += g;
+        }
+    }
+
+    /// Heads `h0..h0 + G` of `p`, `C` vectors of 16 per head dimension.
+    // Indexed loops over register tiles read as the arithmetic they do.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn heads<const G: usize, const C: usize>(p: &Heads, h0: usize, s: &mut [f32], out: &mut [f32]) {
+        let (t, d) = (p.past + 1, p.d);
+        debug_assert!(d == 16 * C && p.k.len() >= t * d && p.v.len() >= t * d && s.len() >= G * t);
+        // SAFETY (all loads and stores below): rows `j < t` of `k` and `v` hold `d = 16 C`
+        // floats, checked above; `q` and `out` hold the group's `d` floats per head.
+        unsafe {
+            let mut q = [[_mm512_setzero_ps(); C]; G];
+            for (g, qg) in q.iter_mut().enumerate() {
+                for (c, qc) in qg.iter_mut().enumerate() {
+                    *qc = _mm512_loadu_ps(p.q.as_ptr().add((h0 + g) * d + 16 * c));
+                }
+            }
+            for j in 0..t {
+                let kp = p.k.as_ptr().add(j * d);
+                let mut acc = [_mm512_setzero_ps(); G];
+                for c in 0..C {
+                    let kc = _mm512_loadu_ps(kp.add(16 * c));
+                    for g in 0..G {
+                        acc[g] = _mm512_fmadd_ps(q[g][c], kc, acc[g]);
+                    }
+                }
+                for g in 0..G {
+                    *s.get_unchecked_mut(g * t + j) = _mm512_reduce_add_ps(acc[g]);
+                }
+            }
+            let mut inv = [0f32; G];
+            for (g, ig) in inv.iter_mut().enumerate() {
+                *ig = 1.0 / exp_shifted(&mut s[g * t..(g + 1) * t]);
+            }
+            let mut o = [[_mm512_setzero_ps(); C]; G];
+            for j in 0..t {
+                let vp = p.v.as_ptr().add(j * d);
+                for c in 0..C {
+                    let vc = _mm512_loadu_ps(vp.add(16 * c));
+                    for g in 0..G {
+                        o[g][c] = _mm512_fmadd_ps(_mm512_set1_ps(*s.get_unchecked(g * t + j)), vc, o[g][c]);
+                    }
+                }
+            }
+            for g in 0..G {
+                let iv = _mm512_set1_ps(inv[g]);
+                for c in 0..C {
+                    _mm512_storeu_ps(out.as_mut_ptr().add((h0 + g) * d + 16 * c), _mm512_mul_ps(o[g][c], iv));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward attention, in f64.
+    fn reference(p: &Heads) -> Vec<f32> {
+        let d = p.d;
+        let mut out = vec![0f32; p.group * p.n * d];
+        for h in 0..p.group {
+            for i in 0..p.n {
+                let q = &p.q[(i * p.group + h) * d..][..d];
+                let live = p.past + i + 1;
+                let s: Vec<f64> = (0..live)
+                    .map(|j| q.iter().zip(&p.k[j * d..][..d]).map(|(a, b)| *a as f64 * *b as f64).sum())
+                    .collect();
+                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for (j, w) in e.iter().enumerate() {
+                    for c in 0..d {
+                        out[(i * p.group + h) * d + c] += (w / z * p.v[j * d + c] as f64) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    #[test]
+    fn decode_and_prompt_match_plain_attention() {
+        // Group sizes around the 4-head pass, both head sizes of the fast path, and one without.
+        for (group, d, past, n) in
+            [(3, 64, 300, 1), (5, 64, 17, 1), (4, 128, 40, 1), (2, 32, 9, 1), (3, 64, 0, 70), (2, 64, 5, 130)]
+        {
+            let total = past + n;
+            let q: Vec<f32> = noise(group * n * d, 1).iter().map(|x| x * 2.0).collect();
+            let (k, v) = (noise(total * d, 2), noise(total * d, 3));
+            let p = Heads { q: &q, group, n, past, d, k: &k, v: &v };
+            let mut out = vec![f32::NAN; group * n * d];
+            attend(&p, &mut out);
+            let want = reference(&p);
+            let err = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err < 1e-5, "group {group} d {d} past {past} n {n}: max error {err}");
+            if n == 1 {
+                let mut portable = vec![f32::NAN; group * d];
+                decode_portable(&p, &mut portable);
+                let err = portable.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(err < 1e-5, "portable decode, group {group} d {d}: max error {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut row: Vec<f32> = (0..37).map(|i| i as f32 * 0.7 - 20.0).collect();
+        softmax(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(row.windows(2).all(|w| w[0] < w[1]));
+        let want = (36.0f32 * 0.7 - 20.0 - (36.0 * 0.7 - 20.0)).exp()
+            / (0..37).map(|i| ((i - 36) as f32 * 0.7).exp()).sum::<f32>();
+        assert!((row[36] - want).abs() < 1e-6);
+    }
+}
