@@ -18,8 +18,10 @@ fi
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 ./scripts/install-ort.sh
 cargo build --quiet --bin wrapflow
-# Imports from before the shared-buffer KV cache lack `kv_cache` in config.json: redo them.
-if ! grep -qs '"kv_cache"' models/smollm2-135m-instruct/config.json; then
+# Imports from before the shared-buffer KV cache lack `kv_cache` in config.json, and those from
+# before wrapflow's attention operator lack its domain: redo them.
+if ! grep -qs '"kv_cache"' models/smollm2-135m-instruct/config.json ||
+  ! grep -qas 'ai\.wrapflow' models/smollm2-135m-instruct/model.onnx; then
   target/debug/wrapflow model import "$GGUF" --out models/smollm2-135m-instruct --weights fp32
 fi
 if [ ! -s models/all-minilm-l6-v2/model.onnx ]; then
