@@ -15,8 +15,19 @@ pub fn tool(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test.sh"))
 }
 
+/// A loopback port that no other caller in this test binary has been given. Tests run in
+/// parallel, and the kernel may hand a just-released port out again (or the port of a proxy
+/// staging an outage), so two servers could be told to use the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A moto S3 server on loopback, stopped on drop.
@@ -35,11 +46,15 @@ impl S3Server {
             .spawn()
             .expect("start moto_server");
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut server = S3Server { child, port };
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto_server did not start");
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("moto_server exited before listening on port {port}: {status}");
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        S3Server { child, port }
+        server
     }
 
     pub fn endpoint(&self) -> String {

@@ -1,14 +1,15 @@
 //! Attention arithmetic for one row and one KV head: a decode step (one query position per head,
 //! every cached key and value read once for all the query heads that share them) and a prompt
-//! (causal, through `matrixmultiply`'s blocked GEMM). AVX-512 where the CPU has it, portable
-//! loops elsewhere; both give the same result to float rounding (tested).
+//! (causal, through `matrixmultiply`'s blocked GEMM). Decoding uses AVX-512 where the CPU has
+//! it, else the portable loop built for AVX2+FMA, else as is; all agree to float rounding
+//! (tested).
 
 /// A causal attention problem over one KV head's cache.
 pub struct Heads<'a> {
     /// Query heads of this KV head, `[n, group, d]`, rotated and scaled.
     pub q: &'a [f32],
     pub group: usize,
-    /// New positions (rows of `q` per head).
+    /// New positions (`q` has `group` rows per position).
     pub n: usize,
     /// Positions before the first new one.
     pub past: usize,
@@ -39,7 +40,7 @@ pub fn attend(p: &Heads, out: &mut [f32]) {
     }
 }
 
-/// Softmax of `row` in place; returns nothing, the row sums to 1.
+/// Softmax of `row` in place.
 pub fn softmax(row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
