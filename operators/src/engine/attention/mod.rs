@@ -142,7 +142,7 @@ impl Kernel for Attention {
         let spans: Vec<(usize, usize)> = seqlens
             .iter()
             .map(|&l| {
-                let len = l as usize + 1;
+                let len = usize::try_from(l).map_err(|_| err(format!("negative seqlens_k {l}")))? + 1;
                 match prompt {
                     true if len <= seq => Ok((0, len)),
                     false if len >= seq => Ok((len - seq, seq)),
@@ -158,7 +158,7 @@ impl Kernel for Attention {
         if self.rotary {
             let ((cshape, c), (_, s)) =
                 tables.as_ref().ok_or_else(|| err("do_rotary needs cos_cache and sin_cache"))?;
-            if cshape[1] as usize != half || c.len() != s.len() || longest > cshape[0] as usize {
+            if d % 2 != 0 || cshape[1] as usize != half || c.len() != s.len() || longest > cshape[0] as usize {
                 return Err(err(format!("rotary tables {cshape:?} do not cover {longest} positions of {d}")));
             }
         }
