@@ -52,13 +52,6 @@ pub enum KvLayout {
     SharedOrt,
 }
 
-impl KvLayout {
-    /// Whether the graph reads and writes one shared buffer per layer.
-    pub fn is_shared(self) -> bool {
-        self != KvLayout::Standard
-    }
-}
-
 /// A linear layer's weight, `out × in`.
 pub enum Linear {
     /// Row-major `[out, in]`.

@@ -178,7 +178,10 @@ impl Kernel for Attention {
         let mut output =
             ctx.output(0, vec![batch as i64, seq as i64, (nh * d) as i64])?.ok_or_else(|| err("no output"))?;
         let out = output.try_extract_tensor_mut::<f32>()?.1;
-        out.fill(0.0);
+        if prompt {
+            // Padded positions of shorter rows get no task output; a step writes every element.
+            out.fill(0.0);
+        }
         let shared = Shared { qkv: qkv.as_ptr(), k, v, out: out.as_mut_ptr() };
         let scale = self.scale.unwrap_or(1.0 / (d as f32).sqrt());
         let rotary = tables.as_ref().filter(|_| self.rotary).map(|((_, c), (_, s))| (&c[..], &s[..]));
