@@ -67,6 +67,9 @@ pub struct Commit {
     /// Input objects fully consumed, per table.
     pub seen: BTreeMap<String, Vec<FileStamp>>,
     pub changed: Vec<Changed>,
+    /// Objects under the inputs that are not read, with why, per table.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, Vec<wrapflow_operators::source::Skipped>>,
     /// Each worker's [`WorkerIndex`], by worker.
     pub indexes: Vec<String>,
     /// Every state object this checkpoint needs (indexes and parts).
@@ -158,11 +161,13 @@ fn stem(path: &str) -> &str {
 }
 
 /// Removes what a dead job left uncommitted: output files no commit names and state saved for
-/// checkpoints after `commit`. Returns how many objects it removed.
+/// checkpoints after `commit`, but only objects the output's marker says wrapflow wrote
+/// ([`crate::output::Marker::owns`]). Returns how many objects it removed.
 pub async fn clean_uncommitted(
     out: &Location,
     commit: Option<&Commit>,
     reports: &[WorkerReport],
+    owner: &crate::output::Marker,
 ) -> anyhow::Result<usize> {
     let committed = committed_files(reports);
     let stems: BTreeSet<&str> = committed.iter().map(|p| stem(p)).collect();
@@ -170,7 +175,7 @@ pub async fn clean_uncommitted(
     for dir in OUTPUT_DIRS {
         for p in list(out, dir).await? {
             let kept = committed.contains(&p) || (dir == "mix" && stems.contains(stem(&p)));
-            if !kept {
+            if !kept && owner.owns(&p) {
                 doomed.push(p);
             }
         }
@@ -179,7 +184,7 @@ pub async fn clean_uncommitted(
     let last = commit.map(|c| c.id);
     for p in list(out, STATE_DIR).await? {
         let id = p.strip_prefix(&format!("{STATE_DIR}/c")).and_then(|r| r.get(..8)).and_then(|d| d.parse::<u64>().ok());
-        if !keep.contains(&p) && (last.is_none() || id.is_some_and(|i| Some(i) > last)) {
+        if !keep.contains(&p) && owner.owns(&p) && (last.is_none() || id.is_some_and(|i| Some(i) > last)) {
             doomed.push(p);
         }
     }
@@ -188,8 +193,11 @@ pub async fn clean_uncommitted(
     if let Some(root) = out.local_dir() {
         for dir in OUTPUT_DIRS {
             for f in walk(&root.join(dir)) {
-                let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-                if name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+                let rel = f.strip_prefix(&root).map(|r| r.to_string_lossy().to_string()).unwrap_or_default();
+                let partial = rel
+                    .rsplit_once('#')
+                    .filter(|(base, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && owner.owns(base));
+                if partial.is_some() && !owner.preexisting.contains(&rel) {
                     tracing::info!(path = %f.display(), "removing a partial file of a killed job");
                     std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
                 }
@@ -209,8 +217,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() { stack.push(p) } else { out.push(p) }
+            // Never through a link: the output is checked to hold none, and this keeps it so.
+            let dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if dir { stack.push(e.path()) } else { out.push(e.path()) }
         }
     }
     out

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use wrapflow_operators::source::{Format, list_objects};
+use wrapflow_operators::source::{Format, Skipped, list_with_skips};
 use wrapflow_operators::store::Location;
 
 use crate::checkpoint::{Changed, Commit, FileStamp};
@@ -60,6 +60,8 @@ pub struct Coordinator {
     /// Objects of committed segments.
     pub committed: Files,
     pub changed: Vec<Changed>,
+    /// Objects under the sources that are not read, with why, per table.
+    pub skipped: BTreeMap<String, BTreeMap<String, Skipped>>,
     /// Listed objects not handed out yet, in listing order.
     queue: VecDeque<(String, FileStamp)>,
     in_flight: Option<(Files, Instant)>,
@@ -76,6 +78,7 @@ fn count(f: &Files) -> (u64, u64) {
 
 impl Coordinator {
     pub fn new(sources: Vec<Source>, resume: Option<&Commit>, follow: Option<Duration>, limits: Limits) -> Self {
+        // (Skipped objects are carried over from the commit, so a resumed job lists them still.)
         let committed: Files = resume.map(|c| c.seen.clone()).unwrap_or_default();
         let handed = committed
             .iter()
@@ -86,6 +89,14 @@ impl Coordinator {
             handed,
             committed,
             changed: resume.map(|c| c.changed.clone()).unwrap_or_default(),
+            skipped: resume
+                .map(|c| {
+                    c.skipped
+                        .iter()
+                        .map(|(t, v)| (t.clone(), v.iter().map(|s| (s.path.clone(), s.clone())).collect()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             queue: VecDeque::new(),
             in_flight: None,
             follow,
@@ -132,7 +143,15 @@ impl Coordinator {
         let reported: BTreeSet<(String, String)> =
             self.changed.iter().map(|c| (c.table.clone(), c.now.path.clone())).collect();
         for s in &self.sources {
-            for m in list_objects(&s.location, s.format).await? {
+            let (metas, skipped) = list_with_skips(&s.location, s.format).await?;
+            let known = self.skipped.entry(s.table.clone()).or_default();
+            for k in skipped {
+                if !known.contains_key(&k.path) {
+                    tracing::warn!(table = %s.table, path = %k.path, reason = %k.reason, "not read");
+                    known.insert(k.path.clone(), k);
+                }
+            }
+            for m in metas {
                 let stamp = FileStamp { path: m.location.to_string(), size: m.size, e_tag: m.e_tag.clone() };
                 match self.handed.get(&s.table).and_then(|h| h.get(&stamp.path)) {
                     None => new.push((s.table.clone(), stamp)),
@@ -182,6 +201,16 @@ impl Coordinator {
                 self.list().await?;
             }
         }
+    }
+
+    /// Bytes of every object listed so far (read, being read or waiting): the progress total.
+    pub fn listed_bytes(&self) -> u64 {
+        self.handed.values().flat_map(|h| h.values()).map(|s| s.size).sum()
+    }
+
+    /// Skipped objects per table, for the commit and the manifest.
+    pub fn skipped_list(&self) -> BTreeMap<String, Vec<Skipped>> {
+        self.skipped.iter().map(|(t, m)| (t.clone(), m.values().cloned().collect())).collect()
     }
 
     /// The segment handed out last is committed.

@@ -77,21 +77,27 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         ProviderArg::Cuda => Provider::Cuda,
     };
     let mut dec = Decoder::load(&a.model, &SessionConfig { provider, intra_threads: a.threads, ..Default::default() })?;
-    let lines: Vec<Value> = match (&a.prompt, &a.prompts) {
-        (Some(p), _) => vec![json!({"id": "0", "prompt": p})],
+    // Each prompt with where it came from, for errors.
+    let lines: Vec<(String, Value)> = match (&a.prompt, &a.prompts) {
+        (Some(p), _) => vec![("--prompt".into(), json!({"id": "0", "prompt": p}))],
         (None, Some(f)) => {
             std::io::BufReader::new(std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?)
                 .lines()
                 .enumerate()
                 .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
-                .map(|(i, l)| serde_json::from_str(&l?).with_context(|| format!("{} line {}", f.display(), i + 1)))
+                .map(|(i, l)| {
+                    let at = format!("{}:{}", f.display(), i + 1);
+                    let v = serde_json::from_str(&l.with_context(|| format!("reading {at}"))?)
+                        .with_context(|| format!("{at}: not a JSON object"))?;
+                    Ok((at, v))
+                })
                 .collect::<anyhow::Result<_>>()?
         }
         (None, None) => anyhow::bail!("give --prompt TEXT or --prompts FILE.jsonl"),
     };
     let mut prompts = Vec::new();
-    for (i, v) in lines.iter().enumerate() {
-        let text = prompt_text(&dec, v, a.chat)?;
+    for (i, (at, v)) in lines.iter().enumerate() {
+        let text = prompt_text(&dec, v, a.chat).with_context(|| format!("{at}: bad prompt"))?;
         let ids = dec.tokenizer.encode(text.as_str(), false).map_err(|e| anyhow::anyhow!("{e}"))?.get_ids().to_vec();
         let id = v.get("id").map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).unwrap_or(i.to_string());
         prompts.push(Prompt { id, ids, max_new_tokens: None, ..Default::default() });

@@ -1,5 +1,6 @@
 //! The `wrapflow` command line: a thin layer over [`wrapflow::run`].
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// mimalloc returns freed memory to the system and fragments less than glibc's malloc across
@@ -69,6 +70,13 @@ enum Command {
         /// may batch differently (the rows are the same)
         #[arg(long, value_parser = humantime::parse_duration)]
         checkpoint_interval: Option<std::time::Duration>,
+        /// Write into an output that holds objects wrapflow did not write (they are listed in
+        /// `_wrapflow/owner.json` and never removed)
+        #[arg(long)]
+        force: bool,
+        /// The output holds a run with other settings: remove what that run wrote and start again
+        #[arg(long)]
+        restart: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -303,10 +311,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `-q` keeps warnings and errors only; WRAPFLOW_LOG overrides either default.
     let level = if matches!(cli.command, Command::Run { quiet: true, .. }) { "warn" } else { "info" };
+    // Colour only for a person at a terminal who has not asked for none (no-color.org).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WRAPFLOW_LOG").unwrap_or_else(|_| level.into()))
-        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_writer(|| wrapflow::secrets::Redacting(std::io::stderr()))
         .init();
+    wrapflow::secrets::redact_panics();
+    let mut stopped = false;
     let result = match cli.command {
         Command::Run {
             plan,
@@ -317,11 +330,24 @@ fn main() -> ExitCode {
             checkpoint_files,
             checkpoint_mb,
             checkpoint_interval,
+            force,
+            restart,
             cluster,
         } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             let mode = if quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
             let cluster = cluster.spec()?;
             anyhow::ensure!(checkpoint_files > 0 && checkpoint_mb > 0, "checkpoint limits must be > 0");
+            anyhow::ensure!(
+                checkpoint_files <= wrapflow::worker::MAX_SEGMENT_OBJECTS,
+                "--checkpoint-files {checkpoint_files}: at most {} objects between checkpoints",
+                wrapflow::worker::MAX_SEGMENT_OBJECTS
+            );
+            check_workers(workers)?;
+            anyhow::ensure!(
+                poll >= std::time::Duration::from_secs(1),
+                "--poll {} is too short: list the sources at most once a second (e.g. --poll 30s)",
+                humantime::format_duration(poll)
+            );
             run::stop_on_signal();
             let opts = RunOptions {
                 workers,
@@ -334,15 +360,27 @@ fn main() -> ExitCode {
                     bytes: checkpoint_mb << 20,
                     interval: checkpoint_interval,
                 },
+                claim: wrapflow::output::ClaimMode { force, restart },
             };
             let m = run::run(&p, &opts)?;
             print!("{}", wrapflow::report::text(&m));
             let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
-            println!("output: {}  (manifest.json, chunks/, {synthetic}rejects/)", p.sink.0.url);
+            let url = wrapflow::secrets::redact(&p.sink.0.url).into_owned();
+            println!("output: {url}  (manifest.json, chunks/, {synthetic}rejects/)");
+            stopped = run::STOP.load(std::sync::atomic::Ordering::SeqCst)
+                && m.job.as_ref().is_none_or(|j| j.status != "finished");
+            if stopped {
+                let at = m
+                    .job
+                    .as_ref()
+                    .map_or("before its first checkpoint".into(), |j| format!("at checkpoint {}", j.checkpoint));
+                println!("stopped {at}: run the same command again to resume");
+            }
             Ok(())
         }),
         Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::cluster::local(n, &args),
-        Command::Status { output } => wrapflow::status::read(&output).map(|s| print!("{}", wrapflow::status::text(&s))),
+        Command::Status { output } => wrapflow::status::read(&output)
+            .map(|s| print!("{}", wrapflow::secrets::redact(&wrapflow::status::text(&s)))),
         Command::Remix { from, mixes, out } => wrapflow::remix::run(&from, &mixes, &out).map(|m| {
             print!("{}", wrapflow::remix::text(&m));
             println!("output: {out}  (remix.json, mix/)");
@@ -400,17 +438,32 @@ fn main() -> ExitCode {
         }),
         Command::Explain { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             let logical = run::check(&p)?;
-            println!("Stages:\n{}", stages(&p));
-            println!("Input query:\n  {}\n", p.input_query());
-            println!("DataFusion logical plan:\n{}", logical.display_indent());
+            let redact = |s: String| wrapflow::secrets::redact(&s).into_owned();
+            println!("Stages:\n{}", redact(stages(&p)));
+            println!("Input query:\n  {}\n", redact(p.input_query()));
+            println!("DataFusion logical plan:\n{}", redact(logical.display_indent().to_string()));
             Ok(())
         }),
     };
     match result {
+        // Stopped by a signal: not an error, but not done either (130, as shells report SIGINT).
+        Ok(()) if stopped => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", wrapflow::secrets::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Worker threads: at least one, and more than the cores only with a warning.
+fn check_workers(workers: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(workers > 0, "--workers 0: a run needs at least one worker");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers > cores {
+        tracing::warn!(
+            "--workers {workers} is more than the {cores} cores here: workers will compete for them (each also runs its own reader and, when rephrasing, a model session)"
+        );
+    }
+    Ok(())
 }

@@ -6,15 +6,20 @@ use serde::{Deserialize, Serialize};
 use wrapflow_operators::ShardInfo;
 use wrapflow_operators::source::InputFile;
 
-/// Record counts; `read == rejected + filtered + duplicates + near_duplicates + kept` always holds.
+/// Record counts; `read == rejected + filtered + limited + duplicates + near_duplicates + kept`
+/// always holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Records found in the inputs (rows and rejects).
     pub read: u64,
     /// Records that could not be used (see `rejects`).
     pub rejected: u64,
-    /// Rows removed by the plan's SQL.
+    /// Rows removed by the plan's SQL filters (and, in a plan without `LIMIT`, anything else its
+    /// SQL dropped).
     pub filtered: u64,
+    /// Rows read but not taken because the plan's `LIMIT` was reached.
+    #[serde(default)]
+    pub limited: u64,
     /// Rows dropped as exact duplicates of an earlier row.
     pub duplicates: u64,
     /// Documents dropped as near duplicates (`NEARDUP`) of an earlier document.
@@ -23,11 +28,14 @@ pub struct Counts {
     /// Documents that went on to chunking.
     pub kept: u64,
     pub chunks: u64,
+    /// Input objects not read (see `inputs[].skipped` for which and why); not records.
+    #[serde(default)]
+    pub skipped_objects: u64,
 }
 
 impl Counts {
     pub fn reconciles(&self) -> bool {
-        self.read == self.rejected + self.filtered + self.duplicates + self.near_duplicates + self.kept
+        self.read == self.rejected + self.filtered + self.limited + self.duplicates + self.near_duplicates + self.kept
     }
 }
 
@@ -44,6 +52,9 @@ pub struct Input {
     pub location: String,
     pub format: String,
     pub files: Vec<InputFileOut>,
+    /// Objects under the location that were not read, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<wrapflow_operators::source::Skipped>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

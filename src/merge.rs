@@ -15,6 +15,13 @@ pub struct WorkerReport {
     pub read_rows: u64,
     pub read_rejected: u64,
     pub sql_rows: u64,
+    /// Rows the plan's filters (`WHERE`) dropped, from DataFusion's metrics: with a `LIMIT`, the
+    /// rest of what the SQL did not pass on was cut by the limit.
+    #[serde(default)]
+    pub where_dropped: u64,
+    /// The input query has a `LIMIT`.
+    #[serde(default)]
+    pub limit: bool,
     pub dedup_out: u64,
     pub near_duplicates: u64,
     pub chunk_rejects: u64,
@@ -49,14 +56,18 @@ pub fn merge(
     );
     let (dedup_out, chunk_rejects) = (sum(|r| r.dedup_out), sum(|r| r.chunk_rejects));
     let near_duplicates = sum(|r| r.near_duplicates);
+    let not_passed = read_rows - sql_rows;
+    let filtered = if reports.iter().any(|r| r.limit) { sum(|r| r.where_dropped).min(not_passed) } else { not_passed };
     let counts = Counts {
         read: read_rows + sum(|r| r.read_rejected),
         rejected: sum(|r| r.read_rejected) + chunk_rejects,
-        filtered: read_rows - sql_rows,
+        filtered,
+        limited: not_passed - filtered,
         duplicates: sql_rows - dedup_out,
         near_duplicates,
         kept: dedup_out - near_duplicates - chunk_rejects,
         chunks: sum(|r| r.chunks),
+        skipped_objects: 0,
     };
     debug_assert!(counts.reconciles());
     let mut shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.shards.clone()).collect();
@@ -69,7 +80,11 @@ pub fn merge(
     }
     let mut inputs: BTreeMap<String, InputOut> = BTreeMap::new();
     for i in reports.iter().flat_map(|r| r.inputs.iter()) {
-        let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut { files: vec![], ..i.clone() });
+        let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut {
+            files: vec![],
+            location: crate::secrets::redact(&i.location).into_owned(),
+            ..i.clone()
+        });
         e.files.extend(i.files.iter().cloned());
     }
     // A Parquet file split by row group is listed by each worker that read part of it.
@@ -97,7 +112,7 @@ pub fn merge(
     let chunk_tokens = sum(|r| r.chunk_tokens);
     Ok(Manifest {
         wrapflow_version: env!("CARGO_PKG_VERSION").into(),
-        plan: PlanInfo { file: plan.file.clone(), hash: plan.hash.clone(), params: plan.params.clone() },
+        plan: PlanInfo { file: plan.file.clone(), hash: plan.hash.clone(), params: plan.shown_params() },
         workers,
         inputs: inputs.into_values().collect(),
         tokens: Tokens {

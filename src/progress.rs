@@ -111,11 +111,12 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                     }
                     None if last_log.elapsed() >= Duration::from_secs(10) => {
                         last_log = Instant::now();
+                        // Only the process that lists the input knows its total.
+                        let of = if total > 0 { format!(" of {:.1} MB", total as f64 / 1e6) } else { String::new() };
                         tracing::info!(
                             process = progress.tag.get().map(String::as_str).unwrap_or("0/1"),
-                            "progress: {:.1}/{:.1} MB read, {docs} docs ({dps:.0} docs/s, {mbps:.1} MB/s), {chunks} chunks{wrap}",
+                            "progress: {:.1} MB read{of}, {docs} docs ({dps:.0} docs/s, {mbps:.1} MB/s), {chunks} chunks{wrap}",
                             bytes as f64 / 1e6,
-                            total as f64 / 1e6
                         );
                     }
                     None => {}

@@ -115,6 +115,14 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
     let src = registry.resolve(from, &Default::default())?;
     let dst = registry.resolve(to, &Default::default())?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    anyhow::ensure!(
+        src.url.trim_end_matches('/') != dst.url.trim_end_matches('/'),
+        "--out {to} is the run itself: write a remix to its own location"
+    );
+    // A remix may replace an earlier remix there, never anything else.
+    rt.block_on(crate::output::ensure_only(&dst, |p| {
+        p == "remix.json" || p == "report.html" || (p.starts_with("mix/") && crate::output::is_ours(p))
+    }))?;
     let manifest = crate::report::load(from)?;
     let styles = manifest.rephrase.as_ref().map(|r| r.style_order.clone()).unwrap_or_default();
     let text = std::fs::read_to_string(mixes_file).with_context(|| format!("reading {mixes_file}"))?;

@@ -2,6 +2,7 @@
 //! per style. `wrapflow run` prints it at the end; `wrapflow report OUTPUT` prints it from the
 //! manifest of any finished run, local or in object storage, and writes `report.html` beside it.
 
+use anyhow::Context;
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -17,7 +18,8 @@ pub fn load(output: &str) -> anyhow::Result<Manifest> {
     let bytes = rt
         .block_on(async { loc.store.get(&loc.child("manifest.json")).await?.bytes().await })
         .map_err(|e| anyhow::anyhow!("reading {}/manifest.json: {e}", loc.url))?;
-    Ok(serde_json::from_slice(&bytes)?)
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}/manifest.json is not a valid wrapflow manifest", loc.url))
 }
 
 /// Writes `OUTPUT/report.html` ([`crate::html::page`]) and returns its URL.
@@ -35,11 +37,15 @@ pub fn write_html(output: &str, m: &Manifest) -> anyhow::Result<String> {
 pub fn summary(m: &Manifest) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(vec!["count", "value"]);
+    if let Some(j) = &m.job {
+        t.add_row(vec!["status".to_string(), format!("{} (checkpoint {})", j.status, j.checkpoint)]);
+    }
     let c = &m.counts;
     let mut rows = vec![
         ("read", c.read),
         ("rejected", c.rejected),
         ("filtered", c.filtered),
+        ("limited", c.limited),
         ("duplicates", c.duplicates),
         ("near duplicates", c.near_duplicates),
         ("kept", c.kept),
@@ -47,6 +53,9 @@ pub fn summary(m: &Manifest) -> Table {
         ("chunk tokens", m.tokens.chunks),
         ("shards", m.chunks.shards.len() as u64),
     ];
+    if c.skipped_objects > 0 {
+        rows.push(("input objects not read (see manifest)", c.skipped_objects));
+    }
     if let Some(r) = &m.rephrase {
         rows.extend([
             ("style tasks", r.tasks),

@@ -32,7 +32,7 @@ use crate::cluster::ClusterSpec;
 use crate::follow::Limits;
 use crate::manifest::Manifest;
 use crate::merge::{WorkerReport, chrono_now, merge};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanError};
 use crate::progress::{self, Progress};
 use crate::session;
 use crate::worker::Ended;
@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub follow: Option<Duration>,
     /// Input per segment: a checkpoint follows each.
     pub limits: Limits,
+    /// How to treat an output that holds something else (`--force`, `--restart`).
+    pub claim: crate::output::ClaimMode,
 }
 
 impl Default for RunOptions {
@@ -67,6 +69,7 @@ impl Default for RunOptions {
             cluster: None,
             follow: None,
             limits: Limits::default(),
+            claim: Default::default(),
         }
     }
 }
@@ -104,6 +107,10 @@ pub fn stop_on_signal() {
             // SAFETY: `_exit` is async-signal-safe.
             unsafe { libc::_exit(130) };
         }
+        const MSG: &[u8] =
+            b"\nwrapflow: stopping at the next checkpoint (signal again to quit now; the lease then expires)\n";
+        // SAFETY: `write` is async-signal-safe; the message is a static buffer.
+        unsafe { libc::write(2, MSG.as_ptr().cast(), MSG.len()) };
     }
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only touches an atomic (and `_exit`), which is async-signal-safe.
@@ -130,12 +137,43 @@ pub fn check(plan: &Plan) -> anyhow::Result<datafusion::logical_expr::LogicalPla
     let (sql_tok, chunk_tok) = tokenizers(plan).map_err(|e| plan.error_at(plan.chunk.1, format!("{e:#}")))?;
     Chunker::new(&plan.chunk.0, chunk_tok).map_err(|e| plan.error_at(plan.chunk.1, e.to_string()))?;
     plan.mixtures()?;
+    check_models(plan)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async {
         let ws = session::build(plan, Arc::new(StoreRegistry::new()), sql_tok, 0, 1).await?;
         let df = session::input(plan, &ws).await?;
         df.into_optimized_plan().map_err(|e| plan.error_at(plan.input.1, e.to_string()).into())
     })
+}
+
+/// The plan's model directories exist and hold a model, and its provider is built in.
+fn check_models(plan: &Plan) -> Result<(), PlanError> {
+    let dir = |path: &str, what: &str| -> Result<(), String> {
+        let p = std::path::Path::new(path);
+        if !p.is_dir() {
+            return Err(format!("{what} {path:?} is not a directory (import one with `wrapflow model import`)"));
+        }
+        let onnx = std::fs::read_dir(p)
+            .map_err(|e| format!("{what} {path:?}: {e}"))?
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "onnx"));
+        if !onnx || !p.join("tokenizer.json").is_file() {
+            return Err(format!(
+                "{what} {path:?} holds no .onnx model and tokenizer.json (import one with `wrapflow model import`)"
+            ));
+        }
+        Ok(())
+    };
+    if let Some((r, at)) = &plan.rephrase {
+        dir(&r.model, "REPHRASE model").map_err(|m| plan.error_at(*at, m))?;
+        if r.provider == wrapflow_operators::engine::Provider::Cuda && !cfg!(feature = "cuda") {
+            return Err(plan.error_at(*at, "provider = 'cuda' needs a wrapflow built with `--features cuda`"));
+        }
+        if !plan.gates.embedder.is_empty() {
+            dir(&plan.gates.embedder, "GATES embedder").map_err(|m| plan.error_at(*at, m))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs a plan to completion and returns its manifest (also written next to the output).
@@ -148,6 +186,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     let chunker =
         Arc::new(Chunker::new(&plan.chunk.0, chunk_tok).map_err(|e| plan.error_at(plan.chunk.1, e.to_string()))?);
     let mixtures = plan.mixtures()?;
+    check_models(plan)?;
     let registry = opts.registry.clone().unwrap_or_default();
     let sink = &plan.sink.0;
     let output = registry.resolve(&sink.url, &sink.store).map_err(|e| plan.error_at(plan.sink.1, format!("{e:#}")))?;
@@ -155,10 +194,53 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     runtime
         .block_on(output.store.list_with_delimiter(Some(&output.prefix)))
         .with_context(|| format!("cannot reach output location {}", output.url))?;
+    let inputs = runtime.block_on(input_locations(plan, &registry, sql_tokenizer.clone()))?;
+    crate::output::check_location(&output, &inputs).map_err(|e| plan.error_at(plan.sink.1, format!("{e:#}")))?;
+    let cluster = opts.cluster.as_ref();
+    let first_process = cluster.is_none_or(|c| c.process == 0);
+    // Process 0 takes the output (marker and lease) for the whole cluster.
+    let claim = if first_process {
+        Some(runtime.block_on(crate::output::claim(plan, &output, opts.claim, runtime.handle()))?)
+    } else {
+        None
+    };
+    let owner = claim.as_ref().map(|c| c.marker.clone());
+    let result =
+        run_claimed(plan, opts, &runtime, output, registry, owner, (sql_tokenizer, chunker, mixtures), started, t0);
+    if let Some(c) = claim {
+        runtime.block_on(c.lease.release());
+    }
+    result
+}
+
+/// Where the plan's sources read, to keep the output away from them.
+async fn input_locations(
+    plan: &Plan,
+    registry: &Arc<StoreRegistry>,
+    tokenizer: Option<Arc<Tokenizer>>,
+) -> anyhow::Result<Vec<Location>> {
+    let ws = session::build(plan, registry.clone(), tokenizer, 0, 1).await?;
+    Ok(ws.factory.sources().iter().map(|s| s.store.clone()).collect())
+}
+
+/// [`run`] once the output is this job's.
+#[allow(clippy::too_many_arguments)]
+fn run_claimed(
+    plan: &Plan,
+    opts: &RunOptions,
+    runtime: &tokio::runtime::Runtime,
+    output: Location,
+    registry: Arc<StoreRegistry>,
+    owner: Option<crate::output::Marker>,
+    (sql_tokenizer, chunker, mixtures): (Option<Arc<Tokenizer>>, Arc<Chunker>, Vec<Mixture>),
+    started: String,
+    t0: Instant,
+) -> anyhow::Result<Manifest> {
+    let workers = opts.workers.max(1);
     let cluster = opts.cluster.as_ref();
     let processes = cluster.map_or(1, |c| c.hosts.len());
     let first_process = cluster.is_none_or(|c| c.process == 0);
-    let resume = runtime.block_on(resume(plan, &output, workers * processes, first_process))?;
+    let resume = runtime.block_on(resume(plan, &output, workers * processes, owner.as_ref()))?;
     if let Some(r) = &resume
         && r.commit.finished
     {
@@ -168,8 +250,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
             output.url
         );
         tracing::info!(checkpoint = r.commit.id, "the output holds a finished run of this plan: nothing to do");
-        return committed_manifest(&runtime, &output)?
-            .ok_or_else(|| anyhow!("{}/manifest.json is missing", output.url));
+        return committed_manifest(runtime, &output)?.ok_or_else(|| anyhow!("{}/manifest.json is missing", output.url));
     }
 
     let progress = Arc::new(Progress::default());
@@ -224,7 +305,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     }
     let (finished, reports) = all.ok_or_else(|| anyhow!("no worker ran"))?;
     drop(_reporter);
-    let committed = if first_process { committed_manifest(&runtime, &output)? } else { None };
+    let committed = if first_process { committed_manifest(runtime, &output)? } else { None };
     let Some(mut manifest) = committed else {
         // Another process of a cluster, or a job stopped before its first checkpoint.
         return merge(plan, workers * processes, reports, started, t0);
@@ -253,9 +334,14 @@ fn committed_manifest(rt: &tokio::runtime::Runtime, output: &Location) -> anyhow
     }
 }
 
-/// The checkpoint to resume from, after checks; the first process also removes what the job
-/// wrote after it (uncommitted shards and state).
-async fn resume(plan: &Plan, output: &Location, workers: usize, clean: bool) -> anyhow::Result<Option<Resume>> {
+/// The checkpoint to resume from, after checks; the first process (the one that holds the
+/// output's marker) also removes what the job wrote after it (uncommitted shards and state).
+async fn resume(
+    plan: &Plan,
+    output: &Location,
+    workers: usize,
+    owner: Option<&crate::output::Marker>,
+) -> anyhow::Result<Option<Resume>> {
     let Some(commit) = checkpoint::latest(output).await? else {
         let has_manifest = output.store.head(&output.child("manifest.json")).await.is_ok();
         anyhow::ensure!(
@@ -263,8 +349,8 @@ async fn resume(plan: &Plan, output: &Location, workers: usize, clean: bool) -> 
             "{} holds the output of a run without checkpoints: write to a new output location",
             output.url
         );
-        if clean {
-            checkpoint::clean_uncommitted(output, None, &[]).await?;
+        if let Some(owner) = owner {
+            checkpoint::clean_uncommitted(output, None, &[], owner).await?;
         }
         return Ok(None);
     };
@@ -283,9 +369,11 @@ async fn resume(plan: &Plan, output: &Location, workers: usize, clean: bool) -> 
         commit.workers
     );
     let indexes = checkpoint::indexes(output, &commit).await?;
-    if clean && !commit.finished {
+    if let Some(owner) = owner
+        && !commit.finished
+    {
         let reports: Vec<_> = indexes.iter().map(|i| i.report.clone()).collect();
-        let removed = checkpoint::clean_uncommitted(output, Some(&commit), &reports).await?;
+        let removed = checkpoint::clean_uncommitted(output, Some(&commit), &reports, owner).await?;
         tracing::info!(checkpoint = commit.id, removed, "resuming from checkpoint");
     }
     Ok(Some(Resume { commit, indexes }))

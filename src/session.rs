@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tokenizers::Tokenizer;
 use wrapflow_operators::source::SourceFactory;
@@ -30,7 +31,12 @@ pub async fn build(
     // backpressure (see `run::IN_FLIGHT`): small when every document costs model time.
     let batch = if plan.rephrase.is_some() { 32 } else { 1024 };
     let config = SessionConfig::new().with_target_partitions(1).with_batch_size(batch);
-    let ctx = SessionContext::new_with_config(config);
+    // No limit pushed into filters: a filter that stops at its fetch cannot tell rows its
+    // predicate dropped from rows the limit cut, and the manifest counts those apart.
+    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+    let rules = state.physical_optimizers().iter().filter(|r| r.name() != "LimitPushdown").cloned().collect();
+    let state = SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build();
+    let ctx = SessionContext::new_with_state(state);
     udf::register_all(&ctx, tokenizer);
     let factory = SourceFactory::new(registry, worker, peers);
     factory.register(&ctx);

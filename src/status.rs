@@ -27,6 +27,23 @@ pub struct Status {
     pub finished: Option<crate::manifest::Manifest>,
     pub checkpoint: Option<crate::checkpoint::Commit>,
     pub dirs: BTreeMap<String, DirStatus>,
+    /// Who writes the output now, if anyone holds its lease.
+    pub lease: Option<crate::output::LeaseDoc>,
+}
+
+impl Status {
+    /// `running` while a live process holds the lease; otherwise what the manifest says, with a
+    /// job that died while running told apart.
+    pub fn state(&self) -> String {
+        let recorded = self.finished.as_ref().and_then(|m| m.job.as_ref()).map(|j| j.status.clone());
+        match (&self.lease, recorded.as_deref()) {
+            (Some(l), _) if l.alive() => "running".into(),
+            (Some(l), _) => format!("dead (its {} is gone; run it again to resume)", l.describe()),
+            (None, Some("running")) => "dead (no job holds the output; run it again to resume)".into(),
+            (None, Some(s)) => s.into(),
+            (None, None) => "stopped".into(),
+        }
+    }
 }
 
 fn ago(rfc3339: &str) -> String {
@@ -64,7 +81,8 @@ pub fn read(output: &str) -> anyhow::Result<Status> {
     }
     let finished = if has_manifest { Some(crate::report::load(output)?) } else { None };
     let checkpoint = rt.block_on(crate::checkpoint::latest(&loc))?;
-    Ok(Status { url: loc.url, finished, checkpoint, dirs })
+    let lease = rt.block_on(crate::output::read_lease(&loc))?;
+    Ok(Status { url: loc.url, finished, checkpoint, dirs, lease })
 }
 
 /// The status for people.
@@ -75,7 +93,7 @@ pub fn text(s: &Status) -> String {
             format!(
                 "{}: {} at checkpoint {} (committed {}, {}): {} segments, {} input files done, {} files ({:.1} MB) waiting; {} read, {} kept, {} chunks, {} rejected\n",
                 s.url,
-                j.status,
+                s.state(),
                 j.checkpoint,
                 j.committed_at,
                 ago(&j.committed_at),
@@ -104,7 +122,7 @@ pub fn text(s: &Status) -> String {
             m.counts.rejected
         ),
         None if s.dirs.is_empty() => format!("{}: nothing written yet (or not a wrapflow output)\n", s.url),
-        None => format!("{}: running or stopped before its first checkpoint (no manifest.json yet)\n", s.url),
+        None => format!("{}: {} before its first checkpoint (no manifest.json yet)\n", s.url, s.state()),
     };
     let now = SystemTime::now();
     for (dir, d) in &s.dirs {

@@ -234,6 +234,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
                     location: s.location.clone(),
                     format: format!("{:?}", s.format).to_lowercase(),
                     files,
+                    skipped: vec![],
                 }),
             }
         }
@@ -262,6 +263,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             let (files, bytes) = c.pending();
             sh.progress.pending_files.store(files, Ordering::Relaxed);
             sh.progress.pending_bytes.store(bytes, Ordering::Relaxed);
+            sh.progress.bytes_total.store(c.listed_bytes(), Ordering::Relaxed);
             ctl_in.send(serde_json::to_string(&next).expect("control messages encode"));
             // An input buffers what it is given until told to flush (or advanced).
             ctl_in.flush();
@@ -284,8 +286,20 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             let metas = files.get(&s.table).map(|v| v.iter().map(meta).collect()).unwrap_or_default();
             *s.segment.lock().unwrap() = Some(metas);
         }
-        let stream = sh.runtime.block_on(df.clone().execute_stream()).map_err(|e| abandon(e.to_string()))?;
-        feed(worker, sh, stream, &sources, &report, &mut docs_in, &mut rejects_in, &probe, seg).map_err(abandon)?;
+        let physical = sh.runtime.block_on(df.clone().create_physical_plan()).map_err(|e| abandon(e.to_string()))?;
+        let stream = {
+            let _rt = sh.runtime.enter();
+            datafusion::physical_plan::execute_stream(physical.clone(), ws.ctx.task_ctx())
+                .map_err(|e| abandon(e.to_string()))?
+        };
+        let ranks = object_ranks(&sources, &files);
+        let inputs = Inputs { docs: &mut docs_in, rejects: &mut rejects_in };
+        feed(worker, sh, stream, &sources, &report, inputs, &probe, (seg, &ranks)).map_err(abandon)?;
+        let (dropped, limit) = where_metrics(&physical);
+        let mut r = report.borrow_mut();
+        r.where_dropped += dropped;
+        r.limit |= limit;
+        drop(r);
         let end = (seg + 1) << SEGMENT_SHIFT;
         docs_in.advance_to(end);
         rejects_in.advance_to(end);
@@ -340,6 +354,29 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
     Ok(Ended::Finished(last))
 }
 
+/// Rows the query's filters dropped (what entered each `FilterExec` less what left it), and
+/// whether a limit cut the query short somewhere (a `LIMIT` node, or a limit pushed into a node).
+fn where_metrics(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> (u64, bool) {
+    use datafusion::physical_plan::metrics::MetricValue;
+    let mut dropped = 0;
+    let mut limit = plan.fetch().is_some() || plan.name().contains("Limit");
+    // A filter's selectivity is rows passed (part) of rows evaluated (total).
+    for m in plan.metrics().iter().flat_map(|m| m.iter().cloned().collect::<Vec<_>>()) {
+        if let MetricValue::Ratio { name, ratio_metrics } = m.value()
+            && name == "selectivity"
+            && plan.name() == "FilterExec"
+        {
+            dropped += ratio_metrics.total().saturating_sub(ratio_metrics.part()) as u64;
+        }
+    }
+    for c in plan.children() {
+        let (d, l) = where_metrics(c);
+        dropped += d;
+        limit |= l;
+    }
+    (dropped, limit)
+}
+
 /// An `ObjectMeta` for a listed object (readers need only its path and size).
 fn meta(s: &checkpoint::FileStamp) -> ObjectMeta {
     ObjectMeta {
@@ -351,7 +388,52 @@ fn meta(s: &checkpoint::FileStamp) -> ObjectMeta {
     }
 }
 
-/// Sends one segment's query output into the dataflow, a batch per timestamp.
+/// Bits of a timestamp, below the segment, that number an input object in input order; the bits
+/// below those count batches within the object.
+const RANK_SHIFT: u32 = 16;
+/// The most objects a segment may hold while each gets its own times.
+pub const MAX_SEGMENT_OBJECTS: usize = 1 << (SEGMENT_SHIFT - RANK_SHIFT);
+
+/// Each object of a segment's position in input order (sources in plan order, then listing
+/// order), by the name records give it (`source_file`).
+fn object_ranks(
+    sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>],
+    files: &BTreeMap<String, Vec<checkpoint::FileStamp>>,
+) -> HashMap<String, u64> {
+    let mut ranks = HashMap::new();
+    let stamps = sources.iter().flat_map(|s| files.get(&s.table).into_iter().flatten().map(move |f| (s, f)));
+    for (rank, (s, f)) in stamps.enumerate() {
+        let name = wrapflow_operators::source::object_name(&s.store, &checkpoint::stamp_path(f));
+        ranks.entry(name).or_insert(rank as u64);
+    }
+    ranks
+}
+
+/// The time of batch `n` of the object of rank `rank` in segment `seg`: times follow input
+/// order, so "earlier" in dedup means earlier in the input whatever the workers.
+fn input_time(seg: u64, rank: u64, n: u64) -> u64 {
+    let low = (1u64 << RANK_SHIFT) - 1;
+    (seg << SEGMENT_SHIFT) | (rank.min((1 << (SEGMENT_SHIFT - RANK_SHIFT)) - 1) << RANK_SHIFT) | n.min(low)
+}
+
+/// A worker's two dataflow inputs.
+struct Inputs<'a> {
+    docs: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Document>>>,
+    rejects: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
+}
+
+impl Inputs<'_> {
+    /// Moves both inputs to `t` (never back).
+    fn advance(&mut self, t: u64) {
+        if t > *self.docs.time() {
+            self.docs.advance_to(t);
+            self.rejects.advance_to(t);
+        }
+    }
+}
+
+/// Sends one segment's query output into the dataflow, each input object's documents at its own
+/// times ([`input_time`]); at most [`IN_FLIGHT`] times ahead of the sinks.
 #[allow(clippy::too_many_arguments)]
 fn feed(
     worker: &mut timely::worker::Worker,
@@ -359,13 +441,14 @@ fn feed(
     mut stream: datafusion::execution::SendableRecordBatchStream,
     sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>],
     report: &Rc<RefCell<WorkerReport>>,
-    docs_in: &mut InputHandle<u64, CapacityContainerBuilder<Vec<Document>>>,
-    rejects_in: &mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
+    mut inputs: Inputs<'_>,
     probe: &ProbeHandle<u64>,
-    seg: u64,
+    (seg, ranks): (u64, &HashMap<String, u64>),
 ) -> Result<(), String> {
-    let mut epoch = seg << SEGMENT_SHIFT;
-    let (mut seen_bytes, mut seen_total): (u64, u64) = totals(sources);
+    let mut seen_bytes = totals(sources);
+    // Batches sent per object rank, and the times sent, oldest first, for backpressure.
+    let mut sent: HashMap<u64, u64> = HashMap::new();
+    let mut times: std::collections::VecDeque<u64> = Default::default();
     loop {
         let batch = match sh.runtime.block_on(stream.next()) {
             None => None,
@@ -373,40 +456,51 @@ fn feed(
             Some(Err(e)) => return Err(format!("reading input: {e}")),
         };
         if let Some(b) = &batch {
-            let mut docs = documents(b).map_err(|e| e.to_string())?;
+            let docs = documents(b).map_err(|e| e.to_string())?;
             report.borrow_mut().sql_rows += docs.len() as u64;
-            docs_in.send_batch(&mut docs);
+            // A batch may span objects: each run of one object's documents goes at its time.
+            for run in docs.chunk_by(|a, b| a.source_file == b.source_file) {
+                let rank = ranks.get(&run[0].source_file).copied().unwrap_or(0);
+                let n = sent.entry(rank).or_default();
+                inputs.advance(input_time(seg, rank, *n));
+                *n += 1;
+                if times.back() != Some(inputs.docs.time()) {
+                    times.push_back(*inputs.docs.time());
+                }
+                inputs.docs.send_batch(&mut run.to_vec());
+            }
             failpoint("batch");
         }
         for s in sources {
             let mut rejects = s.stats.take_rejects();
             if !rejects.is_empty() {
-                rejects_in.send_batch(&mut rejects);
+                inputs.rejects.send_batch(&mut rejects);
             }
         }
-        let (bytes, total) = totals(sources);
-        sh.progress.bytes_read.fetch_add(bytes - seen_bytes, Ordering::Relaxed);
-        sh.progress.bytes_total.fetch_add(total - seen_total, Ordering::Relaxed);
+        // (The total is the coordinator's: every object listed, whichever worker reads it.)
+        let bytes = totals(sources);
+        sh.progress.bytes_read.fetch_add(bytes.saturating_sub(seen_bytes), Ordering::Relaxed);
         sh.progress.docs.fetch_add(batch.as_ref().map_or(0, |b| b.num_rows() as u64), Ordering::Relaxed);
-        (seen_bytes, seen_total) = (bytes, total);
+        seen_bytes = bytes;
         if batch.is_none() {
             return Ok(());
         }
-        epoch += 1;
-        docs_in.advance_to(epoch);
-        rejects_in.advance_to(epoch);
-        while probe.less_than(&epoch.saturating_sub(IN_FLIGHT)) {
-            worker.step();
+        // Flush what was sent; wait while more than IN_FLIGHT earlier times are unfinished.
+        let now = *inputs.docs.time();
+        inputs.advance(now + 1);
+        while times.len() > IN_FLIGHT as usize {
+            let oldest = times.pop_front().expect("non-empty");
+            while probe.less_equal(&oldest) {
+                worker.step();
+            }
         }
         worker.step();
     }
 }
 
-fn totals(sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>]) -> (u64, u64) {
-    sources
-        .iter()
-        .map(|s| (s.stats.bytes_read.load(Ordering::Relaxed), s.stats.bytes_total.load(Ordering::Relaxed)))
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+/// Input bytes this worker's sources have read.
+fn totals(sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>]) -> u64 {
+    sources.iter().map(|s| s.stats.bytes_read.load(Ordering::Relaxed)).sum()
 }
 
 /// Loads every registered state from its chain of parts.
@@ -481,6 +575,7 @@ async fn commit(
         committed_at: crate::merge::chrono_now(),
         seen: c.committed.clone(),
         changed: c.changed.clone(),
+        skipped: c.skipped_list(),
         indexes,
         state_files,
     };
@@ -525,6 +620,10 @@ pub(crate) fn job_manifest(
         })
         .collect();
     let mut m = crate::merge::merge(&sh.plan, commit.workers, reports, sh.started.clone(), sh.t0)?;
+    for i in m.inputs.iter_mut() {
+        i.skipped = commit.skipped.get(&i.table).cloned().unwrap_or_default();
+    }
+    m.counts.skipped_objects = commit.skipped.values().map(|v| v.len() as u64).sum();
     m.job = Some(JobState {
         status: if commit.finished { "finished" } else { "running" }.into(),
         checkpoint: commit.id,

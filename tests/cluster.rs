@@ -103,6 +103,21 @@ fn two_processes_give_the_output_of_one_and_read_every_row_once() {
         assert_eq!(files(&one.join(sub)), files(&two.join(sub)), "{sub} differs between 1 and 2 processes");
     }
     assert!(!files(&two.join("mix/real")).is_empty());
+    // The survivor of each duplicate group is its first occurrence in input order (file, then
+    // line), on any number of workers and any segmentation: the copies in later files go.
+    let later_copies: Vec<String> = (0..6 * 40).filter(|i| i % 7 == 3 && *i >= 40).map(|i| format!("d{i}")).collect();
+    assert!(later_copies.iter().all(|d| !texts.contains_key(d)), "a later copy survived");
+    for (workers, segment) in [("1", "16"), ("3", "1")] {
+        let out = dir.path().join(format!("w{workers}"));
+        let mut c =
+            vec!["run".to_string(), plan.display().to_string(), "--workers".into(), workers.into(), "-q".into()];
+        c.extend(["--checkpoint-files".into(), segment.into()]);
+        sets(&out).into_iter().for_each(|s| c.extend(["--set".to_string(), s]));
+        run(&c.iter().map(String::as_str).collect::<Vec<_>>());
+        let kept: std::collections::BTreeSet<String> =
+            read_chunks(&out.join("chunks")).into_iter().map(|r| r.0).collect();
+        assert_eq!(kept, texts.keys().cloned().collect(), "{workers} workers, {segment} files per segment");
+    }
 }
 
 fn read_manifest(out: &Path) -> serde_json::Value {

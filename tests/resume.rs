@@ -171,7 +171,7 @@ fn a_followed_job_takes_new_files_reports_changed_ones_and_stops_on_sigterm() {
     assert_eq!(changed.len(), 1, "{m}");
     assert!(changed[0]["now"]["path"].as_str().unwrap().ends_with("part-000.jsonl"));
     let status = sigterm(&mut job);
-    assert!(status.success(), "SIGTERM must stop the job cleanly: {status:?}");
+    assert_eq!(status.code(), Some(130), "SIGTERM stops the job cleanly, as stopped (130): {status:?}");
     let m = manifest(&out);
     assert_eq!(m["job"]["status"], "stopped");
     assert!(!chunk_docs(&out).contains(&"new".to_string()));
@@ -201,7 +201,7 @@ fn dedup_state_survives_a_kill_and_a_restart() {
     let ids = chunk_docs(&out);
     assert!(!ids.contains(&"again".to_string()), "the duplicate of a pre-crash document was kept");
     assert_eq!(ids.len(), 16, "{ids:?}");
-    assert!(sigterm(&mut job).success());
+    assert_eq!(sigterm(&mut job).code(), Some(130));
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn near_duplicate_clusters_survive_a_kill_and_a_restart() {
     let ids = chunk_docs(&out);
     assert_eq!(ids, ["a", "b", "c", "d", "e", "g"], "{m}");
     assert_eq!(m["counts"]["near_duplicates"], 2, "{m}");
-    assert!(sigterm(&mut job).success());
+    assert_eq!(sigterm(&mut job).code(), Some(130));
 }
 
 #[test]

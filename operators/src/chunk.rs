@@ -296,7 +296,13 @@ impl<'scope, T: Timestamp> ChunkDocs<'scope, T> for StreamVec<'scope, T, Documen
                     let mut session = output.session(&cap);
                     for batch in data {
                         for doc in batch.drain(..) {
-                            match chunker.chunk_doc(&doc) {
+                            // Readers reject empty text, so this is the plan's SQL (NULL or '').
+                            let chunked = if doc.text.trim().is_empty() {
+                                Err(anyhow::anyhow!("empty text: the plan's SQL left no text to chunk"))
+                            } else {
+                                chunker.chunk_doc(&doc)
+                            };
+                            match chunked {
                                 Ok(chunks) => session.give_iterator(chunks.into_iter().map(Ok)),
                                 Err(e) => session.give(Err(Reject {
                                     source_file: doc.source_file.clone(),

@@ -2,8 +2,8 @@
 //!
 //! Exact and global: keys (not documents) are sent to the worker that owns them, so every copy
 //! of a key meets the same set whichever file or worker read it ([`crate::keyvote`]). The state is one 128-bit key per distinct document.
-//! The copy that survives is the one of the earliest input batch, then of the smallest document
-//! hash, whatever the thread timing.
+//! The copy that survives is the first in input order (the earliest timestamp, which the job
+//! derives from object order, then the smallest line), whatever the workers or thread timing.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};

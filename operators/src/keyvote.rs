@@ -6,8 +6,8 @@
 //! so far. Once a timestamp is complete the owner takes its keys in order of document hash, and
 //! answers for each whether an earlier document had it; the answers go back to the document's
 //! home worker, which keeps the document if no key was seen. "Earlier" is therefore input time,
-//! then document hash: the same documents survive whatever the thread timing, and only ~32 bytes
-//! per key cross the network instead of whole documents.
+//! then position in the input ([`doc_hash`]): the same documents survive whatever the thread
+//! timing, and only ~32 bytes per key cross the network instead of whole documents.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -61,13 +61,20 @@ impl Stateful for KeyState {
     }
 }
 
-/// A document's identity for ordering and for matching answers: its id, file and line.
+/// Bits of [`doc_hash`] below its line number.
+const LINE_SHIFT: u32 = 36;
+
+/// A document's identity for ordering and for matching answers: its line in its file in the high
+/// bits, then a hash of its id, file and line. Documents of one timestamp come from one input
+/// object (the job gives each object its own times, in input order), so ordering by this value is
+/// ordering by input position: the first occurrence wins whatever the workers or segments.
 pub fn doc_hash(d: &Document) -> u64 {
     let mut h = Xxh3::with_seed(0x6e64);
     for part in [d.id.as_bytes(), b"\0", d.source_file.as_bytes(), b"\0", &d.source_line.to_le_bytes()] {
         h.update(part);
     }
-    h.digest()
+    let line = d.source_line.min((1 << (64 - LINE_SHIFT)) - 1);
+    (line << LINE_SHIFT) | (h.digest() & ((1 << LINE_SHIFT) - 1))
 }
 
 /// A key on its way to its owner: (route, key, document hash, home worker).

@@ -236,6 +236,10 @@ pub fn read_jsonl(r: &mut dyn BufRead, file: &str, layout: &Layout, out: &mut dy
             }
         };
         line_no += 1;
+        // A byte order mark opens some files written on Windows: it is not part of the record.
+        if line_no == 1 && buf.starts_with(b"\xEF\xBB\xBF") {
+            buf.drain(..3);
+        }
         if len > layout.max_record_bytes {
             let why = format!("record too long: {len} bytes > max_record_bytes {}", layout.max_record_bytes);
             out.reject(Reject::read(file, line_no, why, &buf));
@@ -300,6 +304,7 @@ pub fn read_jsonl(r: &mut dyn BufRead, file: &str, layout: &Layout, out: &mut dy
 
 /// Reads a whole plain-text object as one document whose id is its path.
 pub fn read_text(bytes: &[u8], file: &str, layout: &Layout, out: &mut dyn RecordSink) {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.len() > layout.max_record_bytes {
         let why = format!("record too long: over max_record_bytes {}", layout.max_record_bytes);
         return out.reject(Reject::read(file, 1, why, bytes));
@@ -337,6 +342,15 @@ pub fn parquet_rows(
     };
     // Binary text is decoded row by row so one bad row does not fail the batch.
     let binary = matches!(text_col.data_type(), DataType::Binary | DataType::LargeBinary | DataType::BinaryView);
+    let textual = matches!(text_col.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    if !binary && !textual {
+        // As a JSON number in a text field is: each row is a reject, never text made of a number.
+        let why = format!("text column {:?} is not a string ({})", layout.text_column, text_col.data_type());
+        for i in 0..n {
+            out.reject(Reject::read(file, first_row + i as u64 + 1, why.clone(), &[]));
+        }
+        return true;
+    }
     let target = if binary { DataType::LargeBinary } else { DataType::Utf8 };
     let text_arr = match arrow::compute::cast(text_col, &target) {
         Ok(a) => a,

@@ -8,7 +8,7 @@
 pub mod stage;
 pub mod text;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -71,6 +71,9 @@ pub struct Plan {
     /// blake3 of the plan text, as `blake3:<hex>`.
     pub hash: String,
     pub params: BTreeMap<String, String>,
+    /// Parameters whose values are credentials: `PARAM name SECRET`, a name that says so, or a
+    /// use as a credential option's value. Redacted everywhere; not part of the run's identity.
+    pub secrets: BTreeSet<String>,
     pub sql: Vec<SqlStatement>,
     pub tokenizer: Option<String>,
     pub input: (InputSpec, usize),
@@ -106,17 +109,28 @@ impl Plan {
     pub fn parse(file: &str, source: &str, sets: &[(String, String)]) -> Result<Plan, PlanError> {
         let err =
             |off: usize, message: String| PlanError { file: file.into(), pos: Some(pos_of(source, off)), message };
+        // Before splitting: an open quote would swallow every statement after it.
+        if let Some(at) = stage::unclosed_quote(source) {
+            return Err(err(at, "unterminated string: this quote is never closed".into()));
+        }
         let ranges = split_statements(source);
 
         // Parameters first: their defaults, then --set values, then every use must resolve.
         let mut params = BTreeMap::new();
         let mut declared = Vec::new();
+        let mut secrets = BTreeSet::new();
         for &(s, e) in &ranges {
             if first_word(&source[s..e]) == "PARAM" {
                 match parse_stage(&source[s..e]).map_err(|(o, m)| err(s + o, m))? {
-                    Stage::Param { name, default } => {
+                    Stage::Param { name, default, secret } => {
+                        if declared.contains(&name) {
+                            return Err(err(s, format!("PARAM {name} appears twice")));
+                        }
                         if let Some(d) = default {
                             params.insert(name.clone(), d);
+                        }
+                        if secret {
+                            secrets.insert(name.clone());
                         }
                         declared.push(name);
                     }
@@ -139,6 +153,12 @@ impl Plan {
             params.insert(k.clone(), v.clone());
         }
 
+        secrets.extend(credential_params(source, &params));
+        for name in &secrets {
+            if let Some(v) = params.get(name) {
+                crate::secrets::register(v);
+            }
+        }
         let mut sql = Vec::new();
         let mut tokenizer = None;
         let mut input = None;
@@ -162,8 +182,16 @@ impl Plan {
                         return Err(err(s, "the plan already has an input (INPUT or a query)".into()));
                     }
                     input = Some((InputSpec::Query(sub.text.clone()), s));
-                } else {
+                } else if matches!(word.as_str(), "CREATE" | "SET") {
                     sql.push(SqlStatement { sub, at: s });
+                } else {
+                    // DataFusion would run it (a COPY writes files) but its result would go nowhere.
+                    return Err(err(
+                        s,
+                        format!(
+                            "unsupported statement {word}: a plan defines sources and views (CREATE EXTERNAL TABLE, CREATE VIEW), its input (INPUT or a SELECT) and stages; output goes through SINK and MIX"
+                        ),
+                    ));
                 }
                 continue;
             }
@@ -265,11 +293,13 @@ impl Plan {
         } else if let Some((_, at)) = user_styles.values().next() {
             return Err(err(*at, "STYLE without a REPHRASE stage that uses it".into()));
         }
+        check_settings(&sink, rephrase.as_ref(), &gates.clone().unwrap_or_default()).map_err(|(at, m)| err(at, m))?;
         Ok(Plan {
             file: file.into(),
             source: source.into(),
             hash: format!("blake3:{}", blake3::hash(source.as_bytes()).to_hex()),
             params,
+            secrets,
             sql,
             tokenizer,
             input,
@@ -295,6 +325,28 @@ impl Plan {
             .collect()
     }
 
+    /// The parameters as they may be shown: secret values masked.
+    pub fn shown_params(&self) -> BTreeMap<String, String> {
+        self.params
+            .iter()
+            .map(|(k, v)| {
+                let v = if self.secrets.contains(k) { crate::secrets::MASK.to_string() } else { v.clone() };
+                (k.clone(), crate::secrets::redact(&v).into_owned())
+            })
+            .collect()
+    }
+
+    /// What makes two runs the same run: the plan text and every parameter value except secrets
+    /// (a rotated key resumes the same run), as `blake3:<hex>`.
+    pub fn identity(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.source.as_bytes());
+        for (k, v) in self.params.iter().filter(|(k, _)| !self.secrets.contains(*k)) {
+            h.update(format!("\0{k}={v}").as_bytes());
+        }
+        format!("blake3:{}", h.finalize().to_hex())
+    }
+
     /// An error at a plan offset.
     pub fn error_at(&self, offset: usize, message: impl Into<String>) -> PlanError {
         PlanError { file: self.file.clone(), pos: Some(pos_of(&self.source, offset)), message: message.into() }
@@ -307,7 +359,27 @@ impl Plan {
         let offset = parse_line_col(&message)
             .map(|(l, c)| stmt.sub.plan_offset(text::offset_of(&stmt.sub.text, l, c)))
             .unwrap_or(stmt.at);
-        self.error_at(offset, message)
+        // A value that came from a parameter: say which one, since the plan text shows `${name}`.
+        let from_param =
+            param_uses(&self.source[offset..]).first().filter(|(at, _)| *at == 0).map(|(_, n)| n.clone()).or_else(
+                || {
+                    self.params
+                        .iter()
+                        .filter(|(k, v)| !self.secrets.contains(*k) && !v.is_empty() && !v.contains(' '))
+                        .find(|(_, v)| {
+                            let word = |c: char| c.is_alphanumeric() || "_.-/".contains(c);
+                            message.split(|c: char| !word(c)).any(|w| w.trim_end_matches('.') == v.as_str())
+                        })
+                        .map(|(k, _)| k.clone())
+                },
+            );
+        match from_param {
+            Some(n) => {
+                let v = self.shown_params().remove(&n).unwrap_or_default();
+                self.error_at(offset, format!("{message} (parameter `{n}` = {v:?})"))
+            }
+            None => self.error_at(offset, message),
+        }
     }
 
     /// The SQL that feeds the dataflow: the input with the columns it needs and the dedup key.
@@ -322,6 +394,61 @@ impl Plan {
         };
         format!("SELECT id, text, source_file, source_line{key} FROM {from}")
     }
+}
+
+/// Value ranges a plan's stages need, checked before anything runs.
+fn check_settings(
+    sink: &(SinkSpec, usize),
+    rephrase: Option<&(RephraseSpec, usize)>,
+    gates: &GateConfig,
+) -> Result<(), (usize, String)> {
+    let (spec, at) = sink;
+    if spec.url.trim().is_empty() {
+        return Err((*at, "SINK: the output location is empty".into()));
+    }
+    if spec.config.shard_rows == 0 {
+        return Err((*at, "SINK: shard_rows must be at least 1".into()));
+    }
+    if let Some((r, at)) = rephrase {
+        let bad = |m: String| Err((*at, format!("REPHRASE: {m}")));
+        if !(r.temperature.is_finite() && r.temperature >= 0.0) {
+            return bad(format!("temperature {} must be 0 (greedy) or more", r.temperature));
+        }
+        if !(r.retry_temperature.is_finite() && r.retry_temperature >= 0.0) {
+            return bad(format!("retry_temperature {} must be 0 or more", r.retry_temperature));
+        }
+        if !(r.top_p > 0.0 && r.top_p <= 1.0) {
+            return bad(format!("top_p {} must be in (0, 1]", r.top_p));
+        }
+        if r.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
+        }
+    }
+    if !(-1.0..=1.0).contains(&gates.min_cosine) {
+        return Err((sink.1, format!("GATES: min_cosine {} must be between -1 and 1", gates.min_cosine)));
+    }
+    Ok(())
+}
+
+/// Parameters that feed credentials: named like one, or used as the value of an option named
+/// like one (`'aws_secret_access_key' '${key}'`, `api_key = '${key}'`). Credential values
+/// written literally in the plan are registered for redaction too.
+fn credential_params(source: &str, params: &BTreeMap<String, String>) -> BTreeSet<String> {
+    static OPTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"'?([A-Za-z_][A-Za-z0-9_]*)'?\s*=?\s*'([^']*)'").expect("a valid regex")
+    });
+    let mut out: BTreeSet<String> = params.keys().filter(|k| crate::secrets::is_credential_name(k)).cloned().collect();
+    for c in OPTION.captures_iter(source) {
+        if !crate::secrets::is_credential_name(&c[1]) {
+            continue;
+        }
+        let uses = param_uses(&c[2]);
+        if uses.is_empty() {
+            crate::secrets::register(&c[2]);
+        }
+        out.extend(uses.into_iter().map(|(_, n)| n));
+    }
+    out
 }
 
 /// A `STYLE name WITH (...)`: the options over the built-in style of that name, if any.

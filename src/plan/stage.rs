@@ -1,7 +1,7 @@
 //! Parser of wrapflow's own plan statements (everything that is not DataFusion SQL):
 //!
 //! ```text
-//! PARAM name [DEFAULT literal]
+//! PARAM name [DEFAULT literal] [SECRET]
 //! TOKENIZER 'path/to/tokenizer.json'
 //! INPUT relation
 //! DEDUP ON sql_expression
@@ -136,6 +136,8 @@ pub enum Stage {
     Param {
         name: String,
         default: Option<String>,
+        /// Its value is a credential: redacted everywhere ([`crate::secrets`]).
+        secret: bool,
     },
     Tokenizer(String),
     Input(String),
@@ -166,6 +168,36 @@ pub enum Stage {
 /// An error at a byte offset of the statement.
 pub type StageError = (usize, String);
 
+/// Offset of a `'` that opens a string never closed (`''` inside a string is a quote).
+pub fn unclosed_quote(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut i, mut open) = (0, None);
+    while i < b.len() {
+        if open.is_none() {
+            // Comments and double-quoted identifiers may hold apostrophes.
+            let skip_to = match (b[i], b.get(i + 1)) {
+                (b'-', Some(b'-')) => Some(text[i..].find('\n').map_or(b.len(), |n| i + n + 1)),
+                (b'/', Some(b'*')) => Some(text[i + 2..].find("*/").map_or(b.len(), |n| i + n + 4)),
+                (b'"', _) => Some(text[i + 1..].find('"').map_or(b.len(), |n| i + n + 2)),
+                _ => None,
+            };
+            if let Some(j) = skip_to {
+                i = j;
+                continue;
+            }
+        }
+        if b[i] == b'\'' {
+            match open {
+                None => open = Some(i),
+                Some(_) if b.get(i + 1) == Some(&b'\'') => i += 1,
+                Some(_) => open = None,
+            }
+        }
+        i += 1;
+    }
+    open
+}
+
 struct Cursor<'a> {
     text: &'a str,
     toks: Vec<(usize, Token)>,
@@ -174,9 +206,14 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(text: &'a str) -> Result<Self, StageError> {
-        let toks: Vec<TokenWithSpan> = Tokenizer::new(&GenericDialect {}, text)
-            .tokenize_with_location()
-            .map_err(|e| (offset_of(text, e.location.line as usize, e.location.column as usize), e.message))?;
+        let toks: Vec<TokenWithSpan> =
+            Tokenizer::new(&GenericDialect {}, text).tokenize_with_location().map_err(|e| {
+                // The tokenizer stops where the text ends; the mistake is the quote that never closes.
+                match unclosed_quote(text) {
+                    Some(at) => (at, "unterminated string: this quote is never closed".to_string()),
+                    None => (offset_of(text, e.location.line as usize, e.location.column as usize), e.message),
+                }
+            })?;
         let toks = toks
             .into_iter()
             .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
@@ -340,8 +377,10 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
     let stage = match kw.as_str() {
         "PARAM" => {
             let name = c.ident("a parameter name")?;
+            let mut secret = c.keyword("SECRET");
             let default = if c.keyword("DEFAULT") { Some(value_string(c.literal()?)) } else { None };
-            Stage::Param { name, default }
+            secret |= c.keyword("SECRET");
+            Stage::Param { name, default, secret }
         }
         "TOKENIZER" => Stage::Tokenizer(c.string("the tokenizer.json path")?),
         "INPUT" => Stage::Input(c.ident("the name of a table or view")?),
@@ -422,7 +461,7 @@ mod tests {
     fn parses_each_statement() {
         assert_eq!(
             parse_stage("PARAM limit DEFAULT 100").unwrap(),
-            Stage::Param { name: "limit".into(), default: Some("100".into()) }
+            Stage::Param { name: "limit".into(), default: Some("100".into()), secret: false }
         );
         assert_eq!(parse_stage("INPUT docs").unwrap(), Stage::Input("docs".into()));
         assert_eq!(
@@ -461,6 +500,9 @@ mod tests {
         let (at, msg) = parse_stage("SINK out").unwrap_err();
         assert_eq!(at, 5);
         assert!(msg.contains("quoted string"));
+        let (at, msg) = parse_stage("SINK 'out WITH (shard_rows = 1)").unwrap_err();
+        assert_eq!((at, msg.as_str()), (5, "unterminated string: this quote is never closed"));
+        assert_eq!(unclosed_quote("-- it's\nX 'a''b' /* don't */ \"o'k\" 'c"), Some(35));
         let (at, msg) = parse_stage("CHUNK WITH (max_tokens = 3 x)").unwrap_err();
         assert_eq!((at, msg.as_str()), (27, "expected `,` or `)` in the option list"));
         assert!(parse_stage("INPUT a b").unwrap_err().1.contains("unexpected"));

@@ -1,0 +1,480 @@
+//! An output directory a user can trust (issue 16): wrapflow removes only what it wrote, never
+//! writes through links or onto its input, refuses a run with other settings, lets one job write
+//! at a time, keeps secrets out of every file and stream, accounts for every input object, and
+//! says when it stopped.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use object_store::ObjectStoreExt;
+use tempfile::TempDir;
+use wrapflow::output::ClaimMode;
+use wrapflow::plan::Plan;
+use wrapflow::run::{RunOptions, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wrapflow");
+
+/// A corpus of `files` JSONL files of 5 documents each, and the tokenizer.
+fn setup(dir: &Path, files: usize) -> (PathBuf, PathBuf) {
+    let input = dir.join("in");
+    for f in 0..files {
+        let body: String = (0..5).map(|k| json_line(&format!("f{f}d{k}"), &doc_text(f * 5 + k)) + "\n").collect();
+        write(&input.join(format!("part-{f:02}.jsonl")), body.as_bytes());
+    }
+    (input, tokenizer(dir))
+}
+
+fn sets(input: &Path, output: &Path, tok: &Path) -> Vec<(String, String)> {
+    vec![
+        ("input".into(), input.display().to_string()),
+        ("output".into(), output.display().to_string()),
+        ("tokenizer".into(), tok.display().to_string()),
+    ]
+}
+
+fn run_with(text: &str, sets: &[(String, String)], claim: ClaimMode) -> anyhow::Result<wrapflow::manifest::Manifest> {
+    let plan = Plan::parse("test.sql", text, sets)?;
+    run(&plan, &RunOptions { claim, ..Default::default() })
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("NO_COLOR", "").output().unwrap()
+}
+
+/// `run PLAN --set k=v ...` as arguments.
+fn run_args(plan: &Path, sets: &[(String, String)], extra: &[&str]) -> Vec<String> {
+    let mut a = vec!["run".to_string(), plan.display().to_string()];
+    for (k, v) in sets {
+        a.extend(["--set".into(), format!("{k}={v}")]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+#[test]
+fn a_foreign_file_in_the_output_survives_and_the_run_says_what_is_there() {
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 2);
+    let out = dir.path().join("out");
+    write(&out.join("chunks/mine.txt"), b"a user's notes");
+    let s = sets(&input, &out, &tok);
+    let e = format!("{:#}", run_with(&plan_text("", ""), &s, ClaimMode::default()).unwrap_err());
+    assert!(e.contains("not empty") && e.contains("chunks/mine.txt") && e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read(out.join("chunks/mine.txt")).unwrap(), b"a user's notes");
+    assert!(!out.join("manifest.json").exists(), "nothing written after the refusal");
+
+    // With --force the run writes beside it, and neither a resume nor --restart removes it.
+    let force = ClaimMode { force: true, restart: false };
+    let m = run_with(&plan_text("", ""), &s, force).unwrap();
+    assert!(m.counts.reconciles() && m.counts.chunks > 0);
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_wrapflow/owner.json")).unwrap()).unwrap();
+    assert_eq!(marker["preexisting"], serde_json::json!(["chunks/mine.txt"]));
+    let mut other = s.clone();
+    other.push(("max_tokens".into(), "32".into()));
+    run_with(&plan_text("", ""), &other, ClaimMode { force: false, restart: true }).unwrap();
+    assert_eq!(std::fs::read(out.join("chunks/mine.txt")).unwrap(), b"a user's notes");
+}
+
+#[test]
+fn links_root_and_the_input_are_refused_as_outputs() {
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 1);
+    let elsewhere = dir.path().join("elsewhere");
+    write(&elsewhere.join("keep.parquet"), b"not wrapflow's");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("chunks")).unwrap();
+    let e = format!("{:#}", run_with(&plan_text("", ""), &sets(&input, &out, &tok), ClaimMode::default()).unwrap_err());
+    assert!(e.contains("symbolic link"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["keep.parquet"], "nothing written or removed through the link");
+
+    for bad in [PathBuf::from("/"), input.clone(), dir.path().to_path_buf()] {
+        let e =
+            format!("{:#}", run_with(&plan_text("", ""), &sets(&input, &bad, &tok), ClaimMode::default()).unwrap_err());
+        assert!(e.contains("refusing to write"), "{}: {e}", bad.display());
+    }
+    assert!(!Path::new("/manifest.json").exists());
+}
+
+#[test]
+fn a_rerun_or_resume_with_other_settings_names_the_difference() {
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 2);
+    let out = dir.path().join("out");
+    let s = sets(&input, &out, &tok);
+    let first = run_with(&plan_text("", ""), &s, ClaimMode::default()).unwrap();
+    // The same settings: nothing to do, the same manifest.
+    let again = run_with(&plan_text("", ""), &s, ClaimMode::default()).unwrap();
+    assert_eq!(first.counts, again.counts);
+    let mut other = s.clone();
+    other.push(("max_tokens".into(), "20".into()));
+    let e = format!("{:#}", run_with(&plan_text("", ""), &other, ClaimMode::default()).unwrap_err());
+    assert!(e.contains("parameter `max_tokens` was \"64\", now \"20\"") && e.contains("--restart"), "{e}");
+    let moved = dir.path().join("in2");
+    std::fs::rename(&input, &moved).unwrap();
+    let e = format!("{:#}", run_with(&plan_text("", ""), &sets(&moved, &out, &tok), ClaimMode::default()).unwrap_err());
+    assert!(e.contains("parameter `input`"), "{e}");
+    std::fs::rename(&moved, &input).unwrap();
+    // --restart replaces the run: every chunk now fits 20 tokens, under a manifest that says so.
+    let m = run_with(&plan_text("", ""), &other, ClaimMode { force: false, restart: true }).unwrap();
+    assert_eq!(m.plan.params["max_tokens"], "20");
+    let rows = read_chunks(&out.join("chunks"));
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.3 <= 20), "only 20-token chunks remain");
+    assert_eq!(rows.len() as u64, m.counts.chunks);
+}
+
+/// Waits for `path` to exist.
+fn wait_for(path: &Path, child: &mut Child) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        if let Ok(Some(s)) = child.try_wait() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the job ended ({s}) before {}: {err}", path.display());
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no {}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigint(child: &Child) {
+    // SAFETY: sending a signal to a child we started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+}
+
+/// A followed job holds the output; a second job fails fast naming it; SIGINT stops the first
+/// with "stopped" and a reconciled manifest; `status` then tells a dead job from a running one.
+fn one_writer(
+    plan: &Path,
+    s: &[(String, String)],
+    out_manifest: impl Fn() -> Option<serde_json::Value>,
+    local: Option<&Path>,
+) {
+    let mut a = Command::new(BIN)
+        .args(run_args(plan, s, &["--follow", "--poll", "1s", "--checkpoint-files", "1"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while out_manifest().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the first job committed no checkpoint");
+        assert!(a.try_wait().unwrap().is_none(), "the first job ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t1 = Instant::now();
+    let b = cli(&run_args(plan, s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&b.stderr);
+    assert!(!b.status.success() && err.contains("being written by another wrapflow job"), "{err}");
+    assert!(err.contains(&format!("process {}", a.id())), "names the holder: {err}");
+    assert!(t1.elapsed() < Duration::from_secs(20), "fails fast");
+    let output = &s.iter().find(|(k, _)| k == "output").unwrap().1;
+    let status = cli(&["status", output]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("running"), "{status:?}");
+
+    sigint(&a);
+    let t2 = Instant::now();
+    let done = a.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
+    assert!(stderr.contains("stopping at the next checkpoint"), "{stderr}");
+    assert_eq!(done.status.code(), Some(130), "stopped is not success: {stderr}");
+    assert!(stdout.contains("stopped"), "{stdout}");
+    assert!(t2.elapsed() < Duration::from_secs(30));
+    let reconciled = |m: &serde_json::Value| {
+        let c = &m["counts"];
+        let sum: u64 = ["rejected", "filtered", "limited", "duplicates", "near_duplicates", "kept"]
+            .iter()
+            .map(|k| c[k].as_u64().unwrap())
+            .sum();
+        assert_eq!(c["read"].as_u64().unwrap(), sum, "{c}");
+        let rows: u64 = m["chunks"]["shards"].as_array().unwrap().iter().map(|s| s["rows"].as_u64().unwrap()).sum();
+        (rows, c["chunks"].as_u64().unwrap())
+    };
+    // Stopped: the shards written so far, and the open shard in the checkpoint's state.
+    let (rows, chunks) = reconciled(&out_manifest().unwrap());
+    assert!(rows <= chunks && chunks > 0);
+    if let Some(out) = local {
+        assert!(!out.join("_wrapflow/lease.json").exists(), "the lease is released");
+    }
+    let status = cli(&["status", output]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("stopped") && !text.contains("running"), "{text}");
+    // Run again: it resumes and finishes, every chunk in a shard, nothing twice.
+    let r = cli(&run_args(plan, s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (rows, chunks) = reconciled(&out_manifest().unwrap());
+    assert_eq!(rows, chunks);
+    if let Some(out) = local {
+        let read = read_chunks(&out.join("chunks"));
+        let mut keys: Vec<(String, u32)> = read.iter().map(|r| (r.0.clone(), r.1)).collect();
+        keys.dedup();
+        assert_eq!((read.len() as u64, keys.len() as u64), (rows, rows), "no row twice");
+    }
+}
+
+#[test]
+fn one_job_writes_an_output_at_a_time_locally() {
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 3);
+    let out = dir.path().join("out");
+    let plan = dir.path().join("plan.sql");
+    std::fs::write(&plan, plan_text("", "")).unwrap();
+    let s = sets(&input, &out, &tok);
+    let manifest = || std::fs::read(out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    one_writer(&plan, &s, manifest, Some(&out));
+
+    // A job killed outright leaves its lease: status says the job is dead, and a new run takes
+    // the output over at once (its process is gone from this host).
+    let out = dir.path().join("killed");
+    let s = sets(&input, &out, &tok);
+    let mut c = Command::new(BIN)
+        .args(run_args(&plan, &s, &["--follow", "--poll", "1s"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&out.join("_wrapflow/lease.json"), &mut c);
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let text = String::from_utf8_lossy(&cli(&["status", out.to_str().unwrap()]).stdout).to_string();
+    assert!(text.contains("dead") && !text.contains(": running"), "{text}");
+    let r = cli(&run_args(&plan, &s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+#[test]
+fn one_job_writes_an_output_at_a_time_on_object_storage() {
+    let server = common::s3::S3Server::start();
+    server.create_bucket("out");
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 3);
+    let plan = dir.path().join("plan.sql");
+    std::fs::write(&plan, plan_text("", &common::s3::s3_sink_options(&server.endpoint()))).unwrap();
+    let mut s = sets(&input, Path::new("s3://out/run"), &tok);
+    s[1].1 = "s3://out/run".into();
+    let store = server.store("out");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let manifest = || {
+        rt.block_on(async {
+            let got = store.get(&object_store::path::Path::from("run/manifest.json")).await.ok()?;
+            serde_json::from_slice(&got.bytes().await.ok()?).ok()
+        })
+    };
+    // `status` on S3 needs the store's settings from the environment.
+    unsafe_env_for_status(&server.endpoint());
+    one_writer(&plan, &s, manifest, None);
+}
+
+/// `wrapflow status s3://...` reads its credentials from the environment, as users give them.
+fn unsafe_env_for_status(endpoint: &str) {
+    // SAFETY: set once per test binary before the child processes start; no thread reads them.
+    unsafe {
+        std::env::set_var("AWS_ENDPOINT", endpoint);
+        std::env::set_var("AWS_ALLOW_HTTP", "true");
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+}
+
+#[test]
+fn secrets_reach_no_file_and_no_stream() {
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 2);
+    let out = dir.path().join("out");
+    let secret = "Sup3rS3cretKeyValue";
+    // A credential option on a local table is accepted and unused: the value must still vanish.
+    let plan = dir.path().join("plan.sql");
+    let text =
+        plan_text("OPTIONS ('aws_secret_access_key' '${key}')", "").replace("PARAM input;", "PARAM input; PARAM key;");
+    std::fs::write(&plan, &text).unwrap();
+    let mut s = sets(&input, &out, &tok);
+    s.push(("key".into(), secret.into()));
+    let r = cli(&run_args(&plan, &s, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let mut streams = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
+    for args in [vec!["report", out.to_str().unwrap(), "--json"], vec!["status", out.to_str().unwrap()]] {
+        let o = cli(&args);
+        streams += &String::from_utf8_lossy(&o.stdout);
+    }
+    let mut explain = vec!["explain".to_string(), plan.display().to_string()];
+    s.iter().for_each(|(k, v)| explain.extend(["--set".into(), format!("{k}={v}")]));
+    let o = cli(&explain.iter().map(String::as_str).collect::<Vec<_>>());
+    streams += &(String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr));
+    assert!(!streams.contains(secret), "{streams}");
+    for (f, bytes) in common::crash::files(&out) {
+        assert!(!String::from_utf8_lossy(&bytes).contains(secret), "{f} holds the secret");
+    }
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["plan"]["params"]["key"], "***");
+
+    // A password in an endpoint URL, and a PARAM marked SECRET, in an error.
+    let bad = plan_text("OPTIONS ('aws_endpoint' 'http://admin:pa55word@127.0.0.1:1', 'retry_max' '0')", "")
+        .replace("PARAM input;", "PARAM input; PARAM token SECRET DEFAULT 'tok-Hidden-42';")
+        .replace("LOCATION '${input}'", "LOCATION 's3://b/${token}/x'");
+    std::fs::write(&plan, bad).unwrap();
+    let s = sets(&input, &dir.path().join("out2"), &tok);
+    let r = cli(&run_args(&plan, &s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    assert!(!err.contains("pa55word") && !err.contains("tok-Hidden-42"), "{err}");
+}
+
+#[test]
+fn every_input_object_is_read_rejected_or_listed_as_skipped() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let input = dir.path().join("in");
+    let line = |id: &str, i: usize| json_line(id, &doc_text(i)) + "\n";
+    // A byte order mark, and an upper-case extension: both read.
+    write(&input.join("a.JSONL"), format!("\u{feff}{}{}", line("bom", 1), line("nulled", 2)).as_bytes());
+    for skipped in
+        ["b.jsonl.bz2", "notes", "_x/c.jsonl", ".y/d.jsonl", "run/_wrapflow/state/e.jsonl", "run/manifest.json"]
+    {
+        write(&input.join(skipped), line("never", 3).as_bytes());
+    }
+    let out = dir.path().join("out");
+    // The plan's SQL sets one text to NULL: a reject with its reason, not a kept row without chunks.
+    let text = plan_text("", "").replace(
+        "CREATE VIEW docs AS SELECT * FROM raw WHERE word_count(text) >= 5;",
+        "CREATE VIEW docs AS SELECT id, CASE WHEN id = 'nulled' THEN NULL ELSE text END AS text, source_file, source_line FROM raw;",
+    );
+    let m = run_with(&text, &sets(&input, &out, &tok), ClaimMode::default()).unwrap();
+    assert_eq!((m.counts.read, m.counts.kept, m.counts.rejected), (2, 1, 1), "{:?}", m.counts);
+    assert!(m.counts.reconciles());
+    let rejects = read_rejects(&out.join("rejects"));
+    assert!(rejects[0]["reason"].as_str().unwrap().contains("empty text"), "{rejects:?}");
+    assert_eq!(m.counts.skipped_objects, 6);
+    let skipped: Vec<(String, String)> = m.inputs[0]
+        .skipped
+        .iter()
+        .map(|s| (s.path.rsplit('/').next().unwrap().to_string(), s.reason.clone()))
+        .collect();
+    let reason = |name: &str| skipped.iter().find(|s| s.0 == name).map(|s| s.1.clone()).unwrap_or_default();
+    assert!(reason("b.jsonl.bz2").contains("unknown format"), "{skipped:?}");
+    assert!(reason("notes").contains("unknown format"));
+    assert!(reason("c.jsonl").contains("_x/") && reason("d.jsonl").contains(".y/"), "{skipped:?}");
+    assert!(reason("e.jsonl").contains("_wrapflow") && reason("manifest.json").contains("manifest"), "{skipped:?}");
+
+    // An int64 Parquet text column is rejected as a JSON number is, row by row.
+    let pq = dir.path().join("pq");
+    std::fs::create_dir_all(&pq).unwrap();
+    let batch = arrow::record_batch::RecordBatch::try_from_iter([(
+        "text",
+        std::sync::Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(pq.join("n.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let text = plan_text("", "").replace("STORED AS JSONL", "STORED AS PARQUET");
+    let m = run_with(&text, &sets(&pq, &dir.path().join("out-pq"), &tok), ClaimMode::default()).unwrap();
+    assert_eq!((m.counts.read, m.counts.rejected, m.counts.kept), (3, 3, 0));
+    assert!(m.rejects.by_reason.keys().any(|r| r.contains("not a string")), "{:?}", m.rejects.by_reason);
+}
+
+#[test]
+fn limit_cut_rows_are_counted_apart_from_filtered_rows() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let input = dir.path().join("in");
+    // 30 documents, every third too short for the filter.
+    let body: String = (0..30)
+        .map(|i| json_line(&format!("d{i}"), &if i % 3 == 0 { "too short".into() } else { doc_text(i) }) + "\n")
+        .collect();
+    write(&input.join("a.jsonl"), body.as_bytes());
+    let text = plan_text("", "").replace("word_count(text) >= 5;", "word_count(text) >= 5 LIMIT 4;");
+    let m = run_with(&text, &sets(&input, &dir.path().join("out"), &tok), ClaimMode::default()).unwrap();
+    let c = &m.counts;
+    assert_eq!((c.read, c.kept), (30, 4), "{c:?}");
+    // The four kept come from the first six rows: two of those were filtered; the rest never
+    // reached the filter or were cut by the limit.
+    assert!(c.filtered <= 10 && c.filtered >= 2, "{c:?}");
+    assert_eq!(c.limited, 30 - 4 - c.filtered, "{c:?}");
+    assert!(c.limited >= 16, "{c:?}");
+    assert!(c.reconciles());
+}
+
+#[test]
+fn check_refuses_what_would_fail_or_mislead_later() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let s = sets(Path::new("in"), Path::new("out"), &tok);
+    let parse = |text: &str| Plan::parse("p.sql", text, &s);
+    let wrap =
+        |opts: &str| format!("{}REPHRASE WITH (model = '{}/none', {opts});\n", plan_text("", ""), dir.path().display());
+    let cases: Vec<(String, &str)> = vec![
+        (wrap("temperature = -1"), "temperature -1"),
+        (wrap("top_p = 7"), "top_p 7"),
+        (plan_text("", "").replace("shard_rows = 50", "shard_rows = 0"), "shard_rows"),
+        (plan_text("", "") + "COPY raw TO 'x.csv';\n", "unsupported statement COPY"),
+        (plan_text("", "") + "PARAM input;\n", "PARAM input appears twice"),
+    ];
+    for (text, want) in &cases {
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains(want) && e.pos.is_some(), "{want}: {e}");
+    }
+    let open = plan_text("", "").replace("SINK '${output}'", "SINK '${output}");
+    let e = parse(&open).unwrap_err();
+    assert_eq!(e.pos.map(|p| (p.line, p.col)), Some((8, 6)), "points at the quote that never closes: {e}");
+    let mut empty = s.clone();
+    empty[1].1 = String::new();
+    let e = Plan::parse("p.sql", &plan_text("", ""), &empty).unwrap_err();
+    assert!(e.to_string().contains("output location is empty") && e.pos.is_some(), "{e}");
+    // A missing model directory and a provider this build lacks: `check` reads no data but knows.
+    let e = wrapflow::run::check(&parse(&wrap("temperature = 0")).unwrap()).unwrap_err();
+    assert!(format!("{e:#}").contains("is not a directory"), "{e:#}");
+    let model = dir.path().join("none");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("model.onnx"), b"").unwrap();
+    std::fs::copy(&tok, model.join("tokenizer.json")).unwrap();
+    if !cfg!(feature = "cuda") {
+        let e = wrapflow::run::check(&parse(&wrap("provider = 'cuda'")).unwrap()).unwrap_err();
+        assert!(format!("{e:#}").contains("--features cuda"), "{e:#}");
+    }
+    // A bad value from --set names its parameter.
+    let bad = plan_text("", "").replace("word_count(text) >= 5", "word_count(text) >= ${min_words}");
+    let mut with = s.clone();
+    with.push(("min_words".into(), "abc".into()));
+    let p = Plan::parse("p.sql", &format!("PARAM min_words DEFAULT 5;\n{bad}"), &with).unwrap();
+    let e = format!("{:#}", wrapflow::run::check(&p).unwrap_err());
+    assert!(e.contains("min_words") && e.contains("abc"), "{e}");
+    // A corrupt manifest is named.
+    let out = dir.path().join("corrupt");
+    write(&out.join("manifest.json"), b"{ not json");
+    let e = format!("{:#}", wrapflow::report::load(out.to_str().unwrap()).unwrap_err());
+    assert!(e.contains("manifest.json"), "{e}");
+}
+
+#[test]
+fn logs_have_no_colour_off_a_terminal_and_worker_counts_are_checked() {
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 1);
+    let plan = dir.path().join("plan.sql");
+    std::fs::write(&plan, plan_text("", "")).unwrap();
+    let s = sets(&input, &dir.path().join("out"), &tok);
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN).args(run_args(&plan, &s, extra)).env_remove("NO_COLOR").output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let many = (std::thread::available_parallelism().unwrap().get() + 1).to_string();
+    let (ok, err) = run(&["--workers", &many]);
+    assert!(ok, "{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a redirected log: {err:?}");
+    assert!(err.contains("more than the") && err.contains("cores"), "{err}");
+    let (ok, err) = run(&["--workers", "0"]);
+    assert!(!ok && err.contains("--workers 0"), "{err}");
+    let (ok, err) = run(&["--follow", "--poll", "0s"]);
+    assert!(!ok && err.contains("--poll"), "{err}");
+}
