@@ -344,8 +344,8 @@ fn main() -> ExitCode {
             );
             check_workers(workers)?;
             anyhow::ensure!(
-                poll >= std::time::Duration::from_secs(1),
-                "--poll {} is too short: list the sources at most once a second (e.g. --poll 30s)",
+                poll >= std::time::Duration::from_millis(100),
+                "--poll {} is too short: list the sources at most every 100ms (e.g. --poll 30s)",
                 humantime::format_duration(poll)
             );
             run::stop_on_signal();
