@@ -93,6 +93,12 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                 b
             });
             let mut last_log = Instant::now();
+            // Seconds between log lines (`WRAPFLOW_PROGRESS_S`, 10).
+            let every = std::env::var("WRAPFLOW_PROGRESS_S")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map_or(Duration::from_secs(10), Duration::from_secs_f64);
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
                 let (docs, bytes, dps, mbps) = rates(&progress, start);
@@ -109,7 +115,7 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                         b.set_position(bytes.min(total));
                         b.set_message(format!("{docs} docs ({dps:.0}/s, {mbps:.1} MB/s), {chunks} chunks{wrap}"));
                     }
-                    None if last_log.elapsed() >= Duration::from_secs(10) => {
+                    None if last_log.elapsed() >= every => {
                         last_log = Instant::now();
                         // Only the process that lists the input knows its total.
                         let of = if total > 0 { format!(" of {:.1} MB", total as f64 / 1e6) } else { String::new() };

@@ -478,3 +478,52 @@ fn logs_have_no_colour_off_a_terminal_and_worker_counts_are_checked() {
     let (ok, err) = run(&["--follow", "--poll", "0s"]);
     assert!(!ok && err.contains("--poll"), "{err}");
 }
+
+#[test]
+fn progress_counts_bytes_against_the_listed_input_and_prompt_errors_say_where() {
+    let dir = TempDir::new().unwrap();
+    let (input, tok) = setup(dir.path(), 3);
+    // Enough bytes that the MB figures are not 0.0.
+    let big: String = (0..600).map(|i| json_line(&format!("big{i}"), &doc_text(100 + i)) + "\n").collect();
+    write(&input.join("part-99.jsonl"), big.as_bytes());
+    let plan = dir.path().join("plan.sql");
+    std::fs::write(&plan, plan_text("", "")).unwrap();
+    let total: u64 = std::fs::read_dir(&input).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let job = Command::new(BIN)
+        .args(run_args(&plan, &sets(&input, &dir.path().join("out"), &tok), &["--follow", "--poll", "100ms"]))
+        .env("WRAPFLOW_PROGRESS_S", "0.3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    sigint(&job);
+    let out = job.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(total > 500_000);
+    let want = format!("{:.1} MB read of {:.1} MB", total as f64 / 1e6, total as f64 / 1e6);
+    assert!(err.lines().any(|l| l.contains("progress: ") && l.contains(&want)), "{want}: {err}");
+
+    // A malformed line of a prompts file is named by file and line.
+    let model = dir.path().join("tiny");
+    wrapflow::operators::model::tiny::write_tiny_model(
+        &model,
+        1,
+        wrapflow::operators::model::import::WeightFormat::Fp32,
+        false,
+    )
+    .unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"prompt\": \"Hello\"}\n\n{\"text\": \"no prompt\"}\n").unwrap();
+    let o = cli(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--max-new",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("prompts.jsonl:3"), "{err}");
+}
