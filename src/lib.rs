@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod cluster;
+pub mod feed;
 pub mod fidelity;
 pub mod follow;
 pub mod generate;

@@ -65,7 +65,7 @@ impl Marker {
     fn of(plan: &Plan, preexisting: BTreeSet<String>) -> Marker {
         Marker {
             wrapflow_version: env!("CARGO_PKG_VERSION").into(),
-            created_at: crate::merge::chrono_now(),
+            created_at: now_rfc3339(),
             plan_file: plan.file.clone(),
             plan_hash: plan.hash.clone(),
             identity: plan.identity(),
@@ -192,7 +192,14 @@ async fn read_json<T: serde::de::DeserializeOwned>(out: &Location, rel: &str) ->
 
 /// Takes the output for `plan`: checks what is there, takes the lease, writes or checks the
 /// marker. The lease is held until the returned [`Claim`] is released.
-pub async fn claim(plan: &Plan, out: &Location, mode: ClaimMode, rt: &tokio::runtime::Handle) -> anyhow::Result<Claim> {
+/// `stop` is set if the lease is lost to another job while this one runs.
+pub async fn claim(
+    plan: &Plan,
+    out: &Location,
+    mode: ClaimMode,
+    rt: &tokio::runtime::Handle,
+    stop: &'static AtomicBool,
+) -> anyhow::Result<Claim> {
     let existing: Option<Marker> = read_json(out, MARKER).await?;
     let mut preexisting = BTreeSet::new();
     if existing.is_none() {
@@ -220,7 +227,7 @@ pub async fn claim(plan: &Plan, out: &Location, mode: ClaimMode, rt: &tokio::run
             preexisting = foreign.into_iter().cloned().collect();
         }
     }
-    let lease = Lease::acquire(out, rt).await?;
+    let lease = Lease::acquire(out, rt, stop).await?;
     // Re-read under the lease: another run may have written the marker meanwhile.
     let marker = match read_json::<Marker>(out, MARKER).await? {
         Some(m) if m.identity == plan.identity() => m,
@@ -263,7 +270,18 @@ pub async fn ensure_only(out: &Location, allowed: impl Fn(&str) -> bool) -> anyh
 }
 
 async fn write_marker(out: &Location, m: &Marker) -> anyhow::Result<()> {
-    crate::checkpoint::put(out, MARKER, serde_json::to_vec_pretty(m)?).await
+    let body = PutPayload::from(serde_json::to_vec_pretty(m)?);
+    out.store.put(&out.child(MARKER), body).await.with_context(|| format!("writing {}/{MARKER}", out.url))?;
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Removes every object of an earlier run that wrapflow may remove (`--restart`).
@@ -299,7 +317,7 @@ impl LeaseDoc {
         if self.host == hostname() {
             return pid_alive(self.pid);
         }
-        self.expires_unix > crate::worker::unix_now()
+        self.expires_unix > unix_now()
     }
 
     pub fn describe(&self) -> String {
@@ -341,7 +359,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    async fn acquire(out: &Location, rt: &tokio::runtime::Handle) -> anyhow::Result<Lease> {
+    async fn acquire(out: &Location, rt: &tokio::runtime::Handle, lost: &'static AtomicBool) -> anyhow::Result<Lease> {
         let secs = lease_secs();
         let doc = LeaseDoc {
             host: hostname(),
@@ -349,8 +367,8 @@ impl Lease {
             token: blake3::hash(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes())
                 .to_hex()
                 .to_string(),
-            acquired_at: crate::merge::chrono_now(),
-            expires_unix: crate::worker::unix_now() + secs,
+            acquired_at: now_rfc3339(),
+            expires_unix: unix_now() + secs,
         };
         let body = serde_json::to_vec_pretty(&doc)?;
         let create = PutOptions { mode: PutMode::Create, ..Default::default() };
@@ -363,7 +381,7 @@ impl Lease {
                         "{} is being written by another wrapflow job ({}; lease expires in {} s): wait for it, or stop it",
                         out.url,
                         h.describe(),
-                        h.expires_unix.saturating_sub(crate::worker::unix_now())
+                        h.expires_unix.saturating_sub(unix_now())
                     ),
                     stale => {
                         if let Some(h) = stale {
@@ -379,7 +397,7 @@ impl Lease {
             Err(e) => return Err(anyhow::anyhow!("taking the lease {}/{LEASE}: {e}", out.url)),
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let renewer = rt.spawn(renew(out.clone(), doc.clone(), secs, stop.clone()));
+        let renewer = rt.spawn(renew(out.clone(), doc.clone(), secs, stop.clone(), lost));
         Ok(Lease { out: out.clone(), doc, stop, renewer: Some(renewer) })
     }
 
@@ -398,7 +416,7 @@ impl Lease {
 }
 
 /// Pushes the lease's expiry forward every third of its time while it is still this job's.
-async fn renew(out: Location, mut doc: LeaseDoc, secs: u64, stop: Arc<AtomicBool>) {
+async fn renew(out: Location, mut doc: LeaseDoc, secs: u64, stop: Arc<AtomicBool>, lost: &'static AtomicBool) {
     let every = Duration::from_secs_f64((secs as f64 / 3.0).max(0.2));
     loop {
         tokio::time::sleep(every).await;
@@ -409,7 +427,7 @@ async fn renew(out: Location, mut doc: LeaseDoc, secs: u64, stop: Arc<AtomicBool
             Ok(Some(h)) if h.token == doc.token => {}
             Ok(_) => {
                 tracing::error!("the output's lease was taken by another job: stopping at the next checkpoint");
-                crate::run::STOP.store(true, Ordering::SeqCst);
+                lost.store(true, Ordering::SeqCst);
                 return;
             }
             Err(e) => {
@@ -417,7 +435,7 @@ async fn renew(out: Location, mut doc: LeaseDoc, secs: u64, stop: Arc<AtomicBool
                 continue;
             }
         }
-        doc.expires_unix = crate::worker::unix_now() + secs;
+        doc.expires_unix = unix_now() + secs;
         let body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         if let Err(e) = out.store.put(&out.child(LEASE), PutPayload::from(body)).await {
             tracing::warn!("renewing the lease: {e}");

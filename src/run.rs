@@ -3,7 +3,7 @@
 //! to their own sink.
 //!
 //! Each worker reads its share of the input through its own session; dedup sends keys to their
-//! owner worker, so it is global. Workers keep at most [`IN_FLIGHT`] batches in the
+//! owner worker, so it is global. Workers keep at most [`crate::feed::IN_FLIGHT`] batches in the
 //! dataflow beyond what the sinks have finished, so memory stays bounded whatever the input size.
 //! The input is read in segments with a checkpoint after each ([`crate::worker`]); a run on an
 //! output that holds a checkpoint resumes from it.
@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, UInt64Type};
 use object_store::{ObjectStoreExt, PutPayload};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Input, Inspect, Probe};
@@ -25,7 +23,7 @@ use tokenizers::Tokenizer;
 use wrapflow_operators::checkpoint::StateRegistry;
 use wrapflow_operators::chunk::load_tokenizer;
 use wrapflow_operators::store::{Location, StoreRegistry};
-use wrapflow_operators::{Chunker, Document, Mixture};
+use wrapflow_operators::{Chunker, Mixture};
 
 use crate::checkpoint::{self, Commit, WorkerIndex};
 use crate::cluster::ClusterSpec;
@@ -36,9 +34,6 @@ use crate::plan::{Plan, PlanError};
 use crate::progress::{self, Progress};
 use crate::session;
 use crate::worker::Ended;
-
-/// Batches a worker may have in the dataflow ahead of its sinks.
-pub const IN_FLIGHT: u64 = 4;
 
 /// Set by SIGINT / SIGTERM (see [`stop_on_signal`]): the job stops at its next checkpoint.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -200,7 +195,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     let first_process = cluster.is_none_or(|c| c.process == 0);
     // Process 0 takes the output (marker and lease) for the whole cluster.
     let claim = if first_process {
-        Some(runtime.block_on(crate::output::claim(plan, &output, opts.claim, runtime.handle()))?)
+        Some(runtime.block_on(crate::output::claim(plan, &output, opts.claim, runtime.handle(), &STOP))?)
     } else {
         None
     };
@@ -377,38 +372,6 @@ async fn resume(
         tracing::info!(checkpoint = commit.id, removed, "resuming from checkpoint");
     }
     Ok(Some(Resume { commit, indexes }))
-}
-
-/// Converts a batch of the input query into documents.
-pub(crate) fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
-    let col = |name: &str| batch.column_by_name(name).ok_or_else(|| anyhow!("input query lost column {name}"));
-    let ids = arrow::compute::cast(col("id")?, &DataType::Utf8)?;
-    let texts = arrow::compute::cast(col("text")?, &DataType::Utf8)?;
-    let files = arrow::compute::cast(col("source_file")?, &DataType::Utf8)?;
-    let lines = arrow::compute::cast(col("source_line")?, &DataType::UInt64)?;
-    let keys = match batch.column_by_name("__wrapflow_dedup_key") {
-        Some(k) => Some(arrow::compute::cast(k, &DataType::Utf8)?.as_string::<i32>().clone()),
-        None => None,
-    };
-    let (ids, texts, files) = (ids.as_string::<i32>(), texts.as_string::<i32>(), files.as_string::<i32>());
-    let lines = lines.as_primitive::<UInt64Type>();
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            let (file, line) = (files.value(i), lines.value(i));
-            let dedup_key = match &keys {
-                Some(k) if !k.is_null(i) => xxhash_rust::xxh3::xxh3_128(k.value(i).as_bytes()),
-                // No key (or a NULL one): unique to the record, so never a duplicate.
-                _ => xxhash_rust::xxh3::xxh3_128(format!("\0{file}:{line}").as_bytes()),
-            };
-            Document {
-                id: ids.value(i).to_string(),
-                text: texts.value(i).to_string(),
-                source_file: file.to_string(),
-                source_line: line,
-                dedup_key,
-            }
-        })
-        .collect())
 }
 
 /// A worker's result: finished (or stopped at a checkpoint) and its report, or its error.

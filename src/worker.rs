@@ -12,9 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use futures::StreamExt;
 use object_store::ObjectMeta;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
@@ -28,15 +26,13 @@ use wrapflow_operators::{
 };
 
 use crate::checkpoint::{self, Commit, WorkerIndex};
+use crate::feed::{Inputs, SEGMENT_SHIFT, feed, object_ranks, where_metrics};
 use crate::follow::{Control, Coordinator, Source};
 use crate::manifest::{self, Input as InputOut, JobState};
 use crate::merge::WorkerReport;
 use crate::plan::PlanError;
-use crate::run::{IN_FLIGHT, STOP, Shared, documents};
+use crate::run::{STOP, Shared};
 use crate::session;
-
-/// Bits of a timestamp below the segment number.
-pub const SEGMENT_SHIFT: u32 = 32;
 
 /// How a worker's part ended.
 pub enum Ended {
@@ -294,7 +290,8 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         };
         let ranks = object_ranks(&sources, &files);
         let inputs = Inputs { docs: &mut docs_in, rejects: &mut rejects_in };
-        feed(worker, sh, stream, &sources, &report, inputs, &probe, (seg, &ranks)).map_err(abandon)?;
+        feed(worker, (&sh.runtime, &sh.progress), stream, &sources, &report, inputs, &probe, (seg, &ranks))
+            .map_err(abandon)?;
         let (dropped, limit) = where_metrics(&physical);
         let mut r = report.borrow_mut();
         r.where_dropped += dropped;
@@ -354,29 +351,6 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
     Ok(Ended::Finished(last))
 }
 
-/// Rows the query's filters dropped (what entered each `FilterExec` less what left it), and
-/// whether a limit cut the query short somewhere (a `LIMIT` node, or a limit pushed into a node).
-fn where_metrics(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> (u64, bool) {
-    use datafusion::physical_plan::metrics::MetricValue;
-    let mut dropped = 0;
-    let mut limit = plan.fetch().is_some() || plan.name().contains("Limit");
-    // A filter's selectivity is rows passed (part) of rows evaluated (total).
-    for m in plan.metrics().iter().flat_map(|m| m.iter().cloned().collect::<Vec<_>>()) {
-        if let MetricValue::Ratio { name, ratio_metrics } = m.value()
-            && name == "selectivity"
-            && plan.name() == "FilterExec"
-        {
-            dropped += ratio_metrics.total().saturating_sub(ratio_metrics.part()) as u64;
-        }
-    }
-    for c in plan.children() {
-        let (d, l) = where_metrics(c);
-        dropped += d;
-        limit |= l;
-    }
-    (dropped, limit)
-}
-
 /// An `ObjectMeta` for a listed object (readers need only its path and size).
 fn meta(s: &checkpoint::FileStamp) -> ObjectMeta {
     ObjectMeta {
@@ -386,121 +360,6 @@ fn meta(s: &checkpoint::FileStamp) -> ObjectMeta {
         e_tag: s.e_tag.clone(),
         version: None,
     }
-}
-
-/// Bits of a timestamp, below the segment, that number an input object in input order; the bits
-/// below those count batches within the object.
-const RANK_SHIFT: u32 = 16;
-/// The most objects a segment may hold while each gets its own times.
-pub const MAX_SEGMENT_OBJECTS: usize = 1 << (SEGMENT_SHIFT - RANK_SHIFT);
-
-/// Each object of a segment's position in input order (sources in plan order, then listing
-/// order), by the name records give it (`source_file`).
-fn object_ranks(
-    sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>],
-    files: &BTreeMap<String, Vec<checkpoint::FileStamp>>,
-) -> HashMap<String, u64> {
-    let mut ranks = HashMap::new();
-    let stamps = sources.iter().flat_map(|s| files.get(&s.table).into_iter().flatten().map(move |f| (s, f)));
-    for (rank, (s, f)) in stamps.enumerate() {
-        let name = wrapflow_operators::source::object_name(&s.store, &checkpoint::stamp_path(f));
-        ranks.entry(name).or_insert(rank as u64);
-    }
-    ranks
-}
-
-/// The time of batch `n` of the object of rank `rank` in segment `seg`: times follow input
-/// order, so "earlier" in dedup means earlier in the input whatever the workers.
-fn input_time(seg: u64, rank: u64, n: u64) -> u64 {
-    let low = (1u64 << RANK_SHIFT) - 1;
-    (seg << SEGMENT_SHIFT) | (rank.min((1 << (SEGMENT_SHIFT - RANK_SHIFT)) - 1) << RANK_SHIFT) | n.min(low)
-}
-
-/// A worker's two dataflow inputs.
-struct Inputs<'a> {
-    docs: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Document>>>,
-    rejects: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
-}
-
-impl Inputs<'_> {
-    /// Moves both inputs to `t` (never back).
-    fn advance(&mut self, t: u64) {
-        if t > *self.docs.time() {
-            self.docs.advance_to(t);
-            self.rejects.advance_to(t);
-        }
-    }
-}
-
-/// Sends one segment's query output into the dataflow, each input object's documents at its own
-/// times ([`input_time`]); at most [`IN_FLIGHT`] times ahead of the sinks.
-#[allow(clippy::too_many_arguments)]
-fn feed(
-    worker: &mut timely::worker::Worker,
-    sh: &Shared,
-    mut stream: datafusion::execution::SendableRecordBatchStream,
-    sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>],
-    report: &Rc<RefCell<WorkerReport>>,
-    mut inputs: Inputs<'_>,
-    probe: &ProbeHandle<u64>,
-    (seg, ranks): (u64, &HashMap<String, u64>),
-) -> Result<(), String> {
-    let mut seen_bytes = totals(sources);
-    // Batches sent per object rank, and the times sent, oldest first, for backpressure.
-    let mut sent: HashMap<u64, u64> = HashMap::new();
-    let mut times: std::collections::VecDeque<u64> = Default::default();
-    loop {
-        let batch = match sh.runtime.block_on(stream.next()) {
-            None => None,
-            Some(Ok(b)) => Some(b),
-            Some(Err(e)) => return Err(format!("reading input: {e}")),
-        };
-        if let Some(b) = &batch {
-            let docs = documents(b).map_err(|e| e.to_string())?;
-            report.borrow_mut().sql_rows += docs.len() as u64;
-            // A batch may span objects: each run of one object's documents goes at its time.
-            for run in docs.chunk_by(|a, b| a.source_file == b.source_file) {
-                let rank = ranks.get(&run[0].source_file).copied().unwrap_or(0);
-                let n = sent.entry(rank).or_default();
-                inputs.advance(input_time(seg, rank, *n));
-                *n += 1;
-                if times.back() != Some(inputs.docs.time()) {
-                    times.push_back(*inputs.docs.time());
-                }
-                inputs.docs.send_batch(&mut run.to_vec());
-            }
-            failpoint("batch");
-        }
-        for s in sources {
-            let mut rejects = s.stats.take_rejects();
-            if !rejects.is_empty() {
-                inputs.rejects.send_batch(&mut rejects);
-            }
-        }
-        // (The total is the coordinator's: every object listed, whichever worker reads it.)
-        let bytes = totals(sources);
-        sh.progress.bytes_read.fetch_add(bytes.saturating_sub(seen_bytes), Ordering::Relaxed);
-        sh.progress.docs.fetch_add(batch.as_ref().map_or(0, |b| b.num_rows() as u64), Ordering::Relaxed);
-        seen_bytes = bytes;
-        if batch.is_none() {
-            return Ok(());
-        }
-        // Flush what was sent; wait while more than IN_FLIGHT earlier times are unfinished.
-        let now = *inputs.docs.time();
-        inputs.advance(now + 1);
-        while times.len() > IN_FLIGHT as usize {
-            let oldest = times.pop_front().expect("non-empty");
-            while probe.less_equal(&oldest) {
-                worker.step();
-            }
-        }
-        worker.step();
-    }
-}
-
-/// Input bytes this worker's sources have read.
-fn totals(sources: &[std::sync::Arc<wrapflow_operators::source::SourceHandle>]) -> u64 {
-    sources.iter().map(|s| s.stats.bytes_read.load(Ordering::Relaxed)).sum()
 }
 
 /// Loads every registered state from its chain of parts.
@@ -582,7 +441,7 @@ async fn commit(
     checkpoint::put(&sh.output, &checkpoint::commit_path(id), serde_json::to_vec_pretty(&commit)?).await?;
     failpoint("commit");
     sh.progress.checkpoints.store(id, Ordering::Relaxed);
-    sh.progress.checkpoint_unix.store(unix_now(), Ordering::Relaxed);
+    sh.progress.checkpoint_unix.store(crate::output::unix_now(), Ordering::Relaxed);
     let mut manifest = job_manifest(sh, &commit, reports, c.pending())?;
     if finished {
         manifest.job.as_mut().expect("set").status = "finished".into();
@@ -593,10 +452,6 @@ async fn commit(
     checkpoint::prune_journal(&sh.output, &crate::wrap::journal_dir(&sh.plan), next_segment).await?;
     tracing::info!(checkpoint = id, segments = next_segment, finished, "checkpoint committed");
     Ok(commit)
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The manifest of what a commit covers, with the job's state.

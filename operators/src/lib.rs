@@ -41,6 +41,7 @@ pub mod gates;
 pub mod heuristics;
 pub mod journal;
 pub mod keyvote;
+pub mod listing;
 pub mod mix;
 pub mod mixer;
 pub mod mixout;

@@ -40,39 +40,10 @@ use parquet::arrow::async_reader::ParquetObjectReader;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use crate::listing::{Format, Skipped, list_inputs, list_objects, list_with_skips, object_name};
 use crate::readers::{self, Layout, RecordSink};
 use crate::record::Reject;
 use crate::store::{Location, StoreRegistry, is_store_option};
-
-/// Input formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Jsonl,
-    Parquet,
-    Text,
-}
-
-impl Format {
-    fn accepts(self, name: &str) -> bool {
-        let name = name.to_ascii_lowercase();
-        let n = name.trim_end_matches(".gz").trim_end_matches(".zst").trim_end_matches(".zstd");
-        match self {
-            Format::Jsonl => [".jsonl", ".json", ".ndjson"].iter().any(|e| n.ends_with(e)),
-            Format::Parquet => name.ends_with(".parquet"),
-            Format::Text => n.ends_with(".txt") || n.ends_with(".md"),
-        }
-    }
-
-    /// The names it takes, for messages.
-    fn expects(self) -> &'static str {
-        match self {
-            Format::Jsonl => ".jsonl, .json or .ndjson, plain, .gz or .zst",
-            Format::Parquet => ".parquet",
-            Format::Text => ".txt or .md, plain, .gz or .zst",
-        }
-    }
-}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -290,86 +261,6 @@ impl RecordSink for ChannelSink {
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
         self.stats.rejects.lock().unwrap().push(reject);
     }
-}
-
-/// Objects under a location, in a stable order: the location itself if it is an object,
-/// otherwise everything below it that the format accepts (hidden and `_` files skipped).
-/// Fails when there are none.
-pub async fn list_inputs(location: &Location, format: Format) -> anyhow::Result<Vec<ObjectMeta>> {
-    let metas = list_objects(location, format).await?;
-    anyhow::ensure!(!metas.is_empty(), "no {format:?} input files at {}", location.url);
-    Ok(metas)
-}
-
-/// [`list_inputs`], where none is an empty list (a followed prefix may start empty).
-pub async fn list_objects(location: &Location, format: Format) -> anyhow::Result<Vec<ObjectMeta>> {
-    Ok(list_with_skips(location, format).await?.0)
-}
-
-/// How records name the object they come from (`source_file`): its path below the location, or
-/// its file name when the location is the object itself.
-pub fn object_name(location: &Location, path: &Path) -> String {
-    match location.relative(path) {
-        r if r.is_empty() => path.filename().unwrap_or_default().to_string(),
-        r => r,
-    }
-}
-
-/// An object under an input location that is not read, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Skipped {
-    pub path: String,
-    pub reason: String,
-}
-
-/// Why an object below an input location is not read, if it is not: a hidden or `_` name
-/// anywhere below the location, wrapflow's own output files, or a name the format does not take.
-fn skip_reason(location: &Location, meta: &ObjectMeta, format: Format) -> Option<String> {
-    let rel = location.relative(&meta.location);
-    let parts: Vec<&str> = rel.split('/').collect();
-    let (dirs, name) = parts.split_at(parts.len().saturating_sub(1));
-    let name = name.first().copied().unwrap_or("");
-    if parts.contains(&"_wrapflow") {
-        return Some("wrapflow's own state (_wrapflow/)".into());
-    }
-    if matches!(name, "manifest.json" | "report.html" | "remix.json") {
-        return Some("a wrapflow manifest or report".into());
-    }
-    if let Some(d) = dirs.iter().find(|d| d.starts_with('.') || d.starts_with('_')) {
-        return Some(format!("in a hidden or `_` folder ({d}/)"));
-    }
-    if name.starts_with('.') || name.starts_with('_') {
-        return Some("a hidden or `_` name".into());
-    }
-    if !format.accepts(name) {
-        return Some(format!("unknown format for {format:?} ({})", format.expects()));
-    }
-    None
-}
-
-/// The objects to read under a location, sorted, and those not read with the reason.
-pub async fn list_with_skips(location: &Location, format: Format) -> anyhow::Result<(Vec<ObjectMeta>, Vec<Skipped>)> {
-    if !location.prefix.as_ref().is_empty()
-        && let Ok(meta) = location.store.head(&location.prefix).await
-    {
-        return Ok((vec![meta], vec![]));
-    }
-    let all: Vec<ObjectMeta> = location
-        .store
-        .list(Some(&location.prefix))
-        .try_collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", location.url))?;
-    let (mut metas, mut skipped) = (Vec::new(), Vec::new());
-    for m in all {
-        match skip_reason(location, &m, format) {
-            Some(reason) => skipped.push(Skipped { path: m.location.to_string(), reason }),
-            None => metas.push(m),
-        }
-    }
-    metas.sort_by(|a, b| a.location.cmp(&b.location));
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((metas, skipped))
 }
 
 /// A row group of a Parquet file assigned to this worker.

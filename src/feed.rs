@@ -1,0 +1,199 @@
+//! Feeding a segment's input into a worker's dataflow: the input query's batches become
+//! documents, each input object's at its own timestamps in input order (so that "earlier" in
+//! dedup means earlier in the input, on any number of workers), at most [`IN_FLIGHT`] times
+//! ahead of the sinks; and what the query's filters and `LIMIT` did, from DataFusion's metrics.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use anyhow::anyhow;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, UInt64Type};
+use futures::StreamExt;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::{InputHandle, ProbeHandle};
+use wrapflow_operators::checkpoint::failpoint;
+use wrapflow_operators::source::SourceHandle;
+use wrapflow_operators::{Document, Reject};
+
+use crate::checkpoint::{self, FileStamp};
+use crate::merge::WorkerReport;
+use crate::progress::Progress;
+
+/// Bits of a timestamp below the segment number.
+pub const SEGMENT_SHIFT: u32 = 32;
+
+/// Batches a worker may have in the dataflow ahead of its sinks.
+pub const IN_FLIGHT: u64 = 4;
+
+/// Converts a batch of the input query into documents.
+pub fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
+    let col = |name: &str| batch.column_by_name(name).ok_or_else(|| anyhow!("input query lost column {name}"));
+    let ids = arrow::compute::cast(col("id")?, &DataType::Utf8)?;
+    let texts = arrow::compute::cast(col("text")?, &DataType::Utf8)?;
+    let files = arrow::compute::cast(col("source_file")?, &DataType::Utf8)?;
+    let lines = arrow::compute::cast(col("source_line")?, &DataType::UInt64)?;
+    let keys = match batch.column_by_name("__wrapflow_dedup_key") {
+        Some(k) => Some(arrow::compute::cast(k, &DataType::Utf8)?.as_string::<i32>().clone()),
+        None => None,
+    };
+    let (ids, texts, files) = (ids.as_string::<i32>(), texts.as_string::<i32>(), files.as_string::<i32>());
+    let lines = lines.as_primitive::<UInt64Type>();
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let (file, line) = (files.value(i), lines.value(i));
+            let dedup_key = match &keys {
+                Some(k) if !k.is_null(i) => xxhash_rust::xxh3::xxh3_128(k.value(i).as_bytes()),
+                // No key (or a NULL one): unique to the record, so never a duplicate.
+                _ => xxhash_rust::xxh3::xxh3_128(format!("\0{file}:{line}").as_bytes()),
+            };
+            Document {
+                id: ids.value(i).to_string(),
+                text: texts.value(i).to_string(),
+                source_file: file.to_string(),
+                source_line: line,
+                dedup_key,
+            }
+        })
+        .collect())
+}
+
+/// Bits of a timestamp, below the segment, that number an input object in input order; the bits
+/// below those count batches within the object.
+const RANK_SHIFT: u32 = 16;
+/// The most objects a segment may hold while each gets its own times.
+pub const MAX_SEGMENT_OBJECTS: usize = 1 << (SEGMENT_SHIFT - RANK_SHIFT);
+
+/// Each object of a segment's position in input order (sources in plan order, then listing
+/// order), by the name records give it (`source_file`).
+pub(crate) fn object_ranks(
+    sources: &[std::sync::Arc<SourceHandle>],
+    files: &BTreeMap<String, Vec<FileStamp>>,
+) -> HashMap<String, u64> {
+    let mut ranks = HashMap::new();
+    let stamps = sources.iter().flat_map(|s| files.get(&s.table).into_iter().flatten().map(move |f| (s, f)));
+    for (rank, (s, f)) in stamps.enumerate() {
+        let name = wrapflow_operators::source::object_name(&s.store, &checkpoint::stamp_path(f));
+        ranks.entry(name).or_insert(rank as u64);
+    }
+    ranks
+}
+
+/// The time of batch `n` of the object of rank `rank` in segment `seg`: times follow input
+/// order, so "earlier" in dedup means earlier in the input whatever the workers.
+fn input_time(seg: u64, rank: u64, n: u64) -> u64 {
+    let low = (1u64 << RANK_SHIFT) - 1;
+    (seg << SEGMENT_SHIFT) | (rank.min((1 << (SEGMENT_SHIFT - RANK_SHIFT)) - 1) << RANK_SHIFT) | n.min(low)
+}
+
+/// A worker's two dataflow inputs.
+pub(crate) struct Inputs<'a> {
+    pub docs: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Document>>>,
+    pub rejects: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
+}
+
+impl Inputs<'_> {
+    /// Moves both inputs to `t` (never back).
+    pub fn advance(&mut self, t: u64) {
+        if t > *self.docs.time() {
+            self.docs.advance_to(t);
+            self.rejects.advance_to(t);
+        }
+    }
+}
+
+/// Sends one segment's query output into the dataflow, each input object's documents at its own
+/// times ([`input_time`]); at most [`IN_FLIGHT`] times ahead of the sinks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn feed(
+    worker: &mut timely::worker::Worker,
+    (runtime, progress): (&tokio::runtime::Handle, &Progress),
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    sources: &[std::sync::Arc<SourceHandle>],
+    report: &Rc<RefCell<WorkerReport>>,
+    mut inputs: Inputs<'_>,
+    probe: &ProbeHandle<u64>,
+    (seg, ranks): (u64, &HashMap<String, u64>),
+) -> Result<(), String> {
+    let mut seen_bytes = totals(sources);
+    // Batches sent per object rank, and the times sent, oldest first, for backpressure.
+    let mut sent: HashMap<u64, u64> = HashMap::new();
+    let mut times: std::collections::VecDeque<u64> = Default::default();
+    loop {
+        let batch = match runtime.block_on(stream.next()) {
+            None => None,
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => return Err(format!("reading input: {e}")),
+        };
+        if let Some(b) = &batch {
+            let docs = documents(b).map_err(|e| e.to_string())?;
+            report.borrow_mut().sql_rows += docs.len() as u64;
+            // A batch may span objects: each run of one object's documents goes at its time.
+            for run in docs.chunk_by(|a, b| a.source_file == b.source_file) {
+                let rank = ranks.get(&run[0].source_file).copied().unwrap_or(0);
+                let n = sent.entry(rank).or_default();
+                inputs.advance(input_time(seg, rank, *n));
+                *n += 1;
+                if times.back() != Some(inputs.docs.time()) {
+                    times.push_back(*inputs.docs.time());
+                }
+                inputs.docs.send_batch(&mut run.to_vec());
+            }
+            failpoint("batch");
+        }
+        for s in sources {
+            let mut rejects = s.stats.take_rejects();
+            if !rejects.is_empty() {
+                inputs.rejects.send_batch(&mut rejects);
+            }
+        }
+        // (The total is the coordinator's: every object listed, whichever worker reads it.)
+        let bytes = totals(sources);
+        progress.bytes_read.fetch_add(bytes.saturating_sub(seen_bytes), Ordering::Relaxed);
+        progress.docs.fetch_add(batch.as_ref().map_or(0, |b| b.num_rows() as u64), Ordering::Relaxed);
+        seen_bytes = bytes;
+        if batch.is_none() {
+            return Ok(());
+        }
+        // Flush what was sent; wait while more than IN_FLIGHT earlier times are unfinished.
+        let now = *inputs.docs.time();
+        inputs.advance(now + 1);
+        while times.len() > IN_FLIGHT as usize {
+            let oldest = times.pop_front().expect("non-empty");
+            while probe.less_equal(&oldest) {
+                worker.step();
+            }
+        }
+        worker.step();
+    }
+}
+
+/// Input bytes this worker's sources have read.
+fn totals(sources: &[std::sync::Arc<SourceHandle>]) -> u64 {
+    sources.iter().map(|s| s.stats.bytes_read.load(Ordering::Relaxed)).sum()
+}
+
+/// Rows the query's filters dropped (what entered each `FilterExec` less what left it), and
+/// whether a limit cut the query short somewhere (a `LIMIT` node, or a limit pushed into a node).
+pub(crate) fn where_metrics(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> (u64, bool) {
+    use datafusion::physical_plan::metrics::MetricValue;
+    let mut dropped = 0;
+    let mut limit = plan.fetch().is_some() || plan.name().contains("Limit");
+    // A filter's selectivity is rows passed (part) of rows evaluated (total).
+    for m in plan.metrics().iter().flat_map(|m| m.iter().cloned().collect::<Vec<_>>()) {
+        if let MetricValue::Ratio { name, ratio_metrics } = m.value()
+            && name == "selectivity"
+            && plan.name() == "FilterExec"
+        {
+            dropped += ratio_metrics.total().saturating_sub(ratio_metrics.part()) as u64;
+        }
+    }
+    for c in plan.children() {
+        let (d, l) = where_metrics(c);
+        dropped += d;
+        limit |= l;
+    }
+    (dropped, limit)
+}
