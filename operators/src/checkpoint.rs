@@ -118,8 +118,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
     Ok(bincode::deserialize(&raw)?)
 }
 
+/// Crash testing (feature `failpoints`): `WRAPFLOW_FAILPOINT=name:n` aborts the process (as
+/// `kill -9` would) the `n`-th time the code passes the point `name`. Without the feature this
+/// is nothing at all: the product never reads the variable.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn failpoint(_name: &str) {}
+
 /// Crash testing: `WRAPFLOW_FAILPOINT=name:n` aborts the process (as `kill -9` would) the `n`-th
 /// time the code passes the point `name`. Unset, this is one relaxed load.
+#[cfg(feature = "failpoints")]
 pub fn failpoint(name: &str) {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};

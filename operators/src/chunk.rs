@@ -15,10 +15,19 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use wrapflow_operators::{ChunkConfig, Chunker, testkit};
+//! use tokenizers::models::wordlevel::WordLevel;
+//! use tokenizers::pre_tokenizers::whitespace::Whitespace;
+//! use wrapflow_operators::{ChunkConfig, Chunker};
+//! // A word-level tokenizer: every word is one token.
+//! let vocab = [("[UNK]".to_string(), 0)].into_iter().collect();
+//! let model = WordLevel::builder().vocab(vocab).unk_token("[UNK]".into()).build().unwrap();
+//! let mut tokenizer = tokenizers::Tokenizer::new(model);
+//! tokenizer.with_pre_tokenizer(Some(Whitespace {}));
 //! let chunker = Chunker::new(&ChunkConfig { max_tokens: 16, ..Default::default() },
-//!                            Arc::new(testkit::tiny_tokenizer())).unwrap();
-//! let text = testkit::SAMPLE_TEXT;
+//!                            Arc::new(tokenizer)).unwrap();
+//! let text = "The city council met on Tuesday to discuss the new budget for schools and roads. \
+//!             Members said the plan would cost 12 million pounds over three years.\n\n\
+//!             Local businesses welcomed the news and said the roads had been in a poor state.";
 //! let pieces = chunker.split(text).unwrap();
 //! assert!(pieces.len() > 1);
 //! assert!(pieces.iter().all(|p| p.n_tokens <= 16));

@@ -56,6 +56,7 @@ pub mod sink;
 pub mod source;
 pub mod store;
 pub mod styles;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tokens;
 pub mod udf;

@@ -7,6 +7,7 @@ pub mod import;
 pub mod llama;
 pub mod onnx_proto;
 pub mod quant;
+#[cfg(any(test, feature = "testkit"))]
 pub mod tiny;
 pub mod tokenizer;
 
