@@ -20,4 +20,9 @@ export WRAPFLOW_TEST_PYTHON="$PWD/$VENV/bin/python"
 export WRAPFLOW_TEST_MOTO="$PWD/$VENV/bin/moto_server"
 # CI builds once from clean: incremental caches would only cost disk there.
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
-cargo test --workspace 2>&1
+# WRAPFLOW_REAL_MODEL=1 also runs the tests marked #[ignore] for importing the real 135M model.
+if [ "${WRAPFLOW_REAL_MODEL:-}" = "1" ]; then
+  cargo test --workspace -- --include-ignored 2>&1
+else
+  cargo test --workspace 2>&1
+fi

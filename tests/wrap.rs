@@ -306,12 +306,9 @@ fn an_injected_instruction_stays_data_inside_the_prompt() {
 /// write a poem is rewritten like any other text, keeping its content; where the 135M model
 /// slips and follows the order anyway, the meaning gate (cosine below 0.7) keeps the result out.
 #[test]
+#[ignore = "imports the 135M-parameter real model: WRAPFLOW_REAL_MODEL=1 ./scripts/test.sh runs it"]
 fn real_model_rewrites_an_injected_instruction_instead_of_obeying_it() {
     use wrapflow::operators::engine::{Decoder, Embedder, GenerationConfig, Prompt, cosine, generate};
-    if std::env::var("WRAPFLOW_REAL_MODEL").as_deref() != Ok("1") {
-        eprintln!("skipped: set WRAPFLOW_REAL_MODEL=1 (and WRAPFLOW_TEST_GGUF) to run the real model");
-        return;
-    }
     let s = setup(0);
     let model = s.dir.path().join("smollm2");
     let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
