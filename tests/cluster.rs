@@ -107,6 +107,10 @@ fn two_processes_give_the_output_of_one_and_read_every_row_once() {
     // line), on any number of workers and any segmentation: the copies in later files go.
     let later_copies: Vec<String> = (0..6 * 40).filter(|i| i % 7 == 3 && *i >= 40).map(|i| format!("d{i}")).collect();
     assert!(later_copies.iter().all(|d| !texts.contains_key(d)), "a later copy survived");
+    let kept = |out: &Path| -> std::collections::BTreeSet<String> {
+        read_chunks(&out.join("chunks")).into_iter().map(|r| r.0).collect()
+    };
+    let want: std::collections::BTreeSet<String> = texts.keys().cloned().collect();
     for (workers, segment) in [("1", "16"), ("3", "1")] {
         let out = dir.path().join(format!("w{workers}"));
         let mut c =
@@ -114,10 +118,24 @@ fn two_processes_give_the_output_of_one_and_read_every_row_once() {
         c.extend(["--checkpoint-files".into(), segment.into()]);
         sets(&out).into_iter().for_each(|s| c.extend(["--set".to_string(), s]));
         run(&c.iter().map(String::as_str).collect::<Vec<_>>());
-        let kept: std::collections::BTreeSet<String> =
-            read_chunks(&out.join("chunks")).into_iter().map(|r| r.0).collect();
-        assert_eq!(kept, texts.keys().cloned().collect(), "{workers} workers, {segment} files per segment");
+        assert_eq!(kept(&out), want, "{workers} workers, {segment} files per segment");
     }
+    // 2 processes × 2 workers.
+    let out = dir.path().join("p2w2");
+    let mut c = vec!["cluster".to_string(), "local".into(), "2".into(), plan.display().to_string()];
+    c.extend(["--workers".into(), "2".into(), "-q".into()]);
+    sets(&out).into_iter().for_each(|s| c.extend(["--set".to_string(), s]));
+    run(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(kept(&out), want, "2 processes × 2 workers");
+    // A run killed twice (while reading, then while committing) and resumed.
+    let out = dir.path().join("killed");
+    let mut a: Vec<String> = vec!["--workers".into(), "2".into(), "--checkpoint-files".into(), "2".into()];
+    sets(&out).into_iter().for_each(|s| a.extend(["--set".to_string(), s]));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    use common::crash::{Kill, crash_and_resume};
+    let attempts = crash_and_resume(&plan, &a, &[Kill::At("batch", 2), Kill::At("commit", 1)]);
+    assert_eq!(attempts.iter().filter(|x| x.crashed).count(), 2, "{attempts:#?}");
+    assert_eq!(kept(&out), want, "killed twice and resumed");
 }
 
 fn read_manifest(out: &Path) -> serde_json::Value {
