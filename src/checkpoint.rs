@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use wrapflow_operators::MixEvent;
 use wrapflow_operators::store::Location;
 
+use crate::manifest::{Changed, FileStamp};
 use crate::merge::WorkerReport;
 
 pub const STATE_DIR: &str = "_wrapflow/state";
@@ -25,24 +26,6 @@ pub const COMMIT_DIR: &str = "_wrapflow/checkpoints";
 const OUTPUT_DIRS: [&str; 4] = ["chunks", "synthetic", "rejects", "mix"];
 /// Delta parts a state may chain before it is saved whole again.
 pub const MAX_CHAIN: usize = 16;
-
-/// An input object as listed: a later listing with another size or tag means it changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStamp {
-    /// The object's path in its store.
-    pub path: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e_tag: Option<String>,
-}
-
-/// An input object that changed after it was read: reported, not read again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Changed {
-    pub table: String,
-    pub read: FileStamp,
-    pub now: FileStamp,
-}
 
 /// What one worker saved at a checkpoint.
 #[derive(Clone, Default, Serialize, Deserialize)]

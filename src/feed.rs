@@ -18,12 +18,11 @@ use wrapflow_operators::checkpoint::failpoint;
 use wrapflow_operators::source::SourceHandle;
 use wrapflow_operators::{Document, Reject};
 
-use crate::checkpoint::{self, FileStamp};
+use crate::checkpoint;
+use crate::manifest::FileStamp;
 use crate::merge::WorkerReport;
 use crate::progress::Progress;
-
-/// Bits of a timestamp below the segment number.
-pub const SEGMENT_SHIFT: u32 = 32;
+use crate::segment::input_time;
 
 /// Batches a worker may have in the dataflow ahead of its sinks.
 pub const IN_FLIGHT: u64 = 4;
@@ -60,12 +59,6 @@ pub fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
         .collect())
 }
 
-/// Bits of a timestamp, below the segment, that number an input object in input order; the bits
-/// below those count batches within the object.
-const RANK_SHIFT: u32 = 16;
-/// The most objects a segment may hold while each gets its own times.
-pub const MAX_SEGMENT_OBJECTS: usize = 1 << (SEGMENT_SHIFT - RANK_SHIFT);
-
 /// Each object of a segment's position in input order (sources in plan order, then listing
 /// order), by the name records give it (`source_file`).
 pub(crate) fn object_ranks(
@@ -79,13 +72,6 @@ pub(crate) fn object_ranks(
         ranks.entry(name).or_insert(rank as u64);
     }
     ranks
-}
-
-/// The time of batch `n` of the object of rank `rank` in segment `seg`: times follow input
-/// order, so "earlier" in dedup means earlier in the input whatever the workers.
-fn input_time(seg: u64, rank: u64, n: u64) -> u64 {
-    let low = (1u64 << RANK_SHIFT) - 1;
-    (seg << SEGMENT_SHIFT) | (rank.min((1 << (SEGMENT_SHIFT - RANK_SHIFT)) - 1) << RANK_SHIFT) | n.min(low)
 }
 
 /// A worker's two dataflow inputs.

@@ -93,7 +93,7 @@ impl StyleAcc {
 
     pub fn rejected(&mut self, r: &Reject) {
         self.tasks += 1;
-        *self.by_reason.entry(crate::manifest::reason_class(&r.reason)).or_insert(0) += 1;
+        *self.by_reason.entry(reason_class(&r.reason)).or_insert(0) += 1;
         let cos = serde_json::from_str::<serde_json::Value>(&r.scores)
             .ok()
             .and_then(|v| v["gates"].get("cosine").and_then(serde_json::Value::as_f64));
@@ -207,4 +207,9 @@ pub fn table(styles: &BTreeMap<String, StyleStats>, order: &[String], real_fk: O
         ]);
     }
     t
+}
+
+/// The class of a reject reason: its text before the first `:`.
+pub fn reason_class(reason: &str) -> String {
+    reason.split(':').next().unwrap_or(reason).trim().to_string()
 }

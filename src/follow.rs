@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use wrapflow_operators::source::{Format, Skipped, list_with_skips};
 use wrapflow_operators::store::Location;
 
-use crate::checkpoint::{Changed, Commit, FileStamp};
+use crate::checkpoint::Commit;
+use crate::manifest::{Changed, FileStamp};
 
 /// What worker 0 tells every worker to do next.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 //! what a run did and [`fidelity`] how faithful the rephrasings are.
 
 pub mod checkpoint;
+pub mod context;
 pub mod cluster;
 pub mod feed;
 pub mod fidelity;
@@ -24,6 +25,7 @@ pub mod remix;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod segment;
 pub mod session;
 pub mod status;
 pub mod worker;

@@ -338,9 +338,9 @@ fn main() -> ExitCode {
             let cluster = cluster.spec()?;
             anyhow::ensure!(checkpoint_files > 0 && checkpoint_mb > 0, "checkpoint limits must be > 0");
             anyhow::ensure!(
-                checkpoint_files <= wrapflow::feed::MAX_SEGMENT_OBJECTS,
+                checkpoint_files <= wrapflow::segment::MAX_SEGMENT_OBJECTS,
                 "--checkpoint-files {checkpoint_files}: at most {} objects between checkpoints",
-                wrapflow::feed::MAX_SEGMENT_OBJECTS
+                wrapflow::segment::MAX_SEGMENT_OBJECTS
             );
             check_workers(workers)?;
             anyhow::ensure!(

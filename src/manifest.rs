@@ -102,6 +102,24 @@ pub struct PlanInfo {
     pub params: BTreeMap<String, String>,
 }
 
+/// An input object as listed: a later listing with another size or tag means it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// The object's path in its store.
+    pub path: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+}
+
+/// An input object that changed after it was read: reported, not read again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    pub table: String,
+    pub read: FileStamp,
+    pub now: FileStamp,
+}
+
 /// The whole manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
@@ -147,7 +165,7 @@ pub struct JobState {
     pub pending_bytes: u64,
     /// Input objects that changed after they were read (not read again).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changed_inputs: Vec<crate::checkpoint::Changed>,
+    pub changed_inputs: Vec<Changed>,
     /// Shards of mixtures still streaming (a finished mixture lists its shards in `mixes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_mix_shards: Vec<wrapflow_operators::MixShard>,
@@ -199,7 +217,3 @@ pub fn versions() -> BTreeMap<String, String> {
     v
 }
 
-/// The class of a reject reason: its text before the first `:`.
-pub fn reason_class(reason: &str) -> String {
-    reason.split(':').next().unwrap_or(reason).trim().to_string()
-}

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
@@ -25,7 +25,9 @@ use wrapflow_operators::chunk::load_tokenizer;
 use wrapflow_operators::store::{Location, StoreRegistry};
 use wrapflow_operators::{Chunker, Mixture};
 
-use crate::checkpoint::{self, Commit, WorkerIndex};
+use crate::checkpoint;
+pub use crate::context::STOP;
+use crate::context::{Resume, Shared};
 use crate::cluster::ClusterSpec;
 use crate::follow::Limits;
 use crate::manifest::Manifest;
@@ -35,8 +37,6 @@ use crate::progress::{self, Progress};
 use crate::session;
 use crate::worker::Ended;
 
-/// Set by SIGINT / SIGTERM (see [`stop_on_signal`]): the job stops at its next checkpoint.
-pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -67,31 +67,6 @@ impl Default for RunOptions {
             claim: Default::default(),
         }
     }
-}
-
-/// The checkpoint a job resumes from, with every worker's saved index.
-pub(crate) struct Resume {
-    pub commit: Commit,
-    pub indexes: Vec<WorkerIndex>,
-}
-
-/// Everything workers share.
-pub(crate) struct Shared {
-    pub plan: Plan,
-    pub registry: Arc<StoreRegistry>,
-    pub runtime: tokio::runtime::Handle,
-    pub sql_tokenizer: Option<Arc<Tokenizer>>,
-    pub chunker: Arc<Chunker>,
-    pub output: Location,
-    pub progress: Arc<Progress>,
-    pub mixtures: Vec<Mixture>,
-    pub resume: Option<Resume>,
-    pub follow: Option<Duration>,
-    pub limits: Limits,
-    pub started: String,
-    pub t0: Instant,
-    /// Tells this process's journal files from those of earlier attempts.
-    pub run_id: String,
 }
 
 /// Makes the first SIGINT or SIGTERM stop the job at its next checkpoint (a second one ends the

@@ -26,12 +26,13 @@ use wrapflow_operators::{
 };
 
 use crate::checkpoint::{self, Commit, WorkerIndex};
-use crate::feed::{Inputs, SEGMENT_SHIFT, feed, object_ranks, where_metrics};
+use crate::feed::{Inputs, feed, object_ranks, where_metrics};
+use crate::segment::SEGMENT_SHIFT;
 use crate::follow::{Control, Coordinator, Source};
 use crate::manifest::{self, Input as InputOut, JobState};
 use crate::merge::WorkerReport;
 use crate::plan::PlanError;
-use crate::run::{STOP, Shared};
+use crate::context::{STOP, Shared};
 use crate::session;
 
 /// How a worker's part ended.
@@ -191,7 +192,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         }
         let r = report.clone();
         let rejects = rejects.inspect(move |x: &Reject| {
-            *r.borrow_mut().by_reason.entry(manifest::reason_class(&x.reason)).or_insert(0) += 1
+            *r.borrow_mut().by_reason.entry(crate::fidelity::reason_class(&x.reason)).or_insert(0) += 1
         });
         chunks
             .sink_shards_checkpointed(target("chunks"), &plan.sink.0.config, states)
@@ -352,7 +353,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
 }
 
 /// An `ObjectMeta` for a listed object (readers need only its path and size).
-fn meta(s: &checkpoint::FileStamp) -> ObjectMeta {
+fn meta(s: &manifest::FileStamp) -> ObjectMeta {
     ObjectMeta {
         location: checkpoint::stamp_path(s),
         last_modified: Default::default(),

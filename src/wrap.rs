@@ -129,7 +129,7 @@ pub fn attach<'s>(
             let (reused, fresh) = tasks.answered_by(j.memo, task_key);
             let r = report.clone();
             let reused = reused.inspect(move |_| r.borrow_mut().journal_reused += 1);
-            let segment = |t: &u64| t >> crate::feed::SEGMENT_SHIFT;
+            let segment = |t: &u64| t >> crate::segment::SEGMENT_SHIFT;
             let generated = fresh.rephrase_with(models.decoder, styles.clone(), &cfg, embedder.clone()).journal(
                 j.target,
                 &spec.journal(),
