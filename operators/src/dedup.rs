@@ -5,15 +5,13 @@
 //! The copy that survives is the first in input order (the earliest timestamp, which the job
 //! derives from object order, then the smallest line), whatever the workers or thread timing.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::checkpoint::StateRegistry;
+pub use crate::keyvote::{KeyHasher, KeySet};
 use crate::keyvote::keep_unseen;
 use crate::record::Document;
 
@@ -24,27 +22,6 @@ pub struct DedupConfig {
     /// Expected distinct documents per worker, to size the key set up front.
     pub expected_docs: usize,
 }
-
-/// Keys are already uniform hashes: use their low bits instead of hashing them again.
-#[derive(Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().take(8) {
-            self.0 = (self.0 << 8) | b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-/// A set of 64-bit keys hashed by their own bits.
-pub type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
 
 /// Extension trait: exact dedup of a document stream by `Document::dedup_key`.
 pub trait Dedup<'scope, T: Timestamp> {

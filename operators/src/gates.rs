@@ -19,7 +19,7 @@ use tokenizers::Tokenizer;
 use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::{Embedder, Finish, cosine, number_forms};
 use crate::record::{Reject, Synthetic};
-use crate::rephrase::Rephrased;
+use crate::fanout::Rephrased;
 use crate::styles::{Example, Style};
 
 /// Gate settings; each gate can be switched off.

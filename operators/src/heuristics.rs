@@ -1,5 +1,5 @@
 //! Document-quality heuristics from C4 (Raffel et al. 2020) and Gopher (Rae et al. 2021) as pure
-//! functions of the text; [`crate::udf`] exposes each one to SQL under the same name.
+//! functions of the text; the `udf` module exposes each one to SQL under the same name.
 //!
 //! Definitions (so thresholds mean the same thing everywhere):
 //! - a *word* is a maximal run of non-whitespace characters; a *non-symbol word* has at least one

@@ -10,7 +10,8 @@
 //! timing, and only ~32 bytes per key cross the network instead of whole documents.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use timely::dataflow::StreamVec;
@@ -22,8 +23,28 @@ use timely::progress::Timestamp;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::checkpoint::{Saved, StateRegistry, Stateful, decode, encode};
-use crate::dedup::KeySet;
 use crate::record::Document;
+
+/// Keys are already uniform hashes: use their low bits instead of hashing them again.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A set of 64-bit keys hashed by their own bits.
+pub type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
 
 /// An owner's keys, saved as deltas: a checkpoint writes the keys added since the last one
 /// (8 bytes each before compression), not the whole set.

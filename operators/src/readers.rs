@@ -1,4 +1,4 @@
-//! Record readers behind [`crate::source`]: they turn raw bytes into Arrow batches of the source
+//! Record readers behind the `source` module's tables: they turn raw bytes into Arrow batches of the source
 //! layout (`id`, `text`, declared extra columns, `source_file`, `source_line`) and every record
 //! they cannot use into a [`Reject`] with its file, line and reason.
 

@@ -30,6 +30,7 @@ use timely::progress::Timestamp;
 use crate::engine::{
     Batcher, Decoder, Finish, GenerationConfig, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
 };
+pub use crate::fanout::Rephrased;
 use crate::fanout::StyleTask;
 use crate::gates::{GateConfig, SharedEmbedder, Verdict, check_style, cosines};
 use crate::styles::Style;
@@ -69,31 +70,6 @@ impl Default for RephraseConfig {
             constrain_numbers: true,
         }
     }
-}
-
-/// A model's answer to one task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Rephrased {
-    pub task: StyleTask,
-    /// The answer, starting with the style's answer prefix when it has one.
-    pub text: String,
-    pub finish: Finish,
-    pub prompt_tokens: u32,
-    pub generated_tokens: u32,
-    /// Why the model could not answer (the gates turn it into a reject).
-    pub error: Option<String>,
-    /// Answers generated for the task, this one included, and their tokens.
-    pub attempts: u32,
-    pub spent_tokens: u32,
-    /// Prompts queued in this worker's operator when this answer was done: what backpressure
-    /// bounds.
-    pub queued: u32,
-    /// Cosine to the source when the operator computed it to choose among attempts (the gate
-    /// stage reuses it instead of embedding the answer again).
-    pub cosine: Option<f64>,
-    /// Tokens at which the number guard overrode the model's first choice in this answer.
-    #[serde(default)]
-    pub guarded: u32,
 }
 
 /// The sampling seed of a task: a key of the task itself, so that the same chunk and style get

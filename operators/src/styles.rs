@@ -38,7 +38,7 @@ pub struct Style {
     /// Whether the output must be Question/Answer pairs (the format gate).
     #[serde(default)]
     pub qa_format: bool,
-    /// The gates that apply (names from [`crate::gates::GATES`]); all when absent.
+    /// The gates that apply (names from the gates module's `GATES`); all when absent.
     #[serde(default)]
     pub gates: Option<Vec<String>>,
     /// This style's least embedding cosine to the source (else the gates' `min_cosine`): a
