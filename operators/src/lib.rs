@@ -45,6 +45,7 @@ pub mod listing;
 pub mod mix;
 pub mod mixer;
 pub mod mixout;
+pub mod mixrow;
 pub mod mixsnap;
 pub mod mixture;
 pub mod model;

@@ -28,95 +28,19 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint::{self, Saved, StateRegistry, Stateful};
 use crate::mixer::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
-use crate::mixout::{self, MixItem};
+pub use crate::mixrow::{MixItem, MixRow, MixShard};
+use crate::mixout;
+use crate::mixrow;
 use crate::mixsnap::MixerState;
 use crate::mixture::eval_strings;
 pub use crate::mixture::{MixConfig, MixFormat, Mixture, TrainTokenizer, compile_expr};
-use crate::record::{Chunk, Synthetic};
 use crate::store::Location;
-
-/// A row offered to the mixtures: a real chunk or an accepted rephrasing.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MixRow {
-    pub text: String,
-    /// `real` or `synthetic`.
-    pub kind: String,
-    /// Empty for real rows.
-    pub style: String,
-    pub doc_id: String,
-    pub chunk_index: u32,
-    pub n_tokens: u32,
-    pub byte_start: u64,
-    pub byte_end: u64,
-    pub source_file: String,
-    pub source_line: u64,
-    /// Meaning kept, for rephrasings scored by an embedder.
-    pub cosine: Option<f64>,
-}
-
-impl From<Chunk> for MixRow {
-    fn from(c: Chunk) -> Self {
-        MixRow {
-            text: c.text,
-            kind: "real".into(),
-            style: String::new(),
-            doc_id: c.doc_id,
-            chunk_index: c.chunk_index,
-            n_tokens: c.n_tokens,
-            byte_start: c.byte_start,
-            byte_end: c.byte_end,
-            source_file: c.source_file,
-            source_line: c.source_line,
-            cosine: None,
-        }
-    }
-}
-
-impl From<Synthetic> for MixRow {
-    fn from(s: Synthetic) -> Self {
-        MixRow {
-            text: s.text,
-            kind: "synthetic".into(),
-            style: s.style,
-            doc_id: s.doc_id,
-            chunk_index: s.chunk_index,
-            n_tokens: s.n_tokens,
-            byte_start: s.byte_start,
-            byte_end: s.byte_end,
-            source_file: s.source_file,
-            source_line: s.source_line,
-            cosine: Some(s.cosine).filter(|c| c.is_finite()),
-        }
-    }
-}
 
 /// Where mixtures are written: `<location>/mix/<name>/...`.
 #[derive(Clone, Debug)]
 pub struct MixTarget {
     pub location: Location,
     pub runtime: Handle,
-}
-
-/// A written shard of a mixture.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MixShard {
-    pub mixture: String,
-    /// The main file, relative to the output location (`.parquet`, `.jsonl`, or `.bin`).
-    pub path: String,
-    pub stage: String,
-    pub rows: u64,
-    pub tokens: u64,
-    pub bytes: u64,
-    /// Rows by kind, style (synthetic rows) and source; tokens by the same.
-    pub kind_rows: BTreeMap<String, u64>,
-    pub style_rows: BTreeMap<String, u64>,
-    pub source_rows: BTreeMap<String, u64>,
-    pub kinds: BTreeMap<String, u64>,
-    pub styles: BTreeMap<String, u64>,
-    pub sources: BTreeMap<String, u64>,
-    /// Share of real tokens, achieved and targeted among this shard's leaves.
-    pub real_share: f64,
-    pub target_real_share: f64,
 }
 
 /// What a mixture did, once its input is over.
@@ -184,7 +108,7 @@ impl Running {
         // The rows' Arrow form copies every text: build it only for a plan's expressions.
         let batch = match (&self.mix.source, &self.mix.stage) {
             (None, None) => None,
-            _ => Some(mixout::eval_batch(rows)?),
+            _ => Some(mixrow::eval_batch(rows)?),
         };
         let eval = |e: &Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>>, default: &str| match (e, &batch) {
             (Some(e), Some(b)) => eval_strings(e, b),

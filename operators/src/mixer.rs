@@ -1,7 +1,7 @@
 //! The mixing core: admits units of rows from weighted *leaves* (kind × style × source) so the
 //! admitted tokens follow the target weights on every prefix, and routes them to curriculum
 //! stages, closing a shard of a stage whenever it holds `shard_tokens` tokens. No I/O and no
-//! timely here: [`crate::mix`] feeds it rows in a canonical order and writes what it returns.
+//! timely here: the mix operator feeds it rows in a canonical order and writes what it returns.
 //!
 //! Admission is a deficit scheduler: the next unit comes from the leaf with the fewest admitted
 //! tokens per unit of weight. If that leaf has nothing buffered, admission waits for more input

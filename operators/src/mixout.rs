@@ -11,23 +11,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
 
-use crate::mix::{MixFormat, MixRow, MixShard, Mixture};
+use crate::mixrow::{MixItem, MixShard, row_columns, row_fields};
+use crate::mixture::{MixFormat, Mixture};
 use crate::mixer::ClosedShard;
-use crate::record::{row_head, utf8};
+use crate::record::utf8;
 use crate::sink::{SinkFormat, encode_batches};
 use crate::tokens::TokenShardWriter;
-
-/// A row inside a mixture: shared across mixtures, with this mixture's token ids and source.
-#[derive(Clone, Debug)]
-pub struct MixItem {
-    pub row: Arc<MixRow>,
-    /// Ids from the mixture's training tokenizer (empty without one).
-    pub ids: Vec<u32>,
-    pub source: String,
-}
 
 fn u32s(it: impl Iterator<Item = u32>) -> ArrayRef {
     Arc::new(UInt32Array::from_iter_values(it))
@@ -35,28 +27,6 @@ fn u32s(it: impl Iterator<Item = u32>) -> ArrayRef {
 
 fn u64s(it: impl Iterator<Item = u64>) -> ArrayRef {
     Arc::new(UInt64Array::from_iter_values(it))
-}
-
-fn row_fields() -> Vec<Field> {
-    let mut f = crate::record::row_fields();
-    f.push(Field::new("cosine", DataType::Float64, true));
-    f
-}
-
-fn row_columns<'a>(rows: impl Iterator<Item = &'a MixRow> + Clone) -> Vec<ArrayRef> {
-    let mut c = crate::record::row_columns(rows.clone().map(|r| row_head!(r, &r.kind, &r.style)));
-    c.push(Arc::new(Float64Array::from_iter(rows.map(|r| r.cosine))));
-    c
-}
-
-/// The columns that a mixture's `source` and `stage` expressions may use.
-pub fn eval_schema() -> SchemaRef {
-    Arc::new(Schema::new(row_fields()))
-}
-
-/// One timestamp's rows as a batch of [`eval_schema`].
-pub fn eval_batch(rows: &[Arc<MixRow>]) -> arrow::error::Result<RecordBatch> {
-    RecordBatch::try_new(eval_schema(), row_columns(rows.iter().map(|r| r.as_ref())))
 }
 
 /// A stage name as it may appear in a file name.

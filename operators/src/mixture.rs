@@ -1,5 +1,5 @@
 //! What a mixture is: its settings as a plan writes them ([`MixConfig`]), and the checked form
-//! the [`crate::mix::Mix`] operator runs ([`Mixture`]): leaves with target shares, stage names,
+//! the mix operator runs ([`Mixture`]): leaves with target shares, stage names,
 //! compiled SQL expressions, the training tokenizer.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::mixer::{Balance, Leaf, Mixer, MixerConfig, Shortfall, Unit, parse_weights};
-use crate::mixout::{self, MixItem};
+use crate::mixrow::{self, MixItem};
 
 /// Output formats of a mixture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,11 +240,11 @@ fn train_tokenizer(path: &str, eos: &str) -> anyhow::Result<TrainTokenizer> {
     Ok(TrainTokenizer { vocab: tok.get_vocab_size(true), eos: id, tokenizer: Arc::new(tok) })
 }
 
-/// Compiles a SQL expression over [`mixout::eval_schema`] (the row's columns), with wrapflow's UDFs.
+/// Compiles a SQL expression over [`mixrow::eval_schema`] (the row's columns), with wrapflow's UDFs.
 pub fn compile_expr(sql: &str) -> anyhow::Result<Arc<dyn PhysicalExpr>> {
     let ctx = SessionContext::new();
     crate::udf::register_all(&ctx, None);
-    let schema = DFSchema::try_from(mixout::eval_schema().as_ref().clone())?;
+    let schema = DFSchema::try_from(mixrow::eval_schema().as_ref().clone())?;
     let expr = ctx.parse_sql_expr(sql, &schema).with_context(|| format!("`{sql}`"))?;
     ctx.create_physical_expr(expr, &schema).with_context(|| format!("`{sql}`"))
 }
