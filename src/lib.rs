@@ -8,8 +8,8 @@
 //! what a run did and [`fidelity`] how faithful the rephrasings are.
 
 pub mod checkpoint;
-pub mod context;
 pub mod cluster;
+pub mod context;
 pub mod feed;
 pub mod fidelity;
 pub mod follow;

@@ -216,4 +216,3 @@ pub fn versions() -> BTreeMap<String, String> {
     v.insert("wrapflow".into(), env!("CARGO_PKG_VERSION").into());
     v
 }
-

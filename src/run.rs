@@ -26,9 +26,9 @@ use wrapflow_operators::store::{Location, StoreRegistry};
 use wrapflow_operators::{Chunker, Mixture};
 
 use crate::checkpoint;
+use crate::cluster::ClusterSpec;
 pub use crate::context::STOP;
 use crate::context::{Resume, Shared};
-use crate::cluster::ClusterSpec;
 use crate::follow::Limits;
 use crate::manifest::Manifest;
 use crate::merge::{WorkerReport, chrono_now, merge};
@@ -36,7 +36,6 @@ use crate::plan::{Plan, PlanError};
 use crate::progress::{self, Progress};
 use crate::session;
 use crate::worker::Ended;
-
 
 /// How to run.
 #[derive(Clone, Debug)]

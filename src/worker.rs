@@ -26,13 +26,13 @@ use wrapflow_operators::{
 };
 
 use crate::checkpoint::{self, Commit, WorkerIndex};
+use crate::context::{STOP, Shared};
 use crate::feed::{Inputs, feed, object_ranks, where_metrics};
-use crate::segment::SEGMENT_SHIFT;
 use crate::follow::{Control, Coordinator, Source};
 use crate::manifest::{self, Input as InputOut, JobState};
 use crate::merge::WorkerReport;
 use crate::plan::PlanError;
-use crate::context::{STOP, Shared};
+use crate::segment::SEGMENT_SHIFT;
 use crate::session;
 
 /// How a worker's part ended.

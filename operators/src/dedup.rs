@@ -11,8 +11,8 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::checkpoint::StateRegistry;
-pub use crate::keyvote::{KeyHasher, KeySet};
 use crate::keyvote::keep_unseen;
+pub use crate::keyvote::{KeyHasher, KeySet};
 use crate::record::Document;
 
 /// Settings of the dedup stage (`DEDUP ON expr` in a plan).

@@ -18,8 +18,8 @@ use tokenizers::Tokenizer;
 
 use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::{Embedder, Finish, cosine, number_forms};
-use crate::record::{Reject, Synthetic};
 use crate::fanout::Rephrased;
+use crate::record::{Reject, Synthetic};
 use crate::styles::{Example, Style};
 
 /// Gate settings; each gate can be switched off.

@@ -28,9 +28,9 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint::{self, Saved, StateRegistry, Stateful};
 use crate::mixer::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
-pub use crate::mixrow::{MixItem, MixRow, MixShard};
 use crate::mixout;
 use crate::mixrow;
+pub use crate::mixrow::{MixItem, MixRow, MixShard};
 use crate::mixsnap::MixerState;
 use crate::mixture::eval_strings;
 pub use crate::mixture::{MixConfig, MixFormat, Mixture, TrainTokenizer, compile_expr};

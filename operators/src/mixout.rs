@@ -14,9 +14,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use crate::mixer::ClosedShard;
 use crate::mixrow::{MixItem, MixShard, row_columns, row_fields};
 use crate::mixture::{MixFormat, Mixture};
-use crate::mixer::ClosedShard;
 use crate::record::utf8;
 use crate::sink::{SinkFormat, encode_batches};
 use crate::tokens::TokenShardWriter;

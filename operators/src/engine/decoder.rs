@@ -11,7 +11,6 @@ use serde_json::Value as Json;
 use tokenizers::Tokenizer;
 
 use super::constrain::TokenTable;
-use super::kv::SharedKv;
 use super::runtime::{SessionConfig, session};
 use crate::model::llama::KvLayout;
 
@@ -220,6 +219,15 @@ impl Decoder {
         let v = shape[2] as usize;
         Ok(data[..batch * v].to_vec())
     }
+}
+
+/// The shared-buffer KV cache ([`KvLayout::Shared`]) that [`Decoder::forward_shared`] reads
+/// and writes in place; `kv.rs` manages its slots.
+pub struct SharedKv {
+    /// `2 × layers` buffers (key, value per layer), each `[slots, kv_heads, cap, head_dim]`.
+    pub(super) bufs: Vec<Vec<f32>>,
+    pub(super) slots: usize,
+    pub(super) cap: usize,
 }
 
 /// A tensor over `data` (`shape`, f32, CPU) that does not own it: the shared KV buffer is handed

@@ -15,7 +15,7 @@ use anyhow::Context;
 use ndarray::{Array4, s};
 use ort::value::Tensor;
 
-use super::decoder::{Cache, Decoder};
+use super::decoder::{Cache, Decoder, SharedKv};
 use crate::model::llama::KvLayout;
 
 /// Positions added at a time when the shared buffer grows.
@@ -28,14 +28,6 @@ pub(super) enum Kv {
         fresh: Option<Cache>,
     },
     Shared(SharedKv),
-}
-
-/// See the module doc.
-pub struct SharedKv {
-    /// `2 × layers` buffers (key, value per layer), each `[slots, kv_heads, cap, head_dim]`.
-    pub(super) bufs: Vec<Vec<f32>>,
-    pub(super) slots: usize,
-    pub(super) cap: usize,
 }
 
 impl SharedKv {
