@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use wrapflow_operators::checkpoint::Stateful;
-use wrapflow_operators::dedup::KeySet;
-use wrapflow_operators::keyvote::KeyState;
+use wrapflow_operators::stages::dedup::exact::KeySet;
+use wrapflow_operators::stages::dedup::owners::KeyState;
+use wrapflow_operators::state::checkpoint::Stateful;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

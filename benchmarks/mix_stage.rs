@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Inspect};
-use wrapflow_operators::store::StoreRegistry;
+use wrapflow_operators::io::store::StoreRegistry;
 use wrapflow_operators::{Mix, MixConfig, MixEvent, MixRow, MixTarget, Mixture};
 
 fn peak_rss_mb() -> f64 {

@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
-use wrapflow_operators::checkpoint::StateRegistry;
-use wrapflow_operators::clusters::keep_first_of_cluster;
-use wrapflow_operators::keyvote::keep_unseen;
 use wrapflow_operators::record::Document;
+use wrapflow_operators::stages::dedup::components::keep_first_of_cluster;
+use wrapflow_operators::stages::dedup::owners::keep_unseen;
+use wrapflow_operators::state::checkpoint::StateRegistry;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 fn rss_bytes() -> u64 {

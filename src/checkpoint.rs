@@ -2,7 +2,7 @@
 //!
 //! A job reads its input in *segments* (groups of whole files). After a segment every worker's
 //! dataflow is quiescent; each worker saves the state its operators registered
-//! ([`wrapflow_operators::checkpoint`]) and its report under
+//! ([`wrapflow_operators::state::checkpoint`]) and its report under
 //! `_wrapflow/state/c<id>/w<worker>/`, then worker 0 writes `_wrapflow/checkpoints/c<id>.json`.
 //! That single put is the commit: the output shards named by the committed reports are the job's
 //! output, anything else (shards of a segment in progress when the job died) is removed on resume.
@@ -15,7 +15,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use wrapflow_operators::MixEvent;
-use wrapflow_operators::store::Location;
+use wrapflow_operators::io::store::Location;
 
 use crate::manifest::{Changed, FileStamp};
 use crate::merge::WorkerReport;
@@ -52,7 +52,7 @@ pub struct Commit {
     pub changed: Vec<Changed>,
     /// Objects under the inputs that are not read, with why, per table.
     #[serde(default)]
-    pub skipped: BTreeMap<String, Vec<wrapflow_operators::source::Skipped>>,
+    pub skipped: BTreeMap<String, Vec<wrapflow_operators::sql::source::Skipped>>,
     /// Each worker's [`WorkerIndex`], by worker.
     pub indexes: Vec<String>,
     /// Every state object this checkpoint needs (indexes and parts).

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use tokenizers::Tokenizer;
-use wrapflow_operators::store::{Location, StoreRegistry};
+use wrapflow_operators::io::store::{Location, StoreRegistry};
 use wrapflow_operators::{Chunker, Mixture};
 
 use crate::checkpoint::{Commit, WorkerIndex};

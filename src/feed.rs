@@ -14,8 +14,8 @@ use arrow::datatypes::{DataType, UInt64Type};
 use futures::StreamExt;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use wrapflow_operators::checkpoint::failpoint;
-use wrapflow_operators::source::SourceHandle;
+use wrapflow_operators::sql::source::SourceHandle;
+use wrapflow_operators::state::checkpoint::failpoint;
 use wrapflow_operators::{Document, Reject};
 
 use crate::checkpoint;
@@ -68,7 +68,7 @@ pub(crate) fn object_ranks(
     let mut ranks = HashMap::new();
     let stamps = sources.iter().flat_map(|s| files.get(&s.table).into_iter().flatten().map(move |f| (s, f)));
     for (rank, (s, f)) in stamps.enumerate() {
-        let name = wrapflow_operators::source::object_name(&s.store, &checkpoint::stamp_path(f));
+        let name = wrapflow_operators::sql::source::object_name(&s.store, &checkpoint::stamp_path(f));
         ranks.entry(name).or_insert(rank as u64);
     }
     ranks

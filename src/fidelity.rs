@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use serde::{Deserialize, Serialize};
-use wrapflow_operators::heuristics::flesch_kincaid_grade;
+use wrapflow_operators::sql::heuristics::flesch_kincaid_grade;
 use wrapflow_operators::{Reject, Synthetic};
 
 /// Histogram bins over cosine [0, 1] (values below 0 land in the first bin).

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use wrapflow_operators::source::{Format, Skipped, list_with_skips};
-use wrapflow_operators::store::Location;
+use wrapflow_operators::io::store::Location;
+use wrapflow_operators::sql::source::{Format, Skipped, list_with_skips};
 
 use crate::checkpoint::Commit;
 use crate::manifest::{Changed, FileStamp};

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
-use wrapflow::operators::neardup::NearDupMethod;
+use wrapflow::operators::stages::dedup::near::NearDupMethod;
 use wrapflow::plan::Plan;
 use wrapflow::progress;
 use wrapflow::run::{self, RunOptions};

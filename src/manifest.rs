@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use wrapflow_operators::ShardInfo;
-use wrapflow_operators::source::InputFile;
+use wrapflow_operators::sql::source::InputFile;
 
 /// Record counts; `read == rejected + filtered + limited + duplicates + near_duplicates + kept`
 /// always holds.
@@ -54,7 +54,7 @@ pub struct Input {
     pub files: Vec<InputFileOut>,
     /// Objects under the location that were not read, each with why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<wrapflow_operators::source::Skipped>,
+    pub skipped: Vec<wrapflow_operators::sql::source::Skipped>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use wrapflow_operators::store::Location;
+use wrapflow_operators::io::store::Location;
 
 use crate::plan::Plan;
 

@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Inspect};
-use wrapflow_operators::store::{Location, StoreRegistry};
+use wrapflow_operators::io::store::{Location, StoreRegistry};
 use wrapflow_operators::{Mix, MixEvent, MixRow, MixTarget, Mixture};
 
 use crate::mixing::MixOut;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use object_store::{ObjectStoreExt, PutPayload};
-use wrapflow_operators::store::StoreRegistry;
+use wrapflow_operators::io::store::StoreRegistry;
 
 use crate::manifest::Manifest;
 

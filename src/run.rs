@@ -20,9 +20,9 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokenizers::Tokenizer;
-use wrapflow_operators::checkpoint::StateRegistry;
-use wrapflow_operators::chunk::load_tokenizer;
-use wrapflow_operators::store::{Location, StoreRegistry};
+use wrapflow_operators::io::store::{Location, StoreRegistry};
+use wrapflow_operators::stages::chunk::load_tokenizer;
+use wrapflow_operators::state::checkpoint::StateRegistry;
 use wrapflow_operators::{Chunker, Mixture};
 
 use crate::checkpoint;

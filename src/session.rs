@@ -6,9 +6,9 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tokenizers::Tokenizer;
-use wrapflow_operators::source::SourceFactory;
-use wrapflow_operators::store::StoreRegistry;
-use wrapflow_operators::udf;
+use wrapflow_operators::io::store::StoreRegistry;
+use wrapflow_operators::sql::source::SourceFactory;
+use wrapflow_operators::sql::udf;
 
 use crate::plan::{Plan, PlanError};
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use futures::TryStreamExt;
-use wrapflow_operators::store::StoreRegistry;
+use wrapflow_operators::io::store::StoreRegistry;
 
 /// Files, bytes and newest write time under one output directory.
 #[derive(Debug, Default, PartialEq)]

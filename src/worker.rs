@@ -16,10 +16,10 @@ use object_store::ObjectMeta;
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
-use wrapflow_operators::checkpoint::{StateRegistry, failpoint};
-use wrapflow_operators::journal::JournalTarget;
-use wrapflow_operators::neardup::NearDedup;
-use wrapflow_operators::rephrase::Rephrased;
+use wrapflow_operators::io::journal::JournalTarget;
+use wrapflow_operators::stages::dedup::near::NearDedup;
+use wrapflow_operators::stages::rephrase::Rephrased;
+use wrapflow_operators::state::checkpoint::{StateRegistry, failpoint};
 use wrapflow_operators::{
     ChunkDocs, Dedup, DedupConfig, Document, Mix, MixEvent, MixRow, MixTarget, Reject, ShardInfo, SinkConfig,
     SinkFormat, SinkShards, SinkTarget,
@@ -111,7 +111,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         let seg = sh.resume.as_ref().map_or(0, |r| r.commit.next_segment);
         let found = sh
             .runtime
-            .block_on(wrapflow_operators::journal::load(&sh.output, &journal_dir, seg))
+            .block_on(wrapflow_operators::io::journal::load(&sh.output, &journal_dir, seg))
             .map_err(|e| format!("reading the rephrase journal: {e:#}"))?;
         *journaled.borrow_mut() = found;
     }

@@ -13,12 +13,12 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::operators::{Concat, Inspect};
 use tokenizers::Tokenizer;
 use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig};
-use wrapflow_operators::fanout::StyleTask;
-use wrapflow_operators::fanout::{FanOut, FanoutConfig};
-use wrapflow_operators::gates::{Gate, GateContext};
-use wrapflow_operators::heuristics::flesch_kincaid_grade;
-use wrapflow_operators::journal::{JournalTarget, Journaled, Memo};
-use wrapflow_operators::rephrase::{Rephrase, RephraseConfig, Rephrased};
+use wrapflow_operators::io::journal::{JournalTarget, Journaled, Memo};
+use wrapflow_operators::sql::heuristics::flesch_kincaid_grade;
+use wrapflow_operators::stages::fanout::StyleTask;
+use wrapflow_operators::stages::fanout::{FanOut, FanoutConfig};
+use wrapflow_operators::stages::gates::{Gate, GateContext};
+use wrapflow_operators::stages::rephrase::{Rephrase, RephraseConfig, Rephrased};
 use wrapflow_operators::{Chunk, Reject, ShardInfo, Synthetic};
 
 use crate::fidelity::StyleAcc;
@@ -68,7 +68,7 @@ pub struct WrapReport {
 }
 
 /// A worker's journal of rephrasings: where it writes, and what an earlier attempt at the
-/// current segment left (see [`wrapflow_operators::journal`]).
+/// current segment left (see [`wrapflow_operators::io::journal`]).
 pub struct Journal {
     pub target: JournalTarget,
     pub memo: Rc<RefCell<HashMap<String, Rephrased>>>,

@@ -9,10 +9,10 @@ use tempfile::TempDir;
 use wrapflow::operators::engine::{
     Decoder, GenerationConfig, NumberGuard, Prompt, SessionConfig, generate, number_forms,
 };
-use wrapflow::operators::gates::invented_numbers;
 use wrapflow::operators::model::import::WeightFormat;
 use wrapflow::operators::model::llama::KvLayout;
 use wrapflow::operators::model::tiny::{write_tiny_model, write_tiny_model_with};
+use wrapflow::operators::stages::gates::invented_numbers;
 
 /// The tiny model as imports write it (shared-buffer cache, `GroupQueryAttention`).
 fn tiny(dir: &Path, format: WeightFormat, dequantize: bool) -> Decoder {

@@ -63,7 +63,7 @@ async fn round_trip_through_an_s3_compatible_server() {
             let store = store.clone();
             async move { store.get(&StorePath::from(p)).await.unwrap().bytes().await.unwrap() }
         };
-        let t = wrapflow::operators::tokens::TokenShard::parse(&get(bin).await, &get(idx).await).unwrap();
+        let t = wrapflow::operators::io::tokens::TokenShard::parse(&get(bin).await, &get(idx).await).unwrap();
         docs += t.docs() as u64;
     }
     assert_eq!(docs, m.counts.chunks, "one document per chunk, all of them");

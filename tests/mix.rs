@@ -12,8 +12,8 @@ use arrow::array::AsArray;
 use arrow::datatypes::{UInt32Type, UInt64Type};
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Inspect};
-use wrapflow::operators::store::StoreRegistry;
-use wrapflow::operators::tokens::TokenShard;
+use wrapflow::operators::io::store::StoreRegistry;
+use wrapflow::operators::io::tokens::TokenShard;
 use wrapflow::operators::{Mix, MixConfig, MixEvent, MixRow, MixSummary, MixTarget, Mixture};
 
 const STYLES: [&str; 3] = ["easy", "medium", "qa"];

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use wrapflow::operators::tokens::{TokenShard, TokenShardWriter};
+use wrapflow::operators::io::tokens::{TokenShard, TokenShardWriter};
 
 #[test]
 fn numpy_reads_token_shards_of_both_widths() {

@@ -13,9 +13,9 @@ use std::fmt;
 
 use serde::Serialize;
 use serde_json::Value;
-use wrapflow_operators::gates::{GATES, GateConfig};
-use wrapflow_operators::neardup::NearDupConfig;
-use wrapflow_operators::styles::{BUILTIN, Style, builtin};
+use wrapflow_operators::stages::dedup::near::NearDupConfig;
+use wrapflow_operators::stages::gates::{GATES, GateConfig};
+use wrapflow_operators::stages::styles::{BUILTIN, Style, builtin};
 use wrapflow_operators::{ChunkConfig, MixConfig, Mixture, SinkConfig};
 
 use stage::{KEYWORDS, RephraseSpec, Stage, parse_stage};

@@ -22,11 +22,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wrapflow_operators::engine::{GenerationConfig, Provider, SessionConfig};
-use wrapflow_operators::gates::GateConfig;
-use wrapflow_operators::journal::JournalConfig;
-use wrapflow_operators::neardup::NearDupConfig;
-use wrapflow_operators::rephrase::RephraseConfig;
-use wrapflow_operators::store::is_store_option;
+use wrapflow_operators::io::journal::JournalConfig;
+use wrapflow_operators::io::store::is_store_option;
+use wrapflow_operators::stages::dedup::near::NearDupConfig;
+use wrapflow_operators::stages::gates::GateConfig;
+use wrapflow_operators::stages::rephrase::RephraseConfig;
 use wrapflow_operators::{ChunkConfig, MixConfig, SinkConfig};
 
 use super::text::offset_of;

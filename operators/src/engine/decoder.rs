@@ -221,7 +221,7 @@ impl Decoder {
     }
 }
 
-/// The shared-buffer KV cache ([`KvLayout::Shared`]) that [`Decoder::forward_shared`] reads
+/// The shared-buffer KV cache ([`KvLayout::Shared`]) that `Decoder::forward_shared` reads
 /// and writes in place; `kv.rs` manages its slots.
 pub struct SharedKv {
     /// `2 × layers` buffers (key, value per layer), each `[slots, kv_heads, cap, head_dim]`.

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::heuristics::flesch_kincaid_grade;
+use crate::sql::heuristics::flesch_kincaid_grade;
 
 fn default_max_new() -> usize {
     384
@@ -273,8 +273,8 @@ mod tests {
         assert!(m[1]["content"].as_str().unwrap().contains("<text>\nThe town council of Maple Falls"));
         let answer = m[2]["content"].as_str().unwrap();
         assert!(answer.starts_with(&qa.answer_prefix));
-        assert_eq!(crate::gates::qa_pairs(answer), 4, "the example passes the format gate");
-        assert!(crate::gates::invented_numbers(EXAMPLE_TEXT, answer).is_empty());
+        assert_eq!(crate::stages::gates::qa_pairs(answer), 4, "the example passes the format gate");
+        assert!(crate::stages::gates::invented_numbers(EXAMPLE_TEXT, answer).is_empty());
         assert!(!answer.chars().any(|c| c.is_ascii_digit()), "no digits to leak into a task's answer");
         assert!(m[3]["content"].as_str().unwrap().contains("<text>\nSales rose.\n</text>"));
         let bare = Style { examples: vec![], ..qa.clone() };

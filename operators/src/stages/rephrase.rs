@@ -30,10 +30,10 @@ use timely::progress::Timestamp;
 use crate::engine::{
     Batcher, Decoder, Finish, GenerationConfig, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
 };
-pub use crate::fanout::Rephrased;
-use crate::fanout::StyleTask;
-use crate::gates::{GateConfig, SharedEmbedder, Verdict, check_style, cosines};
-use crate::styles::Style;
+pub use crate::stages::fanout::Rephrased;
+use crate::stages::fanout::StyleTask;
+use crate::stages::gates::{GateConfig, SharedEmbedder, Verdict, check_style, cosines};
+use crate::stages::styles::Style;
 
 /// Settings of the rephrase stage (`REPHRASE WITH (...)` in a plan).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -216,7 +216,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                 for (time, r) in ready.drain(..) {
                     let entry = held.get_mut(&time).expect("a capability is held for every outstanding task");
                     output.session(&entry.0).give(r);
-                    crate::checkpoint::failpoint("rephrase");
+                    crate::state::checkpoint::failpoint("rephrase");
                     entry.1 -= 1;
                     if entry.1 == 0 {
                         held.remove(&time);

@@ -3,7 +3,7 @@
 //! Parquet and JSON Lines shards hold one row per chunk: the row's own columns (as in `chunks/`
 //! and `synthetic/`) plus `source`, `stage`, `epoch` (0 on the first pass over its leaf, more
 //! for rows written again by `shortfall = repeat`) and `tokens` (what the ratio counted).
-//! Token shards are `NAME.bin` + `NAME.idx` ([`crate::tokens`]) with one document per mixing
+//! Token shards are `NAME.bin` + `NAME.idx` ([`crate::io::tokens`]) with one document per mixing
 //! unit, and `NAME.meta.parquet` with one row per document in the same order: `doc_id`,
 //! `chunk_index` (first chunk), `chunks`, `kind`, `style`, `source`, `stage`, `epoch`, `tokens`
 //! (EOS included, so `tokens[i] == offsets[i+1] - offsets[i]`). The `.idx` is written last: a
@@ -14,12 +14,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use crate::mixer::ClosedShard;
-use crate::mixrow::{MixItem, MixShard, row_columns, row_fields};
-use crate::mixture::{MixFormat, Mixture};
+use crate::io::sink::{SinkFormat, encode_batches};
+use crate::io::tokens::TokenShardWriter;
 use crate::record::utf8;
-use crate::sink::{SinkFormat, encode_batches};
-use crate::tokens::TokenShardWriter;
+use crate::stages::mix::config::{MixFormat, Mixture};
+use crate::stages::mix::row::{MixItem, MixShard, row_columns, row_fields};
+use crate::stages::mix::scheduler::ClosedShard;
 
 fn u32s(it: impl Iterator<Item = u32>) -> ArrayRef {
     Arc::new(UInt32Array::from_iter_values(it))
@@ -132,7 +132,7 @@ pub fn encode(mix: &Mixture, shard: &ClosedShard<MixItem>, base: &str) -> anyhow
                 w.push(&ids)?;
             }
             let first = |f: fn(&MixItem) -> &str| utf8(shard.units.iter().map(move |p| f(&p.unit.rows[0])));
-            let leaf = |p: &crate::mixer::Placed<MixItem>| &mix.leaves[p.unit.leaf];
+            let leaf = |p: &crate::stages::mix::scheduler::Placed<MixItem>| &mix.leaves[p.unit.leaf];
             let schema = Arc::new(Schema::new(vec![
                 Field::new("doc_id", DataType::Utf8, false),
                 Field::new("chunk_index", DataType::UInt32, false),

@@ -7,7 +7,7 @@
 //! workers and processes):
 //! - `cluster` (the default): documents sharing a bucket are linked, clusters are the connected
 //!   components, kept up to date incrementally on differential dataflow, and the first document
-//!   of each cluster is kept ([`crate::clusters`]);
+//!   of each cluster is kept ([`crate::stages::dedup::components`]);
 //! - `band`: [`keep_unseen`] drops a document one of whose buckets an earlier document already
 //!   filled. Cheaper (the state is the set of bucket keys, `bands × 8` bytes per document) but a
 //!   document linked to an earlier one only through a document of its own batch is kept.
@@ -29,10 +29,10 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::checkpoint::StateRegistry;
-use crate::clusters::keep_first_of_cluster;
-use crate::keyvote::keep_unseen;
 use crate::record::Document;
+use crate::stages::dedup::components::keep_first_of_cluster;
+use crate::stages::dedup::owners::keep_unseen;
+use crate::state::checkpoint::StateRegistry;
 
 /// Settings of near-duplicate dedup (`NEARDUP WITH (...)` in a plan).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@
 //! Options: `text_column` (default `text`), `id_column` (`id`; generated from file and line when
 //! absent), `max_record_bytes` (16 MiB), `batch_rows` (the session's batch size: 1024, or 32 in plans that rephrase), `compression` (`gzip`, `zstd`,
 //! `none`; default by file extension), and store settings (`aws_endpoint`, ...: see
-//! [`crate::store`]).
+//! [`crate::io::store`]).
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -40,10 +40,10 @@ use parquet::arrow::async_reader::ParquetObjectReader;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use crate::listing::{Format, Skipped, list_inputs, list_objects, list_with_skips, object_name};
-use crate::readers::{self, Layout, RecordSink};
+use crate::io::store::{Location, StoreRegistry, is_store_option};
 use crate::record::Reject;
-use crate::store::{Location, StoreRegistry, is_store_option};
+pub use crate::sql::listing::{Format, Skipped, list_inputs, list_objects, list_with_skips, object_name};
+use crate::sql::readers::{self, Layout, RecordSink};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]

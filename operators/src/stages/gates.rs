@@ -18,9 +18,9 @@ use tokenizers::Tokenizer;
 
 use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::{Embedder, Finish, cosine, number_forms};
-use crate::fanout::Rephrased;
 use crate::record::{Reject, Synthetic};
-use crate::styles::{Example, Style};
+use crate::stages::fanout::Rephrased;
+use crate::stages::styles::{Example, Style};
 
 /// Gate settings; each gate can be switched off.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -475,7 +475,7 @@ mod tests {
     #[test]
     fn copying_the_worked_example_is_a_leak() {
         let cfg = GateConfig::default();
-        let medium = crate::styles::builtin("medium").unwrap();
+        let medium = crate::stages::styles::builtin("medium").unwrap();
         let faithful = "The town council intends to build 2,000 new homes by 2027, at a cost of 12 million pounds.";
         assert!(matches!(check_style(SRC, faithful, false, &medium, &cfg), Verdict::Accept { .. }));
         let copied = format!("{faithful} The project is expected to cost approximately four million pounds.");
@@ -491,7 +491,7 @@ mod tests {
         assert!(matches!(check_style(&source, &copied, false, &medium, &cfg), Verdict::Accept { .. }));
         let bare = Style { examples: vec![], ..medium.clone() };
         assert!(matches!(check_style(SRC, &copied, false, &bare, &cfg), Verdict::Accept { .. }));
-        let qa = crate::styles::builtin("qa").unwrap();
+        let qa = crate::stages::styles::builtin("qa").unwrap();
         let asks = "Question: How much will the council spend?\nAnswer: 12 million pounds.\n\nQuestion: What will it build?\nAnswer: 2,000 new homes by 2027.";
         assert!(matches!(check_style(SRC, asks, false, &qa, &cfg), Verdict::Accept { .. }), "the format is not a leak");
         let off = Style { gates: Some(vec!["length".into()]), ..medium };

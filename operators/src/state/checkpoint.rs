@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use std::{cell::RefCell, rc::Rc};
-//! use wrapflow_operators::checkpoint::{Saved, StateRegistry, Stateful};
+//! use wrapflow_operators::state::checkpoint::{Saved, StateRegistry, Stateful};
 //!
 //! #[derive(Default)]
 //! struct Counter(u64);

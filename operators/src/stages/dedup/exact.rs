@@ -1,7 +1,7 @@
 //! **Dedup** stage: [`Document`]s in, the first document of each `dedup_key` out.
 //!
 //! Exact and global: keys (not documents) are sent to the worker that owns them, so every copy
-//! of a key meets the same set whichever file or worker read it ([`crate::keyvote`]). The state is one 128-bit key per distinct document.
+//! of a key meets the same set whichever file or worker read it ([`crate::stages::dedup::owners`]). The state is one 128-bit key per distinct document.
 //! The copy that survives is the first in input order (the earliest timestamp, which the job
 //! derives from object order, then the smallest line), whatever the workers or thread timing.
 
@@ -10,10 +10,10 @@ use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::checkpoint::StateRegistry;
-use crate::keyvote::keep_unseen;
-pub use crate::keyvote::{KeyHasher, KeySet};
 use crate::record::Document;
+use crate::stages::dedup::owners::keep_unseen;
+pub use crate::stages::dedup::owners::{KeyHasher, KeySet};
+use crate::state::checkpoint::StateRegistry;
 
 /// Settings of the dedup stage (`DEDUP ON expr` in a plan).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

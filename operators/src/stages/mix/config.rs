@@ -13,8 +13,8 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::mixer::{Balance, Leaf, Mixer, MixerConfig, Shortfall, Unit, parse_weights};
-use crate::mixrow::{self, MixItem};
+use crate::stages::mix::row::{self, MixItem};
+use crate::stages::mix::scheduler::{Balance, Leaf, Mixer, MixerConfig, Shortfall, Unit, parse_weights};
 
 /// Output formats of a mixture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub enum MixFormat {
     #[default]
     Parquet,
     Jsonl,
-    /// `.bin` + `.idx` token shards ([`crate::tokens`]) and a `.meta.parquet` row per document.
+    /// `.bin` + `.idx` token shards ([`crate::io::tokens`]) and a `.meta.parquet` row per document.
     Tokens,
 }
 
@@ -231,7 +231,7 @@ impl Mixture {
 }
 
 fn train_tokenizer(path: &str, eos: &str) -> anyhow::Result<TrainTokenizer> {
-    let tok = crate::chunk::load_tokenizer(std::path::Path::new(path))?;
+    let tok = crate::stages::chunk::load_tokenizer(std::path::Path::new(path))?;
     let candidates: Vec<&str> =
         if eos.is_empty() { vec!["<|endoftext|>", "</s>", "<eos>", "<|im_end|>"] } else { vec![eos] };
     let Some(id) = candidates.iter().find_map(|t| tok.token_to_id(t)) else {
@@ -240,11 +240,11 @@ fn train_tokenizer(path: &str, eos: &str) -> anyhow::Result<TrainTokenizer> {
     Ok(TrainTokenizer { vocab: tok.get_vocab_size(true), eos: id, tokenizer: Arc::new(tok) })
 }
 
-/// Compiles a SQL expression over [`mixrow::eval_schema`] (the row's columns), with wrapflow's UDFs.
+/// Compiles a SQL expression over [`row::eval_schema`] (the row's columns), with wrapflow's UDFs.
 pub fn compile_expr(sql: &str) -> anyhow::Result<Arc<dyn PhysicalExpr>> {
     let ctx = SessionContext::new();
-    crate::udf::register_all(&ctx, None);
-    let schema = DFSchema::try_from(mixrow::eval_schema().as_ref().clone())?;
+    crate::sql::udf::register_all(&ctx, None);
+    let schema = DFSchema::try_from(row::eval_schema().as_ref().clone())?;
     let expr = ctx.parse_sql_expr(sql, &schema).with_context(|| format!("`{sql}`"))?;
     ctx.create_physical_expr(expr, &schema).with_context(|| format!("`{sql}`"))
 }

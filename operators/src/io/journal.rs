@@ -29,8 +29,8 @@ use timely::progress::Timestamp;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::{decode, encode};
-use crate::store::Location;
+use crate::io::store::Location;
+use crate::state::checkpoint::{decode, encode};
 
 /// How often a journal is written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,9 +7,15 @@
 //!
 //! Rows of all workers go to worker 0, which mixes each timestamp once the frontier has passed it,
 //! in a canonical order, so the same input, plan and seed give byte-identical shards. A shard is
-//! written as soon as its stage has `shard_tokens` tokens admitted (see [`crate::mixer`]): the
+//! written as soon as its stage has `shard_tokens` tokens admitted (see [`crate::stages::mix::scheduler`]): the
 //! mixture streams. Shards are named `mix/<name>/s<stage>-<stagename>-<seq>`, so lexical order
 //! is training order.
+
+pub mod config;
+pub mod encode;
+pub mod row;
+pub mod scheduler;
+pub mod snapshot;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -26,15 +32,13 @@ use timely::progress::Timestamp;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::{self, Saved, StateRegistry, Stateful};
-use crate::mixer::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
-use crate::mixout;
-use crate::mixrow;
-pub use crate::mixrow::{MixItem, MixRow, MixShard};
-use crate::mixsnap::MixerState;
-use crate::mixture::eval_strings;
-pub use crate::mixture::{MixConfig, MixFormat, Mixture, TrainTokenizer, compile_expr};
-use crate::store::Location;
+use crate::io::store::Location;
+use crate::stages::mix::config::eval_strings;
+pub use crate::stages::mix::config::{MixConfig, MixFormat, Mixture, TrainTokenizer, compile_expr};
+pub use crate::stages::mix::row::{MixItem, MixRow, MixShard};
+use crate::stages::mix::scheduler::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
+use crate::stages::mix::snapshot::MixerState;
+use crate::state::checkpoint::{self, Saved, StateRegistry, Stateful};
 
 /// Where mixtures are written: `<location>/mix/<name>/...`.
 #[derive(Clone, Debug)]
@@ -108,7 +112,7 @@ impl Running {
         // The rows' Arrow form copies every text: build it only for a plan's expressions.
         let batch = match (&self.mix.source, &self.mix.stage) {
             (None, None) => None,
-            _ => Some(mixrow::eval_batch(rows)?),
+            _ => Some(row::eval_batch(rows)?),
         };
         let eval = |e: &Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>>, default: &str| match (e, &batch) {
             (Some(e), Some(b)) => eval_strings(e, b),
@@ -400,9 +404,9 @@ fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>) -> MixEvent {
 /// token shards), each with a single atomic put.
 fn spawn_write(target: &MixTarget, mix: &Mixture, shard: ClosedShard<MixItem>) -> JoinHandle<Result<MixShard, String>> {
     let stage_name = &mix.stages[shard.stage];
-    let base = format!("mix/{}/s{:03}-{}-{:06}", mix.name, shard.stage + 1, mixout::file_part(stage_name), shard.seq);
-    let info = mixout::shard_info(mix, &shard, &base);
-    let files = mixout::encode(mix, &shard, &base);
+    let base = format!("mix/{}/s{:03}-{}-{:06}", mix.name, shard.stage + 1, encode::file_part(stage_name), shard.seq);
+    let info = encode::shard_info(mix, &shard, &base);
+    let files = encode::encode(mix, &shard, &base);
     let location = target.location.clone();
     target.runtime.spawn(async move {
         let files = files.map_err(|e| format!("encoding {base}: {e:#}"))?;

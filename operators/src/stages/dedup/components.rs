@@ -34,9 +34,9 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::checkpoint::{Saved, StateRegistry, Stateful, decode, encode};
-use crate::keyvote::{decide_at_home, doc_hash};
 use crate::record::Document;
+use crate::stages::dedup::owners::{decide_at_home, doc_hash};
+use crate::state::checkpoint::{Saved, StateRegistry, Stateful, decode, encode};
 
 /// A graph node: `(document hash, home worker)` for a document, `(band key, BAND)` for a band.
 type Node = (u64, u64);

@@ -22,8 +22,8 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::checkpoint::{Saved, StateRegistry, Stateful, decode, encode};
 use crate::record::Document;
+use crate::state::checkpoint::{Saved, StateRegistry, Stateful, decode, encode};
 
 /// Keys are already uniform hashes: use their low bits instead of hashing them again.
 #[derive(Default)]

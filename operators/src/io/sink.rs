@@ -25,9 +25,9 @@ use timely::progress::Timestamp;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::{self, Saved, StateRegistry, Stateful};
+use crate::io::store::Location;
 use crate::record::ToBatch;
-use crate::store::Location;
+use crate::state::checkpoint::{self, Saved, StateRegistry, Stateful};
 
 /// Shard file formats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

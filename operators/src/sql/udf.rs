@@ -1,13 +1,13 @@
 //! DataFusion SQL functions for pretraining-data filtering.
 //!
-//! Register them with [`register_all`]; every [`crate::heuristics`] function is available under
+//! Register them with [`register_all`]; every [`crate::sql::heuristics`] function is available under
 //! its own name, plus `token_count(text)` with the plan's tokenizer.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> datafusion::error::Result<()> {
 //! use datafusion::prelude::SessionContext;
 //! let ctx = SessionContext::new();
-//! wrapflow_operators::udf::register_all(&ctx, None);
+//! wrapflow_operators::sql::udf::register_all(&ctx, None);
 //! let df = ctx
 //!     .sql("SELECT word_count('The cat sat.') AS w, dup_ngram_fraction('a b a b', 2) AS d")
 //!     .await?;
@@ -28,7 +28,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use tokenizers::Tokenizer;
 
-use crate::heuristics as h;
+use crate::sql::heuristics as h;
 
 #[derive(Clone)]
 enum Kernel {

@@ -12,7 +12,7 @@ use timely::progress::Timestamp;
 
 use crate::engine::Finish;
 use crate::record::Chunk;
-use crate::styles::Style;
+use crate::stages::styles::Style;
 
 /// Settings of the fan-out stage.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -96,7 +96,7 @@ pub struct Rephrased {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::styles::builtin;
+    use crate::stages::styles::builtin;
     use timely::dataflow::operators::{Capture, Exchange, ToStream, capture::Extract};
 
     fn chunk(doc: usize, idx: u32) -> Chunk {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mixer::{Group, LeafStats, Mixer, Placed, SplitMix, UnitRows};
+use crate::stages::mix::scheduler::{Group, LeafStats, Mixer, Placed, SplitMix, UnitRows};
 
 /// One unit: leaf, stage, tokens, rows.
 type UnitData<R> = (usize, usize, u64, Vec<R>);
@@ -163,7 +163,7 @@ impl<R: Clone> Mixer<R> {
 
 #[cfg(test)]
 mod tests {
-    use crate::mixer::{Balance, Leaf, MixerConfig, Shortfall};
+    use crate::stages::mix::scheduler::{Balance, Leaf, MixerConfig, Shortfall};
 
     use super::*;
 
@@ -190,7 +190,7 @@ mod tests {
         shards.iter().map(|s| s.units.iter().flat_map(|p| p.unit.rows.clone()).collect()).collect()
     }
 
-    fn rows(shards: Vec<crate::mixer::ClosedShard<u32>>) -> Vec<Vec<u32>> {
+    fn rows(shards: Vec<crate::stages::mix::scheduler::ClosedShard<u32>>) -> Vec<Vec<u32>> {
         shards.iter().map(|s| s.units.iter().flat_map(|p| p.unit.rows.clone()).collect()).collect()
     }
 
