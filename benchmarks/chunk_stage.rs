@@ -112,7 +112,7 @@ fn stage(dir: &Path, workers: usize) {
     ];
     let plan = wrapflow::plan::Plan::load("plans/chunk.sql", &sets).unwrap();
     let t0 = Instant::now();
-    let m = wrapflow::run::run(&plan, &wrapflow::run::RunOptions { workers, ..Default::default() }).unwrap();
+    let m = wrapflow::job::run::run(&plan, &wrapflow::job::run::RunOptions { workers, ..Default::default() }).unwrap();
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "{{\"what\":\"chunk stage\",\"threads\":{workers},\"mb_per_s\":{:.2},\"docs_per_s\":{:.0},\"tokens\":{},\"secs\":{secs:.2},\"peak_rss_mb\":{:.0},\"kept\":{},\"chunks\":{}}}",

@@ -1,34 +1,15 @@
 //! # wrapflow
 //!
-//! Plan → dataflow → run. [`plan`] parses a plan file, [`session`] turns its SQL into per-worker
-//! DataFusion sessions, [`run`] starts the workers and resumes from a checkpoint, [`worker`]
-//! builds the timely dataflow from the operators of [`wrapflow_operators`] and feeds it segment
-//! by segment ([`follow`] names the segments, [`checkpoint`] commits after each; [`wrap`] adds the
-//! rephrase stages), [`mixing`] reports the training mixtures, [`manifest`] records
-//! what a run did and [`fidelity`] how faithful the rephrasings are.
+//! Plan → job → report. [`plan`] parses a plan file (parameters, secrets, stages); [`job`] takes
+//! the output, turns the plan's SQL into per-worker DataFusion sessions and its stages into a
+//! timely dataflow built from the operators of [`wrapflow_operators`], and runs it segment by
+//! segment with a checkpoint after each; [`report`] merges what the workers did into
+//! `manifest.json` and shows it (text, `report.html`, `wrapflow status`); [`cli`] holds the
+//! commands that are not jobs. `src/main.rs` is the command line over these.
 
-pub mod checkpoint;
-pub mod cluster;
-pub mod context;
-pub mod feed;
-pub mod fidelity;
-pub mod follow;
-pub mod generate;
-pub mod html;
-pub mod manifest;
-pub mod merge;
-pub mod mixing;
-pub mod output;
+pub mod cli;
+pub mod job;
 pub mod plan;
-pub mod progress;
-pub mod remix;
 pub mod report;
-pub mod run;
-pub mod secrets;
-pub mod segment;
-pub mod session;
-pub mod status;
-pub mod worker;
-pub mod wrap;
 
 pub use wrapflow_operators as operators;

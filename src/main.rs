@@ -1,4 +1,4 @@
-//! The `wrapflow` command line: a thin layer over [`wrapflow::run`].
+//! The `wrapflow` command line: a thin layer over [`wrapflow::job::run`].
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,10 +9,10 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
+use wrapflow::job::progress;
+use wrapflow::job::run::{self, RunOptions};
 use wrapflow::operators::stages::dedup::near::NearDupMethod;
 use wrapflow::plan::Plan;
-use wrapflow::progress;
-use wrapflow::run::{self, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -104,7 +104,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  wrapflow generate --model models/smollm2-135m-instruct --prompt 'Rewrite: ...' --chat --max-new 64"
     )]
-    Generate(wrapflow::generate::GenerateArgs),
+    Generate(wrapflow::cli::generate::GenerateArgs),
     /// Print what a run wrote: counts, and per style the acceptance, reject reasons, cosine to
     /// the source, number fidelity and readability.
     #[command(after_help = "Example:\n  wrapflow report out/wrap\n  wrapflow report s3://bucket/run1 --json")]
@@ -158,11 +158,11 @@ struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    fn spec(&self) -> anyhow::Result<Option<wrapflow::cluster::ClusterSpec>> {
+    fn spec(&self) -> anyhow::Result<Option<wrapflow::job::cluster::ClusterSpec>> {
         match (&self.hostfile, self.processes) {
             (None, 1) => Ok(None),
             (None, _) => anyhow::bail!("--processes needs --hostfile"),
-            (Some(h), n) => wrapflow::cluster::ClusterSpec::from_hostfile(
+            (Some(h), n) => wrapflow::job::cluster::ClusterSpec::from_hostfile(
                 h,
                 n,
                 self.process,
@@ -316,9 +316,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WRAPFLOW_LOG").unwrap_or_else(|_| level.into()))
         .with_ansi(colour)
-        .with_writer(|| wrapflow::secrets::Redacting(std::io::stderr()))
+        .with_writer(|| wrapflow::plan::secrets::Redacting(std::io::stderr()))
         .init();
-    wrapflow::secrets::redact_panics();
+    wrapflow::plan::secrets::redact_panics();
     let mut stopped = false;
     let result = match cli.command {
         Command::Run {
@@ -338,9 +338,9 @@ fn main() -> ExitCode {
             let cluster = cluster.spec()?;
             anyhow::ensure!(checkpoint_files > 0 && checkpoint_mb > 0, "checkpoint limits must be > 0");
             anyhow::ensure!(
-                checkpoint_files <= wrapflow::segment::MAX_SEGMENT_OBJECTS,
+                checkpoint_files <= wrapflow::job::segment::MAX_SEGMENT_OBJECTS,
                 "--checkpoint-files {checkpoint_files}: at most {} objects between checkpoints",
-                wrapflow::segment::MAX_SEGMENT_OBJECTS
+                wrapflow::job::segment::MAX_SEGMENT_OBJECTS
             );
             check_workers(workers)?;
             anyhow::ensure!(
@@ -355,17 +355,17 @@ fn main() -> ExitCode {
                 registry: None,
                 cluster,
                 follow: follow.then_some(poll),
-                limits: wrapflow::follow::Limits {
+                limits: wrapflow::job::follow::Limits {
                     files: checkpoint_files,
                     bytes: checkpoint_mb << 20,
                     interval: checkpoint_interval,
                 },
-                claim: wrapflow::output::ClaimMode { force, restart },
+                claim: wrapflow::job::output::ClaimMode { force, restart },
             };
             let m = run::run(&p, &opts)?;
-            print!("{}", wrapflow::report::text(&m));
+            print!("{}", wrapflow::report::text::text(&m));
             let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
-            let url = wrapflow::secrets::redact(&p.sink.0.url).into_owned();
+            let url = wrapflow::plan::secrets::redact(&p.sink.0.url).into_owned();
             println!("output: {url}  (manifest.json, chunks/, {synthetic}rejects/)");
             stopped = run::STOP.load(std::sync::atomic::Ordering::SeqCst)
                 && m.job.as_ref().is_none_or(|j| j.status != "finished");
@@ -378,11 +378,11 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::cluster::local(n, &args),
-        Command::Status { output } => wrapflow::status::read(&output)
-            .map(|s| print!("{}", wrapflow::secrets::redact(&wrapflow::status::text(&s)))),
-        Command::Remix { from, mixes, out } => wrapflow::remix::run(&from, &mixes, &out).map(|m| {
-            print!("{}", wrapflow::remix::text(&m));
+        Command::Cluster { command: ClusterCommand::Local { n, args } } => wrapflow::job::cluster::local(n, &args),
+        Command::Status { output } => wrapflow::report::status::read(&output)
+            .map(|s| print!("{}", wrapflow::plan::secrets::redact(&wrapflow::report::status::text(&s)))),
+        Command::Remix { from, mixes, out } => wrapflow::job::remix::run(&from, &mixes, &out).map(|m| {
+            print!("{}", wrapflow::job::remix::text(&m));
             println!("output: {out}  (remix.json, mix/)");
         }),
         Command::Check { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
@@ -390,7 +390,7 @@ fn main() -> ExitCode {
             println!("{}: ok", p.file);
             Ok(())
         }),
-        Command::Generate(args) => wrapflow::generate::run(args),
+        Command::Generate(args) => wrapflow::cli::generate::run(args),
         Command::Model { command: ModelCommand::Import { gguf, out, tokenizer_only, weights, kv_cache } } => {
             if gguf.is_dir() {
                 wrapflow::operators::model::bert::import_embedder(
@@ -427,18 +427,18 @@ fn main() -> ExitCode {
                 })
             }
         }
-        Command::Report { output, json } => wrapflow::report::load(&output).and_then(|m| {
+        Command::Report { output, json } => wrapflow::report::text::load(&output).and_then(|m| {
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                print!("{}", wrapflow::report::text(&m));
-                println!("plots: {}", wrapflow::report::write_html(&output, &m)?);
+                print!("{}", wrapflow::report::text::text(&m));
+                println!("plots: {}", wrapflow::report::text::write_html(&output, &m)?);
             }
             Ok(())
         }),
         Command::Explain { plan } => Plan::load(&plan.plan, &plan.sets).map_err(Into::into).and_then(|p| {
             let logical = run::check(&p)?;
-            let redact = |s: String| wrapflow::secrets::redact(&s).into_owned();
+            let redact = |s: String| wrapflow::plan::secrets::redact(&s).into_owned();
             println!("Stages:\n{}", redact(stages(&p)));
             println!("Input query:\n  {}\n", redact(p.input_query()));
             println!("DataFusion logical plan:\n{}", redact(logical.display_indent().to_string()));
@@ -450,7 +450,7 @@ fn main() -> ExitCode {
         Ok(()) if stopped => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", wrapflow::secrets::redact(&format!("{e:#}")));
+            eprintln!("error: {}", wrapflow::plan::secrets::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use object_store::ObjectStoreExt;
 use tempfile::TempDir;
-use wrapflow::output::ClaimMode;
+use wrapflow::job::output::ClaimMode;
+use wrapflow::job::run::{RunOptions, run};
 use wrapflow::plan::Plan;
-use wrapflow::run::{RunOptions, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wrapflow");
 
@@ -36,7 +36,11 @@ fn sets(input: &Path, output: &Path, tok: &Path) -> Vec<(String, String)> {
     ]
 }
 
-fn run_with(text: &str, sets: &[(String, String)], claim: ClaimMode) -> anyhow::Result<wrapflow::manifest::Manifest> {
+fn run_with(
+    text: &str,
+    sets: &[(String, String)],
+    claim: ClaimMode,
+) -> anyhow::Result<wrapflow::report::manifest::Manifest> {
     let plan = Plan::parse("test.sql", text, sets)?;
     run(&plan, &RunOptions { claim, ..Default::default() })
 }
@@ -433,14 +437,14 @@ fn check_refuses_what_would_fail_or_mislead_later() {
     let e = Plan::parse("p.sql", &plan_text("", ""), &empty).unwrap_err();
     assert!(e.to_string().contains("output location is empty") && e.pos.is_some(), "{e}");
     // A missing model directory and a provider this build lacks: `check` reads no data but knows.
-    let e = wrapflow::run::check(&parse(&wrap("temperature = 0")).unwrap()).unwrap_err();
+    let e = wrapflow::job::run::check(&parse(&wrap("temperature = 0")).unwrap()).unwrap_err();
     assert!(format!("{e:#}").contains("is not a directory"), "{e:#}");
     let model = dir.path().join("none");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::write(model.join("model.onnx"), b"").unwrap();
     std::fs::copy(&tok, model.join("tokenizer.json")).unwrap();
     if !cfg!(feature = "cuda") {
-        let e = wrapflow::run::check(&parse(&wrap("provider = 'cuda'")).unwrap()).unwrap_err();
+        let e = wrapflow::job::run::check(&parse(&wrap("provider = 'cuda'")).unwrap()).unwrap_err();
         assert!(format!("{e:#}").contains("--features cuda"), "{e:#}");
     }
     // A bad value from --set names its parameter.
@@ -448,12 +452,12 @@ fn check_refuses_what_would_fail_or_mislead_later() {
     let mut with = s.clone();
     with.push(("min_words".into(), "abc".into()));
     let p = Plan::parse("p.sql", &format!("PARAM min_words DEFAULT 5;\n{bad}"), &with).unwrap();
-    let e = format!("{:#}", wrapflow::run::check(&p).unwrap_err());
+    let e = format!("{:#}", wrapflow::job::run::check(&p).unwrap_err());
     assert!(e.contains("min_words") && e.contains("abc"), "{e}");
     // A corrupt manifest is named.
     let out = dir.path().join("corrupt");
     write(&out.join("manifest.json"), b"{ not json");
-    let e = format!("{:#}", wrapflow::report::load(out.to_str().unwrap()).unwrap_err());
+    let e = format!("{:#}", wrapflow::report::text::load(out.to_str().unwrap()).unwrap_err());
     assert!(e.contains("manifest.json"), "{e}");
 }
 

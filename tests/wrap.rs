@@ -379,7 +379,7 @@ fn a_slow_model_holds_the_source_back() {
     }
     let most = *per_doc.values().max().unwrap();
     // Input batches of 32 documents; IN_FLIGHT of them ahead of the sinks, one being read.
-    let bound = (wrapflow::feed::IN_FLIGHT + 1) * 32 * most;
+    let bound = (wrapflow::job::feed::IN_FLIGHT + 1) * 32 * most;
     eprintln!("max queued {} of {} tasks (bound {bound})", r.max_queued_per_worker, r.tasks);
     assert!(r.max_queued_per_worker > 0);
     assert!(

@@ -5,6 +5,7 @@
 //! statements ([`stage`]) declare the pipeline. `${name}` is replaced by a parameter value from
 //! `--set name=value` or `PARAM name DEFAULT value`. See `plans/README.md` for the language.
 
+pub mod secrets;
 pub mod stage;
 pub mod text;
 
@@ -156,7 +157,7 @@ impl Plan {
         secrets.extend(credential_params(source, &params));
         for name in &secrets {
             if let Some(v) = params.get(name) {
-                crate::secrets::register(v);
+                crate::plan::secrets::register(v);
             }
         }
         let mut sql = Vec::new();
@@ -330,8 +331,8 @@ impl Plan {
         self.params
             .iter()
             .map(|(k, v)| {
-                let v = if self.secrets.contains(k) { crate::secrets::MASK.to_string() } else { v.clone() };
-                (k.clone(), crate::secrets::redact(&v).into_owned())
+                let v = if self.secrets.contains(k) { crate::plan::secrets::MASK.to_string() } else { v.clone() };
+                (k.clone(), crate::plan::secrets::redact(&v).into_owned())
             })
             .collect()
     }
@@ -437,14 +438,15 @@ fn credential_params(source: &str, params: &BTreeMap<String, String>) -> BTreeSe
     static OPTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"'?([A-Za-z_][A-Za-z0-9_]*)'?\s*=?\s*'([^']*)'").expect("a valid regex")
     });
-    let mut out: BTreeSet<String> = params.keys().filter(|k| crate::secrets::is_credential_name(k)).cloned().collect();
+    let mut out: BTreeSet<String> =
+        params.keys().filter(|k| crate::plan::secrets::is_credential_name(k)).cloned().collect();
     for c in OPTION.captures_iter(source) {
-        if !crate::secrets::is_credential_name(&c[1]) {
+        if !crate::plan::secrets::is_credential_name(&c[1]) {
             continue;
         }
         let uses = param_uses(&c[2]);
         if uses.is_empty() {
-            crate::secrets::register(&c[2]);
+            crate::plan::secrets::register(&c[2]);
         }
         out.extend(uses.into_iter().map(|(_, n)| n));
     }

@@ -136,7 +136,7 @@ pub enum Stage {
     Param {
         name: String,
         default: Option<String>,
-        /// Its value is a credential: redacted everywhere ([`crate::secrets`]).
+        /// Its value is a credential: redacted everywhere ([`crate::plan::secrets`]).
         secret: bool,
     },
     Tokenizer(String),

@@ -8,9 +8,9 @@ pub mod s3;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use wrapflow::manifest::Manifest;
+use wrapflow::job::run::{RunOptions, run};
 use wrapflow::plan::Plan;
-use wrapflow::run::{RunOptions, run};
+use wrapflow::report::manifest::Manifest;
 
 pub const SENTENCES: [&str; 8] = [
     "The city council met on Tuesday to discuss the new budget for schools and roads.",

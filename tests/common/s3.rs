@@ -62,7 +62,19 @@ impl S3Server {
     }
 
     pub fn create_bucket(&self, name: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        // moto can refuse a connection just after it first accepted one (seen once in CI-like
+        // runs): retry for a few seconds before failing.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut s = loop {
+            match TcpStream::connect(("127.0.0.1", self.port)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("create_bucket: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("moto_server on port {} refuses connections: {e}", self.port),
+            }
+        };
         write!(
             s,
             "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

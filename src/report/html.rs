@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::manifest::Manifest;
+use crate::report::manifest::Manifest;
 
 /// Bin width of the length histograms in the manifest, in tokens.
 pub const LENGTH_BIN: u64 = 16;

@@ -21,10 +21,10 @@ use wrapflow_operators::stages::gates::{Gate, GateContext};
 use wrapflow_operators::stages::rephrase::{Rephrase, RephraseConfig, Rephrased};
 use wrapflow_operators::{Chunk, Reject, ShardInfo, Synthetic};
 
-use crate::fidelity::StyleAcc;
-use crate::manifest::{Output, RephraseOut};
+use crate::job::progress::Progress;
 use crate::plan::Plan;
-use crate::progress::Progress;
+use crate::report::fidelity::StyleAcc;
+use crate::report::manifest::{Output, RephraseOut};
 
 /// A worker's model sessions.
 pub struct Models {
@@ -129,7 +129,7 @@ pub fn attach<'s>(
             let (reused, fresh) = tasks.answered_by(j.memo, task_key);
             let r = report.clone();
             let reused = reused.inspect(move |_| r.borrow_mut().journal_reused += 1);
-            let segment = |t: &u64| t >> crate::segment::SEGMENT_SHIFT;
+            let segment = |t: &u64| t >> crate::job::segment::SEGMENT_SHIFT;
             let generated = fresh.rephrase_with(models.decoder, styles.clone(), &cfg, embedder.clone()).journal(
                 j.target,
                 &spec.journal(),

@@ -24,11 +24,11 @@ pub struct DirStatus {
 pub struct Status {
     pub url: String,
     /// The manifest: of the finished run, or of the last checkpoint.
-    pub finished: Option<crate::manifest::Manifest>,
-    pub checkpoint: Option<crate::checkpoint::Commit>,
+    pub finished: Option<crate::report::manifest::Manifest>,
+    pub checkpoint: Option<crate::job::checkpoint::Commit>,
     pub dirs: BTreeMap<String, DirStatus>,
     /// Who writes the output now, if anyone holds its lease.
-    pub lease: Option<crate::output::LeaseDoc>,
+    pub lease: Option<crate::job::output::LeaseDoc>,
 }
 
 impl Status {
@@ -79,9 +79,9 @@ pub fn read(output: &str) -> anyhow::Result<Status> {
         let t: SystemTime = m.last_modified.into();
         d.newest = Some(d.newest.map_or(t, |n| n.max(t)));
     }
-    let finished = if has_manifest { Some(crate::report::load(output)?) } else { None };
-    let checkpoint = rt.block_on(crate::checkpoint::latest(&loc))?;
-    let lease = rt.block_on(crate::output::read_lease(&loc))?;
+    let finished = if has_manifest { Some(crate::report::text::load(output)?) } else { None };
+    let checkpoint = rt.block_on(crate::job::checkpoint::latest(&loc))?;
+    let lease = rt.block_on(crate::job::output::read_lease(&loc))?;
     Ok(Status { url: loc.url, finished, checkpoint, dirs, lease })
 }
 

@@ -23,9 +23,9 @@ use timely::dataflow::operators::{Input, Inspect};
 use wrapflow_operators::io::store::{Location, StoreRegistry};
 use wrapflow_operators::{Mix, MixEvent, MixRow, MixTarget, Mixture};
 
-use crate::mixing::MixOut;
 use crate::plan::stage::{Stage, parse_stage};
 use crate::plan::text::split_statements;
+use crate::report::mixing::MixOut;
 
 /// What `remix.json` records.
 #[derive(Debug, Serialize, Deserialize)]
@@ -120,10 +120,10 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
         "--out {to} is the run itself: write a remix to its own location"
     );
     // A remix may replace an earlier remix there, never anything else.
-    rt.block_on(crate::output::ensure_only(&dst, |p| {
-        p == "remix.json" || p == "report.html" || (p.starts_with("mix/") && crate::output::is_ours(p))
+    rt.block_on(crate::job::output::ensure_only(&dst, |p| {
+        p == "remix.json" || p == "report.html" || (p.starts_with("mix/") && crate::job::output::is_ours(p))
     }))?;
-    let manifest = crate::report::load(from)?;
+    let manifest = crate::report::text::load(from)?;
     let styles = manifest.rephrase.as_ref().map(|r| r.style_order.clone()).unwrap_or_default();
     let text = std::fs::read_to_string(mixes_file).with_context(|| format!("reading {mixes_file}"))?;
     let mixes = mixtures(mixes_file, &text, &styles)?;
@@ -156,7 +156,7 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
     .collect::<Result<Vec<_>, _>>()
     .map_err(|e| anyhow!("remix failed: {e}"))?;
     let events = std::mem::take(&mut *events.lock().expect("events lock"));
-    let mixes = crate::mixing::merge(events)?;
+    let mixes = crate::report::mixing::merge(events)?;
     for m in &mixes {
         anyhow::ensure!(
             m.summary.rows_in == rows_read,
@@ -181,5 +181,5 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
 /// Counts of a remix for the terminal.
 pub fn text(m: &RemixManifest) -> String {
     let by: BTreeMap<&str, u64> = m.mixes.iter().map(|x| (x.summary.name.as_str(), x.summary.tokens)).collect();
-    format!("remix of {} ({} rows): {by:?}\n{}", m.from, m.rows_read, crate::mixing::text(&m.mixes))
+    format!("remix of {} ({} rows): {by:?}\n{}", m.from, m.rows_read, crate::report::mixing::text(&m.mixes))
 }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use wrapflow_operators::io::store::Location;
 use wrapflow_operators::sql::source::{Format, Skipped, list_with_skips};
 
-use crate::checkpoint::Commit;
-use crate::manifest::{Changed, FileStamp};
+use crate::job::checkpoint::Commit;
+use crate::report::manifest::{Changed, FileStamp};
 
 /// What worker 0 tells every worker to do next.
 #[derive(Clone, Debug, Serialize, Deserialize)]

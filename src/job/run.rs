@@ -3,9 +3,9 @@
 //! to their own sink.
 //!
 //! Each worker reads its share of the input through its own session; dedup sends keys to their
-//! owner worker, so it is global. Workers keep at most [`crate::feed::IN_FLIGHT`] batches in the
+//! owner worker, so it is global. Workers keep at most [`crate::job::feed::IN_FLIGHT`] batches in the
 //! dataflow beyond what the sinks have finished, so memory stays bounded whatever the input size.
-//! The input is read in segments with a checkpoint after each ([`crate::worker`]); a run on an
+//! The input is read in segments with a checkpoint after each ([`crate::job::worker`]); a run on an
 //! output that holds a checkpoint resumes from it.
 
 use std::cell::RefCell;
@@ -25,17 +25,17 @@ use wrapflow_operators::stages::chunk::load_tokenizer;
 use wrapflow_operators::state::checkpoint::StateRegistry;
 use wrapflow_operators::{Chunker, Mixture};
 
-use crate::checkpoint;
-use crate::cluster::ClusterSpec;
-pub use crate::context::STOP;
-use crate::context::{Resume, Shared};
-use crate::follow::Limits;
-use crate::manifest::Manifest;
-use crate::merge::{WorkerReport, chrono_now, merge};
+use crate::job::checkpoint;
+use crate::job::cluster::ClusterSpec;
+pub use crate::job::context::STOP;
+use crate::job::context::{Resume, Shared};
+use crate::job::follow::Limits;
+use crate::job::progress::{self, Progress};
+use crate::job::session;
+use crate::job::worker::Ended;
 use crate::plan::{Plan, PlanError};
-use crate::progress::{self, Progress};
-use crate::session;
-use crate::worker::Ended;
+use crate::report::manifest::Manifest;
+use crate::report::merge::{WorkerReport, chrono_now, merge};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ pub struct RunOptions {
     /// Input per segment: a checkpoint follows each.
     pub limits: Limits,
     /// How to treat an output that holds something else (`--force`, `--restart`).
-    pub claim: crate::output::ClaimMode,
+    pub claim: crate::job::output::ClaimMode,
 }
 
 impl Default for RunOptions {
@@ -164,12 +164,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
         .block_on(output.store.list_with_delimiter(Some(&output.prefix)))
         .with_context(|| format!("cannot reach output location {}", output.url))?;
     let inputs = runtime.block_on(input_locations(plan, &registry, sql_tokenizer.clone()))?;
-    crate::output::check_location(&output, &inputs).map_err(|e| plan.error_at(plan.sink.1, format!("{e:#}")))?;
+    crate::job::output::check_location(&output, &inputs).map_err(|e| plan.error_at(plan.sink.1, format!("{e:#}")))?;
     let cluster = opts.cluster.as_ref();
     let first_process = cluster.is_none_or(|c| c.process == 0);
     // Process 0 takes the output (marker and lease) for the whole cluster.
     let claim = if first_process {
-        Some(runtime.block_on(crate::output::claim(plan, &output, opts.claim, runtime.handle(), &STOP))?)
+        Some(runtime.block_on(crate::job::output::claim(plan, &output, opts.claim, runtime.handle(), &STOP))?)
     } else {
         None
     };
@@ -200,7 +200,7 @@ fn run_claimed(
     runtime: &tokio::runtime::Runtime,
     output: Location,
     registry: Arc<StoreRegistry>,
-    owner: Option<crate::output::Marker>,
+    owner: Option<crate::job::output::Marker>,
     (sql_tokenizer, chunker, mixtures): (Option<Arc<Tokenizer>>, Arc<Chunker>, Vec<Mixture>),
     started: String,
     t0: Instant,
@@ -250,10 +250,10 @@ fn run_claimed(
         let _ = progress.tag.set(format!("{}/{}", c.process, c.hosts.len()));
     }
     let connected = cluster.map(|c| {
-        crate::cluster::stop_on_lost_peer(c);
-        crate::cluster::connect_watchdog(c)
+        crate::job::cluster::stop_on_lost_peer(c);
+        crate::job::cluster::connect_watchdog(c)
     });
-    let config = crate::cluster::timely_config(workers, cluster);
+    let config = crate::job::cluster::timely_config(workers, cluster);
     let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
         .map_err(|e| anyhow!("cannot start workers: {e}"))?;
     if let Some(c) = connected {
@@ -284,7 +284,7 @@ fn run_claimed(
         let json = serde_json::to_vec_pretty(&manifest)?;
         runtime.block_on(checkpoint::put(&output, "manifest.json", json))?;
     }
-    let page = crate::html::page(&manifest);
+    let page = crate::report::html::page(&manifest);
     runtime
         .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
         .with_context(|| format!("writing {}/report.html", output.url))?;
@@ -309,7 +309,7 @@ async fn resume(
     plan: &Plan,
     output: &Location,
     workers: usize,
-    owner: Option<&crate::output::Marker>,
+    owner: Option<&crate::job::output::Marker>,
 ) -> anyhow::Result<Option<Resume>> {
     let Some(commit) = checkpoint::latest(output).await? else {
         let has_manifest = output.store.head(&output.child("manifest.json")).await.is_ok();
@@ -372,7 +372,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool,
     // Logs from this thread carry the worker's global index (and so its process).
     let _span = tracing::info_span!("worker", id = index).entered();
     let states = StateRegistry::default();
-    let mine = crate::worker::work(worker, sh, &states).map(|e| match e {
+    let mine = crate::job::worker::work(worker, sh, &states).map(|e| match e {
         Ended::Finished(r) => (true, r),
         Ended::Stopped(r) => (false, r),
     });

@@ -8,7 +8,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use object_store::{ObjectStoreExt, PutPayload};
 use wrapflow_operators::io::store::StoreRegistry;
 
-use crate::manifest::Manifest;
+use crate::report::manifest::Manifest;
 
 /// Reads `OUTPUT/manifest.json`.
 pub fn load(output: &str) -> anyhow::Result<Manifest> {
@@ -22,12 +22,12 @@ pub fn load(output: &str) -> anyhow::Result<Manifest> {
         .with_context(|| format!("{}/manifest.json is not a valid wrapflow manifest", loc.url))
 }
 
-/// Writes `OUTPUT/report.html` ([`crate::html::page`]) and returns its URL.
+/// Writes `OUTPUT/report.html` ([`crate::report::html::page`]) and returns its URL.
 pub fn write_html(output: &str, m: &Manifest) -> anyhow::Result<String> {
     let registry = StoreRegistry::new();
     let loc = registry.resolve(output, &Default::default())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let page = crate::html::page(m);
+    let page = crate::report::html::page(m);
     rt.block_on(loc.store.put(&loc.child("report.html"), PutPayload::from(page.into_bytes())))
         .map_err(|e| anyhow::anyhow!("writing {}/report.html: {e}", loc.url))?;
     Ok(format!("{}/report.html", loc.url.trim_end_matches('/')))
@@ -84,9 +84,9 @@ pub fn text(m: &Manifest) -> String {
     let mut out = format!("{}\n", summary(m));
     if let Some(r) = &m.rephrase {
         out += &format!("rephrasings by style ({}, weights {}):\n", r.model, short(&r.weights_hash));
-        out += &format!("{}\n", crate::fidelity::table(&r.styles, &r.style_order, r.real_fk_grade));
+        out += &format!("{}\n", crate::report::fidelity::table(&r.styles, &r.style_order, r.real_fk_grade));
     }
-    out += &crate::mixing::text(&m.mixes);
+    out += &crate::report::mixing::text(&m.mixes);
     out
 }
 

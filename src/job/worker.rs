@@ -1,10 +1,10 @@
 //! One worker's part of a job: the dataflow `dedup → neardup → chunk → [fan-out → rephrase →
 //! gates] → sinks → mix`, fed segment by segment, with a checkpoint after each segment.
 //!
-//! Per segment: worker 0's coordinator ([`crate::follow`]) names the input objects and every
+//! Per segment: worker 0's coordinator ([`crate::job::follow`]) names the input objects and every
 //! worker reads its share at timestamps `segment << 32 | batch`; once the probe passes the
 //! segment every stage is quiescent (sinks hold their time until uploads end), each worker saves
-//! its states and report, and worker 0 commits ([`crate::checkpoint`]) before it names the next
+//! its states and report, and worker 0 commits ([`crate::job::checkpoint`]) before it names the next
 //! segment, so no worker sends new input before all have saved.
 
 use std::cell::RefCell;
@@ -25,15 +25,15 @@ use wrapflow_operators::{
     SinkFormat, SinkShards, SinkTarget,
 };
 
-use crate::checkpoint::{self, Commit, WorkerIndex};
-use crate::context::{STOP, Shared};
-use crate::feed::{Inputs, feed, object_ranks, where_metrics};
-use crate::follow::{Control, Coordinator, Source};
-use crate::manifest::{self, Input as InputOut, JobState};
-use crate::merge::WorkerReport;
+use crate::job::checkpoint::{self, Commit, WorkerIndex};
+use crate::job::context::{STOP, Shared};
+use crate::job::feed::{Inputs, feed, object_ranks, where_metrics};
+use crate::job::follow::{Control, Coordinator, Source};
+use crate::job::segment::SEGMENT_SHIFT;
+use crate::job::session;
 use crate::plan::PlanError;
-use crate::segment::SEGMENT_SHIFT;
-use crate::session;
+use crate::report::manifest::{self, Input as InputOut, JobState};
+use crate::report::merge::WorkerReport;
 
 /// How a worker's part ended.
 pub enum Ended {
@@ -89,8 +89,8 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             .probe_with(&ctl_probe);
     });
 
-    let mut models = crate::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
-    let wrap_report = Rc::new(RefCell::new(crate::wrap::WrapReport::default()));
+    let mut models = crate::job::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
+    let wrap_report = Rc::new(RefCell::new(crate::job::wrap::WrapReport::default()));
     let report = Rc::new(RefCell::new(WorkerReport::default()));
     let mut docs_in = InputHandle::new();
     let mut rejects_in = InputHandle::new();
@@ -106,7 +106,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
     // Rephrasings an earlier attempt at the segment we resume with already generated.
     let journaled: Rc<RefCell<HashMap<String, Rephrased>>> = Rc::default();
     // (Also without a checkpoint: the job may have died in its first segment.)
-    let journal_dir = crate::wrap::journal_dir(plan);
+    let journal_dir = crate::job::wrap::journal_dir(plan);
     if models.is_some() {
         let seg = sh.resume.as_ref().map_or(0, |r| r.commit.next_segment);
         let found = sh
@@ -136,7 +136,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             r.chunks += 1;
             r.chunk_tokens += c.n_tokens as u64;
             r.max_chunk_tokens = r.max_chunk_tokens.max(c.n_tokens as u64);
-            crate::html::add_length(r.lengths.entry("real".into()).or_default(), c.n_tokens as u64);
+            crate::report::html::add_length(r.lengths.entry("real".into()).or_default(), c.n_tokens as u64);
             p.chunks.fetch_add(1, Ordering::Relaxed);
         });
         let r = report.clone();
@@ -145,7 +145,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         let mut mix_rows = chunks.clone().map(MixRow::from);
         if let Some(m) = models.take() {
             let tok = sh.chunker.tokenizer().clone();
-            let journal = crate::wrap::Journal {
+            let journal = crate::job::wrap::Journal {
                 target: JournalTarget {
                     location: sh.output.clone(),
                     dir: journal_dir.clone(),
@@ -155,7 +155,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
                 },
                 memo: journaled.clone(),
             };
-            let (synthetic, gate_rejects) = crate::wrap::attach(
+            let (synthetic, gate_rejects) = crate::job::wrap::attach(
                 chunks.clone(),
                 m,
                 plan,
@@ -166,7 +166,10 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             );
             let r = report.clone();
             let synthetic = synthetic.inspect(move |x| {
-                crate::html::add_length(r.borrow_mut().lengths.entry(x.style.clone()).or_default(), x.n_tokens as u64)
+                crate::report::html::add_length(
+                    r.borrow_mut().lengths.entry(x.style.clone()).or_default(),
+                    x.n_tokens as u64,
+                )
             });
             mix_rows = mix_rows.concat(synthetic.clone().map(MixRow::from));
             let (w, e) = (wrap_report.clone(), errors.clone());
@@ -192,7 +195,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         }
         let r = report.clone();
         let rejects = rejects.inspect(move |x: &Reject| {
-            *r.borrow_mut().by_reason.entry(crate::fidelity::reason_class(&x.reason)).or_insert(0) += 1
+            *r.borrow_mut().by_reason.entry(crate::report::fidelity::reason_class(&x.reason)).or_insert(0) += 1
         });
         chunks
             .sink_shards_checkpointed(target("chunks"), &plan.sink.0.config, states)
@@ -432,7 +435,7 @@ async fn commit(
         workers,
         next_segment,
         finished,
-        committed_at: crate::merge::chrono_now(),
+        committed_at: crate::report::merge::chrono_now(),
         seen: c.committed.clone(),
         changed: c.changed.clone(),
         skipped: c.skipped_list(),
@@ -442,7 +445,7 @@ async fn commit(
     checkpoint::put(&sh.output, &checkpoint::commit_path(id), serde_json::to_vec_pretty(&commit)?).await?;
     failpoint("commit");
     sh.progress.checkpoints.store(id, Ordering::Relaxed);
-    sh.progress.checkpoint_unix.store(crate::output::unix_now(), Ordering::Relaxed);
+    sh.progress.checkpoint_unix.store(crate::job::output::unix_now(), Ordering::Relaxed);
     let mut manifest = job_manifest(sh, &commit, reports, c.pending())?;
     if finished {
         manifest.job.as_mut().expect("set").status = "finished".into();
@@ -450,7 +453,7 @@ async fn commit(
     checkpoint::put(&sh.output, "manifest.json", serde_json::to_vec_pretty(&manifest)?).await?;
     let kept: Vec<&Commit> = std::iter::once(&commit).chain(previous).collect();
     checkpoint::prune(&sh.output, &kept).await?;
-    checkpoint::prune_journal(&sh.output, &crate::wrap::journal_dir(&sh.plan), next_segment).await?;
+    checkpoint::prune_journal(&sh.output, &crate::job::wrap::journal_dir(&sh.plan), next_segment).await?;
     tracing::info!(checkpoint = id, segments = next_segment, finished, "checkpoint committed");
     Ok(commit)
 }
@@ -475,7 +478,7 @@ pub(crate) fn job_manifest(
             _ => None,
         })
         .collect();
-    let mut m = crate::merge::merge(&sh.plan, commit.workers, reports, sh.started.clone(), sh.t0)?;
+    let mut m = crate::report::merge::merge(&sh.plan, commit.workers, reports, sh.started.clone(), sh.t0)?;
     for i in m.inputs.iter_mut() {
         i.skipped = commit.skipped.get(&i.table).cloned().unwrap_or_default();
     }

@@ -9,10 +9,10 @@ use tokenizers::Tokenizer;
 use wrapflow_operators::io::store::{Location, StoreRegistry};
 use wrapflow_operators::{Chunker, Mixture};
 
-use crate::checkpoint::{Commit, WorkerIndex};
-use crate::follow::Limits;
+use crate::job::checkpoint::{Commit, WorkerIndex};
+use crate::job::follow::Limits;
+use crate::job::progress::Progress;
 use crate::plan::Plan;
-use crate::progress::Progress;
 
 /// Set by SIGINT / SIGTERM (see `run::stop_on_signal`): the job stops at its next checkpoint.
 pub static STOP: AtomicBool = AtomicBool::new(false);

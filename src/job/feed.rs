@@ -18,11 +18,11 @@ use wrapflow_operators::sql::source::SourceHandle;
 use wrapflow_operators::state::checkpoint::failpoint;
 use wrapflow_operators::{Document, Reject};
 
-use crate::checkpoint;
-use crate::manifest::FileStamp;
-use crate::merge::WorkerReport;
-use crate::progress::Progress;
-use crate::segment::input_time;
+use crate::job::checkpoint;
+use crate::job::progress::Progress;
+use crate::job::segment::input_time;
+use crate::report::manifest::FileStamp;
+use crate::report::merge::WorkerReport;
 
 /// Batches a worker may have in the dataflow ahead of its sinks.
 pub const IN_FLIGHT: u64 = 4;

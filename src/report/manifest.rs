@@ -136,7 +136,7 @@ pub struct Manifest {
     pub rephrase: Option<RephraseOut>,
     /// The plan's training mixtures (`MIX`), each with its shards in training order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mixes: Vec<crate::mixing::MixOut>,
+    pub mixes: Vec<crate::report::mixing::MixOut>,
     /// Rows per length bin (16 tokens wide, the last bin open-ended): `real` and each style.
     #[serde(default)]
     pub lengths: BTreeMap<String, Vec<u64>>,
@@ -184,7 +184,7 @@ pub struct RephraseOut {
     pub rejected: u64,
     /// The plan's styles in order, and the figures of each.
     pub style_order: Vec<String>,
-    pub styles: BTreeMap<String, crate::fidelity::StyleStats>,
+    pub styles: BTreeMap<String, crate::report::fidelity::StyleStats>,
     /// Mean Flesch-Kincaid grade of the real chunks, next to the styles'.
     pub real_fk_grade: Option<f64>,
     pub prompt_tokens: u64,

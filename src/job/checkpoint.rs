@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use wrapflow_operators::MixEvent;
 use wrapflow_operators::io::store::Location;
 
-use crate::manifest::{Changed, FileStamp};
-use crate::merge::WorkerReport;
+use crate::report::manifest::{Changed, FileStamp};
+use crate::report::merge::WorkerReport;
 
 pub const STATE_DIR: &str = "_wrapflow/state";
 pub const COMMIT_DIR: &str = "_wrapflow/checkpoints";
@@ -145,12 +145,12 @@ fn stem(path: &str) -> &str {
 
 /// Removes what a dead job left uncommitted: output files no commit names and state saved for
 /// checkpoints after `commit`, but only objects the output's marker says wrapflow wrote
-/// ([`crate::output::Marker::owns`]). Returns how many objects it removed.
+/// ([`crate::job::output::Marker::owns`]). Returns how many objects it removed.
 pub async fn clean_uncommitted(
     out: &Location,
     commit: Option<&Commit>,
     reports: &[WorkerReport],
-    owner: &crate::output::Marker,
+    owner: &crate::job::output::Marker,
 ) -> anyhow::Result<usize> {
     let committed = committed_files(reports);
     let stems: BTreeSet<&str> = committed.iter().map(|p| stem(p)).collect();

@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use wrapflow_operators::{MixEvent, ShardInfo};
 
-use crate::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
 use crate::plan::Plan;
+use crate::report::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
 
 /// What one worker did.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -32,9 +32,9 @@ pub struct WorkerReport {
     pub reject_shards: Vec<ShardInfo>,
     pub by_reason: BTreeMap<String, u64>,
     pub inputs: Vec<InputOut>,
-    pub wrap: crate::wrap::WrapReport,
+    pub wrap: crate::job::wrap::WrapReport,
     pub mix: Vec<MixEvent>,
-    /// Length histograms of written rows: `real` and each style (see [`crate::html::add_length`]).
+    /// Length histograms of written rows: `real` and each style (see [`crate::report::html::add_length`]).
     pub lengths: BTreeMap<String, Vec<u64>>,
 }
 
@@ -46,8 +46,8 @@ pub fn merge(
     t0: Instant,
 ) -> anyhow::Result<Manifest> {
     let wraps = reports.iter_mut().map(|r| std::mem::take(&mut r.wrap)).collect();
-    let mixes = crate::mixing::merge(reports.iter_mut().flat_map(|r| std::mem::take(&mut r.mix)).collect())?;
-    let rephrase = crate::wrap::merge(plan, wraps, t0.elapsed().as_secs_f64())?;
+    let mixes = crate::report::mixing::merge(reports.iter_mut().flat_map(|r| std::mem::take(&mut r.mix)).collect())?;
+    let rephrase = crate::job::wrap::merge(plan, wraps, t0.elapsed().as_secs_f64())?;
     let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
     let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
     anyhow::ensure!(
@@ -82,7 +82,7 @@ pub fn merge(
     for i in reports.iter().flat_map(|r| r.inputs.iter()) {
         let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut {
             files: vec![],
-            location: crate::secrets::redact(&i.location).into_owned(),
+            location: crate::plan::secrets::redact(&i.location).into_owned(),
             ..i.clone()
         });
         e.files.extend(i.files.iter().cloned());

@@ -1,0 +1,3 @@
+//! Commands whose work is not a job: `wrapflow generate`.
+
+pub mod generate;
