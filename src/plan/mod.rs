@@ -111,7 +111,7 @@ impl Plan {
         let err =
             |off: usize, message: String| PlanError { file: file.into(), pos: Some(pos_of(source, off)), message };
         // Before splitting: an open quote would swallow every statement after it.
-        if let Some(at) = stage::unclosed_quote(source) {
+        if let Some(at) = text::unclosed_quote(source) {
             return Err(err(at, "unterminated string: this quote is never closed".into()));
         }
         let ranges = split_statements(source);
@@ -154,7 +154,7 @@ impl Plan {
             params.insert(k.clone(), v.clone());
         }
 
-        secrets.extend(credential_params(source, &params));
+        secrets.extend(secrets::credential_params(source, &params));
         for name in &secrets {
             if let Some(v) = params.get(name) {
                 crate::plan::secrets::register(v);
@@ -431,28 +431,6 @@ fn check_settings(
     Ok(())
 }
 
-/// Parameters that feed credentials: named like one, or used as the value of an option named
-/// like one (`'aws_secret_access_key' '${key}'`, `api_key = '${key}'`). Credential values
-/// written literally in the plan are registered for redaction too.
-fn credential_params(source: &str, params: &BTreeMap<String, String>) -> BTreeSet<String> {
-    static OPTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"'?([A-Za-z_][A-Za-z0-9_]*)'?\s*=?\s*'([^']*)'").expect("a valid regex")
-    });
-    let mut out: BTreeSet<String> =
-        params.keys().filter(|k| crate::plan::secrets::is_credential_name(k)).cloned().collect();
-    for c in OPTION.captures_iter(source) {
-        if !crate::plan::secrets::is_credential_name(&c[1]) {
-            continue;
-        }
-        let uses = param_uses(&c[2]);
-        if uses.is_empty() {
-            crate::plan::secrets::register(&c[2]);
-        }
-        out.extend(uses.into_iter().map(|(_, n)| n));
-    }
-    out
-}
-
 /// A `STYLE name WITH (...)`: the options over the built-in style of that name, if any.
 fn resolve_style(name: &str, options: serde_json::Map<String, Value>) -> Result<Style, String> {
     let mut base = match builtin(name) {
@@ -490,109 +468,4 @@ fn parse_line_col(msg: &str) -> Option<(usize, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PLAN: &str = "PARAM input DEFAULT 'data';\nPARAM output;\nTOKENIZER 'tok.json';\n\
-CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '${input}';\n\
-CREATE VIEW docs AS SELECT * FROM raw WHERE word_count(text) > 3;\n\
-INPUT docs;\nDEDUP ON lower(text);\nCHUNK WITH (max_tokens = 100);\nSINK '${output}';\n";
-
-    fn sets(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn parses_a_full_plan() {
-        let p = Plan::parse("p.sql", PLAN, &sets(&[("output", "out")])).unwrap();
-        assert_eq!(p.params["input"], "data");
-        assert_eq!(p.sql.len(), 2);
-        assert!(p.sql[0].sub.text.contains("LOCATION 'data'"));
-        assert_eq!(p.input.0, InputSpec::Relation("docs".into()));
-        assert_eq!(p.chunk.0.max_tokens, 100);
-        assert_eq!(p.chunk.0.tokenizer.as_deref(), Some("tok.json"));
-        assert_eq!(p.sink.0.url, "out");
-        assert!(p.input_query().contains("CAST((lower(text)) AS VARCHAR) AS __wrapflow_dedup_key FROM docs"));
-        assert!(p.hash.starts_with("blake3:"));
-    }
-
-    #[test]
-    fn errors_name_file_line_and_column() {
-        let e = Plan::parse("p.sql", PLAN, &[]).unwrap_err();
-        assert_eq!(e.to_string().split(": ").next(), Some("p.sql:9:7"), "{e}");
-        assert!(e.message.contains("parameter `output` has no value"));
-        let e = Plan::parse("p.sql", PLAN, &sets(&[("outptu", "x")])).unwrap_err();
-        assert!(e.message.contains("no parameter `outptu`"), "{e}");
-        let bad = PLAN.replace("max_tokens = 100", "max_tokens = 100,, x");
-        let e = Plan::parse("p.sql", &bad, &sets(&[("output", "o")])).unwrap_err();
-        assert_eq!(e.pos, Some(Pos { line: 8, col: 30 }), "{e}");
-        let e = Plan::parse("p.sql", &PLAN.replace("INPUT docs;", ""), &sets(&[("output", "o")])).unwrap_err();
-        assert!(e.message.contains("no input"), "{e}");
-        let e = Plan::parse("p.sql", &format!("{PLAN}CHUNK;"), &sets(&[("output", "o")])).unwrap_err();
-        assert_eq!((e.pos.unwrap().line, e.message.as_str()), (10, "CHUNK appears twice"));
-    }
-
-    #[test]
-    fn rephrase_styles_resolve_and_errors_point_at_them() {
-        let o = sets(&[("output", "o")]);
-        let wrap = format!(
-            "{PLAN}STYLE hard WITH (rate = 0.3);\nSTYLE tweet WITH (system = 'You tweet.', user = 'Tweet: {{chunk}}', gates = 'length, meaning');\nREPHRASE WITH (model = 'm', styles = 'easy,hard,tweet', temperature = 0.7);\nGATES WITH (min_cosine = 0.5);\n"
-        );
-        let p = Plan::parse("p.sql", &wrap, &o).unwrap();
-        let names: Vec<&str> = p.styles.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["easy", "hard", "tweet"]);
-        assert_eq!(p.styles[1].rate, 0.3);
-        assert_eq!(p.styles[1].system, builtin("hard").unwrap().system, "a STYLE changes only what it names");
-        assert_eq!(p.styles[2].gates.as_deref(), Some(&["length".to_string(), "meaning".to_string()][..]));
-        assert_eq!(p.rephrase.as_ref().unwrap().0.config(&p.gates).generation.temperature, 0.7);
-        assert_eq!(p.gates.min_cosine, 0.5);
-        let e = Plan::parse("p.sql", &wrap.replace("easy,hard", "easy,harder"), &o).unwrap_err();
-        assert!(e.message.contains("unknown style `harder`") && e.message.contains("tweet"), "{e}");
-        assert_eq!(e.pos.unwrap().line, 12);
-        let e = Plan::parse("p.sql", &wrap.replace("length, meaning", "lenght"), &o).unwrap_err();
-        assert!(e.message.contains("unknown gate `lenght`"), "{e}");
-        let e = Plan::parse("p.sql", &wrap.replace("Tweet: {chunk}", "Tweet"), &o).unwrap_err();
-        assert!(e.message.contains("{chunk}"), "{e}");
-        let e = Plan::parse("p.sql", &wrap.replace("temperature", "temprature"), &o).unwrap_err();
-        assert!(e.message.contains("unknown field `temprature`"), "{e}");
-        let e =
-            Plan::parse("p.sql", &format!("{PLAN}STYLE x WITH (system = 's', user = '{{chunk}}');"), &o).unwrap_err();
-        assert!(e.message.contains("without a REPHRASE"), "{e}");
-    }
-
-    #[test]
-    fn mixtures_check_against_the_styles_and_point_at_their_statement() {
-        let o = sets(&[("output", "o")]);
-        let wrap = format!(
-            "{PLAN}REPHRASE WITH (model = 'm', styles = 'easy,qa');\nMIX a WITH (ratio = '1:2', styles = 'qa:1, easy:3');\nMIX b WITH (stage = 'CASE WHEN n_tokens < 100 THEN ''short'' ELSE ''long'' END', stages = 'short, long');\n"
-        );
-        let p = Plan::parse("p.sql", &wrap, &o).unwrap();
-        let m = p.mixtures().unwrap();
-        assert_eq!((m[0].name.as_str(), m[1].stages.len()), ("a", 2));
-        // Leaves: real 1/3, then qa and easy share 2/3 as 1:3.
-        let w: Vec<(String, f64)> = m[0].leaves.iter().map(|l| (l.style.clone(), l.weight)).collect();
-        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        assert!(
-            close(w[0].1, 1.0 / 3.0) && w[1].0 == "easy" && close(w[1].1, 0.5) && close(w[2].1, 1.0 / 6.0),
-            "{w:?}"
-        );
-        let bad =
-            |from: &str, to: &str| Plan::parse("p.sql", &wrap.replace(from, to), &o).unwrap().mixtures().unwrap_err();
-        let e = bad("easy:3", "hard:3");
-        assert!(e.message.contains("`hard` is not a style the plan rephrases"), "{e}");
-        assert_eq!(e.pos.unwrap().line, 11);
-        assert!(bad("1:2", "1-2").message.contains("real:synthetic"));
-        assert!(bad(", stages = 'short, long'", "").message.contains("needs both"));
-        assert!(bad("n_tokens < 100", "n_tokenz < 100").message.contains("n_tokenz"));
-        let e = Plan::parse("p.sql", &format!("{wrap}MIX a;"), &o).unwrap_err();
-        assert!(e.message.contains("MIX a appears twice"), "{e}");
-        let e = Plan::parse("p.sql", &wrap.replace("ratio", "ration"), &o).unwrap_err();
-        assert!(e.message.contains("unknown field `ration`"), "{e}");
-    }
-
-    #[test]
-    fn line_col_from_sqlparser_messages() {
-        assert_eq!(parse_line_col("Expected: x, found: y at Line: 2, Column: 15"), Some((2, 15)));
-        assert_eq!(parse_line_col("no position"), None);
-    }
-}
+mod tests;

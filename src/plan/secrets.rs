@@ -6,10 +6,13 @@
 //! writer, including the log writer and the panic hook, can redact them ([`redact`]).
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::{LazyLock, RwLock};
 
 use regex::Regex;
+
+use super::text::param_uses;
 
 /// What a secret becomes.
 pub const MASK: &str = "***";
@@ -96,6 +99,27 @@ pub fn redact_panics() {
         let thread = std::thread::current().name().unwrap_or("<unnamed>").to_string();
         eprintln!("thread '{thread}' panicked{at}:\n{}", redact(&msg));
     }));
+}
+
+/// Parameters that feed credentials: named like one, or used as the value of an option named
+/// like one (`'aws_secret_access_key' '${key}'`, `api_key = '${key}'`). Credential values
+/// written literally in the plan are registered for redaction too.
+pub fn credential_params(source: &str, params: &BTreeMap<String, String>) -> BTreeSet<String> {
+    static OPTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"'?([A-Za-z_][A-Za-z0-9_]*)'?\s*=?\s*'([^']*)'").expect("a valid regex")
+    });
+    let mut out: BTreeSet<String> = params.keys().filter(|k| is_credential_name(k)).cloned().collect();
+    for c in OPTION.captures_iter(source) {
+        if !is_credential_name(&c[1]) {
+            continue;
+        }
+        let uses = param_uses(&c[2]);
+        if uses.is_empty() {
+            register(&c[2]);
+        }
+        out.extend(uses.into_iter().map(|(_, n)| n));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use wrapflow_operators::stages::gates::GateConfig;
 use wrapflow_operators::stages::rephrase::RephraseConfig;
 use wrapflow_operators::{ChunkConfig, MixConfig, SinkConfig};
 
-use super::text::offset_of;
+use super::text::{offset_of, unclosed_quote};
 
 /// Keywords that start a wrapflow statement.
 pub const KEYWORDS: [&str; 11] =
@@ -167,36 +167,6 @@ pub enum Stage {
 
 /// An error at a byte offset of the statement.
 pub type StageError = (usize, String);
-
-/// Offset of a `'` that opens a string never closed (`''` inside a string is a quote).
-pub fn unclosed_quote(text: &str) -> Option<usize> {
-    let b = text.as_bytes();
-    let (mut i, mut open) = (0, None);
-    while i < b.len() {
-        if open.is_none() {
-            // Comments and double-quoted identifiers may hold apostrophes.
-            let skip_to = match (b[i], b.get(i + 1)) {
-                (b'-', Some(b'-')) => Some(text[i..].find('\n').map_or(b.len(), |n| i + n + 1)),
-                (b'/', Some(b'*')) => Some(text[i + 2..].find("*/").map_or(b.len(), |n| i + n + 4)),
-                (b'"', _) => Some(text[i + 1..].find('"').map_or(b.len(), |n| i + n + 2)),
-                _ => None,
-            };
-            if let Some(j) = skip_to {
-                i = j;
-                continue;
-            }
-        }
-        if b[i] == b'\'' {
-            match open {
-                None => open = Some(i),
-                Some(_) if b.get(i + 1) == Some(&b'\'') => i += 1,
-                Some(_) => open = None,
-            }
-        }
-        i += 1;
-    }
-    open
-}
 
 struct Cursor<'a> {
     text: &'a str,
@@ -502,7 +472,6 @@ mod tests {
         assert!(msg.contains("quoted string"));
         let (at, msg) = parse_stage("SINK 'out WITH (shard_rows = 1)").unwrap_err();
         assert_eq!((at, msg.as_str()), (5, "unterminated string: this quote is never closed"));
-        assert_eq!(unclosed_quote("-- it's\nX 'a''b' /* don't */ \"o'k\" 'c"), Some(35));
         let (at, msg) = parse_stage("CHUNK WITH (max_tokens = 3 x)").unwrap_err();
         assert_eq!((at, msg.as_str()), (27, "expected `,` or `)` in the option list"));
         assert!(parse_stage("INPUT a b").unwrap_err().1.contains("unexpected"));

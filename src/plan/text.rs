@@ -157,6 +157,36 @@ pub fn substitute(
     Ok(Substituted { text, segments })
 }
 
+/// Offset of a `'` that opens a string never closed (`''` inside a string is a quote).
+pub fn unclosed_quote(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut i, mut open) = (0, None);
+    while i < b.len() {
+        if open.is_none() {
+            // Comments and double-quoted identifiers may hold apostrophes.
+            let skip_to = match (b[i], b.get(i + 1)) {
+                (b'-', Some(b'-')) => Some(text[i..].find('\n').map_or(b.len(), |n| i + n + 1)),
+                (b'/', Some(b'*')) => Some(text[i + 2..].find("*/").map_or(b.len(), |n| i + n + 4)),
+                (b'"', _) => Some(text[i + 1..].find('"').map_or(b.len(), |n| i + n + 2)),
+                _ => None,
+            };
+            if let Some(j) = skip_to {
+                i = j;
+                continue;
+            }
+        }
+        if b[i] == b'\'' {
+            match open {
+                None => open = Some(i),
+                Some(_) if b.get(i + 1) == Some(&b'\'') => i += 1,
+                Some(_) => open = None,
+            }
+        }
+        i += 1;
+    }
+    open
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +196,12 @@ mod tests {
         let src = "-- head; comment\nSELECT 'a;b' ; /* x; */ CHUNK;\n\n SINK 'o'";
         let parts: Vec<&str> = split_statements(src).into_iter().map(|(s, e)| &src[s..e]).collect();
         assert_eq!(parts, vec!["SELECT 'a;b'", "CHUNK", "SINK 'o'"]);
+    }
+
+    #[test]
+    fn finds_the_quote_that_never_closes() {
+        assert_eq!(unclosed_quote("-- it's\nX 'a''b' /* don't */ \"o'k\" 'c"), Some(35));
+        assert_eq!(unclosed_quote("X 'a''b' -- it's"), None);
     }
 
     #[test]
