@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod cluster;
 pub mod context;
+pub mod dataflow;
 pub mod feed;
 pub mod follow;
 pub mod output;

@@ -8,25 +8,17 @@
 //! segment, so no worker sends new input before all have saved.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use object_store::ObjectMeta;
-use timely::dataflow::operators::vec::{Broadcast, Map};
-use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle};
-use wrapflow_operators::io::journal::JournalTarget;
-use wrapflow_operators::stages::dedup::near::NearDedup;
-use wrapflow_operators::stages::rephrase::Rephrased;
+use wrapflow_operators::MixEvent;
 use wrapflow_operators::state::checkpoint::{StateRegistry, failpoint};
-use wrapflow_operators::{
-    ChunkDocs, Dedup, DedupConfig, Document, Mix, MixEvent, MixRow, MixTarget, Reject, ShardInfo, SinkConfig,
-    SinkFormat, SinkShards, SinkTarget,
-};
 
 use crate::job::checkpoint::{self, Commit, WorkerIndex};
 use crate::job::context::{STOP, Shared};
+use crate::job::dataflow::Pipeline;
 use crate::job::feed::{Inputs, feed, object_ranks, where_metrics};
 use crate::job::follow::{Control, Coordinator, Source};
 use crate::job::segment::SEGMENT_SHIFT;
@@ -43,20 +35,6 @@ pub enum Ended {
     Stopped(WorkerReport),
 }
 
-type Errors = Rc<RefCell<Vec<String>>>;
-
-fn ok_or_push<T: Clone + 'static>(
-    r: &Rc<RefCell<WorkerReport>>,
-    e: &Errors,
-    pick: fn(&mut WorkerReport) -> &mut Vec<T>,
-) -> impl Fn(&Result<T, String>) + 'static {
-    let (r, e) = (r.clone(), e.clone());
-    move |s: &Result<T, String>| match s {
-        Ok(s) => pick(&mut r.borrow_mut()).push(s.clone()),
-        Err(m) => e.borrow_mut().push(m.clone()),
-    }
-}
-
 /// Runs this worker's part; `states` is marked abandoned when it returns early, so that stages do
 /// not flush state that the last checkpoint holds.
 pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &StateRegistry) -> Result<Ended, String> {
@@ -68,144 +46,11 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         .map_err(|e: PlanError| e.to_string())?;
     let df = sh.runtime.block_on(session::input(plan, &ws)).map_err(|e| e.to_string())?;
 
-    // The control dataflow: worker 0 says what each segment is; all workers' inputs at time `s`
-    // close once they have saved the checkpoint after segment `s - 1`.
-    let mut ctl_in = InputHandle::new();
-    let ctl_msgs: Rc<RefCell<BTreeMap<u64, Control>>> = Rc::default();
-    let ctl_probe = ProbeHandle::new();
-    worker.dataflow::<u64, _, _>(|scope| {
-        let m = ctl_msgs.clone();
-        scope
-            .input_from(&mut ctl_in)
-            .container::<Vec<String>>()
-            .broadcast()
-            .inspect(move |x: &String| {
-                let c: Control = serde_json::from_str(x).expect("control messages are ours");
-                let seq = match &c {
-                    Control::Segment { seq, .. } | Control::Stop { seq, .. } => *seq,
-                };
-                m.borrow_mut().insert(seq, c);
-            })
-            .probe_with(&ctl_probe);
-    });
+    let (mut ctl_in, ctl_msgs, ctl_probe) = crate::job::dataflow::control(worker);
 
     let mut models = crate::job::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
-    let wrap_report = Rc::new(RefCell::new(crate::job::wrap::WrapReport::default()));
-    let report = Rc::new(RefCell::new(WorkerReport::default()));
-    let mut docs_in = InputHandle::new();
-    let mut rejects_in = InputHandle::new();
-    let probe = ProbeHandle::new();
-    let target = |dir: &str| SinkTarget {
-        location: sh.output.clone(),
-        dir: dir.into(),
-        worker: index,
-        runtime: sh.runtime.clone(),
-    };
-    let reject_cfg = SinkConfig { format: SinkFormat::Jsonl, ..SinkConfig::default() };
-    let errors: Errors = Rc::default();
-    // Rephrasings an earlier attempt at the segment we resume with already generated.
-    let journaled: Rc<RefCell<HashMap<String, Rephrased>>> = Rc::default();
-    // (Also without a checkpoint: the job may have died in its first segment.)
-    let journal_dir = crate::job::wrap::journal_dir(plan);
-    if models.is_some() {
-        let seg = sh.resume.as_ref().map_or(0, |r| r.commit.next_segment);
-        let found = sh
-            .runtime
-            .block_on(wrapflow_operators::io::journal::load(&sh.output, &journal_dir, seg))
-            .map_err(|e| format!("reading the rephrase journal: {e:#}"))?;
-        *journaled.borrow_mut() = found;
-    }
-    worker.dataflow::<u64, _, _>(|scope| {
-        let docs = scope.input_from(&mut docs_in).container::<Vec<Document>>();
-        let docs = if plan.dedup.is_some() { docs.dedup_checkpointed(&DedupConfig::default(), states) } else { docs };
-        let (r, p) = (report.clone(), sh.progress.clone());
-        let docs = docs.inspect(move |_| r.borrow_mut().dedup_out += 1);
-        let docs = match &plan.neardup {
-            Some((cfg, _)) => {
-                let (kept, near) = docs.near_dedup_checkpointed(cfg, states);
-                let r = report.clone();
-                near.inspect(move |_| r.borrow_mut().near_duplicates += 1);
-                kept
-            }
-            None => docs,
-        };
-        let (chunks, chunk_rejects) = docs.chunk_docs(sh.chunker.clone());
-        let r = report.clone();
-        let chunks = chunks.inspect(move |c| {
-            let mut r = r.borrow_mut();
-            r.chunks += 1;
-            r.chunk_tokens += c.n_tokens as u64;
-            r.max_chunk_tokens = r.max_chunk_tokens.max(c.n_tokens as u64);
-            crate::report::html::add_length(r.lengths.entry("real".into()).or_default(), c.n_tokens as u64);
-            p.chunks.fetch_add(1, Ordering::Relaxed);
-        });
-        let r = report.clone();
-        let chunk_rejects = chunk_rejects.inspect(move |_| r.borrow_mut().chunk_rejects += 1);
-        let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
-        let mut mix_rows = chunks.clone().map(MixRow::from);
-        if let Some(m) = models.take() {
-            let tok = sh.chunker.tokenizer().clone();
-            let journal = crate::job::wrap::Journal {
-                target: JournalTarget {
-                    location: sh.output.clone(),
-                    dir: journal_dir.clone(),
-                    worker: index,
-                    run: sh.run_id.clone(),
-                    runtime: sh.runtime.clone(),
-                },
-                memo: journaled.clone(),
-            };
-            let (synthetic, gate_rejects) = crate::job::wrap::attach(
-                chunks.clone(),
-                m,
-                plan,
-                tok,
-                wrap_report.clone(),
-                sh.progress.clone(),
-                Some(journal),
-            );
-            let r = report.clone();
-            let synthetic = synthetic.inspect(move |x| {
-                crate::report::html::add_length(
-                    r.borrow_mut().lengths.entry(x.style.clone()).or_default(),
-                    x.n_tokens as u64,
-                )
-            });
-            mix_rows = mix_rows.concat(synthetic.clone().map(MixRow::from));
-            let (w, e) = (wrap_report.clone(), errors.clone());
-            synthetic
-                .sink_shards_checkpointed(target("synthetic"), &plan.sink.0.config, states)
-                .inspect(move |s: &Result<ShardInfo, String>| match s {
-                    Ok(s) => w.borrow_mut().shards.push(s.clone()),
-                    Err(m) => e.borrow_mut().push(m.clone()),
-                })
-                .probe_with(&probe);
-            rejects = rejects.concat(gate_rejects);
-        }
-        if !sh.mixtures.is_empty() {
-            let (r, e) = (report.clone(), errors.clone());
-            let target = MixTarget { location: sh.output.clone(), runtime: sh.runtime.clone() };
-            mix_rows
-                .mix_checkpointed(sh.mixtures.clone(), target, states)
-                .inspect(move |ev: &MixEvent| match ev {
-                    MixEvent::Error(m) => e.borrow_mut().push(m.clone()),
-                    other => r.borrow_mut().mix.push(other.clone()),
-                })
-                .probe_with(&probe);
-        }
-        let r = report.clone();
-        let rejects = rejects.inspect(move |x: &Reject| {
-            *r.borrow_mut().by_reason.entry(crate::report::fidelity::reason_class(&x.reason)).or_insert(0) += 1
-        });
-        chunks
-            .sink_shards_checkpointed(target("chunks"), &plan.sink.0.config, states)
-            .inspect(ok_or_push(&report, &errors, |r| &mut r.shards))
-            .probe_with(&probe);
-        rejects
-            .sink_shards_checkpointed(target("rejects"), &reject_cfg, states)
-            .inspect(ok_or_push(&report, &errors, |r| &mut r.reject_shards))
-            .probe_with(&probe);
-    });
+    let Pipeline { mut docs_in, mut rejects_in, probe, report, wrap_report, errors } =
+        crate::job::dataflow::pipeline(worker, sh, states, models.take())?;
 
     let sources = ws.factory.sources();
     // What this process had counted before it resumed: the live counters add to it.
