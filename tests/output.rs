@@ -46,7 +46,12 @@ fn run_with(
 }
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("NO_COLOR", "").output().unwrap()
+    cli_env(args, &[])
+}
+
+/// `cli` with extra environment variables (for `status` on S3, whose settings users give there).
+fn cli_env(args: &[&str], env: &[(String, String)]) -> Output {
+    Command::new(BIN).args(args).env("NO_COLOR", "").envs(env.iter().cloned()).output().unwrap()
 }
 
 /// `run PLAN --set k=v ...` as arguments.
@@ -159,6 +164,7 @@ fn one_writer(
     s: &[(String, String)],
     out_manifest: impl Fn() -> Option<serde_json::Value>,
     local: Option<&Path>,
+    status_env: &[(String, String)],
 ) {
     let mut a = Command::new(BIN)
         .args(run_args(plan, s, &["--follow", "--poll", "1s", "--checkpoint-files", "1"]))
@@ -179,7 +185,7 @@ fn one_writer(
     assert!(err.contains(&format!("process {}", a.id())), "names the holder: {err}");
     assert!(t1.elapsed() < Duration::from_secs(20), "fails fast");
     let output = &s.iter().find(|(k, _)| k == "output").unwrap().1;
-    let status = cli(&["status", output]);
+    let status = cli_env(&["status", output], status_env);
     assert!(String::from_utf8_lossy(&status.stdout).contains("running"), "{status:?}");
 
     sigint(&a);
@@ -206,7 +212,7 @@ fn one_writer(
     if let Some(out) = local {
         assert!(!out.join("_wrapflow/lease.json").exists(), "the lease is released");
     }
-    let status = cli(&["status", output]);
+    let status = cli_env(&["status", output], status_env);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("stopped") && !text.contains("running"), "{text}");
     // Run again: it resumes and finishes, every chunk in a shard, nothing twice.
@@ -231,7 +237,7 @@ fn one_job_writes_an_output_at_a_time_locally() {
     std::fs::write(&plan, plan_text("", "")).unwrap();
     let s = sets(&input, &out, &tok);
     let manifest = || std::fs::read(out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    one_writer(&plan, &s, manifest, Some(&out));
+    one_writer(&plan, &s, manifest, Some(&out), &[]);
 
     // A job killed outright leaves its lease: status says the job is dead, and a new run takes
     // the output over at once (its process is gone from this host).
@@ -270,21 +276,21 @@ fn one_job_writes_an_output_at_a_time_on_object_storage() {
             serde_json::from_slice(&got.bytes().await.ok()?).ok()
         })
     };
-    // `status` on S3 needs the store's settings from the environment.
-    unsafe_env_for_status(&server.endpoint());
-    one_writer(&plan, &s, manifest, None);
+    one_writer(&plan, &s, manifest, None, &status_env(&server.endpoint()));
 }
 
-/// `wrapflow status s3://...` reads its credentials from the environment, as users give them.
-fn unsafe_env_for_status(endpoint: &str) {
-    // SAFETY: set once per test binary before the child processes start; no thread reads them.
-    unsafe {
-        std::env::set_var("AWS_ENDPOINT", endpoint);
-        std::env::set_var("AWS_ALLOW_HTTP", "true");
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-    }
+/// `wrapflow status s3://...` reads the store's settings from the environment, as users give them.
+fn status_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 #[test]
