@@ -114,18 +114,22 @@ pub(crate) fn feed(
             Some(Err(e)) => return Err(format!("reading input: {e}")),
         };
         if let Some(b) = &batch {
-            let docs = documents(b).map_err(|e| e.to_string())?;
-            report.borrow_mut().sql_rows += docs.len() as u64;
-            // A batch may span objects: each run of one object's documents goes at its time.
-            for run in docs.chunk_by(|a, b| a.source_file == b.source_file) {
-                let rank = ranks.get(&run[0].source_file).copied().unwrap_or(0);
+            let mut rest = documents(b).map_err(|e| e.to_string())?;
+            report.borrow_mut().sql_rows += rest.len() as u64;
+            // A batch may span objects: each run of one object's documents goes at its time
+            // (split off, not copied).
+            while let Some(first) = rest.first() {
+                let rank = ranks.get(&first.source_file).copied().unwrap_or(0);
+                let len = rest.iter().take_while(|d| d.source_file == first.source_file).count();
+                let tail = rest.split_off(len);
                 let n = sent.entry(rank).or_default();
                 inputs.advance(input_time(seg, rank, *n));
                 *n += 1;
                 if times.back() != Some(inputs.docs.time()) {
                     times.push_back(*inputs.docs.time());
                 }
-                inputs.docs.send_batch(&mut run.to_vec());
+                inputs.docs.send_batch(&mut rest);
+                rest = tail;
             }
             failpoint("batch");
         }

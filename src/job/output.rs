@@ -312,12 +312,11 @@ pub struct LeaseDoc {
 }
 
 impl LeaseDoc {
-    /// Held by a live process: on this host, its process exists; elsewhere, not expired.
+    /// Held by a live process: not expired (a running job renews it), and on this host its
+    /// process still exists (so a killed job's lease is free at once, and a reused pid never
+    /// holds it past expiry).
     pub fn alive(&self) -> bool {
-        if self.host == hostname() {
-            return pid_alive(self.pid);
-        }
-        self.expires_unix > unix_now()
+        self.expires_unix > unix_now() && (self.host != hostname() || pid_alive(self.pid))
     }
 
     pub fn describe(&self) -> String {
