@@ -62,28 +62,33 @@ impl S3Server {
     }
 
     pub fn create_bucket(&self, name: &str) {
-        // moto can refuse a connection just after it first accepted one (seen once in CI-like
-        // runs): retry for a few seconds before failing.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut s = loop {
-            match TcpStream::connect(("127.0.0.1", self.port)) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("create_bucket: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
+        // moto's listener accepts connections before its app is ready, then resets them (seen
+        // in CI): retry the whole request for a while before failing.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.put_bucket(name) {
+                Ok(resp) if resp.starts_with("HTTP/1.1 200") => return,
+                Ok(resp) if Instant::now() >= deadline => panic!("create bucket: {resp}"),
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("moto_server on port {} does not answer: {e}", self.port)
                 }
-                Err(e) => panic!("moto_server on port {} refuses connections: {e}", self.port),
+                other => eprintln!("create_bucket: {other:?}; retrying"),
             }
-        };
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn put_bucket(&self, name: &str) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
             s,
             "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
-        )
-        .unwrap();
+        )?;
         let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
+        s.read_to_string(&mut resp)?;
+        Ok(resp)
     }
 
     pub fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
