@@ -12,7 +12,7 @@ use std::time::Instant;
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Inspect};
 use wrapflow_operators::io::store::StoreRegistry;
-use wrapflow_operators::{Mix, MixConfig, MixEvent, MixRow, MixTarget, Mixture};
+use wrapflow_operators::{Mix, MixConfig, MixEvent, MixRow, MixStageConfig, StageContext};
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -68,28 +68,32 @@ fn main() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let location = StoreRegistry::new().resolve(dir.path().to_str().expect("utf-8 path"), &Default::default());
-        let target = MixTarget { location: location.expect("local store"), runtime: rt.handle().clone() };
+        let (location, handle) = (location.expect("local store"), rt.handle().clone());
         let styles: Vec<String> = ["easy", "medium", "qa"].iter().map(|s| s.to_string()).collect();
-        let mix = Mixture::new("wrap", MixConfig::default(), &styles).expect("mixture");
+        let mix = MixStageConfig { mixtures: vec![("wrap".into(), MixConfig::default())], styles };
         let shards = Arc::new(Mutex::new(0usize));
         let t0 = Instant::now();
         let s = shards.clone();
         timely::execute(timely::Config::thread(), move |worker| {
             let mut input = InputHandle::new();
             let s = s.clone();
+            let ctx = StageContext::default().with_output(location.clone(), handle.clone());
             worker.dataflow::<u64, _, _>(|scope| {
-                scope.input_from(&mut input).container::<Vec<MixRow>>().mix(vec![mix.clone()], target.clone()).inspect(
-                    move |ev: &MixEvent| match ev {
-                        MixEvent::Shard(_) => *s.lock().expect("lock") += 1,
-                        MixEvent::Error(m) => panic!("{m}"),
-                        MixEvent::Done(_) => {}
-                    },
-                );
+                scope.input_from(&mut input).container::<Vec<MixRow>>().mix(&mix, &ctx).inspect(move |ev: &MixEvent| {
+                    if let MixEvent::Shard(_) = ev {
+                        *s.lock().expect("lock") += 1
+                    }
+                });
             });
             for t in 0..batches {
                 input.send_batch(&mut batch(t));
                 input.advance_to(t as u64 + 1);
                 worker.step();
+            }
+            drop(input);
+            while worker.step() {}
+            if let Some(e) = ctx.first_error() {
+                panic!("{e}");
             }
         })
         .expect("timely")

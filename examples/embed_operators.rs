@@ -6,18 +6,18 @@
 use std::sync::Arc;
 
 use timely::dataflow::operators::{Inspect, ToStream};
-use wrapflow::operators::{ChunkConfig, ChunkDocs, Chunker, Dedup, DedupConfig, Document, testkit};
+use wrapflow::operators::{ChunkConfig, ChunkDocs, Dedup, DedupConfig, Document, StageContext, testkit};
 
 fn main() {
     let workers = std::env::args().skip_while(|a| a != "--workers").nth(1).and_then(|n| n.parse().ok()).unwrap_or(1);
     // Any tokenizer.json works; the test kit's tiny one needs no download.
-    let chunker = Arc::new(
-        Chunker::new(&ChunkConfig { max_tokens: 32, ..Default::default() }, Arc::new(testkit::tiny_tokenizer()))
-            .expect("valid chunk settings"),
-    );
+    let tokenizer = Arc::new(testkit::tiny_tokenizer());
+    let chunk = ChunkConfig { max_tokens: 32, ..Default::default() };
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
-        let chunker = chunker.clone();
+        // Every stage takes its config and the worker's context (here: no checkpoints, and the
+        // tokenizer the chunk stage needs); the stages count into `ctx.metrics`.
+        let ctx = StageContext::default().with_tokenizer(tokenizer.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             // Each worker makes a few documents; the same text on two workers is deduplicated.
             let docs: Vec<Document> = testkit::SAMPLE_TEXT
@@ -31,13 +31,15 @@ fn main() {
                     dedup_key: xxhash_rust::xxh3::xxh3_128(text.as_bytes()),
                 })
                 .collect();
-            let (chunks, rejects) =
-                docs.to_stream(scope).container::<Vec<_>>().dedup(&DedupConfig::default()).chunk_docs(chunker);
+            let docs = docs.to_stream(scope).container::<Vec<_>>().dedup(&DedupConfig::default(), &ctx);
+            let (chunks, rejects) = docs.chunk_docs(&chunk, &ctx);
             chunks.inspect(move |c| {
                 println!("worker {index}: {} #{} ({} tokens): {:?}", c.doc_id, c.chunk_index, c.n_tokens, c.text)
             });
             rejects.inspect(|r| eprintln!("rejected: {r:?}"));
         });
+        while worker.step() {}
+        println!("worker {index}: {} chunks", ctx.metrics.counter("chunk.chunks"));
     })
     .expect("timely runs");
 }

@@ -14,7 +14,7 @@ use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Inspect};
 use wrapflow::operators::io::store::StoreRegistry;
 use wrapflow::operators::io::tokens::TokenShard;
-use wrapflow::operators::{Mix, MixConfig, MixEvent, MixRow, MixSummary, MixTarget, Mixture};
+use wrapflow::operators::{Mix, MixConfig, MixEvent, MixRow, MixStageConfig, MixSummary, Mixture, StageContext};
 
 const STYLES: [&str; 3] = ["easy", "medium", "qa"];
 
@@ -70,7 +70,11 @@ fn mixture(name: &str, opts: &[(&str, &str)]) -> Mixture {
 fn run_mix(epochs: &[Vec<MixRow>], mixtures: Vec<Mixture>, out: &Path, workers: usize) -> (Vec<MixEvent>, bool) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let location = StoreRegistry::new().resolve(out.to_str().unwrap(), &Default::default()).unwrap();
-    let target = MixTarget { location, runtime: rt.handle().clone() };
+    let handle = rt.handle().clone();
+    let styles = STYLES.iter().map(|s| s.to_string()).collect();
+    let config = MixStageConfig { mixtures: mixtures.iter().map(|m| (m.name.clone(), m.config.clone())).collect(), styles };
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let errs = errors.clone();
     let epochs = Arc::new(epochs.to_vec());
     let events = Arc::new(Mutex::new(Vec::new()));
     let early = Arc::new(Mutex::new(false));
@@ -79,11 +83,12 @@ fn run_mix(epochs: &[Vec<MixRow>], mixtures: Vec<Mixture>, out: &Path, workers: 
         let (idx, peers) = (worker.index(), worker.peers());
         let mut input = InputHandle::new();
         let (ev, seen) = (ev.clone(), ev.clone());
+        let ctx = StageContext { errors: errs.clone(), ..Default::default() }.with_output(location.clone(), handle.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)
                 .container::<Vec<MixRow>>()
-                .mix(mixtures.clone(), target.clone())
+                .mix(&config, &ctx)
                 .inspect(move |e: &MixEvent| ev.lock().unwrap().push(e.clone()));
         });
         for (t, rows) in epochs.iter().enumerate() {
@@ -104,10 +109,8 @@ fn run_mix(epochs: &[Vec<MixRow>], mixtures: Vec<Mixture>, out: &Path, workers: 
     .into_iter()
     .for_each(|r| r.unwrap());
     let events = events.lock().unwrap().clone();
-    for e in &events {
-        if let MixEvent::Error(m) = e {
-            panic!("mix failed: {m}");
-        }
+    if let Some(m) = errors.lock().unwrap().first() {
+        panic!("mix failed: {m}");
     }
     let early = *early.lock().unwrap();
     (events, early)

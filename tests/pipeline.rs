@@ -112,7 +112,7 @@ fn counts_reconcile_on_every_kind_of_bad_record() {
             (
                 r["source_file"].as_str().unwrap().to_string(),
                 r["source_line"].as_u64().unwrap(),
-                wrapflow::report::fidelity::reason_class(reason),
+                wrapflow::operators::Reject { reason: reason.into(), ..Default::default() }.class().to_string(),
             )
         })
         .collect();

@@ -13,8 +13,10 @@
 //! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching; the embedder |
 //! | [`model`] | GGUF reading and the import of llama models into ONNX (fp32 or 4-bit), the BERT embedder import |
 //!
-//! Every operator is an extension trait on a timely [`timely::dataflow::StreamVec`], configured by
-//! a serde struct, in the style of timely's own operators.
+//! Every stage is an extension trait on a timely [`timely::dataflow::StreamVec`] with one shape,
+//! `stream.stage(&Config, &StageContext)`: a serde config, and the worker's [`StageContext`]
+//! (checkpoint registry, metrics, failures, tokenizer, output, model sessions), in the style of
+//! timely's own operators.
 
 // Stages split streams with `Result<Row, Reject>` records (`ok_err`): both sides are full rows by
 // design, and boxing the reject would cost an allocation per record.
@@ -34,4 +36,5 @@ pub use io::sink::{ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget};
 pub use record::{Chunk, Document, Reject, Synthetic, ToBatch};
 pub use stages::chunk::{ChunkConfig, ChunkDocs, Chunker};
 pub use stages::dedup::exact::{Dedup, DedupConfig};
-pub use stages::mix::{Mix, MixConfig, MixEvent, MixRow, MixShard, MixSummary, MixTarget, Mixture};
+pub use stages::context::StageContext;
+pub use stages::mix::{Mix, MixConfig, MixEvent, MixRow, MixShard, MixStageConfig, MixSummary, MixTarget, Mixture};

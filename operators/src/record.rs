@@ -66,6 +66,11 @@ impl Reject {
             ..Default::default()
         }
     }
+
+    /// The class of the reason: its text before the first `:` (what reports group by).
+    pub fn class(&self) -> &str {
+        self.reason.split(':').next().unwrap_or(&self.reason).trim()
+    }
 }
 
 /// Rows that a sink can write: a fixed Arrow schema and a conversion.

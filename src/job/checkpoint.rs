@@ -124,7 +124,7 @@ pub async fn indexes(out: &Location, commit: &Commit) -> anyhow::Result<Vec<Work
 pub fn committed_files(reports: &[WorkerReport]) -> BTreeSet<String> {
     let mut files = BTreeSet::new();
     for r in reports {
-        files.extend(r.shards.iter().chain(&r.reject_shards).chain(&r.wrap.shards).map(|s| s.path.clone()));
+        files.extend(r.shards.iter().chain(&r.reject_shards).chain(&r.synthetic_shards).map(|s| s.path.clone()));
         for e in &r.mix {
             if let MixEvent::Shard(s) = e {
                 files.insert(s.path.clone());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokenizers::Tokenizer;
 use wrapflow_operators::io::store::{Location, StoreRegistry};
-use wrapflow_operators::{Chunker, Mixture};
+use wrapflow_operators::{Chunker, MixStageConfig};
 
 use crate::job::checkpoint::{Commit, WorkerIndex};
 use crate::job::follow::Limits;
@@ -32,7 +32,7 @@ pub(crate) struct Shared {
     pub chunker: Arc<Chunker>,
     pub output: Location,
     pub progress: Arc<Progress>,
-    pub mixtures: Vec<Mixture>,
+    pub mix: MixStageConfig,
     pub resume: Option<Resume>,
     pub follow: Option<Duration>,
     pub limits: Limits,

@@ -22,6 +22,7 @@ use crate::job::checkpoint;
 use crate::job::progress::Progress;
 use crate::job::segment::input_time;
 use crate::report::manifest::FileStamp;
+use wrapflow_operators::StageContext;
 use crate::report::merge::WorkerReport;
 
 /// Batches a worker may have in the dataflow ahead of its sinks.
@@ -74,10 +75,11 @@ pub(crate) fn object_ranks(
     ranks
 }
 
-/// A worker's two dataflow inputs.
+/// A worker's two dataflow inputs, and the stage context whose metrics count reader rejects.
 pub(crate) struct Inputs<'a> {
     pub docs: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Document>>>,
     pub rejects: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
+    pub ctx: &'a StageContext,
 }
 
 impl Inputs<'_> {
@@ -136,6 +138,7 @@ pub(crate) fn feed(
         for s in sources {
             let mut rejects = s.stats.take_rejects();
             if !rejects.is_empty() {
+                rejects.iter().for_each(|r| inputs.ctx.count_reject(r));
                 inputs.rejects.send_batch(&mut rejects);
             }
         }

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use wrapflow_operators::state::metrics::Metrics;
 
 /// Counters that workers add to.
 #[derive(Debug, Default)]
@@ -14,10 +15,8 @@ pub struct Progress {
     pub bytes_read: AtomicU64,
     pub bytes_total: AtomicU64,
     pub docs: AtomicU64,
-    pub chunks: AtomicU64,
-    /// Rephrasings done and their generated tokens.
-    pub rephrased: AtomicU64,
-    pub generated_tokens: AtomicU64,
+    /// The workers' stage metrics (chunks, rephrasings and their tokens are read from them).
+    workers: std::sync::Mutex<Vec<Metrics>>,
     /// Checkpoints committed, the last one's time (Unix seconds), and input listed but not yet
     /// consumed (the lag of a followed job).
     pub checkpoints: AtomicU64,
@@ -26,6 +25,18 @@ pub struct Progress {
     pub pending_bytes: AtomicU64,
     /// `process I/N` in a cluster, put on every progress line.
     pub tag: std::sync::OnceLock<String>,
+}
+
+impl Progress {
+    /// Shows a worker's stage metrics in the progress.
+    pub fn watch(&self, metrics: &Metrics) {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner()).push(metrics.clone());
+    }
+
+    /// A counter summed over the workers.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|m| m.counter(name)).sum()
+    }
 }
 
 /// How to show progress.
@@ -103,9 +114,9 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                 std::thread::sleep(Duration::from_millis(200));
                 let (docs, bytes, dps, mbps) = rates(&progress, start);
                 let total = progress.bytes_total.load(Ordering::Relaxed);
-                let chunks = progress.chunks.load(Ordering::Relaxed);
-                let rephrased = progress.rephrased.load(Ordering::Relaxed);
-                let gen_rate = progress.generated_tokens.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+                let chunks = progress.counter("chunk.chunks");
+                let rephrased = progress.counter("rephrase.answers");
+                let gen_rate = progress.counter("rephrase.generated_tokens") as f64 / start.elapsed().as_secs_f64();
                 let mut wrap =
                     if rephrased > 0 { format!(", {rephrased} rephrased ({gen_rate:.0} tok/s)") } else { String::new() };
                 wrap += &checkpoint_part(&progress);

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Inspect};
 use wrapflow_operators::io::store::{Location, StoreRegistry};
-use wrapflow_operators::{Mix, MixEvent, MixRow, MixTarget, Mixture};
+use wrapflow_operators::{Mix, MixEvent, MixRow, MixStageConfig, Mixture, StageContext};
 
 use crate::plan::stage::{Stage, parse_stage};
 use crate::plan::text::split_statements;
@@ -38,7 +38,7 @@ pub struct RemixManifest {
 }
 
 /// Parses a file of `MIX` statements against the styles of the source run.
-pub fn mixtures(file: &str, text: &str, styles: &[String]) -> anyhow::Result<Vec<Mixture>> {
+pub fn mixtures(file: &str, text: &str, styles: &[String]) -> anyhow::Result<MixStageConfig> {
     let mut out: Vec<Mixture> = Vec::new();
     for (s, e) in split_statements(text) {
         let pos = crate::plan::text::pos_of(text, s);
@@ -57,7 +57,10 @@ pub fn mixtures(file: &str, text: &str, styles: &[String]) -> anyhow::Result<Vec
     if out.is_empty() {
         bail!("{file} declares no MIX");
     }
-    Ok(out)
+    Ok(MixStageConfig {
+        mixtures: out.into_iter().map(|m| (m.name, m.config)).collect(),
+        styles: styles.to_vec(),
+    })
 }
 
 /// One column of a batch by name.
@@ -131,17 +134,19 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
     let mut files = rt.block_on(read_dir(&src, "chunks"))?;
     files.extend(rt.block_on(read_dir(&src, "synthetic"))?);
     let rows_read = files.iter().map(|f| f.len() as u64).sum();
-    let target = MixTarget { location: dst.clone(), runtime: rt.handle().clone() };
     let events: Arc<Mutex<Vec<MixEvent>>> = Arc::default();
-    let (ev, files) = (events.clone(), Arc::new(files));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (ev, errs, files, handle, out) =
+        (events.clone(), errors.clone(), Arc::new(files), rt.handle().clone(), dst.clone());
     timely::execute(timely::Config::thread(), move |worker| {
         let mut input = InputHandle::new();
         let ev = ev.clone();
+        let ctx = StageContext { errors: errs.clone(), ..Default::default() }.with_output(out.clone(), handle.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)
                 .container::<Vec<MixRow>>()
-                .mix(mixes.clone(), target.clone())
+                .mix(&mixes, &ctx)
                 .inspect(move |e: &MixEvent| ev.lock().expect("events lock").push(e.clone()));
         });
         for (t, rows) in files.iter().enumerate() {
@@ -155,6 +160,9 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
     .into_iter()
     .collect::<Result<Vec<_>, _>>()
     .map_err(|e| anyhow!("remix failed: {e}"))?;
+    if let Some(e) = errors.lock().expect("errors lock").first() {
+        bail!("{e}");
+    }
     let events = std::mem::take(&mut *events.lock().expect("events lock"));
     let mixes = crate::report::mixing::merge(events)?;
     for m in &mixes {

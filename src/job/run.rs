@@ -23,7 +23,7 @@ use tokenizers::Tokenizer;
 use wrapflow_operators::io::store::{Location, StoreRegistry};
 use wrapflow_operators::stages::chunk::load_tokenizer;
 use wrapflow_operators::state::checkpoint::StateRegistry;
-use wrapflow_operators::{Chunker, Mixture};
+use wrapflow_operators::{Chunker, MixStageConfig};
 
 use crate::job::checkpoint;
 use crate::job::cluster::ClusterSpec;
@@ -154,7 +154,8 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     let (sql_tokenizer, chunk_tok) = tokenizers(plan).map_err(|e| plan.error_at(plan.chunk.1, format!("{e:#}")))?;
     let chunker =
         Arc::new(Chunker::new(&plan.chunk.0, chunk_tok).map_err(|e| plan.error_at(plan.chunk.1, e.to_string()))?);
-    let mixtures = plan.mixtures()?;
+    plan.mixtures()?;
+    let mix = plan.mix_stage();
     check_models(plan)?;
     let registry = opts.registry.clone().unwrap_or_default();
     let sink = &plan.sink.0;
@@ -175,7 +176,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     };
     let owner = claim.as_ref().map(|c| c.marker.clone());
     let result =
-        run_claimed(plan, opts, &runtime, output, registry, owner, (sql_tokenizer, chunker, mixtures), started, t0);
+        run_claimed(plan, opts, &runtime, output, registry, owner, (sql_tokenizer, chunker, mix), started, t0);
     if let Some(c) = claim {
         runtime.block_on(c.lease.release());
     }
@@ -201,7 +202,7 @@ fn run_claimed(
     output: Location,
     registry: Arc<StoreRegistry>,
     owner: Option<crate::job::output::Marker>,
-    (sql_tokenizer, chunker, mixtures): (Option<Arc<Tokenizer>>, Arc<Chunker>, Vec<Mixture>),
+    (sql_tokenizer, chunker, mix): (Option<Arc<Tokenizer>>, Arc<Chunker>, MixStageConfig),
     started: String,
     t0: Instant,
 ) -> anyhow::Result<Manifest> {
@@ -235,7 +236,7 @@ fn run_claimed(
         chunker,
         output: output.clone(),
         progress: progress.clone(),
-        mixtures,
+        mix,
         resume,
         follow: opts.follow,
         limits: opts.limits,

@@ -49,7 +49,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
     let (mut ctl_in, ctl_msgs, ctl_probe) = crate::job::dataflow::control(worker);
 
     let mut models = crate::job::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
-    let Pipeline { mut docs_in, mut rejects_in, probe, report, wrap_report, errors } =
+    let Pipeline { mut docs_in, mut rejects_in, probe, report, ctx } =
         crate::job::dataflow::pipeline(worker, sh, states, models.take())?;
 
     let sources = ws.factory.sources();
@@ -58,14 +58,14 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
     if let Some(res) = &sh.resume {
         let idx = res.indexes.get(index).ok_or_else(|| format!("the checkpoint has no state for worker {index}"))?;
         *report.borrow_mut() = idx.report.clone();
-        *wrap_report.borrow_mut() = std::mem::take(&mut report.borrow_mut().wrap);
+        ctx.metrics.restore(std::mem::take(&mut report.borrow_mut().metrics));
         chains = idx.chains.clone();
         sh.runtime.block_on(load_states(sh, states, &chains)).map_err(|e| format!("worker {index}: {e:#}"))?;
     }
     let base_inputs = std::mem::take(&mut report.borrow_mut().inputs);
     let snapshot = |report: &Rc<RefCell<WorkerReport>>| {
         let mut r = report.borrow().clone();
-        r.wrap = wrap_report.borrow().clone();
+        r.metrics = ctx.metrics.snapshot();
         r.inputs = base_inputs.clone();
         for s in &sources {
             r.read_rows += s.stats.rows.load(Ordering::Relaxed);
@@ -138,7 +138,7 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
                 .map_err(|e| abandon(e.to_string()))?
         };
         let ranks = object_ranks(&sources, &files);
-        let inputs = Inputs { docs: &mut docs_in, rejects: &mut rejects_in };
+        let inputs = Inputs { docs: &mut docs_in, rejects: &mut rejects_in, ctx: &ctx };
         feed(worker, (&sh.runtime, &sh.progress), stream, &sources, &report, inputs, &probe, (seg, &ranks))
             .map_err(abandon)?;
         let (dropped, limit) = where_metrics(&physical);
@@ -152,8 +152,8 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
         while probe.less_than(&end) {
             worker.step();
         }
-        if let Some(e) = errors.borrow().first() {
-            return Err(abandon(e.clone()));
+        if let Some(e) = ctx.first_error() {
+            return Err(abandon(e));
         }
         seg += 1;
         checkpoint(sh, states, &mut chains, snapshot(&report), seg, index)
@@ -181,8 +181,8 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
     while !probe.done() {
         worker.step();
     }
-    if let Some(e) = errors.borrow().first() {
-        return Err(abandon(e.clone()));
+    if let Some(e) = ctx.first_error() {
+        return Err(abandon(e));
     }
     let id = seg + 1;
     let last = snapshot(&report);

@@ -1,30 +1,24 @@
 //! The WRAP part of a run: chunks → fan-out → rephrase → gates, with one model session (and one
-//! embedder session) per worker, and the per-style figures that go into the manifest.
+//! embedder session) per worker, and a journal of rephrasings for a job that dies.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use timely::dataflow::StreamVec;
-use timely::dataflow::operators::{Concat, Inspect};
-use tokenizers::Tokenizer;
+use timely::dataflow::operators::Concat;
 use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig};
 use wrapflow_operators::io::journal::{JournalTarget, Journaled, Memo};
-use wrapflow_operators::sql::heuristics::flesch_kincaid_grade;
+use wrapflow_operators::stages::context::StageContext;
 use wrapflow_operators::stages::fanout::StyleTask;
 use wrapflow_operators::stages::fanout::{FanOut, FanoutConfig};
-use wrapflow_operators::stages::gates::{Gate, GateContext};
+use wrapflow_operators::stages::gates::{Gate, GateStageConfig};
 use wrapflow_operators::stages::rephrase::{Rephrase, RephraseConfig, Rephrased};
-use wrapflow_operators::{Chunk, Reject, ShardInfo, Synthetic};
+use wrapflow_operators::{Chunk, Reject, Synthetic};
 
-use crate::job::progress::Progress;
 use crate::plan::Plan;
-use crate::report::fidelity::StyleAcc;
-use crate::report::manifest::{Output, RephraseOut};
 
 /// A worker's model sessions.
 pub struct Models {
@@ -46,25 +40,6 @@ pub fn load_models(plan: &Plan) -> anyhow::Result<Option<Models>> {
         ),
     };
     Ok(Some(Models { decoder, embedder }))
-}
-
-/// What one worker's WRAP stages did.
-#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct WrapReport {
-    pub styles: BTreeMap<String, StyleAcc>,
-    pub prompt_tokens: u64,
-    pub generated_tokens: u64,
-    pub real_fk_sum: f64,
-    pub real_chunks: u64,
-    pub shards: Vec<ShardInfo>,
-    pub weights_hash: String,
-    /// Tasks out of the fan-out: each becomes an accepted row or a gate reject.
-    pub fanout_tasks: u64,
-    pub retries: u64,
-    pub max_queued: u64,
-    /// Rephrasings taken from the journal of a job that died, not generated again.
-    #[serde(default)]
-    pub journal_reused: u64,
 }
 
 /// A worker's journal of rephrasings: where it writes, and what an earlier attempt at the
@@ -89,121 +64,34 @@ fn model_id(cfg: &RephraseConfig) -> String {
     Path::new(&cfg.model).file_name().map_or(cfg.model.clone(), |f| f.to_string_lossy().into_owned())
 }
 
-/// Attaches fan-out → rephrase → gates to `chunks`; returns the accepted rows and the gate
-/// rejects.
+/// Attaches fan-out → rephrase → gates to `chunks`, with the worker's model sessions in `ctx`;
+/// returns the accepted rows and the gate rejects.
 pub fn attach<'s>(
     chunks: StreamVec<'s, u64, Chunk>,
-    models: Models,
     plan: &Plan,
-    tokenizer: Arc<Tokenizer>,
-    report: Rc<RefCell<WrapReport>>,
-    progress: Arc<Progress>,
+    ctx: &StageContext,
     journal: Option<Journal>,
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
     let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
-    let cfg = spec.config(&plan.gates);
-    let styles = Arc::new(plan.styles.clone());
-    let ctx = Arc::new(GateContext {
-        config: plan.gates.clone(),
-        styles: styles.clone(),
-        tokenizer,
+    let cfg = RephraseConfig { styles: plan.styles.clone(), ..spec.config(&plan.gates) };
+    let weights_hash = ctx.decoder.borrow().as_ref().map(|d| d.weights_hash.clone()).unwrap_or_default();
+    let gates = GateStageConfig {
+        gates: plan.gates.clone(),
+        styles: plan.styles.clone(),
         model: model_id(&cfg),
-        weights_hash: models.decoder.weights_hash.clone(),
+        weights_hash,
         generation: serde_json::to_string(&cfg.generation).unwrap_or_default(),
-    });
-    report.borrow_mut().weights_hash = models.decoder.weights_hash.clone();
-    let r = report.clone();
-    let chunks = chunks.inspect(move |c| {
-        let mut r = r.borrow_mut();
-        r.real_fk_sum += flesch_kincaid_grade(&c.text);
-        r.real_chunks += 1;
-    });
-    let r = report.clone();
-    let tasks = chunks
-        .fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed })
-        .inspect(move |_| r.borrow_mut().fanout_tasks += 1);
-    // One embedder session per worker: retries consult the meaning gate, then the gate stage.
-    let embedder = models.embedder.map(|e| std::rc::Rc::new(std::cell::RefCell::new(e)));
+    };
+    let tasks = chunks.fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed }, ctx);
     let rephrased = match journal {
         Some(j) => {
-            let (reused, fresh) = tasks.answered_by(j.memo, task_key);
-            let r = report.clone();
-            let reused = reused.inspect(move |_| r.borrow_mut().journal_reused += 1);
+            let (reused, fresh) = tasks.answered_by(j.memo, task_key, &ctx.metrics);
             let segment = |t: &u64| t >> crate::job::segment::SEGMENT_SHIFT;
-            let generated = fresh.rephrase_with(models.decoder, styles.clone(), &cfg, embedder.clone()).journal(
-                j.target,
-                &spec.journal(),
-                |x: &Rephrased| task_key(&x.task),
-                segment,
-            );
+            let generated =
+                fresh.rephrase(&cfg, ctx).journal(j.target, &spec.journal(), |x: &Rephrased| task_key(&x.task), segment);
             generated.concat(reused)
         }
-        None => tasks.rephrase_with(models.decoder, styles.clone(), &cfg, embedder.clone()),
+        None => tasks.rephrase(&cfg, ctx),
     };
-    let r = report.clone();
-    let rephrased = rephrased.inspect(move |x| {
-        let mut r = r.borrow_mut();
-        r.prompt_tokens += x.prompt_tokens as u64;
-        r.generated_tokens += x.spent_tokens as u64;
-        r.retries += x.attempts.saturating_sub(1) as u64;
-        r.max_queued = r.max_queued.max(x.queued as u64);
-        progress.rephrased.fetch_add(1, Ordering::Relaxed);
-        progress.generated_tokens.fetch_add(x.spent_tokens as u64, Ordering::Relaxed);
-    });
-    let (good, bad) = rephrased.gate(ctx, embedder);
-    let r = report.clone();
-    let good = good.inspect(move |s| r.borrow_mut().styles.entry(s.style.clone()).or_default().accepted(s));
-    let bad = bad.inspect(move |x| report.borrow_mut().styles.entry(x.style.clone()).or_default().rejected(x));
-    (good, bad)
-}
-
-/// Merges the workers' reports into the manifest's section.
-pub fn merge(plan: &Plan, reports: Vec<WrapReport>, wall_s: f64) -> anyhow::Result<Option<RephraseOut>> {
-    let Some((spec, _)) = plan.rephrase.as_ref() else { return Ok(None) };
-    let cfg = spec.config(&plan.gates);
-    let mut styles: BTreeMap<String, StyleAcc> = BTreeMap::new();
-    let mut out = RephraseOut {
-        model: cfg.model.clone(),
-        embedder: (!plan.gates.embedder.is_empty()).then(|| plan.gates.embedder.clone()),
-        generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
-        style_order: plan.styles.iter().map(|s| s.name.clone()).collect(),
-        ..Default::default()
-    };
-    let (mut fk, mut n) = (0.0, 0);
-    let mut shards = Vec::new();
-    for r in &reports {
-        for (k, v) in &r.styles {
-            styles.entry(k.clone()).or_default().merge(v);
-        }
-        out.prompt_tokens += r.prompt_tokens;
-        out.generated_tokens += r.generated_tokens;
-        out.retries += r.retries;
-        out.journal_reused += r.journal_reused;
-        out.max_queued_per_worker = out.max_queued_per_worker.max(r.max_queued);
-        fk += r.real_fk_sum;
-        n += r.real_chunks;
-        shards.extend(r.shards.iter().cloned());
-        out.weights_hash.clone_from(&r.weights_hash);
-    }
-    shards.sort_by(|a, b| a.path.cmp(&b.path));
-    out.styles = styles.iter().map(|(k, v)| (k.clone(), v.finish())).collect();
-    out.tasks = out.styles.values().map(|s| s.tasks).sum();
-    out.accepted = out.styles.values().map(|s| s.accepted).sum();
-    out.rejected = out.styles.values().map(|s| s.rejected).sum();
-    let fanout: u64 = reports.iter().map(|r| r.fanout_tasks).sum();
-    anyhow::ensure!(
-        fanout == out.accepted + out.rejected,
-        "rephrase counts do not reconcile: {fanout} tasks, {} accepted + {} rejected",
-        out.accepted,
-        out.rejected
-    );
-    out.real_fk_grade = (n > 0).then(|| fk / n as f64);
-    out.gen_tok_s = out.generated_tokens as f64 / wall_s.max(1e-9);
-    out.synthetic = Output {
-        format: plan.sink.0.config.format.extension().into(),
-        rows: shards.iter().map(|s| s.rows).sum(),
-        bytes: shards.iter().map(|s| s.bytes).sum(),
-        shards,
-    };
-    Ok(Some(out))
+    rephrased.gate(&gates, ctx)
 }

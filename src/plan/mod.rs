@@ -17,7 +17,7 @@ use serde_json::Value;
 use wrapflow_operators::stages::dedup::near::NearDupConfig;
 use wrapflow_operators::stages::gates::{GATES, GateConfig};
 use wrapflow_operators::stages::styles::{BUILTIN, Style, builtin};
-use wrapflow_operators::{ChunkConfig, MixConfig, Mixture, SinkConfig};
+use wrapflow_operators::{ChunkConfig, MixConfig, MixStageConfig, Mixture, SinkConfig};
 
 use stage::{KEYWORDS, RephraseSpec, Stage, parse_stage};
 use text::{Pos, Substituted, param_uses, pos_of, split_statements, substitute};
@@ -324,6 +324,14 @@ impl Plan {
                 Mixture::new(name, cfg.clone(), &styles).map_err(|e| self.error_at(*at, format!("MIX {name}: {e:#}")))
             })
             .collect()
+    }
+
+    /// The mix stage's settings: the plan's mixtures and the styles it rephrases.
+    pub fn mix_stage(&self) -> MixStageConfig {
+        MixStageConfig {
+            mixtures: self.mixes.iter().map(|(name, cfg, _)| (name.clone(), cfg.clone())).collect(),
+            styles: self.styles.iter().map(|s| s.name.clone()).collect(),
+        }
     }
 
     /// The parameters as they may be shown: secret values masked.

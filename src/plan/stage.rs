@@ -118,6 +118,7 @@ impl RephraseSpec {
             retry_temperature: self.retry_temperature,
             retry_gates: gates.clone(),
             constrain_numbers: self.constrain_numbers,
+            styles: Vec::new(),
         }
     }
 

@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use wrapflow_operators::state::metrics::MetricSet;
 use wrapflow_operators::{MixEvent, ShardInfo};
 
 use crate::plan::Plan;
 use crate::report::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
 
-/// What one worker did.
+/// What one worker did: what it read (from the SQL side), what its stages counted, and the
+/// shards its sinks and mixtures wrote.
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct WorkerReport {
     pub read_rows: u64,
@@ -22,20 +24,15 @@ pub struct WorkerReport {
     /// The input query has a `LIMIT`.
     #[serde(default)]
     pub limit: bool,
-    pub dedup_out: u64,
-    pub near_duplicates: u64,
-    pub chunk_rejects: u64,
-    pub chunks: u64,
-    pub chunk_tokens: u64,
-    pub max_chunk_tokens: u64,
+    /// What the stages counted (see each stage's docs for its names).
+    pub metrics: MetricSet,
     pub shards: Vec<ShardInfo>,
     pub reject_shards: Vec<ShardInfo>,
-    pub by_reason: BTreeMap<String, u64>,
+    pub synthetic_shards: Vec<ShardInfo>,
+    /// Hash of the rephrase model's weights (lineage).
+    pub weights_hash: String,
     pub inputs: Vec<InputOut>,
-    pub wrap: crate::job::wrap::WrapReport,
     pub mix: Vec<MixEvent>,
-    /// Length histograms of written rows: `real` and each style (see [`crate::report::html::add_length`]).
-    pub lengths: BTreeMap<String, Vec<u64>>,
 }
 
 pub fn merge(
@@ -45,17 +42,20 @@ pub fn merge(
     started: String,
     t0: Instant,
 ) -> anyhow::Result<Manifest> {
-    let wraps = reports.iter_mut().map(|r| std::mem::take(&mut r.wrap)).collect();
+    let mut metrics = MetricSet::default();
+    for r in &reports {
+        metrics.merge(&r.metrics);
+    }
     let mixes = crate::report::mixing::merge(reports.iter_mut().flat_map(|r| std::mem::take(&mut r.mix)).collect())?;
-    let rephrase = crate::job::wrap::merge(plan, wraps, t0.elapsed().as_secs_f64())?;
+    let rephrase = crate::report::rephrase::merge(plan, &metrics, &reports, t0.elapsed().as_secs_f64())?;
     let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
     let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
     anyhow::ensure!(
         sql_rows <= read_rows,
         "the plan's input produced {sql_rows} rows from {read_rows} read: a plan must filter rows, not multiply them (a join?)"
     );
-    let (dedup_out, chunk_rejects) = (sum(|r| r.dedup_out), sum(|r| r.chunk_rejects));
-    let near_duplicates = sum(|r| r.near_duplicates);
+    let duplicates = metrics.counter("dedup.duplicates");
+    let (near_duplicates, chunk_rejects) = (metrics.counter("neardup.dropped"), metrics.counter("chunk.rejects"));
     let not_passed = read_rows - sql_rows;
     let filtered = if reports.iter().any(|r| r.limit) { sum(|r| r.where_dropped).min(not_passed) } else { not_passed };
     let counts = Counts {
@@ -63,10 +63,10 @@ pub fn merge(
         rejected: sum(|r| r.read_rejected) + chunk_rejects,
         filtered,
         limited: not_passed - filtered,
-        duplicates: sql_rows - dedup_out,
+        duplicates,
         near_duplicates,
-        kept: dedup_out - near_duplicates - chunk_rejects,
-        chunks: sum(|r| r.chunks),
+        kept: sql_rows - duplicates - near_duplicates - chunk_rejects,
+        chunks: metrics.counter("chunk.chunks"),
         skipped_objects: 0,
     };
     debug_assert!(counts.reconciles());
@@ -74,10 +74,7 @@ pub fn merge(
     shards.sort_by(|a, b| a.path.cmp(&b.path));
     let mut reject_shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.reject_shards.clone()).collect();
     reject_shards.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut by_reason = BTreeMap::new();
-    for (k, v) in reports.iter().flat_map(|r| r.by_reason.iter()) {
-        *by_reason.entry(k.clone()).or_insert(0) += v;
-    }
+    let by_reason = metrics.counters_under("rejects.");
     let mut inputs: BTreeMap<String, InputOut> = BTreeMap::new();
     for i in reports.iter().flat_map(|r| r.inputs.iter()) {
         let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut {
@@ -92,10 +89,15 @@ pub fn merge(
         i.files.sort_by(|a, b| a.path.cmp(&b.path));
         i.files.dedup_by(|a, b| a.path == b.path);
     });
+    // Lengths of written rows: the real chunks', then each style's.
     let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (k, h) in reports.iter().flat_map(|r| r.lengths.iter()) {
-        let e = lengths.entry(k.clone()).or_insert_with(|| vec![0; h.len()]);
-        e.iter_mut().zip(h).for_each(|(a, b)| *a += b);
+    if let Some(h) = metrics.histogram("chunk.length") {
+        lengths.insert("real".into(), h.counts.clone());
+    }
+    for s in &plan.styles {
+        if let Some(h) = metrics.histogram(&format!("gates.{}.length", s.name)) {
+            lengths.insert(s.name.clone(), h.counts.clone());
+        }
     }
     for m in &mixes {
         let accepted = rephrase.as_ref().map_or(0, |r| r.accepted);
@@ -109,7 +111,7 @@ pub fn merge(
     }
     let wall = t0.elapsed().as_secs_f64();
     let in_bytes: u64 = inputs.values().flat_map(|i| i.files.iter()).map(|f| f.bytes).sum();
-    let chunk_tokens = sum(|r| r.chunk_tokens);
+    let chunk_tokens = metrics.counter("chunk.tokens");
     Ok(Manifest {
         wrapflow_version: env!("CARGO_PKG_VERSION").into(),
         plan: PlanInfo { file: plan.file.clone(), hash: plan.hash.clone(), params: plan.shown_params() },
@@ -117,7 +119,7 @@ pub fn merge(
         inputs: inputs.into_values().collect(),
         tokens: Tokens {
             chunks: chunk_tokens,
-            max_per_chunk: reports.iter().map(|r| r.max_chunk_tokens).max().unwrap_or(0),
+            max_per_chunk: metrics.maximum("chunk.max_tokens"),
             mean_per_chunk: if counts.chunks == 0 { 0.0 } else { chunk_tokens as f64 / counts.chunks as f64 },
         },
         chunks: Output {

@@ -45,7 +45,6 @@ pub fn merge(events: Vec<MixEvent>) -> anyhow::Result<Vec<MixOut>> {
         match e {
             MixEvent::Shard(s) => shards.entry(s.mixture.clone()).or_default().push(*s),
             MixEvent::Done(summary) => outs.push(MixOut { summary: *summary, shards: Vec::new() }),
-            MixEvent::Error(m) => anyhow::bail!(m),
         }
     }
     for o in &mut outs {

@@ -1,5 +1,5 @@
 //! What a job wrote down: worker reports merged ([`merge`]) into `manifest.json` ([`manifest`]),
-//! the fidelity of rephrasings ([`fidelity`]), the mixtures ([`mixing`]), `report.html`
+//! the rephrase section ([`rephrase`]) and fidelity of rephrasings ([`fidelity`]), the mixtures ([`mixing`]), `report.html`
 //! ([`html`]), the text report ([`text`]) and `wrapflow status` ([`status`]).
 
 pub mod fidelity;
@@ -7,5 +7,6 @@ pub mod html;
 pub mod manifest;
 pub mod merge;
 pub mod mixing;
+pub mod rephrase;
 pub mod status;
 pub mod text;

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::io::store::Location;
 use crate::state::checkpoint::{decode, encode};
+use crate::state::metrics::Metrics;
 
 /// How often a journal is written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,10 +155,12 @@ impl<'scope, T: Timestamp + TotalOrder, D: Clone + Serialize + 'static> Journale
 pub trait Memo<'scope, T: Timestamp, I> {
     /// Splits `self` into the journaled results of inputs found in `memo` (each used once) and
     /// the inputs that still need computing.
+    /// Counts `journal.reused` in `metrics`.
     fn answered_by<R: Clone + 'static>(
         self,
         memo: Rc<RefCell<HashMap<String, R>>>,
         key: impl Fn(&I) -> String + 'static,
+        metrics: &Metrics,
     ) -> (StreamVec<'scope, T, R>, StreamVec<'scope, T, I>);
 }
 
@@ -166,7 +169,9 @@ impl<'scope, T: Timestamp + TotalOrder, I: Clone + 'static> Memo<'scope, T, I> f
         self,
         memo: Rc<RefCell<HashMap<String, R>>>,
         key: impl Fn(&I) -> String + 'static,
+        metrics: &Metrics,
     ) -> (StreamVec<'scope, T, R>, StreamVec<'scope, T, I>) {
+        let metrics = metrics.clone();
         self.unary(Pipeline, "Memo", move |_, _| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
@@ -176,6 +181,9 @@ impl<'scope, T: Timestamp + TotalOrder, I: Clone + 'static> Memo<'scope, T, I> f
                     for batch in data {
                         for i in batch.drain(..) {
                             let found = if memo.is_empty() { None } else { memo.remove(&key(&i)) };
+                            if found.is_some() {
+                                metrics.add("journal.reused", 1);
+                            }
                             session.give(found.ok_or(i));
                         }
                     }

@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 
 use crate::io::store::Location;
 use crate::record::ToBatch;
-use crate::state::checkpoint::{self, Saved, StateRegistry, Stateful};
+use crate::stages::context::{StageContext, nothing};
+use crate::state::checkpoint::{self, Saved, Stateful};
 
 /// Shard file formats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +59,20 @@ pub struct SinkConfig {
     pub shard_bytes: usize,
     /// Uploads in flight per worker before the worker waits for one to finish.
     pub max_inflight: usize,
+    /// The folder under the output that the shards go to (set by the job, not an option).
+    #[serde(skip)]
+    pub dir: String,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig { format: SinkFormat::Parquet, shard_rows: 100_000, shard_bytes: 256 << 20, max_inflight: 2 }
+        SinkConfig {
+            format: SinkFormat::Parquet,
+            shard_rows: 100_000,
+            shard_bytes: 256 << 20,
+            max_inflight: 2,
+            dir: String::new(),
+        }
     }
 }
 
@@ -213,17 +223,12 @@ impl<T: Clone, D: ToBatch> ShardWriter<T, D> {
 
 /// Extension trait: write a stream of rows as shards.
 pub trait SinkShards<'scope, T: Timestamp, D> {
-    /// Writes the rows; the output carries one `Ok(ShardInfo)` per shard written, or `Err` with
-    /// the message of a failed write (the caller decides to fail the run). A time is complete
-    /// at the output only once every shard closed at that time is stored.
-    fn sink_shards(self, target: SinkTarget, config: &SinkConfig) -> StreamVec<'scope, T, Result<ShardInfo, String>>;
-    /// The same, with the open shard registered in `states` (as `sink/<dir>`) for checkpoints.
-    fn sink_shards_checkpointed(
-        self,
-        target: SinkTarget,
-        config: &SinkConfig,
-        states: &StateRegistry,
-    ) -> StreamVec<'scope, T, Result<ShardInfo, String>>;
+    /// Writes the rows under `<ctx.output>/<config.dir>/`; the output carries one [`ShardInfo`]
+    /// per shard written. A write that fails after its retries is reported to `ctx.fail` (the
+    /// run fails). A time is complete at the output only once every shard closed at that time
+    /// is stored. The open shard is registered in `ctx.states` (as `sink/<dir>`) for
+    /// checkpoints. Counts `sink.<dir>.rows`.
+    fn sink_shards(self, config: &SinkConfig, ctx: &StageContext) -> StreamVec<'scope, T, ShardInfo>;
 }
 
 impl<'scope, T, D> SinkShards<'scope, T, D> for StreamVec<'scope, T, D>
@@ -231,17 +236,13 @@ where
     T: Timestamp + TotalOrder,
     D: ToBatch + Clone + Serialize + DeserializeOwned + 'static,
 {
-    fn sink_shards(self, target: SinkTarget, config: &SinkConfig) -> StreamVec<'scope, T, Result<ShardInfo, String>> {
-        sink(self, target, config, None)
-    }
-
-    fn sink_shards_checkpointed(
-        self,
-        target: SinkTarget,
-        config: &SinkConfig,
-        states: &StateRegistry,
-    ) -> StreamVec<'scope, T, Result<ShardInfo, String>> {
-        sink(self, target, config, Some(states))
+    fn sink_shards(self, config: &SinkConfig, ctx: &StageContext) -> StreamVec<'scope, T, ShardInfo> {
+        let Some(out) = ctx.output_for("sink") else {
+            return nothing(self, "NoSink");
+        };
+        let target =
+            SinkTarget { location: out.location, dir: config.dir.clone(), worker: self.scope().index(), runtime: out.runtime };
+        sink(self, target, config, ctx)
     }
 }
 
@@ -249,8 +250,8 @@ fn sink<'scope, T, D>(
     rows: StreamVec<'scope, T, D>,
     target: SinkTarget,
     config: &SinkConfig,
-    states: Option<&StateRegistry>,
-) -> StreamVec<'scope, T, Result<ShardInfo, String>>
+    ctx: &StageContext,
+) -> StreamVec<'scope, T, ShardInfo>
 where
     T: Timestamp + TotalOrder,
     D: ToBatch + Clone + Serialize + DeserializeOwned + 'static,
@@ -263,11 +264,9 @@ where
         seq: 0,
         inflight: VecDeque::new(),
     }));
-    if let Some(r) = states {
-        let dir = w.borrow().target.dir.clone();
-        r.register(&format!("sink/{dir}"), w.clone());
-    }
-    let abandoned = states.cloned();
+    let dir = w.borrow().target.dir.clone();
+    ctx.register(&format!("sink/{dir}"), w.clone());
+    let (ctx, rows_name) = (ctx.clone(), format!("sink.{dir}.rows"));
     let scope = rows.scope();
     rows.unary_frontier(Pipeline, "Sink", move |cap, info| {
         let activator = scope.activator_for(info.address);
@@ -284,7 +283,7 @@ where
                 }
             });
             w.reap_finished(&mut done);
-            if abandoned.as_ref().is_some_and(|s| s.is_abandoned()) {
+            if ctx.is_abandoned() {
                 // The job stops at its last checkpoint, which holds the open shard.
                 w.rows.clear();
             } else if frontier.is_empty()
@@ -297,9 +296,17 @@ where
                 }
             }
             if let Some(c) = cap.as_mut() {
-                if !done.is_empty() {
-                    output.session(&*c).give_iterator(done.drain(..));
+                let mut session = output.session(&*c);
+                for d in done.drain(..) {
+                    match d {
+                        Ok(s) => {
+                            ctx.metrics.add(&rows_name, s.rows);
+                            session.give(s)
+                        }
+                        Err(e) => ctx.fail(e),
+                    }
                 }
+                drop(session);
                 let oldest = w.inflight.front().map(|u| u.0.clone());
                 let hold = match (frontier.frontier().first(), oldest) {
                     (Some(f), Some(o)) => Some(if f.less_equal(&o) { f.clone() } else { o }),
@@ -317,5 +324,5 @@ where
             }
         }
     })
-    .container::<Vec<Result<ShardInfo, String>>>()
+    .container::<Vec<ShardInfo>>()
 }

@@ -46,6 +46,8 @@ use timely::progress::Timestamp;
 use tokenizers::Tokenizer;
 
 use crate::record::{Chunk, Document, Reject};
+use crate::stages::context::StageContext;
+use crate::state::metrics::Histogram;
 
 /// Settings of the chunk stage (`CHUNK WITH (...)` in a plan).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -290,38 +292,65 @@ fn ends_sentence(c: char) -> bool {
     matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？')
 }
 
+/// Length histogram of written rows (`chunk.length`, and each style's): 16-token bins up to
+/// 1,024 tokens, longer rows in the last bin.
+pub const LENGTH_HI: f64 = 1024.0;
+pub const LENGTH_BINS: usize = 64;
+
 /// Extension trait: chunk a stream of documents.
 pub trait ChunkDocs<'scope, T: Timestamp> {
-    /// Splits every document with `chunker`; a document the tokenizer cannot handle becomes a
-    /// [`Reject`] (stage `chunk`) on the second stream.
-    fn chunk_docs(self, chunker: Arc<Chunker>) -> (StreamVec<'scope, T, Chunk>, StreamVec<'scope, T, Reject>);
+    /// Splits every document with the context's tokenizer; a document the tokenizer cannot
+    /// handle becomes a [`Reject`] (stage `chunk`) on the second stream. Counts `chunk.chunks`,
+    /// `chunk.tokens`, `chunk.max_tokens` (a maximum), the `chunk.length` histogram and
+    /// `chunk.rejects`.
+    fn chunk_docs(
+        self,
+        config: &ChunkConfig,
+        ctx: &StageContext,
+    ) -> (StreamVec<'scope, T, Chunk>, StreamVec<'scope, T, Reject>);
 }
 
 impl<'scope, T: Timestamp> ChunkDocs<'scope, T> for StreamVec<'scope, T, Document> {
-    fn chunk_docs(self, chunker: Arc<Chunker>) -> (StreamVec<'scope, T, Chunk>, StreamVec<'scope, T, Reject>) {
+    fn chunk_docs(
+        self,
+        config: &ChunkConfig,
+        ctx: &StageContext,
+    ) -> (StreamVec<'scope, T, Chunk>, StreamVec<'scope, T, Reject>) {
+        let chunker = ctx.tokenizer_for("chunk").and_then(|t| match Chunker::new(config, t) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                ctx.fail(format!("{e:#}"));
+                None
+            }
+        });
+        let ctx = ctx.clone();
         self.unary(Pipeline, "Chunk", move |_, _| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for batch in data {
+                        // Without a chunker the run has failed (see `ctx.fail`): drop the input.
+                        let Some(chunker) = &chunker else { continue };
                         for doc in batch.drain(..) {
-                            // Readers reject empty text, so this is the plan's SQL (NULL or '').
-                            let chunked = if doc.text.trim().is_empty() {
-                                Err(anyhow::anyhow!("empty text: the plan's SQL left no text to chunk"))
-                            } else {
-                                chunker.chunk_doc(&doc)
-                            };
-                            match chunked {
-                                Ok(chunks) => session.give_iterator(chunks.into_iter().map(Ok)),
-                                Err(e) => session.give(Err(Reject {
-                                    source_file: doc.source_file.clone(),
-                                    source_line: doc.source_line,
-                                    stage: "chunk".into(),
-                                    reason: e.to_string(),
-                                    snippet: doc.text.chars().take(160).collect(),
-                                    doc_id: doc.id.clone(),
-                                    ..Default::default()
-                                })),
+                            match chunk_one(chunker, &doc) {
+                                Ok(chunks) => {
+                                    count_chunks(&ctx, &chunks);
+                                    session.give_iterator(chunks.into_iter().map(Ok))
+                                }
+                                Err(e) => {
+                                    let r = Reject {
+                                        source_file: doc.source_file.clone(),
+                                        source_line: doc.source_line,
+                                        stage: "chunk".into(),
+                                        reason: e.to_string(),
+                                        snippet: doc.text.chars().take(160).collect(),
+                                        doc_id: doc.id.clone(),
+                                        ..Default::default()
+                                    };
+                                    ctx.metrics.add("chunk.rejects", 1);
+                                    ctx.count_reject(&r);
+                                    session.give(Err(r))
+                                }
                             }
                         }
                     }
@@ -331,6 +360,30 @@ impl<'scope, T: Timestamp> ChunkDocs<'scope, T> for StreamVec<'scope, T, Documen
         .container::<Vec<Result<Chunk, Reject>>>()
         .ok_err(|r| r)
     }
+}
+
+fn chunk_one(chunker: &Chunker, doc: &Document) -> anyhow::Result<Vec<Chunk>> {
+    // Readers reject empty text, so this is the plan's SQL (NULL or '').
+    if doc.text.trim().is_empty() {
+        anyhow::bail!("empty text: the plan's SQL left no text to chunk")
+    }
+    chunker.chunk_doc(doc)
+}
+
+fn count_chunks(ctx: &StageContext, chunks: &[Chunk]) {
+    ctx.metrics.update(|m| {
+        for c in chunks {
+            let n = c.n_tokens as u64;
+            *m.counters.entry("chunk.chunks".into()).or_default() += 1;
+            *m.counters.entry("chunk.tokens".into()).or_default() += n;
+            let max = m.maxima.entry("chunk.max_tokens".into()).or_default();
+            *max = (*max).max(n);
+            m.histograms
+                .entry("chunk.length".into())
+                .or_insert_with(|| Histogram::new(LENGTH_HI, LENGTH_BINS))
+                .add(n as f64);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use timely::progress::Timestamp;
 
 use crate::engine::Finish;
 use crate::record::Chunk;
+use crate::sql::heuristics::flesch_kincaid_grade;
+use crate::stages::context::StageContext;
 use crate::stages::styles::Style;
 
 /// Settings of the fan-out stage.
@@ -42,23 +44,35 @@ pub fn selected(seed: u64, chunk: &Chunk, style: &str, rate: f64) -> bool {
 
 /// Extension trait: fan chunks out to styles.
 pub trait FanOut<'scope, T: Timestamp> {
-    fn fan_out(self, config: &FanoutConfig) -> StreamVec<'scope, T, StyleTask>;
+    /// One task per chunk and selected style. Counts `fanout.chunks`, `fanout.tasks` and the
+    /// sum `fanout.source_fk_grade` (the chunks' Flesch-Kincaid grade, to compare the styles'
+    /// readability with).
+    fn fan_out(self, config: &FanoutConfig, ctx: &StageContext) -> StreamVec<'scope, T, StyleTask>;
 }
 
 impl<'scope, T: Timestamp> FanOut<'scope, T> for StreamVec<'scope, T, Chunk> {
-    fn fan_out(self, config: &FanoutConfig) -> StreamVec<'scope, T, StyleTask> {
+    fn fan_out(self, config: &FanoutConfig, ctx: &StageContext) -> StreamVec<'scope, T, StyleTask> {
         let cfg = config.clone();
+        let metrics = ctx.metrics.clone();
         self.unary(Pipeline, "FanOut", move |_, _| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let mut session = output.session(&cap);
                     for batch in data {
                         for chunk in batch.drain(..) {
+                            let mut tasks = 0;
                             for (i, s) in cfg.styles.iter().enumerate() {
                                 if selected(cfg.seed, &chunk, &s.name, s.rate) {
                                     session.give(StyleTask { chunk: chunk.clone(), style: i as u32 });
+                                    tasks += 1;
                                 }
                             }
+                            let fk = flesch_kincaid_grade(&chunk.text);
+                            metrics.update(|m| {
+                                *m.counters.entry("fanout.chunks".into()).or_default() += 1;
+                                *m.counters.entry("fanout.tasks".into()).or_default() += tasks;
+                                *m.sums.entry("fanout.source_fk_grade".into()).or_default() += fk;
+                            });
                         }
                     }
                 });
@@ -129,7 +143,7 @@ mod tests {
                     .to_stream(scope)
                     .container::<Vec<_>>()
                     .exchange(|c: &Chunk| c.source_line)
-                    .fan_out(&cfg)
+                    .fan_out(&cfg, &crate::stages::context::StageContext::default())
                     .capture_into(send);
             });
         })

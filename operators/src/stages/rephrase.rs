@@ -12,7 +12,7 @@
 //! reading level ([`Style::register`]), is asked for again (sampled, seeded by the task and
 //! attempt); the best of the task's answers leaves (one the cheap gates pass first, then the one
 //! closest to the reading level, then the earliest), and the gate stage judges it. Given the
-//! worker's embedder ([`Rephrase::rephrase_with`]), an answer below the meaning gate's cosine
+//! worker's embedder (in its [`StageContext`]), an answer below the meaning gate's cosine
 //! counts as rejected too, so it is asked for again as well.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,12 +27,14 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::state::metrics::Metrics;
 use crate::engine::{
     Batcher, Decoder, Finish, GenerationConfig, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
 };
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
-use crate::stages::gates::{GateConfig, SharedEmbedder, Verdict, check_style, cosines};
+use crate::stages::context::{SharedEmbedder, StageContext, nothing};
+use crate::stages::gates::{GateConfig, Verdict, check_style, cosines};
 use crate::stages::styles::Style;
 
 /// Settings of the rephrase stage (`REPHRASE WITH (...)` in a plan).
@@ -55,6 +57,9 @@ pub struct RephraseConfig {
     /// Constrained decoding: the model may only write numbers of its chunk (see
     /// [`crate::engine::NumberGuard`]), for styles whose number-fidelity gate is on.
     pub constrain_numbers: bool,
+    /// The styles that tasks index into (the plan's `STYLE` statements, not an option).
+    #[serde(skip)]
+    pub styles: Vec<Style>,
 }
 
 impl Default for RephraseConfig {
@@ -68,6 +73,7 @@ impl Default for RephraseConfig {
             retry_temperature: 0.7,
             retry_gates: GateConfig::default(),
             constrain_numbers: true,
+            styles: Vec::new(),
         }
     }
 }
@@ -98,40 +104,22 @@ pub fn prompt_text(dec: &Decoder, style: &Style, chunk: &str) -> anyhow::Result<
 
 /// Extension trait: rephrase style tasks with a model.
 pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
-    /// `model` is this worker's session (load one per worker with [`Decoder::load`]).
-    fn rephrase(
-        self,
-        model: Decoder,
-        styles: Arc<Vec<Style>>,
-        config: &RephraseConfig,
-    ) -> StreamVec<'scope, T, Rephrased>;
-    /// The same; with `embedder`, retries also answer again what the meaning gate would reject.
-    fn rephrase_with(
-        self,
-        model: Decoder,
-        styles: Arc<Vec<Style>>,
-        config: &RephraseConfig,
-        embedder: Option<SharedEmbedder>,
-    ) -> StreamVec<'scope, T, Rephrased>;
+    /// Answers every task with the context's decoder (this worker's session, taken by the stage:
+    /// load one per worker with [`Decoder::load`]); with the context's embedder, retries also
+    /// answer again what the meaning gate would reject. Without a decoder the run fails. Counts
+    /// `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every attempt's),
+    /// `rephrase.retries` and the maximum `rephrase.max_queued`.
+    fn rephrase(self, config: &RephraseConfig, ctx: &StageContext) -> StreamVec<'scope, T, Rephrased>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope, T, StyleTask> {
-    fn rephrase(
-        self,
-        dec: Decoder,
-        styles: Arc<Vec<Style>>,
-        config: &RephraseConfig,
-    ) -> StreamVec<'scope, T, Rephrased> {
-        self.rephrase_with(dec, styles, config, None)
-    }
-
-    fn rephrase_with(
-        self,
-        mut dec: Decoder,
-        styles: Arc<Vec<Style>>,
-        config: &RephraseConfig,
-        embedder: Option<SharedEmbedder>,
-    ) -> StreamVec<'scope, T, Rephrased> {
+    fn rephrase(self, config: &RephraseConfig, ctx: &StageContext) -> StreamVec<'scope, T, Rephrased> {
+        let Some(mut dec) = ctx.decoder.borrow_mut().take() else {
+            ctx.fail("the rephrase stage needs a decoder in its context");
+            return nothing(self, "NoRephrase");
+        };
+        let (embedder, metrics) = (ctx.embedder.clone(), ctx.metrics.clone());
+        let styles = Arc::new(config.styles.clone());
         let scope = self.scope();
         let slice = Duration::from_millis(config.time_slice_ms.max(1));
         let cfg = config.clone();
@@ -214,6 +202,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                     }
                 }
                 for (time, r) in ready.drain(..) {
+                    count(&metrics, &r);
                     let entry = held.get_mut(&time).expect("a capability is held for every outstanding task");
                     output.session(&entry.0).give(r);
                     crate::state::checkpoint::failpoint("rephrase");
@@ -229,6 +218,21 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
         })
         .container::<Vec<Rephrased>>()
     }
+}
+
+fn count(metrics: &Metrics, r: &Rephrased) {
+    metrics.update(|m| {
+        for (name, n) in [
+            ("rephrase.answers", 1),
+            ("rephrase.prompt_tokens", r.prompt_tokens as u64),
+            ("rephrase.generated_tokens", r.spent_tokens as u64),
+            ("rephrase.retries", r.attempts.saturating_sub(1) as u64),
+        ] {
+            *m.counters.entry(name.into()).or_default() += n;
+        }
+        let q = m.maxima.entry("rephrase.max_queued".into()).or_default();
+        *q = (*q).max(r.queued as u64);
+    });
 }
 
 /// The prompt of a task's `attempt` (0 is the first; retries sample at `retry_temperature` with

@@ -7,13 +7,14 @@
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
+use timely::dataflow::operators::Inspect;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::record::Document;
 use crate::stages::dedup::owners::keep_unseen;
 pub use crate::stages::dedup::owners::{KeyHasher, KeySet};
-use crate::state::checkpoint::StateRegistry;
+use crate::stages::context::StageContext;
 
 /// Settings of the dedup stage (`DEDUP ON expr` in a plan).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -25,32 +26,23 @@ pub struct DedupConfig {
 
 /// Extension trait: exact dedup of a document stream by `Document::dedup_key`.
 pub trait Dedup<'scope, T: Timestamp> {
-    fn dedup(self, config: &DedupConfig) -> StreamVec<'scope, T, Document>;
-    /// The same, with the key set registered in `states` (as `dedup`) for checkpoints: a job
-    /// that resumes remembers every document it ever read.
-    fn dedup_checkpointed(self, config: &DedupConfig, states: &StateRegistry) -> StreamVec<'scope, T, Document>;
+    /// Keeps the first document of each key. The key set is registered in `ctx.states` (as
+    /// `dedup`) for checkpoints, so a job that resumes remembers every document it ever read.
+    /// Counts `dedup.out` and `dedup.duplicates`.
+    fn dedup(self, config: &DedupConfig, ctx: &StageContext) -> StreamVec<'scope, T, Document>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Dedup<'scope, T> for StreamVec<'scope, T, Document> {
-    fn dedup(self, config: &DedupConfig) -> StreamVec<'scope, T, Document> {
-        dedup_keys(self, config, None)
+    fn dedup(self, config: &DedupConfig, ctx: &StageContext) -> StreamVec<'scope, T, Document> {
+        // The high half of the key picks the owner, the low half is what it remembers.
+        let (kept, dropped) = keep_unseen(self, "Dedup", config.expected_docs, ctx.states.as_ref(), |d: &Document| {
+            vec![((d.dedup_key >> 64) as u64, d.dedup_key as u64)]
+        });
+        let m = ctx.metrics.clone();
+        dropped.inspect(move |_| m.add("dedup.duplicates", 1));
+        let m = ctx.metrics.clone();
+        kept.inspect(move |_| m.add("dedup.out", 1))
     }
-
-    fn dedup_checkpointed(self, config: &DedupConfig, states: &StateRegistry) -> StreamVec<'scope, T, Document> {
-        dedup_keys(self, config, Some(states))
-    }
-}
-
-fn dedup_keys<'scope, T: Timestamp + TotalOrder>(
-    docs: StreamVec<'scope, T, Document>,
-    config: &DedupConfig,
-    states: Option<&StateRegistry>,
-) -> StreamVec<'scope, T, Document> {
-    // The high half of the key picks the owner, the low half is what it remembers.
-    keep_unseen(docs, "Dedup", config.expected_docs, states, |d: &Document| {
-        vec![((d.dedup_key >> 64) as u64, d.dedup_key as u64)]
-    })
-    .0
 }
 
 #[cfg(test)]
@@ -75,7 +67,7 @@ mod tests {
                 if idx == 1 {
                     docs.extend([doc("c", 8), doc("d", 8)]);
                 }
-                docs.to_stream(scope).container::<Vec<_>>().dedup(&DedupConfig::default()).capture_into(send);
+                docs.to_stream(scope).container::<Vec<_>>().dedup(&DedupConfig::default(), &StageContext::default()).capture_into(send);
             });
         })
         .unwrap();

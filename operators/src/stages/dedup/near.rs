@@ -25,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
+use timely::dataflow::operators::Inspect;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
@@ -32,7 +33,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 use crate::record::Document;
 use crate::stages::dedup::components::keep_first_of_cluster;
 use crate::stages::dedup::owners::keep_unseen;
-use crate::state::checkpoint::StateRegistry;
+use crate::stages::context::StageContext;
 
 /// Settings of near-duplicate dedup (`NEARDUP WITH (...)` in a plan).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,14 +143,10 @@ pub fn similarity(a: &[u64], b: &[u64]) -> f64 {
 
 /// Extension trait: drop near duplicates.
 pub trait NearDedup<'scope, T: Timestamp> {
-    /// Returns the documents kept, and one `()` per near duplicate dropped (to count).
-    fn near_dedup(self, cfg: &NearDupConfig) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
-    /// The same, with the band keys registered in `states` (as `neardup`) for checkpoints.
-    fn near_dedup_checkpointed(
-        self,
-        cfg: &NearDupConfig,
-        states: &StateRegistry,
-    ) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
+    /// Keeps one document per near-duplicate cluster. Its state (band keys, or the documents of
+    /// the clusters) is registered in `ctx.states` (as `neardup`) for checkpoints. Counts
+    /// `neardup.dropped`.
+    fn near_dedup(self, config: &NearDupConfig, ctx: &StageContext) -> StreamVec<'scope, T, Document>;
 }
 
 /// What a timestamp must offer for near-dup clusters (its values are labels and checkpoint data).
@@ -157,33 +154,19 @@ pub trait NearDupTime: Timestamp + TotalOrder + Lattice + Hash + Serialize + Des
 impl<T: Timestamp + TotalOrder + Lattice + Hash + Serialize + DeserializeOwned> NearDupTime for T {}
 
 impl<'scope, T: NearDupTime> NearDedup<'scope, T> for StreamVec<'scope, T, Document> {
-    fn near_dedup(self, cfg: &NearDupConfig) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>) {
-        near(self, cfg, None)
-    }
-
-    fn near_dedup_checkpointed(
-        self,
-        cfg: &NearDupConfig,
-        states: &StateRegistry,
-    ) -> (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>) {
-        near(self, cfg, Some(states))
-    }
-}
-
-type Split<'scope, T> = (StreamVec<'scope, T, Document>, StreamVec<'scope, T, ()>);
-
-fn near<'scope, T: NearDupTime>(
-    docs: StreamVec<'scope, T, Document>,
-    cfg: &NearDupConfig,
-    states: Option<&StateRegistry>,
-) -> Split<'scope, T> {
-    let hasher = MinHasher::new(cfg);
-    match cfg.method {
-        NearDupMethod::Cluster => keep_first_of_cluster(docs, states, move |d: &Document| hasher.bands(&d.text)),
-        // A band key both chooses its owner and is what the owner remembers.
-        NearDupMethod::Band => keep_unseen(docs, "NearDup", 0, states, move |d: &Document| {
-            hasher.bands(&d.text).into_iter().map(|b| (b, b)).collect()
-        }),
+    fn near_dedup(self, config: &NearDupConfig, ctx: &StageContext) -> StreamVec<'scope, T, Document> {
+        let hasher = MinHasher::new(config);
+        let states = ctx.states.as_ref();
+        let (kept, dropped) = match config.method {
+            NearDupMethod::Cluster => keep_first_of_cluster(self, states, move |d: &Document| hasher.bands(&d.text)),
+            // A band key both chooses its owner and is what the owner remembers.
+            NearDupMethod::Band => keep_unseen(self, "NearDup", 0, states, move |d: &Document| {
+                hasher.bands(&d.text).into_iter().map(|b| (b, b)).collect()
+            }),
+        };
+        let m = ctx.metrics.clone();
+        dropped.inspect(move |_| m.add("neardup.dropped", 1));
+        kept
     }
 }
 

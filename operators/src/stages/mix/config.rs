@@ -114,6 +114,24 @@ pub struct TrainTokenizer {
     pub vocab: usize,
 }
 
+/// Settings of the mix stage: the mixtures by name (a plan's `MIX name WITH (...)`) and the
+/// styles the plan rephrases, in its order. The stage compiles them with [`Mixture::new`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MixStageConfig {
+    pub mixtures: Vec<(String, MixConfig)>,
+    pub styles: Vec<String>,
+}
+
+impl MixStageConfig {
+    pub fn compile(&self) -> anyhow::Result<Vec<Mixture>> {
+        self.mixtures
+            .iter()
+            .map(|(name, c)| Mixture::new(name, c.clone(), &self.styles).with_context(|| format!("MIX {name}")))
+            .collect()
+    }
+}
+
 /// A mixture ready to run: its leaves with their target shares and its compiled expressions.
 #[derive(Clone)]
 pub struct Mixture {

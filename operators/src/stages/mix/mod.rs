@@ -34,11 +34,12 @@ use tokio::task::JoinHandle;
 
 use crate::io::store::Location;
 use crate::stages::mix::config::eval_strings;
-pub use crate::stages::mix::config::{MixConfig, MixFormat, Mixture, TrainTokenizer, compile_expr};
+pub use crate::stages::mix::config::{MixConfig, MixFormat, MixStageConfig, Mixture, TrainTokenizer, compile_expr};
 pub use crate::stages::mix::row::{MixItem, MixRow, MixShard};
 use crate::stages::mix::scheduler::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
 use crate::stages::mix::snapshot::MixerState;
-use crate::state::checkpoint::{self, Saved, StateRegistry, Stateful};
+use crate::stages::context::{StageContext, nothing};
+use crate::state::checkpoint::{self, Saved, Stateful};
 
 /// Where mixtures are written: `<location>/mix/<name>/...`.
 #[derive(Clone, Debug)]
@@ -77,7 +78,6 @@ pub struct MixSummary {
 pub enum MixEvent {
     Shard(Box<MixShard>),
     Done(Box<MixSummary>),
-    Error(String),
 }
 
 struct Running {
@@ -255,30 +255,21 @@ fn canonical(rows: &mut [Arc<MixRow>], shuffle: bool, seed: u64) {
 
 /// Extension trait: mix a stream of rows into shards.
 pub trait Mix<'scope, T: Timestamp> {
-    /// Mixes the rows into every mixture; the output carries a [`MixEvent::Shard`] per shard
-    /// written and, at the end, a [`MixEvent::Done`] per mixture (or [`MixEvent::Error`]).
-    fn mix(self, mixtures: Vec<Mixture>, target: MixTarget) -> StreamVec<'scope, T, MixEvent>;
-    /// The same, with the mixtures' state registered in `states` (as `mix`) for checkpoints.
-    fn mix_checkpointed(
-        self,
-        mixtures: Vec<Mixture>,
-        target: MixTarget,
-        states: &StateRegistry,
-    ) -> StreamVec<'scope, T, MixEvent>;
+    /// Mixes the rows into every mixture under `<ctx.output>/mix/`; the output carries a
+    /// [`MixEvent::Shard`] per shard written and, at the end, a [`MixEvent::Done`] per mixture.
+    /// A mixture that fails (a row its expressions cannot evaluate, a failed write) is reported
+    /// to `ctx.fail`. The mixtures' state is registered in `ctx.states` (as `mix`) for
+    /// checkpoints.
+    fn mix(self, config: &MixStageConfig, ctx: &StageContext) -> StreamVec<'scope, T, MixEvent>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Mix<'scope, T> for StreamVec<'scope, T, MixRow> {
-    fn mix(self, mixtures: Vec<Mixture>, target: MixTarget) -> StreamVec<'scope, T, MixEvent> {
-        mix_rows(self, mixtures, target, None)
-    }
-
-    fn mix_checkpointed(
-        self,
-        mixtures: Vec<Mixture>,
-        target: MixTarget,
-        states: &StateRegistry,
-    ) -> StreamVec<'scope, T, MixEvent> {
-        mix_rows(self, mixtures, target, Some(states))
+    fn mix(self, config: &MixStageConfig, ctx: &StageContext) -> StreamVec<'scope, T, MixEvent> {
+        let compiled = config.compile().map_err(|e| ctx.fail(format!("{e:#}")));
+        let (Some(out), Ok(mixtures)) = (ctx.output_for("mix"), compiled) else {
+            return nothing(self, "NoMix");
+        };
+        mix_rows(self, mixtures, MixTarget { location: out.location, runtime: out.runtime }, ctx)
     }
 }
 
@@ -286,21 +277,19 @@ fn mix_rows<'scope, T: Timestamp + TotalOrder>(
     rows: StreamVec<'scope, T, MixRow>,
     mixtures: Vec<Mixture>,
     target: MixTarget,
-    states: Option<&StateRegistry>,
+    ctx: &StageContext,
 ) -> StreamVec<'scope, T, MixEvent> {
     // Every row goes to worker 0: only it mixes and reports.
     let mixing = rows.scope().index() == 0;
     let running: Vec<Running> = mixtures.into_iter().map(Running::new).collect();
     let max_inflight = running.iter().map(|r| r.mix.config.max_inflight).max().unwrap_or(2).max(1);
     let state = Rc::new(RefCell::new(Mixing { running, inflight: VecDeque::new() }));
-    if let Some(r) = states {
-        r.register("mix", state.clone());
-    }
+    ctx.register("mix", state.clone());
     let mut stash: BTreeMap<T, Vec<Arc<MixRow>>> = BTreeMap::new();
     let mut events = Vec::new();
     let mut failed = false;
     let mut finished = false;
-    let abandoned = states.cloned();
+    let ctx = ctx.clone();
     let scope = rows.scope();
     rows.unary_frontier(Exchange::new(|_: &MixRow| 0u64), "Mix", move |cap, info| {
         let activator = scope.activator_for(info.address);
@@ -328,7 +317,7 @@ fn mix_rows<'scope, T: Timestamp + TotalOrder>(
                     match r.offer(&rows) {
                         Ok(()) => closed.extend(r.mixer.admit().into_iter().map(|s| (t.clone(), m, s))),
                         Err(e) => {
-                            events.push(MixEvent::Error(format!("mixture {}: {e:#}", r.mix.name)));
+                            ctx.fail(format!("mixture {}: {e:#}", r.mix.name));
                             failed = true;
                         }
                     }
@@ -340,7 +329,7 @@ fn mix_rows<'scope, T: Timestamp + TotalOrder>(
             let end = frontier.is_empty() && stash.is_empty();
             finished = end;
             // An abandoned job stops at its last checkpoint: the mixtures are not finished.
-            let keep_open = abandoned.as_ref().is_some_and(|s| s.is_abandoned());
+            let keep_open = ctx.is_abandoned();
             if end && !failed && mixing && !keep_open {
                 let t = cap.as_ref().map(|c| c.time().clone()).unwrap_or_else(T::minimum);
                 for (m, r) in running.iter_mut().enumerate() {
@@ -354,15 +343,15 @@ fn mix_rows<'scope, T: Timestamp + TotalOrder>(
                     shard.units.iter().map(|u| u.unit.rows.len() as u64).sum::<u64>();
                 inflight.push_back((t, spawn_write(&target, &r.mix, shard)));
                 while inflight.len() > max_inflight {
-                    events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty").1));
+                    events.extend(wait(&target.runtime, inflight.pop_front().expect("non-empty").1, &ctx));
                 }
             }
             while inflight.front().is_some_and(|h| h.1.is_finished()) {
-                events.push(wait(&target.runtime, inflight.pop_front().expect("non-empty").1));
+                events.extend(wait(&target.runtime, inflight.pop_front().expect("non-empty").1, &ctx));
             }
             if end {
                 while let Some(h) = inflight.pop_front() {
-                    events.push(wait(&target.runtime, h.1));
+                    events.extend(wait(&target.runtime, h.1, &ctx));
                 }
                 if !failed && mixing && !keep_open {
                     events.extend(running.iter_mut().map(|r| MixEvent::Done(Box::new(r.finish()))));
@@ -392,11 +381,18 @@ fn mix_rows<'scope, T: Timestamp + TotalOrder>(
     .container::<Vec<MixEvent>>()
 }
 
-fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>) -> MixEvent {
+/// Waits for an upload: its shard, or a failure reported to the context.
+fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>, ctx: &StageContext) -> Option<MixEvent> {
     match rt.block_on(h) {
-        Ok(Ok(s)) => MixEvent::Shard(Box::new(s)),
-        Ok(Err(e)) => MixEvent::Error(e),
-        Err(e) => MixEvent::Error(format!("shard upload task failed: {e}")),
+        Ok(Ok(s)) => Some(MixEvent::Shard(Box::new(s))),
+        Ok(Err(e)) => {
+            ctx.fail(e);
+            None
+        }
+        Err(e) => {
+            ctx.fail(format!("shard upload task failed: {e}"));
+            None
+        }
     }
 }
 

@@ -1,25 +1,16 @@
-//! **Gate** stage: quality gates for rephrasings. Pure checks of an output against its source
-//! chunk, each with a score, so that a rejected row carries its reason and numbers; the
-//! [`Gate`] operator adds the meaning gate (cosine of sentence embeddings) and the lineage.
+//! The gates' checks: pure functions of an output against its source chunk, each with a score,
+//! so that a rejected row carries its reason and numbers. The stage ([`super::Gate`]) adds the
+//! meaning gate (cosine of sentence embeddings) and the lineage.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use std::sync::Arc;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::operator::Operator;
-use timely::progress::Timestamp;
-use tokenizers::Tokenizer;
 
 use crate::engine::constrain::COUNTER_LABELS;
-use crate::engine::{Embedder, Finish, cosine, number_forms};
-use crate::record::{Reject, Synthetic};
-use crate::stages::fanout::Rephrased;
+use crate::engine::number_forms;
 use crate::stages::styles::{Example, Style};
 
 /// Gate settings; each gate can be switched off.
@@ -275,154 +266,6 @@ pub fn check_only(
     match reason {
         None => Verdict::Accept { text, scores },
         Some(reason) => Verdict::Reject { reason, scores },
-    }
-}
-
-/// What the gate stage needs besides its settings: the styles, the tokenizer that counts row
-/// tokens, and the lineage recorded with every row.
-pub struct GateContext {
-    pub config: GateConfig,
-    pub styles: Arc<Vec<Style>>,
-    pub tokenizer: Arc<Tokenizer>,
-    pub model: String,
-    pub weights_hash: String,
-    /// Decoding settings as JSON.
-    pub generation: String,
-}
-
-impl GateContext {
-    /// Gates one rephrasing whose cosine to its source is `cosine` (NaN when unknown).
-    pub fn judge(&self, r: Rephrased, cosine: f64) -> Result<Synthetic, Reject> {
-        let style = &self.styles[r.task.style as usize];
-        let src = &r.task.chunk.text;
-        let verdict = match &r.error {
-            Some(e) => Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() },
-            None => check_style(src, &r.text, r.finish == Finish::Length, style, &self.config),
-        };
-        let min_cos = style.min_cosine.unwrap_or(self.config.min_cosine);
-        let meaning = style.gate_on("meaning");
-        let verdict = match verdict {
-            Verdict::Accept { scores, .. } if meaning && cosine.is_finite() && cosine < min_cos => {
-                Verdict::Reject { reason: format!("meaning: cosine {cosine:.3} below {min_cos}"), scores }
-            }
-            v => v,
-        };
-        let c = &r.task.chunk;
-        match verdict {
-            Verdict::Accept { text, mut scores } => {
-                scores.cosine = cosine.is_finite().then_some(cosine);
-                let n_tokens = self.tokenizer.encode(text.as_str(), false).map(|e| e.len()).unwrap_or(0) as u32;
-                Ok(Synthetic {
-                    n_tokens,
-                    style: style.name.clone(),
-                    doc_id: c.doc_id.clone(),
-                    chunk_index: c.chunk_index,
-                    byte_start: c.byte_start,
-                    byte_end: c.byte_end,
-                    source_file: c.source_file.clone(),
-                    source_line: c.source_line,
-                    model: self.model.clone(),
-                    weights_hash: self.weights_hash.clone(),
-                    template_hash: style.template_hash(),
-                    generation: self.generation.clone(),
-                    cosine,
-                    length_ratio: scores.length_ratio,
-                    repetition: scores.repetition,
-                    qa_pairs: scores.qa_pairs as u32,
-                    chatter_stripped: scores.chatter_stripped,
-                    invented_numbers: scores.invented_numbers.len() as u32,
-                    attempts: r.attempts,
-                    numbers_guarded: r.guarded,
-                    text,
-                })
-            }
-            Verdict::Reject { reason, mut scores } => {
-                scores.cosine = cosine.is_finite().then_some(cosine);
-                Err(Reject {
-                    source_file: c.source_file.clone(),
-                    source_line: c.source_line,
-                    stage: "gate".into(),
-                    reason,
-                    snippet: r.text,
-                    doc_id: c.doc_id.clone(),
-                    chunk_index: c.chunk_index,
-                    style: style.name.clone(),
-                    scores: serde_json::to_string(
-                        &serde_json::json!({"attempts": r.attempts, "numbers_guarded": r.guarded, "gates": scores}),
-                    )
-                    .unwrap_or_default(),
-                })
-            }
-        }
-    }
-}
-
-/// Rows embedded per call: one (its source and its rewrite), so that a row's cosine depends on
-/// that row alone and not on which rows arrived with it (padding to a neighbour's length moves
-/// the last bits of the float). Output is then the same whatever the batching, also after a job
-/// resumes with part of its rephrasings taken from the journal.
-const EMBED_BATCH: usize = 1;
-
-/// Cosines of each rephrasing to its source (NaN without an embedder or on an embedder error,
-/// which then leaves the meaning gate out for those rows rather than dropping them). A row that
-/// already carries its cosine (from the rephrase stage) is not embedded again.
-pub fn cosines(embedder: Option<&mut Embedder>, rows: &[Rephrased]) -> Vec<f64> {
-    let mut out: Vec<f64> = rows.iter().map(|r| r.cosine.unwrap_or(f64::NAN)).collect();
-    let Some(e) = embedder else { return out };
-    let idx: Vec<usize> =
-        (0..rows.len()).filter(|&i| rows[i].cosine.is_none() && !rows[i].text.trim().is_empty()).collect();
-    for part in idx.chunks(EMBED_BATCH) {
-        let mut texts: Vec<&str> = part.iter().map(|&i| rows[i].task.chunk.text.as_str()).collect();
-        let cleaned: Vec<String> = part.iter().map(|&i| strip_chatter(&rows[i].text).0).collect();
-        texts.extend(cleaned.iter().map(String::as_str));
-        match e.embed(&texts) {
-            Ok(v) => {
-                for (k, &i) in part.iter().enumerate() {
-                    out[i] = cosine(&v[k], &v[k + part.len()]) as f64;
-                }
-            }
-            Err(err) => tracing::warn!("embedder failed, meaning gate skipped for {} rows: {err:#}", part.len()),
-        }
-    }
-    out
-}
-
-/// A worker's embedder, shared by the stages that need it (they run on the worker's thread one
-/// at a time).
-pub type SharedEmbedder = std::rc::Rc<std::cell::RefCell<Embedder>>;
-
-/// Extension trait: the **gate** stage. [`Rephrased`] in; accepted [`Synthetic`] rows and
-/// [`Reject`]s (stage `gate`, with reason, scores and the whole output) out.
-pub trait Gate<'scope, T: Timestamp> {
-    /// `embedder` is this worker's session for the meaning gate, if any.
-    fn gate(
-        self,
-        ctx: Arc<GateContext>,
-        embedder: Option<SharedEmbedder>,
-    ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>);
-}
-
-impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
-    fn gate(
-        self,
-        ctx: Arc<GateContext>,
-        embedder: Option<SharedEmbedder>,
-    ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>) {
-        let judged = self
-            .unary(Pipeline, "Gate", move |_, _| {
-                move |input, output| {
-                    input.for_each_stamp(|cap, data| {
-                        let mut session = output.session(&cap);
-                        for batch in data {
-                            let rows: Vec<Rephrased> = std::mem::take(batch);
-                            let cos = cosines(embedder.as_ref().map(|e| e.borrow_mut()).as_deref_mut(), &rows);
-                            session.give_iterator(rows.into_iter().zip(cos).map(|(r, c)| ctx.judge(r, c)));
-                        }
-                    });
-                }
-            })
-            .container::<Vec<Result<Synthetic, Reject>>>();
-        judged.ok_err(|r| r)
     }
 }
 

@@ -1,0 +1,149 @@
+//! What every stage is given besides its input stream and its serde config.
+//!
+//! All stages have one shape: `stream.stage(&Config, &StageContext) -> outputs`, where the
+//! outputs are the stage's rows and, for a stage that can refuse a row, a second stream of
+//! [`crate::Reject`]s. The context carries what a worker shares among its stages:
+//!
+//! - `states`: where a stage with state registers it for checkpoints (`None`: the dataflow is not
+//!   checkpointed). A stage saves and restores its own state through the hooks it registers.
+//! - `metrics`: where a stage counts what it did, under names that start with its own.
+//! - `errors`: where a stage reports a failure that must fail the run (a write that failed after
+//!   its retries); the driver checks it as time advances.
+//! - the worker's resources: the tokenizer, the output location, model sessions.
+//!
+//! ```
+//! use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
+//! use wrapflow_operators::stages::context::StageContext;
+//! use wrapflow_operators::{Dedup, DedupConfig, Document};
+//!
+//! let ctx = StageContext::default();
+//! let metrics = ctx.metrics.clone();
+//! let out = timely::example(move |scope| {
+//!     let doc = |id: &str, key| Document { id: id.into(), dedup_key: key, ..Default::default() };
+//!     vec![doc("a", 1), doc("b", 1), doc("c", 2)].to_stream(scope).container::<Vec<_>>().dedup(&DedupConfig::default(), &ctx)
+//! });
+//! assert_eq!(out.extract().into_iter().flat_map(|(_, v)| v).count(), 2);
+//! assert_eq!(metrics.counter("dedup.out"), 2);
+//! ```
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::progress::Timestamp;
+use tokenizers::Tokenizer;
+use tokio::runtime::Handle;
+
+use crate::engine::{Decoder, Embedder};
+use crate::io::store::Location;
+use crate::record::Reject;
+use crate::state::checkpoint::{StateHandle, StateRegistry};
+use crate::state::metrics::Metrics;
+
+/// The worker's embedder session, shared by the stages that score meaning.
+pub type SharedEmbedder = Rc<RefCell<Embedder>>;
+
+/// Where a worker writes its outputs.
+#[derive(Clone, Debug)]
+pub struct OutputTarget {
+    pub location: Location,
+    pub runtime: Handle,
+}
+
+/// A worker's context for its stages (see the module docs). Clones share everything.
+#[derive(Clone, Default)]
+pub struct StageContext {
+    pub states: Option<StateRegistry>,
+    pub metrics: Metrics,
+    pub errors: Arc<Mutex<Vec<String>>>,
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    pub output: Option<OutputTarget>,
+    /// The worker's generation session; the rephrase stage takes it.
+    pub decoder: Rc<RefCell<Option<Decoder>>>,
+    pub embedder: Option<SharedEmbedder>,
+}
+
+impl StageContext {
+    /// A context whose stages register their state in `states`.
+    pub fn checkpointed(states: &StateRegistry) -> Self {
+        StageContext { states: Some(states.clone()), ..Default::default() }
+    }
+
+    pub fn with_tokenizer(mut self, tokenizer: Arc<Tokenizer>) -> Self {
+        self.tokenizer = Some(tokenizer);
+        self
+    }
+
+    pub fn with_output(mut self, location: Location, runtime: Handle) -> Self {
+        self.output = Some(OutputTarget { location, runtime });
+        self
+    }
+
+    pub fn with_models(self, decoder: Option<Decoder>, embedder: Option<Embedder>) -> Self {
+        *self.decoder.borrow_mut() = decoder;
+        StageContext { embedder: embedder.map(|e| Rc::new(RefCell::new(e))), ..self }
+    }
+
+    /// Registers a stage's state under `name` if the dataflow is checkpointed.
+    pub fn register(&self, name: &str, state: StateHandle) {
+        if let Some(s) = &self.states {
+            s.register(name, state);
+        }
+    }
+
+    /// Whether the job stopped at its last checkpoint: a stage must then not flush open state
+    /// into the output when its input closes.
+    pub fn is_abandoned(&self) -> bool {
+        self.states.as_ref().is_some_and(StateRegistry::is_abandoned)
+    }
+
+    /// Reports a failure that must fail the run.
+    pub fn fail(&self, message: impl Into<String>) {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(message.into());
+    }
+
+    /// The first failure a stage reported, if any.
+    pub fn first_error(&self) -> Option<String> {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).first().cloned()
+    }
+
+    /// Counts a reject under `rejects.<class>` (the reason's text before its first `:`).
+    pub fn count_reject(&self, r: &Reject) {
+        self.metrics.add(&format!("rejects.{}", r.class()), 1);
+    }
+
+    /// The worker's tokenizer, or a failure reported for `stage`.
+    pub fn tokenizer_for(&self, stage: &str) -> Option<Arc<Tokenizer>> {
+        let t = self.tokenizer.clone();
+        if t.is_none() {
+            self.fail(format!("the {stage} stage needs a tokenizer in its context"));
+        }
+        t
+    }
+
+    /// The worker's output location, or a failure reported for `stage`.
+    pub fn output_for(&self, stage: &str) -> Option<OutputTarget> {
+        let t = self.output.clone();
+        if t.is_none() {
+            self.fail(format!("the {stage} stage needs an output location in its context"));
+        }
+        t
+    }
+}
+
+/// A stream that consumes `input` and gives nothing: what a stage returns when it cannot run
+/// (it has reported why to [`StageContext::fail`]).
+pub fn nothing<'scope, T, D, O>(input: StreamVec<'scope, T, D>, name: &str) -> StreamVec<'scope, T, O>
+where
+    T: Timestamp,
+    D: Clone + 'static,
+    O: Clone + 'static,
+{
+    input.unary::<CapacityContainerBuilder<Vec<O>>, _, _, _>(Pipeline, name, |_, _| {
+        |input, _output| input.for_each(|_, _| {})
+    })
+}

@@ -1,0 +1,212 @@
+//! **Gate** stage: [`Rephrased`] answers in; accepted [`Synthetic`] rows and [`Reject`]s (stage
+//! `gate`, with reason, scores and the whole output) out. The checks themselves are pure
+//! functions ([`checks`]); the stage adds the meaning gate (cosine of sentence embeddings from
+//! the context's embedder), the lineage, and the per-style counts.
+
+mod checks;
+
+pub use checks::*;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::progress::Timestamp;
+use tokenizers::Tokenizer;
+
+use crate::engine::{Embedder, Finish, cosine};
+use crate::record::{Reject, Synthetic};
+use crate::sql::heuristics::flesch_kincaid_grade;
+use crate::stages::chunk::{LENGTH_BINS, LENGTH_HI};
+use crate::stages::context::StageContext;
+use crate::stages::fanout::Rephrased;
+use crate::stages::styles::Style;
+use crate::state::metrics::{Histogram, MetricSet};
+
+/// Cosine histograms (`gates.<style>.cosine`, `.cosine_all`): 200 bins over [0, 1].
+pub const COSINE_BINS: usize = 200;
+
+/// Settings of the gate stage: the gates, the styles that tasks index into, and the lineage
+/// recorded with every row.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateStageConfig {
+    pub gates: GateConfig,
+    pub styles: Vec<Style>,
+    pub model: String,
+    pub weights_hash: String,
+    /// Decoding settings as JSON.
+    pub generation: String,
+}
+
+impl GateStageConfig {
+    /// Gates one rephrasing whose cosine to its source is `cosine` (NaN when unknown).
+    pub fn judge(&self, tokenizer: &Tokenizer, r: Rephrased, cosine: f64) -> Result<Synthetic, Reject> {
+        let style = &self.styles[r.task.style as usize];
+        let src = &r.task.chunk.text;
+        let verdict = match &r.error {
+            Some(e) => Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() },
+            None => check_style(src, &r.text, r.finish == Finish::Length, style, &self.gates),
+        };
+        let min_cos = style.min_cosine.unwrap_or(self.gates.min_cosine);
+        let meaning = style.gate_on("meaning");
+        let verdict = match verdict {
+            Verdict::Accept { scores, .. } if meaning && cosine.is_finite() && cosine < min_cos => {
+                Verdict::Reject { reason: format!("meaning: cosine {cosine:.3} below {min_cos}"), scores }
+            }
+            v => v,
+        };
+        let c = &r.task.chunk;
+        match verdict {
+            Verdict::Accept { text, mut scores } => {
+                scores.cosine = cosine.is_finite().then_some(cosine);
+                let n_tokens = tokenizer.encode(text.as_str(), false).map(|e| e.len()).unwrap_or(0) as u32;
+                Ok(Synthetic {
+                    n_tokens,
+                    style: style.name.clone(),
+                    doc_id: c.doc_id.clone(),
+                    chunk_index: c.chunk_index,
+                    byte_start: c.byte_start,
+                    byte_end: c.byte_end,
+                    source_file: c.source_file.clone(),
+                    source_line: c.source_line,
+                    model: self.model.clone(),
+                    weights_hash: self.weights_hash.clone(),
+                    template_hash: style.template_hash(),
+                    generation: self.generation.clone(),
+                    cosine,
+                    length_ratio: scores.length_ratio,
+                    repetition: scores.repetition,
+                    qa_pairs: scores.qa_pairs as u32,
+                    chatter_stripped: scores.chatter_stripped,
+                    invented_numbers: scores.invented_numbers.len() as u32,
+                    attempts: r.attempts,
+                    numbers_guarded: r.guarded,
+                    text,
+                })
+            }
+            Verdict::Reject { reason, mut scores } => {
+                scores.cosine = cosine.is_finite().then_some(cosine);
+                Err(Reject {
+                    source_file: c.source_file.clone(),
+                    source_line: c.source_line,
+                    stage: "gate".into(),
+                    reason,
+                    snippet: r.text,
+                    doc_id: c.doc_id.clone(),
+                    chunk_index: c.chunk_index,
+                    style: style.name.clone(),
+                    scores: serde_json::to_string(
+                        &serde_json::json!({"attempts": r.attempts, "numbers_guarded": r.guarded, "gates": scores}),
+                    )
+                    .unwrap_or_default(),
+                })
+            }
+        }
+    }
+}
+
+/// Rows embedded per call: one (its source and its rewrite), so that a row's cosine depends on
+/// that row alone and not on which rows arrived with it (padding to a neighbour's length moves
+/// the last bits of the float). Output is then the same whatever the batching, also after a job
+/// resumes with part of its rephrasings taken from the journal.
+const EMBED_BATCH: usize = 1;
+
+/// Cosines of each rephrasing to its source (NaN without an embedder or on an embedder error,
+/// which then leaves the meaning gate out for those rows rather than dropping them). A row that
+/// already carries its cosine (from the rephrase stage) is not embedded again.
+pub fn cosines(embedder: Option<&mut Embedder>, rows: &[Rephrased]) -> Vec<f64> {
+    let mut out: Vec<f64> = rows.iter().map(|r| r.cosine.unwrap_or(f64::NAN)).collect();
+    let Some(e) = embedder else { return out };
+    let idx: Vec<usize> =
+        (0..rows.len()).filter(|&i| rows[i].cosine.is_none() && !rows[i].text.trim().is_empty()).collect();
+    for part in idx.chunks(EMBED_BATCH) {
+        let mut texts: Vec<&str> = part.iter().map(|&i| rows[i].task.chunk.text.as_str()).collect();
+        let cleaned: Vec<String> = part.iter().map(|&i| strip_chatter(&rows[i].text).0).collect();
+        texts.extend(cleaned.iter().map(String::as_str));
+        match e.embed(&texts) {
+            Ok(v) => {
+                for (k, &i) in part.iter().enumerate() {
+                    out[i] = cosine(&v[k], &v[k + part.len()]) as f64;
+                }
+            }
+            Err(err) => tracing::warn!("embedder failed, meaning gate skipped for {} rows: {err:#}", part.len()),
+        }
+    }
+    out
+}
+
+/// Extension trait: the **gate** stage (see the module docs).
+pub trait Gate<'scope, T: Timestamp> {
+    /// Gates every answer; the context's tokenizer counts row tokens, its embedder (if any)
+    /// scores meaning. Counts per style, under `gates.<style>.`: `accepted`, `tokens`,
+    /// `invented_numbers`, the sum `fk_grade`, the histograms `cosine` (accepted rows),
+    /// `cosine_all` (every answer) and `length`, and `rejected.<class>`; and `rejects.<class>`.
+    fn gate(
+        self,
+        config: &GateStageConfig,
+        ctx: &StageContext,
+    ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>);
+}
+
+impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
+    fn gate(
+        self,
+        config: &GateStageConfig,
+        ctx: &StageContext,
+    ) -> (StreamVec<'scope, T, Synthetic>, StreamVec<'scope, T, Reject>) {
+        let tokenizer = ctx.tokenizer_for("gate");
+        let (cfg, ctx) = (config.clone(), ctx.clone());
+        let judged = self
+            .unary(Pipeline, "Gate", move |_, _| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        // Without a tokenizer the run has failed (see `ctx.fail`): drop the input.
+                        let Some(tok) = &tokenizer else { return };
+                        for batch in data {
+                            let rows: Vec<Rephrased> = std::mem::take(batch);
+                            let emb = ctx.embedder.as_ref();
+                            let cos = cosines(emb.map(|e| e.borrow_mut()).as_deref_mut(), &rows);
+                            for (r, c) in rows.into_iter().zip(cos) {
+                                let judged = cfg.judge(tok, r, c);
+                                ctx.metrics.update(|m| count(m, &judged, c));
+                                if let Err(r) = &judged {
+                                    ctx.count_reject(r);
+                                }
+                                session.give(judged);
+                            }
+                        }
+                    });
+                }
+            })
+            .container::<Vec<Result<Synthetic, Reject>>>();
+        judged.ok_err(|r| r)
+    }
+}
+
+fn hist<'a>(m: &'a mut MetricSet, name: String, hi: f64, bins: usize) -> &'a mut Histogram {
+    m.histograms.entry(name).or_insert_with(|| Histogram::new(hi, bins))
+}
+
+/// A gated row's counts under `gates.<style>.`.
+fn count(m: &mut MetricSet, judged: &Result<Synthetic, Reject>, cos: f64) {
+    let style = match judged {
+        Ok(s) => &s.style,
+        Err(r) => &r.style,
+    };
+    let p = format!("gates.{style}.");
+    hist(m, format!("{p}cosine_all"), 1.0, COSINE_BINS).add(cos);
+    match judged {
+        Ok(s) => {
+            for (name, n) in [("accepted", 1), ("tokens", s.n_tokens as u64), ("invented_numbers", s.invented_numbers as u64)] {
+                *m.counters.entry(format!("{p}{name}")).or_default() += n;
+            }
+            *m.sums.entry(format!("{p}fk_grade")).or_default() += flesch_kincaid_grade(&s.text);
+            hist(m, format!("{p}cosine"), 1.0, COSINE_BINS).add(s.cosine);
+            hist(m, format!("{p}length"), LENGTH_HI, LENGTH_BINS).add(s.n_tokens as f64);
+        }
+        Err(r) => *m.counters.entry(format!("{p}rejected.{}", r.class())).or_default() += 1,
+    }
+}

@@ -1,0 +1,59 @@
+//! The manifest's `rephrase` section: the model, its decoding settings, tokens, and per-style
+//! fidelity, from the workers' reports.
+
+use wrapflow_operators::state::metrics::MetricSet;
+
+use crate::plan::Plan;
+use crate::report::fidelity::style_stats;
+use crate::report::manifest::{Output, RephraseOut};
+use crate::report::merge::WorkerReport;
+
+/// The section for a plan that rephrases (`None` otherwise); `metrics` is the sum of the
+/// workers' metrics.
+pub fn merge(
+    plan: &Plan,
+    metrics: &MetricSet,
+    reports: &[WorkerReport],
+    wall_s: f64,
+) -> anyhow::Result<Option<RephraseOut>> {
+    let Some((spec, _)) = plan.rephrase.as_ref() else { return Ok(None) };
+    let cfg = spec.config(&plan.gates);
+    let mut out = RephraseOut {
+        model: cfg.model.clone(),
+        embedder: (!plan.gates.embedder.is_empty()).then(|| plan.gates.embedder.clone()),
+        generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
+        style_order: plan.styles.iter().map(|s| s.name.clone()).collect(),
+        prompt_tokens: metrics.counter("rephrase.prompt_tokens"),
+        generated_tokens: metrics.counter("rephrase.generated_tokens"),
+        retries: metrics.counter("rephrase.retries"),
+        journal_reused: metrics.counter("journal.reused"),
+        max_queued_per_worker: metrics.maximum("rephrase.max_queued"),
+        ..Default::default()
+    };
+    out.styles = plan.styles.iter().filter_map(|s| Some((s.name.clone(), style_stats(metrics, &s.name)?))).collect();
+    if let Some(r) = reports.iter().find(|r| !r.weights_hash.is_empty()) {
+        out.weights_hash.clone_from(&r.weights_hash);
+    }
+    out.tasks = out.styles.values().map(|s| s.tasks).sum();
+    out.accepted = out.styles.values().map(|s| s.accepted).sum();
+    out.rejected = out.styles.values().map(|s| s.rejected).sum();
+    let fanout = metrics.counter("fanout.tasks");
+    anyhow::ensure!(
+        fanout == out.accepted + out.rejected,
+        "rephrase counts do not reconcile: {fanout} tasks, {} accepted + {} rejected",
+        out.accepted,
+        out.rejected
+    );
+    let real_chunks = metrics.counter("fanout.chunks");
+    out.real_fk_grade = (real_chunks > 0).then(|| metrics.sum("fanout.source_fk_grade") / real_chunks as f64);
+    out.gen_tok_s = out.generated_tokens as f64 / wall_s.max(1e-9);
+    let mut shards: Vec<_> = reports.iter().flat_map(|r| r.synthetic_shards.iter().cloned()).collect();
+    shards.sort_by(|a, b| a.path.cmp(&b.path));
+    out.synthetic = Output {
+        format: plan.sink.0.config.format.extension().into(),
+        rows: shards.iter().map(|s| s.rows).sum(),
+        bytes: shards.iter().map(|s| s.bytes).sum(),
+        shards,
+    };
+    Ok(Some(out))
+}
