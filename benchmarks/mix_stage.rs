@@ -79,11 +79,13 @@ fn main() {
             let s = s.clone();
             let ctx = StageContext::default().with_output(location.clone(), handle.clone());
             worker.dataflow::<u64, _, _>(|scope| {
-                scope.input_from(&mut input).container::<Vec<MixRow>>().mix(&mix, &ctx).inspect(move |ev: &MixEvent| {
-                    if let MixEvent::Shard(_) = ev {
-                        *s.lock().expect("lock") += 1
-                    }
-                });
+                scope.input_from(&mut input).container::<Vec<MixRow>>().mix(&mix, &ctx).inspect(
+                    move |ev: &MixEvent| {
+                        if let MixEvent::Shard(_) = ev {
+                            *s.lock().expect("lock") += 1
+                        }
+                    },
+                );
             });
             for t in 0..batches {
                 input.send_batch(&mut batch(t));

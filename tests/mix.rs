@@ -72,7 +72,8 @@ fn run_mix(epochs: &[Vec<MixRow>], mixtures: Vec<Mixture>, out: &Path, workers: 
     let location = StoreRegistry::new().resolve(out.to_str().unwrap(), &Default::default()).unwrap();
     let handle = rt.handle().clone();
     let styles = STYLES.iter().map(|s| s.to_string()).collect();
-    let config = MixStageConfig { mixtures: mixtures.iter().map(|m| (m.name.clone(), m.config.clone())).collect(), styles };
+    let config =
+        MixStageConfig { mixtures: mixtures.iter().map(|m| (m.name.clone(), m.config.clone())).collect(), styles };
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let errs = errors.clone();
     let epochs = Arc::new(epochs.to_vec());
@@ -83,7 +84,8 @@ fn run_mix(epochs: &[Vec<MixRow>], mixtures: Vec<Mixture>, out: &Path, workers: 
         let (idx, peers) = (worker.index(), worker.peers());
         let mut input = InputHandle::new();
         let (ev, seen) = (ev.clone(), ev.clone());
-        let ctx = StageContext { errors: errs.clone(), ..Default::default() }.with_output(location.clone(), handle.clone());
+        let ctx =
+            StageContext { errors: errs.clone(), ..Default::default() }.with_output(location.clone(), handle.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)

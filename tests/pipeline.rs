@@ -168,6 +168,30 @@ fn dedup_is_global_across_files_and_workers() {
 }
 
 #[test]
+fn a_document_stage_named_by_the_plan_runs_before_chunking() {
+    let dir = TempDir::new().unwrap();
+    let tok = tokenizer(dir.path());
+    let input = dir.path().join("in.jsonl");
+    let messy: Vec<String> = (0..6).map(|i| doc_text(i).replace(". ", ".   \n\n\n\t")).collect();
+    write(
+        &input,
+        messy.iter().enumerate().map(|(i, t)| json_line(&format!("d{i}"), t) + "\n").collect::<String>().as_bytes(),
+    );
+    let out = dir.path().join("out");
+    let plan = plan_text("", "").replace("CHUNK WITH", "STAGE clean_whitespace;\nCHUNK WITH");
+    let m = run_plan(&plan, &sets(&dir, input.to_str().unwrap(), out.to_str().unwrap(), tok.to_str().unwrap()), 2);
+    assert_eq!(m.unwrap().counts.kept, 6);
+    let cfg = wrapflow::operators::stages::clean::CleanConfig::default();
+    let cleaned: BTreeMap<String, String> = messy
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("d{i}"), wrapflow::operators::stages::clean::clean(t, &cfg)))
+        .collect();
+    assert!(cleaned.values().all(|t| !t.contains("\n\n\n") && !t.contains('\t')));
+    assert_eq!(check_chunks(&out, &cleaned, 64), 6, "the chunks are those of the cleaned documents");
+}
+
+#[test]
 fn chunk_invariants_hold_on_adversarial_documents() {
     let dir = TempDir::new().unwrap();
     let tok = tokenizer(dir.path());

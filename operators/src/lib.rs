@@ -35,6 +35,6 @@ pub mod testkit;
 pub use io::sink::{ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget};
 pub use record::{Chunk, Document, Reject, Synthetic, ToBatch};
 pub use stages::chunk::{ChunkConfig, ChunkDocs, Chunker};
-pub use stages::dedup::exact::{Dedup, DedupConfig};
 pub use stages::context::StageContext;
+pub use stages::dedup::exact::{Dedup, DedupConfig};
 pub use stages::mix::{Mix, MixConfig, MixEvent, MixRow, MixShard, MixStageConfig, MixSummary, MixTarget, Mixture};

@@ -95,10 +95,16 @@ pub(crate) fn pipeline(
     worker.dataflow::<u64, _, _>(|scope| {
         let docs = scope.input_from(&mut docs_in).container::<Vec<Document>>();
         let docs = if plan.dedup.is_some() { docs.dedup(&DedupConfig::default(), &ctx) } else { docs };
-        let docs = match &plan.neardup {
+        let mut docs = match &plan.neardup {
             Some((cfg, _)) => docs.near_dedup(cfg, &ctx),
             None => docs,
         };
+        for (name, options, _) in &plan.documents {
+            match wrapflow_operators::stages::document_stage(name) {
+                Ok(stage) => docs = (stage.build)(docs, options, &ctx),
+                Err(e) => ctx.fail(e),
+            }
+        }
         let (chunks, chunk_rejects) = docs.chunk_docs(&plan.chunk.0, &ctx);
         let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
         let mut mix_rows = chunks.clone().map(MixRow::from);

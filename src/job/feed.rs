@@ -22,8 +22,8 @@ use crate::job::checkpoint;
 use crate::job::progress::Progress;
 use crate::job::segment::input_time;
 use crate::report::manifest::FileStamp;
-use wrapflow_operators::StageContext;
 use crate::report::merge::WorkerReport;
+use wrapflow_operators::StageContext;
 
 /// Batches a worker may have in the dataflow ahead of its sinks.
 pub const IN_FLIGHT: u64 = 4;

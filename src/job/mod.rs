@@ -1,7 +1,8 @@
 //! A job: the output taken ([`output`]), the plan run as a timely dataflow over the input
 //! segment by segment ([`run`], [`worker`], [`feed`], [`segment`], [`follow`]), checkpoints
 //! committed ([`checkpoint`]), the rephrase stages attached ([`wrap`]), several processes
-//! ([`cluster`]), progress shown ([`progress`]); and `wrapflow remix` ([`remix`]).
+//! ([`cluster`]), progress shown ([`progress`]); `wrapflow status` ([`status`]) and `wrapflow remix`
+//! ([`remix`]).
 
 pub mod checkpoint;
 pub mod cluster;
@@ -15,5 +16,6 @@ pub mod remix;
 pub mod run;
 pub mod segment;
 pub mod session;
+pub mod status;
 pub mod worker;
 pub mod wrap;

@@ -57,10 +57,7 @@ pub fn mixtures(file: &str, text: &str, styles: &[String]) -> anyhow::Result<Mix
     if out.is_empty() {
         bail!("{file} declares no MIX");
     }
-    Ok(MixStageConfig {
-        mixtures: out.into_iter().map(|m| (m.name, m.config)).collect(),
-        styles: styles.to_vec(),
-    })
+    Ok(MixStageConfig { mixtures: out.into_iter().map(|m| (m.name, m.config)).collect(), styles: styles.to_vec() })
 }
 
 /// One column of a batch by name.

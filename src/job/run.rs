@@ -175,8 +175,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
         None
     };
     let owner = claim.as_ref().map(|c| c.marker.clone());
-    let result =
-        run_claimed(plan, opts, &runtime, output, registry, owner, (sql_tokenizer, chunker, mix), started, t0);
+    let result = run_claimed(plan, opts, &runtime, output, registry, owner, (sql_tokenizer, chunker, mix), started, t0);
     if let Some(c) = claim {
         runtime.block_on(c.lease.release());
     }
@@ -247,6 +246,29 @@ fn run_claimed(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         ),
     });
+    let (finished, reports) = execute(shared, opts)?;
+    drop(_reporter);
+    let committed = if first_process { committed_manifest(runtime, &output)? } else { None };
+    let Some(mut manifest) = committed else {
+        // Another process of a cluster, or a job stopped before its first checkpoint.
+        return merge(plan, workers * processes, reports, started, t0);
+    };
+    if !finished && let Some(j) = manifest.job.as_mut() {
+        j.status = "stopped".into();
+        let json = serde_json::to_vec_pretty(&manifest)?;
+        runtime.block_on(checkpoint::put(&output, "manifest.json", json))?;
+    }
+    let page = crate::report::html::page(&manifest);
+    runtime
+        .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
+        .with_context(|| format!("writing {}/report.html", output.url))?;
+    Ok(manifest)
+}
+
+/// Runs the workers of this process (connected to the other processes of a cluster); returns
+/// whether the job finished, and every worker's report.
+fn execute(shared: Arc<Shared>, opts: &RunOptions) -> anyhow::Result<(bool, Vec<WorkerReport>)> {
+    let (cluster, progress) = (opts.cluster.as_ref(), shared.progress.clone());
     if let Some(c) = cluster {
         let _ = progress.tag.set(format!("{}/{}", c.process, c.hosts.len()));
     }
@@ -254,7 +276,7 @@ fn run_claimed(
         crate::job::cluster::stop_on_lost_peer(c);
         crate::job::cluster::connect_watchdog(c)
     });
-    let config = crate::job::cluster::timely_config(workers, cluster);
+    let config = crate::job::cluster::timely_config(opts.workers.max(1), cluster);
     let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
         .map_err(|e| anyhow!("cannot start workers: {e}"))?;
     if let Some(c) = connected {
@@ -273,23 +295,7 @@ fn run_claimed(
         })?;
         all.get_or_insert(r);
     }
-    let (finished, reports) = all.ok_or_else(|| anyhow!("no worker ran"))?;
-    drop(_reporter);
-    let committed = if first_process { committed_manifest(runtime, &output)? } else { None };
-    let Some(mut manifest) = committed else {
-        // Another process of a cluster, or a job stopped before its first checkpoint.
-        return merge(plan, workers * processes, reports, started, t0);
-    };
-    if !finished && let Some(j) = manifest.job.as_mut() {
-        j.status = "stopped".into();
-        let json = serde_json::to_vec_pretty(&manifest)?;
-        runtime.block_on(checkpoint::put(&output, "manifest.json", json))?;
-    }
-    let page = crate::report::html::page(&manifest);
-    runtime
-        .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
-        .with_context(|| format!("writing {}/report.html", output.url))?;
-    Ok(manifest)
+    all.ok_or_else(|| anyhow!("no worker ran"))
 }
 
 /// The manifest of the last checkpoint, if one was committed.

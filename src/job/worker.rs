@@ -13,7 +13,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use object_store::ObjectMeta;
+use timely::dataflow::{InputHandle, ProbeHandle};
 use wrapflow_operators::MixEvent;
+use wrapflow_operators::sql::source::SourceHandle;
 use wrapflow_operators::state::checkpoint::{StateRegistry, failpoint};
 
 use crate::job::checkpoint::{self, Commit, WorkerIndex};
@@ -38,36 +40,112 @@ pub enum Ended {
 /// Runs this worker's part; `states` is marked abandoned when it returns early, so that stages do
 /// not flush state that the last checkpoint holds.
 pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &StateRegistry) -> Result<Ended, String> {
-    let (index, peers) = (worker.index(), worker.peers());
-    let plan = &sh.plan;
-    let ws = sh
-        .runtime
-        .block_on(session::build(plan, sh.registry.clone(), sh.sql_tokenizer.clone(), index, peers))
-        .map_err(|e: PlanError| e.to_string())?;
-    let df = sh.runtime.block_on(session::input(plan, &ws)).map_err(|e| e.to_string())?;
-
-    let (mut ctl_in, ctl_msgs, ctl_probe) = crate::job::dataflow::control(worker);
-
-    let mut models = crate::job::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
-    let Pipeline { mut docs_in, mut rejects_in, probe, report, ctx } =
-        crate::job::dataflow::pipeline(worker, sh, states, models.take())?;
-
-    let sources = ws.factory.sources();
-    // What this process had counted before it resumed: the live counters add to it.
-    let mut chains = BTreeMap::new();
-    if let Some(res) = &sh.resume {
-        let idx = res.indexes.get(index).ok_or_else(|| format!("the checkpoint has no state for worker {index}"))?;
-        *report.borrow_mut() = idx.report.clone();
-        ctx.metrics.restore(std::mem::take(&mut report.borrow_mut().metrics));
-        chains = idx.chains.clone();
-        sh.runtime.block_on(load_states(sh, states, &chains)).map_err(|e| format!("worker {index}: {e:#}"))?;
+    let mut part = Part::start(worker, sh, states)?;
+    let abandon = |why: String| {
+        states.abandon();
+        why
+    };
+    loop {
+        match part.next_segment(worker).map_err(abandon)? {
+            Some(Control::Segment { files, .. }) => {
+                part.run_segment(worker, &files).map_err(abandon)?;
+                part.end_segment(worker).map_err(abandon)?;
+            }
+            Some(Control::Stop { finish: true, .. }) => return part.finish(worker),
+            Some(Control::Stop { finish: false, .. }) | None => {
+                states.abandon();
+                return Ok(Ended::Stopped(part.snapshot()));
+            }
+        }
     }
-    let base_inputs = std::mem::take(&mut report.borrow_mut().inputs);
-    let snapshot = |report: &Rc<RefCell<WorkerReport>>| {
-        let mut r = report.borrow().clone();
-        r.metrics = ctx.metrics.snapshot();
-        r.inputs = base_inputs.clone();
-        for s in &sources {
+}
+
+/// A worker's part of a job as it runs: its dataflows, its SQL input, and where it stands.
+struct Part<'a> {
+    sh: &'a Shared,
+    states: &'a StateRegistry,
+    index: usize,
+    peers: usize,
+    pipe: Pipeline,
+    ctl_in: ControlInput,
+    ctl_msgs: Rc<RefCell<BTreeMap<u64, Control>>>,
+    ctl_probe: ProbeHandle<u64>,
+    ctx: datafusion::prelude::SessionContext,
+    df: datafusion::prelude::DataFrame,
+    sources: Vec<std::sync::Arc<SourceHandle>>,
+    /// Each state's chain of saved parts.
+    chains: BTreeMap<String, Vec<String>>,
+    /// The inputs a resumed job had read before (the live counters add to them).
+    base_inputs: Vec<InputOut>,
+    coordinator: Option<Coordinator>,
+    last_commit: Option<Commit>,
+    seg: u64,
+}
+
+type ControlInput = InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<String>>>;
+
+impl<'a> Part<'a> {
+    /// Builds the SQL session and the dataflows, and loads the checkpoint a job resumes from.
+    fn start(worker: &mut timely::worker::Worker, sh: &'a Shared, states: &'a StateRegistry) -> Result<Self, String> {
+        let (index, peers, plan) = (worker.index(), worker.peers(), &sh.plan);
+        let ws = sh
+            .runtime
+            .block_on(session::build(plan, sh.registry.clone(), sh.sql_tokenizer.clone(), index, peers))
+            .map_err(|e: PlanError| e.to_string())?;
+        let df = sh.runtime.block_on(session::input(plan, &ws)).map_err(|e| e.to_string())?;
+        let (ctl_in, ctl_msgs, ctl_probe) = crate::job::dataflow::control(worker);
+        let models = crate::job::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
+        let pipe = crate::job::dataflow::pipeline(worker, sh, states, models)?;
+        let sources = ws.factory.sources();
+        let mut chains = BTreeMap::new();
+        if let Some(res) = &sh.resume {
+            let idx =
+                res.indexes.get(index).ok_or_else(|| format!("the checkpoint has no state for worker {index}"))?;
+            *pipe.report.borrow_mut() = idx.report.clone();
+            pipe.ctx.metrics.restore(std::mem::take(&mut pipe.report.borrow_mut().metrics));
+            chains = idx.chains.clone();
+            sh.runtime.block_on(load_states(sh, states, &chains)).map_err(|e| format!("worker {index}: {e:#}"))?;
+        }
+        let base_inputs = std::mem::take(&mut pipe.report.borrow_mut().inputs);
+        let coordinator = (index == 0).then(|| {
+            let srcs = sources
+                .iter()
+                .map(|s| Source { table: s.table.clone(), location: s.store.clone(), format: s.format })
+                .collect();
+            Coordinator::new(srcs, sh.resume.as_ref().map(|r| &r.commit), sh.follow, sh.limits)
+        });
+        let last_commit = sh.resume.as_ref().map(|r| r.commit.clone());
+        let seg = last_commit.as_ref().map_or(0, |c| c.next_segment);
+        let mut part = Part {
+            sh,
+            states,
+            index,
+            peers,
+            pipe,
+            ctl_in,
+            ctl_msgs,
+            ctl_probe,
+            ctx: ws.ctx,
+            df,
+            sources,
+            chains,
+            base_inputs,
+            coordinator,
+            last_commit,
+            seg,
+        };
+        part.pipe.docs_in.advance_to(seg << SEGMENT_SHIFT);
+        part.pipe.rejects_in.advance_to(seg << SEGMENT_SHIFT);
+        part.ctl_in.advance_to(seg);
+        Ok(part)
+    }
+
+    /// This worker's report so far: what its stages counted and what it read.
+    fn snapshot(&self) -> WorkerReport {
+        let mut r = self.pipe.report.borrow().clone();
+        r.metrics = self.pipe.ctx.metrics.snapshot();
+        r.inputs = self.base_inputs.clone();
+        for s in &self.sources {
             r.read_rows += s.stats.rows.load(Ordering::Relaxed);
             r.read_rejected += s.stats.rejected.load(Ordering::Relaxed);
             let files: Vec<manifest::InputFileOut> =
@@ -84,120 +162,118 @@ pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &St
             }
         }
         r
-    };
+    }
 
-    let mut coordinator = (index == 0).then(|| {
-        let srcs = sources
-            .iter()
-            .map(|s| Source { table: s.table.clone(), location: s.store.clone(), format: s.format })
-            .collect();
-        Coordinator::new(srcs, sh.resume.as_ref().map(|r| &r.commit), sh.follow, sh.limits)
-    });
-    let mut last_commit: Option<Commit> = sh.resume.as_ref().map(|r| r.commit.clone());
-    let mut seg = last_commit.as_ref().map_or(0, |c| c.next_segment);
-    docs_in.advance_to(seg << SEGMENT_SHIFT);
-    rejects_in.advance_to(seg << SEGMENT_SHIFT);
-    ctl_in.advance_to(seg);
-    let abandon = |why: String| {
-        states.abandon();
-        why
-    };
-    let finish = loop {
-        if let Some(c) = coordinator.as_mut() {
-            let next = sh.runtime.block_on(c.next(seg, &STOP)).map_err(|e| abandon(format!("{e:#}")))?;
+    /// Worker 0 says what the next segment is; every worker waits to hear it (`None`: the control
+    /// dataflow ended, as when worker 0 stopped).
+    fn next_segment(&mut self, worker: &mut timely::worker::Worker) -> Result<Option<Control>, String> {
+        if let Some(c) = self.coordinator.as_mut() {
+            let next = self.sh.runtime.block_on(c.next(self.seg, &STOP)).map_err(|e| format!("{e:#}"))?;
             let (files, bytes) = c.pending();
-            sh.progress.pending_files.store(files, Ordering::Relaxed);
-            sh.progress.pending_bytes.store(bytes, Ordering::Relaxed);
-            sh.progress.bytes_total.store(c.listed_bytes(), Ordering::Relaxed);
-            ctl_in.send(serde_json::to_string(&next).expect("control messages encode"));
+            let progress = &self.sh.progress;
+            progress.pending_files.store(files, Ordering::Relaxed);
+            progress.pending_bytes.store(bytes, Ordering::Relaxed);
+            progress.bytes_total.store(c.listed_bytes(), Ordering::Relaxed);
+            self.ctl_in.send(serde_json::to_string(&next).expect("control messages encode"));
             // An input buffers what it is given until told to flush (or advanced).
-            ctl_in.flush();
+            self.ctl_in.flush();
         }
-        let ctl = loop {
-            if let Some(m) = ctl_msgs.borrow_mut().remove(&seg) {
-                break Some(m);
+        loop {
+            if let Some(m) = self.ctl_msgs.borrow_mut().remove(&self.seg) {
+                return Ok(Some(m));
             }
-            if ctl_probe.done() {
-                break None;
+            if self.ctl_probe.done() {
+                return Ok(None);
             }
             worker.step_or_park(Some(std::time::Duration::from_millis(20)));
-        };
-        let files = match ctl {
-            Some(Control::Segment { files, .. }) => files,
-            Some(Control::Stop { finish: true, .. }) => break true,
-            Some(Control::Stop { finish: false, .. }) | None => break false,
-        };
-        for s in &sources {
+        }
+    }
+
+    /// Reads this worker's share of the segment's `files` through the plan's SQL into the
+    /// dataflow, and steps until every stage has finished the segment.
+    fn run_segment(
+        &mut self,
+        worker: &mut timely::worker::Worker,
+        files: &BTreeMap<String, Vec<manifest::FileStamp>>,
+    ) -> Result<(), String> {
+        for s in &self.sources {
             let metas = files.get(&s.table).map(|v| v.iter().map(meta).collect()).unwrap_or_default();
             *s.segment.lock().unwrap() = Some(metas);
         }
-        let physical = sh.runtime.block_on(df.clone().create_physical_plan()).map_err(|e| abandon(e.to_string()))?;
+        let rt = &self.sh.runtime;
+        let physical = rt.block_on(self.df.clone().create_physical_plan()).map_err(|e| e.to_string())?;
         let stream = {
-            let _rt = sh.runtime.enter();
-            datafusion::physical_plan::execute_stream(physical.clone(), ws.ctx.task_ctx())
-                .map_err(|e| abandon(e.to_string()))?
+            let _rt = rt.enter();
+            datafusion::physical_plan::execute_stream(physical.clone(), self.ctx.task_ctx())
+                .map_err(|e| e.to_string())?
         };
-        let ranks = object_ranks(&sources, &files);
-        let inputs = Inputs { docs: &mut docs_in, rejects: &mut rejects_in, ctx: &ctx };
-        feed(worker, (&sh.runtime, &sh.progress), stream, &sources, &report, inputs, &probe, (seg, &ranks))
-            .map_err(abandon)?;
+        let ranks = object_ranks(&self.sources, files);
+        let pipe = &mut self.pipe;
+        let inputs = Inputs { docs: &mut pipe.docs_in, rejects: &mut pipe.rejects_in, ctx: &pipe.ctx };
+        let progress = (rt, &*self.sh.progress);
+        feed(worker, progress, stream, &self.sources, &pipe.report, inputs, &pipe.probe, (self.seg, &ranks))?;
         let (dropped, limit) = where_metrics(&physical);
-        let mut r = report.borrow_mut();
+        let mut r = pipe.report.borrow_mut();
         r.where_dropped += dropped;
         r.limit |= limit;
         drop(r);
-        let end = (seg + 1) << SEGMENT_SHIFT;
-        docs_in.advance_to(end);
-        rejects_in.advance_to(end);
-        while probe.less_than(&end) {
+        let end = (self.seg + 1) << SEGMENT_SHIFT;
+        pipe.docs_in.advance_to(end);
+        pipe.rejects_in.advance_to(end);
+        while pipe.probe.less_than(&end) {
             worker.step();
         }
-        if let Some(e) = ctx.first_error() {
-            return Err(abandon(e));
-        }
-        seg += 1;
-        checkpoint(sh, states, &mut chains, snapshot(&report), seg, index)
-            .map_err(|e| abandon(format!("saving checkpoint {seg}: {e:#}")))?;
-        ctl_in.advance_to(seg);
-        if let Some(c) = coordinator.as_mut() {
-            while ctl_probe.less_than(&seg) {
+        pipe.ctx.first_error().map_or(Ok(()), Err)
+    }
+
+    /// Saves this worker's checkpoint after the segment; worker 0 commits it once all have.
+    fn end_segment(&mut self, worker: &mut timely::worker::Worker) -> Result<(), String> {
+        self.seg += 1;
+        let seg = self.seg;
+        let report = self.snapshot();
+        checkpoint(self.sh, self.states, &mut self.chains, report, seg, self.index)
+            .map_err(|e| format!("saving checkpoint {seg}: {e:#}"))?;
+        self.ctl_in.advance_to(seg);
+        if let Some(c) = self.coordinator.as_mut() {
+            while self.ctl_probe.less_than(&seg) {
                 worker.step();
             }
             c.committed_segment();
-            let commit = sh
-                .runtime
-                .block_on(commit(sh, c, seg, seg, false, peers, last_commit.as_ref()))
-                .map_err(|e| abandon(format!("committing checkpoint {seg}: {e:#}")))?;
-            last_commit = Some(commit);
+            let committed =
+                self.sh.runtime.block_on(commit(self.sh, c, seg, seg, false, self.peers, self.last_commit.as_ref()));
+            self.last_commit = Some(committed.map_err(|e| format!("committing checkpoint {seg}: {e:#}"))?);
         }
-    };
-    if !finish {
-        states.abandon();
-        return Ok(Ended::Stopped(snapshot(&report)));
+        Ok(())
     }
-    // The input is over: close it, let every stage flush, and commit that as the last checkpoint.
-    drop(docs_in);
-    drop(rejects_in);
-    while !probe.done() {
-        worker.step();
-    }
-    if let Some(e) = ctx.first_error() {
-        return Err(abandon(e));
-    }
-    let id = seg + 1;
-    let last = snapshot(&report);
-    checkpoint(sh, states, &mut chains, last.clone(), id, index)
-        .map_err(|e| format!("saving the last checkpoint: {e:#}"))?;
-    ctl_in.advance_to(id);
-    if let Some(c) = coordinator.as_mut() {
-        while ctl_probe.less_than(&id) {
+
+    /// The input is over: closes it, lets every stage flush, and commits that as the last
+    /// checkpoint.
+    fn finish(mut self, worker: &mut timely::worker::Worker) -> Result<Ended, String> {
+        // Dropping an input handle closes it (the fresh ones are attached to nothing).
+        drop(std::mem::replace(&mut self.pipe.docs_in, InputHandle::new()));
+        drop(std::mem::replace(&mut self.pipe.rejects_in, InputHandle::new()));
+        while !self.pipe.probe.done() {
             worker.step();
         }
-        sh.runtime
-            .block_on(commit(sh, c, id, seg, true, peers, last_commit.as_ref()))
-            .map_err(|e| format!("committing the last checkpoint: {e:#}"))?;
+        if let Some(e) = self.pipe.ctx.first_error() {
+            self.states.abandon();
+            return Err(e);
+        }
+        let (sh, id, seg) = (self.sh, self.seg + 1, self.seg);
+        let last = self.snapshot();
+        checkpoint(sh, self.states, &mut self.chains, last.clone(), id, self.index)
+            .map_err(|e| format!("saving the last checkpoint: {e:#}"))?;
+        self.ctl_in.advance_to(id);
+        if let Some(c) = self.coordinator.as_mut() {
+            while self.ctl_probe.less_than(&id) {
+                worker.step();
+            }
+            sh.runtime
+                .block_on(commit(sh, c, id, seg, true, self.peers, self.last_commit.as_ref()))
+                .map_err(|e| format!("committing the last checkpoint: {e:#}"))?;
+        }
+        Ok(Ended::Finished(last))
     }
-    Ok(Ended::Finished(last))
 }
 
 /// An `ObjectMeta` for a listed object (readers need only its path and size).

@@ -87,8 +87,12 @@ pub fn attach<'s>(
         Some(j) => {
             let (reused, fresh) = tasks.answered_by(j.memo, task_key, &ctx.metrics);
             let segment = |t: &u64| t >> crate::job::segment::SEGMENT_SHIFT;
-            let generated =
-                fresh.rephrase(&cfg, ctx).journal(j.target, &spec.journal(), |x: &Rephrased| task_key(&x.task), segment);
+            let generated = fresh.rephrase(&cfg, ctx).journal(
+                j.target,
+                &spec.journal(),
+                |x: &Rephrased| task_key(&x.task),
+                segment,
+            );
             generated.concat(reused)
         }
         None => tasks.rephrase(&cfg, ctx),

@@ -5,6 +5,7 @@
 //! statements ([`stage`]) declare the pipeline. `${name}` is replaced by a parameter value from
 //! `--set name=value` or `PARAM name DEFAULT value`. See `plans/README.md` for the language.
 
+mod parse;
 pub mod secrets;
 pub mod stage;
 pub mod text;
@@ -16,11 +17,12 @@ use serde::Serialize;
 use serde_json::Value;
 use wrapflow_operators::stages::dedup::near::NearDupConfig;
 use wrapflow_operators::stages::gates::{GATES, GateConfig};
-use wrapflow_operators::stages::styles::{BUILTIN, Style, builtin};
+use wrapflow_operators::stages::styles::{Style, builtin};
 use wrapflow_operators::{ChunkConfig, MixConfig, MixStageConfig, Mixture, SinkConfig};
 
-use stage::{KEYWORDS, RephraseSpec, Stage, parse_stage};
-use text::{Pos, Substituted, param_uses, pos_of, split_statements, substitute};
+use parse::{Parts, parameters, resolve_styles};
+use stage::RephraseSpec;
+use text::{Pos, Substituted, param_uses, pos_of, split_statements};
 
 /// An error in a plan, with its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,8 @@ pub struct Plan {
     pub sink: (SinkSpec, usize),
     /// Training mixtures (`MIX`), in plan order, with where each is declared.
     pub mixes: Vec<(String, MixConfig, usize)>,
+    /// Document stages (`STAGE name WITH (...)`), run in this order between dedup and chunk.
+    pub documents: Vec<(String, Value, usize)>,
 }
 
 fn first_word(s: &str) -> String {
@@ -115,152 +119,19 @@ impl Plan {
             return Err(err(at, "unterminated string: this quote is never closed".into()));
         }
         let ranges = split_statements(source);
-
-        // Parameters first: their defaults, then --set values, then every use must resolve.
-        let mut params = BTreeMap::new();
-        let mut declared = Vec::new();
-        let mut secrets = BTreeSet::new();
+        let (params, secrets) = parameters(file, source, &ranges, sets)?;
+        let mut parts = Parts::default();
         for &(s, e) in &ranges {
-            if first_word(&source[s..e]) == "PARAM" {
-                match parse_stage(&source[s..e]).map_err(|(o, m)| err(s + o, m))? {
-                    Stage::Param { name, default, secret } => {
-                        if declared.contains(&name) {
-                            return Err(err(s, format!("PARAM {name} appears twice")));
-                        }
-                        if let Some(d) = default {
-                            params.insert(name.clone(), d);
-                        }
-                        if secret {
-                            secrets.insert(name.clone());
-                        }
-                        declared.push(name);
-                    }
-                    _ => unreachable!("PARAM parses as a parameter"),
-                }
-            }
-        }
-        let used: Vec<String> = param_uses(source).into_iter().map(|(_, n)| n).collect();
-        for (k, v) in sets {
-            if !declared.contains(k) && !used.contains(k) {
-                let mut known: Vec<&String> = declared.iter().chain(&used).collect();
-                known.sort();
-                known.dedup();
-                return Err(PlanError {
-                    file: file.into(),
-                    pos: None,
-                    message: format!("--set {k}: the plan has no parameter `{k}` (it has: {known:?})"),
-                });
-            }
-            params.insert(k.clone(), v.clone());
-        }
-
-        secrets.extend(secrets::credential_params(source, &params));
-        for name in &secrets {
-            if let Some(v) = params.get(name) {
-                crate::plan::secrets::register(v);
-            }
-        }
-        let mut sql = Vec::new();
-        let mut tokenizer = None;
-        let mut input = None;
-        let mut dedup = None;
-        let mut neardup = None;
-        let mut chunk = None;
-        let mut sink = None;
-        let mut rephrase = None;
-        let mut gates = None;
-        let mut mixes: Vec<(String, MixConfig, usize)> = Vec::new();
-        let mut user_styles: BTreeMap<String, (Style, usize)> = BTreeMap::new();
-        for &(s, e) in &ranges {
-            let word = first_word(&source[s..e]);
-            if word == "PARAM" {
-                continue;
-            }
-            let sub = substitute(source, (s, e), &params).map_err(|(o, m)| err(o, m))?;
-            if !KEYWORDS.contains(&word.as_str()) {
-                if matches!(word.as_str(), "SELECT" | "WITH" | "VALUES") {
-                    if input.is_some() {
-                        return Err(err(s, "the plan already has an input (INPUT or a query)".into()));
-                    }
-                    input = Some((InputSpec::Query(sub.text.clone()), s));
-                } else if matches!(word.as_str(), "CREATE" | "SET") {
-                    sql.push(SqlStatement { sub, at: s });
-                } else {
-                    // DataFusion would run it (a COPY writes files) but its result would go nowhere.
-                    return Err(err(
-                        s,
-                        format!(
-                            "unsupported statement {word}: a plan defines sources and views (CREATE EXTERNAL TABLE, CREATE VIEW), its input (INPUT or a SELECT) and stages; output goes through SINK and MIX"
-                        ),
-                    ));
-                }
-                continue;
-            }
-            let stage = parse_stage(&sub.text).map_err(|(o, m)| err(sub.plan_offset(o), m))?;
-            let dup = |name: &str| err(s, format!("{name} appears twice"));
-            match stage {
-                Stage::Param { .. } => unreachable!("handled above"),
-                Stage::Tokenizer(p) => {
-                    if tokenizer.replace(p).is_some() {
-                        return Err(dup("TOKENIZER"));
-                    }
-                }
-                Stage::Input(r) => {
-                    if input.replace((InputSpec::Relation(r), s)).is_some() {
-                        return Err(err(s, "the plan already has an input (INPUT or a query)".into()));
-                    }
-                }
-                Stage::Dedup { expr } => {
-                    if dedup.replace((expr, s)).is_some() {
-                        return Err(dup("DEDUP"));
-                    }
-                }
-                Stage::NearDup(c) => {
-                    if neardup.replace((c, s)).is_some() {
-                        return Err(dup("NEARDUP"));
-                    }
-                }
-                Stage::Chunk(c) => {
-                    if chunk.replace((c, s)).is_some() {
-                        return Err(dup("CHUNK"));
-                    }
-                }
-                Stage::Sink { url, config, store } => {
-                    if sink.replace((SinkSpec { url, config, store }, s)).is_some() {
-                        return Err(dup("SINK"));
-                    }
-                }
-                Stage::Rephrase(r) => {
-                    if rephrase.replace((r, s)).is_some() {
-                        return Err(dup("REPHRASE"));
-                    }
-                }
-                Stage::Gates(g) => {
-                    if gates.replace(g).is_some() {
-                        return Err(dup("GATES"));
-                    }
-                }
-                Stage::Mix { name, config } => {
-                    if mixes.iter().any(|m| m.0 == name) {
-                        return Err(err(s, format!("MIX {name} appears twice")));
-                    }
-                    mixes.push((name, config, s));
-                }
-                Stage::Style { name, options } => {
-                    let style = resolve_style(&name, options).map_err(|m| err(s, m))?;
-                    if user_styles.insert(name.clone(), (style, s)).is_some() {
-                        return Err(err(s, format!("STYLE {name} appears twice")));
-                    }
-                }
-            }
+            parts.add(source, (s, e), &params).map_err(|(o, m)| err(o, m))?;
         }
         let end = source.trim_end().len();
+        let input = parts.input.take();
         let input =
             input.ok_or_else(|| err(end, "the plan has no input: add `INPUT table_or_view;` or a SELECT".into()))?;
-        let mut chunk = chunk.ok_or_else(|| err(end, "the plan has no CHUNK stage".into()))?;
-        let sink = sink.ok_or_else(|| err(end, "the plan has no SINK: add `SINK '${output}';`".into()))?;
+        let mut chunk = parts.chunk.take().ok_or_else(|| err(end, "the plan has no CHUNK stage".into()))?;
+        let sink = parts.sink.take().ok_or_else(|| err(end, "the plan has no SINK: add `SINK '${output}';`".into()))?;
         if chunk.0.tokenizer.is_none() {
-            chunk.0.tokenizer = tokenizer.clone();
+            chunk.0.tokenizer = parts.tokenizer.clone();
         }
         if chunk.0.tokenizer.is_none() {
             return Err(err(
@@ -269,49 +140,27 @@ impl Plan {
                     .into(),
             ));
         }
-        let mut styles = Vec::new();
-        if let Some((r, at)) = &rephrase {
-            if r.model.is_empty() {
-                return Err(err(*at, "REPHRASE needs a model: REPHRASE WITH (model = 'models/...')".into()));
-            }
-            for name in r.style_names() {
-                let style = match user_styles.get(&name) {
-                    Some((st, _)) => st.clone(),
-                    None => builtin(&name).ok_or_else(|| {
-                        let mut known: Vec<&str> = BUILTIN.to_vec();
-                        known.extend(user_styles.keys().map(String::as_str));
-                        err(*at, format!("unknown style `{name}` (known: {})", known.join(", ")))
-                    })?,
-                };
-                if styles.iter().any(|x: &Style| x.name == name) {
-                    return Err(err(*at, format!("style `{name}` is listed twice")));
-                }
-                styles.push(style);
-            }
-            if styles.is_empty() {
-                return Err(err(*at, "REPHRASE lists no styles".into()));
-            }
-        } else if let Some((_, at)) = user_styles.values().next() {
-            return Err(err(*at, "STYLE without a REPHRASE stage that uses it".into()));
-        }
-        check_settings(&sink, rephrase.as_ref(), &gates.clone().unwrap_or_default()).map_err(|(at, m)| err(at, m))?;
+        let styles = resolve_styles(parts.rephrase.as_ref(), &parts.user_styles).map_err(|(o, m)| err(o, m))?;
+        let gates = parts.gates.take().unwrap_or_default();
+        check_settings(&sink, parts.rephrase.as_ref(), &gates).map_err(|(at, m)| err(at, m))?;
         Ok(Plan {
             file: file.into(),
             source: source.into(),
             hash: format!("blake3:{}", blake3::hash(source.as_bytes()).to_hex()),
             params,
             secrets,
-            sql,
-            tokenizer,
+            sql: parts.sql,
+            tokenizer: parts.tokenizer,
             input,
-            dedup,
-            neardup,
+            dedup: parts.dedup,
+            neardup: parts.neardup,
             chunk,
-            rephrase,
+            rephrase: parts.rephrase,
             styles,
-            gates: gates.unwrap_or_default(),
+            gates,
             sink,
-            mixes,
+            mixes: parts.mixes,
+            documents: parts.documents,
         })
     }
 

@@ -32,8 +32,8 @@ use wrapflow_operators::{ChunkConfig, MixConfig, SinkConfig};
 use super::text::{offset_of, unclosed_quote};
 
 /// Keywords that start a wrapflow statement.
-pub const KEYWORDS: [&str; 11] =
-    ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "NEARDUP", "CHUNK", "STYLE", "REPHRASE", "GATES", "SINK", "MIX"];
+pub const KEYWORDS: [&str; 12] =
+    ["PARAM", "TOKENIZER", "INPUT", "DEDUP", "NEARDUP", "STAGE", "CHUNK", "STYLE", "REPHRASE", "GATES", "SINK", "MIX"];
 
 /// `REPHRASE WITH (...)`: the model, the styles and the decoding settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,6 +147,11 @@ pub enum Stage {
     },
     Chunk(ChunkConfig),
     NearDup(NearDupConfig),
+    /// A document stage of the registry ([`wrapflow_operators::stages::document_stage`]).
+    Document {
+        name: String,
+        options: Value,
+    },
     /// A plan-defined style, or changes to a built-in one (resolved by the plan).
     Style {
         name: String,
@@ -374,6 +379,13 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
             let cfg: NearDupConfig = config(at, "NEARDUP", c.options()?)?;
             cfg.check().map_err(|m| (at, format!("NEARDUP: {m}")))?;
             Stage::NearDup(cfg)
+        }
+        "STAGE" => {
+            let (at, name) = (c.at(), c.ident("a stage name")?);
+            let options = Value::Object(c.options()?.map);
+            let stage = wrapflow_operators::stages::document_stage(&name).map_err(|m| (at, m))?;
+            (stage.check)(&options).map_err(|m| (at, format!("STAGE {name}: {m}")))?;
+            Stage::Document { name, options }
         }
         "STYLE" => {
             let name = c.ident("a style name")?;

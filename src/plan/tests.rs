@@ -98,3 +98,22 @@ fn line_col_from_sqlparser_messages() {
     assert_eq!(parse_line_col("Expected: x, found: y at Line: 2, Column: 15"), Some((2, 15)));
     assert_eq!(parse_line_col("no position"), None);
 }
+
+#[test]
+fn document_stages_come_from_the_registry_in_plan_order() {
+    let with = |stmt: &str| PLAN.replace("CHUNK WITH", &format!("{stmt}\nCHUNK WITH"));
+    let p =
+        Plan::parse("p.sql", &with("STAGE clean_whitespace WITH (max_blank_lines = 0);"), &sets(&[("output", "o")]));
+    let p = p.unwrap();
+    assert_eq!(p.documents.len(), 1);
+    assert_eq!(
+        (p.documents[0].0.as_str(), &p.documents[0].1["max_blank_lines"]),
+        ("clean_whitespace", &serde_json::json!(0))
+    );
+    let e = Plan::parse("p.sql", &with("STAGE lowercase;"), &sets(&[("output", "o")])).unwrap_err();
+    assert!(e.message.contains("unknown stage `lowercase` (known: clean_whitespace)"), "{e}");
+    assert_eq!(e.pos.unwrap().line, 8, "{e}");
+    let e = Plan::parse("p.sql", &with("STAGE clean_whitespace WITH (blank = 1);"), &sets(&[("output", "o")]));
+    let e = e.unwrap_err();
+    assert!(e.message.starts_with("STAGE clean_whitespace: unknown field `blank`"), "{e}");
+}

@@ -1,39 +1,14 @@
-//! A worker's report and the merge of all workers' reports into a [`Manifest`].
+//! The merge of all workers' reports into a [`Manifest`].
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use wrapflow_operators::ShardInfo;
 use wrapflow_operators::state::metrics::MetricSet;
-use wrapflow_operators::{MixEvent, ShardInfo};
 
 use crate::plan::Plan;
 use crate::report::manifest::{self, Counts, Input as InputOut, Manifest, Output, PlanInfo, Rejects, Timings, Tokens};
-
-/// What one worker did: what it read (from the SQL side), what its stages counted, and the
-/// shards its sinks and mixtures wrote.
-#[derive(Clone, Default, Serialize, Deserialize)]
-pub struct WorkerReport {
-    pub read_rows: u64,
-    pub read_rejected: u64,
-    pub sql_rows: u64,
-    /// Rows the plan's filters (`WHERE`) dropped, from DataFusion's metrics: with a `LIMIT`, the
-    /// rest of what the SQL did not pass on was cut by the limit.
-    #[serde(default)]
-    pub where_dropped: u64,
-    /// The input query has a `LIMIT`.
-    #[serde(default)]
-    pub limit: bool,
-    /// What the stages counted (see each stage's docs for its names).
-    pub metrics: MetricSet,
-    pub shards: Vec<ShardInfo>,
-    pub reject_shards: Vec<ShardInfo>,
-    pub synthetic_shards: Vec<ShardInfo>,
-    /// Hash of the rephrase model's weights (lineage).
-    pub weights_hash: String,
-    pub inputs: Vec<InputOut>,
-    pub mix: Vec<MixEvent>,
-}
+pub use crate::report::worker::WorkerReport;
 
 pub fn merge(
     plan: &Plan,
@@ -48,57 +23,15 @@ pub fn merge(
     }
     let mixes = crate::report::mixing::merge(reports.iter_mut().flat_map(|r| std::mem::take(&mut r.mix)).collect())?;
     let rephrase = crate::report::rephrase::merge(plan, &metrics, &reports, t0.elapsed().as_secs_f64())?;
-    let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
-    let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
-    anyhow::ensure!(
-        sql_rows <= read_rows,
-        "the plan's input produced {sql_rows} rows from {read_rows} read: a plan must filter rows, not multiply them (a join?)"
-    );
-    let duplicates = metrics.counter("dedup.duplicates");
-    let (near_duplicates, chunk_rejects) = (metrics.counter("neardup.dropped"), metrics.counter("chunk.rejects"));
-    let not_passed = read_rows - sql_rows;
-    let filtered = if reports.iter().any(|r| r.limit) { sum(|r| r.where_dropped).min(not_passed) } else { not_passed };
-    let counts = Counts {
-        read: read_rows + sum(|r| r.read_rejected),
-        rejected: sum(|r| r.read_rejected) + chunk_rejects,
-        filtered,
-        limited: not_passed - filtered,
-        duplicates,
-        near_duplicates,
-        kept: sql_rows - duplicates - near_duplicates - chunk_rejects,
-        chunks: metrics.counter("chunk.chunks"),
-        skipped_objects: 0,
-    };
+    let counts = counts(&reports, &metrics)?;
     debug_assert!(counts.reconciles());
     let mut shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.shards.clone()).collect();
     shards.sort_by(|a, b| a.path.cmp(&b.path));
     let mut reject_shards: Vec<ShardInfo> = reports.iter().flat_map(|r| r.reject_shards.clone()).collect();
     reject_shards.sort_by(|a, b| a.path.cmp(&b.path));
     let by_reason = metrics.counters_under("rejects.");
-    let mut inputs: BTreeMap<String, InputOut> = BTreeMap::new();
-    for i in reports.iter().flat_map(|r| r.inputs.iter()) {
-        let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut {
-            files: vec![],
-            location: crate::plan::secrets::redact(&i.location).into_owned(),
-            ..i.clone()
-        });
-        e.files.extend(i.files.iter().cloned());
-    }
-    // A Parquet file split by row group is listed by each worker that read part of it.
-    inputs.values_mut().for_each(|i| {
-        i.files.sort_by(|a, b| a.path.cmp(&b.path));
-        i.files.dedup_by(|a, b| a.path == b.path);
-    });
-    // Lengths of written rows: the real chunks', then each style's.
-    let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    if let Some(h) = metrics.histogram("chunk.length") {
-        lengths.insert("real".into(), h.counts.clone());
-    }
-    for s in &plan.styles {
-        if let Some(h) = metrics.histogram(&format!("gates.{}.length", s.name)) {
-            lengths.insert(s.name.clone(), h.counts.clone());
-        }
-    }
+    let inputs = inputs(&reports);
+    let lengths = lengths(plan, &metrics);
     for m in &mixes {
         let accepted = rephrase.as_ref().map_or(0, |r| r.accepted);
         anyhow::ensure!(
@@ -148,6 +81,66 @@ pub fn merge(
         versions: manifest::versions(),
         job: None,
     })
+}
+
+/// The record counts, which must reconcile: every record read is accounted for once.
+fn counts(reports: &[WorkerReport], metrics: &MetricSet) -> anyhow::Result<Counts> {
+    let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let (read_rows, sql_rows) = (sum(|r| r.read_rows), sum(|r| r.sql_rows));
+    anyhow::ensure!(
+        sql_rows <= read_rows,
+        "the plan's input produced {sql_rows} rows from {read_rows} read: a plan must filter rows, not multiply them (a join?)"
+    );
+    let duplicates = metrics.counter("dedup.duplicates");
+    let (near_duplicates, chunk_rejects) = (metrics.counter("neardup.dropped"), metrics.counter("chunk.rejects"));
+    let not_passed = read_rows - sql_rows;
+    let filtered = if reports.iter().any(|r| r.limit) { sum(|r| r.where_dropped).min(not_passed) } else { not_passed };
+    let kept = sql_rows.checked_sub(duplicates + near_duplicates + chunk_rejects);
+    let kept = kept.ok_or_else(|| anyhow::anyhow!("counts do not reconcile: {metrics:?}"))?;
+    Ok(Counts {
+        read: read_rows + sum(|r| r.read_rejected),
+        rejected: sum(|r| r.read_rejected) + chunk_rejects,
+        filtered,
+        limited: not_passed - filtered,
+        duplicates,
+        near_duplicates,
+        kept,
+        chunks: metrics.counter("chunk.chunks"),
+        skipped_objects: 0,
+    })
+}
+
+/// The inputs read, by table, each file once.
+fn inputs(reports: &[WorkerReport]) -> BTreeMap<String, InputOut> {
+    let mut inputs: BTreeMap<String, InputOut> = BTreeMap::new();
+    for i in reports.iter().flat_map(|r| r.inputs.iter()) {
+        let e = inputs.entry(i.table.clone()).or_insert_with(|| InputOut {
+            files: vec![],
+            location: crate::plan::secrets::redact(&i.location).into_owned(),
+            ..i.clone()
+        });
+        e.files.extend(i.files.iter().cloned());
+    }
+    // A Parquet file split by row group is listed by each worker that read part of it.
+    inputs.values_mut().for_each(|i| {
+        i.files.sort_by(|a, b| a.path.cmp(&b.path));
+        i.files.dedup_by(|a, b| a.path == b.path);
+    });
+    inputs
+}
+
+/// Length histograms of written rows: the real chunks', then each style's.
+fn lengths(plan: &Plan, metrics: &MetricSet) -> BTreeMap<String, Vec<u64>> {
+    let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    if let Some(h) = metrics.histogram("chunk.length") {
+        lengths.insert("real".into(), h.counts.clone());
+    }
+    for s in &plan.styles {
+        if let Some(h) = metrics.histogram(&format!("gates.{}.length", s.name)) {
+            lengths.insert(s.name.clone(), h.counts.clone());
+        }
+    }
+    lengths
 }
 
 /// UTC time as RFC 3339, to the second.

@@ -1,6 +1,7 @@
-//! What a job wrote down: worker reports merged ([`merge`]) into `manifest.json` ([`manifest`]),
-//! the rephrase section ([`rephrase`]) and fidelity of rephrasings ([`fidelity`]), the mixtures ([`mixing`]), `report.html`
-//! ([`html`]), the text report ([`text`]) and `wrapflow status` ([`status`]).
+//! What a job wrote down: worker reports ([`worker`]) merged ([`merge`]) into `manifest.json` ([`manifest`]),
+//! the rephrase section ([`rephrase`]) and the fidelity of rephrasings ([`fidelity`]), the
+//! mixtures ([`mixing`]), `report.html` ([`html`]) and the text report ([`text`]). Nothing here
+//! depends on the job or the command line.
 
 pub mod fidelity;
 pub mod html;
@@ -8,5 +9,5 @@ pub mod manifest;
 pub mod merge;
 pub mod mixing;
 pub mod rephrase;
-pub mod status;
 pub mod text;
+pub mod worker;

@@ -6,7 +6,7 @@ use wrapflow_operators::state::metrics::MetricSet;
 use crate::plan::Plan;
 use crate::report::fidelity::style_stats;
 use crate::report::manifest::{Output, RephraseOut};
-use crate::report::merge::WorkerReport;
+use crate::report::worker::WorkerReport;
 
 /// The section for a plan that rephrases (`None` otherwise); `metrics` is the sum of the
 /// workers' metrics.

@@ -240,8 +240,12 @@ where
         let Some(out) = ctx.output_for("sink") else {
             return nothing(self, "NoSink");
         };
-        let target =
-            SinkTarget { location: out.location, dir: config.dir.clone(), worker: self.scope().index(), runtime: out.runtime };
+        let target = SinkTarget {
+            location: out.location,
+            dir: config.dir.clone(),
+            worker: self.scope().index(),
+            runtime: out.runtime,
+        };
         sink(self, target, config, ctx)
     }
 }

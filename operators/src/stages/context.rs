@@ -12,18 +12,28 @@
 //! - the worker's resources: the tokenizer, the output location, model sessions.
 //!
 //! ```
-//! use timely::dataflow::operators::{Capture, ToStream, capture::Extract};
-//! use wrapflow_operators::stages::context::StageContext;
-//! use wrapflow_operators::{Dedup, DedupConfig, Document};
+//! use std::{cell::Cell, rc::Rc};
+//! use timely::dataflow::operators::{Inspect, ToStream};
+//! use wrapflow_operators::{Dedup, DedupConfig, Document, StageContext};
 //!
-//! let ctx = StageContext::default();
-//! let metrics = ctx.metrics.clone();
-//! let out = timely::example(move |scope| {
-//!     let doc = |id: &str, key| Document { id: id.into(), dedup_key: key, ..Default::default() };
-//!     vec![doc("a", 1), doc("b", 1), doc("c", 2)].to_stream(scope).container::<Vec<_>>().dedup(&DedupConfig::default(), &ctx)
+//! let (kept, counted) = timely::execute_directly(|worker| {
+//!     let ctx = StageContext::default(); // no checkpoints, nothing but metrics
+//!     let kept = Rc::new(Cell::new(0));
+//!     let k = kept.clone();
+//!     worker.dataflow::<u64, _, _>(|scope| {
+//!         let doc = |id: &str, key| Document {
+//!             id: id.into(), text: id.into(), source_file: "f".into(), source_line: 1, dedup_key: key,
+//!         };
+//!         vec![doc("a", 1), doc("b", 1), doc("c", 2)]
+//!             .to_stream(scope)
+//!             .container::<Vec<_>>()
+//!             .dedup(&DedupConfig::default(), &ctx)
+//!             .inspect(move |_| k.set(k.get() + 1));
+//!     });
+//!     while worker.step() {}
+//!     (kept.get(), ctx.metrics.counter("dedup.out"))
 //! });
-//! assert_eq!(out.extract().into_iter().flat_map(|(_, v)| v).count(), 2);
-//! assert_eq!(metrics.counter("dedup.out"), 2);
+//! assert_eq!((kept, counted), (2, 2));
 //! ```
 
 use std::cell::RefCell;

@@ -27,15 +27,15 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::state::metrics::Metrics;
 use crate::engine::{
     Batcher, Decoder, Finish, GenerationConfig, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
 };
+use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
-use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 use crate::stages::gates::{GateConfig, Verdict, check_style, cosines};
 use crate::stages::styles::Style;
+use crate::state::metrics::Metrics;
 
 /// Settings of the rephrase stage (`REPHRASE WITH (...)` in a plan).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

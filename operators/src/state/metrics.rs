@@ -1,6 +1,6 @@
 //! Metrics that stages count into: named counters, maxima, sums and histograms.
 //!
-//! Each stage is given a [`Metrics`] handle in its [`crate::stages::context::StageContext`] and
+//! Each stage is given a [`Metrics`] handle in its stage context and
 //! counts what it does under names that start with its own (`chunk.chunks`, `gates.easy.accepted`),
 //! so that nothing has to watch a stage from outside. A job snapshots the set with each checkpoint
 //! ([`MetricSet`] is serde), sums the workers' sets for its report, and may read it live from
@@ -112,7 +112,11 @@ impl MetricSet {
 
     /// Counters whose names start with `prefix`, by the rest of their name.
     pub fn counters_under(&self, prefix: &str) -> BTreeMap<String, u64> {
-        self.counters.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k[prefix.len()..].to_string(), *v)).collect()
+        self.counters
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k[prefix.len()..].to_string(), *v))
+            .collect()
     }
 
     /// Adds another set: counters, sums and histograms add, maxima take the larger.

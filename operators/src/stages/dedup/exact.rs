@@ -12,9 +12,9 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::record::Document;
+use crate::stages::context::StageContext;
 use crate::stages::dedup::owners::keep_unseen;
 pub use crate::stages::dedup::owners::{KeyHasher, KeySet};
-use crate::stages::context::StageContext;
 
 /// Settings of the dedup stage (`DEDUP ON expr` in a plan).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -67,7 +67,10 @@ mod tests {
                 if idx == 1 {
                     docs.extend([doc("c", 8), doc("d", 8)]);
                 }
-                docs.to_stream(scope).container::<Vec<_>>().dedup(&DedupConfig::default(), &StageContext::default()).capture_into(send);
+                docs.to_stream(scope)
+                    .container::<Vec<_>>()
+                    .dedup(&DedupConfig::default(), &StageContext::default())
+                    .capture_into(send);
             });
         })
         .unwrap();

@@ -31,9 +31,9 @@ use timely::progress::Timestamp;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::record::Document;
+use crate::stages::context::StageContext;
 use crate::stages::dedup::components::keep_first_of_cluster;
 use crate::stages::dedup::owners::keep_unseen;
-use crate::stages::context::StageContext;
 
 /// Settings of near-duplicate dedup (`NEARDUP WITH (...)` in a plan).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

