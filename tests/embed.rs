@@ -84,3 +84,24 @@ fn a_row_embeds_the_same_alone_or_padded_and_long_inputs_are_not_cut_at_128() {
     let v = e.embed(&[&a, &b]).unwrap();
     assert!(cosine(&v[0], &v[1]) < 0.9999, "the tails after 128 pieces count: {}", cosine(&v[0], &v[1]));
 }
+
+#[test]
+fn an_appended_sentence_the_source_does_not_support_scores_below_the_support_gate() {
+    use wrapflow::operators::stages::gates::{GateConfig, support};
+    let dir = TempDir::new().unwrap();
+    let mut e = embedder(&dir);
+    let src = "The biochemist Hans Krebs discovered the citric acid cycle in 1937 at the University of \
+               Sheffield. The cycle explains how cells turn food into energy. He shared the Nobel Prize \
+               in 1953.";
+    let faithful = "In 1937, at Sheffield, Hans Krebs found the citric acid cycle. It shows how cells get \
+                    energy from food. In 1953 he shared a Nobel Prize.";
+    let invented = format!("{faithful} He later discovered the double helix structure of DNA with Watson.");
+    let min = GateConfig::default().min_sentence_support;
+    let good = support(&mut e, src, faithful).unwrap();
+    let bad = support(&mut e, src, &invented).unwrap();
+    eprintln!("faithful {good:?}\ninvented {bad:?}");
+    assert_eq!(good.len(), 3);
+    assert!(good.iter().all(|(_, c)| *c >= min), "every faithful sentence is supported: {good:?}");
+    let (last, cos) = bad.last().unwrap();
+    assert!(last.contains("double helix") && *cos < min, "{bad:?}");
+}

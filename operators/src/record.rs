@@ -245,6 +245,18 @@ pub struct Synthetic {
     /// numbers it wrote there are the source's, but a reviewer may want to check their facts).
     #[serde(default)]
     pub numbers_guarded: u32,
+    /// Share of the text's word 5-grams copied verbatim from the source.
+    #[serde(default)]
+    pub copy_share: f64,
+    /// Names in the text that the source lacks (0 unless the style turns that gate off).
+    #[serde(default)]
+    pub new_entities: u32,
+    /// Sentences without a source sentence at the support threshold (0 unless the style turns
+    /// that gate off, or without an embedder), and whether a trailing one was dropped.
+    #[serde(default)]
+    pub unsupported_sentences: u32,
+    #[serde(default)]
+    pub trimmed: bool,
 }
 
 impl ToBatch for Synthetic {
@@ -263,6 +275,10 @@ impl ToBatch for Synthetic {
             Field::new("invented_numbers", DataType::UInt32, false),
             Field::new("attempts", DataType::UInt32, false),
             Field::new("numbers_guarded", DataType::UInt32, false),
+            Field::new("copy_share", DataType::Float64, false),
+            Field::new("new_entities", DataType::UInt32, false),
+            Field::new("unsupported_sentences", DataType::UInt32, false),
+            Field::new("trimmed", DataType::Boolean, false),
         ]);
         Arc::new(Schema::new(fields))
     }
@@ -283,6 +299,10 @@ impl ToBatch for Synthetic {
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.invented_numbers))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.numbers_guarded))),
+            f64s(|r| r.copy_share),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.new_entities))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.unsupported_sentences))),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.trimmed)))),
         ]);
         RecordBatch::try_new(Self::schema(), columns)
     }

@@ -35,6 +35,11 @@ pub fn style_stats(m: &MetricSet, style: &str) -> Option<StyleStats> {
         mean_cosine_all: m.histogram(&format!("{p}cosine_all")).and_then(Histogram::mean),
         invented_numbers_accepted: m.counter(&format!("{p}invented_numbers")),
         mean_fk_grade: (accepted > 0).then(|| m.sum(&format!("{p}fk_grade")) / accepted as f64),
+        median_copy_share: m.histogram(&format!("{p}copy_share")).and_then(|h| h.quantile(0.5)),
+        p90_copy_share: m.histogram(&format!("{p}copy_share")).and_then(|h| h.quantile(0.9)),
+        with_new_entities: m.counter(&format!("{p}with_new_entities")),
+        with_unsupported_sentences: m.counter(&format!("{p}with_unsupported")),
+        trimmed: m.counter(&format!("{p}trimmed")),
     })
 }
 
@@ -58,6 +63,20 @@ pub struct StyleStats {
     pub invented_numbers_accepted: u64,
     /// Mean Flesch-Kincaid grade of accepted rows.
     pub mean_fk_grade: Option<f64>,
+    /// Share of word 5-grams copied verbatim from the source, over accepted rows: median and
+    /// 90th percentile (to 0.005).
+    #[serde(default)]
+    pub median_copy_share: Option<f64>,
+    #[serde(default)]
+    pub p90_copy_share: Option<f64>,
+    /// Accepted rows with a name the source lacks, with a sentence the source does not support
+    /// (both 0 while those gates are on), and that had a trailing unsupported sentence dropped.
+    #[serde(default)]
+    pub with_new_entities: u64,
+    #[serde(default)]
+    pub with_unsupported_sentences: u64,
+    #[serde(default)]
+    pub trimmed: u64,
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -75,6 +94,8 @@ pub fn table(styles: &BTreeMap<String, StyleStats>, order: &[String], real_fk: O
         "mean cos",
         "p10 cos",
         "numbers ok",
+        "names ok",
+        "copy p50",
         "FK grade",
         "rejected by reason",
     ]);
@@ -95,22 +116,17 @@ pub fn table(styles: &BTreeMap<String, StyleStats>, order: &[String], real_fk: O
             } else {
                 format!("{} invented", s.invented_numbers_accepted)
             },
+            if s.with_new_entities == 0 { "100%".into() } else { format!("{} rows new", s.with_new_entities) },
+            opt(s.median_copy_share, 2),
             opt(s.mean_fk_grade, 1),
             reasons.join(", "),
         ]);
     }
     if real_fk.is_some() {
-        t.add_row(vec![
-            "(real)".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            opt(real_fk, 1),
-            "".into(),
-        ]);
+        let mut row = vec![String::new(); 11];
+        row[0] = "(real)".into();
+        row[9] = opt(real_fk, 1);
+        t.add_row(row);
     }
     t
 }

@@ -33,7 +33,7 @@ use crate::engine::{
 use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
-use crate::stages::gates::{GateConfig, Verdict, check_style, cosines};
+use crate::stages::gates::{GateConfig, Verdict, check_style, cosines, strip_chatter, support};
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
 
@@ -285,14 +285,19 @@ fn rank(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&
 }
 
 /// True if the meaning gate would reject the answer (computed as the gate stage does; the
-/// cosine is kept with the answer).
+/// cosine is kept with the answer), or if one of its sentences lacks support in the source.
 fn off_meaning(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: &SharedEmbedder) -> bool {
-    if !style.gate_on("meaning") {
-        return false;
+    if style.gate_on("meaning") {
+        let cos = cosines(Some(&mut embedder.borrow_mut()), std::slice::from_ref(r))[0];
+        r.cosine = Some(cos);
+        if cos.is_finite() && cos < style.min_cosine.unwrap_or(gates.min_cosine) {
+            return true;
+        }
     }
-    let cos = cosines(Some(&mut embedder.borrow_mut()), std::slice::from_ref(r))[0];
-    r.cosine = Some(cos);
-    cos.is_finite() && cos < style.min_cosine.unwrap_or(gates.min_cosine)
+    style.gate_on("support")
+        && gates.min_sentence_support > 0.0
+        && support(&mut embedder.borrow_mut(), &r.task.chunk.text, &strip_chatter(&r.text).0)
+            .is_ok_and(|s| s.iter().any(|(_, c)| *c < gates.min_sentence_support))
 }
 
 /// True if the gates that need no model (all but meaning) reject the answer.

@@ -45,6 +45,10 @@ pub struct Style {
     /// faithful Q&A or erudite rewrite sits further from its source than a plain paraphrase.
     #[serde(default)]
     pub min_cosine: Option<f64>,
+    /// This style's most share of word n-grams copied verbatim from the source (else the gates'
+    /// `max_copy_share`): answers of a Q&A may quote the source more than a rewrite may.
+    #[serde(default)]
+    pub max_copy_share: Option<f64>,
     /// Once the output has this many tokens per source token, it ends at the next `stop_at`
     /// (0: off). Small models rarely stop after a rewrite; they run on into invented text.
     #[serde(default)]
@@ -114,6 +118,7 @@ fn style(name: &str, task: &str, answer_prefix: &str, qa_format: bool) -> Style 
         // Questions and answers reword more than a paraphrase does: their faithful cosine to the
         // source is lower (careful hand-written hard and qa rewrites of one paragraph scored 0.79 and 0.83).
         min_cosine: qa_format.then_some(0.65),
+        max_copy_share: qa_format.then_some(0.8),
         register: 0.0,
         // A Q&A rewords more than a rewrite: aim well above its gate.
         aim_cosine: qa_format.then_some(0.75),

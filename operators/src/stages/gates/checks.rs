@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::number_forms;
+use crate::stages::gates::faith::{copy_share, new_entities, ngrams};
 use crate::stages::styles::{Example, Style};
 
 /// Gate settings; each gate can be switched off.
@@ -32,6 +33,16 @@ pub struct GateConfig {
     pub embedder: String,
     /// Least cosine between source and output embeddings (a style may set its own).
     pub min_cosine: f64,
+    /// Every name in the output (a capitalised word not at a sentence start, an acronym) must
+    /// appear in the source.
+    pub entity_fidelity: bool,
+    /// Share of the output's word `copy_n`-grams copied verbatim from the source, at most (a
+    /// style may set its own; 1 turns the gate off).
+    pub max_copy_share: f64,
+    pub copy_n: usize,
+    /// Every sentence of the output must have a source sentence at this embedding cosine or
+    /// above (with the embedder; a style may set its own; 0 turns the gate off).
+    pub min_sentence_support: f64,
 }
 
 impl Default for GateConfig {
@@ -46,6 +57,10 @@ impl Default for GateConfig {
             min_qa_pairs: 2,
             embedder: String::new(),
             min_cosine: 0.7,
+            entity_fidelity: true,
+            max_copy_share: 0.5,
+            copy_n: 5,
+            min_sentence_support: 0.5,
         }
     }
 }
@@ -65,6 +80,18 @@ pub struct Scores {
     /// Word 5-grams of the output that come from the style's worked examples, not the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub example_leaks: Vec<String>,
+    /// Names in the output that the source lacks.
+    #[serde(default)]
+    pub new_entities: Vec<String>,
+    /// Share of the output's word n-grams copied verbatim from the source.
+    #[serde(default)]
+    pub copy_share: f64,
+    /// Sentences of the output without a source sentence at the support threshold (measured
+    /// with the embedder), and a trailing one that was dropped for that reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported_sentences: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trimmed_sentence: Option<String>,
 }
 
 /// The outcome for one output.
@@ -158,19 +185,26 @@ pub fn qa_pairs(text: &str) -> usize {
 }
 
 /// Names of the gates, for a style's `gates` list (`empty` always applies).
-pub const GATES: [&str; 9] =
-    ["empty", "truncated", "refusal", "length", "repetition", "format", "numbers", "leak", "meaning"];
+pub const GATES: [&str; 12] = [
+    "empty",
+    "truncated",
+    "refusal",
+    "length",
+    "repetition",
+    "format",
+    "numbers",
+    "entities",
+    "copy",
+    "leak",
+    "meaning",
+    "support",
+];
 
 /// Words of an example that an output may share with it before it counts as copying.
 const LEAK_N: usize = 5;
 
 fn word_ngrams(text: &str, n: usize) -> HashSet<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
-    words.windows(n).map(|w| w.join(" ")).collect()
+    ngrams(text, n).into_iter().collect()
 }
 
 /// Word 5-grams of `output` that occur in `examples` (a style's worked examples) and not in
@@ -195,6 +229,7 @@ pub fn example_leaks(source: &str, output: &str, examples: &[Example]) -> Vec<St
 /// The gates of `style` on one output: [`check_only`] with the style's format and gate list,
 /// then the `leak` gate against its worked examples.
 pub fn check_style(source: &str, output: &str, truncated: bool, style: &Style, cfg: &GateConfig) -> Verdict {
+    let cfg = &GateConfig { max_copy_share: style.max_copy_share.unwrap_or(cfg.max_copy_share), ..cfg.clone() };
     match check_only(source, output, truncated, style.qa_format, cfg, style.gates.as_deref()) {
         Verdict::Accept { text, mut scores } => {
             scores.example_leaks = example_leaks(source, &text, &style.examples);
@@ -237,6 +272,10 @@ pub fn check_only(
         chatter_stripped,
         cosine: None,
         example_leaks: vec![],
+        new_entities: new_entities(source, &text, &[]),
+        copy_share: copy_share(source, &text, cfg.copy_n),
+        unsupported_sentences: vec![],
+        trimmed_sentence: None,
     };
     let reason = if text.is_empty() {
         Some("empty output".to_string())
@@ -259,6 +298,13 @@ pub fn check_only(
         Some(format!("format: {} Question/Answer pairs (need {})", scores.qa_pairs, cfg.min_qa_pairs))
     } else if cfg.number_fidelity && on("numbers") && !scores.invented_numbers.is_empty() {
         Some(format!("number fidelity: {} not in the source", scores.invented_numbers.join(", ")))
+    } else if cfg.entity_fidelity && on("entities") && !scores.new_entities.is_empty() {
+        Some(format!("entity fidelity: {} not in the source", scores.new_entities.join(", ")))
+    } else if on("copy") && scores.copy_share > cfg.max_copy_share {
+        Some(format!(
+            "copy: {:.2} of {}-grams copied verbatim from the source (max {})",
+            scores.copy_share, cfg.copy_n, cfg.max_copy_share
+        ))
     } else {
         None
     };
@@ -312,6 +358,46 @@ mod tests {
         assert!(reason(check(SRC, one_pair, false, true, &cfg)).starts_with("format: 1"));
         let invented = "The council will spend 15 million pounds on 2,000 new homes by 2027.";
         assert_eq!(reason(check(SRC, invented, false, false, &cfg)), "number fidelity: 15 not in the source");
+    }
+
+    #[test]
+    fn a_new_name_or_a_near_copy_is_rejected_and_a_faithful_paraphrase_passes() {
+        let cfg = GateConfig::default();
+        let src = "Mayor Anne Hidalgo said Paris will spend 12 million euros on 2,000 new homes by 2027. \
+                   The plan, backed by the EU, also adds bike lanes across the city.";
+        let named = "Mayor Anne Hidalgo and President Macron said Paris will build 2,000 homes by 2027.";
+        assert_eq!(
+            reason(check(src, named, false, false, &cfg)),
+            "entity fidelity: President, Macron not in the source"
+        );
+        let acronym = "Paris will spend 12 million euros, the NATO report said, on 2,000 homes by 2027.";
+        assert_eq!(reason(check(src, acronym, false, false, &cfg)), "entity fidelity: NATO not in the source");
+        let copy = src.replace("bike lanes", "cycle lanes");
+        assert!(
+            reason(check(src, &copy, false, false, &cfg)).starts_with("copy: 0.8"),
+            "{}",
+            reason(check(src, &copy, false, false, &cfg))
+        );
+        let faithful = "By 2027 Paris intends to build 2,000 new homes at a cost of 12 million euros, Hidalgo's \
+                        office said. Backed by EU funds, the mayors' plan adds bike lanes too.";
+        match check(src, faithful, false, false, &cfg) {
+            Verdict::Accept { scores, .. } => {
+                assert!(scores.new_entities.is_empty() && scores.copy_share < 0.2, "{scores:?}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // A Q&A may quote its source more than a rewrite may.
+        let qa = crate::stages::styles::builtin("qa").unwrap();
+        let quoting = format!(
+            "Question: What did Hidalgo say?\nAnswer: {}\n\nQuestion: What else?\nAnswer: Bike lanes.",
+            &src[..85]
+        );
+        assert!(matches!(check_style(src, &quoting, false, &qa, &cfg), Verdict::Accept { .. }));
+        let off = GateConfig { entity_fidelity: false, max_copy_share: 1.0, ..cfg };
+        assert!(
+            matches!(check(src, named, false, false, &off), Verdict::Accept { .. }),
+            "both gates can be turned off"
+        );
     }
 
     #[test]

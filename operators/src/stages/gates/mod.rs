@@ -4,8 +4,10 @@
 //! the context's embedder), the lineage, and the per-style counts.
 
 mod checks;
+mod faith;
 
 pub use checks::*;
+pub use faith::{NOT_NAMES, copy_share, new_entities, sentences, support};
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
@@ -19,7 +21,7 @@ use crate::engine::{Embedder, Finish, cosine};
 use crate::record::{Reject, Synthetic};
 use crate::sql::heuristics::flesch_kincaid_grade;
 use crate::stages::chunk::{LENGTH_BINS, LENGTH_HI};
-use crate::stages::context::StageContext;
+use crate::stages::context::{SharedEmbedder, StageContext};
 use crate::stages::fanout::Rephrased;
 use crate::stages::styles::Style;
 use crate::state::metrics::{Histogram, MetricSet};
@@ -42,7 +44,13 @@ pub struct GateStageConfig {
 
 impl GateStageConfig {
     /// Gates one rephrasing whose cosine to its source is `cosine` (NaN when unknown).
-    pub fn judge(&self, tokenizer: &Tokenizer, r: Rephrased, cosine: f64) -> Result<Synthetic, Reject> {
+    pub fn judge(
+        &self,
+        tokenizer: &Tokenizer,
+        r: Rephrased,
+        cosine: f64,
+        embedder: Option<&SharedEmbedder>,
+    ) -> Result<Synthetic, Reject> {
         let style = &self.styles[r.task.style as usize];
         let src = &r.task.chunk.text;
         let verdict = match &r.error {
@@ -56,6 +64,12 @@ impl GateStageConfig {
                 Verdict::Reject { reason: format!("meaning: cosine {cosine:.3} below {min_cos}"), scores }
             }
             v => v,
+        };
+        let verdict = match (verdict, embedder) {
+            (Verdict::Accept { text, scores }, Some(e)) if style.gate_on("support") => {
+                self.supported(src, text, scores, style, &mut e.borrow_mut())
+            }
+            (v, _) => v,
         };
         let c = &r.task.chunk;
         match verdict {
@@ -83,6 +97,10 @@ impl GateStageConfig {
                     invented_numbers: scores.invented_numbers.len() as u32,
                     attempts: r.attempts,
                     numbers_guarded: r.guarded,
+                    copy_share: scores.copy_share,
+                    new_entities: scores.new_entities.len() as u32,
+                    unsupported_sentences: scores.unsupported_sentences.len() as u32,
+                    trimmed: scores.trimmed_sentence.is_some(),
                     text,
                 })
             }
@@ -103,6 +121,43 @@ impl GateStageConfig {
                     .unwrap_or_default(),
                 })
             }
+        }
+    }
+}
+
+impl GateStageConfig {
+    /// The support gate on an accepted text: every sentence needs a source sentence at the
+    /// style's threshold; a trailing sentence without one is dropped when what is left passes
+    /// every gate, else the text is rejected with the sentence in the reason.
+    fn supported(&self, src: &str, text: String, mut scores: Scores, style: &Style, e: &mut Embedder) -> Verdict {
+        let min = self.gates.min_sentence_support;
+        let measured = match support(e, src, &text) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::warn!("embedder failed, support gate skipped for one row: {err:#}");
+                return Verdict::Accept { text, scores };
+            }
+        };
+        let weak: Vec<&(String, f64)> = measured.iter().filter(|(_, c)| *c < min).collect();
+        let Some((first, cos)) = weak.first().map(|w| (w.0.clone(), w.1)) else {
+            return Verdict::Accept { text, scores };
+        };
+        let last = measured.last().map(|l| l.0.as_str());
+        if let ([only], Some(last)) = (weak.as_slice(), last)
+            && measured.len() > 1
+            && only.0 == last
+            && let Some(at) = text.rfind(last)
+        {
+            let kept = text[..at].trim_end();
+            if let Verdict::Accept { text: kept, scores: mut s } = check_style(src, kept, false, style, &self.gates) {
+                s.trimmed_sentence = Some(last.to_string());
+                return Verdict::Accept { text: kept, scores: s };
+            }
+        }
+        scores.unsupported_sentences = weak.iter().map(|w| w.0.clone()).collect();
+        Verdict::Reject {
+            reason: format!("unsupported: \"{first}\" (best source cosine {cos:.2} below {min})"),
+            scores,
         }
     }
 }
@@ -140,9 +195,11 @@ pub fn cosines(embedder: Option<&mut Embedder>, rows: &[Rephrased]) -> Vec<f64> 
 /// Extension trait: the **gate** stage (see the module docs).
 pub trait Gate<'scope, T: Timestamp> {
     /// Gates every answer; the context's tokenizer counts row tokens, its embedder (if any)
-    /// scores meaning. Counts per style, under `gates.<style>.`: `accepted`, `tokens`,
-    /// `invented_numbers`, the sum `fk_grade`, the histograms `cosine` (accepted rows),
-    /// `cosine_all` (every answer) and `length`, and `rejected.<class>`; and `rejects.<class>`.
+    /// scores meaning and sentence support. Counts per style, under `gates.<style>.`: `accepted`,
+    /// `tokens`, `invented_numbers`, the accepted rows `with_new_entities`, `with_unsupported`
+    /// (sentences) and `trimmed`, the sum `fk_grade`, the histograms `cosine` (accepted rows),
+    /// `cosine_all` (every answer), `copy_share` and `length`, and `rejected.<class>`; and
+    /// `rejects.<class>`.
     fn gate(
         self,
         config: &GateStageConfig,
@@ -170,7 +227,7 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
                             let emb = ctx.embedder.as_ref();
                             let cos = cosines(emb.map(|e| e.borrow_mut()).as_deref_mut(), &rows);
                             for (r, c) in rows.into_iter().zip(cos) {
-                                let judged = cfg.judge(tok, r, c);
+                                let judged = cfg.judge(tok, r, c, ctx.embedder.as_ref());
                                 ctx.metrics.update(|m| count(m, &judged, c));
                                 if let Err(r) = &judged {
                                     ctx.count_reject(r);
@@ -206,6 +263,11 @@ fn count(m: &mut MetricSet, judged: &Result<Synthetic, Reject>, cos: f64) {
                 *m.counters.entry(format!("{p}{name}")).or_default() += n;
             }
             *m.sums.entry(format!("{p}fk_grade")).or_default() += flesch_kincaid_grade(&s.text);
+            let flags = [("with_new_entities", s.new_entities > 0), ("with_unsupported", s.unsupported_sentences > 0)];
+            for (name, _) in flags.iter().chain(&[("trimmed", s.trimmed)]).filter(|f| f.1) {
+                *m.counters.entry(format!("{p}{name}")).or_default() += 1;
+            }
+            hist(m, format!("{p}copy_share"), 1.0, COSINE_BINS).add(s.copy_share);
             hist(m, format!("{p}cosine"), 1.0, COSINE_BINS).add(s.cosine);
             hist(m, format!("{p}length"), LENGTH_HI, LENGTH_BINS).add(s.n_tokens as f64);
         }
