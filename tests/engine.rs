@@ -217,6 +217,29 @@ fn repeated_ngrams_are_blocked_in_generated_tokens_only() {
     }
 }
 
+/// `n` prompts of `ids` with seeds 0..n, each set up by `with`.
+fn seeded(ids: &[u32], n: u64, with: impl Fn(&mut Prompt)) -> Vec<Prompt> {
+    (0..n)
+        .map(|i| {
+            let mut p = Prompt { id: i.to_string(), ids: ids.to_vec(), seed: Some(i), ..Default::default() };
+            with(&mut p);
+            p
+        })
+        .collect()
+}
+
+/// Sampling hot enough that the random model writes whatever its vocabulary holds.
+fn hot(max_new_tokens: usize) -> GenerationConfig {
+    GenerationConfig {
+        max_new_tokens,
+        batch_size: 4,
+        temperature: 1.5,
+        no_repeat_ngram: 3,
+        ignore_eos: true,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn the_number_guard_writes_only_the_sources_numbers() {
     let dir = TempDir::new().unwrap();
@@ -224,26 +247,9 @@ fn the_number_guard_writes_only_the_sources_numbers() {
     let source = "Sales rose 2.5% to 1,200 units in 2004, against 133,000 a year earlier.";
     let guard = Arc::new(NumberGuard::new(source));
     let ids = encode(&d, "Figures: 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20");
-    let ps = |guarded: bool| -> Vec<Prompt> {
-        (0..16)
-            .map(|i| Prompt {
-                id: i.to_string(),
-                ids: ids.clone(),
-                seed: Some(i),
-                numbers: guarded.then(|| guard.clone()),
-                ..Default::default()
-            })
-            .collect()
-    };
+    let ps = |guarded: bool| seeded(&ids, 16, |p| p.numbers = guarded.then(|| guard.clone()));
     // Sampling at a high temperature makes the random model write digits freely.
-    let cfg = GenerationConfig {
-        max_new_tokens: 120,
-        batch_size: 4,
-        temperature: 1.5,
-        no_repeat_ngram: 3,
-        ignore_eos: true,
-        ..Default::default()
-    };
+    let cfg = hot(120);
     let mut free = vec![];
     generate(&mut d, ps(false), &cfg, |c| free.push(c)).unwrap();
     let invented: usize = free.iter().map(|c| invented_numbers(source, &c.text).len()).sum();
@@ -258,6 +264,34 @@ fn the_number_guard_writes_only_the_sources_numbers() {
     assert!(overrides > 10, "the guard overrode the sampler ({overrides} times)");
     let written: usize = guarded.iter().map(|c| number_forms(&c.text).len()).sum();
     assert!(written > 0, "source numbers can still be written");
+}
+
+#[test]
+fn the_name_guard_writes_only_the_sources_names_mid_sentence() {
+    use wrapflow::operators::engine::NameGuard;
+    use wrapflow::operators::stages::gates::new_entities;
+    let dir = TempDir::new().unwrap();
+    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    let source = wrapflow::operators::testkit::SAMPLE_TEXT.split("\n\n").next().unwrap();
+    let guard = Arc::new(NameGuard::new(source));
+    let ids = encode(&d, wrapflow::operators::testkit::SAMPLE_TEXT);
+    let ps = |guarded: bool| seeded(&ids, 12, |p| p.names = guarded.then(|| guard.clone()));
+    let cfg = hot(80);
+    let mut free = vec![];
+    generate(&mut d, ps(false), &cfg, |c| free.push(c)).unwrap();
+    let invented: usize = free.iter().map(|c| new_entities(source, &c.text, &[]).len()).sum();
+    assert!(invented > 5, "unguarded sampling writes names the source lacks ({invented})");
+    let mut guarded = vec![];
+    generate(&mut d, ps(true), &cfg, |c| guarded.push(c)).unwrap();
+    for c in &guarded {
+        let new: Vec<String> =
+            new_entities(source, &c.text, &[]).into_iter().filter(|w| w.chars().any(char::is_lowercase)).collect();
+        assert!(new.is_empty(), "mid-sentence names the source lacks: {new:?} in {:?}", c.text);
+    }
+    let overrides = guarded.iter().map(|c| c.names_guarded).sum::<u32>();
+    assert!(overrides > 5, "the guard overrode the sampler ({overrides} times)");
+    let kept = guarded.iter().filter(|c| c.text.chars().any(char::is_uppercase)).count();
+    assert!(kept > 0, "the source's names and sentence starts can still be written");
 }
 
 #[test]

@@ -245,6 +245,9 @@ pub struct Synthetic {
     /// numbers it wrote there are the source's, but a reviewer may want to check their facts).
     #[serde(default)]
     pub numbers_guarded: u32,
+    /// Tokens at which name-constrained decoding overrode the model's first choice.
+    #[serde(default)]
+    pub names_guarded: u32,
     /// Share of the text's word 5-grams copied verbatim from the source.
     #[serde(default)]
     pub copy_share: f64,
@@ -275,6 +278,7 @@ impl ToBatch for Synthetic {
             Field::new("invented_numbers", DataType::UInt32, false),
             Field::new("attempts", DataType::UInt32, false),
             Field::new("numbers_guarded", DataType::UInt32, false),
+            Field::new("names_guarded", DataType::UInt32, false),
             Field::new("copy_share", DataType::Float64, false),
             Field::new("new_entities", DataType::UInt32, false),
             Field::new("unsupported_sentences", DataType::UInt32, false),
@@ -299,6 +303,7 @@ impl ToBatch for Synthetic {
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.invented_numbers))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.numbers_guarded))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.names_guarded))),
             f64s(|r| r.copy_share),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.new_entities))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.unsupported_sentences))),

@@ -65,6 +65,9 @@ pub struct RephraseSpec {
     /// Constrained decoding: only numbers of the chunk may be written (styles with the number
     /// gate on).
     pub constrain_numbers: bool,
+    /// Constrained decoding: mid-sentence, only capitalised words of the chunk may be written
+    /// (styles with the entity gate on).
+    pub constrain_names: bool,
     /// Rephrasings are journaled every `journal_rows` results or `journal_s` seconds, so a job
     /// that dies between checkpoints does not generate them again.
     pub journal_rows: usize,
@@ -90,6 +93,7 @@ impl Default for RephraseSpec {
             retries: d.retries,
             retry_temperature: d.retry_temperature,
             constrain_numbers: d.constrain_numbers,
+            constrain_names: d.constrain_names,
             journal_rows: JournalConfig::default().rows,
             journal_s: JournalConfig::default().interval_s,
         }
@@ -118,6 +122,7 @@ impl RephraseSpec {
             retry_temperature: self.retry_temperature,
             retry_gates: gates.clone(),
             constrain_numbers: self.constrain_numbers,
+            constrain_names: self.constrain_names,
             styles: Vec::new(),
         }
     }

@@ -19,6 +19,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use tokenizers::Tokenizer;
 
+use crate::engine::names::{NameGuard, sentence_start, word_char};
+
 /// A number as the gates read it (Unicode digits, as Rust's `\d`).
 pub static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
 static DIGIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d").unwrap());
@@ -131,6 +133,8 @@ pub struct TokenTable {
     numeric: Vec<u32>,
     is_numeric: Vec<bool>,
     with_digit: Vec<u32>,
+    /// Tokens with an upper-case letter: the only ones that can start a name.
+    with_upper: Vec<u32>,
 }
 
 impl TokenTable {
@@ -140,7 +144,48 @@ impl TokenTable {
         let with_digit: Vec<u32> = (0..text.len() as u32).filter(|&i| DIGIT.is_match(&text[i as usize])).collect();
         let is_numeric: Vec<bool> = text.iter().map(|t| DIGIT.is_match(t) || t.starts_with(['.', ','])).collect();
         let numeric = (0..text.len() as u32).filter(|&i| is_numeric[i as usize]).collect();
-        TokenTable { text, numeric, is_numeric, with_digit }
+        let with_upper = (0..text.len() as u32).filter(|&i| text[i as usize].chars().any(char::is_uppercase)).collect();
+        TokenTable { text, numeric, is_numeric, with_digit, with_upper }
+    }
+
+    /// Masks every token of `logits` that `guard` forbids after `line` (see [`NameGuard`]).
+    /// When that would leave no token at all, nothing is masked and it returns false.
+    pub fn mask_names(&self, guard: &NameGuard, line: &str, logits: &mut [f32]) -> bool {
+        let open_len: usize = line.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
+        let open = &line[line.len() - open_len..];
+        let in_name =
+            open.chars().next().is_some_and(char::is_uppercase) && !sentence_start(&line[..line.len() - open_len]);
+        let mut masked: Vec<(usize, f32)> = Vec::new();
+        let mut forbid = |id: usize, forbidden: bool, logits: &mut [f32]| {
+            if let Some(x) = logits.get_mut(id).filter(|x| x.is_finite())
+                && forbidden
+            {
+                masked.push((id, *x));
+                *x = f32::NEG_INFINITY;
+            }
+        };
+        if in_name {
+            // Inside a capitalised word: every token continues or closes it. Tokens that close it
+            // without a capital of their own are decided by one check.
+            let closes_ok = guard.allows(line, " ");
+            for id in 0..logits.len().min(self.text.len()) {
+                let t = &self.text[id];
+                let own = t.starts_with(word_char) || t.chars().any(char::is_uppercase);
+                let ok = if own { guard.allows(line, t) } else { closes_ok };
+                forbid(id, !ok, logits);
+            }
+        } else {
+            for &id in &self.with_upper {
+                forbid(id as usize, !guard.allows(line, &self.text[id as usize]), logits);
+            }
+        }
+        if !logits.iter().any(|x| x.is_finite()) {
+            for (id, x) in masked {
+                logits[id] = x;
+            }
+            return false;
+        }
+        true
     }
 
     /// Masks (sets to −∞) every token of `logits` that `guard` forbids after `line`; `eos` are

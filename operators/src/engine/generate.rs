@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::constrain::NumberGuard;
 use super::decoder::Decoder;
 use super::kv::Kv;
+use super::names::NameGuard;
 
 /// Decoding settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,9 @@ pub struct Prompt {
     /// Only numbers of the guard's source may be written (constrained decoding, see
     /// [`NumberGuard`]).
     pub numbers: Option<Arc<NumberGuard>>,
+    /// Mid-sentence, only capitalised words of the guard's source may be written (see
+    /// [`NameGuard`]).
+    pub names: Option<Arc<NameGuard>>,
     /// Text that the generation continues on its line (an answer prefix such as `Question:`):
     /// the guard reads counters such as "Question 2:" from it.
     pub continues: String,
@@ -113,6 +117,9 @@ pub struct Completion {
     /// Steps at which the number guard overrode the model's first choice.
     #[serde(default)]
     pub guarded: u32,
+    /// Steps at which the name guard overrode it.
+    #[serde(default)]
+    pub names_guarded: u32,
 }
 
 /// Where time went.
@@ -141,9 +148,11 @@ struct Row {
     soft_from: Option<usize>,
     cut_at: Option<usize>,
     guard: Option<Arc<NumberGuard>>,
-    /// The current line of the text so far, for the guard.
+    names: Option<Arc<NameGuard>>,
+    /// The current line of the text so far, for the guards.
     line: String,
     guarded: u32,
+    names_guarded: u32,
 }
 
 /// Picks the next token from `logits` (modified in place).
@@ -293,6 +302,7 @@ impl Batcher {
                     finish: Finish::Length,
                     prompt_tokens: 0,
                     guarded: 0,
+                    names_guarded: 0,
                 }),
                 Some(p) => fresh.push(p),
                 None => break,
@@ -325,8 +335,10 @@ impl Batcher {
                     soft_from: None,
                     cut_at: None,
                     guard: p.numbers,
+                    names: p.names,
                     line: p.continues.rsplit('\n').next().unwrap_or("").to_string(),
                     guarded: 0,
+                    names_guarded: 0,
                 };
                 let t = pick(dec, &mut row, &mut logits[j * v..(j + 1) * v], cfg);
                 push_token(dec, &mut row, t, cfg);
@@ -388,6 +400,12 @@ fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) 
             r.guarded += 1;
         }
     }
+    if let Some(names) = &r.names {
+        let best = argmax(logits);
+        if dec.token_table().mask_names(names, &r.line, logits) && !logits[best].is_finite() {
+            r.names_guarded += 1;
+        }
+    }
     draw(logits, cfg, r.temperature, &mut r.rng)
 }
 
@@ -408,7 +426,7 @@ fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
         return;
     }
     r.generated.push(t);
-    if r.guard.is_some() {
+    if r.guard.is_some() || r.names.is_some() {
         let piece = &dec.token_table().text[t as usize];
         match piece.rfind('\n') {
             Some(i) => r.line = piece[i + 1..].to_string(),
@@ -450,5 +468,6 @@ fn completion(dec: &Decoder, r: Row, finish: Finish, cfg: &GenerationConfig) -> 
         finish,
         prompt_tokens: r.prompt_len,
         guarded: r.guarded,
+        names_guarded: r.names_guarded,
     }
 }

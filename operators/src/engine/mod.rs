@@ -6,6 +6,7 @@ pub mod decoder;
 pub mod embed;
 pub mod generate;
 mod kv;
+pub mod names;
 pub mod runtime;
 
 pub use constrain::{NumberGuard, TokenTable, number_forms};
@@ -14,6 +15,7 @@ pub use embed::{Embedder, cosine};
 pub use generate::{
     Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
 };
+pub use names::NameGuard;
 pub use runtime::{Provider, SessionConfig};
 
 /// Renders chat `messages` (`[{"role", "content"}]`) with the model's chat template, ending with

@@ -105,6 +105,9 @@ pub struct Rephrased {
     /// Tokens at which the number guard overrode the model's first choice in this answer.
     #[serde(default)]
     pub guarded: u32,
+    /// Tokens at which the name guard overrode the model's first choice in this answer.
+    #[serde(default)]
+    pub names_guarded: u32,
 }
 
 #[cfg(test)]

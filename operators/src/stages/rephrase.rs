@@ -28,7 +28,7 @@ use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::engine::{
-    Batcher, Decoder, Finish, GenerationConfig, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
+    Batcher, Decoder, Finish, GenerationConfig, NameGuard, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
 };
 use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
@@ -57,6 +57,9 @@ pub struct RephraseConfig {
     /// Constrained decoding: the model may only write numbers of its chunk (see
     /// [`crate::engine::NumberGuard`]), for styles whose number-fidelity gate is on.
     pub constrain_numbers: bool,
+    /// Constrained decoding: mid-sentence, the model may only write capitalised words of its
+    /// chunk (see [`crate::engine::NameGuard`]), for styles whose entity gate is on.
+    pub constrain_names: bool,
     /// The styles that tasks index into (the plan's `STYLE` statements, not an option).
     #[serde(skip)]
     pub styles: Vec<Style>,
@@ -73,6 +76,7 @@ impl Default for RephraseConfig {
             retry_temperature: 0.7,
             retry_gates: GateConfig::default(),
             constrain_numbers: true,
+            constrain_names: true,
             styles: Vec::new(),
         }
     }
@@ -167,6 +171,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                             spent_tokens: spent + c.token_ids.len() as u32,
                             queued: batcher.outstanding() as u32,
                             guarded: c.guarded,
+                            names_guarded: c.names_guarded,
                             task,
                         };
                         let total = r.spent_tokens;
@@ -257,8 +262,14 @@ fn task_prompt(
         min_new_tokens: (style.min_length * n) as usize,
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
         numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(&task.chunk.text))),
+        names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(&task.chunk.text))),
         continues: style.answer_prefix.clone(),
     })
+}
+
+/// Whether the style's names are constrained: the option is on, and so is its entity gate.
+fn guards_names(style: &Style, cfg: &RephraseConfig) -> bool {
+    cfg.constrain_names && cfg.retry_gates.entity_fidelity && style.gate_on("entities")
 }
 
 /// Whether the style's numbers are constrained: the option is on, and so is its number gate.
@@ -319,5 +330,6 @@ fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
         spent_tokens: 0,
         queued: 0,
         guarded: 0,
+        names_guarded: 0,
     }
 }

@@ -12,11 +12,9 @@
 
 use std::collections::HashSet;
 
+pub use crate::engine::names::NOT_NAMES;
+use crate::engine::names::stem;
 use crate::engine::{Embedder, cosine};
-
-/// Capitalised words that are not names wherever they stand (beyond a sentence's first word):
-/// the pronoun, and the labels of the formats styles ask for.
-pub const NOT_NAMES: [&str; 6] = ["I", "Q", "A", "Question", "Answer", "OK"];
 
 /// Abbreviations after which a full stop does not end a sentence.
 const ABBREVIATIONS: [&str; 12] = ["mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e"];
@@ -43,21 +41,6 @@ pub fn sentences(text: &str) -> Vec<&str> {
     }
     out.retain(|s| s.chars().any(char::is_alphanumeric));
     out
-}
-
-/// The form of a word that source and rewrite are compared on: lower case, without a possessive
-/// ending, without a plural `s` / `es`.
-fn stem(word: &str) -> String {
-    let w = word.to_lowercase();
-    let w = w.strip_suffix("'s").or_else(|| w.strip_suffix("’s")).or_else(|| w.strip_suffix('\'')).unwrap_or(&w);
-    let w = w.strip_suffix('’').unwrap_or(w);
-    if w.len() > 4 && w.ends_with("es") {
-        return w[..w.len() - 2].to_string();
-    }
-    if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
-        return w[..w.len() - 1].to_string();
-    }
-    w.to_string()
 }
 
 /// Words of a text as (word, starts a sentence): split at whitespace and at punctuation other

@@ -97,6 +97,7 @@ impl GateStageConfig {
                     invented_numbers: scores.invented_numbers.len() as u32,
                     attempts: r.attempts,
                     numbers_guarded: r.guarded,
+                    names_guarded: r.names_guarded,
                     copy_share: scores.copy_share,
                     new_entities: scores.new_entities.len() as u32,
                     unsupported_sentences: scores.unsupported_sentences.len() as u32,
@@ -116,7 +117,7 @@ impl GateStageConfig {
                     chunk_index: c.chunk_index,
                     style: style.name.clone(),
                     scores: serde_json::to_string(
-                        &serde_json::json!({"attempts": r.attempts, "numbers_guarded": r.guarded, "gates": scores}),
+                        &serde_json::json!({"attempts": r.attempts, "numbers_guarded": r.guarded, "names_guarded": r.names_guarded, "gates": scores}),
                     )
                     .unwrap_or_default(),
                 })
