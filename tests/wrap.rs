@@ -166,6 +166,8 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
         "echo: rows per",
         "real: rows per",
         "Gate rejects by reason",
+        "Fidelity by style",
+        "copy p50",
     ] {
         assert!(html.contains(plot), "report.html plots {plot}");
     }

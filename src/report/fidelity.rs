@@ -83,44 +83,56 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.digits$}"))
 }
 
+/// Columns of the per-style fidelity table (the CLI's and `report.html`'s).
+pub const HEADER: [&str; 11] = [
+    "style",
+    "rows in",
+    "accepted",
+    "rate",
+    "mean cos",
+    "p10 cos",
+    "numbers ok",
+    "names ok",
+    "copy p50",
+    "FK grade",
+    "rejected by reason",
+];
+
+/// One style's row of the fidelity table.
+pub fn row(name: &str, s: &StyleStats) -> Vec<String> {
+    let reasons: Vec<String> = s.by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    vec![
+        name.to_string(),
+        s.tasks.to_string(),
+        s.accepted.to_string(),
+        format!("{:.0}%", 100.0 * s.acceptance),
+        opt(s.mean_cosine, 3),
+        opt(s.p10_cosine, 3),
+        if s.invented_numbers_accepted == 0 {
+            "100%".into()
+        } else {
+            format!("{} invented", s.invented_numbers_accepted)
+        },
+        if s.with_new_entities == 0 { "100%".into() } else { format!("{} rows new", s.with_new_entities) },
+        opt(s.median_copy_share, 2),
+        opt(s.mean_fk_grade, 1),
+        reasons.join(", "),
+    ]
+}
+
+/// The styles of `styles` in the plan's order, then any others.
+pub fn ordered<'a>(styles: &'a BTreeMap<String, StyleStats>, order: &'a [String]) -> Vec<&'a String> {
+    let mut names: Vec<&String> = order.iter().filter(|n| styles.contains_key(*n)).collect();
+    names.extend(styles.keys().filter(|k| !order.contains(k)));
+    names
+}
+
 /// The per-style table (and the real chunks' readability for comparison).
 pub fn table(styles: &BTreeMap<String, StyleStats>, order: &[String], real_fk: Option<f64>) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "style",
-        "rows in",
-        "accepted",
-        "rate",
-        "mean cos",
-        "p10 cos",
-        "numbers ok",
-        "names ok",
-        "copy p50",
-        "FK grade",
-        "rejected by reason",
-    ]);
-    let mut names: Vec<&String> = order.iter().filter(|n| styles.contains_key(*n)).collect();
-    names.extend(styles.keys().filter(|k| !order.contains(k)));
-    for name in names {
-        let s = &styles[name];
-        let reasons: Vec<String> = s.by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        t.add_row(vec![
-            name.clone(),
-            s.tasks.to_string(),
-            s.accepted.to_string(),
-            format!("{:.0}%", 100.0 * s.acceptance),
-            opt(s.mean_cosine, 3),
-            opt(s.p10_cosine, 3),
-            if s.invented_numbers_accepted == 0 {
-                "100%".into()
-            } else {
-                format!("{} invented", s.invented_numbers_accepted)
-            },
-            if s.with_new_entities == 0 { "100%".into() } else { format!("{} rows new", s.with_new_entities) },
-            opt(s.median_copy_share, 2),
-            opt(s.mean_fk_grade, 1),
-            reasons.join(", "),
-        ]);
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(HEADER.to_vec());
+    for name in ordered(styles, order) {
+        t.add_row(row(name, &styles[name]));
     }
     if real_fk.is_some() {
         let mut row = vec![String::new(); 11];

@@ -4,12 +4,12 @@
 
 use std::fmt::Write;
 
-use crate::report::manifest::Manifest;
+use crate::report::fidelity;
+use crate::report::manifest::{Manifest, RephraseOut};
+use crate::report::mixing::MixOut;
 
 /// Bin width of the length histograms in the manifest, in tokens.
 pub const LENGTH_BIN: u64 = 16;
-/// Bins of the length histograms; the last holds every longer row.
-pub const LENGTH_BINS: usize = 64;
 
 const W: f64 = 640.0;
 const H: f64 = 220.0;
@@ -91,9 +91,15 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The page for a run's manifest.
+fn pct(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
+}
+
+fn num(v: f64) -> String {
+    format!("{v:.0}")
+}
+
 pub fn page(m: &Manifest) -> String {
-    let pct = |v: f64| format!("{:.2}%", v * 100.0);
-    let num = |v: f64| format!("{v:.0}");
     let mut s = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>wrapflow report</title><style>\
          body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}figure{margin:1em 0}\
@@ -111,53 +117,7 @@ pub fn page(m: &Manifest) -> String {
             .collect()],
     );
     for mix in &m.mixes {
-        let sum = &mix.summary;
-        let (real, target) = mix.real_share();
-        let _ = writeln!(
-            s,
-            "<h2>Mixture {}</h2><p>{} tokens, {} shards, real share {} (target {}), shortfall {:?}, seed {}</p>",
-            esc(&sum.name),
-            sum.tokens,
-            mix.shards.len(),
-            pct(real),
-            pct(target),
-            sum.config.shortfall,
-            sum.config.seed
-        );
-        let labels: Vec<String> = (0..mix.shards.len()).map(|i| i.to_string()).collect();
-        let shares: Vec<f64> = mix.shards.iter().map(|x| x.real_share).collect();
-        let targets: Vec<f64> = mix.shards.iter().map(|x| x.target_real_share).collect();
-        s += &bars("Real share per shard, in training order (red: target)", &labels, &shares, Some(&targets), &pct);
-        s += &bars(
-            "Tokens per curriculum stage, in training order",
-            &sum.stages,
-            &sum.tokens_by_stage.iter().map(|&t| t as f64).collect::<Vec<_>>(),
-            None,
-            &num,
-        );
-        let rows: Vec<Vec<String>> = sum
-            .leaves
-            .iter()
-            .zip(&sum.outcome)
-            .enumerate()
-            .map(|(i, (l, o))| {
-                vec![
-                    l.kind.clone(),
-                    l.style.clone(),
-                    l.source.clone(),
-                    pct(l.weight),
-                    pct(sum.achieved.get(i).copied().unwrap_or(0.0)),
-                    o.tokens.to_string(),
-                    o.epochs.to_string(),
-                    o.left_out_tokens.to_string(),
-                    sum.shortfall_tokens.get(i).copied().unwrap_or(0).to_string(),
-                ]
-            })
-            .collect();
-        s += &table(
-            &["kind", "style", "source", "target", "achieved", "tokens", "epochs", "left out", "short by"],
-            &rows,
-        );
+        s += &mixture(mix);
     }
     if !m.lengths.is_empty() {
         s += "<h2>Lengths by style (tokens per row)</h2>\n";
@@ -168,18 +128,7 @@ pub fn page(m: &Manifest) -> String {
         }
     }
     if let Some(r) = &m.rephrase {
-        let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
-        for st in r.styles.values() {
-            for (k, v) in &st.by_reason {
-                *reasons.entry(k.clone()).or_insert(0) += v;
-            }
-        }
-        let (l, v): (Vec<String>, Vec<f64>) = reasons.into_iter().map(|(k, v)| (k, v as f64)).unzip();
-        s += "<h2>Rephrasings</h2>\n";
-        s += &bars("Gate rejects by reason", &l, &v, None, &num);
-        let order = &r.style_order;
-        let acc: Vec<f64> = order.iter().map(|k| r.styles.get(k).map_or(0.0, |x| x.acceptance)).collect();
-        s += &bars("Acceptance by style", order, &acc, None, &pct);
+        s += &rephrasings(r);
     }
     if !m.rejects.by_reason.is_empty() {
         let (l, v): (Vec<String>, Vec<f64>) = m.rejects.by_reason.iter().map(|(k, v)| (k.clone(), *v as f64)).unzip();
@@ -188,10 +137,73 @@ pub fn page(m: &Manifest) -> String {
     s + "</body></html>\n"
 }
 
-/// Adds a row of `tokens` tokens to a length histogram.
-pub fn add_length(hist: &mut Vec<u64>, tokens: u64) {
-    if hist.is_empty() {
-        *hist = vec![0; LENGTH_BINS];
+/// A mixture: its real share per shard, tokens per stage, and its leaves.
+fn mixture(mix: &MixOut) -> String {
+    let mut s = String::new();
+    let sum = &mix.summary;
+    let (real, target) = mix.real_share();
+    let _ = writeln!(
+        s,
+        "<h2>Mixture {}</h2><p>{} tokens, {} shards, real share {} (target {}), shortfall {:?}, seed {}</p>",
+        esc(&sum.name),
+        sum.tokens,
+        mix.shards.len(),
+        pct(real),
+        pct(target),
+        sum.config.shortfall,
+        sum.config.seed
+    );
+    let labels: Vec<String> = (0..mix.shards.len()).map(|i| i.to_string()).collect();
+    let shares: Vec<f64> = mix.shards.iter().map(|x| x.real_share).collect();
+    let targets: Vec<f64> = mix.shards.iter().map(|x| x.target_real_share).collect();
+    s += &bars("Real share per shard, in training order (red: target)", &labels, &shares, Some(&targets), &pct);
+    s += &bars(
+        "Tokens per curriculum stage, in training order",
+        &sum.stages,
+        &sum.tokens_by_stage.iter().map(|&t| t as f64).collect::<Vec<_>>(),
+        None,
+        &num,
+    );
+    let rows: Vec<Vec<String>> = sum
+        .leaves
+        .iter()
+        .zip(&sum.outcome)
+        .enumerate()
+        .map(|(i, (l, o))| {
+            vec![
+                l.kind.clone(),
+                l.style.clone(),
+                l.source.clone(),
+                pct(l.weight),
+                pct(sum.achieved.get(i).copied().unwrap_or(0.0)),
+                o.tokens.to_string(),
+                o.epochs.to_string(),
+                o.left_out_tokens.to_string(),
+                sum.shortfall_tokens.get(i).copied().unwrap_or(0).to_string(),
+            ]
+        })
+        .collect();
+    s += &table(&["kind", "style", "source", "target", "achieved", "tokens", "epochs", "left out", "short by"], &rows);
+    s
+}
+
+/// The rephrasings: rejects by reason, acceptance by style, and the per-style fidelity table.
+fn rephrasings(r: &RephraseOut) -> String {
+    let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
+    for st in r.styles.values() {
+        for (k, v) in &st.by_reason {
+            *reasons.entry(k.clone()).or_insert(0) += v;
+        }
     }
-    hist[((tokens / LENGTH_BIN) as usize).min(LENGTH_BINS - 1)] += 1;
+    let (l, v): (Vec<String>, Vec<f64>) = reasons.into_iter().map(|(k, v)| (k, v as f64)).unzip();
+    let mut s = String::from("<h2>Rephrasings</h2>\n");
+    s += &bars("Gate rejects by reason", &l, &v, None, &num);
+    let order = &r.style_order;
+    let acc: Vec<f64> = order.iter().map(|k| r.styles.get(k).map_or(0.0, |x| x.acceptance)).collect();
+    s += &bars("Acceptance by style", order, &acc, None, &pct);
+    let rows: Vec<Vec<String>> =
+        fidelity::ordered(&r.styles, order).into_iter().map(|k| fidelity::row(k, &r.styles[k])).collect();
+    s += "<figure><figcaption>Fidelity by style</figcaption>\n";
+    s += &table(&fidelity::HEADER, &rows);
+    s + "</figure>\n"
 }
