@@ -171,6 +171,10 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     ] {
         assert!(html.contains(plot), "report.html plots {plot}");
     }
+    // Rows to look at: per style, accepted rows beside their source chunk (never without it).
+    assert!(html.contains("<h2>Samples</h2>") && html.contains("id=\"samples-echo\""), "report.html has samples");
+    let samples = &html[html.find("<h2>Samples</h2>").unwrap()..];
+    assert!(samples.contains("<tr class=\"accepted\">") && !samples.contains("<td></td>"), "{samples}");
 
     // A remix of the finished run: new ratios without rephrasing again; every row is read back.
     let mixes = s.dir.path().join("mixes.sql");

@@ -258,7 +258,11 @@ fn run_claimed(
         let json = serde_json::to_vec_pretty(&manifest)?;
         runtime.block_on(checkpoint::put(&output, "manifest.json", json))?;
     }
-    let page = crate::report::html::page(&manifest);
+    let samples = runtime.block_on(crate::report::samples::collect(&output, &manifest)).unwrap_or_else(|e| {
+        tracing::warn!("report.html without samples: {e:#}");
+        vec![]
+    });
+    let page = crate::report::html::page(&manifest, &samples);
     runtime
         .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
         .with_context(|| format!("writing {}/report.html", output.url))?;

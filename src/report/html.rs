@@ -7,6 +7,7 @@ use std::fmt::Write;
 use crate::report::fidelity;
 use crate::report::manifest::{Manifest, RephraseOut};
 use crate::report::mixing::MixOut;
+use crate::report::samples::Sample;
 
 /// Bin width of the length histograms in the manifest, in tokens.
 pub const LENGTH_BIN: u64 = 16;
@@ -99,12 +100,15 @@ fn num(v: f64) -> String {
     format!("{v:.0}")
 }
 
-pub fn page(m: &Manifest) -> String {
+/// The page of a run: its counts, mixtures, lengths, rephrasings and `samples`.
+pub fn page(m: &Manifest, samples: &[Sample]) -> String {
     let mut s = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>wrapflow report</title><style>\
          body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}figure{margin:1em 0}\
          figcaption{font-weight:600}table{border-collapse:collapse;margin:.5em 0}\
-         td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body>\n",
+         td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}\
+         table.sample td{text-align:left;vertical-align:top;white-space:pre-wrap;width:50%}\
+         mark.copy{background:#ffe08a}mark.name{background:#ffb3b3}</style></head><body>\n",
     );
     let _ =
         writeln!(s, "<h1>wrapflow report</h1><p>plan <code>{}</code> ({})</p>", esc(&m.plan.file), esc(&m.plan.hash));
@@ -134,7 +138,82 @@ pub fn page(m: &Manifest) -> String {
         let (l, v): (Vec<String>, Vec<f64>) = m.rejects.by_reason.iter().map(|(k, v)| (k.clone(), *v as f64)).unzip();
         s += &bars("All rejects by reason", &l, &v, None, &num);
     }
+    s += &sample_section(samples);
     s + "</body></html>\n"
+}
+
+/// Per style, the samples: source and rephrasing side by side, the rephrasing marked.
+fn sample_section(samples: &[Sample]) -> String {
+    if samples.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<h2>Samples</h2><p>Per style, accepted and rejected rows chosen by a hash of document, chunk and \
+         style. Marked in the rephrasing: <mark class=\"copy\">word 5-grams copied verbatim from the \
+         source</mark>, <mark class=\"name\">names the source lacks</mark>.</p>\n",
+    );
+    let mut styles: Vec<&str> = samples.iter().map(|x| x.style.as_str()).collect();
+    styles.dedup();
+    styles.sort();
+    styles.dedup();
+    for style in styles {
+        let _ = write!(
+            s,
+            "<h3 id=\"samples-{0}\">{0}</h3><table class=\"sample\"><tr><th>source</th><th>rephrasing</th></tr>",
+            esc(style)
+        );
+        for x in samples.iter().filter(|x| x.style == style) {
+            let verdict = if x.accepted { "accepted".to_string() } else { format!("rejected: {}", esc(&x.reason)) };
+            let _ = write!(
+                s,
+                "<tr class=\"{}\"><td>{}</td><td><b>{verdict}</b> ({} #{})\n{}</td></tr>",
+                if x.accepted { "accepted" } else { "rejected" },
+                esc(&x.source),
+                esc(&x.doc_id),
+                x.chunk_index,
+                marked(&x.source, &x.text)
+            );
+        }
+        s += "</table>\n";
+    }
+    s
+}
+
+/// `text`, escaped, with its words that belong to a word 5-gram of `source` and its names that
+/// `source` lacks marked.
+fn marked(source: &str, text: &str) -> String {
+    let norm = |t: &str| t.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
+    let src: Vec<String> = source.split_whitespace().map(norm).filter(|w| !w.is_empty()).collect();
+    let grams: std::collections::HashSet<&[String]> = src.windows(5).collect();
+    let tokens: Vec<&str> = text.split_inclusive(char::is_whitespace).collect();
+    let words: Vec<String> = tokens.iter().map(|t| norm(t)).collect();
+    let mut copied = vec![false; tokens.len()];
+    for i in 0..words.len().saturating_sub(4) {
+        if words[i..i + 5].iter().all(|w| !w.is_empty()) && grams.contains(&words[i..i + 5]) {
+            copied[i..i + 5].iter_mut().for_each(|c| *c = true);
+        }
+    }
+    let names: std::collections::HashSet<String> =
+        wrapflow_operators::stages::gates::new_entities(source, text, &[]).into_iter().collect();
+    let mut out = String::new();
+    for (t, copy) in tokens.iter().zip(copied) {
+        let word = t.trim().trim_matches(|c: char| !c.is_alphanumeric());
+        let class = if !word.is_empty() && t.split(|c: char| !c.is_alphanumeric()).any(|w| names.contains(w)) {
+            Some("name")
+        } else if copy {
+            Some("copy")
+        } else {
+            None
+        };
+        match class {
+            Some(c) => {
+                let (body, space) = t.split_at(t.trim_end().len());
+                let _ = write!(out, "<mark class=\"{c}\">{}</mark>{space}", esc(body));
+            }
+            None => out += &esc(t),
+        }
+    }
+    out
 }
 
 /// A mixture: its real share per shard, tokens per stage, and its leaves.

@@ -9,5 +9,6 @@ pub mod manifest;
 pub mod merge;
 pub mod mixing;
 pub mod rephrase;
+pub mod samples;
 pub mod text;
 pub mod worker;

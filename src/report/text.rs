@@ -27,7 +27,11 @@ pub fn write_html(output: &str, m: &Manifest) -> anyhow::Result<String> {
     let registry = StoreRegistry::new();
     let loc = registry.resolve(output, &Default::default())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let page = crate::report::html::page(m);
+    let samples = rt.block_on(crate::report::samples::collect(&loc, m)).unwrap_or_else(|e| {
+        tracing::warn!("report.html without samples: {e:#}");
+        vec![]
+    });
+    let page = crate::report::html::page(m, &samples);
     rt.block_on(loc.store.put(&loc.child("report.html"), PutPayload::from(page.into_bytes())))
         .map_err(|e| anyhow::anyhow!("writing {}/report.html: {e}", loc.url))?;
     Ok(format!("{}/report.html", loc.url.trim_end_matches('/')))
