@@ -33,7 +33,7 @@ use crate::engine::{
 use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
-use crate::stages::gates::{GateConfig, Verdict, check_style, cosines, strip_chatter, support};
+use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, strip_chatter, support};
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
 
@@ -184,6 +184,9 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                         // cosine aim.
                         if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
                             // An error building the retry's prompt keeps the answer we have.
+                            // An answer that copies its source is asked for in the style's own words.
+                            let copied = copies(&best.0, style, &cfg.retry_gates);
+                            let style = if copied { &own_words(style) } else { style };
                             if let Ok(p) = task_prompt(&dec, style, &best.0.task, attempt + 1, &cfg) {
                                 let task = best.0.task.clone();
                                 tasks.insert(batcher.push(p), (time, task, attempt + 1, total, Some(best)));
@@ -238,6 +241,20 @@ fn count(metrics: &Metrics, r: &Rephrased) {
         let q = m.maxima.entry("rephrase.max_queued".into()).or_default();
         *q = (*q).max(r.queued as u64);
     });
+}
+
+/// What a retry adds to the user turn of an answer that copied its source.
+pub const OWN_WORDS: &str = "Write it in your own words: do not copy phrases from the text.";
+
+/// The style with [`OWN_WORDS`] after its user turn.
+pub fn own_words(style: &Style) -> Style {
+    Style { user: format!("{}\n\n{OWN_WORDS}", style.user), ..style.clone() }
+}
+
+/// Whether an answer copies more of its source than the style's copy gate allows.
+fn copies(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool {
+    let bound = style.max_copy_share.unwrap_or(gates.max_copy_share);
+    style.gate_on("copy") && copy_share(&r.task.chunk.text, &strip_chatter(&r.text).0, gates.copy_n) > bound
 }
 
 /// The prompt of a task's `attempt` (0 is the first; retries sample at `retry_temperature` with
@@ -331,5 +348,38 @@ fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
         queued: 0,
         guarded: 0,
         names_guarded: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Chunk;
+
+    #[test]
+    fn an_answer_that_copies_its_source_is_asked_for_in_own_words() {
+        let medium = crate::stages::styles::builtin("medium").unwrap();
+        let own = own_words(&medium);
+        assert!(own.user.ends_with(OWN_WORDS) && own.user.contains("{chunk}"), "{}", own.user);
+        let src = "The council will spend 12 million pounds on 2,000 new homes by 2027, the mayor said on Monday.";
+        let chunk = Chunk {
+            doc_id: "d".into(),
+            chunk_index: 0,
+            text: src.into(),
+            n_tokens: 20,
+            byte_start: 0,
+            byte_end: src.len() as u64,
+            source_file: "f".into(),
+            source_line: 1,
+        };
+        let answer = |text: &str| Rephrased {
+            text: text.into(),
+            ..failed(StyleTask { chunk: chunk.clone(), style: 0 }, &anyhow::anyhow!("unused"))
+        };
+        let gates = GateConfig::default();
+        assert!(copies(&answer(src), &medium, &gates));
+        assert!(!copies(&answer("By 2027 the mayor expects 2,000 homes for 12 million pounds."), &medium, &gates));
+        let off = Style { gates: Some(vec!["length".into()]), ..medium };
+        assert!(!copies(&answer(src), &off, &gates), "not when the style turns the copy gate off");
     }
 }
