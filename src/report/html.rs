@@ -153,7 +153,6 @@ fn sample_section(samples: &[Sample]) -> String {
          source</mark>, <mark class=\"name\">names the source lacks</mark>.</p>\n",
     );
     let mut styles: Vec<&str> = samples.iter().map(|x| x.style.as_str()).collect();
-    styles.dedup();
     styles.sort();
     styles.dedup();
     for style in styles {
