@@ -157,7 +157,7 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
     .into_iter()
     .collect::<Result<Vec<_>, _>>()
     .map_err(|e| anyhow!("remix failed: {e}"))?;
-    if let Some(e) = errors.lock().expect("errors lock").first() {
+    if let Some(e) = errors.lock().unwrap_or_else(|e| e.into_inner()).first() {
         bail!("{e}");
     }
     let events = std::mem::take(&mut *events.lock().expect("events lock"));

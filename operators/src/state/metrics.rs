@@ -169,11 +169,7 @@ impl Metrics {
 
     /// Adds `v` to the histogram `name` (created with `bins` bins over `[0, hi]` on first use).
     pub fn observe(&self, name: &str, v: f64, hi: f64, bins: usize) {
-        let mut s = self.set();
-        if !s.histograms.contains_key(name) {
-            s.histograms.insert(name.to_string(), Histogram::new(hi, bins));
-        }
-        s.histograms.get_mut(name).expect("inserted above").add(v);
+        self.set().histograms.entry(name.to_string()).or_insert_with(|| Histogram::new(hi, bins)).add(v);
     }
 
     /// Applies several updates under one lock (a stage's counts for one record).
