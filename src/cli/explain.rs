@@ -71,11 +71,21 @@ fn stages(plan: &Plan) -> String {
                 st.template_hash()
             );
         }
+        let (model, batch) = match r.remote() {
+            Some(c) => (
+                format!(
+                    "{} at {} ({:?} API)",
+                    c.model,
+                    wrapflow_operators::engine::remote::endpoint_display(&c.endpoint),
+                    c.api
+                ),
+                format!("concurrency={}", c.concurrency),
+            ),
+            None => (r.model.clone(), format!("batch_size={}", r.batch_size)),
+        };
         out += &format!(
-            "  {}. rephrase  model={} batch_size={} temperature={} no_repeat_ngram={} retries={} seed={}\n",
+            "  {}. rephrase  model={model} {batch} temperature={} no_repeat_ngram={} retries={} seed={}\n",
             n + 1,
-            r.model,
-            r.batch_size,
             r.temperature,
             r.no_repeat_ngram,
             r.retries,

@@ -13,6 +13,7 @@ use wrapflow_operators::io::journal::JournalTarget;
 use wrapflow_operators::stages::dedup::near::NearDedup;
 use wrapflow_operators::stages::rephrase::Rephrased;
 use wrapflow_operators::state::checkpoint::StateRegistry;
+use wrapflow_operators::state::metrics::Metrics;
 use wrapflow_operators::{
     ChunkDocs, Dedup, DedupConfig, Document, Mix, MixRow, Reject, SinkConfig, SinkFormat, SinkShards, StageContext,
 };
@@ -72,6 +73,7 @@ pub(crate) fn pipeline(
     sh: &Shared,
     states: &StateRegistry,
     models: Option<crate::job::wrap::Models>,
+    metrics: Metrics,
 ) -> Result<Pipeline, String> {
     let plan = &sh.plan;
     let report = Rc::new(RefCell::new(WorkerReport::default()));
@@ -80,13 +82,13 @@ pub(crate) fn pipeline(
         Some(_) => Some(journal(sh, worker.index())?),
         None => None,
     };
-    let weights_hash = models.as_ref().map(|m| m.decoder.weights_hash.clone()).unwrap_or_default();
+    let weights_hash = models.as_ref().map(|m| m.backend.lineage().weights_hash).unwrap_or_default();
     report.borrow_mut().weights_hash = weights_hash;
-    let ctx = StageContext::checkpointed(states)
+    let ctx = StageContext { metrics, ..StageContext::checkpointed(states) }
         .with_tokenizer(sh.chunker.tokenizer().clone())
         .with_output(sh.output.clone(), sh.runtime.clone());
     let ctx = match models {
-        Some(m) => ctx.with_models(Some(m.decoder), m.embedder),
+        Some(m) => ctx.with_models(Some(m.backend), m.embedder),
         None => ctx,
     };
     sh.progress.watch(&ctx.metrics);

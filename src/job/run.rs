@@ -134,7 +134,9 @@ fn check_models(plan: &Plan) -> Result<(), PlanError> {
         Ok(())
     };
     if let Some((r, at)) = &plan.rephrase {
-        dir(&r.model, "REPHRASE model").map_err(|m| plan.error_at(*at, m))?;
+        if r.endpoint.is_empty() {
+            dir(&r.model, "REPHRASE model").map_err(|m| plan.error_at(*at, m))?;
+        }
         if r.provider == wrapflow_operators::engine::Provider::Cuda && !cfg!(feature = "cuda") {
             return Err(plan.error_at(*at, "provider = 'cuda' needs a wrapflow built with `--features cuda`"));
         }

@@ -28,6 +28,7 @@ use crate::job::session;
 use crate::plan::PlanError;
 use crate::report::manifest::{self, Input as InputOut, JobState};
 use crate::report::merge::WorkerReport;
+use wrapflow_operators::state::metrics::Metrics;
 
 /// How a worker's part ended.
 pub enum Ended {
@@ -94,8 +95,10 @@ impl<'a> Part<'a> {
             .map_err(|e: PlanError| e.to_string())?;
         let df = sh.runtime.block_on(session::input(plan, &ws)).map_err(|e| e.to_string())?;
         let (ctl_in, ctl_msgs, ctl_probe) = crate::job::dataflow::control(worker);
-        let models = crate::job::wrap::load_models(plan).map_err(|e| format!("worker {index}: {e:#}"))?;
-        let pipe = crate::job::dataflow::pipeline(worker, sh, states, models)?;
+        let metrics = Metrics::default();
+        let models =
+            crate::job::wrap::load_models(plan, &sh.runtime, &metrics).map_err(|e| format!("worker {index}: {e:#}"))?;
+        let pipe = crate::job::dataflow::pipeline(worker, sh, states, models, metrics)?;
         let sources = ws.factory.sources();
         let mut chains = BTreeMap::new();
         if let Some(res) = &sh.resume {

@@ -9,29 +9,44 @@ use std::rc::Rc;
 use anyhow::Context;
 use timely::dataflow::StreamVec;
 use timely::dataflow::operators::Concat;
-use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig};
+use tokio::runtime::Handle;
+use wrapflow_operators::engine::remote::api_key;
+use wrapflow_operators::engine::{Backend, Decoder, Embedder, LocalBackend, RemoteBackend, SessionConfig};
 use wrapflow_operators::io::journal::{JournalTarget, Journaled, Memo};
 use wrapflow_operators::stages::context::StageContext;
 use wrapflow_operators::stages::fanout::StyleTask;
 use wrapflow_operators::stages::fanout::{FanOut, FanoutConfig};
 use wrapflow_operators::stages::gates::{Gate, GateStageConfig};
 use wrapflow_operators::stages::rephrase::{Rephrase, RephraseConfig, Rephrased};
+use wrapflow_operators::state::metrics::Metrics;
 use wrapflow_operators::{Chunk, Reject, Synthetic};
 
 use crate::plan::Plan;
 
 /// A worker's model sessions.
 pub struct Models {
-    pub decoder: Decoder,
+    pub backend: Box<dyn Backend>,
     pub embedder: Option<Embedder>,
 }
 
-/// Loads the plan's model and embedder for one worker (`None` if the plan does not rephrase).
-pub fn load_models(plan: &Plan) -> anyhow::Result<Option<Models>> {
+/// Loads the plan's model (or connects its endpoint) and embedder for one worker (`None` if the
+/// plan does not rephrase); a remote backend sends with `runtime` and counts in `metrics`.
+pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics) -> anyhow::Result<Option<Models>> {
     let Some((spec, _)) = &plan.rephrase else { return Ok(None) };
     let cfg = spec.config(&plan.gates);
-    let decoder = Decoder::load(Path::new(&cfg.model), &cfg.session)
-        .with_context(|| format!("loading the rephrase model {}", cfg.model))?;
+    let backend: Box<dyn Backend> = match spec.remote() {
+        Some(remote) => {
+            let key = api_key(&spec.api_key_env, &spec.api_key_file)?;
+            // The key is masked in anything wrapflow prints or writes from now on.
+            key.iter().for_each(|k| crate::plan::secrets::register(k));
+            Box::new(RemoteBackend::new(remote, cfg.generation.clone(), key, runtime.clone(), metrics.clone())?)
+        }
+        None => {
+            let decoder = Decoder::load(Path::new(&cfg.model), &cfg.session)
+                .with_context(|| format!("loading the rephrase model {}", cfg.model))?;
+            Box::new(LocalBackend::new(decoder, cfg.generation.clone()))
+        }
+    };
     let embedder = match plan.gates.embedder.as_str() {
         "" => None,
         dir => Some(
@@ -39,7 +54,7 @@ pub fn load_models(plan: &Plan) -> anyhow::Result<Option<Models>> {
                 .with_context(|| format!("loading the embedder {dir}"))?,
         ),
     };
-    Ok(Some(Models { decoder, embedder }))
+    Ok(Some(Models { backend, embedder }))
 }
 
 /// A worker's journal of rephrasings: where it writes, and what an earlier attempt at the
@@ -59,11 +74,6 @@ fn task_key(t: &StyleTask) -> String {
     format!("{}\u{0}{}\u{0}{}\u{0}{}", t.chunk.source_file, t.chunk.doc_id, t.chunk.chunk_index, t.style)
 }
 
-/// The model's name for lineage: its directory's name.
-fn model_id(cfg: &RephraseConfig) -> String {
-    Path::new(&cfg.model).file_name().map_or(cfg.model.clone(), |f| f.to_string_lossy().into_owned())
-}
-
 /// Attaches fan-out → rephrase → gates to `chunks`, with the worker's model sessions in `ctx`;
 /// returns the accepted rows and the gate rejects.
 pub fn attach<'s>(
@@ -74,12 +84,12 @@ pub fn attach<'s>(
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
     let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
     let cfg = RephraseConfig { styles: plan.styles.clone(), ..spec.config(&plan.gates) };
-    let weights_hash = ctx.decoder.borrow().as_ref().map(|d| d.weights_hash.clone()).unwrap_or_default();
+    let lineage = ctx.backend.borrow().as_ref().map(|b| b.lineage()).unwrap_or_default();
     let gates = GateStageConfig {
         gates: plan.gates.clone(),
         styles: plan.styles.clone(),
-        model: model_id(&cfg),
-        weights_hash,
+        model: lineage.model,
+        weights_hash: lineage.weights_hash,
         generation: serde_json::to_string(&cfg.generation).unwrap_or_default(),
     };
     let tasks = chunks.fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed }, ctx);

@@ -281,6 +281,15 @@ fn check_settings(
         if r.batch_size == 0 {
             return bad("batch_size must be at least 1".into());
         }
+        if r.concurrency == 0 {
+            return bad("concurrency must be at least 1".into());
+        }
+        if !r.endpoint.is_empty() && !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
+            return bad("endpoint must be an http:// or https:// URL".into());
+        }
+        if !r.api_key_env.is_empty() && !r.api_key_file.is_empty() {
+            return bad("give the API key with api_key_env or api_key_file, not both".into());
+        }
     }
     if !(-1.0..=1.0).contains(&gates.min_cosine) {
         return Err((sink.1, format!("GATES: min_cosine {} must be between -1 and 1", gates.min_cosine)));

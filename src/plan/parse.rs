@@ -175,7 +175,11 @@ pub(super) fn resolve_styles(
         };
     };
     if r.model.is_empty() {
-        return Err((*at, "REPHRASE needs a model: REPHRASE WITH (model = 'models/...')".into()));
+        return Err((
+            *at,
+            "REPHRASE needs a model: REPHRASE WITH (model = 'models/...'), or with endpoint = '...' its served name"
+                .into(),
+        ));
     }
     let mut styles = Vec::new();
     for name in r.style_names() {

@@ -21,7 +21,8 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wrapflow_operators::engine::{GenerationConfig, Provider, SessionConfig};
+use wrapflow_operators::engine::remote::Api;
+use wrapflow_operators::engine::{GenerationConfig, Provider, RemoteConfig, SessionConfig};
 use wrapflow_operators::io::journal::JournalConfig;
 use wrapflow_operators::io::store::is_store_option;
 use wrapflow_operators::stages::dedup::near::NearDupConfig;
@@ -39,8 +40,22 @@ pub const KEYWORDS: [&str; 12] =
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RephraseSpec {
-    /// Model directory (`wrapflow model import`).
+    /// Model directory (`wrapflow model import`), or with `endpoint` the model's name as served.
     pub model: String,
+    /// Base URL of an OpenAI-compatible server (`http://host:8000/v1`): rephrase there instead of
+    /// in this process (see [`RemoteConfig`]).
+    pub endpoint: String,
+    /// `chat` or `completions` (base models with plain-text styles).
+    pub api: Api,
+    /// Requests in flight per worker, per-request timeout, how long failing requests are retried.
+    pub concurrency: usize,
+    pub timeout_s: u64,
+    pub retry_budget_s: u64,
+    /// Send vLLM's sampling extensions (off for APIs that refuse unknown fields).
+    pub extensions: bool,
+    /// Where the API key is: an environment variable's name, or a file. Never the key itself.
+    pub api_key_env: String,
+    pub api_key_file: String,
     /// Comma-separated style names: built-in ones or the plan's `STYLE`s.
     pub styles: String,
     /// Seed of the style sampling rates and of sampled decoding.
@@ -77,8 +92,17 @@ pub struct RephraseSpec {
 impl Default for RephraseSpec {
     fn default() -> Self {
         let d = RephraseConfig::default();
+        let r = RemoteConfig::default();
         RephraseSpec {
             model: String::new(),
+            endpoint: String::new(),
+            api: r.api,
+            concurrency: r.concurrency,
+            timeout_s: r.timeout_s,
+            retry_budget_s: r.retry_budget_s,
+            extensions: r.extensions,
+            api_key_env: String::new(),
+            api_key_file: String::new(),
             styles: "easy,medium,hard,qa".into(),
             seed: 0,
             batch_size: d.generation.batch_size,
@@ -125,6 +149,19 @@ impl RephraseSpec {
             constrain_names: self.constrain_names,
             styles: Vec::new(),
         }
+    }
+
+    /// The remote backend's settings, if the plan names an endpoint.
+    pub fn remote(&self) -> Option<RemoteConfig> {
+        (!self.endpoint.is_empty()).then(|| RemoteConfig {
+            endpoint: self.endpoint.clone(),
+            model: self.model.clone(),
+            api: self.api,
+            concurrency: self.concurrency,
+            timeout_s: self.timeout_s,
+            retry_budget_s: self.retry_budget_s,
+            extensions: self.extensions,
+        })
     }
 
     pub fn journal(&self) -> JournalConfig {

@@ -10,14 +10,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::constrain::NumberGuard;
 use super::decoder::Decoder;
 use super::kv::Kv;
 use super::names::NameGuard;
+use super::sample::{argmax, block_repeats, draw};
 
 /// Decoding settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,8 +76,12 @@ pub struct Prompt {
     /// End-of-sequence is not allowed before this many generated tokens (a Q&A conversation that
     /// stops after its first pair covers too little of its source).
     pub min_new_tokens: usize,
-    /// Overrides `GenerationConfig::temperature` for this prompt (a retry samples).
+    /// Override `GenerationConfig`'s sampling settings for this prompt (a retry samples; a
+    /// server's requests each bring their own).
     pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub no_repeat_ngram: Option<usize>,
     /// Only numbers of the guard's source may be written (constrained decoding, see
     /// [`NumberGuard`]).
     pub numbers: Option<Arc<NumberGuard>>,
@@ -86,6 +91,8 @@ pub struct Prompt {
     /// Text that the generation continues on its line (an answer prefix such as `Question:`):
     /// the guard reads counters such as "Question 2:" from it.
     pub continues: String,
+    /// Stop strings of this prompt, besides `GenerationConfig::stop`.
+    pub stop: Vec<String>,
 }
 
 /// See [`Prompt::soft_stop`].
@@ -144,6 +151,9 @@ struct Row {
     soft: Option<SoftStop>,
     min_new: usize,
     temperature: f32,
+    top_p: f32,
+    top_k: usize,
+    no_repeat: usize,
     /// Byte offset in the decoded text from which the soft stop is looked for, and where it cut.
     soft_from: Option<usize>,
     cut_at: Option<usize>,
@@ -153,84 +163,7 @@ struct Row {
     line: String,
     guarded: u32,
     names_guarded: u32,
-}
-
-/// Picks the next token from `logits` (modified in place).
-pub fn sample(logits: &mut [f32], generated: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
-    sample_at(logits, generated, cfg, cfg.temperature, rng)
-}
-
-/// [`sample`] at a given temperature (a prompt may override the configured one).
-pub fn sample_at(
-    logits: &mut [f32],
-    generated: &[u32],
-    cfg: &GenerationConfig,
-    temperature: f32,
-    rng: &mut StdRng,
-) -> u32 {
-    block_repeats(logits, generated, cfg.no_repeat_ngram);
-    draw(logits, cfg, temperature, rng)
-}
-
-fn argmax(l: &[f32]) -> usize {
-    l.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
-}
-
-/// Greedy or top-k/top-p sampling over the tokens left unmasked.
-fn draw(logits: &[f32], cfg: &GenerationConfig, temperature: f32, rng: &mut StdRng) -> u32 {
-    if temperature <= 0.0 {
-        return argmax(logits) as u32;
-    }
-    let mut cand: Vec<(usize, f32)> =
-        logits.iter().map(|&v| v / temperature).enumerate().filter(|(_, v)| v.is_finite()).collect();
-    if cand.is_empty() {
-        // Everything is masked: nothing to sample from, so take the first token as greedy does.
-        return argmax(logits) as u32;
-    }
-    cand.sort_by(|a, b| b.1.total_cmp(&a.1));
-    if cfg.top_k > 0 {
-        cand.truncate(cfg.top_k);
-    }
-    let max = cand.first().map_or(0.0, |c| c.1);
-    let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
-    let sum: f32 = probs.iter().sum();
-    probs.iter_mut().for_each(|p| *p /= sum);
-    if cfg.top_p < 1.0 {
-        let mut acc = 0.0;
-        let keep = probs.iter().position(|p| {
-            acc += p;
-            acc >= cfg.top_p
-        });
-        let keep = keep.map_or(probs.len(), |k| k + 1);
-        probs.truncate(keep);
-        let s: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= s);
-    }
-    let mut r: f32 = rng.random();
-    for (i, p) in probs.iter().enumerate() {
-        r -= p;
-        if r <= 0.0 {
-            return cand[i].0 as u32;
-        }
-    }
-    cand[probs.len() - 1].0 as u32
-}
-
-/// Forbids the tokens that would repeat an `n`-gram of `generated` (0: off); returns what it
-/// masked, with the old values.
-fn block_repeats(logits: &mut [f32], generated: &[u32], n: usize) -> Vec<(usize, f32)> {
-    let mut blocked = Vec::new();
-    if n > 0 && generated.len() >= n {
-        let prefix = &generated[generated.len() - (n - 1)..];
-        for i in 0..=generated.len() - n {
-            let t = generated[i + n - 1] as usize;
-            if &generated[i..i + n - 1] == prefix && logits[t].is_finite() {
-                blocked.push((t, logits[t]));
-                logits[t] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    blocked
+    stop: Vec<String>,
 }
 
 /// Generates for every prompt, calling `done` as each finishes (in finishing order).
@@ -284,6 +217,12 @@ impl Batcher {
         self.pending.is_empty() && self.rows.is_empty()
     }
 
+    /// The sequences being decoded: their index and the tokens generated so far (a server
+    /// streams them).
+    pub fn live(&self) -> impl Iterator<Item = (usize, &[u32])> {
+        self.rows.iter().map(|r| (r.index, r.generated.as_slice()))
+    }
+
     /// One round: join waiting prompts into free slots, emit finished rows, decode one token.
     pub fn step(&mut self, dec: &mut Decoder, done: &mut impl FnMut(Completion)) -> anyhow::Result<()> {
         let cfg = &self.cfg;
@@ -332,6 +271,9 @@ impl Batcher {
                     soft: p.soft_stop,
                     min_new: p.min_new_tokens,
                     temperature: p.temperature.unwrap_or(cfg.temperature),
+                    top_p: p.top_p.unwrap_or(cfg.top_p),
+                    top_k: p.top_k.unwrap_or(cfg.top_k),
+                    no_repeat: p.no_repeat_ngram.unwrap_or(cfg.no_repeat_ngram),
                     soft_from: None,
                     cut_at: None,
                     guard: p.numbers,
@@ -339,6 +281,7 @@ impl Batcher {
                     line: p.continues.rsplit('\n').next().unwrap_or("").to_string(),
                     guarded: 0,
                     names_guarded: 0,
+                    stop: p.stop,
                 };
                 let t = pick(dec, &mut row, &mut logits[j * v..(j + 1) * v], cfg);
                 push_token(dec, &mut row, t, cfg);
@@ -382,7 +325,7 @@ impl Batcher {
 /// sampler.
 fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) -> u32 {
     hold_eos(dec, r, logits);
-    let blocked = block_repeats(logits, &r.generated, cfg.no_repeat_ngram);
+    let blocked = block_repeats(logits, &r.generated, r.no_repeat);
     if let Some(guard) = &r.guard {
         let eos = if cfg.ignore_eos { &[][..] } else { &dec.eos[..] };
         let table = dec.token_table();
@@ -406,7 +349,7 @@ fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) 
             r.names_guarded += 1;
         }
     }
-    draw(logits, cfg, r.temperature, &mut r.rng)
+    draw(logits, r.top_k, r.top_p, r.temperature, &mut r.rng)
 }
 
 /// Forbids end-of-sequence tokens while a row is under its minimum length.
@@ -443,9 +386,9 @@ fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
             return;
         }
     }
-    if !cfg.stop.is_empty() {
+    if !cfg.stop.is_empty() || !r.stop.is_empty() {
         let text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
-        if cfg.stop.iter().any(|s| text.contains(s.as_str())) {
+        if cfg.stop.iter().chain(&r.stop).any(|s| text.contains(s.as_str())) {
             r.done = Some(Finish::Stop);
             return;
         }
@@ -457,7 +400,7 @@ fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
 
 fn completion(dec: &Decoder, r: Row, finish: Finish, cfg: &GenerationConfig) -> Completion {
     let mut text = dec.tokenizer.decode(&r.generated, true).unwrap_or_default();
-    if let Some(cut) = cfg.stop.iter().filter_map(|s| text.find(s.as_str())).chain(r.cut_at).min() {
+    if let Some(cut) = cfg.stop.iter().chain(&r.stop).filter_map(|s| text.find(s.as_str())).chain(r.cut_at).min() {
         text.truncate(cut);
     }
     Completion {

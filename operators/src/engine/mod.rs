@@ -1,22 +1,26 @@
 //! The rephrasing engine: ONNX Runtime setup, model loading and batched generation.
 
 pub mod attention;
+pub mod backend;
 pub mod constrain;
 pub mod decoder;
 pub mod embed;
 pub mod generate;
 mod kv;
 pub mod names;
+pub mod remote;
 pub mod runtime;
+pub mod sample;
 
+pub use backend::{Answer, Backend, Lineage, LocalBackend, Request};
 pub use constrain::{NumberGuard, TokenTable, number_forms};
 pub use decoder::Decoder;
 pub use embed::{Embedder, cosine};
-pub use generate::{
-    Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
-};
+pub use generate::{Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate};
 pub use names::NameGuard;
+pub use remote::{RemoteBackend, RemoteConfig};
 pub use runtime::{Provider, SessionConfig};
+pub use sample::{sample, sample_at};
 
 /// Renders chat `messages` (`[{"role", "content"}]`) with the model's chat template, ending with
 /// the assistant's turn opened.

@@ -48,7 +48,7 @@ use timely::progress::Timestamp;
 use tokenizers::Tokenizer;
 use tokio::runtime::Handle;
 
-use crate::engine::{Decoder, Embedder};
+use crate::engine::{Backend, Embedder};
 use crate::io::store::Location;
 use crate::record::Reject;
 use crate::state::checkpoint::{StateHandle, StateRegistry};
@@ -72,8 +72,8 @@ pub struct StageContext {
     pub errors: Arc<Mutex<Vec<String>>>,
     pub tokenizer: Option<Arc<Tokenizer>>,
     pub output: Option<OutputTarget>,
-    /// The worker's generation session; the rephrase stage takes it.
-    pub decoder: Rc<RefCell<Option<Decoder>>>,
+    /// The worker's model backend (in process or remote); the rephrase stage takes it.
+    pub backend: Rc<RefCell<Option<Box<dyn Backend>>>>,
     pub embedder: Option<SharedEmbedder>,
 }
 
@@ -93,8 +93,8 @@ impl StageContext {
         self
     }
 
-    pub fn with_models(self, decoder: Option<Decoder>, embedder: Option<Embedder>) -> Self {
-        *self.decoder.borrow_mut() = decoder;
+    pub fn with_models(self, backend: Option<Box<dyn Backend>>, embedder: Option<Embedder>) -> Self {
+        *self.backend.borrow_mut() = backend;
         StageContext { embedder: embedder.map(|e| Rc::new(RefCell::new(e))), ..self }
     }
 

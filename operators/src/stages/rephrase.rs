@@ -27,8 +27,9 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::engine::backend::render;
 use crate::engine::{
-    Batcher, Decoder, Finish, GenerationConfig, NameGuard, NumberGuard, Prompt, SessionConfig, SoftStop, chat_prompt,
+    Answer, Backend, Decoder, Finish, GenerationConfig, NameGuard, NumberGuard, Request, SessionConfig, SoftStop,
 };
 use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
@@ -89,142 +90,180 @@ pub fn task_seed(task: &StyleTask, style: &Style) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key.as_bytes())
 }
 
-/// The prompt text of a task: the style's chat turns in the model's template, then the answer
-/// prefix for the model to continue.
+/// The prompt text of a task for a model in this process: the style's chat turns in the
+/// model's template (plain few-shot text without one), then the answer prefix.
 pub fn prompt_text(dec: &Decoder, style: &Style, chunk: &str) -> anyhow::Result<String> {
-    let mut text = match dec.chat_template {
-        Some(_) => chat_prompt(dec, &style.messages(chunk))?,
-        None => {
-            let mut t = format!("{}\n\n", style.system);
-            for e in &style.examples {
-                t.push_str(&format!("{}\n\n{}\n\n", style.user_turn(&e.chunk), e.answer));
-            }
-            t + &style.user_turn(chunk) + "\n\n"
-        }
+    let request = Request {
+        messages: style.messages(chunk),
+        plain: plain_text(style, chunk),
+        prefix: style.answer_prefix.clone(),
+        ..Default::default()
     };
-    text.push_str(&style.answer_prefix);
-    Ok(text)
+    render(dec, &request)
+}
+
+/// A style as plain few-shot text (models without a chat template, servers' `/completions`).
+pub fn plain_text(style: &Style, chunk: &str) -> String {
+    let mut t = format!("{}\n\n", style.system);
+    for e in &style.examples {
+        t.push_str(&format!("{}\n\n{}\n\n", style.user_turn(&e.chunk), e.answer));
+    }
+    t + &style.user_turn(chunk) + "\n\n"
 }
 
 /// Extension trait: rephrase style tasks with a model.
 pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
-    /// Answers every task with the context's decoder (this worker's session, taken by the stage:
-    /// load one per worker with [`Decoder::load`]); with the context's embedder, retries also
-    /// answer again what the meaning gate would reject. Without a decoder the run fails. Counts
-    /// `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every attempt's),
-    /// `rephrase.retries` and the maximum `rephrase.max_queued`.
+    /// Answers every task with the context's [`Backend`] (this worker's, taken by the stage: a
+    /// [`crate::engine::LocalBackend`] or a [`crate::engine::RemoteBackend`]); with the context's
+    /// embedder, retries also answer again what the meaning gate would reject. Without a backend,
+    /// or when the backend fails for good, the run fails (nothing is emitted for the tasks left).
+    /// Counts `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every
+    /// attempt's), `rephrase.retries` and the maximum `rephrase.max_queued`.
     fn rephrase(self, config: &RephraseConfig, ctx: &StageContext) -> StreamVec<'scope, T, Rephrased>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope, T, StyleTask> {
     fn rephrase(self, config: &RephraseConfig, ctx: &StageContext) -> StreamVec<'scope, T, Rephrased> {
-        let Some(mut dec) = ctx.decoder.borrow_mut().take() else {
-            ctx.fail("the rephrase stage needs a decoder in its context");
+        let Some(backend) = ctx.backend.borrow_mut().take() else {
+            ctx.fail("the rephrase stage needs a model backend in its context");
             return nothing(self, "NoRephrase");
         };
-        let (embedder, metrics) = (ctx.embedder.clone(), ctx.metrics.clone());
-        let styles = Arc::new(config.styles.clone());
         let scope = self.scope();
         let slice = Duration::from_millis(config.time_slice_ms.max(1));
-        let cfg = config.clone();
-        let mut batcher = Batcher::new(cfg.generation.clone());
+        let mut work = Work {
+            backend,
+            cfg: config.clone(),
+            styles: Arc::new(config.styles.clone()),
+            embedder: ctx.embedder.clone(),
+            held: BTreeMap::new(),
+            tasks: HashMap::new(),
+            ready: Vec::new(),
+        };
+        let (metrics, ctx) = (ctx.metrics.clone(), ctx.clone());
         self.unary_frontier(Pipeline, "Rephrase", move |_cap, info| {
             let activator = scope.activator_for(info.address);
-            // Per time with outstanding tasks: a capability and how many tasks remain.
-            let mut held: BTreeMap<T, (Capability<T>, usize)> = BTreeMap::new();
-            // Queued prompts: their time, the task, the attempt and the tokens spent on earlier
-            // ones, and the best earlier answer with its rank.
-            let mut tasks: HashMap<usize, Queued<T>> = HashMap::new();
-            let mut ready: Vec<(T, Rephrased)> = Vec::new();
+            let mut dead = false;
             move |(input, _frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else { return };
-                    let time = cap.time().clone();
                     for batch in data {
-                        for task in batch.drain(..) {
-                            held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
-                            match task_prompt(&dec, &styles[task.style as usize], &task, 0, &cfg) {
-                                Ok(p) => {
-                                    tasks.insert(batcher.push(p), (time.clone(), task, 0, 0, None));
-                                }
-                                Err(e) => ready.push((time.clone(), failed(task, &e))),
-                            }
-                        }
+                        batch.drain(..).filter(|_| !dead).for_each(|task| work.accept(&cap, task));
                     }
                 });
                 let t0 = Instant::now();
-                while !batcher.is_idle() && t0.elapsed() < slice {
+                while !dead && work.backend.outstanding() > 0 && t0.elapsed() < slice {
                     let mut finished = Vec::new();
-                    let step = batcher.step(&mut dec, &mut |c| finished.push(c));
-                    for c in finished {
-                        let (time, task, attempt, spent, best) =
-                            tasks.remove(&c.index).expect("every completion has its task");
-                        let style = &styles[task.style as usize];
-                        let mut r = Rephrased {
-                            cosine: None,
-                            text: format!("{}{}", style.answer_prefix, c.text),
-                            finish: c.finish,
-                            prompt_tokens: c.prompt_tokens as u32,
-                            generated_tokens: c.token_ids.len() as u32,
-                            error: None,
-                            attempts: attempt + 1,
-                            spent_tokens: spent + c.token_ids.len() as u32,
-                            queued: batcher.outstanding() as u32,
-                            guarded: c.guarded,
-                            names_guarded: c.names_guarded,
-                            task,
-                        };
-                        let total = r.spent_tokens;
-                        let rank = rank(&mut r, style, &cfg.retry_gates, embedder.as_ref());
-                        let best = match best {
-                            Some((b, br)) if br <= rank => (b, br),
-                            _ => (r, rank),
-                        };
-                        // A retry while no answer passes the gates at the reading level and the
-                        // cosine aim.
-                        if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
-                            // An error building the retry's prompt keeps the answer we have.
-                            // An answer that copies its source is asked for in the style's own words.
-                            let copied = copies(&best.0, style, &cfg.retry_gates);
-                            let style = if copied { &own_words(style) } else { style };
-                            if let Ok(p) = task_prompt(&dec, style, &best.0.task, attempt + 1, &cfg) {
-                                let task = best.0.task.clone();
-                                tasks.insert(batcher.push(p), (time, task, attempt + 1, total, Some(best)));
-                                continue;
-                            }
-                        }
-                        let (mut r, _) = best;
-                        // The chosen answer carries what the task cost in all.
-                        (r.attempts, r.spent_tokens) = (attempt + 1, total);
-                        ready.push((time, r));
-                    }
-                    if let Err(e) = step {
-                        // A failed step loses the batch's state: report every queued task.
-                        let mut orphans: Vec<usize> = tasks.keys().copied().collect();
-                        orphans.sort_unstable();
-                        for i in orphans {
-                            let (time, task, ..) = tasks.remove(&i).expect("listed above");
-                            ready.push((time, failed(task, &e)));
-                        }
-                        batcher = Batcher::new(cfg.generation.clone());
+                    let polled =
+                        work.backend.poll(slice.saturating_sub(t0.elapsed()), &mut |i, a| finished.push((i, a)));
+                    finished.into_iter().for_each(|(i, a)| work.finish(i, a));
+                    if let Err(e) = polled {
+                        // Nothing more can be answered: the run fails without emitting the tasks
+                        // left (they are neither rows nor rejects), so it resumes them.
+                        ctx.fail(format!("{e:#}"));
+                        (dead, work.tasks, work.held) = (true, HashMap::new(), BTreeMap::new());
                     }
                 }
-                for (time, r) in ready.drain(..) {
+                for (time, r) in work.ready.drain(..) {
                     count(&metrics, &r);
-                    let entry = held.get_mut(&time).expect("a capability is held for every outstanding task");
+                    let entry = work.held.get_mut(&time).expect("a capability is held for every outstanding task");
                     output.session(&entry.0).give(r);
                     crate::state::checkpoint::failpoint("rephrase");
                     entry.1 -= 1;
                     if entry.1 == 0 {
-                        held.remove(&time);
+                        work.held.remove(&time);
                     }
                 }
-                if !batcher.is_idle() {
+                if !dead && work.backend.outstanding() > 0 {
                     activator.activate();
                 }
             }
         })
         .container::<Vec<Rephrased>>()
+    }
+}
+
+/// The rephrase operator's state.
+struct Work<T: Timestamp> {
+    backend: Box<dyn Backend>,
+    cfg: RephraseConfig,
+    styles: Arc<Vec<Style>>,
+    embedder: Option<SharedEmbedder>,
+    /// Per time with outstanding tasks: a capability and how many tasks remain.
+    held: BTreeMap<T, (Capability<T>, usize)>,
+    /// Requests in the backend, by index.
+    tasks: HashMap<usize, Queued<T>>,
+    /// Answers chosen, to emit at their time.
+    ready: Vec<(T, Rephrased)>,
+}
+
+impl<T: Timestamp + TotalOrder> Work<T> {
+    /// Takes a task arriving at `cap`'s time.
+    fn accept(&mut self, cap: &Capability<T>, task: StyleTask) {
+        let time = cap.time().clone();
+        self.held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
+        let request = task_request(&self.styles[task.style as usize], &task, 0, &self.cfg);
+        match self.backend.submit(request) {
+            Ok(i) => {
+                self.tasks.insert(i, (time, task, 0, 0, None));
+            }
+            Err(e) => self.ready.push((time, failed(task, &format!("{e:#}")))),
+        }
+    }
+
+    /// Takes a request's answer: keeps it if it is the task's best so far, and asks again while
+    /// retries remain and no answer passes; otherwise the best answer is ready.
+    fn finish(&mut self, index: usize, answer: Result<Answer, String>) {
+        let (time, task, attempt, spent, best) = self.tasks.remove(&index).expect("every answer has its task");
+        let cfg = &self.cfg;
+        let style = &self.styles[task.style as usize];
+        let a = match answer {
+            Ok(a) => a,
+            // A failed retry leaves the best earlier answer; a failed first request, its reason.
+            Err(e) => {
+                let r = match best {
+                    Some((b, _)) => Rephrased { attempts: attempt + 1, spent_tokens: spent, ..b },
+                    None => Rephrased { attempts: attempt + 1, ..failed(task, &e) },
+                };
+                return self.ready.push((time, r));
+            }
+        };
+        let mut r = Rephrased {
+            cosine: None,
+            text: format!("{}{}", style.answer_prefix, a.text),
+            finish: a.finish,
+            prompt_tokens: a.prompt_tokens,
+            generated_tokens: a.generated_tokens,
+            error: None,
+            attempts: attempt + 1,
+            spent_tokens: spent + a.generated_tokens,
+            queued: self.backend.outstanding() as u32,
+            guarded: a.guarded,
+            names_guarded: a.names_guarded,
+            task,
+        };
+        let total = r.spent_tokens;
+        let rank = rank(&mut r, style, &cfg.retry_gates, self.embedder.as_ref());
+        let best = match best {
+            Some((b, br)) if br <= rank => (b, br),
+            _ => (r, rank),
+        };
+        // A retry while no answer passes the gates at the reading level and the cosine aim.
+        if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
+            // An answer that copies its source is asked for in the style's own words.
+            let copied = copies(&best.0, style, &cfg.retry_gates);
+            let style = if copied { &own_words(style) } else { style };
+            let request = task_request(style, &best.0.task, attempt + 1, cfg);
+            // A retry the backend refuses keeps the answer we have.
+            if let Ok(i) = self.backend.submit(request) {
+                let task = best.0.task.clone();
+                self.tasks.insert(i, (time, task, attempt + 1, total, Some(best)));
+                return;
+            }
+        }
+        let (mut r, _) = best;
+        // The chosen answer carries what the task cost in all.
+        (r.attempts, r.spent_tokens) = (attempt + 1, total);
+        self.ready.push((time, r));
     }
 }
 
@@ -257,31 +296,24 @@ fn copies(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool {
     style.gate_on("copy") && copy_share(&r.task.chunk.text, &strip_chatter(&r.text).0, gates.copy_n) > bound
 }
 
-/// The prompt of a task's `attempt` (0 is the first; retries sample at `retry_temperature` with
+/// The request of a task's `attempt` (0 is the first; retries sample at `retry_temperature` with
 /// their own seed, so they differ from the first answer and from each other, reproducibly).
-fn task_prompt(
-    dec: &Decoder,
-    style: &Style,
-    task: &StyleTask,
-    attempt: u32,
-    cfg: &RephraseConfig,
-) -> anyhow::Result<Prompt> {
-    let text = prompt_text(dec, style, &task.chunk.text)?;
-    let ids = dec.tokenizer.encode(text.as_str(), false).map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?;
+fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseConfig) -> Request {
     let n = task.chunk.n_tokens as f64;
-    Ok(Prompt {
-        id: String::new(),
-        ids: ids.get_ids().to_vec(),
-        max_new_tokens: Some(style.max_new_tokens),
-        seed: Some(task_seed(task, style).wrapping_add(attempt as u64)),
+    let chunk = &task.chunk.text;
+    Request {
+        messages: style.messages(chunk),
+        plain: plain_text(style, chunk),
+        prefix: style.answer_prefix.clone(),
+        max_new_tokens: style.max_new_tokens,
+        seed: task_seed(task, style).wrapping_add(attempt as u64),
         soft_stop: (style.stop_after > 0.0)
             .then(|| SoftStop { after_tokens: (style.stop_after * n).ceil() as usize, at: style.stop_at.clone() }),
         min_new_tokens: (style.min_length * n) as usize,
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
-        numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(&task.chunk.text))),
-        names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(&task.chunk.text))),
-        continues: style.answer_prefix.clone(),
-    })
+        numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(chunk))),
+        names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(chunk))),
+    }
 }
 
 /// Whether the style's names are constrained: the option is on, and so is its entity gate.
@@ -334,7 +366,7 @@ fn cheap_gates_reject(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool 
     matches!(v, Verdict::Reject { .. })
 }
 
-fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
+fn failed(task: StyleTask, e: &str) -> Rephrased {
     Rephrased {
         cosine: None,
         task,
@@ -342,7 +374,7 @@ fn failed(task: StyleTask, e: &anyhow::Error) -> Rephrased {
         finish: Finish::Length,
         prompt_tokens: 0,
         generated_tokens: 0,
-        error: Some(format!("{e:#}")),
+        error: Some(e.to_string()),
         attempts: 1,
         spent_tokens: 0,
         queued: 0,
@@ -374,7 +406,7 @@ mod tests {
         };
         let answer = |text: &str| Rephrased {
             text: text.into(),
-            ..failed(StyleTask { chunk: chunk.clone(), style: 0 }, &anyhow::anyhow!("unused"))
+            ..failed(StyleTask { chunk: chunk.clone(), style: 0 }, "unused")
         };
         let gates = GateConfig::default();
         assert!(copies(&answer(src), &medium, &gates));
