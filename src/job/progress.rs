@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wrapflow_operators::state::metrics::Metrics;
+use wrapflow_operators::state::metrics::{Histogram, Metrics};
 
 /// Counters that workers add to.
 #[derive(Debug, Default)]
@@ -37,6 +37,36 @@ impl Progress {
     pub fn counter(&self, name: &str) -> u64 {
         self.workers.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|m| m.counter(name)).sum()
     }
+
+    /// A histogram merged over the workers.
+    pub fn histogram(&self, name: &str) -> Option<Histogram> {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Option<Histogram> = None;
+        for h in workers.iter().filter_map(|m| m.snapshot().histogram(name).cloned()) {
+            match &mut all {
+                Some(a) => a.merge(&h),
+                None => all = Some(h),
+            }
+        }
+        all
+    }
+}
+
+/// The remote backend's part of a progress line: requests/s, completion tokens/s and latency
+/// percentiles (empty for in-process runs).
+fn remote_part(progress: &Progress, start: Instant) -> String {
+    let requests = progress.counter("remote.requests");
+    let Some(h) = progress.histogram("remote.latency_s").filter(|_| requests > 0) else { return String::new() };
+    let secs = start.elapsed().as_secs_f64().max(1e-3);
+    let q = |x: f64| h.quantile(x).unwrap_or(f64::NAN);
+    format!(
+        ", {requests} requests ({:.1}/s, {:.0} tok/s, latency p50 {:.1} s p99 {:.1} s, {} retried)",
+        requests as f64 / secs,
+        progress.counter("remote.completion_tokens") as f64 / secs,
+        q(0.5),
+        q(0.99),
+        progress.counter("remote.retries")
+    )
 }
 
 /// How to show progress.
@@ -119,6 +149,7 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                 let gen_rate = progress.counter("rephrase.generated_tokens") as f64 / start.elapsed().as_secs_f64();
                 let mut wrap =
                     if rephrased > 0 { format!(", {rephrased} rephrased ({gen_rate:.0} tok/s)") } else { String::new() };
+                wrap += &remote_part(&progress, start);
                 wrap += &checkpoint_part(&progress);
                 match &bar {
                     Some(b) => {

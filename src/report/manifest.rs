@@ -202,8 +202,22 @@ pub struct RephraseOut {
     pub max_queued_per_worker: u64,
     /// Generated tokens per second of wall time, all workers together.
     pub gen_tok_s: f64,
+    /// The endpoint, for a plan that rephrases on a server (without credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteOut>,
     /// The accepted rows (`synthetic/`).
     pub synthetic: Output,
+}
+
+/// How a remote backend fared: HTTP requests (tries included), retries, latency.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemoteOut {
+    pub endpoint: String,
+    pub api: String,
+    pub requests: u64,
+    pub retries: u64,
+    pub latency_p50_s: Option<f64>,
+    pub latency_p99_s: Option<f64>,
 }
 
 /// Versions of wrapflow and its main dependencies.

@@ -1,11 +1,12 @@
 //! The manifest's `rephrase` section: the model, its decoding settings, tokens, and per-style
 //! fidelity, from the workers' reports.
 
+use wrapflow_operators::engine::remote::endpoint_display;
 use wrapflow_operators::state::metrics::MetricSet;
 
 use crate::plan::Plan;
 use crate::report::fidelity::style_stats;
-use crate::report::manifest::{Output, RephraseOut};
+use crate::report::manifest::{Output, RemoteOut, RephraseOut};
 use crate::report::worker::WorkerReport;
 
 /// The section for a plan that rephrases (`None` otherwise); `metrics` is the sum of the
@@ -47,6 +48,17 @@ pub fn merge(
     let real_chunks = metrics.counter("fanout.chunks");
     out.real_fk_grade = (real_chunks > 0).then(|| metrics.sum("fanout.source_fk_grade") / real_chunks as f64);
     out.gen_tok_s = out.generated_tokens as f64 / wall_s.max(1e-9);
+    out.remote = spec.remote().map(|r| {
+        let latency = metrics.histogram("remote.latency_s");
+        RemoteOut {
+            endpoint: endpoint_display(&r.endpoint),
+            api: format!("{:?}", r.api).to_lowercase(),
+            requests: metrics.counter("remote.requests"),
+            retries: metrics.counter("remote.retries"),
+            latency_p50_s: latency.and_then(|h| h.quantile(0.5)),
+            latency_p99_s: latency.and_then(|h| h.quantile(0.99)),
+        }
+    });
     let mut shards: Vec<_> = reports.iter().flat_map(|r| r.synthetic_shards.iter().cloned()).collect();
     shards.sort_by(|a, b| a.path.cmp(&b.path));
     out.synthetic = Output {

@@ -26,9 +26,20 @@ pub use sample::{sample, sample_at};
 /// the assistant's turn opened.
 pub fn chat_prompt(dec: &Decoder, messages: &serde_json::Value) -> anyhow::Result<String> {
     let template = dec.chat_template.as_deref().ok_or_else(|| anyhow::anyhow!("the model has no chat template"))?;
+    render_chat(template, messages, true)
+}
+
+/// Renders chat `messages` with a Jinja chat `template`; with `add_generation_prompt` the text
+/// ends with the assistant's turn opened.
+pub fn render_chat(
+    template: &str,
+    messages: &serde_json::Value,
+    add_generation_prompt: bool,
+) -> anyhow::Result<String> {
     let mut env = minijinja::Environment::new();
     env.add_template("chat", template)?;
-    let ctx =
-        minijinja::context! { messages => messages, add_generation_prompt => true, bos_token => "", eos_token => "" };
+    let ctx = minijinja::context! {
+        messages => messages, add_generation_prompt => add_generation_prompt, bos_token => "", eos_token => ""
+    };
     Ok(env.get_template("chat")?.render(ctx)?)
 }

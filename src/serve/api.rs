@@ -1,0 +1,315 @@
+//! The OpenAI-compatible routes of `wrapflow serve`: request checking, prompts, responses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event as Sse, KeepAlive};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
+use wrapflow_operators::engine::{Finish, Prompt, render_chat};
+
+use super::Served;
+use super::engine::{Event, Job};
+
+type Shared = State<Arc<Served>>;
+
+pub(crate) fn router(served: Arc<Served>) -> Router {
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route: see /v1/models", "not_found_error") })
+        .with_state(served)
+}
+
+/// An OpenAI-style error response.
+fn error(status: StatusCode, message: &str, kind: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn bad(message: impl AsRef<str>) -> Response {
+    error(StatusCode::BAD_REQUEST, message.as_ref(), "invalid_request_error")
+}
+
+async fn models(State(s): Shared) -> Response {
+    let card =
+        json!({"id": s.name, "object": "model", "created": 0, "owned_by": "wrapflow", "max_model_len": s.context});
+    axum::Json(json!({"object": "list", "data": [card]})).into_response()
+}
+
+async fn chat(State(s): Shared, body: Bytes) -> Response {
+    match parse(&s, &body, true) {
+        Ok(req) => answer(s, req, true).await,
+        Err(r) => r,
+    }
+}
+
+async fn completions(State(s): Shared, body: Bytes) -> Response {
+    match parse(&s, &body, false) {
+        Ok(req) => answer(s, req, false).await,
+        Err(r) => r,
+    }
+}
+
+/// A checked request: its prompt and how to answer.
+struct Req {
+    stream: bool,
+    include_usage: bool,
+    prompt: Prompt,
+}
+
+/// Checks a request and renders its prompt text.
+fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Response> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    let v = v.as_object().ok_or_else(|| bad("the body must be a JSON object"))?;
+    if let Some(m) = v.get("model").and_then(Value::as_str).filter(|m| *m != s.name) {
+        let msg = format!("The model `{m}` does not exist (this server has `{}`)", s.name);
+        return Err(error(StatusCode::NOT_FOUND, &msg, "not_found_error"));
+    }
+    if v.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+        return Err(bad("n: only 1 choice per request is supported"));
+    }
+    let text = if chat { chat_text(s, v)? } else { completion_text(v)? };
+    let num = |k: &str| v.get(k).filter(|x| !x.is_null());
+    let max_tokens = match num("max_completion_tokens").or(num("max_tokens")) {
+        None => s.max_tokens,
+        Some(x) => x.as_u64().filter(|&n| n >= 1).ok_or_else(|| bad("max_tokens must be a positive integer"))? as usize,
+    };
+    let float = |k: &str, lo: f64, hi: f64, d: f64| -> Result<f32, Response> {
+        match num(k) {
+            None => Ok(d as f32),
+            Some(x) => x
+                .as_f64()
+                .filter(|f| (lo..=hi).contains(f))
+                .map(|f| f as f32)
+                .ok_or_else(|| bad(format!("{k} must be a number in [{lo}, {hi}]"))),
+        }
+    };
+    let int = |k: &str| -> Result<Option<u64>, Response> {
+        num(k).map(|x| x.as_u64().ok_or_else(|| bad(format!("{k} must be a non-negative integer")))).transpose()
+    };
+    let (temperature, top_p) = (float("temperature", 0.0, 2.0, 1.0)?, float("top_p", 0.0, 1.0, 1.0)?);
+    if top_p <= 0.0 {
+        return Err(bad("top_p must be more than 0"));
+    }
+    let stop = match num("stop") {
+        None => vec![],
+        Some(Value::String(x)) => vec![x.clone()],
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) && a.len() <= 4 => {
+            a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        Some(_) => return Err(bad("stop must be a string or a list of up to 4 strings")),
+    };
+    let ids = s.tokenizer.encode(text.as_str(), false).map_err(|e| bad(format!("tokenizing the prompt: {e}")))?;
+    let ids = ids.get_ids().to_vec();
+    if ids.len() + max_tokens > s.context {
+        let msg = format!(
+            "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the messages, {max_tokens} in the completion).",
+            s.context,
+            ids.len() + max_tokens,
+            ids.len()
+        );
+        return Err(bad(msg));
+    }
+    let prompt = Prompt {
+        ids,
+        max_new_tokens: Some(max_tokens),
+        seed: int("seed")?,
+        min_new_tokens: int("min_tokens")?.unwrap_or(0) as usize,
+        temperature: Some(temperature),
+        top_p: Some(top_p),
+        top_k: int("top_k")?.map(|k| k as usize),
+        no_repeat_ngram: int("no_repeat_ngram_size")?.map(|n| n as usize),
+        stop,
+        ..Default::default()
+    };
+    let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage =
+        v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    Ok(Req { stream, include_usage, prompt })
+}
+
+/// A chat request's prompt: its messages in the model's template, the assistant's turn opened
+/// (or, with `continue_final_message`, the last assistant message left open to continue).
+fn chat_text(s: &Served, v: &serde_json::Map<String, Value>) -> Result<String, Response> {
+    let template = s.template.as_deref().ok_or_else(|| bad("this model has no chat template: use /v1/completions"))?;
+    let messages = v.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty());
+    let messages = messages.ok_or_else(|| bad("messages must be a non-empty list"))?;
+    let mut plain = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        if !["system", "user", "assistant", "developer"].contains(&role) {
+            return Err(bad(format!("messages[{i}].role must be system, user or assistant")));
+        }
+        let content = match m.get("content") {
+            Some(Value::String(t)) => t.clone(),
+            // Content parts: the text ones, joined.
+            Some(Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect(),
+            _ => return Err(bad(format!("messages[{i}].content must be a string or a list of text parts"))),
+        };
+        plain.push(json!({"role": if role == "developer" { "system" } else { role }, "content": content}));
+    }
+    let flag = |k: &str| v.get(k).and_then(Value::as_bool);
+    let continues = flag("continue_final_message").unwrap_or(false);
+    if continues && plain.last().and_then(|m| m["role"].as_str()) != Some("assistant") {
+        return Err(bad("continue_final_message needs the last message to be the assistant's"));
+    }
+    let open = flag("add_generation_prompt").unwrap_or(!continues);
+    if continues && open {
+        return Err(bad("continue_final_message and add_generation_prompt cannot both be true"));
+    }
+    let last = plain.last().and_then(|m| m["content"].as_str()).unwrap_or("").to_string();
+    let text = render_chat(template, &Value::Array(plain), open).map_err(|e| bad(format!("chat template: {e:#}")))?;
+    if !continues {
+        return Ok(text);
+    }
+    // Cut the template's end of turn after the last message, so that the model continues it.
+    match text.rfind(&last) {
+        Some(at) if !last.is_empty() => Ok(text[..at + last.len()].to_string()),
+        _ => Err(bad("continue_final_message: the last message's text is not in the rendered prompt")),
+    }
+}
+
+fn completion_text(v: &serde_json::Map<String, Value>) -> Result<String, Response> {
+    match v.get("prompt") {
+        Some(Value::String(p)) if !p.is_empty() => Ok(p.clone()),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => Ok(a[0].as_str().unwrap_or("").to_string()),
+        _ => Err(bad("prompt must be a non-empty string (one prompt per request)")),
+    }
+}
+
+/// Hands the request to the engine and answers, whole or as a stream.
+async fn answer(s: Arc<Served>, req: Req, chat: bool) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let job = Job { prompt: req.prompt, stream: req.stream, events: tx };
+    if s.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down", "server_error");
+    }
+    let meta = Meta::new(&s.name, chat);
+    if req.stream {
+        let events = stream(rx, meta, req.include_usage);
+        return axum::response::Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    }
+    whole(rx, meta).await
+}
+
+/// What every response of one request carries.
+#[derive(Clone)]
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    chat: bool,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Meta {
+    fn new(model: &str, chat: bool) -> Self {
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n}", if chat { "chatcmpl" } else { "cmpl" });
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Meta { id, created, model: model.to_string(), chat }
+    }
+
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.chat, chunk) {
+            (true, false) => "chat.completion",
+            (true, true) => "chat.completion.chunk",
+            (false, _) => "text_completion",
+        }
+    }
+
+    /// A response (or stream chunk) with one choice.
+    fn with(&self, chunk: bool, text: Option<&str>, finish: Option<Finish>) -> Value {
+        let mut choice = json!({"index": 0, "finish_reason": finish.map(reason), "logprobs": null});
+        match (self.chat, chunk) {
+            (true, false) => choice["message"] = json!({"role": "assistant", "content": text.unwrap_or("")}),
+            (true, true) => choice["delta"] = text.map_or(json!({}), |t| json!({"content": t})),
+            (false, _) => choice["text"] = json!(text.unwrap_or("")),
+        }
+        json!({"id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model, "choices": [choice]})
+    }
+}
+
+fn reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Length => "length",
+        Finish::Eos | Finish::Stop => "stop",
+    }
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+async fn whole(mut rx: UnboundedReceiver<Event>, meta: Meta) -> Response {
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Delta(d) => text.push_str(&d),
+            Event::Done { rest, finish, prompt_tokens, completion_tokens } => {
+                text.push_str(&rest);
+                let mut body = meta.with(false, Some(&text), Some(finish));
+                body["usage"] = usage(prompt_tokens, completion_tokens);
+                return axum::Json(body).into_response();
+            }
+            Event::Failed(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e, "server_error"),
+        }
+    }
+    error(StatusCode::INTERNAL_SERVER_ERROR, "the engine stopped", "server_error")
+}
+
+/// Server-sent events: the role first (chat), then text as it is decoded, the finish reason,
+/// the usage if asked for, and `[DONE]`.
+fn stream(
+    rx: UnboundedReceiver<Event>,
+    meta: Meta,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Sse, Infallible>> {
+    let mut first = meta.with(true, None, None);
+    if meta.chat {
+        first["choices"][0]["delta"] = json!({"role": "assistant", "content": ""});
+    }
+    let head: Vec<Value> = if meta.chat { vec![first] } else { vec![] };
+    let state = (rx, meta, head, false);
+    futures::stream::unfold(state, move |(mut rx, meta, mut queue, ended)| async move {
+        if queue.is_empty() && !ended {
+            queue = match rx.recv().await {
+                Some(Event::Delta(d)) => vec![meta.with(true, Some(&d), None)],
+                Some(Event::Done { rest, finish, prompt_tokens, completion_tokens }) => {
+                    let mut out = Vec::new();
+                    if !rest.is_empty() {
+                        out.push(meta.with(true, Some(&rest), None));
+                    }
+                    out.push(meta.with(true, None, Some(finish)));
+                    if include_usage {
+                        let mut u = meta.with(true, None, None);
+                        u["choices"] = json!([]);
+                        u["usage"] = usage(prompt_tokens, completion_tokens);
+                        out.push(u);
+                    }
+                    out.push(Value::Null);
+                    out
+                }
+                Some(Event::Failed(e)) => vec![json!({"error": {"message": e, "type": "server_error"}}), Value::Null],
+                None => vec![Value::Null],
+            };
+            queue.reverse();
+        }
+        let next = queue.pop()?;
+        let event = if next.is_null() { Sse::default().data("[DONE]") } else { Sse::default().data(next.to_string()) };
+        let ended = ended || next.is_null();
+        Some((Ok(event), (rx, meta, queue, ended)))
+    })
+}
