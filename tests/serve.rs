@@ -170,8 +170,11 @@ fn run(plan: &Path, out: &Path, env: &[(&str, &str)]) -> std::process::Output {
     cmd.envs(env.iter().copied()).output().unwrap()
 }
 
-/// The synthetic rows (document, chunk, style, text) and the rejects' (task, reason).
-fn rows(out: &Path) -> (Vec<(String, i64, String, String)>, Vec<(String, String)>) {
+/// Synthetic rows (document, chunk, style, text) and rejects (record, reason).
+type Rows = (Vec<(String, i64, String, String)>, Vec<(String, String)>);
+
+/// The synthetic rows and the rejects of an output, sorted.
+fn rows(out: &Path) -> Rows {
     let mut synthetic: Vec<_> = common::read_parquet_rows(&out.join("synthetic"))
         .iter()
         .map(|r| {
@@ -346,4 +349,41 @@ fn the_openai_package_talks_to_wrapflow_serve() {
     assert_eq!(errors["empty"][0], 400);
     assert_eq!(errors["model"][0], 404);
     assert_eq!(errors["temperature"][0], 400);
+}
+
+#[test]
+fn sigterm_lets_the_requests_in_flight_finish() {
+    let s = setup();
+    let mut server = Server::start(&s.model);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("{}/chat/completions", server.url);
+    let body = serde_json::json!({
+        "model": "tiny", "messages": [{"role": "user", "content": "The council met."}],
+        "max_tokens": 1500, "min_tokens": 1500, "temperature": 0,
+        "stream": true, "stream_options": {"include_usage": true}
+    });
+    // Three streams, each started (its first event read) before the signal.
+    let mut streams: Vec<_> = (0..3)
+        .map(|_| {
+            let r = reqwest::Client::new().post(&url).header("content-type", "application/json").body(body.to_string());
+            rt.block_on(async {
+                let mut resp = r.send().await.unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+                let first = resp.chunk().await.unwrap().unwrap();
+                (resp, String::from_utf8_lossy(&first).to_string())
+            })
+        })
+        .collect();
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    for (resp, text) in &mut streams {
+        while let Some(c) = rt.block_on(resp.chunk()).unwrap() {
+            text.push_str(&String::from_utf8_lossy(&c));
+        }
+        let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+        let usage: Value = serde_json::from_str(events[events.len() - 2]).unwrap();
+        assert_eq!(usage["usage"]["completion_tokens"], 1500, "{usage}");
+    }
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }

@@ -284,7 +284,8 @@ fn check_settings(
         if r.concurrency == 0 {
             return bad("concurrency must be at least 1".into());
         }
-        if !r.endpoint.is_empty() && !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
+        let http = r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://");
+        if !r.endpoint.is_empty() && !http {
             return bad("endpoint must be an http:// or https:// URL".into());
         }
         if !r.api_key_env.is_empty() && !r.api_key_file.is_empty() {

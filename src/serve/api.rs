@@ -37,8 +37,18 @@ fn error(status: StatusCode, message: &str, kind: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn bad(message: impl AsRef<str>) -> Response {
-    error(StatusCode::BAD_REQUEST, message.as_ref(), "invalid_request_error")
+/// Why a request is refused.
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let kind = if self.0 == StatusCode::NOT_FOUND { "not_found_error" } else { "invalid_request_error" };
+        error(self.0, &self.1, kind)
+    }
+}
+
+fn bad(message: impl Into<String>) -> Refused {
+    Refused(StatusCode::BAD_REQUEST, message.into())
 }
 
 async fn models(State(s): Shared) -> Response {
@@ -50,14 +60,14 @@ async fn models(State(s): Shared) -> Response {
 async fn chat(State(s): Shared, body: Bytes) -> Response {
     match parse(&s, &body, true) {
         Ok(req) => answer(s, req, true).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 async fn completions(State(s): Shared, body: Bytes) -> Response {
     match parse(&s, &body, false) {
         Ok(req) => answer(s, req, false).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -68,34 +78,38 @@ struct Req {
     prompt: Prompt,
 }
 
-/// Checks a request and renders its prompt text.
-fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Response> {
+/// Checks a request and renders its prompt.
+fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Refused> {
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
     let v = v.as_object().ok_or_else(|| bad("the body must be a JSON object"))?;
     if let Some(m) = v.get("model").and_then(Value::as_str).filter(|m| *m != s.name) {
         let msg = format!("The model `{m}` does not exist (this server has `{}`)", s.name);
-        return Err(error(StatusCode::NOT_FOUND, &msg, "not_found_error"));
+        return Err(Refused(StatusCode::NOT_FOUND, msg));
     }
     if v.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
         return Err(bad("n: only 1 choice per request is supported"));
     }
     let text = if chat { chat_text(s, v)? } else { completion_text(v)? };
+    let ids = s.tokenizer.encode(text.as_str(), false).map_err(|e| bad(format!("tokenizing the prompt: {e}")))?;
+    let prompt = settings(s, v, ids.get_ids().to_vec())?;
+    let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let usage = v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool);
+    Ok(Req { stream, include_usage: usage.unwrap_or(false), prompt })
+}
+
+/// The prompt `ids` with the request's sampling settings, checked.
+fn settings(s: &Served, v: &serde_json::Map<String, Value>, ids: Vec<u32>) -> Result<Prompt, Refused> {
     let num = |k: &str| v.get(k).filter(|x| !x.is_null());
     let max_tokens = match num("max_completion_tokens").or(num("max_tokens")) {
         None => s.max_tokens,
         Some(x) => x.as_u64().filter(|&n| n >= 1).ok_or_else(|| bad("max_tokens must be a positive integer"))? as usize,
     };
-    let float = |k: &str, lo: f64, hi: f64, d: f64| -> Result<f32, Response> {
-        match num(k) {
-            None => Ok(d as f32),
-            Some(x) => x
-                .as_f64()
-                .filter(|f| (lo..=hi).contains(f))
-                .map(|f| f as f32)
-                .ok_or_else(|| bad(format!("{k} must be a number in [{lo}, {hi}]"))),
-        }
+    let float = |k: &str, lo: f64, hi: f64, d: f64| -> Result<f32, Refused> {
+        let Some(x) = num(k) else { return Ok(d as f32) };
+        let f = x.as_f64().filter(|f| (lo..=hi).contains(f));
+        f.map(|f| f as f32).ok_or_else(|| bad(format!("{k} must be a number in [{lo}, {hi}]")))
     };
-    let int = |k: &str| -> Result<Option<u64>, Response> {
+    let int = |k: &str| -> Result<Option<u64>, Refused> {
         num(k).map(|x| x.as_u64().ok_or_else(|| bad(format!("{k} must be a non-negative integer")))).transpose()
     };
     let (temperature, top_p) = (float("temperature", 0.0, 2.0, 1.0)?, float("top_p", 0.0, 1.0, 1.0)?);
@@ -110,18 +124,16 @@ fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Response> {
         }
         Some(_) => return Err(bad("stop must be a string or a list of up to 4 strings")),
     };
-    let ids = s.tokenizer.encode(text.as_str(), false).map_err(|e| bad(format!("tokenizing the prompt: {e}")))?;
-    let ids = ids.get_ids().to_vec();
     if ids.len() + max_tokens > s.context {
-        let msg = format!(
-            "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the messages, {max_tokens} in the completion).",
+        return Err(bad(format!(
+            "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the \
+             messages, {max_tokens} in the completion).",
             s.context,
             ids.len() + max_tokens,
             ids.len()
-        );
-        return Err(bad(msg));
+        )));
     }
-    let prompt = Prompt {
+    Ok(Prompt {
         ids,
         max_new_tokens: Some(max_tokens),
         seed: int("seed")?,
@@ -132,16 +144,12 @@ fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Response> {
         no_repeat_ngram: int("no_repeat_ngram_size")?.map(|n| n as usize),
         stop,
         ..Default::default()
-    };
-    let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage =
-        v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-    Ok(Req { stream, include_usage, prompt })
+    })
 }
 
 /// A chat request's prompt: its messages in the model's template, the assistant's turn opened
 /// (or, with `continue_final_message`, the last assistant message left open to continue).
-fn chat_text(s: &Served, v: &serde_json::Map<String, Value>) -> Result<String, Response> {
+fn chat_text(s: &Served, v: &serde_json::Map<String, Value>) -> Result<String, Refused> {
     let template = s.template.as_deref().ok_or_else(|| bad("this model has no chat template: use /v1/completions"))?;
     let messages = v.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty());
     let messages = messages.ok_or_else(|| bad("messages must be a non-empty list"))?;
@@ -180,7 +188,7 @@ fn chat_text(s: &Served, v: &serde_json::Map<String, Value>) -> Result<String, R
     }
 }
 
-fn completion_text(v: &serde_json::Map<String, Value>) -> Result<String, Response> {
+fn completion_text(v: &serde_json::Map<String, Value>) -> Result<String, Refused> {
     match v.get("prompt") {
         Some(Value::String(p)) if !p.is_empty() => Ok(p.clone()),
         Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => Ok(a[0].as_str().unwrap_or("").to_string()),
