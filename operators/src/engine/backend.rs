@@ -1,7 +1,7 @@
 //! Where rephrasings come from: one trait, [`Backend`], for every way of running a model. The
 //! rephrase stage gives a backend [`Request`]s and polls it for [`Answer`]s; it does not know
 //! whether the model runs in this process ([`LocalBackend`], ONNX Runtime with continuous
-//! batching) or behind an OpenAI-compatible server ([`crate::engine::remote::RemoteBackend`]).
+//! batching) or behind an OpenAI-compatible server (`RemoteBackend`, in the `remote` module).
 //!
 //! A backend that cannot honour a request part (a remote server cannot run the number guard)
 //! ignores it; the gate stage judges every answer the same way whatever made it.

@@ -166,6 +166,23 @@ struct Row {
     stop: Vec<String>,
 }
 
+/// Picks the next token from `logits` (modified in place).
+pub fn sample(logits: &mut [f32], generated: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
+    sample_at(logits, generated, cfg, cfg.temperature, rng)
+}
+
+/// [`sample`] at a given temperature (a prompt may override the configured one).
+pub fn sample_at(
+    logits: &mut [f32],
+    generated: &[u32],
+    cfg: &GenerationConfig,
+    temperature: f32,
+    rng: &mut StdRng,
+) -> u32 {
+    block_repeats(logits, generated, cfg.no_repeat_ngram);
+    draw(logits, cfg.top_k, cfg.top_p, temperature, rng)
+}
+
 /// Generates for every prompt, calling `done` as each finishes (in finishing order).
 pub fn generate(
     dec: &mut Decoder,

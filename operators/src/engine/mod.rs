@@ -16,11 +16,12 @@ pub use backend::{Answer, Backend, Lineage, LocalBackend, Request};
 pub use constrain::{NumberGuard, TokenTable, number_forms};
 pub use decoder::Decoder;
 pub use embed::{Embedder, cosine};
-pub use generate::{Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate};
+pub use generate::{
+    Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
+};
 pub use names::NameGuard;
 pub use remote::{RemoteBackend, RemoteConfig};
 pub use runtime::{Provider, SessionConfig};
-pub use sample::{sample, sample_at};
 
 /// Renders chat `messages` (`[{"role", "content"}]`) with the model's chat template, ending with
 /// the assistant's turn opened.

@@ -3,25 +3,6 @@
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::generate::GenerationConfig;
-
-/// Picks the next token from `logits` (modified in place).
-pub fn sample(logits: &mut [f32], generated: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
-    sample_at(logits, generated, cfg, cfg.temperature, rng)
-}
-
-/// [`sample`] at a given temperature (a prompt may override the configured one).
-pub fn sample_at(
-    logits: &mut [f32],
-    generated: &[u32],
-    cfg: &GenerationConfig,
-    temperature: f32,
-    rng: &mut StdRng,
-) -> u32 {
-    block_repeats(logits, generated, cfg.no_repeat_ngram);
-    draw(logits, cfg.top_k, cfg.top_p, temperature, rng)
-}
-
 pub(super) fn argmax(l: &[f32]) -> usize {
     l.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
 }
