@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
-use wrapflow_operators::engine::{Finish, Prompt, render_chat};
+use wrapflow_operators::engine::{Finish, NameGuard, NumberGuard, Prompt, SoftStop, render_chat};
 
 use super::Served;
 use super::engine::{Event, Job};
@@ -133,8 +133,13 @@ fn settings(s: &Served, v: &serde_json::Map<String, Value>, ids: Vec<u32>) -> Re
             ids.len()
         )));
     }
+    let (numbers, names, soft_stop) = guards(v)?;
     Ok(Prompt {
         ids,
+        numbers,
+        names,
+        soft_stop,
+        continues: continued(v),
         max_new_tokens: Some(max_tokens),
         seed: int("seed")?,
         min_new_tokens: int("min_tokens")?.unwrap_or(0) as usize,
@@ -145,6 +150,47 @@ fn settings(s: &Served, v: &serde_json::Map<String, Value>, ids: Vec<u32>) -> Re
         stop,
         ..Default::default()
     })
+}
+
+/// wrapflow's extension (`"wrapflow": {"numbers_from", "names_from", "soft_stop"}`): decode as
+/// the rephrase stage does in process, with the number and name guards over a source text and a
+/// soft stop.
+#[allow(clippy::type_complexity)]
+fn guards(
+    v: &serde_json::Map<String, Value>,
+) -> Result<(Option<Arc<NumberGuard>>, Option<Arc<NameGuard>>, Option<SoftStop>), Refused> {
+    let Some(w) = v.get("wrapflow").filter(|w| !w.is_null()) else { return Ok((None, None, None)) };
+    let text = |k: &str| match w.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) => Ok(Some(t.as_str())),
+        Some(_) => Err(bad(format!("wrapflow.{k} must be a string"))),
+    };
+    let numbers = text("numbers_from")?.map(|t| Arc::new(NumberGuard::new(t)));
+    let names = text("names_from")?.map(|t| Arc::new(NameGuard::new(t)));
+    let soft_stop = match w.get("soft_stop") {
+        None | Some(Value::Null) => None,
+        Some(s) => Some(SoftStop {
+            after_tokens: s
+                .get("after_tokens")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("wrapflow.soft_stop.after_tokens"))? as usize,
+            at: s.get("at").and_then(Value::as_str).ok_or_else(|| bad("wrapflow.soft_stop.at"))?.to_string(),
+        }),
+    };
+    Ok((numbers, names, soft_stop))
+}
+
+/// The text the answer continues on its line (the guards read counters such as "Question 2:"
+/// from it): a continued assistant message, or a completion's prompt.
+fn continued(v: &serde_json::Map<String, Value>) -> String {
+    if let Some(p) = v.get("prompt").and_then(Value::as_str) {
+        return p.to_string();
+    }
+    if v.get("continue_final_message").and_then(Value::as_bool) == Some(true) {
+        let last = v.get("messages").and_then(Value::as_array).and_then(|m| m.last());
+        return last.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or("").to_string();
+    }
+    String::new()
 }
 
 /// A chat request's prompt: its messages in the model's template, the assistant's turn opened
@@ -266,10 +312,11 @@ async fn whole(mut rx: UnboundedReceiver<Event>, meta: Meta) -> Response {
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Delta(d) => text.push_str(&d),
-            Event::Done { rest, finish, prompt_tokens, completion_tokens } => {
+            Event::Done { rest, finish, prompt_tokens, completion_tokens, guarded } => {
                 text.push_str(&rest);
                 let mut body = meta.with(false, Some(&text), Some(finish));
                 body["usage"] = usage(prompt_tokens, completion_tokens);
+                body["wrapflow"] = json!({"numbers_guarded": guarded[0], "names_guarded": guarded[1]});
                 return axum::Json(body).into_response();
             }
             Event::Failed(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e, "server_error"),
@@ -295,7 +342,7 @@ fn stream(
         if queue.is_empty() && !ended {
             queue = match rx.recv().await {
                 Some(Event::Delta(d)) => vec![meta.with(true, Some(&d), None)],
-                Some(Event::Done { rest, finish, prompt_tokens, completion_tokens }) => {
+                Some(Event::Done { rest, finish, prompt_tokens, completion_tokens, .. }) => {
                     let mut out = Vec::new();
                     if !rest.is_empty() {
                         out.push(meta.with(true, Some(&rest), None));

@@ -19,6 +19,8 @@ pub enum Event {
         finish: Finish,
         prompt_tokens: usize,
         completion_tokens: usize,
+        /// Tokens where the number and the name guard overrode the model.
+        guarded: [u32; 2],
     },
     Failed(String),
 }
@@ -70,6 +72,7 @@ pub fn run(mut dec: Decoder, cfg: GenerationConfig, jobs: mpsc::Receiver<Job>) {
                 finish: c.finish,
                 prompt_tokens: c.prompt_tokens,
                 completion_tokens: c.token_ids.len(),
+                guarded: [c.guarded, c.names_guarded],
             });
         }
         for (index, ids) in batcher.live() {

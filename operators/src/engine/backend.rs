@@ -33,9 +33,12 @@ pub struct Request {
     /// Overrides the backend's temperature (a retry samples).
     pub temperature: Option<f32>,
     pub soft_stop: Option<SoftStop>,
-    /// Constrained decoding (in-process only): numbers and names of the source.
+    /// Constrained decoding: numbers and names of `source` only (in process, and on a server
+    /// that takes wrapflow's extension, such as `wrapflow serve`).
     pub numbers: Option<Arc<NumberGuard>>,
     pub names: Option<Arc<NameGuard>>,
+    /// The text the guards are built from (the chunk).
+    pub source: String,
 }
 
 /// A backend's answer to one [`Request`]: the text after the request's prefix.

@@ -313,6 +313,7 @@ fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseCon
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
         numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(chunk))),
         names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(chunk))),
+        source: chunk.clone(),
     }
 }
 

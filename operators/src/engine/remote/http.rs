@@ -164,14 +164,15 @@ pub fn answer(body: &[u8], chat: bool) -> Result<Answer, String> {
         Some(other) => return Err(format!("the response ended with finish_reason {other:?}")),
         None => return Err("the response has no finish_reason".into()),
     };
-    let count = |k: &str| v.pointer(&format!("/usage/{k}")).and_then(Value::as_u64).map(|n| n as u32);
+    let count = |k: &str| v.pointer(k).and_then(Value::as_u64).map_or(0, |n| n as u32);
     Ok(Answer {
         text: text.to_string(),
         finish,
-        prompt_tokens: count("prompt_tokens").unwrap_or(0),
-        generated_tokens: count("completion_tokens").unwrap_or(0),
-        guarded: 0,
-        names_guarded: 0,
+        prompt_tokens: count("/usage/prompt_tokens"),
+        generated_tokens: count("/usage/completion_tokens"),
+        // What the guards did, from a server that ran them (`wrapflow serve`).
+        guarded: count("/wrapflow/numbers_guarded"),
+        names_guarded: count("/wrapflow/names_guarded"),
     })
 }
 

@@ -147,6 +147,9 @@ impl RemoteBackend {
             if g.no_repeat_ngram > 0 {
                 body["no_repeat_ngram_size"] = json!(g.no_repeat_ngram);
             }
+            if let Some(w) = guards(r) {
+                body["wrapflow"] = w;
+            }
         }
         match self.cfg.api {
             Api::Chat => {
@@ -239,6 +242,23 @@ impl Backend for RemoteBackend {
             weights_hash: format!("endpoint:{}", endpoint_display(&self.cfg.endpoint)),
         }
     }
+}
+
+/// wrapflow's own extension, for a server that can decode as in process (`wrapflow serve`): the
+/// text the number and name guards take their words from, and the soft stop. Other servers
+/// ignore it (vLLM logs the field as ignored).
+fn guards(r: &Request) -> Option<Value> {
+    let mut w = serde_json::Map::new();
+    if r.numbers.is_some() {
+        w.insert("numbers_from".into(), json!(r.source));
+    }
+    if r.names.is_some() {
+        w.insert("names_from".into(), json!(r.source));
+    }
+    if let Some(s) = &r.soft_stop {
+        w.insert("soft_stop".into(), json!({"after_tokens": s.after_tokens, "at": s.at}));
+    }
+    (!w.is_empty()).then_some(Value::Object(w))
 }
 
 /// The API key a plan names: the variable `env` or the first line of `file` (neither: none).
