@@ -7,6 +7,13 @@
 -- a curriculum variant, all from the same pass.
 --
 --   wrapflow run plans/wrap.sql --set limit=20 --set output=out/wrap
+--
+-- To rephrase on a server instead (vLLM, llama.cpp's llama-server, a hosted API, or
+-- `wrapflow serve --model models/smollm2-135m-instruct`, which serves it as smollm2-135m-instruct):
+--
+--   wrapflow run plans/wrap.sql --set endpoint=http://127.0.0.1:8000/v1 [--set served=NAME]
+--
+-- `model` then only lends its tokenizer for chunking.
 
 PARAM input      DEFAULT 'data/bbc/bbc.jsonl';
 PARAM output     DEFAULT 'out/wrap';
@@ -19,6 +26,8 @@ PARAM seed       DEFAULT 0;
 PARAM retries    DEFAULT 2;                                  -- new answers when a model-free gate fails
 PARAM threads    DEFAULT 1;                                  -- ONNX Runtime threads per worker
 PARAM batch      DEFAULT 16;                                 -- sequences decoded together per worker
+PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compatible server to rephrase on
+PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name there
 
 TOKENIZER '${model}/tokenizer.json';
 
@@ -45,7 +54,8 @@ CHUNK WITH (max_tokens = ${max_tokens});
 --   STYLE hard WITH (rate = 0.3);   -- 30% of chunks get `hard`
 -- On 2 cores, one worker with threads=2 and batch=32 ran 10 articles in 322 s against 578 s for
 -- two workers with one thread each (same outputs; benchmarks/RESULTS.md).
-REPHRASE WITH (model = '${model}', styles = '${styles}', seed = ${seed}, batch_size = ${batch}, threads = ${threads},
+REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}',
+               styles = '${styles}', seed = ${seed}, batch_size = ${batch}, threads = ${threads},
                no_repeat_ngram = 6,
                retries = ${retries}, retry_temperature = 0.7);
 -- Meaning: a rewrite's MiniLM cosine to its chunk must reach 0.75 (qa sets its own 0.65: Q&As

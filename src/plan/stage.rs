@@ -45,6 +45,8 @@ pub struct RephraseSpec {
     /// Base URL of an OpenAI-compatible server (`http://host:8000/v1`): rephrase there instead of
     /// in this process (see [`RemoteConfig`]).
     pub endpoint: String,
+    /// The model's name on that server, if not `model` (which may then stay a local directory).
+    pub served: String,
     /// `chat` or `completions` (base models with plain-text styles).
     pub api: Api,
     /// Requests in flight per worker, per-request timeout, how long failing requests are retried.
@@ -96,6 +98,7 @@ impl Default for RephraseSpec {
         RephraseSpec {
             model: String::new(),
             endpoint: String::new(),
+            served: String::new(),
             api: r.api,
             concurrency: r.concurrency,
             timeout_s: r.timeout_s,
@@ -155,7 +158,7 @@ impl RephraseSpec {
     pub fn remote(&self) -> Option<RemoteConfig> {
         (!self.endpoint.is_empty()).then(|| RemoteConfig {
             endpoint: self.endpoint.clone(),
-            model: self.model.clone(),
+            model: if self.served.is_empty() { self.model.clone() } else { self.served.clone() },
             api: self.api,
             concurrency: self.concurrency,
             timeout_s: self.timeout_s,

@@ -20,7 +20,8 @@ pub fn merge(
     let Some((spec, _)) = plan.rephrase.as_ref() else { return Ok(None) };
     let cfg = spec.config(&plan.gates);
     let mut out = RephraseOut {
-        model: cfg.model.clone(),
+        // On a server: the model's name there (the endpoint is in `remote`).
+        model: spec.remote().map_or_else(|| cfg.model.clone(), |r| r.model),
         embedder: (!plan.gates.embedder.is_empty()).then(|| plan.gates.embedder.clone()),
         generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
         style_order: plan.styles.iter().map(|s| s.name.clone()).collect(),
