@@ -20,11 +20,15 @@ bench() { for c in 1 8 32; do echo "$1 $($PY benchmarks/serve_bench.py "$2" "$3"
 
 cargo build -q --bin wrapflow
 [ -f "$MODEL/model.onnx" ] || target/debug/wrapflow model import "$GGUF" --out "$MODEL" --weights q4 > /dev/null
-target/debug/wrapflow serve --model "$MODEL" --name smollm2 --port 8101 --batch "$SLOTS" --threads "$THREADS" > /dev/null &
-PID=$!
-wait_up http://127.0.0.1:8101/v1
-bench "wrapflow-serve" http://127.0.0.1:8101/v1 smollm2
-kill -TERM $PID; wait $PID || true
+# wrapflow on the q4 import, then on the fp32 one the demo uses (models/, from scripts/setup.sh).
+for m in "$MODEL" models/smollm2-135m-instruct; do
+  [ -f "$m/model.onnx" ] || continue
+  target/debug/wrapflow serve --model "$m" --name smollm2 --port 8101 --batch "$SLOTS" --threads "$THREADS" > /dev/null 2>&1 &
+  PID=$!
+  wait_up http://127.0.0.1:8101/v1
+  bench "wrapflow-serve($(basename "$m"))" http://127.0.0.1:8101/v1 smollm2
+  kill -TERM $PID; wait $PID || true
+done
 
 "$BIN" -m "$GGUF" --port 8102 -np "$SLOTS" -c $((SLOTS * 512)) -t "$THREADS" -a smollm2 > .cache/llama.cpp/server.log 2>&1 &
 PID=$!
