@@ -260,6 +260,24 @@ fn a_plan_on_wrapflow_serve_gives_the_in_process_rows_through_faults_crashes_and
     let lineage = common::read_parquet_rows(&out_direct.join("synthetic"));
     assert!(lineage[0]["model"].as_str().unwrap().starts_with("tiny@127.0.0.1:"), "{model} {:?}", lineage[0]["model"]);
 
+    // A base model's way: the styles as plain few-shot text on /completions, the key from a file.
+    let key_file = d.join("key.txt");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let opts = format!(
+        "model = 'tiny', endpoint = '{}', api = 'completions', api_key_file = '{}'",
+        server.url,
+        key_file.display()
+    );
+    let completions = plan(d, "completions.sql", &s.model, &s.input, &opts);
+    let out = d.join("out-completions");
+    let r = run(&completions, &out, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let m = manifest(&out);
+    assert_eq!(m["rephrase"]["tasks"].as_u64().unwrap() as usize, synthetic.len() + rejects.len(), "{m}");
+    assert_eq!(m["rephrase"]["remote"]["api"], "completions", "{m}");
+    assert!(!rows(&out).0.is_empty());
+    assert!(!all_text(&out).contains(KEY), "the key leaked into the output");
+
     // Through the faulty proxy, with an API key: every task is answered once, cut answers are
     // rejects with their reason, and the key shows nowhere.
     *proxy.mode.lock().unwrap() = Mode::Faulty;
