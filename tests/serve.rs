@@ -63,7 +63,7 @@ enum Mode {
     /// Forward everything.
     Clean,
     /// Of every 20 requests one gets 429 with Retry-After, one 500, one is slow (past the client's
-    /// timeout); of every 17, one gets a cut body.
+    /// timeout), one has its connection dropped mid-body; of every 17, one gets a cut body.
     Faulty,
     /// 503 to everything.
     Down,
@@ -74,7 +74,7 @@ struct Proxy {
     upstream: String,
     mode: Mutex<Mode>,
     n: AtomicU64,
-    /// Per request: its body, the status it got, and its Authorization header.
+    /// Per request: its body, the status it got (0: stalled, 1: dropped), its Authorization header.
     seen: Mutex<Vec<(String, u16, String)>>,
     cut: AtomicU64,
 }
@@ -117,6 +117,14 @@ async fn forward(State(p): State<Arc<Proxy>>, headers: HeaderMap, uri: Uri, body
         .unwrap();
     let status = resp.status().as_u16();
     let mut bytes = resp.bytes().await.unwrap().to_vec();
+    if mode == Mode::Faulty && n % 20 == 11 {
+        // Dropped: the connection breaks after half the body.
+        record(1);
+        let half = Bytes::from(bytes[..bytes.len() / 2].to_vec());
+        let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped by the proxy");
+        let body = axum::body::Body::from_stream(futures::stream::iter([Ok(half), Err(broken)]));
+        return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
+    }
     if mode == Mode::Faulty && n % 17 == 9 {
         bytes.truncate(bytes.len() / 2);
         p.cut.fetch_add(1, Ordering::SeqCst);
@@ -305,7 +313,7 @@ fn a_plan_on_wrapflow_serve_gives_the_in_process_rows_through_faults_crashes_and
         assert!(synthetic.contains(row), "a row the in-process run does not have: {row:?}");
     }
     let seen = proxy.seen.lock().unwrap().clone();
-    for code in [429, 500, 0] {
+    for code in [429, 500, 0, 1] {
         assert!(seen.iter().any(|s| s.1 == code), "no {code} was injected");
     }
     assert!(seen.iter().all(|s| s.2 == format!("Bearer {KEY}")), "every request carries the key");

@@ -21,7 +21,7 @@ pub enum Outcome {
 }
 
 /// A request and how to send it.
-pub(super) struct Send {
+pub(super) struct Call {
     pub client: reqwest::Client,
     pub url: String,
     pub key: Option<String>,
@@ -40,7 +40,7 @@ enum Try {
     Fatal(String),
 }
 
-impl Send {
+impl Call {
     pub async fn run(self) -> Outcome {
         let first = Instant::now();
         let mut tries = 0u32;
@@ -79,12 +79,8 @@ impl Send {
         // never the headers.
         let resp = req.send().await.map_err(|e| Try::Again(transport(&e), None))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)));
+        let retry_after =
+            resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
         let body =
             resp.bytes().await.map_err(|e| Try::Again(format!("reading the response: {}", transport(&e)), None))?;
         if !status.is_success() {
@@ -102,6 +98,16 @@ impl Send {
         }
         answer(&body, self.chat).map_err(Try::Unreadable)
     }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (capped at an hour).
+fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let wait = match v.parse::<f64>() {
+        Ok(s) if s.is_finite() => Duration::from_secs_f64(s.max(0.0)),
+        _ => httpdate::parse_http_date(v).ok()?.duration_since(std::time::SystemTime::now()).unwrap_or_default(),
+    };
+    Some(wait.min(Duration::from_secs(3600)))
 }
 
 /// JSON bodies without reqwest's `json` feature (serde_json is here anyway).
@@ -214,6 +220,12 @@ mod tests {
             assert!(w >= cap * 0.5 && w <= cap, "try {t}: {w}");
         }
         assert!(backoff(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        assert_eq!(retry_after(" 2 "), Some(Duration::from_secs(2)));
+        let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let wait = retry_after(&later).unwrap();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date gone by");
+        assert_eq!(retry_after("soon"), None);
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl RemoteBackend {
         while self.in_flight < self.cfg.concurrency.max(1) {
             let Some((index, body, path)) = self.queue.pop_front() else { break };
             self.in_flight += 1;
-            let send = http::Send {
+            let call = http::Call {
                 client: self.client.clone(),
                 url: format!("{}/{path}", self.cfg.endpoint.trim_end_matches('/')),
                 key: self.key.clone(),
@@ -188,7 +188,7 @@ impl RemoteBackend {
             };
             let tx = self.tx.clone();
             self.runtime.spawn(async move {
-                let outcome = send.run().await;
+                let outcome = call.run().await;
                 let _ = tx.send(Done { index, outcome });
             });
         }
