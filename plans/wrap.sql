@@ -28,6 +28,7 @@ PARAM threads    DEFAULT 1;                                  -- ONNX Runtime thr
 PARAM batch      DEFAULT 16;                                 -- sequences decoded together per worker
 PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compatible server to rephrase on
 PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name there
+PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
 
 TOKENIZER '${model}/tokenizer.json';
 
@@ -54,7 +55,7 @@ CHUNK WITH (max_tokens = ${max_tokens});
 --   STYLE hard WITH (rate = 0.3);   -- 30% of chunks get `hard`
 -- On 2 cores, one worker with threads=2 and batch=32 ran 10 articles in 322 s against 578 s for
 -- two workers with one thread each (same outputs; benchmarks/RESULTS.md).
-REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}',
+REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}', concurrency = ${concurrency},
                styles = '${styles}', seed = ${seed}, batch_size = ${batch}, threads = ${threads},
                no_repeat_ngram = 6,
                retries = ${retries}, retry_temperature = 0.7);
