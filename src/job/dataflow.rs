@@ -93,7 +93,9 @@ pub(crate) fn pipeline(
     };
     sh.progress.watch(&ctx.metrics);
     let sink = |dir: &str, config: &SinkConfig| SinkConfig { dir: dir.into(), ..config.clone() };
-    let reject_cfg = sink("rejects", &SinkConfig { format: SinkFormat::Jsonl, ..SinkConfig::default() });
+    // Rejects are JSON Lines whatever the plan's format, in shards of the plan's size: an open
+    // shard is held in memory until it closes.
+    let reject_cfg = sink("rejects", &SinkConfig { format: SinkFormat::Jsonl, ..plan.sink.0.config.clone() });
     worker.dataflow::<u64, _, _>(|scope| {
         let docs = scope.input_from(&mut docs_in).container::<Vec<Document>>();
         let docs = if plan.dedup.is_some() { docs.dedup(&DedupConfig::default(), &ctx) } else { docs };
