@@ -6,6 +6,7 @@
 //! `--set name=value` or `PARAM name DEFAULT value`. See `plans/README.md` for the language.
 
 mod parse;
+mod rephrase;
 pub mod secrets;
 pub mod stage;
 pub mod text;
