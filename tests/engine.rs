@@ -267,7 +267,7 @@ fn the_number_guard_writes_only_the_sources_numbers() {
 }
 
 #[test]
-fn the_name_guard_writes_only_the_sources_names_mid_sentence() {
+fn the_name_guard_writes_only_the_sources_names_and_acronyms() {
     use wrapflow::operators::engine::NameGuard;
     use wrapflow::operators::stages::gates::new_entities;
     let dir = TempDir::new().unwrap();
@@ -284,9 +284,10 @@ fn the_name_guard_writes_only_the_sources_names_mid_sentence() {
     let mut guarded = vec![];
     generate(&mut d, ps(true), &cfg, |c| guarded.push(c)).unwrap();
     for c in &guarded {
-        let new: Vec<String> =
-            new_entities(source, &c.text, &[]).into_iter().filter(|w| w.chars().any(char::is_lowercase)).collect();
-        assert!(new.is_empty(), "mid-sentence names the source lacks: {new:?} in {:?}", c.text);
+        // A letter split over byte tokens reaches the guard as U+FFFD pieces, which end a word:
+        // such names are left to the gate.
+        let new: Vec<String> = new_entities(source, &c.text, &[]).into_iter().filter(|w| w.is_ascii()).collect();
+        assert!(new.is_empty(), "names or acronyms the source lacks: {new:?} in {:?}", c.text);
     }
     let overrides = guarded.iter().map(|c| c.names_guarded).sum::<u32>();
     assert!(overrides > 5, "the guard overrode the sampler ({overrides} times)");

@@ -175,6 +175,14 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     assert!(html.contains("<h2>Samples</h2>") && html.contains("id=\"samples-echo\""), "report.html has samples");
     let samples = &html[html.find("<h2>Samples</h2>").unwrap()..];
     assert!(samples.contains("<tr class=\"accepted\">") && !samples.contains("<td></td>"), "{samples}");
+    // A real browser builds the page with the samples inside their tables, their marks kept.
+    let png = s.dir.path().join("report.png");
+    let dom = common::browser::load(&out.join("report.html"), &png);
+    let shown = &dom[dom.find("<h3 id=\"samples-echo\">").expect("the echo samples in the browser's DOM")..];
+    let table = &shown[..shown.find("</table>").unwrap()];
+    assert!(table.starts_with("<h3 id=\"samples-echo\">echo</h3><table class=\"sample\"><tbody>"), "{table}");
+    assert!(table.contains("<tr class=\"accepted\">") && table.contains("<mark class="), "{table}");
+    assert!(std::fs::metadata(&png).unwrap().len() > 10_000, "a screenshot of the page");
 
     // A remix of the finished run: new ratios without rephrasing again; every row is read back.
     let mixes = s.dir.path().join("mixes.sql");

@@ -108,7 +108,7 @@ pub fn page(m: &Manifest, samples: &[Sample]) -> String {
          figcaption{font-weight:600}table{border-collapse:collapse;margin:.5em 0}\
          td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}\
          table.sample td{text-align:left;vertical-align:top;white-space:pre-wrap;width:50%}\
-         mark.copy{background:#ffe08a}mark.name{background:#ffb3b3}</style></head><body>\n",
+         mark.copy{background:#ffe08a}mark.name{background:#ffb3b3}mark.unsupported{background:#c9d7ff}</style></head><body>\n",
     );
     let _ =
         writeln!(s, "<h1>wrapflow report</h1><p>plan <code>{}</code> ({})</p>", esc(&m.plan.file), esc(&m.plan.hash));
@@ -150,7 +150,8 @@ fn sample_section(samples: &[Sample]) -> String {
     let mut s = String::from(
         "<h2>Samples</h2><p>Per style, accepted and rejected rows chosen by a hash of document, chunk and \
          style. Marked in the rephrasing: <mark class=\"copy\">word 5-grams copied verbatim from the \
-         source</mark>, <mark class=\"name\">names the source lacks</mark>.</p>\n",
+         source</mark>, <mark class=\"name\">names the source lacks</mark>, <mark class=\"unsupported\">the \
+         sentence the support gate found no source sentence for</mark>.</p>\n",
     );
     let mut styles: Vec<&str> = samples.iter().map(|x| x.style.as_str()).collect();
     styles.sort();
@@ -170,7 +171,7 @@ fn sample_section(samples: &[Sample]) -> String {
                 esc(&x.source),
                 esc(&x.doc_id),
                 x.chunk_index,
-                marked(&x.source, &x.text)
+                marked(&x.source, &x.text, unsupported(&x.reason))
             );
         }
         s += "</table>\n";
@@ -178,9 +179,15 @@ fn sample_section(samples: &[Sample]) -> String {
     s
 }
 
-/// `text`, escaped, with its words that belong to a word 5-gram of `source` and its names that
-/// `source` lacks marked.
-fn marked(source: &str, text: &str) -> String {
+/// The sentence a support reject names (`unsupported: "..." (best source cosine ...)`).
+fn unsupported(reason: &str) -> Option<&str> {
+    let rest = reason.strip_prefix("unsupported: \"")?;
+    rest.rfind("\" (best source cosine").map(|end| &rest[..end])
+}
+
+/// `text`, escaped, with its words that belong to a word 5-gram of `source`, its names that
+/// `source` lacks and the words of its `unsupported` sentence marked.
+fn marked(source: &str, text: &str, unsupported: Option<&str>) -> String {
     let norm = |t: &str| t.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
     let src: Vec<String> = source.split_whitespace().map(norm).filter(|w| !w.is_empty()).collect();
     let grams: std::collections::HashSet<&[String]> = src.windows(5).collect();
@@ -194,11 +201,18 @@ fn marked(source: &str, text: &str) -> String {
     }
     let names: std::collections::HashSet<String> =
         wrapflow_operators::stages::gates::new_entities(source, text, &[]).into_iter().collect();
+    // Byte range of the unsupported sentence, when the text holds it.
+    let span = unsupported.filter(|u| !u.is_empty()).and_then(|u| text.find(u).map(|at| at..at + u.len()));
     let mut out = String::new();
+    let mut at = 0;
     for (t, copy) in tokens.iter().zip(copied) {
         let word = t.trim().trim_matches(|c: char| !c.is_alphanumeric());
+        let inside = span.as_ref().is_some_and(|r| r.contains(&at));
+        at += t.len();
         let class = if !word.is_empty() && t.split(|c: char| !c.is_alphanumeric()).any(|w| names.contains(w)) {
             Some("name")
+        } else if inside {
+            Some("unsupported")
         } else if copy {
             Some("copy")
         } else {
@@ -284,4 +298,22 @@ fn rephrasings(r: &RephraseOut) -> String {
     s += "<figure><figcaption>Fidelity by style</figcaption>\n";
     s += &table(&fidelity::HEADER, &rows);
     s + "</figure>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_mark_copies_new_names_and_the_unsupported_sentence() {
+        let src = "The council approved the new budget for the city schools on Monday.";
+        let out = "The council approved the new budget for the city schools. It was praised by Watson. It rained.";
+        let reason = "unsupported: \"It rained.\" (best source cosine 0.12 below 0.5)";
+        let html = marked(src, out, unsupported(reason));
+        assert!(html.starts_with("<mark class=\"copy\">The</mark> "), "{html}");
+        assert!(html.contains("<mark class=\"name\">Watson.</mark>"), "{html}");
+        assert!(html.contains("<mark class=\"unsupported\">It</mark> <mark class=\"unsupported\">rained.</mark>"));
+        assert!(!html.contains("<mark class=\"unsupported\">praised"), "{html}");
+        assert_eq!(unsupported("copy share 0.9"), None);
+    }
 }

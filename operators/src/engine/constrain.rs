@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use tokenizers::Tokenizer;
 
-use crate::engine::names::{NameGuard, sentence_start, word_char};
+use crate::engine::names::{NameGuard, acronym, sentence_start, word_char};
 
 /// A number as the gates read it (Unicode digits, as Rust's `\d`).
 pub static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
@@ -153,8 +153,8 @@ impl TokenTable {
     pub fn mask_names(&self, guard: &NameGuard, line: &str, logits: &mut [f32]) -> bool {
         let open_len: usize = line.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
         let open = &line[line.len() - open_len..];
-        let in_name =
-            open.chars().next().is_some_and(char::is_uppercase) && !sentence_start(&line[..line.len() - open_len]);
+        let in_name = open.chars().next().is_some_and(char::is_uppercase)
+            && (acronym(open) || !sentence_start(&line[..line.len() - open_len]));
         let mut masked: Vec<(usize, f32)> = Vec::new();
         let mut forbid = |id: usize, forbidden: bool, logits: &mut [f32]| {
             if let Some(x) = logits.get_mut(id).filter(|x| x.is_finite())

@@ -6,8 +6,9 @@
 //! [`NameGuard`] prevents them instead: before each token is picked, a token that would start or
 //! extend a capitalised word that does not start its sentence, and that is no prefix of a word
 //! of the source, is masked; so is a token that would end such a word when the word is not one
-//! of the source's. Sentence starts are left alone (any word may be capitalised there), as are
-//! the words that are never names ([`NOT_NAMES`]). The rule is the gate's: words compare lower
+//! of the source's. Acronyms (two or more capitals and nothing in lower case) are held to that
+//! rule everywhere; other words at a sentence start are left alone (any word may be capitalised
+//! there), as are the words that are never names ([`NOT_NAMES`]). The rule is the gate's: words compare lower
 //! case, without possessive and plural endings ([`stem`]).
 
 use std::collections::HashSet;
@@ -29,6 +30,13 @@ pub fn stem(word: &str) -> String {
         return w[..w.len() - 1].to_string();
     }
     w.to_string()
+}
+
+/// Whether a word (or the part of it written so far) reads as an acronym: two or more capitals
+/// and no lower-case letter, as the entity gate counts them.
+pub fn acronym(word: &str) -> bool {
+    word.chars().filter(|c| c.is_uppercase()).count() >= 2
+        && word.chars().all(|c| c.is_uppercase() || c.is_ascii_digit() || c == '\'' || c == '’')
 }
 
 /// Characters of a word (as the gate splits words; hyphens separate).
@@ -87,7 +95,7 @@ impl NameGuard {
             let start = at;
             at += word.len() + text[at + word.len()..].chars().next().map_or(0, char::len_utf8);
             let capital = word.chars().next().is_some_and(char::is_uppercase);
-            if !capital || sentence_start(&format!("{}{}", &line[..open], &text[..start])) {
+            if !capital || (!acronym(word) && sentence_start(&format!("{}{}", &line[..open], &text[..start]))) {
                 continue;
             }
             let finished = start + word.len() < text.len();
@@ -129,5 +137,16 @@ mod tests {
         assert!(g.allows("", "Watson"), "a line start");
         assert!(g.allows("Answer: ", "Watson"), "after a label");
         assert!(g.allows("praised by ", "watson"), "lower case is not a name");
+    }
+
+    #[test]
+    fn acronyms_are_names_at_sentence_starts_too() {
+        let g = NameGuard::new(SRC);
+        assert!(!g.allows("It worked. ", "DNA"), "an acronym the source lacks");
+        assert!(!g.allows("", "DN"), "no source word starts with dn");
+        assert!(!g.allows("It worked. D", "NA"), "the word becomes an acronym");
+        assert!(g.allows("It worked. ", "MRC"), "the source's acronym");
+        assert!(g.allows("It worked. ", "Dna"), "a capitalised word at a sentence start");
+        assert!(g.allows("", "OK"), "never a name");
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 pub use crate::engine::names::NOT_NAMES;
-use crate::engine::names::stem;
+use crate::engine::names::{acronym, stem};
 use crate::engine::{Embedder, cosine};
 
 /// Abbreviations after which a full stop does not end a sentence.
@@ -75,10 +75,8 @@ fn label_end(s: &str) -> Option<usize> {
 /// A word that names something: an acronym (two or more capitals, digits allowed) anywhere, or
 /// a capitalised word that does not start its sentence.
 fn is_name(word: &str, starts_sentence: bool) -> bool {
-    let upper = word.chars().filter(|c| c.is_uppercase()).count();
-    let acronym = upper >= 2 && word.chars().all(|c| c.is_uppercase() || c.is_ascii_digit() || c == '\'' || c == '’');
     let capitalised = word.chars().next().is_some_and(char::is_uppercase);
-    acronym || (capitalised && !starts_sentence)
+    acronym(word) || (capitalised && !starts_sentence)
 }
 
 /// Names in `output` that `source` does not contain (case-insensitively, allowing possessives
