@@ -43,6 +43,9 @@ pub struct GateConfig {
     /// Every sentence of the output must have a source sentence at this embedding cosine or
     /// above (with the embedder; a style may set its own; 0 turns the gate off).
     pub min_sentence_support: f64,
+    /// A Q&A that fails a gate keeps its longest run of leading pairs that passes every gate
+    /// (still at least `min_qa_pairs`; the row is marked `trimmed`); false rejects it whole.
+    pub trim_qa_pairs: bool,
 }
 
 impl Default for GateConfig {
@@ -61,6 +64,7 @@ impl Default for GateConfig {
             max_copy_share: 0.5,
             copy_n: 5,
             min_sentence_support: 0.5,
+            trim_qa_pairs: true,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct Scores {
     /// with the embedder), and a trailing one that was dropped for that reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsupported_sentences: Vec<String>,
+    /// What was cut off an accepted text: its unsupported last sentence, or a Q&A's last pairs
+    /// that failed a gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trimmed_sentence: Option<String>,
 }
@@ -164,6 +170,35 @@ pub fn repetition(text: &str, n: usize) -> f64 {
     repeats as f64 / total as f64
 }
 
+/// [`repetition`] of a Q&A: its Question/Answer labels are structure, not words, and an
+/// answer that takes up its own question's words ("What did X cost?" "X cost ...") does not
+/// repeat itself; any other n-gram seen before does.
+pub fn qa_repetition(text: &str, n: usize) -> f64 {
+    let words = |t: &str| -> Vec<String> {
+        let asked = QUESTION.replace_all(t, " ");
+        ANSWER.replace_all(&asked, " ").split_whitespace().map(str::to_lowercase).collect()
+    };
+    let mut starts: Vec<usize> = QUESTION.find_iter(text).map(|m| m.start()).collect();
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    starts.push(text.len());
+    let (mut seen, mut total, mut repeats) = (HashSet::new(), 0, 0);
+    for pair in starts.windows(2).map(|w| &text[w[0]..w[1]]) {
+        let split = ANSWER.find(pair).map_or(pair.len(), |m| m.start());
+        let (q, a) = (words(&pair[..split]), words(&pair[split..]));
+        let asked: HashSet<&[String]> = q.windows(n.max(1)).collect();
+        for (w, echo_ok) in q.windows(n.max(1)).map(|w| (w, false)).chain(a.windows(n.max(1)).map(|w| (w, true))) {
+            total += 1;
+            let repeat = !seen.insert(w.to_vec());
+            if repeat && !(echo_ok && asked.contains(w)) {
+                repeats += 1;
+            }
+        }
+    }
+    if n == 0 || total == 0 { 0.0 } else { repeats as f64 / total as f64 }
+}
+
 /// Enumeration markers ("Question 2:", "Answer 2:", "3. " or "3) " at a line start): counting,
 /// not facts, so the number gate does not read them.
 static ENUMERATION: LazyLock<Regex> =
@@ -182,6 +217,13 @@ pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
 /// Question/Answer pairs in a conversation-style output.
 pub fn qa_pairs(text: &str) -> usize {
     QUESTION.find_iter(text).count().min(ANSWER.find_iter(text).count())
+}
+
+/// The first `k` Question/Answer pairs of a Q&A, for each `k` from one less than all down to
+/// one: what is left to keep when its last pairs fail a gate.
+pub fn pair_prefixes(text: &str) -> Vec<&str> {
+    let starts: Vec<usize> = QUESTION.find_iter(text).map(|m| m.start()).collect();
+    starts.iter().skip(1).rev().map(|&at| text[..at].trim_end()).collect()
 }
 
 /// Names of the gates, for a style's `gates` list (`empty` always applies).
@@ -266,7 +308,7 @@ pub fn check_only(
         if cfg.strip_chatter { strip_chatter(output) } else { (output.trim().to_string(), false) };
     let scores = Scores {
         length_ratio: text.chars().count() as f64 / source.chars().count().max(1) as f64,
-        repetition: repetition(&text, cfg.repetition_n),
+        repetition: if qa { qa_repetition(&text, cfg.repetition_n) } else { repetition(&text, cfg.repetition_n) },
         qa_pairs: qa_pairs(&text),
         invented_numbers: invented_numbers(source, &text),
         chatter_stripped,
@@ -424,6 +466,18 @@ mod tests {
         assert!(matches!(check_style(SRC, asks, false, &qa, &cfg), Verdict::Accept { .. }), "the format is not a leak");
         let off = Style { gates: Some(vec!["length".into()]), ..medium };
         assert!(matches!(check_style(SRC, &copied, false, &off, &cfg), Verdict::Accept { .. }), "gate not listed");
+    }
+
+    #[test]
+    fn a_qa_answer_may_take_up_its_question_but_a_repeated_pair_repeats() {
+        let echo = "Question: What is the purpose of the community computer centres in Peru?\nAnswer: The \
+                    purpose of the community computer centres in Peru is to give farmers prices.\n\n\
+                    Question: Who pays for the centres?\nAnswer: The centres are paid for by a charity.";
+        assert!(repetition(echo, 3) > 0.1, "echoes count as repeats in plain text");
+        assert_eq!(qa_repetition(echo, 3), 0.0);
+        let first = echo.split("\n\n").next().unwrap();
+        let looped = format!("{first}\n\n{first}\n\n{first}");
+        assert!(qa_repetition(&looped, 3) > 0.4, "{}", qa_repetition(&looped, 3));
     }
 
     #[test]

@@ -55,21 +55,13 @@ impl GateStageConfig {
         let src = &r.task.chunk.text;
         let verdict = match &r.error {
             Some(e) => Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() },
-            None => check_style(src, &r.text, r.finish == Finish::Length, style, &self.gates),
+            None => self.verdict(src, &r.text, r.finish == Finish::Length, cosine, style, embedder),
         };
-        let min_cos = style.min_cosine.unwrap_or(self.gates.min_cosine);
-        let meaning = style.gate_on("meaning");
-        let verdict = match verdict {
-            Verdict::Accept { scores, .. } if meaning && cosine.is_finite() && cosine < min_cos => {
-                Verdict::Reject { reason: format!("meaning: cosine {cosine:.3} below {min_cos}"), scores }
+        let (verdict, cosine) = match verdict {
+            Verdict::Reject { .. } if r.error.is_none() && style.qa_format && self.gates.trim_qa_pairs => {
+                self.leading_pairs(src, &r.text, style, embedder).unwrap_or((verdict, cosine))
             }
-            v => v,
-        };
-        let verdict = match (verdict, embedder) {
-            (Verdict::Accept { text, scores }, Some(e)) if style.gate_on("support") => {
-                self.supported(src, text, scores, style, &mut e.borrow_mut())
-            }
-            (v, _) => v,
+            v => (v, cosine),
         };
         let c = &r.task.chunk;
         match verdict {
@@ -127,6 +119,54 @@ impl GateStageConfig {
 }
 
 impl GateStageConfig {
+    /// Every gate on one text whose cosine to its source is `cosine` (NaN when unknown).
+    fn verdict(
+        &self,
+        src: &str,
+        text: &str,
+        truncated: bool,
+        cosine: f64,
+        style: &Style,
+        embedder: Option<&SharedEmbedder>,
+    ) -> Verdict {
+        let verdict = check_style(src, text, truncated, style, &self.gates);
+        let min_cos = style.min_cosine.unwrap_or(self.gates.min_cosine);
+        let verdict = match verdict {
+            Verdict::Accept { scores, .. } if style.gate_on("meaning") && cosine.is_finite() && cosine < min_cos => {
+                Verdict::Reject { reason: format!("meaning: cosine {cosine:.3} below {min_cos}"), scores }
+            }
+            v => v,
+        };
+        match (verdict, embedder) {
+            (Verdict::Accept { text, scores }, Some(e)) if style.gate_on("support") => {
+                self.supported(src, text, scores, style, &mut e.borrow_mut())
+            }
+            (v, _) => v,
+        }
+    }
+
+    /// A rejected Q&A's longest run of leading pairs that passes every gate, with its own
+    /// cosine; the dropped pairs are recorded as trimmed.
+    fn leading_pairs(
+        &self,
+        src: &str,
+        text: &str,
+        style: &Style,
+        embedder: Option<&SharedEmbedder>,
+    ) -> Option<(Verdict, f64)> {
+        for kept in pair_prefixes(text).into_iter().filter(|k| qa_pairs(k) >= self.gates.min_qa_pairs) {
+            let cos = match embedder.map(|e| e.borrow_mut().embed(&[src, &strip_chatter(kept).0])) {
+                Some(Ok(v)) => cosine(&v[0], &v[1]) as f64,
+                _ => f64::NAN,
+            };
+            if let Verdict::Accept { text: t, mut scores } = self.verdict(src, kept, false, cos, style, embedder) {
+                scores.trimmed_sentence = Some(text[kept.len()..].trim().to_string());
+                return Some((Verdict::Accept { text: t, scores }, cos));
+            }
+        }
+        None
+    }
+
     /// The support gate on an accepted text: every sentence needs a source sentence at the
     /// style's threshold; a trailing sentence without one is dropped when what is left passes
     /// every gate, else the text is rejected with the sentence in the reason.
@@ -273,5 +313,63 @@ fn count(m: &mut MetricSet, judged: &Result<Synthetic, Reject>, cos: f64) {
             hist(m, format!("{p}length"), LENGTH_HI, LENGTH_BINS).add(s.n_tokens as f64);
         }
         Err(r) => *m.counters.entry(format!("{p}rejected.{}", r.class())).or_default() += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Chunk;
+    use crate::stages::fanout::StyleTask;
+    use crate::stages::styles::builtin;
+
+    const SRC: &str = "The city council met on Tuesday to discuss the budget for schools and roads. Members \
+                       said the plan would cost 12 million pounds over three years. Local businesses welcomed \
+                       the news and said the roads had been in a poor state for a long time.";
+    const PAIRS: &str = "Question: When did the city council meet?\nAnswer: It met on Tuesday.\n\n\
+                         Question: What would the plan cost?\nAnswer: It would cost 12 million pounds over three years.\n\n\
+                         Question: How did local businesses react?\nAnswer: They welcomed the news about the roads.";
+
+    fn judge(cfg: &GateStageConfig, text: &str, finish: Finish) -> Result<Synthetic, Reject> {
+        let chunk = Chunk {
+            doc_id: "d".into(),
+            chunk_index: 0,
+            text: SRC.into(),
+            n_tokens: 0,
+            byte_start: 0,
+            byte_end: 0,
+            source_file: "f".into(),
+            source_line: 1,
+        };
+        let r = Rephrased {
+            task: StyleTask { chunk, style: 0 },
+            text: text.into(),
+            finish,
+            prompt_tokens: 0,
+            generated_tokens: 0,
+            error: None,
+            attempts: 1,
+            spent_tokens: 0,
+            queued: 0,
+            cosine: None,
+            guarded: 0,
+            names_guarded: 0,
+        };
+        cfg.judge(&crate::testkit::tiny_tokenizer(), r, f64::NAN, None)
+    }
+
+    #[test]
+    fn a_qa_keeps_its_leading_pairs_when_its_last_pair_fails_a_gate() {
+        let cfg = GateStageConfig { styles: vec![builtin("qa").unwrap()], ..Default::default() };
+        assert!(judge(&cfg, PAIRS, Finish::Eos).is_ok_and(|s| !s.trimmed && s.qa_pairs == 3));
+        // A fourth pair with a name the source lacks, cut off at the token limit.
+        let bad = format!("{PAIRS}\n\nQuestion: Who paid for it?\nAnswer: Mayor Watson paid for the whole");
+        let s = judge(&cfg, &bad, Finish::Length).unwrap();
+        assert_eq!((s.text.as_str(), s.trimmed, s.qa_pairs), (PAIRS, true, 3));
+        // Fewer than `min_qa_pairs` good pairs, or trimming off: the whole answer is rejected.
+        let two = PAIRS.split("\n\nQuestion: How").next().unwrap().replace("12 million", "15 million");
+        assert!(judge(&cfg, &two, Finish::Eos).unwrap_err().reason.starts_with("number fidelity"));
+        let off = GateStageConfig { gates: GateConfig { trim_qa_pairs: false, ..Default::default() }, ..cfg };
+        assert!(judge(&off, &bad, Finish::Length).unwrap_err().reason.starts_with("truncated"));
     }
 }
