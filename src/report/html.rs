@@ -114,8 +114,8 @@ pub fn page(m: &Manifest, samples: &[Sample]) -> String {
         writeln!(s, "<h1>wrapflow report</h1><p>plan <code>{}</code> ({})</p>", esc(&m.plan.file), esc(&m.plan.hash));
     let c = &m.counts;
     s += &table(
-        &["read", "rejected", "filtered", "duplicates", "near duplicates", "kept", "chunks"],
-        &[[c.read, c.rejected, c.filtered, c.duplicates, c.near_duplicates, c.kept, c.chunks]
+        &["read", "rejected", "filtered", "limited", "duplicates", "near duplicates", "kept", "chunks"],
+        &[[c.read, c.rejected, c.filtered, c.limited, c.duplicates, c.near_duplicates, c.kept, c.chunks]
             .iter()
             .map(u64::to_string)
             .collect()],

@@ -219,6 +219,11 @@ pub fn qa_pairs(text: &str) -> usize {
     QUESTION.find_iter(text).count().min(ANSWER.find_iter(text).count())
 }
 
+/// Whether a Q&A ends with a question that no answer follows.
+fn unanswered(text: &str) -> bool {
+    QUESTION.find_iter(text).last().is_some_and(|q| !ANSWER.is_match(&text[q.end()..]))
+}
+
 /// The first `k` Question/Answer pairs of a Q&A, for each `k` from one less than all down to
 /// one: what is left to keep when its last pairs fail a gate.
 pub fn pair_prefixes(text: &str) -> Vec<&str> {
@@ -338,6 +343,8 @@ pub fn check_only(
         ))
     } else if on("format") && qa && scores.qa_pairs < cfg.min_qa_pairs {
         Some(format!("format: {} Question/Answer pairs (need {})", scores.qa_pairs, cfg.min_qa_pairs))
+    } else if on("format") && qa && unanswered(&text) {
+        Some("format: the last question has no answer".to_string())
     } else if cfg.number_fidelity && on("numbers") && !scores.invented_numbers.is_empty() {
         Some(format!("number fidelity: {} not in the source", scores.invented_numbers.join(", ")))
     } else if cfg.entity_fidelity && on("entities") && !scores.new_entities.is_empty() {
@@ -478,6 +485,7 @@ mod tests {
         let first = echo.split("\n\n").next().unwrap();
         let looped = format!("{first}\n\n{first}\n\n{first}");
         assert!(qa_repetition(&looped, 3) > 0.4, "{}", qa_repetition(&looped, 3));
+        assert!(!unanswered(echo) && unanswered(&format!("{echo}\n\nQuestion: And then?")));
     }
 
     #[test]

@@ -366,6 +366,9 @@ mod tests {
         let bad = format!("{PAIRS}\n\nQuestion: Who paid for it?\nAnswer: Mayor Watson paid for the whole");
         let s = judge(&cfg, &bad, Finish::Length).unwrap();
         assert_eq!((s.text.as_str(), s.trimmed, s.qa_pairs), (PAIRS, true, 3));
+        // A last question without its answer is dropped too.
+        let s = judge(&cfg, &format!("{PAIRS}\n\nQuestion: Who paid?"), Finish::Eos).unwrap();
+        assert_eq!((s.text.as_str(), s.trimmed), (PAIRS, true));
         // Fewer than `min_qa_pairs` good pairs, or trimming off: the whole answer is rejected.
         let two = PAIRS.split("\n\nQuestion: How").next().unwrap().replace("12 million", "15 million");
         assert!(judge(&cfg, &two, Finish::Eos).unwrap_err().reason.starts_with("number fidelity"));
