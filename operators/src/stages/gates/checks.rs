@@ -219,9 +219,12 @@ pub fn qa_pairs(text: &str) -> usize {
     QUESTION.find_iter(text).count().min(ANSWER.find_iter(text).count())
 }
 
-/// Whether a Q&A ends with a question that no answer follows.
+/// Whether a Q&A ends with a question that no answer follows, or whose answer label has no
+/// words after it.
 fn unanswered(text: &str) -> bool {
-    QUESTION.find_iter(text).last().is_some_and(|q| !ANSWER.is_match(&text[q.end()..]))
+    let Some(q) = QUESTION.find_iter(text).last() else { return false };
+    let rest = &text[q.end()..];
+    ANSWER.find(rest).is_none_or(|a| !rest[a.end()..].chars().any(char::is_alphanumeric))
 }
 
 /// The first `k` Question/Answer pairs of a Q&A, for each `k` from one less than all down to
@@ -486,6 +489,7 @@ mod tests {
         let looped = format!("{first}\n\n{first}\n\n{first}");
         assert!(qa_repetition(&looped, 3) > 0.4, "{}", qa_repetition(&looped, 3));
         assert!(!unanswered(echo) && unanswered(&format!("{echo}\n\nQuestion: And then?")));
+        assert!(unanswered(&format!("{echo}\n\nQuestion: And then?\nAnswer:")), "an empty answer");
     }
 
     #[test]
