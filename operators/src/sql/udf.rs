@@ -1,7 +1,8 @@
 //! DataFusion SQL functions for pretraining-data filtering.
 //!
 //! Register them with [`register_all`]; every [`crate::sql::heuristics`] function is available under
-//! its own name, plus `token_count(text)` with the plan's tokenizer.
+//! its own name, plus `c4_clean(text)` ([`crate::sql::c4`]: the text with C4's line rules
+//! applied, NULL when C4 drops it) and `token_count(text)` with the plan's tokenizer.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> datafusion::error::Result<()> {
@@ -36,6 +37,8 @@ enum Kernel {
     U64(fn(&str) -> u64),
     Ngram(fn(&str, usize) -> f64),
     Hash(fn(&str) -> String),
+    /// A text in, a text or NULL out.
+    Text(fn(&str) -> Option<String>),
     Tokens(Option<Arc<Tokenizer>>),
 }
 
@@ -98,7 +101,7 @@ impl ScalarUDFImpl for TextUdf {
                 );
             }
             Kernel::Tokens(Some(_)) => DataType::UInt64,
-            Kernel::Hash(_) => DataType::Utf8,
+            Kernel::Hash(_) | Kernel::Text(_) => DataType::Utf8,
         })
     }
 
@@ -130,6 +133,11 @@ impl ScalarUDFImpl for TextUdf {
             Kernel::Hash(f) => {
                 let mut b = StringBuilder::with_capacity(rows, rows * 32);
                 text.iter().for_each(|t| b.append_option(t.map(f)));
+                Arc::new(b.finish())
+            }
+            Kernel::Text(f) => {
+                let mut b = StringBuilder::with_capacity(rows, text.value_data().len());
+                text.iter().for_each(|t| b.append_option(t.and_then(f)));
                 Arc::new(b.finish())
             }
             Kernel::Tokens(tok) => {
@@ -174,6 +182,7 @@ pub fn all(tokenizer: Option<Arc<Tokenizer>>) -> Vec<ScalarUDF> {
         TextUdf::new("bad_phrase_lines", U64(h::bad_phrase_lines)),
         TextUdf::new("bad_phrase_ratio", F64(h::bad_phrase_ratio)),
         TextUdf::new("content_hash", Hash(h::content_hash)),
+        TextUdf::new("c4_clean", Text(crate::sql::c4::c4_clean)),
         TextUdf::new("token_count", Tokens(tokenizer)),
     ]
     .into_iter()
@@ -205,7 +214,7 @@ mod tests {
         let b = query(
             &ctx,
             "SELECT word_count(t) AS w, dup_ngram_fraction(t, 2) AS d, content_hash(t) AS h, \
-             token_count(t) AS n FROM (VALUES ('a b c a b c d'), (NULL)) AS v(t)",
+             token_count(t) AS n, c4_clean(t) AS c FROM (VALUES ('a b c a b c d'), (NULL)) AS v(t)",
         )
         .await;
         let w = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
@@ -217,6 +226,8 @@ mod tests {
         assert_eq!(hsh.value(0), h::content_hash("a b c a b c d"));
         let n = b.column(3).as_any().downcast_ref::<UInt64Array>().unwrap();
         assert!(n.value(0) > 0 && n.value(0) <= 13, "tokens of 13 bytes: {}", n.value(0));
+        let c = b.column(4).as_any().downcast_ref::<StringArray>().unwrap();
+        assert!(c.is_null(0) && c.is_null(1), "no end mark: C4 drops the text");
     }
 
     #[tokio::test]
