@@ -285,8 +285,10 @@ fn the_name_guard_writes_only_the_sources_names_and_acronyms() {
     generate(&mut d, ps(true), &cfg, |c| guarded.push(c)).unwrap();
     for c in &guarded {
         // A letter split over byte tokens reaches the guard as U+FFFD pieces, which end a word:
-        // such names are left to the gate.
-        let new: Vec<String> = new_entities(source, &c.text, &[]).into_iter().filter(|w| w.is_ascii()).collect();
+        // such names are left to the gate. The last word, cut by the token limit, is unfinished
+        // for the guard (a prefix of a source word), so it is left out.
+        let cut = c.text.trim_end_matches(|ch: char| ch.is_alphanumeric() || ch == '\'');
+        let new: Vec<String> = new_entities(source, cut, &[]).into_iter().filter(|w| w.is_ascii()).collect();
         assert!(new.is_empty(), "names or acronyms the source lacks: {new:?} in {:?}", c.text);
     }
     let overrides = guarded.iter().map(|c| c.names_guarded).sum::<u32>();

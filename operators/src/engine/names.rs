@@ -39,6 +39,17 @@ pub fn acronym(word: &str) -> bool {
         && word.chars().all(|c| c.is_uppercase() || c.is_ascii_digit() || c == '\'' || c == '’')
 }
 
+/// Whether a word has a capital right after a lower-case letter ("McDonald", "ChristiAniTy"):
+/// such a casing must be the source's own, as the words compare in lower case otherwise.
+pub fn mixed_case(word: &str) -> bool {
+    word.chars().zip(word.chars().skip(1)).any(|(a, b)| a.is_lowercase() && b.is_uppercase())
+}
+
+/// A word without its possessive or other apostrophe ending.
+fn base(word: &str) -> &str {
+    word.split(['\'', '’']).next().unwrap_or(word)
+}
+
 /// Characters of a word (as the gate splits words; hyphens separate).
 pub fn word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '\'' || c == '’'
@@ -64,6 +75,8 @@ pub struct NameGuard {
     prefixes: Vec<String>,
     /// Stems of the source's words: what a finished word must be.
     whole: HashSet<String>,
+    /// The source's words as written, sorted: what a mixed-case word must be (or begin).
+    exact: Vec<String>,
 }
 
 impl NameGuard {
@@ -75,7 +88,18 @@ impl NameGuard {
         prefixes.extend(NOT_NAMES.iter().map(|w| w.to_lowercase()));
         prefixes.sort();
         prefixes.dedup();
-        NameGuard { prefixes, whole }
+        let mut exact: Vec<String> = words.iter().map(|w| base(w).to_string()).collect();
+        exact.sort();
+        exact.dedup();
+        NameGuard { prefixes, whole, exact }
+    }
+
+    /// Whether a mixed-case word (or the part written so far) is, or begins, a source word as
+    /// written.
+    fn exact_ok(&self, word: &str, finished: bool) -> bool {
+        let w = base(word);
+        let i = self.exact.partition_point(|x| x.as_str() < w);
+        self.exact.get(i).is_some_and(|x| if finished { x == w } else { x.starts_with(w) })
     }
 
     fn is_prefix(&self, part: &str) -> bool {
@@ -94,11 +118,14 @@ impl NameGuard {
         for word in text.split(|c: char| !word_char(c)) {
             let start = at;
             at += word.len() + text[at + word.len()..].chars().next().map_or(0, char::len_utf8);
+            let finished = start + word.len() < text.len();
+            if mixed_case(word) && !self.exact_ok(word, finished) {
+                return false;
+            }
             let capital = word.chars().next().is_some_and(char::is_uppercase);
             if !capital || (!acronym(word) && sentence_start(&format!("{}{}", &line[..open], &text[..start]))) {
                 continue;
             }
-            let finished = start + word.len() < text.len();
             let ok = if finished { self.whole.contains(&stem(word)) } else { self.is_prefix(word) };
             if !ok {
                 return false;
@@ -148,5 +175,17 @@ mod tests {
         assert!(g.allows("It worked. ", "MRC"), "the source's acronym");
         assert!(g.allows("It worked. ", "Dna"), "a capitalised word at a sentence start");
         assert!(g.allows("", "OK"), "never a name");
+    }
+
+    #[test]
+    fn a_mixed_case_word_must_be_written_as_the_source_writes_it() {
+        let g = NameGuard::new("The origins of Christianity, said the McDonald's manager.");
+        assert!(!g.allows("of ", "ChristiAn"), "odd capitals");
+        assert!(!g.allows("The ", "christiAn"), "odd capitals in a lower-case word");
+        assert!(!g.allows("Christi", "An"), "at a sentence start too");
+        assert!(g.allows("by the ", "McDon"), "a prefix of the source's own casing");
+        assert!(g.allows("by the McDonald", "'s staff"), "and the whole word with a possessive");
+        assert!(!g.allows("by the ", "MacDonald"), "not the source's casing");
+        assert!(g.allows("of ", "Christianity"));
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 pub use crate::engine::names::NOT_NAMES;
-use crate::engine::names::{acronym, stem};
+use crate::engine::names::{acronym, mixed_case, stem};
 use crate::engine::{Embedder, cosine};
 
 /// Abbreviations after which a full stop does not end a sentence.
@@ -88,11 +88,22 @@ pub fn new_entities(source: &str, output: &str, allow: &[String]) -> Vec<String>
         .filter(|w| !w.is_empty())
         .map(stem)
         .collect();
+    // Words as written: a mixed-case word ("McDonald") must be one of them.
+    let written: HashSet<&str> = source
+        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
+        .map(|w| w.split(['\'', '’']).next().unwrap_or(w))
+        .collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (w, first) in words(output) {
         // "I'm", "I've": the part before an apostrophe decides.
         let base = w.split(['\'', '’']).next().unwrap_or(w);
+        if mixed_case(base) && !written.contains(base) {
+            if seen.insert(w.to_string()) {
+                out.push(w.to_string());
+            }
+            continue;
+        }
         if !is_name(w, first) || NOT_NAMES.contains(&base) || allow.iter().any(|a| a == w) {
             continue;
         }
@@ -161,6 +172,13 @@ mod tests {
         assert_eq!(new_entities(SRC, out, &[]), vec!["Watson", "DNA"]);
         let karzai = "The cycle was found at Sheffield, and President Karzai praised the Soviet-Afghan work.";
         assert_eq!(new_entities(SRC, karzai, &[]), vec!["President", "Karzai", "Soviet", "Afghan"]);
+    }
+
+    #[test]
+    fn odd_capitals_are_new_names_even_for_a_source_word() {
+        let src = "The origins of Christianity, said the McDonald's manager.";
+        let out = "ChristiAniTy began early, said the McDonald's manager and the MacDonald staff.";
+        assert_eq!(new_entities(src, out, &[]), vec!["ChristiAniTy", "MacDonald"]);
     }
 
     #[test]
