@@ -8,8 +8,9 @@
 //! of the source, is masked; so is a token that would end such a word when the word is not one
 //! of the source's. Acronyms (two or more capitals and nothing in lower case) are held to that
 //! rule everywhere; other words at a sentence start are left alone (any word may be capitalised
-//! there), as are the words that are never names ([`NOT_NAMES`]). The rule is the gate's: words compare lower
-//! case, without possessive and plural endings ([`stem`]).
+//! there), as are the words that are never names ([`NOT_NAMES`]). The rule is the gate's: words
+//! compare lower case, without possessive and plural endings ([`stem`]); a word with a capital
+//! after a lower-case letter ([`mixed_case`]) must be one of the source's as written.
 
 use std::collections::HashSet;
 
