@@ -24,8 +24,8 @@ PARAM styles     DEFAULT 'easy,medium,hard,qa';
 PARAM max_tokens DEFAULT 300;
 PARAM seed       DEFAULT 0;
 PARAM retries    DEFAULT 2;                                  -- new answers when a model-free gate fails
-PARAM threads    DEFAULT 1;                                  -- ONNX Runtime threads per worker
-PARAM batch      DEFAULT 16;                                 -- sequences decoded together per worker
+PARAM threads    DEFAULT 0;                                  -- ONNX Runtime threads per worker (0: the cores shared among the workers)
+PARAM batch      DEFAULT 32;                                 -- sequences decoded together per worker
 PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compatible server to rephrase on
 PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name there
 PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
@@ -54,7 +54,8 @@ CHUNK WITH (max_tokens = ${max_tokens});
 -- The four WRAP styles are built in; a STYLE statement changes one or adds a new one, e.g.
 --   STYLE hard WITH (rate = 0.3);   -- 30% of chunks get `hard`
 -- On 2 cores, one worker with threads=2 and batch=32 ran 10 articles in 322 s against 578 s for
--- two workers with one thread each (same outputs; benchmarks/RESULTS.md).
+-- two workers with one thread each (same outputs; benchmarks/RESULTS.md): the defaults give one
+-- worker (--workers 1) all the cores and 32 sequences.
 REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}', concurrency = ${concurrency},
                styles = '${styles}', seed = ${seed}, batch_size = ${batch}, threads = ${threads},
                no_repeat_ngram = 6,

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 # A run resumes from the checkpoints in its output: start the demo afresh each time.
 rm -rf out/bbc-wrap
 exec target/debug/wrapflow run plans/wrap.sql --set input=data/bbc/bbc.jsonl --set output=out/bbc-wrap --set limit=2 \
-  --workers 1 --set threads=2 --set batch=32 "$@"
+  "$@"

@@ -40,4 +40,6 @@ pub(crate) struct Shared {
     pub t0: Instant,
     /// Tells this process's journal files from those of earlier attempts.
     pub run_id: String,
+    /// Worker threads in this process: they share its cores.
+    pub workers: usize,
 }

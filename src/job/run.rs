@@ -247,6 +247,7 @@ fn run_claimed(
             "{:x}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         ),
+        workers: opts.workers,
     });
     let (finished, reports) = execute(shared, opts)?;
     drop(_reporter);

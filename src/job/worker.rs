@@ -96,8 +96,8 @@ impl<'a> Part<'a> {
         let df = sh.runtime.block_on(session::input(plan, &ws)).map_err(|e| e.to_string())?;
         let (ctl_in, ctl_msgs, ctl_probe) = crate::job::dataflow::control(worker);
         let metrics = Metrics::default();
-        let models =
-            crate::job::wrap::load_models(plan, &sh.runtime, &metrics).map_err(|e| format!("worker {index}: {e:#}"))?;
+        let models = crate::job::wrap::load_models(plan, &sh.runtime, &metrics, sh.workers)
+            .map_err(|e| format!("worker {index}: {e:#}"))?;
         let pipe = crate::job::dataflow::pipeline(worker, sh, states, models, metrics)?;
         let sources = ws.factory.sources();
         let mut chains = BTreeMap::new();

@@ -30,10 +30,14 @@ pub struct Models {
 }
 
 /// Loads the plan's model (or connects its endpoint) and embedder for one worker (`None` if the
-/// plan does not rephrase); a remote backend sends with `runtime` and counts in `metrics`.
-pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics) -> anyhow::Result<Option<Models>> {
+/// plan does not rephrase); a remote backend sends with `runtime` and counts in `metrics`. With
+/// `threads = 0` each of this process's `workers` gets an equal share of its cores.
+pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: usize) -> anyhow::Result<Option<Models>> {
     let Some((spec, _)) = &plan.rephrase else { return Ok(None) };
-    let cfg = spec.config(&plan.gates);
+    let mut cfg = spec.config(&plan.gates);
+    if cfg.session.intra_threads == 0 {
+        cfg.session.intra_threads = auto_threads(workers);
+    }
     let backend: Box<dyn Backend> = match spec.remote() {
         Some(remote) => {
             let key = api_key(&spec.api_key_env, &spec.api_key_file)?;
@@ -55,6 +59,12 @@ pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics) -> anyhow::
         ),
     };
     Ok(Some(Models { backend, embedder }))
+}
+
+/// ONNX Runtime threads for each of `workers` that share this machine's cores (at least one).
+pub fn auto_threads(workers: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / workers.max(1)).max(1)
 }
 
 /// A worker's journal of rephrasings: where it writes, and what an earlier attempt at the
