@@ -5,9 +5,11 @@
 
 mod checks;
 mod faith;
+mod qa;
 
 pub use checks::*;
 pub use faith::{NOT_NAMES, copy_share, new_entities, sentences, support};
+pub use qa::{pair_prefixes, qa_pairs, qa_repetition};
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
@@ -129,7 +131,19 @@ impl GateStageConfig {
         style: &Style,
         embedder: Option<&SharedEmbedder>,
     ) -> Verdict {
-        let verdict = check_style(src, text, truncated, style, &self.gates);
+        self.model_gates(src, check_style(src, text, truncated, style, &self.gates), cosine, style, embedder)
+    }
+
+    /// The gates that need the embedder (meaning, sentence support) on the model-free gates'
+    /// verdict.
+    fn model_gates(
+        &self,
+        src: &str,
+        verdict: Verdict,
+        cosine: f64,
+        style: &Style,
+        embedder: Option<&SharedEmbedder>,
+    ) -> Verdict {
         let min_cos = style.min_cosine.unwrap_or(self.gates.min_cosine);
         let verdict = match verdict {
             Verdict::Accept { scores, .. } if style.gate_on("meaning") && cosine.is_finite() && cosine < min_cos => {
@@ -155,11 +169,17 @@ impl GateStageConfig {
         embedder: Option<&SharedEmbedder>,
     ) -> Option<(Verdict, f64)> {
         for kept in pair_prefixes(text).into_iter().filter(|k| qa_pairs(k) >= self.gates.min_qa_pairs) {
+            // The model-free gates first: only a text that passes them is worth embedding.
+            let checked = check_style(src, kept, false, style, &self.gates);
+            if !matches!(checked, Verdict::Accept { .. }) {
+                continue;
+            }
+            // Embedded as `cosines` embeds a whole answer.
             let cos = match embedder.map(|e| e.borrow_mut().embed(&[src, &strip_chatter(kept).0])) {
                 Some(Ok(v)) => cosine(&v[0], &v[1]) as f64,
                 _ => f64::NAN,
             };
-            if let Verdict::Accept { text: t, mut scores } = self.verdict(src, kept, false, cos, style, embedder) {
+            if let Verdict::Accept { text: t, mut scores } = self.model_gates(src, checked, cos, style, embedder) {
                 scores.trimmed_sentence = Some(text[kept.len()..].trim().to_string());
                 return Some((Verdict::Accept { text: t, scores }, cos));
             }
