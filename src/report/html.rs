@@ -150,8 +150,8 @@ fn sample_section(samples: &[Sample]) -> String {
     let mut s = String::from(
         "<h2>Samples</h2><p>Per style, accepted and rejected rows chosen by a hash of document, chunk and \
          style. Marked in the rephrasing: <mark class=\"copy\">word 5-grams copied verbatim from the \
-         source</mark>, <mark class=\"name\">names the source lacks</mark>, <mark class=\"unsupported\">the \
-         sentence the support gate found no source sentence for</mark>.</p>\n",
+         source</mark>, <mark class=\"name\">names the source lacks</mark>, <mark class=\"unsupported\">sentences \
+         the support gate found no source sentence for</mark>.</p>\n",
     );
     let mut styles: Vec<&str> = samples.iter().map(|x| x.style.as_str()).collect();
     styles.sort();
@@ -171,7 +171,7 @@ fn sample_section(samples: &[Sample]) -> String {
                 esc(&x.source),
                 esc(&x.doc_id),
                 x.chunk_index,
-                marked(&x.source, &x.text, unsupported(&x.reason))
+                marked(&x.source, &x.text, &x.unsupported)
             );
         }
         s += "</table>\n";
@@ -179,15 +179,9 @@ fn sample_section(samples: &[Sample]) -> String {
     s
 }
 
-/// The sentence a support reject names (`unsupported: "..." (best source cosine ...)`).
-fn unsupported(reason: &str) -> Option<&str> {
-    let rest = reason.strip_prefix("unsupported: \"")?;
-    rest.rfind("\" (best source cosine").map(|end| &rest[..end])
-}
-
 /// `text`, escaped, with its words that belong to a word 5-gram of `source`, its names that
-/// `source` lacks and the words of its `unsupported` sentence marked.
-fn marked(source: &str, text: &str, unsupported: Option<&str>) -> String {
+/// `source` lacks and the words of its `unsupported` sentences marked.
+fn marked(source: &str, text: &str, unsupported: &[String]) -> String {
     let norm = |t: &str| t.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase();
     let src: Vec<String> = source.split_whitespace().map(norm).filter(|w| !w.is_empty()).collect();
     let grams: std::collections::HashSet<&[String]> = src.windows(5).collect();
@@ -201,13 +195,17 @@ fn marked(source: &str, text: &str, unsupported: Option<&str>) -> String {
     }
     let names: std::collections::HashSet<String> =
         wrapflow_operators::stages::gates::new_entities(source, text, &[]).into_iter().collect();
-    // Byte range of the unsupported sentence, when the text holds it.
-    let span = unsupported.filter(|u| !u.is_empty()).and_then(|u| text.find(u).map(|at| at..at + u.len()));
+    // Byte ranges of the unsupported sentences that the text holds.
+    let spans: Vec<std::ops::Range<usize>> = unsupported
+        .iter()
+        .filter(|u| !u.is_empty())
+        .filter_map(|u| text.find(u.as_str()).map(|at| at..at + u.len()))
+        .collect();
     let mut out = String::new();
     let mut at = 0;
     for (t, copy) in tokens.iter().zip(copied) {
         let word = t.trim().trim_matches(|c: char| !c.is_alphanumeric());
-        let inside = span.as_ref().is_some_and(|r| r.contains(&at));
+        let inside = spans.iter().any(|r| r.contains(&at));
         at += t.len();
         let class = if !word.is_empty() && t.split(|c: char| !c.is_alphanumeric()).any(|w| names.contains(w)) {
             Some("name")
@@ -308,12 +306,11 @@ mod tests {
     fn samples_mark_copies_new_names_and_the_unsupported_sentence() {
         let src = "The council approved the new budget for the city schools on Monday.";
         let out = "The council approved the new budget for the city schools. It was praised by Watson. It rained.";
-        let reason = "unsupported: \"It rained.\" (best source cosine 0.12 below 0.5)";
-        let html = marked(src, out, unsupported(reason));
+        let html = marked(src, out, &["It rained.".to_string()]);
         assert!(html.starts_with("<mark class=\"copy\">The</mark> "), "{html}");
         assert!(html.contains("<mark class=\"name\">Watson.</mark>"), "{html}");
         assert!(html.contains("<mark class=\"unsupported\">It</mark> <mark class=\"unsupported\">rained.</mark>"));
         assert!(!html.contains("<mark class=\"unsupported\">praised"), "{html}");
-        assert_eq!(unsupported("copy share 0.9"), None);
+        assert!(!marked(src, out, &[]).contains("unsupported"), "nothing unsupported, nothing marked");
     }
 }

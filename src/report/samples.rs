@@ -31,6 +31,8 @@ pub struct Sample {
     pub text: String,
     /// Why the gates rejected it (empty when accepted).
     pub reason: String,
+    /// The sentences the support gate found no source sentence for (from the reject's scores).
+    pub unsupported: Vec<String>,
 }
 
 fn rank(s: &Sample) -> u64 {
@@ -97,8 +99,21 @@ async fn rejected(loc: &Location, shards: &[ShardInfo]) -> anyhow::Result<Vec<Sa
         for line in String::from_utf8_lossy(&bytes).lines() {
             let r: wrapflow_operators::Reject = serde_json::from_str(line)?;
             if r.stage == "gate" {
+                let scores: serde_json::Value = serde_json::from_str(&r.scores).unwrap_or_default();
+                let unsupported = scores["gates"]["unsupported_sentences"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
                 let (style, doc_id, chunk_index, text) = (r.style, r.doc_id, r.chunk_index, r.snippet);
-                all.push(Sample { style, doc_id, chunk_index, text, reason: r.reason, ..Default::default() });
+                all.push(Sample {
+                    style,
+                    doc_id,
+                    chunk_index,
+                    text,
+                    reason: r.reason,
+                    unsupported,
+                    ..Default::default()
+                });
             }
         }
     }

@@ -81,8 +81,12 @@ pub fn c4_clean(text: &str) -> Option<String> {
     let (mut kept, mut sentences) = (Vec::new(), 0);
     for raw in text.split(line_break) {
         let line = raw.trim();
-        let words = line.split_whitespace().count();
-        if line.split_whitespace().any(|w| w.chars().count() > MAX_WORD_CHARS) {
+        let (mut words, mut too_long) = (0, false);
+        for w in line.split_whitespace() {
+            words += 1;
+            too_long |= w.chars().count() > MAX_WORD_CHARS;
+        }
+        if too_long {
             continue;
         }
         let line = CITATION.replace_all(line, "");
