@@ -9,9 +9,9 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
-    'openai==3.57.0'
+    'openai==3.57.0' 'gguf==0.19.0'
 fi
 # Debian's Chromium, the real browser that loads report.html in tests/wrap.rs.
 if ! command -v chromium >/dev/null; then

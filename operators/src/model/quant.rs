@@ -1,32 +1,14 @@
 //! GGUF tensor decoding: dequantization to f32, 4-bit repacking for ONNX Runtime's
 //! `MatMulNBits`, and undoing llama.cpp's Q/K row permutation.
 
-use anyhow::bail;
 use half::f16;
 
+use super::ggml::{self, Q4_0, Q4_1, Q4_K, byte_len};
 use super::gguf::{Gguf, TensorInfo};
 use super::llama::Linear;
 
-pub const F32: u32 = 0;
-pub const F16: u32 = 1;
-pub const Q4_0: u32 = 2;
-pub const Q4_1: u32 = 3;
-pub const Q8_0: u32 = 8;
-
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-/// Bytes of a tensor of `n` elements of a GGUF type.
-fn byte_len(ty: u32, n: usize) -> anyhow::Result<usize> {
-    Ok(match ty {
-        F32 => n * 4,
-        F16 => n * 2,
-        Q4_0 => n / 32 * 18,
-        Q4_1 => n / 32 * 20,
-        Q8_0 => n / 32 * 34,
-        other => bail!("GGUF tensor type {other} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)"),
-    })
 }
 
 /// A tensor as f32 values in GGUF's row-major order.
@@ -34,33 +16,7 @@ pub fn dequantize(g: &Gguf, t: &TensorInfo) -> anyhow::Result<Vec<f32>> {
     let n = t.elements() as usize;
     let b = g.tensor_bytes(t, byte_len(t.ggml_type, n)?)?;
     let mut out = Vec::with_capacity(n);
-    match t.ggml_type {
-        F32 => out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-        F16 => out.extend((0..n).map(|i| f16_at(b, 2 * i))),
-        Q4_0 => {
-            for blk in b.chunks_exact(18) {
-                let d = f16_at(blk, 0);
-                let qs = &blk[2..];
-                out.extend(qs.iter().map(|q| d * ((q & 0xF) as f32 - 8.0)));
-                out.extend(qs.iter().map(|q| d * ((q >> 4) as f32 - 8.0)));
-            }
-        }
-        Q4_1 => {
-            for blk in b.chunks_exact(20) {
-                let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
-                let qs = &blk[4..];
-                out.extend(qs.iter().map(|q| d * (q & 0xF) as f32 + m));
-                out.extend(qs.iter().map(|q| d * (q >> 4) as f32 + m));
-            }
-        }
-        Q8_0 => {
-            for blk in b.chunks_exact(34) {
-                let d = f16_at(blk, 0);
-                out.extend(blk[2..].iter().map(|&q| d * q as i8 as f32));
-            }
-        }
-        _ => unreachable!("byte_len rejects other types"),
-    }
+    ggml::dequantize_into(t.ggml_type, b, &mut out)?;
     Ok(out)
 }
 
@@ -86,34 +42,64 @@ pub fn permute_rows<T: Copy>(data: &[T], row_len: usize, src: &[usize]) -> Vec<T
     src.iter().flat_map(|&r| data[r * row_len..(r + 1) * row_len].iter().copied()).collect()
 }
 
-/// A linear weight of GGUF shape `(in, out)`: Q4_1 blocks stay 4-bit when `keep_q4`, everything
-/// else becomes f32. `row_src` reorders output rows (for Q and K).
+/// Whether [`linear`] keeps a tensor type 4-bit: the types whose blocks split exactly into
+/// blocks of 32 with `w = scale * q + min`.
+pub fn keeps_four_bits(ty: u32) -> bool {
+    matches!(ty, Q4_0 | Q4_1 | Q4_K)
+}
+
+/// The 32-element blocks of one GGUF block of a 4-bit type: `(q of element e, scale, min)`.
+/// Q4_0 is `d·(q − 8)`; Q4_1 is `d·q + m`; a Q4_K super-block is 8 sub-blocks of 32 with
+/// scale `d·sc` and minimum `−dmin·m` (the same f32 products llama.cpp dequantizes with).
+fn four_bit_blocks(ty: u32, b: &[u8]) -> Vec<([u8; 32], f32, f32)> {
+    let nibbles =
+        |qs: &[u8], high: bool| -> [u8; 32] { std::array::from_fn(|e| if high { qs[e] >> 4 } else { qs[e] & 0xF }) };
+    let legacy =
+        |qs: &[u8]| -> [u8; 32] { std::array::from_fn(|e| if e < 16 { qs[e] & 0xF } else { qs[e - 16] >> 4 }) };
+    match ty {
+        Q4_0 => vec![(legacy(&b[2..]), f16_at(b, 0), -8.0 * f16_at(b, 0))],
+        Q4_1 => vec![(legacy(&b[4..]), f16_at(b, 0), f16_at(b, 2))],
+        Q4_K => {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            (0..8)
+                .map(|j| {
+                    let (sc, m) = ggml::scale_min(j, &b[4..16]);
+                    (nibbles(&b[16 + 32 * (j / 2)..], j % 2 == 1), d * sc, -(dmin * m))
+                })
+                .collect()
+        }
+        _ => unreachable!("keeps_four_bits admits only these"),
+    }
+}
+
+/// A linear weight of GGUF shape `(in, out)`: 4-bit types (see [`keeps_four_bits`]) stay 4-bit
+/// when `keep_q4`, everything else becomes f32. `row_src` reorders output rows (for Q and K).
 pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>) -> anyhow::Result<Linear> {
     let (n_in, n_out) = (t.dims[0] as usize, t.dims[1] as usize);
-    if !(keep_q4 && t.ggml_type == Q4_1) {
+    if !(keep_q4 && keeps_four_bits(t.ggml_type)) {
         let w = dequantize(g, t)?;
         return Ok(Linear::F32(match row_src {
             Some(src) => permute_rows(&w, n_in, src),
             None => w,
         }));
     }
-    let blocks_per_row = n_in / 32;
-    let raw = g.tensor_bytes(t, byte_len(Q4_1, n_in * n_out)?)?;
-    let blocks: Vec<&[u8]> = raw.chunks_exact(20).collect();
+    let (block_elems, block_bytes) = ggml::block_size(t.ggml_type)?;
+    let raw = g.tensor_bytes(t, byte_len(t.ggml_type, n_in * n_out)?)?;
+    let blocks_per_row = n_in / block_elems;
     let order: Vec<usize> = match row_src {
         Some(src) => src.to_vec(),
         None => (0..n_out).collect(),
     };
     let (mut packed, mut scales, mut mins) = (Vec::new(), Vec::new(), Vec::new());
     for &row in &order {
-        for blk in &blocks[row * blocks_per_row..(row + 1) * blocks_per_row] {
-            let qs = &blk[4..];
-            // GGUF: byte j holds elements j (low) and j+16 (high); MatMulNBits: byte i holds
-            // elements 2i (low) and 2i+1 (high).
-            let q = |e: usize| if e < 16 { qs[e] & 0xF } else { qs[e - 16] >> 4 };
-            packed.extend((0..16).map(|i| q(2 * i) | (q(2 * i + 1) << 4)));
-            scales.push(f16_at(blk, 0));
-            mins.push(f16_at(blk, 2));
+        let row_bytes = &raw[row * blocks_per_row * block_bytes..(row + 1) * blocks_per_row * block_bytes];
+        for blk in row_bytes.chunks_exact(block_bytes) {
+            for (q, scale, min) in four_bit_blocks(t.ggml_type, blk) {
+                // MatMulNBits: byte i holds elements 2i (low nibble) and 2i+1 (high).
+                packed.extend((0..16).map(|i| q[2 * i] | (q[2 * i + 1] << 4)));
+                scales.push(scale);
+                mins.push(min);
+            }
         }
     }
     Ok(Linear::Q4 { packed, scales, mins })
