@@ -5,9 +5,16 @@ usage:
   python gguf_testdata.py types OUT.gguf
       one tensor `t.NAME` per GGML type wrapflow reads, and `ref.NAME`: its values as
       gguf-py dequantizes them (F32)
+  python gguf_testdata.py model ARCH OUT.gguf
+      a tiny random decoder of family ARCH (llama, qwen2, qwen3) in llama.cpp's tensor layout,
+      its weights spread over the tensor types above, with a byte-level vocabulary
+  python gguf_testdata.py forward MODEL.gguf STEPS ID...
+      the last position's logits for the ids, and STEPS greedy tokens, from a float64 numpy
+      forward pass written from the published architectures (JSON on stdout)
 needs: pip install gguf==0.19.0 numpy
 """
 
+import json
 import sys
 
 import gguf
@@ -53,5 +60,174 @@ def types(out):
     w.close()
 
 
+def byte_vocab():
+    """GPT-2's printable stand-ins for the 256 bytes, in byte order."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Weight types per tensor, so that one tiny model exercises every type the reader takes.
+LAYER_TYPES = [
+    {"attn_q": "Q4_K", "attn_k": "Q5_K", "attn_v": "Q6_K", "attn_output": "Q8_0",
+     "ffn_gate": "Q4_0", "ffn_up": "Q5_1", "ffn_down": "Q4_1"},
+    {"attn_q": "Q4_0", "attn_k": "F16", "attn_v": "BF16", "attn_output": "Q4_K",
+     "ffn_gate": "Q5_0", "ffn_up": "Q4_K", "ffn_down": "Q6_K"},
+]
+
+
+def model(arch, out):
+    rng = np.random.default_rng({"llama": 1, "qwen2": 2, "qwen3": 3}[arch])
+    hidden, heads, kv_heads, ffn, layers = 256, 4, 2, 512, 2
+    head_dim = 128 if arch == "qwen3" else hidden // heads
+    vocab = byte_vocab() + ["Ġt", "he", "<|im_start|>", "<|im_end|>"]
+    w = gguf.GGUFWriter(out, arch)
+    w.add_context_length(512)
+    w.add_embedding_length(hidden)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(10000.0 if arch == "llama" else 1000000.0)
+    if arch == "qwen3":
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(vocab)
+    w.add_token_types([1] * 258 + [3, 3])
+    w.add_token_merges(["Ġ t", "h e"])
+    w.add_bos_token_id(258)
+    w.add_eos_token_id(259)
+    w.add_chat_template(CHATML)
+
+    def tensor(name, shape, qtype, scale):
+        values = rng.normal(0, scale, size=shape).astype(np.float32)
+        if qtype == "F32":
+            w.add_tensor(name, values)
+            return
+        raw = gguf.quants.quantize(values, T[qtype]) if qtype not in ("Q4_K", "Q5_K", "Q6_K") else None
+        if raw is None:
+            raw = random_k_blocks(rng, T[qtype], shape[0], shape[1])
+        w.add_tensor(name, raw, raw_dtype=T[qtype])
+
+    tensor("token_embd.weight", (len(vocab), hidden), "F16", 0.5)
+    tensor("output.weight", (len(vocab), hidden), "Q8_0", 0.1)
+    w.add_tensor("output_norm.weight", (1 + rng.normal(0, 0.1, hidden)).astype(np.float32))
+    shapes = {"attn_q": (heads * head_dim, hidden), "attn_k": (kv_heads * head_dim, hidden),
+              "attn_v": (kv_heads * head_dim, hidden), "attn_output": (hidden, heads * head_dim),
+              "ffn_gate": (ffn, hidden), "ffn_up": (ffn, hidden), "ffn_down": (hidden, ffn)}
+    for i, types in enumerate(LAYER_TYPES):
+        for name, qtype in types.items():
+            tensor(f"blk.{i}.{name}.weight", shapes[name], qtype, 0.08)
+        for norm in ("attn_norm", "ffn_norm"):
+            w.add_tensor(f"blk.{i}.{norm}.weight", (1 + rng.normal(0, 0.1, hidden)).astype(np.float32))
+        if arch == "qwen2":
+            for name in ("attn_q", "attn_k", "attn_v"):
+                w.add_tensor(f"blk.{i}.{name}.bias", rng.normal(0, 0.3, shapes[name][0]).astype(np.float32))
+        if arch == "qwen3":
+            for name in ("attn_q_norm", "attn_k_norm"):
+                w.add_tensor(f"blk.{i}.{name}.weight", (1 + rng.normal(0, 0.1, head_dim)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+class Reference:
+    """A decoder forward pass in float64, reading the GGUF as llama.cpp lays it out."""
+
+    def __init__(self, path):
+        r = gguf.GGUFReader(path)
+        field = lambda k: r.fields[k].contents() if k in r.fields else None  # noqa: E731
+        self.arch = field("general.architecture")
+        a = self.arch
+        self.heads, self.kv_heads = field(f"{a}.attention.head_count"), field(f"{a}.attention.head_count_kv")
+        hidden = field(f"{a}.embedding_length")
+        self.head_dim = field(f"{a}.attention.key_length") or hidden // self.heads
+        self.layers, self.eps = field(f"{a}.block_count"), field(f"{a}.attention.layer_norm_rms_epsilon")
+        self.theta = field(f"{a}.rope.freq_base")
+        self.t = {}
+        for t in r.tensors:
+            values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
+            self.t[t.name] = values.reshape([int(d) for d in reversed(t.shape)])
+
+    def norm(self, x, w):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * w
+
+    def rope(self, x):
+        """x: [T, heads, d]. llama.cpp's llama rotates adjacent pairs (its Q/K rows are stored
+        for that); Qwen's rotates element i with i + d/2 ("NEOX")."""
+        n, d = x.shape[0], self.head_dim
+        inv = self.theta ** (-np.arange(0, d, 2) / d)
+        ang = np.arange(n)[:, None] * inv[None, :]
+        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        if self.arch == "llama":
+            a, b = x[..., 0::2], x[..., 1::2]
+            out = np.empty_like(x)
+            out[..., 0::2], out[..., 1::2] = a * cos - b * sin, a * sin + b * cos
+            return out
+        a, b = x[..., : d // 2], x[..., d // 2 :]
+        return np.concatenate([a * cos - b * sin, a * sin + b * cos], -1)
+
+    def attention(self, i, x):
+        t, n = self.t, x.shape[0]
+        p = f"blk.{i}."
+        proj = {}
+        for name, h in (("attn_q", self.heads), ("attn_k", self.kv_heads), ("attn_v", self.kv_heads)):
+            y = x @ t[p + name + ".weight"].T
+            if p + name + ".bias" in t:
+                y = y + t[p + name + ".bias"]
+            proj[name] = y.reshape(n, h, self.head_dim)
+        q, k, v = proj["attn_q"], proj["attn_k"], proj["attn_v"]
+        if p + "attn_q_norm.weight" in t:
+            q, k = self.norm(q, t[p + "attn_q_norm.weight"]), self.norm(k, t[p + "attn_k_norm.weight"])
+        q, k = self.rope(q), self.rope(k)
+        group = self.heads // self.kv_heads
+        causal = np.triu(np.full((n, n), -np.inf), 1)
+        out = []
+        for h in range(self.heads):
+            s = q[:, h] @ k[:, h // group].T / np.sqrt(self.head_dim) + causal
+            s = np.exp(s - s.max(-1, keepdims=True))
+            out.append((s / s.sum(-1, keepdims=True)) @ v[:, h // group])
+        return np.concatenate(out, -1) @ t[p + "attn_output.weight"].T
+
+    def logits(self, ids):
+        t = self.t
+        x = t["token_embd.weight"][ids]
+        for i in range(self.layers):
+            p = f"blk.{i}."
+            x = x + self.attention(i, self.norm(x, t[p + "attn_norm.weight"]))
+            h = self.norm(x, t[p + "ffn_norm.weight"])
+            g = h @ t[p + "ffn_gate.weight"].T
+            x = x + ((g / (1 + np.exp(-g))) * (h @ t[p + "ffn_up.weight"].T)) @ t[p + "ffn_down.weight"].T
+        head = t.get("output.weight", t["token_embd.weight"])
+        return self.norm(x[-1], t["output_norm.weight"]) @ head.T
+
+
+def forward(path, steps, *ids):
+    ref = Reference(path)
+    ids = [int(i) for i in ids]
+    first = ref.logits(ids)
+    greedy, seq = [], list(ids)
+    for _ in range(int(steps)):
+        nxt = int(np.argmax(ref.logits(seq)))
+        greedy.append(nxt)
+        seq.append(nxt)
+    json.dump({"logits": first.tolist(), "greedy": greedy}, sys.stdout)
+
+
 if __name__ == "__main__":
-    {"types": types}[sys.argv[1]](*sys.argv[2:])
+    {"types": types, "model": model, "forward": forward}[sys.argv[1]](*sys.argv[2:])

@@ -6,8 +6,11 @@ use std::path::Path;
 use std::process::Command;
 
 use tempfile::TempDir;
+use wrapflow::operators::engine::{Decoder, GenerationConfig, Prompt, SessionConfig, generate};
 use wrapflow::operators::model::ggml::type_name;
 use wrapflow::operators::model::gguf::Gguf;
+use wrapflow::operators::model::import::{WeightFormat, import};
+use wrapflow::operators::model::llama::KvLayout;
 use wrapflow::operators::model::quant::{dequantize, keeps_four_bits, linear};
 
 fn python() -> String {
@@ -46,4 +49,63 @@ fn every_tensor_type_dequantizes_as_llama_cpp_does() {
         seen.push(name);
     }
     assert_eq!(seen, ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]);
+}
+
+/// The numpy reference's last-position logits and greedy continuation for `ids`.
+fn reference(gguf: &Path, ids: &[u32], steps: usize) -> (Vec<f32>, Vec<u32>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gguf_testdata.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).arg("forward").arg(gguf).arg(steps.to_string());
+    let out = cmd.args(ids.iter().map(u32::to_string)).output().unwrap();
+    assert!(out.status.success(), "forward: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nums = |k: &str| v[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
+    (nums("logits").iter().map(|&x| x as f32).collect(), nums("greedy").iter().map(|&x| x as u32).collect())
+}
+
+fn load(dir: &Path) -> Decoder {
+    Decoder::load(dir, &SessionConfig { intra_threads: 1, ..Default::default() }).unwrap()
+}
+
+fn greedy(d: &mut Decoder, ids: &[u32], steps: usize) -> Vec<u32> {
+    let cfg = GenerationConfig { max_new_tokens: steps, ignore_eos: true, ..Default::default() };
+    let prompt = Prompt { id: "p".into(), ids: ids.to_vec(), ..Default::default() };
+    let mut out = vec![];
+    generate(d, [prompt], &cfg, |c| out = c.token_ids).unwrap();
+    out
+}
+
+/// Each family, written by llama.cpp's `gguf` package with its weights spread over every tensor
+/// type, imports to a model whose logits and greedy tokens are those of an independent numpy
+/// forward pass: in both cache layouts, f32 and 4-bit.
+#[test]
+fn each_family_imports_to_the_reference_forward_pass() {
+    let dir = TempDir::new().unwrap();
+    for arch in ["llama", "qwen2", "qwen3"] {
+        let gguf = dir.path().join(format!("{arch}.gguf"));
+        testdata(&["model", arch, gguf.to_str().unwrap()]);
+        let ids: Vec<u32> = "The council met on Tuesday.".bytes().map(u32::from).collect();
+        let (want_logits, want_greedy) = reference(&gguf, &ids, 8);
+        let scale = want_logits.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(scale > 1.0, "{arch}: the reference's logits are spread out ({scale})");
+
+        let standard = dir.path().join(format!("{arch}-standard"));
+        let cfg = import(&gguf, &standard, WeightFormat::Fp32, KvLayout::Standard).unwrap();
+        assert_eq!(cfg.model_type, arch);
+        assert!(!cfg.tie_word_embeddings, "{arch}: the separate output head is used");
+        let mut d = load(&standard);
+        let cache = d.empty_cache(1).unwrap();
+        let n = ids.len();
+        let ids64: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        let (logits, _) = d.forward(1, ids64, vec![1; n], (0..n as i64).collect(), &cache).unwrap();
+        let diff = logits.iter().zip(&want_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 2e-3 * scale, "{arch}: logits differ from the reference by {diff} (scale {scale})");
+        assert_eq!(greedy(&mut d, &ids, 8), want_greedy, "{arch}: standard layout, f32");
+
+        for (format, name) in [(WeightFormat::Fp32, "shared"), (WeightFormat::Q4, "shared-q4")] {
+            let out = dir.path().join(format!("{arch}-{name}"));
+            import(&gguf, &out, format, KvLayout::Shared).unwrap();
+            assert_eq!(greedy(&mut load(&out), &ids, 8), want_greedy, "{arch}: {name}");
+        }
+    }
 }

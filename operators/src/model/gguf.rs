@@ -67,7 +67,9 @@ pub struct Gguf {
     pub version: u32,
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
-    data: Vec<u8>,
+    /// The file's bytes: memory-mapped when opened from a path, so a model's weights are paged in
+    /// as they are converted instead of read into memory whole.
+    data: Box<dyn AsRef<[u8]> + Send + Sync>,
     data_start: usize,
 }
 
@@ -123,12 +125,19 @@ impl<'a> Reader<'a> {
 
 impl Gguf {
     pub fn open(path: &std::path::Path) -> anyhow::Result<Self> {
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(data).with_context(|| format!("parsing {}", path.display()))
+        let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        // SAFETY: the map is read-only; a file changed under a running import is a user error
+        // that can at worst give wrong weights, which the import's hash then records.
+        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+        Self::parse_from(Box::new(map)).with_context(|| format!("parsing {}", path.display()))
     }
 
     pub fn parse(data: Vec<u8>) -> anyhow::Result<Self> {
-        let mut r = Reader { b: &data, pos: 0 };
+        Self::parse_from(Box::new(data))
+    }
+
+    fn parse_from(data: Box<dyn AsRef<[u8]> + Send + Sync>) -> anyhow::Result<Self> {
+        let mut r = Reader { b: (*data).as_ref(), pos: 0 };
         ensure!(r.take(4)? == b"GGUF", "not a GGUF file (bad magic)");
         let version = r.u32()?;
         ensure!((2..=3).contains(&version), "GGUF version {version} is not supported (2 or 3)");
@@ -173,6 +182,9 @@ impl Gguf {
     /// The raw bytes of a tensor, `len` bytes from its offset.
     pub fn tensor_bytes(&self, t: &TensorInfo, len: usize) -> anyhow::Result<&[u8]> {
         let start = self.data_start + t.offset as usize;
-        self.data.get(start..start + len).with_context(|| format!("tensor {} lies outside the file", t.name))
+        (*self.data)
+            .as_ref()
+            .get(start..start + len)
+            .with_context(|| format!("tensor {} lies outside the file", t.name))
     }
 }

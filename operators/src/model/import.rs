@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::gguf::Gguf;
@@ -78,61 +78,121 @@ pub struct ImportInfo {
     pub kv_cache: KvLayout,
 }
 
-fn meta_u(g: &Gguf, key: &str) -> anyhow::Result<usize> {
-    Ok(g.u64(key)? as usize)
+/// A decoder family wrapflow imports: its GGUF `general.architecture`, its Hugging Face names,
+/// and how its tensors differ from llama's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub gguf: &'static str,
+    pub model_type: &'static str,
+    pub hf_class: &'static str,
+    /// llama.cpp stores llama's Q and K rows permuted for its interleaved rotary (see
+    /// [`unpermute_rows`]); the other families use the "rotate half" form as they are.
+    pub permuted_qk: bool,
 }
 
-/// The llama shape stored in a GGUF.
-pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
-    let arch = g.str("general.architecture")?;
-    if arch != "llama" {
-        bail!("architecture {arch:?} is not supported (llama is)");
-    }
-    let vocab = g.get("tokenizer.ggml.tokens")?.as_array().map(|a| a.len()).context("no vocabulary")?;
-    let f = |k: &str, default: f64| g.metadata.get(k).and_then(|v| v.as_f64()).unwrap_or(default);
-    let heads = meta_u(g, "llama.attention.head_count")?;
-    Ok(LlamaConfig {
-        vocab_size: vocab,
-        hidden_size: meta_u(g, "llama.embedding_length")?,
-        num_hidden_layers: meta_u(g, "llama.block_count")?,
-        num_attention_heads: heads,
-        num_key_value_heads: g.u64("llama.attention.head_count_kv").map(|v| v as usize).unwrap_or(heads),
-        intermediate_size: meta_u(g, "llama.feed_forward_length")?,
-        rope_theta: f("llama.rope.freq_base", 10000.0) as f32,
-        rms_norm_eps: f("llama.attention.layer_norm_rms_epsilon", 1e-5) as f32,
-        max_position_embeddings: g.u64("llama.context_length").unwrap_or(2048) as usize,
+/// The families wrapflow imports. Mistral 7B GGUFs carry `llama` (llama.cpp converts Mistral as
+/// llama), so they import as llama.
+pub const FAMILIES: &[Family] = &[
+    Family { gguf: "llama", model_type: "llama", hf_class: "LlamaForCausalLM", permuted_qk: true },
+    Family { gguf: "qwen2", model_type: "qwen2", hf_class: "Qwen2ForCausalLM", permuted_qk: false },
+    Family { gguf: "qwen3", model_type: "qwen3", hf_class: "Qwen3ForCausalLM", permuted_qk: false },
+];
+
+/// The family of a GGUF's architecture, or an error naming the ones wrapflow imports.
+pub fn family(arch: &str) -> anyhow::Result<Family> {
+    FAMILIES.iter().find(|f| f.gguf == arch).copied().with_context(|| {
+        let names: Vec<&str> = FAMILIES.iter().map(|f| f.gguf).collect();
+        format!("architecture {arch:?} is not supported ({} are)", names.join(", "))
     })
 }
 
-/// Reads every weight of a llama GGUF in the requested format.
+/// The decoder shape stored in a GGUF (keys under its architecture's prefix).
+pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
+    let arch = g.str("general.architecture")?;
+    family(arch)?;
+    let key = |k: &str| format!("{arch}.{k}");
+    let u = |k: &str| g.u64(&key(k)).map(|v| v as usize);
+    let f = |k: &str, default: f64| g.metadata.get(&key(k)).and_then(|v| v.as_f64()).unwrap_or(default);
+    let vocab = g.get("tokenizer.ggml.tokens")?.as_array().map(|a| a.len()).context("no vocabulary")?;
+    let (hidden, heads) = (u("embedding_length")?, u("attention.head_count")?);
+    let head_dim = u("attention.key_length").ok();
+    if let (Some(k), Ok(v)) = (head_dim, u("attention.value_length")) {
+        ensure!(k == v, "key length {k} differs from value length {v}: not supported");
+    }
+    Ok(LlamaConfig {
+        vocab_size: vocab,
+        hidden_size: hidden,
+        num_hidden_layers: u("block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: u("attention.head_count_kv").unwrap_or(heads),
+        intermediate_size: u("feed_forward_length")?,
+        rope_theta: f("rope.freq_base", 10000.0) as f32,
+        rms_norm_eps: f("attention.layer_norm_rms_epsilon", 1e-5) as f32,
+        max_position_embeddings: u("context_length").unwrap_or(2048),
+        head_dim: head_dim.filter(|&d| d != hidden / heads),
+    })
+}
+
+/// Reads every weight of a GGUF decoder in the requested format.
 pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyhow::Result<LlamaWeights> {
+    let fam = family(g.str("general.architecture")?)?;
     let q4 = format == WeightFormat::Q4;
     let t = |name: &str| g.tensor(name);
-    let q_src = unpermute_rows(cfg.num_attention_heads * cfg.head_dim(), cfg.num_attention_heads);
-    let k_src = unpermute_rows(cfg.num_key_value_heads * cfg.head_dim(), cfg.num_key_value_heads);
+    let d = cfg.head_dim();
+    let q_src = unpermute_rows(cfg.num_attention_heads * d, cfg.num_attention_heads);
+    let k_src = unpermute_rows(cfg.num_key_value_heads * d, cfg.num_key_value_heads);
+    let (q_src, k_src) = if fam.permuted_qk { (Some(&q_src[..]), Some(&k_src[..])) } else { (None, None) };
     let mut layers = Vec::new();
     for i in 0..cfg.num_hidden_layers {
         let p = |s: &str| format!("blk.{i}.{s}.weight");
+        let optional = |name: String| -> anyhow::Result<Option<Vec<f32>>> {
+            g.tensor(&name).ok().map(|t| dequantize(g, t)).transpose()
+        };
+        let biases = [
+            optional(format!("blk.{i}.attn_q.bias"))?,
+            optional(format!("blk.{i}.attn_k.bias"))?,
+            optional(format!("blk.{i}.attn_v.bias"))?,
+        ];
+        let qkv_bias = match biases {
+            [Some(q), Some(k), Some(v)] => Some([q, k, v].concat()),
+            [None, None, None] => None,
+            _ => bail!("layer {i} has biases on some of Q, K and V only"),
+        };
+        let qk_norm = match (optional(p("attn_q_norm"))?, optional(p("attn_k_norm"))?) {
+            (Some(q), Some(k)) => Some((q, k)),
+            (None, None) => None,
+            _ => bail!("layer {i} has a norm on one of Q and K only"),
+        };
         layers.push(LayerWeights {
             attn_norm: dequantize(g, t(&p("attn_norm"))?)?,
-            q: linear(g, t(&p("attn_q"))?, q4, Some(&q_src))?,
-            k: linear(g, t(&p("attn_k"))?, q4, Some(&k_src))?,
+            q: linear(g, t(&p("attn_q"))?, q4, q_src)?,
+            k: linear(g, t(&p("attn_k"))?, q4, k_src)?,
             v: linear(g, t(&p("attn_v"))?, q4, None)?,
             o: linear(g, t(&p("attn_output"))?, q4, None)?,
             ffn_norm: dequantize(g, t(&p("ffn_norm"))?)?,
             gate: linear(g, t(&p("ffn_gate"))?, q4, None)?,
             up: linear(g, t(&p("ffn_up"))?, q4, None)?,
             down: linear(g, t(&p("ffn_down"))?, q4, None)?,
+            qkv_bias,
+            qk_norm,
         });
     }
-    if g.tensor("output.weight").is_ok() {
-        bail!("a separate output.weight (untied head) is not supported yet");
-    }
+    let output = g.tensor("output.weight").ok().map(|t| linear(g, t, q4, None)).transpose()?;
     Ok(LlamaWeights {
         embed: dequantize(g, t("token_embd.weight")?)?,
         layers,
         final_norm: dequantize(g, t("output_norm.weight")?)?,
+        output,
     })
+}
+
+/// What [`write_model`] records about where a model came from.
+pub struct Origin<'a> {
+    /// The file or directory imported.
+    pub source: &'a str,
+    /// BOS, EOS and padding token ids.
+    pub special: (Option<u32>, Option<u32>, Option<u32>),
+    pub family: Family,
 }
 
 /// Writes model.onnx and config.json for a config and weights, returning the config written.
@@ -142,22 +202,27 @@ pub fn write_model(
     weights: &LlamaWeights,
     format: WeightFormat,
     layout: KvLayout,
-    source: &str,
-    special: (Option<u32>, Option<u32>, Option<u32>),
+    origin: &Origin,
 ) -> anyhow::Result<ModelConfig> {
+    let Origin { source, special, family } = origin;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let onnx = build(cfg, weights, layout, &[("source", source.to_string())]);
     let hash = format!("blake3:{}", blake3::hash(&onnx).to_hex());
     std::fs::write(out.join("model.onnx"), &onnx)?;
     let config = ModelConfig {
         llama: cfg.clone(),
-        model_type: "llama".into(),
-        architectures: vec!["LlamaForCausalLM".into()],
-        tie_word_embeddings: true,
+        model_type: family.model_type.into(),
+        architectures: vec![family.hf_class.into()],
+        tie_word_embeddings: weights.output.is_none(),
         bos_token_id: special.0,
         eos_token_id: special.1,
         pad_token_id: special.2,
-        wrapflow: Some(ImportInfo { source: source.into(), weights: format, weights_hash: hash, kv_cache: layout }),
+        wrapflow: Some(ImportInfo {
+            source: source.to_string(),
+            weights: format,
+            weights_hash: hash,
+            kv_cache: layout,
+        }),
     };
     std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
     Ok(config)
@@ -172,7 +237,8 @@ pub fn import(gguf: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -
     let special =
         (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), id("tokenizer.ggml.padding_token_id"));
     let source = gguf.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let config = write_model(out, &cfg, &weights, format, layout, &source, special)?;
+    let origin = Origin { source: &source, special, family: family(g.str("general.architecture")?)? };
+    let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
     super::write_tokenizer_files(&g, out)?;
     Ok(config)
 }

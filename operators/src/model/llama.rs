@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::blocks::Builder;
 use super::graph::{Dim, Graph, attr_f, attr_i, attr_ints};
 use super::onnx_proto::dtype;
 
@@ -22,11 +23,14 @@ pub struct LlamaConfig {
     pub rope_theta: f32,
     pub rms_norm_eps: f32,
     pub max_position_embeddings: usize,
+    /// Per-head width where it is not hidden / heads (Qwen3's 128 with a 1024 hidden and 16 heads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
 }
 
 impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 }
 
@@ -108,13 +112,19 @@ pub struct LayerWeights {
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
+    /// Q, K and V biases, concatenated in that order (Qwen2).
+    pub qkv_bias: Option<Vec<f32>>,
+    /// RMSNorm weights `[head_dim]` applied to each query and key head before rotary (Qwen3).
+    pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 pub struct LlamaWeights {
-    /// `[vocab, hidden]`, also the output head (tied).
+    /// `[vocab, hidden]`, also the output head when `output` is `None` (tied).
     pub embed: Vec<f32>,
     pub layers: Vec<LayerWeights>,
     pub final_norm: Vec<f32>,
+    /// A separate output head `[vocab, hidden]` (Llama 3 8B, Qwen2.5 7B, Mistral).
+    pub output: Option<Linear>,
 }
 
 impl LlamaWeights {
@@ -124,6 +134,7 @@ impl LlamaWeights {
         LlamaWeights {
             embed: self.embed.clone(),
             final_norm: self.final_norm.clone(),
+            output: self.output.as_ref().map(f),
             layers: self
                 .layers
                 .iter()
@@ -137,116 +148,11 @@ impl LlamaWeights {
                     gate: f(&l.gate),
                     up: f(&l.up),
                     down: f(&l.down),
+                    qkv_bias: l.qkv_bias.clone(),
+                    qk_norm: l.qk_norm.clone(),
                 })
                 .collect(),
         }
-    }
-}
-
-struct Builder<'a> {
-    g: Graph,
-    cfg: &'a LlamaConfig,
-}
-
-impl Builder<'_> {
-    fn rms_norm(&mut self, x: &str, w: &[f32], name: &str) -> String {
-        let h = self.cfg.hidden_size as i64;
-        let w = self.g.init_f32(name, &[h], w);
-        let two = self.g.const_f32(2.0);
-        let eps = self.g.const_f32(self.cfg.rms_norm_eps);
-        // Pow → ReduceMean → Add → Sqrt → Div → Mul: ONNX Runtime fuses it into one kernel.
-        let sq = self.g.op("Pow", &[x, &two], vec![]);
-        let mean = self.g.op("ReduceMean", &[&sq], vec![attr_ints("axes", &[-1]), attr_i("keepdims", 1)]);
-        let var = self.g.op("Add", &[&mean, &eps], vec![]);
-        let rms = self.g.op("Sqrt", &[&var], vec![]);
-        let normed = self.g.op("Div", &[x, &rms], vec![]);
-        self.g.op("Mul", &[&normed, &w], vec![])
-    }
-
-    fn linear(&mut self, x: &str, w: &Linear, name: &str, n_in: usize, n_out: usize) -> String {
-        match w {
-            Linear::F32(data) => {
-                // Stored transposed, `[in, out]`, so the MatMul needs no Transpose.
-                let mut t = vec![0f32; data.len()];
-                for o in 0..n_out {
-                    for i in 0..n_in {
-                        t[i * n_out + o] = data[o * n_in + i];
-                    }
-                }
-                let w = self.g.init_f32(name, &[n_in as i64, n_out as i64], &t);
-                self.g.op("MatMul", &[x, &w], vec![])
-            }
-            Linear::Q4 { packed, scales, mins } => {
-                // x·wᵀ with w = scale·q + min splits exactly into MatMulNBits on scale·q (integer
-                // zero point 0, which keeps ONNX Runtime on its fused kernel; a fractional zero
-                // point falls back to dequantizing every call) plus, per block, min × the sum of
-                // that block of x: a [in/32, out] MatMul.
-                let blocks = n_in / 32;
-                let b = self.g.init_u8(&format!("{name}.q4"), &[n_out as i64, blocks as i64, 16], packed.clone());
-                let s = self.g.init_f32(&format!("{name}.scales"), &[(n_out * blocks) as i64], scales);
-                let zp = self.g.init_u8(
-                    &format!("{name}.zero_points"),
-                    &[(n_out * blocks.div_ceil(2)) as i64],
-                    vec![0; n_out * blocks.div_ceil(2)],
-                );
-                let attrs = vec![
-                    attr_i("K", n_in as i64),
-                    attr_i("N", n_out as i64),
-                    attr_i("bits", 4),
-                    attr_i("block_size", 32),
-                    attr_i("accuracy_level", 0),
-                ];
-                let y = self.g.op_n("MatMulNBits", "com.microsoft", &[x, &b, &s, &zp], 1, attrs).remove(0);
-                let mut mt = vec![0f32; blocks * n_out];
-                for o in 0..n_out {
-                    for k in 0..blocks {
-                        mt[k * n_out + o] = mins[o * blocks + k];
-                    }
-                }
-                let mt = self.g.init_f32(&format!("{name}.mins"), &[blocks as i64, n_out as i64], &mt);
-                let shape = self.g.const_i64(&[0, 0, blocks as i64, 32], false);
-                let last = self.g.const_i64(&[-1], false);
-                let xr = self.g.op("Reshape", &[x, &shape], vec![]);
-                let xs = self.g.op("ReduceSum", &[&xr, &last], vec![attr_i("keepdims", 0)]);
-                let corr = self.g.op("MatMul", &[&xs, &mt], vec![]);
-                self.g.op("Add", &[&y, &corr], vec![])
-            }
-        }
-    }
-
-    /// The feed-forward block with its residual: `x + down(silu(gate(n)) * up(n))`, `n` = norm(x).
-    fn mlp(&mut self, x: &str, lw: &LayerWeights, p: &str) -> String {
-        let (h, f) = (self.cfg.hidden_size, self.cfg.intermediate_size);
-        let xn = self.rms_norm(x, &lw.ffn_norm, &format!("{p}.post_attention_layernorm.weight"));
-        let gate = self.linear(&xn, &lw.gate, &format!("{p}.mlp.gate_proj"), h, f);
-        let up = self.linear(&xn, &lw.up, &format!("{p}.mlp.up_proj"), h, f);
-        let g = &mut self.g;
-        let sig = g.op("Sigmoid", &[&gate], vec![]);
-        let act = g.op("Mul", &[&gate, &sig], vec![]);
-        let act = g.op("Mul", &[&act, &up], vec![]);
-        let down = self.linear(&act, &lw.down, &format!("{p}.mlp.down_proj"), f, h);
-        self.g.op("Add", &[x, &down], vec![])
-    }
-
-    /// Final norm and the tied output head on one position per row (`[batch, hidden]`): the
-    /// `logits` output, `[batch, 1, vocab]`.
-    fn head(&mut self, x_last: &str, embed: &str, final_norm: &[f32], batch: Dim) {
-        let x = self.rms_norm(x_last, final_norm, "model.norm.weight");
-        let g = &mut self.g;
-        let logits = g.op("Gemm", &[&x, embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
-        let ax1 = g.const_i64(&[1], false);
-        let logits = g.op("Unsqueeze", &[&logits, &ax1], vec![]);
-        g.output(&logits, "logits", dtype::FLOAT, &[batch, Dim::Fixed(1), Dim::Fixed(self.cfg.vocab_size as i64)]);
-    }
-
-    /// `x * cos + rotate_half(x) * sin` over the last axis.
-    fn rope(&mut self, x: &str, cos: &str, sin: &str) -> String {
-        let halves = self.g.op_n("Split", "", &[x], 2, vec![attr_i("axis", -1)]);
-        let neg = self.g.op("Neg", &[&halves[1]], vec![]);
-        let rot = self.g.op("Concat", &[&neg, &halves[0]], vec![attr_i("axis", -1)]);
-        let a = self.g.op("Mul", &[x, cos], vec![]);
-        let b = self.g.op("Mul", &[&rot, sin], vec![]);
-        self.g.op("Add", &[&a, &b], vec![])
     }
 }
 
@@ -311,8 +217,7 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
         let p = format!("model.layers.{i}");
         let xn = b.rms_norm(&x, &lw.attn_norm, &format!("{p}.input_layernorm.weight"));
         // One matmul for Q, K and V, in GroupQueryAttention's packed order.
-        let qkv = Linear::stack(&[&lw.q, &lw.k, &lw.v]);
-        let qkv = b.linear(&xn, &qkv, &format!("{p}.self_attn.qkv_proj"), h, (nh + 2 * kvh) * d);
+        let qkv = b.packed_qkv(&xn, lw, &p);
         let g = &mut b.g;
         let attrs = vec![
             attr_i("num_heads", nh as i64),
@@ -342,7 +247,7 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     let at = g.op("Min", &[&last, &s_last], vec![]);
     let at = g.op("Unsqueeze", &[&at, &ax1], vec![]);
     let x_last = g.op("GatherND", &[&x, &at], vec![attr_i("batch_dims", 1)]);
-    b.head(&x_last, &embed, &weights.final_norm, batch);
+    b.head(&x_last, &embed, weights, batch);
     b.g.into_model_bytes(
         "llama decoder with a shared-buffer KV cache (GroupQueryAttention), exported by wrapflow",
         metadata,
@@ -421,9 +326,7 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
     for (i, lw) in weights.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
         let xn = b.rms_norm(&x, &lw.attn_norm, &format!("{p}.input_layernorm.weight"));
-        let q = b.linear(&xn, &lw.q, &format!("{p}.self_attn.q_proj"), h, nh * d);
-        let k = b.linear(&xn, &lw.k, &format!("{p}.self_attn.k_proj"), h, kvh * d);
-        let v = b.linear(&xn, &lw.v, &format!("{p}.self_attn.v_proj"), h, kvh * d);
+        let [q, k, v] = b.separate_qkv(&xn, lw, &p);
         let g = &mut b.g;
         let perm = vec![attr_ints("perm", &[0, 2, 1, 3])];
         let q = g.op("Reshape", &[&q, &shape_heads], vec![]);
@@ -456,6 +359,6 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
     let g = &mut b.g;
     let last = g.const_i64(&[-1], true);
     let x_last = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
-    b.head(&x_last, &embed, &weights.final_norm, batch);
+    b.head(&x_last, &embed, weights, batch);
     b.g.into_model_bytes("llama decoder with KV cache, exported by wrapflow", metadata)
 }

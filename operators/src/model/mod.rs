@@ -1,6 +1,7 @@
 //! Models without a model hub: reading GGUF files and writing what wrapflow runs from them.
 
 pub mod bert;
+mod blocks;
 pub mod ggml;
 pub mod gguf;
 pub mod graph;

@@ -7,7 +7,7 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::import::{ModelConfig, WeightFormat, write_model};
+use super::import::{FAMILIES, ModelConfig, Origin, WeightFormat, write_model};
 use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
 use crate::testkit;
 
@@ -40,6 +40,7 @@ pub fn tiny_config(vocab_size: usize) -> LlamaConfig {
         rope_theta: 10000.0,
         rms_norm_eps: 1e-5,
         max_position_embeddings: 2048,
+        head_dim: None,
     }
 }
 
@@ -61,6 +62,8 @@ pub fn tiny_weights(cfg: &LlamaConfig, seed: u64, format: WeightFormat) -> Llama
             gate: random_linear(&mut rng, h, f, format),
             up: random_linear(&mut rng, h, f, format),
             down: random_linear(&mut rng, f, h, format),
+            qkv_bias: None,
+            qk_norm: None,
         })
         .collect();
     LlamaWeights {
@@ -68,6 +71,7 @@ pub fn tiny_weights(cfg: &LlamaConfig, seed: u64, format: WeightFormat) -> Llama
         embed: (0..cfg.vocab_size * h).map(|_| rng.random_range(-0.25f32..0.25)).collect(),
         layers,
         final_norm: norm(&mut rng),
+        output: None,
     }
 }
 
@@ -96,15 +100,12 @@ pub fn write_tiny_model_with(
     }
     let format = written;
     let id = |t: &str| tok.token_to_id(t);
-    let config = write_model(
-        out,
-        &cfg,
-        &weights,
-        format,
-        layout,
-        "tiny random model",
-        (id("<|im_start|>"), id("<|im_end|>"), id("<|im_end|>")),
-    )?;
+    let origin = Origin {
+        source: "tiny random model",
+        special: (id("<|im_start|>"), id("<|im_end|>"), id("<|im_end|>")),
+        family: FAMILIES[0],
+    };
+    let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
     tok.save(out.join("tokenizer.json"), false).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tc = serde_json::json!({
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
