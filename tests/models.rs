@@ -109,3 +109,46 @@ fn each_family_imports_to_the_reference_forward_pass() {
         }
     }
 }
+
+/// `model inspect` describes a file from its header and says in one line why a file cannot be
+/// imported; the import itself fails with the same reason.
+#[test]
+fn inspect_names_what_a_file_holds_and_what_stops_its_import() {
+    let dir = TempDir::new().unwrap();
+    let wrapflow = env!("CARGO_BIN_EXE_wrapflow");
+    let inspect = |path: &Path| -> serde_json::Value {
+        let out = Command::new(wrapflow).args(["model", "inspect", "--json"]).arg(path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let good = dir.path().join("qwen2.gguf");
+    testdata(&["model", "qwen2", good.to_str().unwrap()]);
+    let v = inspect(&good);
+    assert_eq!(v["architecture"], "qwen2");
+    assert_eq!((v["layers"].as_u64(), v["heads"].as_u64(), v["kv_heads"].as_u64()), (Some(2), Some(4), Some(2)));
+    assert_eq!(v["tensor_types"]["Q6_K"], 2);
+    assert_eq!(v["tensor_types"]["F32"].as_u64(), Some(1 + 2 * (2 + 3)), "norms and biases");
+    assert!(v["importable"]["Ok"].as_str().unwrap().contains("keeps 6 of 15 linear weights 4-bit"), "{v}");
+
+    let odd = dir.path().join("q3k.gguf");
+    testdata(&["model", "qwen2+Q3_K", odd.to_str().unwrap()]);
+    let why = inspect(&odd)["importable"]["Err"].as_str().unwrap().to_string();
+    assert!(why.contains("blk.0.attn_q.weight") && why.contains("Q3_K is not supported"), "{why}");
+    let types = dir.path().join("types.gguf");
+    testdata(&["types", types.to_str().unwrap()]);
+    let why = inspect(&types)["importable"]["Err"].as_str().unwrap().to_string();
+    assert!(why.contains("\"wrapflow-types\" is not supported (llama, qwen2, qwen3 are)"), "{why}");
+
+    let out = Command::new(wrapflow)
+        .args(["model", "import"])
+        .arg(&odd)
+        .arg("--out")
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("blk.0.attn_q.weight") && err.contains("Q3_K is not supported"),
+        "{err}"
+    );
+}

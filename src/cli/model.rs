@@ -32,10 +32,25 @@ pub enum ModelCommand {
         #[arg(long, default_value = "shared")]
         kv_cache: String,
     },
+    /// Say what a GGUF file holds (architecture, shape, tensor types, tokenizer, template) and
+    /// whether and how wrapflow imports it, from its header alone.
+    #[command(after_help = "Example:\n  wrapflow model inspect models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+    Inspect {
+        /// The GGUF file
+        file: std::path::PathBuf,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
-    let ModelCommand::Import { gguf, out, tokenizer_only, weights, kv_cache } = command;
+    let (gguf, out, tokenizer_only, weights, kv_cache) = match command {
+        ModelCommand::Import { gguf, out, tokenizer_only, weights, kv_cache } => {
+            (gguf, out, tokenizer_only, weights, kv_cache)
+        }
+        ModelCommand::Inspect { file, json } => return inspect(&file, json),
+    };
     if gguf.is_dir() {
         let c = bert::import_embedder(&gguf, &out, bert::MAX_SEQ)?;
         println!(
@@ -57,13 +72,27 @@ fn import_decoder(gguf: &Path, out: &Path, weights: &str, kv_cache: &str) -> any
     let c = import::import(gguf, out, weights.parse()?, kv_cache.parse()?)?;
     let l = &c.llama;
     println!(
-        "wrote {} ({} layers, {} hidden, {} heads / {} KV heads, vocab {}, {weights} weights, {kv_cache} KV cache)",
+        "wrote {} ({}, {} layers, {} hidden, {} heads / {} KV heads, vocab {}, {weights} weights, {kv_cache} KV cache)",
         out.display(),
+        c.model_type,
         l.num_hidden_layers,
         l.hidden_size,
         l.num_attention_heads,
         l.num_key_value_heads,
         l.vocab_size,
     );
+    for a in c.wrapflow.iter().flat_map(|w| &w.tensors) {
+        println!("  {:>5} × {:<5} {:>12} parameters: {}", a.tensors, a.tensor_type, a.parameters, a.action);
+    }
+    Ok(())
+}
+
+fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
+    let i = crate::operators::model::inspect::inspect(file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&i)?);
+    } else {
+        println!("{i}");
+    }
     Ok(())
 }

@@ -95,15 +95,16 @@ impl Builder<'_> {
     pub fn head(&mut self, x_last: &str, embed: &str, weights: &LlamaWeights, batch: Dim) {
         let (h, vocab) = (self.cfg.hidden_size, self.cfg.vocab_size);
         let x = self.rms_norm(x_last, &weights.final_norm, "model.norm.weight");
-        let ax1 = self.g.const_i64(&[1], false);
         let logits = match &weights.output {
             Some(w) => {
+                let ax1 = self.g.const_i64(&[1], false);
                 let x = self.g.op("Unsqueeze", &[&x, &ax1], vec![]);
                 self.linear(&x, w, "lm_head", h, vocab)
             }
             None => {
                 let g = &mut self.g;
                 let logits = g.op("Gemm", &[&x, embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
+                let ax1 = g.const_i64(&[1], false);
                 g.op("Unsqueeze", &[&logits, &ax1], vec![])
             }
         };

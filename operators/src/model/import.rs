@@ -15,6 +15,7 @@ use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::gguf::Gguf;
+use super::inspect::{TypeAction, import_actions};
 use super::llama::{KvLayout, LayerWeights, LlamaConfig, LlamaWeights, build};
 use super::quant::{dequantize, linear, unpermute_rows};
 
@@ -76,6 +77,9 @@ pub struct ImportInfo {
     /// How the graph keeps its KV cache (imports before this field: `standard`).
     #[serde(default)]
     pub kv_cache: KvLayout,
+    /// Per GGUF tensor type, what the import did with its tensors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensors: Vec<TypeAction>,
 }
 
 /// A decoder family wrapflow imports: its GGUF `general.architecture`, its Hugging Face names,
@@ -193,6 +197,8 @@ pub struct Origin<'a> {
     /// BOS, EOS and padding token ids.
     pub special: (Option<u32>, Option<u32>, Option<u32>),
     pub family: Family,
+    /// What the import did per tensor type (empty for models not read from a file).
+    pub tensors: Vec<TypeAction>,
 }
 
 /// Writes model.onnx and config.json for a config and weights, returning the config written.
@@ -204,7 +210,7 @@ pub fn write_model(
     layout: KvLayout,
     origin: &Origin,
 ) -> anyhow::Result<ModelConfig> {
-    let Origin { source, special, family } = origin;
+    let Origin { source, special, family, tensors } = origin;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let onnx = build(cfg, weights, layout, &[("source", source.to_string())]);
     let hash = format!("blake3:{}", blake3::hash(&onnx).to_hex());
@@ -222,6 +228,7 @@ pub fn write_model(
             weights: format,
             weights_hash: hash,
             kv_cache: layout,
+            tensors: tensors.clone(),
         }),
     };
     std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
@@ -237,7 +244,12 @@ pub fn import(gguf: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -
     let special =
         (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), id("tokenizer.ggml.padding_token_id"));
     let source = gguf.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let origin = Origin { source: &source, special, family: family(g.str("general.architecture")?)? };
+    let origin = Origin {
+        source: &source,
+        special,
+        family: family(g.str("general.architecture")?)?,
+        tensors: import_actions(&g, format),
+    };
     let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
     super::write_tokenizer_files(&g, out)?;
     Ok(config)

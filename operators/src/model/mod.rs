@@ -6,6 +6,7 @@ pub mod ggml;
 pub mod gguf;
 pub mod graph;
 pub mod import;
+pub mod inspect;
 pub mod llama;
 pub mod onnx_proto;
 pub mod quant;

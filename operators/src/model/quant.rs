@@ -1,6 +1,7 @@
 //! GGUF tensor decoding: dequantization to f32, 4-bit repacking for ONNX Runtime's
 //! `MatMulNBits`, and undoing llama.cpp's Q/K row permutation.
 
+use anyhow::Context;
 use half::f16;
 
 use super::ggml::{self, Q4_0, Q4_1, Q4_K, byte_len};
@@ -14,7 +15,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// A tensor as f32 values in GGUF's row-major order.
 pub fn dequantize(g: &Gguf, t: &TensorInfo) -> anyhow::Result<Vec<f32>> {
     let n = t.elements() as usize;
-    let b = g.tensor_bytes(t, byte_len(t.ggml_type, n)?)?;
+    let b = g.tensor_bytes(t, byte_len(t.ggml_type, n).with_context(|| format!("tensor {}", t.name))?)?;
     let mut out = Vec::with_capacity(n);
     ggml::dequantize_into(t.ggml_type, b, &mut out)?;
     Ok(out)

@@ -104,6 +104,7 @@ pub fn write_tiny_model_with(
         source: "tiny random model",
         special: (id("<|im_start|>"), id("<|im_end|>"), id("<|im_end|>")),
         family: FAMILIES[0],
+        tensors: vec![],
     };
     let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
     tok.save(out.join("tokenizer.json"), false).map_err(|e| anyhow::anyhow!("{e}"))?;
