@@ -6,7 +6,7 @@ usage:
       one tensor `t.NAME` per GGML type wrapflow reads, and `ref.NAME`: its values as
       gguf-py dequantizes them (F32)
   python gguf_testdata.py model ARCH OUT.gguf
-      a tiny random decoder of family ARCH (llama, qwen2, qwen3) in llama.cpp's tensor layout,
+      a tiny random decoder of family ARCH (llama, qwen2, qwen3, phi3) in llama.cpp's tensor layout,
       its weights spread over the tensor types above, with a byte-level vocabulary
   python gguf_testdata.py forward MODEL.gguf STEPS ID...
       the last position's logits for the ids, and STEPS greedy tokens, from a float64 numpy
@@ -93,7 +93,7 @@ def model(arch, out):
     layer_types = [dict(t) for t in LAYER_TYPES]
     if odd_type:
         layer_types[0]["attn_q"] = odd_type
-    rng = np.random.default_rng({"llama": 1, "qwen2": 2, "qwen3": 3}[arch])
+    rng = np.random.default_rng({"llama": 1, "qwen2": 2, "qwen3": 3, "phi3": 4}[arch])
     hidden, heads, kv_heads, ffn, layers = 256, 4, 2, 512, 2
     head_dim = 128 if arch == "qwen3" else hidden // heads
     vocab = byte_vocab() + ["Ġt", "he", "<|im_start|>", "<|im_end|>"]
@@ -135,6 +135,12 @@ def model(arch, out):
     shapes = {"attn_q": (heads * head_dim, hidden), "attn_k": (kv_heads * head_dim, hidden),
               "attn_v": (kv_heads * head_dim, hidden), "attn_output": (hidden, heads * head_dim),
               "ffn_gate": (ffn, hidden), "ffn_up": (ffn, hidden), "ffn_down": (hidden, ffn)}
+    if arch == "phi3":  # Q, K and V in one tensor; gate and up in one (gate first)
+        shapes["attn_qkv"] = ((heads + 2 * kv_heads) * head_dim, hidden)
+        shapes["ffn_up"] = (2 * ffn, hidden)
+        for types in layer_types:
+            types["attn_qkv"] = types.pop("attn_q")
+            del types["attn_k"], types["attn_v"], types["ffn_gate"]
     for i, types in enumerate(layer_types):
         for name, qtype in types.items():
             tensor(f"blk.{i}.{name}.weight", shapes[name], qtype, 0.08)
@@ -192,8 +198,13 @@ class Reference:
         t, n = self.t, x.shape[0]
         p = f"blk.{i}."
         proj = {}
+        weights = {}
+        if p + "attn_qkv.weight" in t:  # Phi-3: rows are Q, then K, then V
+            q_rows, kv_rows = self.heads * self.head_dim, self.kv_heads * self.head_dim
+            qkv = t[p + "attn_qkv.weight"]
+            weights = {"attn_q": qkv[:q_rows], "attn_k": qkv[q_rows : q_rows + kv_rows], "attn_v": qkv[q_rows + kv_rows :]}
         for name, h in (("attn_q", self.heads), ("attn_k", self.kv_heads), ("attn_v", self.kv_heads)):
-            y = x @ t[p + name + ".weight"].T
+            y = x @ (weights[name] if weights else t[p + name + ".weight"]).T
             if p + name + ".bias" in t:
                 y = y + t[p + name + ".bias"]
             proj[name] = y.reshape(n, h, self.head_dim)
@@ -217,8 +228,11 @@ class Reference:
             p = f"blk.{i}."
             x = x + self.attention(i, self.norm(x, t[p + "attn_norm.weight"]))
             h = self.norm(x, t[p + "ffn_norm.weight"])
-            g = h @ t[p + "ffn_gate.weight"].T
-            x = x + ((g / (1 + np.exp(-g))) * (h @ t[p + "ffn_up.weight"].T)) @ t[p + "ffn_down.weight"].T
+            if p + "ffn_gate.weight" in t:
+                g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
+            else:  # Phi-3: ffn_up holds the gate's rows, then the up projection's
+                g, u = np.split(h @ t[p + "ffn_up.weight"].T, 2, axis=-1)
+            x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T
         head = t.get("output.weight", t["token_embd.weight"])
         return self.norm(x[-1], t["output_norm.weight"]) @ head.T
 

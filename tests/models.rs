@@ -81,7 +81,7 @@ fn greedy(d: &mut Decoder, ids: &[u32], steps: usize) -> Vec<u32> {
 #[test]
 fn each_family_imports_to_the_reference_forward_pass() {
     let dir = TempDir::new().unwrap();
-    for arch in ["llama", "qwen2", "qwen3"] {
+    for arch in ["llama", "qwen2", "qwen3", "phi3"] {
         let gguf = dir.path().join(format!("{arch}.gguf"));
         testdata(&["model", arch, gguf.to_str().unwrap()]);
         let ids: Vec<u32> = "The council met on Tuesday.".bytes().map(u32::from).collect();
@@ -137,7 +137,7 @@ fn inspect_names_what_a_file_holds_and_what_stops_its_import() {
     let types = dir.path().join("types.gguf");
     testdata(&["types", types.to_str().unwrap()]);
     let why = inspect(&types)["importable"]["Err"].as_str().unwrap().to_string();
-    assert!(why.contains("\"wrapflow-types\" is not supported (llama, qwen2, qwen3 are)"), "{why}");
+    assert!(why.contains("\"wrapflow-types\" is not supported (llama, qwen2, qwen3, phi3 are)"), "{why}");
 
     let out = Command::new(wrapflow)
         .args(["model", "import"])

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gguf::Gguf;
 use super::inspect::{TypeAction, import_actions};
-use super::llama::{KvLayout, LayerWeights, LlamaConfig, LlamaWeights, build};
+use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights, build};
 use super::quant::{dequantize, linear, unpermute_rows};
 
 /// Weight formats of an imported model.
@@ -100,6 +100,7 @@ pub const FAMILIES: &[Family] = &[
     Family { gguf: "llama", model_type: "llama", hf_class: "LlamaForCausalLM", permuted_qk: true },
     Family { gguf: "qwen2", model_type: "qwen2", hf_class: "Qwen2ForCausalLM", permuted_qk: false },
     Family { gguf: "qwen3", model_type: "qwen3", hf_class: "Qwen3ForCausalLM", permuted_qk: false },
+    Family { gguf: "phi3", model_type: "phi3", hf_class: "Phi3ForCausalLM", permuted_qk: false },
 ];
 
 /// The family of a GGUF's architecture, or an error naming the ones wrapflow imports.
@@ -140,6 +141,9 @@ pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
 /// Reads every weight of a GGUF decoder in the requested format.
 pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyhow::Result<LlamaWeights> {
     let fam = family(g.str("general.architecture")?)?;
+    if g.tensor("rope_factors_long.weight").is_ok() || g.tensor("rope_factors_short.weight").is_ok() {
+        bail!("LongRoPE scaling (rope_factors_long/short, as in Phi-3 128k models) is not supported");
+    }
     let q4 = format == WeightFormat::Q4;
     let t = |name: &str| g.tensor(name);
     let d = cfg.head_dim();
@@ -167,15 +171,33 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
             (None, None) => None,
             _ => bail!("layer {i} has a norm on one of Q and K only"),
         };
+        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+        let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+        // Phi-3 fuses Q, K and V into one tensor, and the gate and up projections into another.
+        let [q, k, v] = match g.tensor(&p("attn_qkv")) {
+            Ok(fused) => split3(linear(g, fused, q4, None)?.split_rows(h, &[q_rows, kv_rows, kv_rows])),
+            Err(_) => [
+                linear(g, t(&p("attn_q"))?, q4, q_src)?,
+                linear(g, t(&p("attn_k"))?, q4, k_src)?,
+                linear(g, t(&p("attn_v"))?, q4, None)?,
+            ],
+        };
+        let (gate, up) = match g.tensor(&p("ffn_gate")) {
+            Ok(gate) => (linear(g, gate, q4, None)?, linear(g, t(&p("ffn_up"))?, q4, None)?),
+            Err(_) => {
+                let [gate, up, _] = split3(linear(g, t(&p("ffn_up"))?, q4, None)?.split_rows(h, &[f, f, 0]));
+                (gate, up)
+            }
+        };
         layers.push(LayerWeights {
             attn_norm: dequantize(g, t(&p("attn_norm"))?)?,
-            q: linear(g, t(&p("attn_q"))?, q4, q_src)?,
-            k: linear(g, t(&p("attn_k"))?, q4, k_src)?,
-            v: linear(g, t(&p("attn_v"))?, q4, None)?,
+            q,
+            k,
+            v,
             o: linear(g, t(&p("attn_output"))?, q4, None)?,
             ffn_norm: dequantize(g, t(&p("ffn_norm"))?)?,
-            gate: linear(g, t(&p("ffn_gate"))?, q4, None)?,
-            up: linear(g, t(&p("ffn_up"))?, q4, None)?,
+            gate,
+            up,
             down: linear(g, t(&p("ffn_down"))?, q4, None)?,
             qkv_bias,
             qk_norm,
@@ -199,6 +221,10 @@ pub struct Origin<'a> {
     pub family: Family,
     /// What the import did per tensor type (empty for models not read from a file).
     pub tensors: Vec<TypeAction>,
+}
+
+fn split3(parts: Vec<Linear>) -> [Linear; 3] {
+    parts.try_into().unwrap_or_else(|_| unreachable!("three sizes give three parts"))
 }
 
 /// Writes model.onnx and config.json for a config and weights, returning the config written.

@@ -24,7 +24,7 @@ pub struct TypeAction {
 /// Whether a tensor is a linear layer's weight (the ones `--weights q4` can keep 4-bit).
 fn is_linear(name: &str) -> bool {
     name == "output.weight"
-        || ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+        || ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
             .iter()
             .any(|l| name.starts_with("blk.") && name.ends_with(&format!(".{l}.weight")))
 }

@@ -87,6 +87,30 @@ impl Linear {
         }
     }
 
+    /// The layer cut into layers of `sizes` output rows each, in order (for fused tensors: Phi-3's
+    /// QKV and gate/up), 4-bit blocks kept as they are.
+    pub fn split_rows(&self, n_in: usize, sizes: &[usize]) -> Vec<Linear> {
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&rows| {
+                let r = start..start + rows;
+                start += rows;
+                match self {
+                    Linear::F32(w) => Linear::F32(w[r.start * n_in..r.end * n_in].to_vec()),
+                    Linear::Q4 { packed, scales, mins } => {
+                        let blocks = n_in / 32;
+                        Linear::Q4 {
+                            packed: packed[r.start * blocks * 16..r.end * blocks * 16].to_vec(),
+                            scales: scales[r.start * blocks..r.end * blocks].to_vec(),
+                            mins: mins[r.start * blocks..r.end * blocks].to_vec(),
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// The same weights as f32 (`w = scale * (q - zero)` for 4-bit blocks), row-major `[out, in]`.
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
