@@ -6,7 +6,8 @@ usage:
       one tensor `t.NAME` per GGML type wrapflow reads, and `ref.NAME`: its values as
       gguf-py dequantizes them (F32)
   python gguf_testdata.py model ARCH OUT.gguf
-      a tiny random decoder of family ARCH (llama, qwen2, qwen3, phi3) in llama.cpp's tensor layout,
+      a tiny random decoder of family ARCH (llama, qwen2, qwen3, phi3, gemma3) in llama.cpp's tensor
+      layout,
       its weights spread over the tensor types above, with a byte-level vocabulary
   python gguf_testdata.py forward MODEL.gguf STEPS ID...
       the last position's logits for the ids, and STEPS greedy tokens, from a float64 numpy
@@ -93,9 +94,9 @@ def model(arch, out):
     layer_types = [dict(t) for t in LAYER_TYPES]
     if odd_type:
         layer_types[0]["attn_q"] = odd_type
-    rng = np.random.default_rng({"llama": 1, "qwen2": 2, "qwen3": 3, "phi3": 4}[arch])
+    rng = np.random.default_rng({"llama": 1, "qwen2": 2, "qwen3": 3, "phi3": 4, "gemma3": 5}[arch])
     hidden, heads, kv_heads, ffn, layers = 256, 4, 2, 512, 2
-    head_dim = 128 if arch == "qwen3" else hidden // heads
+    head_dim = 128 if arch in ("qwen3", "gemma3") else hidden // heads
     vocab = byte_vocab() + ["Ġt", "he", "<|im_start|>", "<|im_end|>"]
     w = gguf.GGUFWriter(out, arch)
     w.add_context_length(512)
@@ -106,9 +107,13 @@ def model(arch, out):
     w.add_head_count_kv(kv_heads)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(10000.0 if arch == "llama" else 1000000.0)
-    if arch == "qwen3":
+    if arch in ("qwen3", "gemma3"):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
+    if arch == "gemma3":
+        # A window shorter than the test's prompts, and layer 1 global, so both kinds are checked.
+        w.add_sliding_window(8)
+        w.add_sliding_window_pattern(2)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt2")
     w.add_token_list(vocab)
@@ -130,7 +135,8 @@ def model(arch, out):
         w.add_tensor(name, raw, raw_dtype=T[qtype])
 
     tensor("token_embd.weight", (len(vocab), hidden), "F16", 0.5)
-    tensor("output.weight", (len(vocab), hidden), "Q8_0", 0.1)
+    if arch != "gemma3":  # Gemma ties its output head to the embeddings
+        tensor("output.weight", (len(vocab), hidden), "Q8_0", 0.1)
     w.add_tensor("output_norm.weight", (1 + rng.normal(0, 0.1, hidden)).astype(np.float32))
     shapes = {"attn_q": (heads * head_dim, hidden), "attn_k": (kv_heads * head_dim, hidden),
               "attn_v": (kv_heads * head_dim, hidden), "attn_output": (hidden, heads * head_dim),
@@ -149,7 +155,10 @@ def model(arch, out):
         if arch == "qwen2":
             for name in ("attn_q", "attn_k", "attn_v"):
                 w.add_tensor(f"blk.{i}.{name}.bias", rng.normal(0, 0.3, shapes[name][0]).astype(np.float32))
-        if arch == "qwen3":
+        if arch == "gemma3":
+            for norm in ("post_attention_norm", "post_ffw_norm"):
+                w.add_tensor(f"blk.{i}.{norm}.weight", (1 + rng.normal(0, 0.1, hidden)).astype(np.float32))
+        if arch in ("qwen3", "gemma3"):
             for name in ("attn_q_norm", "attn_k_norm"):
                 w.add_tensor(f"blk.{i}.{name}.weight", (1 + rng.normal(0, 0.1, head_dim)).astype(np.float32))
     w.write_header_to_file()
@@ -171,6 +180,8 @@ class Reference:
         self.head_dim = field(f"{a}.attention.key_length") or hidden // self.heads
         self.layers, self.eps = field(f"{a}.block_count"), field(f"{a}.attention.layer_norm_rms_epsilon")
         self.theta = field(f"{a}.rope.freq_base")
+        self.window = field(f"{a}.attention.sliding_window")
+        self.pattern = field(f"{a}.attention.sliding_window_pattern") or 6  # an int, or per layer
         self.t = {}
         for t in r.tensors:
             values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
@@ -179,11 +190,19 @@ class Reference:
     def norm(self, x, w):
         return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * w
 
-    def rope(self, x):
+    def local(self, i):
+        """Gemma 3: the last layer of every `pattern` is global, the others see `window` keys."""
+        if self.window is None:
+            return False
+        if isinstance(self.pattern, list):
+            return bool(self.pattern[i])
+        return (i + 1) % self.pattern != 0
+
+    def rope(self, x, theta):
         """x: [T, heads, d]. llama.cpp's llama rotates adjacent pairs (its Q/K rows are stored
-        for that); Qwen's rotates element i with i + d/2 ("NEOX")."""
+        for that); the others rotate element i with i + d/2 ("NEOX")."""
         n, d = x.shape[0], self.head_dim
-        inv = self.theta ** (-np.arange(0, d, 2) / d)
+        inv = theta ** (-np.arange(0, d, 2) / d)
         ang = np.arange(n)[:, None] * inv[None, :]
         cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
         if self.arch == "llama":
@@ -211,9 +230,12 @@ class Reference:
         q, k, v = proj["attn_q"], proj["attn_k"], proj["attn_v"]
         if p + "attn_q_norm.weight" in t:
             q, k = self.norm(q, t[p + "attn_q_norm.weight"]), self.norm(k, t[p + "attn_k_norm.weight"])
-        q, k = self.rope(q), self.rope(k)
+        theta = 10000.0 if self.local(i) else self.theta  # Gemma 3's local layers: base 10000
+        q, k = self.rope(q, theta), self.rope(k, theta)
         group = self.heads // self.kv_heads
-        causal = np.triu(np.full((n, n), -np.inf), 1)
+        back = np.arange(n)[:, None] - np.arange(n)[None, :]
+        allowed = (back >= 0) & ((back < self.window) if self.local(i) else True)
+        causal = np.where(allowed, 0.0, -np.inf)
         out = []
         for h in range(self.heads):
             s = q[:, h] @ k[:, h // group].T / np.sqrt(self.head_dim) + causal
@@ -221,18 +243,28 @@ class Reference:
             out.append((s / s.sum(-1, keepdims=True)) @ v[:, h // group])
         return np.concatenate(out, -1) @ t[p + "attn_output.weight"].T
 
+    def post(self, name, y):
+        """Gemma 3 norms each block's output before its residual."""
+        return self.norm(y, self.t[name]) if name in self.t else y
+
     def logits(self, ids):
-        t = self.t
+        t, gemma = self.t, self.arch == "gemma3"
         x = t["token_embd.weight"][ids]
+        if gemma:
+            x = x * np.sqrt(x.shape[-1])
         for i in range(self.layers):
             p = f"blk.{i}."
-            x = x + self.attention(i, self.norm(x, t[p + "attn_norm.weight"]))
+            x = x + self.post(p + "post_attention_norm.weight", self.attention(i, self.norm(x, t[p + "attn_norm.weight"])))
             h = self.norm(x, t[p + "ffn_norm.weight"])
             if p + "ffn_gate.weight" in t:
                 g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
             else:  # Phi-3: ffn_up holds the gate's rows, then the up projection's
                 g, u = np.split(h @ t[p + "ffn_up.weight"].T, 2, axis=-1)
-            x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T
+            if gemma:  # GELU, tanh approximation
+                act = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g**3)))
+            else:  # SiLU
+                act = g / (1 + np.exp(-g))
+            x = x + self.post(p + "post_ffw_norm.weight", (act * u) @ t[p + "ffn_down.weight"].T)
         head = t.get("output.weight", t["token_embd.weight"])
         return self.norm(x[-1], t["output_norm.weight"]) @ head.T
 

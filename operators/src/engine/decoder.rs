@@ -181,6 +181,20 @@ impl Decoder {
         Ok((last, present))
     }
 
+    /// The logits after `ids` (one prompt, no cache), in either layout: what checks of an import
+    /// compare against a reference forward pass.
+    pub fn prompt_logits(&mut self, ids: &[u32]) -> anyhow::Result<Vec<f32>> {
+        let n = ids.len();
+        let ids64: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        if self.layout == KvLayout::Standard {
+            let cache = self.empty_cache(1)?;
+            return Ok(self.forward(1, ids64, vec![1; n], (0..n as i64).collect(), &cache)?.0);
+        }
+        let bufs = vec![vec![0f32; self.kv_heads * n * self.head_dim]; 2 * self.layers];
+        let mut kv = SharedKv { bufs, slots: 1, cap: n };
+        self.forward_shared(1, ids64, vec![1; n], &mut kv, 0)
+    }
+
     /// Runs a [`KvLayout::Shared`] model on `ids` (`[batch, seq]`, right-padded) for the rows in
     /// slots `first..first + batch` of `kv`, which the model reads and writes in place; returns
     /// each row's logits at its last real token (`[batch × vocab]`).

@@ -76,18 +76,53 @@ impl Builder<'_> {
         }
     }
 
-    /// The feed-forward block with its residual: `x + down(silu(gate(n)) * up(n))`, `n` = norm(x).
+    /// `x + y`, `y` normed first where the family norms block outputs (Gemma 3).
+    pub fn residual(&mut self, x: &str, y: &str, post_norm: Option<&[f32]>, name: &str) -> String {
+        let y = match post_norm {
+            Some(w) => self.rms_norm(y, w, &format!("{name}.weight")),
+            None => y.to_string(),
+        };
+        self.g.op("Add", &[x, &y], vec![])
+    }
+
+    /// The feed-forward block with its residual: `x + down(act(gate(n)) * up(n))`, `n` = norm(x),
+    /// `act` SiLU or (Gemma) GELU with the tanh approximation.
     pub fn mlp(&mut self, x: &str, lw: &LayerWeights, p: &str) -> String {
         let (h, f) = (self.cfg.hidden_size, self.cfg.intermediate_size);
         let xn = self.rms_norm(x, &lw.ffn_norm, &format!("{p}.post_attention_layernorm.weight"));
         let gate = self.linear(&xn, &lw.gate, &format!("{p}.mlp.gate_proj"), h, f);
         let up = self.linear(&xn, &lw.up, &format!("{p}.mlp.up_proj"), h, f);
-        let g = &mut self.g;
-        let sig = g.op("Sigmoid", &[&gate], vec![]);
-        let act = g.op("Mul", &[&gate, &sig], vec![]);
-        let act = g.op("Mul", &[&act, &up], vec![]);
+        let act = match self.cfg.hidden_activation.as_deref() {
+            Some("gelu_pytorch_tanh") => self.gelu_tanh(&gate),
+            _ => {
+                let sig = self.g.op("Sigmoid", &[&gate], vec![]);
+                self.g.op("Mul", &[&gate, &sig], vec![])
+            }
+        };
+        let act = self.g.op("Mul", &[&act, &up], vec![]);
         let down = self.linear(&act, &lw.down, &format!("{p}.mlp.down_proj"), f, h);
-        self.g.op("Add", &[x, &down], vec![])
+        let post = lw.post_norms.as_ref().map(|n| &n.1[..]);
+        self.residual(x, &down, post, &format!("{p}.post_feedforward_layernorm"))
+    }
+
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    fn gelu_tanh(&mut self, x: &str) -> String {
+        let g = &mut self.g;
+        let (c, k, half, one) = (
+            g.const_f32((2.0 / std::f32::consts::PI).sqrt()),
+            g.const_f32(0.044715),
+            g.const_f32(0.5),
+            g.const_f32(1.0),
+        );
+        let x2 = g.op("Mul", &[x, x], vec![]);
+        let x3 = g.op("Mul", &[&x2, x], vec![]);
+        let kx3 = g.op("Mul", &[&x3, &k], vec![]);
+        let inner = g.op("Add", &[x, &kx3], vec![]);
+        let inner = g.op("Mul", &[&inner, &c], vec![]);
+        let t = g.op("Tanh", &[&inner], vec![]);
+        let t = g.op("Add", &[&t, &one], vec![]);
+        let hx = g.op("Mul", &[x, &half], vec![]);
+        g.op("Mul", &[&hx, &t], vec![])
     }
 
     /// Final norm and the output head (tied to `embed` unless the weights have their own) on one

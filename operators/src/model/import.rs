@@ -101,6 +101,7 @@ pub const FAMILIES: &[Family] = &[
     Family { gguf: "qwen2", model_type: "qwen2", hf_class: "Qwen2ForCausalLM", permuted_qk: false },
     Family { gguf: "qwen3", model_type: "qwen3", hf_class: "Qwen3ForCausalLM", permuted_qk: false },
     Family { gguf: "phi3", model_type: "phi3", hf_class: "Phi3ForCausalLM", permuted_qk: false },
+    Family { gguf: "gemma3", model_type: "gemma3_text", hf_class: "Gemma3ForCausalLM", permuted_qk: false },
 ];
 
 /// The family of a GGUF's architecture, or an error naming the ones wrapflow imports.
@@ -124,7 +125,7 @@ pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
     if let (Some(k), Ok(v)) = (head_dim, u("attention.value_length")) {
         ensure!(k == v, "key length {k} differs from value length {v}: not supported");
     }
-    Ok(LlamaConfig {
+    let mut cfg = LlamaConfig {
         vocab_size: vocab,
         hidden_size: hidden,
         num_hidden_layers: u("block_count")?,
@@ -135,7 +136,26 @@ pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
         rms_norm_eps: f("attention.layer_norm_rms_epsilon", 1e-5) as f32,
         max_position_embeddings: u("context_length").unwrap_or(2048),
         head_dim: head_dim.filter(|&d| d != hidden / heads),
-    })
+        ..Default::default()
+    };
+    if arch == "gemma3" {
+        // llama.cpp's own defaults where a file leaves them out: local layers rotate with base
+        // 10000, and every sixth layer is global.
+        let scaling = f("rope.scaling.factor", 1.0);
+        ensure!(scaling == 1.0, "gemma3 with rope scaling (factor {scaling}) is not supported yet");
+        cfg.sliding_window = Some(u("attention.sliding_window")?);
+        match g.metadata.get(&key("attention.sliding_window_pattern")) {
+            Some(crate::model::gguf::Value::Array(layers)) => {
+                cfg.sliding_layers = Some(layers.iter().map(|v| v == &crate::model::gguf::Value::Bool(true)).collect())
+            }
+            other => cfg.sliding_window_pattern = Some(other.and_then(|v| v.as_u64()).unwrap_or(6) as usize),
+        }
+        cfg.rope_local_base_freq = Some(f("rope.freq_base_swa", 10000.0) as f32);
+        cfg.hidden_activation = Some("gelu_pytorch_tanh".into());
+        cfg.scale_embeddings = true;
+        cfg.rms_norm_eps = f("attention.layer_norm_rms_epsilon", 1e-6) as f32;
+    }
+    Ok(cfg)
 }
 
 /// Reads every weight of a GGUF decoder in the requested format.
@@ -171,6 +191,11 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
             (None, None) => None,
             _ => bail!("layer {i} has a norm on one of Q and K only"),
         };
+        let post_norms = match (optional(p("post_attention_norm"))?, optional(p("post_ffw_norm"))?) {
+            (Some(a), Some(f)) => Some((a, f)),
+            (None, None) => None,
+            _ => bail!("layer {i} has a norm after one of attention and feed-forward only"),
+        };
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
         // Phi-3 fuses Q, K and V into one tensor, and the gate and up projections into another.
@@ -201,6 +226,7 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
             down: linear(g, t(&p("ffn_down"))?, q4, None)?,
             qkv_bias,
             qk_norm,
+            post_norms,
         });
     }
     let output = g.tensor("output.weight").ok().map(|t| linear(g, t, q4, None)).transpose()?;

@@ -11,8 +11,8 @@ use super::blocks::Builder;
 use super::graph::{Dim, Graph, attr_f, attr_i, attr_ints};
 use super::onnx_proto::dtype;
 
-/// Shape of a llama model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Shape of a llama-like decoder, with the settings of the families that differ from llama.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,
@@ -26,11 +26,57 @@ pub struct LlamaConfig {
     /// Per-head width where it is not hidden / heads (Qwen3's 128 with a 1024 hidden and 16 heads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
+    /// Keys a sliding-window layer attends to, its own position included (Gemma 3: 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<usize>,
+    /// With a sliding window: the last layer of every `n` is global, the others local (Gemma 3: 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window_pattern: Option<usize>,
+    /// With a sliding window: per layer, whether it is local (overrides the pattern).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_layers: Option<Vec<bool>>,
+    /// Rotary base of the sliding-window layers (Gemma 3: 10000; global layers use `rope_theta`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_local_base_freq: Option<f32>,
+    /// `gelu_pytorch_tanh` (Gemma) or, when absent, SiLU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_activation: Option<String>,
+    /// Query scale is `query_pre_attn_scalar^-1/2` (Gemma) instead of `head_dim^-1/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f32>,
+    /// Embeddings are multiplied by √hidden (Gemma).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scale_embeddings: bool,
 }
 
 impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// The window of layer `i`, `None` for a global layer.
+    pub fn window(&self, i: usize) -> Option<usize> {
+        let w = self.sliding_window?;
+        if let Some(local) = &self.sliding_layers {
+            return local.get(i).copied().unwrap_or(true).then_some(w);
+        }
+        match self.sliding_window_pattern {
+            Some(n) if (i + 1).is_multiple_of(n) => None,
+            _ => Some(w),
+        }
+    }
+
+    /// The rotary base of layer `i`.
+    pub fn rope_base(&self, i: usize) -> f32 {
+        match (self.window(i), self.rope_local_base_freq) {
+            (Some(_), Some(local)) => local,
+            _ => self.rope_theta,
+        }
+    }
+
+    /// The attention scale.
+    pub fn attention_scale(&self) -> f32 {
+        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim() as f32).sqrt()
     }
 }
 
@@ -140,6 +186,8 @@ pub struct LayerWeights {
     pub qkv_bias: Option<Vec<f32>>,
     /// RMSNorm weights `[head_dim]` applied to each query and key head before rotary (Qwen3).
     pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
+    /// RMSNorms on the attention and feed-forward outputs before their residuals (Gemma 3).
+    pub post_norms: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 pub struct LlamaWeights {
@@ -174,6 +222,7 @@ impl LlamaWeights {
                     down: f(&l.down),
                     qkv_bias: l.qkv_bias.clone(),
                     qk_norm: l.qk_norm.clone(),
+                    post_norms: l.post_norms.clone(),
                 })
                 .collect(),
         }
@@ -215,6 +264,10 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
     let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &weights.embed);
     let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
+    if cfg.scale_embeddings {
+        let s = g.const_f32((h as f32).sqrt());
+        x = g.op("Mul", &[&x, &s], vec![]);
+    }
 
     // GroupQueryAttention's inputs from the mask: last positions (int32) and the mask width.
     let ax1 = g.const_i64(&[1], false);
@@ -225,17 +278,26 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     let mask_shape = g.op("Shape", &[&mask], vec![]);
     let width = g.op("Gather", &[&mask_shape, &one], vec![attr_i("axis", 0)]);
     let total = g.op("Cast", &[&width], vec![attr_i("to", dtype::INT32 as i64)]);
-    // Rotary tables by position: [max_position, head_dim / 2].
+    // Rotary tables by position, [max_position, head_dim / 2], per rotary base (Gemma 3's local
+    // and global layers differ).
     let positions = cfg.max_position_embeddings.max(1);
-    let inv: Vec<f32> = (0..d / 2).map(|i| cfg.rope_theta.powf(-(2.0 * i as f32) / d as f32)).collect();
-    let angle = |p: usize, i: usize| p as f32 * inv[i];
-    let cos: Vec<f32> =
-        (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).cos()).collect();
-    let sin: Vec<f32> =
-        (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).sin()).collect();
-    let cos = g.init_f32("rope.cos_cache", &[positions as i64, (d / 2) as i64], &cos);
-    let sin = g.init_f32("rope.sin_cache", &[positions as i64, (d / 2) as i64], &sin);
-
+    let mut tables: Vec<(f32, String, String)> = vec![];
+    for i in 0..cfg.num_hidden_layers {
+        let base = cfg.rope_base(i);
+        if tables.iter().any(|t| t.0 == base) {
+            continue;
+        }
+        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
+        let angle = |p: usize, i: usize| p as f32 * inv[i];
+        let cos: Vec<f32> =
+            (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).cos()).collect();
+        let sin: Vec<f32> =
+            (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).sin()).collect();
+        let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
+        let cos = g.init_f32(&format!("rope.cos_cache{suffix}"), &[positions as i64, (d / 2) as i64], &cos);
+        let sin = g.init_f32(&format!("rope.sin_cache{suffix}"), &[positions as i64, (d / 2) as i64], &sin);
+        tables.push((base, cos, sin));
+    }
     let kv_out = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
     for (i, lw) in weights.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
@@ -243,24 +305,29 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
         // One matmul for Q, K and V, in GroupQueryAttention's packed order.
         let qkv = b.packed_qkv(&xn, lw, &p);
         let g = &mut b.g;
-        let attrs = vec![
+        let mut attrs = vec![
             attr_i("num_heads", nh as i64),
             attr_i("kv_num_heads", kvh as i64),
             attr_i("do_rotary", 1),
             attr_i("rotary_interleaved", 0),
-            attr_f("scale", 1.0 / (d as f32).sqrt()),
+            attr_f("scale", cfg.attention_scale()),
         ];
+        if let Some(w) = cfg.window(i) {
+            // GroupQueryAttention's window counts the keys before the query's own.
+            attrs.push(attr_i("local_window_size", w as i64 - 1));
+        }
+        let (_, cos, sin) = tables.iter().find(|t| t.0 == cfg.rope_base(i)).expect("a table per base");
         let outs = g.op_n(
             "GroupQueryAttention",
             attention,
-            &[&qkv, "", "", &pasts[i].0, &pasts[i].1, &seqlens, &total, &cos, &sin],
+            &[&qkv, "", "", &pasts[i].0, &pasts[i].1, &seqlens, &total, cos, sin],
             3,
             attrs,
         );
         g.output(&outs[1], &format!("present.{i}.key"), dtype::FLOAT, &kv_out);
         g.output(&outs[2], &format!("present.{i}.value"), dtype::FLOAT, &kv_out);
         let attn = b.linear(&outs[0], &lw.o, &format!("{p}.self_attn.o_proj"), nh * d, h);
-        x = b.g.op("Add", &[&x, &attn], vec![]);
+        x = b.residual(&x, &attn, lw.post_norms.as_ref().map(|n| &n.0[..]), &format!("{p}.post_attention_norm"));
         x = b.mlp(&x, lw, &p);
     }
     // Each row's last real token: its `seqlens` in a prompt, 0 in a one-token step.
@@ -299,20 +366,33 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
     // Embedding.
     let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &weights.embed);
     let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
+    if cfg.scale_embeddings {
+        let s = g.const_f32((h as f32).sqrt());
+        x = g.op("Mul", &[&x, &s], vec![]);
+    }
 
-    // Rotary tables from position ids: [batch, 1, seq, head_dim].
-    let inv: Vec<f32> = (0..d / 2).map(|i| cfg.rope_theta.powf(-(2.0 * i as f32) / d as f32)).collect();
-    let inv = g.init_f32("rope.inv_freq", &[(d / 2) as i64], &inv);
-    let posf = g.op("Cast", &[&pos], vec![attr_i("to", dtype::FLOAT as i64)]);
+    // Rotary tables from position ids, [batch, 1, seq, head_dim], per rotary base.
     let ax2 = g.const_i64(&[2], false);
-    let posf = g.op("Unsqueeze", &[&posf, &ax2], vec![]);
-    let freqs = g.op("Mul", &[&posf, &inv], vec![]);
-    let emb = g.op("Concat", &[&freqs, &freqs], vec![attr_i("axis", -1)]);
     let ax1 = g.const_i64(&[1], false);
-    let cos = g.op("Cos", &[&emb], vec![]);
-    let cos = g.op("Unsqueeze", &[&cos, &ax1], vec![]);
-    let sin = g.op("Sin", &[&emb], vec![]);
-    let sin = g.op("Unsqueeze", &[&sin, &ax1], vec![]);
+    let posf = g.op("Cast", &[&pos], vec![attr_i("to", dtype::FLOAT as i64)]);
+    let posf = g.op("Unsqueeze", &[&posf, &ax2], vec![]);
+    let mut tables: Vec<(f32, String, String)> = vec![];
+    for i in 0..cfg.num_hidden_layers {
+        let base = cfg.rope_base(i);
+        if tables.iter().any(|t| t.0 == base) {
+            continue;
+        }
+        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
+        let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
+        let inv = g.init_f32(&format!("rope.inv_freq{suffix}"), &[(d / 2) as i64], &inv);
+        let freqs = g.op("Mul", &[&posf, &inv], vec![]);
+        let emb = g.op("Concat", &[&freqs, &freqs], vec![attr_i("axis", -1)]);
+        let cos = g.op("Cos", &[&emb], vec![]);
+        let cos = g.op("Unsqueeze", &[&cos, &ax1], vec![]);
+        let sin = g.op("Sin", &[&emb], vec![]);
+        let sin = g.op("Unsqueeze", &[&sin, &ax1], vec![]);
+        tables.push((base, cos, sin));
+    }
 
     // Additive attention bias [batch, 1, group * seq, total]: causal over absolute positions and
     // padding from the mask; query rows are tiled per head of a KV group (see below).
@@ -335,11 +415,22 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
     let allowed = g.op("And", &[&causal, &pad], vec![]);
     let zero_f = g.const_f32(0.0);
     let neg_f = g.const_f32(-1e9);
-    let bias = g.op("Where", &[&allowed, &zero_f, &neg_f], vec![]);
     let reps = g.const_i64(&[1, 1, group, 1], false);
-    let bias = g.op("Tile", &[&bias, &reps], vec![]);
+    let bias = |g: &mut Graph, allowed: &str| {
+        let bias = g.op("Where", &[allowed, &zero_f, &neg_f], vec![]);
+        g.op("Tile", &[&bias, &reps], vec![])
+    };
+    let global_bias = bias(g, &allowed);
+    // Sliding-window layers also mask keys `window` or more positions back.
+    let local_bias = cfg.sliding_window.map(|w| {
+        let back = g.op("Sub", &[&q_col, &k_row], vec![]);
+        let w = g.const_i64(&[w as i64], true);
+        let near = g.op("Less", &[&back, &w], vec![]);
+        let allowed = g.op("And", &[&allowed, &near], vec![]);
+        bias(g, &allowed)
+    });
 
-    let scale = g.const_f32(1.0 / (d as f32).sqrt());
+    let scale = g.const_f32(cfg.attention_scale());
     let shape_heads = g.const_i64(&[0, 0, nh as i64, d as i64], false);
     let shape_kv = g.const_i64(&[0, 0, kvh as i64, d as i64], false);
     // Query heads that share a KV head are folded into the row axis: no copies of K and V.
@@ -359,8 +450,13 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
         let k = g.op("Transpose", &[&k], perm.clone());
         let v = g.op("Reshape", &[&v, &shape_kv], vec![]);
         let v = g.op("Transpose", &[&v], perm.clone());
-        let q = b.rope(&q, &cos, &sin);
-        let k = b.rope(&k, &cos, &sin);
+        let (_, cos, sin) = tables.iter().find(|t| t.0 == cfg.rope_base(i)).expect("a table per base");
+        let q = b.rope(&q, cos, sin);
+        let k = b.rope(&k, cos, sin);
+        let bias = match cfg.window(i) {
+            Some(_) => local_bias.as_ref().expect("a window gives a local bias"),
+            None => &global_bias,
+        };
         let g = &mut b.g;
         let present_k = g.op("Concat", &[&pasts[i].0, &k], vec![attr_i("axis", 2)]);
         let present_v = g.op("Concat", &[&pasts[i].1, &v], vec![attr_i("axis", 2)]);
@@ -370,14 +466,14 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
         let kt = g.op("Transpose", &[&present_k], vec![attr_ints("perm", &[0, 1, 3, 2])]);
         let scores = g.op("MatMul", &[&qf, &kt], vec![]);
         let scores = g.op("Mul", &[&scores, &scale], vec![]);
-        let scores = g.op("Add", &[&scores, &bias], vec![]);
+        let scores = g.op("Add", &[&scores, bias], vec![]);
         let probs = g.op("Softmax", &[&scores], vec![attr_i("axis", -1)]);
         let ctx = g.op("MatMul", &[&probs, &present_v], vec![]);
         let ctx = g.op("Reshape", &[&ctx, &shape_unfold], vec![]);
         let ctx = g.op("Transpose", &[&ctx], perm);
         let ctx = g.op("Reshape", &[&ctx, &shape_merge], vec![]);
         let attn = b.linear(&ctx, &lw.o, &format!("{p}.self_attn.o_proj"), nh * d, h);
-        x = b.g.op("Add", &[&x, &attn], vec![]);
+        x = b.residual(&x, &attn, lw.post_norms.as_ref().map(|n| &n.0[..]), &format!("{p}.post_attention_norm"));
         x = b.mlp(&x, lw, &p);
     }
     let g = &mut b.g;

@@ -40,7 +40,7 @@ pub fn tiny_config(vocab_size: usize) -> LlamaConfig {
         rope_theta: 10000.0,
         rms_norm_eps: 1e-5,
         max_position_embeddings: 2048,
-        head_dim: None,
+        ..Default::default()
     }
 }
 
@@ -64,6 +64,7 @@ pub fn tiny_weights(cfg: &LlamaConfig, seed: u64, format: WeightFormat) -> Llama
             down: random_linear(&mut rng, f, h, format),
             qkv_bias: None,
             qk_norm: None,
+            post_norms: None,
         })
         .collect();
     LlamaWeights {

@@ -17,11 +17,20 @@ pub struct Heads<'a> {
     /// Cached keys and values, `[past + n, d]` (at least).
     pub k: &'a [f32],
     pub v: &'a [f32],
+    /// Keys each query attends to, its own included (a sliding-window layer); `None`: all.
+    pub window: Option<usize>,
 }
 
-/// Writes `out` (`[n, group, d]`): each query position `i` attends to positions `0..=past + i`.
+/// Writes `out` (`[n, group, d]`): each query position `i` attends to positions `0..=past + i`
+/// (the last `window` of them in a sliding-window layer).
 pub fn attend(p: &Heads, out: &mut [f32]) {
     if p.n == 1 {
+        if let Some(w) = p.window.filter(|&w| p.past + 1 > w) {
+            // A step sees only the window's keys: the same problem over a shorter cache.
+            let (lo, d) = (p.past + 1 - w, p.d);
+            let inner = Heads { past: w - 1, k: &p.k[lo * d..], v: &p.v[lo * d..], window: None, ..*p };
+            return attend(&inner, out);
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") && (p.d == 64 || p.d == 128) {
             // SAFETY: the CPU has AVX-512F, checked above.
@@ -139,7 +148,9 @@ fn prompt(p: &Heads, out: &mut [f32]) {
         for r in 0..m {
             let row = &mut s[r * width..(r + 1) * width];
             let live = p.past + i0 + r / group + 1;
-            softmax(&mut row[..live]);
+            let first = p.window.map_or(0, |w| live.saturating_sub(w));
+            softmax(&mut row[first..live]);
+            row[..first].fill(0.0);
             row[live..].fill(0.0);
         }
         let o = &mut out[i0 * group * d..];
@@ -333,7 +344,7 @@ mod tests {
             let total = past + n;
             let q: Vec<f32> = noise(group * n * d, 1).iter().map(|x| x * 2.0).collect();
             let (k, v) = (noise(total * d, 2), noise(total * d, 3));
-            let p = Heads { q: &q, group, n, past, d, k: &k, v: &v };
+            let p = Heads { q: &q, group, n, past, d, k: &k, v: &v, window: None };
             let mut out = vec![f32::NAN; group * n * d];
             attend(&p, &mut out);
             let want = reference(&p);

@@ -70,14 +70,16 @@ impl Operator for GroupQueryAttention {
         if int("rotary_interleaved").unwrap_or(0) != 0 {
             return Err(ort::Error::new("interleaved rotary embedding is not supported"));
         }
-        if int("local_window_size").is_some_and(|w| w >= 0) || info.get::<f32>("softcap").is_some_and(|c| c != 0.0) {
-            return Err(ort::Error::new("local windows and softcap are not supported"));
+        if info.get::<f32>("softcap").is_some_and(|c| c != 0.0) {
+            return Err(ort::Error::new("softcap is not supported"));
         }
         Ok(Attention {
             heads: heads as usize,
             kv_heads: kv_heads as usize,
             scale: info.get::<f32>("scale").filter(|&s| s != 0.0),
             rotary: int("do_rotary").unwrap_or(0) == 1,
+            // As ONNX Runtime's: the number of keys before the query's own.
+            window: int("local_window_size").filter(|&w| w >= 0).map(|w| w as usize + 1),
         })
     }
 }
@@ -89,6 +91,7 @@ pub struct Attention {
     /// `None`: 1/√head_dim.
     scale: Option<f32>,
     rotary: bool,
+    window: Option<usize>,
 }
 
 /// Raw pointers handed to ONNX Runtime's worker threads; each task writes only its own row's
@@ -233,6 +236,7 @@ impl Kernel for Attention {
                     d,
                     k: std::slice::from_raw_parts(shared.k.add(slab), span),
                     v: std::slice::from_raw_parts(shared.v.add(slab), span),
+                    window: self.window,
                 };
                 let mut o = vec![0f32; n * group * d];
                 kernel::attend(&heads, &mut o);
