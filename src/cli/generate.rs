@@ -98,7 +98,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let mut prompts = Vec::new();
     for (i, (at, v)) in lines.iter().enumerate() {
         let text = prompt_text(&dec, v, a.chat).with_context(|| format!("{at}: bad prompt"))?;
-        let ids = dec.tokenizer.encode(text.as_str(), false).map_err(|e| anyhow::anyhow!("{e}"))?.get_ids().to_vec();
+        let ids = dec.encode_prompt(&text)?;
         let id = v.get("id").map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).unwrap_or(i.to_string());
         prompts.push(Prompt { id, ids, max_new_tokens: None, ..Default::default() });
     }

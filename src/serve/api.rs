@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
-use wrapflow_operators::engine::{Finish, NameGuard, NumberGuard, Prompt, SoftStop, render_chat};
+use wrapflow_operators::engine::{Finish, NameGuard, NumberGuard, Prompt, SoftStop, prompt_ids, render_chat};
 
 use super::Served;
 use super::engine::{Event, Job};
@@ -90,8 +90,8 @@ fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Refused> {
         return Err(bad("n: only 1 choice per request is supported"));
     }
     let text = if chat { chat_text(s, v)? } else { completion_text(v)? };
-    let ids = s.tokenizer.encode(text.as_str(), false).map_err(|e| bad(format!("tokenizing the prompt: {e}")))?;
-    let prompt = settings(s, v, ids.get_ids().to_vec())?;
+    let ids = prompt_ids(&s.tokenizer, s.bos_prefix, &text).map_err(|e| bad(format!("{e:#}")))?;
+    let prompt = settings(s, v, ids)?;
     let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let usage = v.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool);
     Ok(Req { stream, include_usage: usage.unwrap_or(false), prompt })

@@ -40,6 +40,8 @@ pub struct ServeConfig {
 pub(crate) struct Served {
     pub name: String,
     pub tokenizer: Tokenizer,
+    /// The token prompts start with (see `Decoder::bos_prefix`).
+    pub bos_prefix: Option<u32>,
     pub template: Option<String>,
     /// Longest prompt plus answer, in tokens.
     pub context: usize,
@@ -56,6 +58,7 @@ pub async fn serve(cfg: ServeConfig, ready: impl FnOnce(SocketAddr)) -> anyhow::
     let served = Arc::new(Served {
         name,
         tokenizer: dec.tokenizer.clone(),
+        bos_prefix: dec.bos_prefix,
         template: dec.chat_template.clone(),
         context: context_length(&cfg.model),
         max_tokens: cfg.max_tokens,

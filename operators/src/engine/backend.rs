@@ -109,14 +109,10 @@ impl LocalBackend {
 impl Backend for LocalBackend {
     fn submit(&mut self, r: Request) -> anyhow::Result<usize> {
         let text = render(&self.dec, &r)?;
-        let ids = self
-            .dec
-            .tokenizer
-            .encode(text.as_str(), false)
-            .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?;
+        let ids = self.dec.encode_prompt(&text)?;
         let i = self.batcher.push(Prompt {
             id: String::new(),
-            ids: ids.get_ids().to_vec(),
+            ids,
             max_new_tokens: Some(r.max_new_tokens),
             seed: Some(r.seed),
             soft_stop: r.soft_stop,

@@ -31,6 +31,8 @@ pub struct Decoder {
     pub layout: KvLayout,
     /// Token ids that end a generation.
     pub eos: Vec<u32>,
+    /// The token every prompt starts with, where the tokenizer config says to add BOS.
+    pub bos_prefix: Option<u32>,
     pub chat_template: Option<String>,
     /// `blake3:` hash of model.onnx.
     pub weights_hash: String,
@@ -83,6 +85,15 @@ impl Decoder {
         }
         eos.sort_unstable();
         eos.dedup();
+        // Models whose tokenizer adds BOS (Gemma, Llama) are trained on prompts that start with it.
+        let bos_prefix = match tok_cfg.get("add_bos_token").and_then(Json::as_bool) {
+            Some(true) => tok_cfg
+                .get("bos_token")
+                .and_then(Json::as_str)
+                .and_then(|t| tokenizer.token_to_id(t))
+                .or_else(|| num(&config, "bos_token_id").map(|v| v as u32)),
+            _ => None,
+        };
         if eos.is_empty() {
             bail!("{}: no eos_token_id in config.json nor eos_token in tokenizer_config.json", dir.display());
         }
@@ -114,6 +125,7 @@ impl Decoder {
             vocab,
             layout,
             eos,
+            bos_prefix,
             chat_template,
             weights_hash,
             tokens: OnceLock::new(),
@@ -179,6 +191,11 @@ impl Decoder {
             }
         }
         Ok((last, present))
+    }
+
+    /// A prompt's token ids, starting with BOS where the model's tokenizer adds it.
+    pub fn encode_prompt(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        super::prompt_ids(&self.tokenizer, self.bos_prefix, text)
     }
 
     /// The logits after `ids` (one prompt, no cache), in either layout: what checks of an import

@@ -23,6 +23,17 @@ pub use names::NameGuard;
 pub use remote::{RemoteBackend, RemoteConfig};
 pub use runtime::{Provider, SessionConfig};
 
+/// `text`'s token ids with `bos` first unless the text already starts with it (a chat template
+/// that writes `<bos>` itself).
+pub fn prompt_ids(tokenizer: &tokenizers::Tokenizer, bos: Option<u32>, text: &str) -> anyhow::Result<Vec<u32>> {
+    let ids = tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?;
+    let ids = ids.get_ids();
+    Ok(match bos {
+        Some(b) if ids.first() != Some(&b) => std::iter::once(b).chain(ids.iter().copied()).collect(),
+        _ => ids.to_vec(),
+    })
+}
+
 /// Renders chat `messages` (`[{"role", "content"}]`) with the model's chat template, ending with
 /// the assistant's turn opened.
 pub fn chat_prompt(dec: &Decoder, messages: &serde_json::Value) -> anyhow::Result<String> {
