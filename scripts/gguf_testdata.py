@@ -12,6 +12,9 @@ usage:
   python gguf_testdata.py forward MODEL.gguf STEPS ID...
       the last position's logits for the ids, and STEPS greedy tokens, from a float64 numpy
       forward pass written from the published architectures (JSON on stdout)
+  python gguf_testdata.py hf MODEL.gguf OUT_DIR
+      the same model as a Hugging Face folder (config.json, two safetensors shards and their
+      index; F16/BF16 tensors stay 16-bit, the rest f32), in Transformers' names and layout
   python gguf_testdata.py greedy MODEL.gguf STEPS PROMPTS.json
       STEPS greedy tokens after each list of ids in PROMPTS.json (a JSON list of id lists), by
       the same forward pass, the model read once (JSON on stdout)
@@ -284,6 +287,95 @@ def forward(path, steps, *ids):
     json.dump({"logits": first.tolist(), "greedy": greedy}, sys.stdout)
 
 
+def write_safetensors(path, tensors):
+    """tensors: name -> (float32 array, "F32" | "F16" | "BF16")."""
+    header, blobs, offset = {}, [], 0
+    for name, (arr, dtype) in tensors.items():
+        if dtype == "F16":
+            raw = arr.astype("<f2").tobytes()
+        elif dtype == "BF16":  # the values come from BF16 tensors, so the top half is exact
+            raw = (arr.astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
+        else:
+            raw = arr.astype("<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as f:
+        f.write(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+
+
+HF_MODEL_TYPE = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3", "gemma3": "gemma3_text"}
+
+
+def hf_name(arch, name):
+    """A GGUF tensor name in Transformers' naming."""
+    fixed = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+             "output.weight": "lm_head.weight"}
+    if name in fixed:
+        return fixed[name]
+    _, i, rest = name.split(".", 2)
+    ffn_norm = "pre_feedforward_layernorm" if arch == "gemma3" else "post_attention_layernorm"
+    up = "gate_up_proj" if arch == "phi3" else "up_proj"
+    parts = {"attn_norm": "input_layernorm", "ffn_norm": ffn_norm, "post_attention_norm": "post_attention_layernorm",
+             "post_ffw_norm": "post_feedforward_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+             "attn_v": "self_attn.v_proj", "attn_qkv": "self_attn.qkv_proj", "attn_output": "self_attn.o_proj",
+             "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm", "ffn_gate": "mlp.gate_proj",
+             "ffn_up": f"mlp.{up}", "ffn_down": "mlp.down_proj"}
+    base, kind = rest.rsplit(".", 1)
+    return f"model.layers.{i}.{parts[base]}.{kind}"
+
+
+def hf(path, out):
+    import os
+
+    r = gguf.GGUFReader(path)
+    field = lambda k: r.fields[k].contents() if k in r.fields else None  # noqa: E731
+    arch = field("general.architecture")
+    heads, kv_heads = field(f"{arch}.attention.head_count"), field(f"{arch}.attention.head_count_kv")
+    tensors = {}
+    for t in r.tensors:
+        values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        values = values.reshape([int(d) for d in reversed(t.shape)])
+        if arch == "llama" and t.name.endswith(("attn_q.weight", "attn_k.weight")):
+            # Undo llama.cpp's permutation of Q/K rows (its convert script's `permute`).
+            n = heads if "attn_q" in t.name else kv_heads
+            values = values.reshape(n, values.shape[0] // n // 2, 2, -1).swapaxes(1, 2).reshape(values.shape)
+        if arch == "gemma3" and t.name.endswith("norm.weight"):
+            values = values - 1  # Transformers' Gemma norms multiply by 1 + w
+        dtype = t.tensor_type.name if t.tensor_type.name in ("F16", "BF16") else "F32"
+        tensors[hf_name(arch, t.name)] = (values, dtype)
+    os.makedirs(out, exist_ok=True)
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, members in shards.items():
+        write_safetensors(os.path.join(out, file), {n: tensors[n] for n in members})
+    index = {"weight_map": {n: f for f, members in shards.items() for n in members}}
+    json.dump(index, open(os.path.join(out, "model.safetensors.index.json"), "w"))
+    head_dim = field(f"{arch}.attention.key_length")
+    config = {
+        "model_type": HF_MODEL_TYPE[arch], "vocab_size": len(field("tokenizer.ggml.tokens")),
+        "hidden_size": field(f"{arch}.embedding_length"), "intermediate_size": field(f"{arch}.feed_forward_length"),
+        "num_hidden_layers": field(f"{arch}.block_count"), "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads, "rope_theta": field(f"{arch}.rope.freq_base"),
+        "rms_norm_eps": field(f"{arch}.attention.layer_norm_rms_epsilon"),
+        "max_position_embeddings": field(f"{arch}.context_length"), "tie_word_embeddings": "lm_head.weight" not in tensors,
+        "bos_token_id": field("tokenizer.ggml.bos_token_id"), "eos_token_id": field("tokenizer.ggml.eos_token_id"),
+        "rope_scaling": None,
+    }
+    if head_dim:
+        config["head_dim"] = head_dim
+    if arch == "gemma3":
+        pattern = field(f"{arch}.attention.sliding_window_pattern")
+        config["sliding_window"] = field(f"{arch}.attention.sliding_window")
+        config["layer_types"] = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
+                                 for i in range(config["num_hidden_layers"])]
+        config["rope_local_base_freq"] = 10000.0
+        config["query_pre_attn_scalar"] = head_dim
+    json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=1)
+
+
 def greedy(path, steps, prompts):
     ref = Reference(path)
     out = []
@@ -296,4 +388,4 @@ def greedy(path, steps, prompts):
 
 
 if __name__ == "__main__":
-    {"types": types, "model": model, "forward": forward, "greedy": greedy}[sys.argv[1]](*sys.argv[2:])
+    {"types": types, "model": model, "forward": forward, "greedy": greedy, "hf": hf}[sys.argv[1]](*sys.argv[2:])

@@ -9,7 +9,9 @@ use tempfile::TempDir;
 use wrapflow::operators::engine::{Decoder, GenerationConfig, Prompt, SessionConfig, generate};
 use wrapflow::operators::model::ggml::type_name;
 use wrapflow::operators::model::gguf::Gguf;
+use wrapflow::operators::model::hf::import_folder;
 use wrapflow::operators::model::import::{WeightFormat, import};
+use wrapflow::operators::model::import_tokenizer;
 use wrapflow::operators::model::llama::KvLayout;
 use wrapflow::operators::model::quant::{dequantize, keeps_four_bits, linear};
 
@@ -114,6 +116,18 @@ fn each_family_imports_to_the_reference_forward_pass() {
             close(&mut d, name);
             assert_eq!(greedy(&mut d, &ids, 8), want_greedy, "{arch}: {name}");
         }
+
+        // The same weights as a Hugging Face folder: Transformers' names, unpermuted Q/K rows,
+        // Gemma's norms as w (not 1 + w), fused Phi-3 tensors, two shards, f16/bf16 kept.
+        let folder = dir.path().join(format!("{arch}-hf"));
+        testdata(&["hf", gguf.to_str().unwrap(), folder.to_str().unwrap()]);
+        import_tokenizer(&gguf, &folder).unwrap();
+        let out = dir.path().join(format!("{arch}-from-hf"));
+        let cfg = import_folder(&folder, &out, WeightFormat::Fp32, KvLayout::Shared).unwrap();
+        assert_eq!(cfg.model_type.trim_end_matches("_text"), arch);
+        let mut d = load(&out);
+        close(&mut d, "from a Hugging Face folder");
+        assert_eq!(greedy(&mut d, &ids, 8), want_greedy, "{arch}: from a Hugging Face folder");
     }
 }
 

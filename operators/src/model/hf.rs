@@ -1,0 +1,227 @@
+//! Hugging Face decoder folders: `config.json`, `model.safetensors` (or shards listed in
+//! `model.safetensors.index.json`), `tokenizer.json` and `tokenizer_config.json`, with f32, f16
+//! or bf16 weights, imported to the same model directory as a GGUF of the same family.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value as Json;
+
+use super::import::{FAMILIES, Family, ModelConfig, Origin, WeightFormat, write_model};
+use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
+
+/// The memory-mapped safetensors files of a folder and, per tensor name, the file holding it.
+struct Shards {
+    maps: Vec<memmap2::Mmap>,
+    index: HashMap<String, usize>,
+}
+
+impl Shards {
+    fn open(dir: &Path) -> anyhow::Result<Self> {
+        let files: Vec<String> = match std::fs::read(dir.join("model.safetensors.index.json")) {
+            Ok(b) => {
+                let idx: Json = serde_json::from_slice(&b).context("parsing model.safetensors.index.json")?;
+                let map = idx["weight_map"].as_object().context("the index has no weight_map")?;
+                let mut files: Vec<String> = map.values().filter_map(Json::as_str).map(str::to_string).collect();
+                files.sort();
+                files.dedup();
+                files
+            }
+            Err(_) => vec!["model.safetensors".to_string()],
+        };
+        let (mut maps, mut index) = (vec![], HashMap::new());
+        for (i, f) in files.iter().enumerate() {
+            let path = dir.join(f);
+            let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            // SAFETY: read-only map of a file the import does not write.
+            let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+            let st = SafeTensors::deserialize(&map).with_context(|| format!("parsing {}", path.display()))?;
+            index.extend(st.names().into_iter().map(|n| (n.to_string(), i)));
+            maps.push(map);
+        }
+        Ok(Shards { maps, index })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// A tensor as f32, row-major in its own shape.
+    fn f32(&self, name: &str) -> anyhow::Result<Vec<f32>> {
+        let i = *self.index.get(name).with_context(|| format!("no tensor {name}"))?;
+        let st = SafeTensors::deserialize(&self.maps[i])?;
+        let t = st.tensor(name)?;
+        let b = t.data();
+        Ok(match t.dtype() {
+            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => bail!("tensor {name} is {other:?} (f32, f16 and bf16 are supported)"),
+        })
+    }
+}
+
+/// The family of a `config.json` `model_type` (Mistral is llama's graph).
+fn family(model_type: &str) -> anyhow::Result<Family> {
+    let gguf = match model_type {
+        "llama" | "mistral" => "llama",
+        "gemma3_text" | "gemma3" => "gemma3",
+        other => other,
+    };
+    FAMILIES.iter().find(|f| f.gguf == gguf).copied().with_context(|| {
+        let names: Vec<&str> = FAMILIES.iter().map(|f| f.model_type).collect();
+        format!("model_type {model_type:?} is not supported ({}, mistral are)", names.join(", "))
+    })
+}
+
+/// The decoder shape in a `config.json` (Gemma 3's multimodal configs keep it in `text_config`).
+fn config(c: &Json, fam: Family) -> anyhow::Result<LlamaConfig> {
+    let u = |k: &str| c.get(k).and_then(Json::as_u64).map(|v| v as usize);
+    let f = |k: &str| c.get(k).and_then(Json::as_f64);
+    let need = |k: &str| u(k).with_context(|| format!("config.json has no {k}"));
+    ensure!(c.get("rope_scaling").is_none_or(Json::is_null), "rope scaling is not supported yet");
+    let (hidden, heads) = (need("hidden_size")?, need("num_attention_heads")?);
+    let mut cfg = LlamaConfig {
+        vocab_size: need("vocab_size")?,
+        hidden_size: hidden,
+        num_hidden_layers: need("num_hidden_layers")?,
+        num_attention_heads: heads,
+        num_key_value_heads: u("num_key_value_heads").unwrap_or(heads),
+        intermediate_size: need("intermediate_size")?,
+        rope_theta: f("rope_theta").unwrap_or(10000.0) as f32,
+        rms_norm_eps: f("rms_norm_eps").unwrap_or(1e-6) as f32,
+        max_position_embeddings: u("max_position_embeddings").unwrap_or(2048),
+        head_dim: u("head_dim").filter(|&d| d != hidden / heads),
+        ..Default::default()
+    };
+    if fam.gguf == "gemma3" {
+        cfg.sliding_window = Some(need("sliding_window")?);
+        match c.get("layer_types").and_then(Json::as_array) {
+            Some(types) => {
+                cfg.sliding_layers = Some(types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect())
+            }
+            None => cfg.sliding_window_pattern = Some(u("sliding_window_pattern").unwrap_or(6)),
+        }
+        cfg.rope_local_base_freq = Some(f("rope_local_base_freq").unwrap_or(10000.0) as f32);
+        cfg.hidden_activation = Some("gelu_pytorch_tanh".into());
+        cfg.query_pre_attn_scalar = f("query_pre_attn_scalar").map(|v| v as f32);
+        cfg.scale_embeddings = true;
+    }
+    Ok(cfg)
+}
+
+/// Reads the layer weights of a Hugging Face folder.
+fn weights(s: &Shards, cfg: &LlamaConfig, fam: Family) -> anyhow::Result<LlamaWeights> {
+    let gemma = fam.gguf == "gemma3";
+    // Gemma's RMSNorm multiplies by (1 + w); GGUF files and wrapflow's graph store 1 + w.
+    let norm = |name: &str| -> anyhow::Result<Vec<f32>> {
+        let w = s.f32(name)?;
+        Ok(if gemma { w.iter().map(|v| v + 1.0).collect() } else { w })
+    };
+    let lin = |name: &str| s.f32(name).map(Linear::F32);
+    let (h, d, f) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
+    let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+    let mut layers = vec![];
+    for i in 0..cfg.num_hidden_layers {
+        let p = |n: &str| format!("model.layers.{i}.{n}");
+        let [q, k, v] = if s.has(&p("self_attn.qkv_proj.weight")) {
+            let parts = lin(&p("self_attn.qkv_proj.weight"))?.split_rows(h, &[q_rows, kv_rows, kv_rows]);
+            parts.try_into().unwrap_or_else(|_| unreachable!())
+        } else {
+            [
+                lin(&p("self_attn.q_proj.weight"))?,
+                lin(&p("self_attn.k_proj.weight"))?,
+                lin(&p("self_attn.v_proj.weight"))?,
+            ]
+        };
+        let (gate, up) = if s.has(&p("mlp.gate_up_proj.weight")) {
+            let mut parts = lin(&p("mlp.gate_up_proj.weight"))?.split_rows(h, &[f, f]).into_iter();
+            (parts.next().context("gate")?, parts.next().context("up")?)
+        } else {
+            (lin(&p("mlp.gate_proj.weight"))?, lin(&p("mlp.up_proj.weight"))?)
+        };
+        let qkv_bias = if s.has(&p("self_attn.q_proj.bias")) {
+            Some(
+                [
+                    s.f32(&p("self_attn.q_proj.bias"))?,
+                    s.f32(&p("self_attn.k_proj.bias"))?,
+                    s.f32(&p("self_attn.v_proj.bias"))?,
+                ]
+                .concat(),
+            )
+        } else {
+            None
+        };
+        let qk_norm = match s.has(&p("self_attn.q_norm.weight")) {
+            true => Some((norm(&p("self_attn.q_norm.weight"))?, norm(&p("self_attn.k_norm.weight"))?)),
+            false => None,
+        };
+        // Gemma 3 names its pre-MLP norm `pre_feedforward_layernorm` and norms both outputs.
+        let (ffn_norm, post_norms) = if gemma {
+            let post = (norm(&p("post_attention_layernorm.weight"))?, norm(&p("post_feedforward_layernorm.weight"))?);
+            (norm(&p("pre_feedforward_layernorm.weight"))?, Some(post))
+        } else {
+            (norm(&p("post_attention_layernorm.weight"))?, None)
+        };
+        layers.push(LayerWeights {
+            attn_norm: norm(&p("input_layernorm.weight"))?,
+            q,
+            k,
+            v,
+            o: lin(&p("self_attn.o_proj.weight"))?,
+            ffn_norm,
+            gate,
+            up,
+            down: lin(&p("mlp.down_proj.weight"))?,
+            qkv_bias,
+            qk_norm,
+            post_norms,
+        });
+    }
+    let output = if s.has("lm_head.weight") { Some(lin("lm_head.weight")?) } else { None };
+    Ok(LlamaWeights {
+        embed: s.f32("model.embed_tokens.weight")?,
+        layers,
+        final_norm: norm("model.norm.weight")?,
+        output,
+    })
+}
+
+/// Imports a Hugging Face decoder folder into `out`.
+pub fn import_folder(dir: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -> anyhow::Result<ModelConfig> {
+    let raw: Json = serde_json::from_slice(&std::fs::read(dir.join("config.json")).context("reading config.json")?)
+        .context("parsing config.json")?;
+    let c = raw.get("text_config").filter(|t| t.is_object()).unwrap_or(&raw);
+    let model_type = c.get("model_type").or(raw.get("model_type")).and_then(Json::as_str).unwrap_or_default();
+    let fam = family(model_type)?;
+    ensure!(
+        format == WeightFormat::Fp32,
+        "--weights {format:?} from a Hugging Face folder would need quantizing, which wrapflow does not do yet: \
+         use --weights fp32, or a GGUF of the model"
+    );
+    let cfg = config(c, fam)?;
+    let weights = weights(&Shards::open(dir)?, &cfg, fam)?;
+    let id = |k: &str| match raw.get(k).or(c.get(k)) {
+        Some(Json::Array(a)) => a.first().and_then(Json::as_u64).map(|v| v as u32),
+        Some(v) => v.as_u64().map(|v| v as u32),
+        None => None,
+    };
+    let source = dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let origin = Origin {
+        source: &source,
+        special: (id("bos_token_id"), id("eos_token_id"), id("pad_token_id")),
+        family: fam,
+        tensors: vec![],
+    };
+    let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        if dir.join(f).is_file() {
+            std::fs::copy(dir.join(f), out.join(f)).with_context(|| format!("copying {f}"))?;
+        }
+    }
+    ensure!(out.join("tokenizer.json").is_file(), "{} has no tokenizer.json", dir.display());
+    Ok(config)
+}
