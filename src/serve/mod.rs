@@ -42,6 +42,7 @@ pub(crate) struct Served {
     pub tokenizer: Tokenizer,
     /// The token prompts start with (see `Decoder::bos_prefix`).
     pub bos_prefix: Option<u32>,
+    pub eos_token: String,
     pub template: Option<String>,
     /// Longest prompt plus answer, in tokens.
     pub context: usize,
@@ -59,6 +60,7 @@ pub async fn serve(cfg: ServeConfig, ready: impl FnOnce(SocketAddr)) -> anyhow::
         name,
         tokenizer: dec.tokenizer.clone(),
         bos_prefix: dec.bos_prefix,
+        eos_token: dec.eos_token.clone(),
         template: dec.chat_template.clone(),
         context: context_length(&cfg.model),
         max_tokens: cfg.max_tokens,

@@ -33,6 +33,8 @@ pub struct Decoder {
     pub eos: Vec<u32>,
     /// The token every prompt starts with, where the tokenizer config says to add BOS.
     pub bos_prefix: Option<u32>,
+    /// The end-of-sequence token's text, for chat templates that write it after a turn.
+    pub eos_token: String,
     pub chat_template: Option<String>,
     /// `blake3:` hash of model.onnx.
     pub weights_hash: String,
@@ -80,7 +82,8 @@ impl Decoder {
             Some(v) => v.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
             None => vec![],
         };
-        if let Some(t) = tok_cfg.get("eos_token").and_then(Json::as_str).and_then(|t| tokenizer.token_to_id(t)) {
+        let eos_token = tok_cfg.get("eos_token").and_then(Json::as_str).unwrap_or_default().to_string();
+        if let Some(t) = tokenizer.token_to_id(&eos_token) {
             eos.push(t);
         }
         eos.sort_unstable();
@@ -126,6 +129,7 @@ impl Decoder {
             layout,
             eos,
             bos_prefix,
+            eos_token,
             chat_template,
             weights_hash,
             tokens: OnceLock::new(),

@@ -38,20 +38,32 @@ pub fn prompt_ids(tokenizer: &tokenizers::Tokenizer, bos: Option<u32>, text: &st
 /// the assistant's turn opened.
 pub fn chat_prompt(dec: &Decoder, messages: &serde_json::Value) -> anyhow::Result<String> {
     let template = dec.chat_template.as_deref().ok_or_else(|| anyhow::anyhow!("the model has no chat template"))?;
-    render_chat(template, messages, true)
+    render_chat(template, messages, true, &dec.eos_token)
 }
 
-/// Renders chat `messages` with a Jinja chat `template`; with `add_generation_prompt` the text
-/// ends with the assistant's turn opened.
+/// Renders chat `messages` with a Jinja chat `template` as Transformers' `apply_chat_template`
+/// does (trimmed and left-stripped blocks, Python string methods, `raise_exception`, `tojson`,
+/// `tools` none); with `add_generation_prompt` the text ends with the assistant's turn opened.
+/// `bos_token` renders empty: prompts get BOS from [`prompt_ids`] where the model wants it, so a
+/// template cannot double it. There is no `strftime_now`, so templates that date their system
+/// prompt use their own fixed default and the same input gives the same prompt on any day.
 pub fn render_chat(
     template: &str,
     messages: &serde_json::Value,
     add_generation_prompt: bool,
+    eos_token: &str,
 ) -> anyhow::Result<String> {
     let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+    });
     env.add_template("chat", template)?;
     let ctx = minijinja::context! {
-        messages => messages, add_generation_prompt => add_generation_prompt, bos_token => "", eos_token => ""
+        messages => messages, add_generation_prompt => add_generation_prompt, bos_token => "",
+        eos_token => eos_token, tools => (), documents => ()
     };
     Ok(env.get_template("chat")?.render(ctx)?)
 }
