@@ -51,9 +51,13 @@ fn main() -> anyhow::Result<()> {
     for (i, a) in articles.iter().enumerate() {
         let ids = dec.tokenizer.encode(a.as_str(), false).map_err(anyhow::Error::msg)?.get_ids().to_vec();
         let chunk = dec.tokenizer.decode(&ids[..ids.len().min(300)], false).map_err(anyhow::Error::msg)?;
-        let msg = serde_json::json!([{"role": "user", "content": format!("Rewrite the following text in clear, simple English.\n\n{chunk}")}]);
-        let text = engine::chat_prompt(&dec, &msg)?;
-        let ids = dec.tokenizer.encode(text.as_str(), false).map_err(anyhow::Error::msg)?.get_ids().to_vec();
+        let instruction = format!("Rewrite the following text in clear, simple English.\n\n{chunk}");
+        // A base model (no chat template) gets the instruction as plain text.
+        let text = match dec.chat_template {
+            Some(_) => engine::chat_prompt(&dec, &serde_json::json!([{"role": "user", "content": instruction}]))?,
+            None => format!("{instruction}\n\nRewritten text:\n"),
+        };
+        let ids = dec.encode_prompt(&text)?;
         prompts.push(Prompt { id: i.to_string(), ids, max_new_tokens: None, ..Default::default() });
     }
     std::fs::create_dir_all("target/bench-out")?;
