@@ -14,31 +14,12 @@ use std::path::Path;
 use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::export::build;
 use super::gguf::Gguf;
-use super::inspect::{TypeAction, import_actions};
-use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights, build};
+use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
+pub use super::quant::WeightFormat;
+use super::quant::{TypeAction, import_actions};
 use super::quant::{dequantize, linear, unpermute_rows};
-
-/// Weight formats of an imported model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WeightFormat {
-    /// Everything dequantized to f32: the quality reference.
-    Fp32,
-    /// The GGUF's own Q4_1 blocks, run by ONNX Runtime's `MatMulNBits` with f32 compute.
-    Q4,
-}
-
-impl std::str::FromStr for WeightFormat {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "fp32" => Ok(WeightFormat::Fp32),
-            "q4" => Ok(WeightFormat::Q4),
-            other => bail!("unknown weight format {other:?} (fp32 or q4)"),
-        }
-    }
-}
 
 impl std::str::FromStr for KvLayout {
     type Err = anyhow::Error;

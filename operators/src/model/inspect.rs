@@ -1,66 +1,15 @@
 //! `wrapflow model inspect`: what a GGUF file holds and whether (and how) wrapflow imports it,
-//! read from its header alone, so a 7B file is inspected in a moment; and the per-type account
-//! of what an import does with each tensor.
+//! read from its header alone, so a 7B file is inspected in a moment.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::ggml::{self, Q4_K, type_name};
+use super::ggml::{self, type_name};
 use super::gguf::{Gguf, TensorInfo, Value};
-use super::import::{WeightFormat, family, llama_config};
-use super::quant::keeps_four_bits;
-
-/// What an import does with the tensors of one type.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TypeAction {
-    pub tensor_type: String,
-    pub tensors: usize,
-    pub parameters: u64,
-    pub action: String,
-}
-
-/// Whether a tensor is a linear layer's weight (the ones `--weights q4` can keep 4-bit).
-fn is_linear(name: &str) -> bool {
-    name == "output.weight"
-        || ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
-            .iter()
-            .any(|l| name.starts_with("blk.") && name.ends_with(&format!(".{l}.weight")))
-}
-
-fn action(t: &TensorInfo, format: WeightFormat) -> &'static str {
-    match (format, t.ggml_type) {
-        (WeightFormat::Q4, ty) if is_linear(&t.name) && keeps_four_bits(ty) => {
-            if ty == Q4_K {
-                "kept 4-bit: each 256-block re-blocked into 8 blocks of 32 (scale d·sc, minimum −dmin·m; exact)"
-            } else {
-                "kept 4-bit (MatMulNBits blocks of 32; exact)"
-            }
-        }
-        (WeightFormat::Q4, _) if is_linear(&t.name) => "dequantized to f32 (no exact 4-bit form)",
-        (_, ggml::F32) => "f32 as stored",
-        _ => "dequantized to f32",
-    }
-}
-
-/// Per tensor type and action, the tensors an import of `g` in `format` writes.
-pub fn import_actions(g: &Gguf, format: WeightFormat) -> Vec<TypeAction> {
-    let mut by: BTreeMap<(String, &str), (usize, u64)> = BTreeMap::new();
-    for t in &g.tensors {
-        let e = by.entry((type_name(t.ggml_type), action(t, format))).or_default();
-        e.0 += 1;
-        e.1 += t.elements();
-    }
-    by.into_iter()
-        .map(|((tensor_type, action), (tensors, parameters))| TypeAction {
-            tensor_type,
-            tensors,
-            parameters,
-            action: action.to_string(),
-        })
-        .collect()
-}
+use super::import::{family, llama_config};
+use super::quant::{is_linear, keeps_four_bits};
 
 /// A GGUF file as `model inspect` describes it.
 #[derive(Debug, Serialize)]

@@ -2,6 +2,7 @@
 
 pub mod bert;
 mod blocks;
+pub mod export;
 pub mod ggml;
 pub mod gguf;
 pub mod graph;

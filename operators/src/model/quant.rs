@@ -1,10 +1,13 @@
 //! GGUF tensor decoding: dequantization to f32, 4-bit repacking for ONNX Runtime's
 //! `MatMulNBits`, and undoing llama.cpp's Q/K row permutation.
 
-use anyhow::Context;
-use half::f16;
+use std::collections::BTreeMap;
 
-use super::ggml::{self, Q4_0, Q4_1, Q4_K, byte_len};
+use anyhow::{Context, bail};
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+use super::ggml::{self, Q4_0, Q4_1, Q4_K, byte_len, type_name};
 use super::gguf::{Gguf, TensorInfo};
 use super::llama::Linear;
 
@@ -104,6 +107,77 @@ pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>
         }
     }
     Ok(Linear::Q4 { packed, scales, mins })
+}
+
+/// Weight formats of an imported model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightFormat {
+    /// Everything dequantized to f32: the quality reference.
+    Fp32,
+    /// The GGUF's own Q4_1 blocks, run by ONNX Runtime's `MatMulNBits` with f32 compute.
+    Q4,
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "fp32" => Ok(WeightFormat::Fp32),
+            "q4" => Ok(WeightFormat::Q4),
+            other => bail!("unknown weight format {other:?} (fp32 or q4)"),
+        }
+    }
+}
+
+/// What an import does with the tensors of one type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TypeAction {
+    pub tensor_type: String,
+    pub tensors: usize,
+    pub parameters: u64,
+    pub action: String,
+}
+
+/// Whether a tensor is a linear layer's weight (the ones `--weights q4` can keep 4-bit).
+pub fn is_linear(name: &str) -> bool {
+    name == "output.weight"
+        || ["attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+            .iter()
+            .any(|l| name.starts_with("blk.") && name.ends_with(&format!(".{l}.weight")))
+}
+
+fn action(t: &TensorInfo, format: WeightFormat) -> &'static str {
+    match (format, t.ggml_type) {
+        (WeightFormat::Q4, ty) if is_linear(&t.name) && keeps_four_bits(ty) => {
+            if ty == Q4_K {
+                "kept 4-bit: each 256-block re-blocked into 8 blocks of 32 (scale d·sc, minimum −dmin·m; exact)"
+            } else {
+                "kept 4-bit (MatMulNBits blocks of 32; exact)"
+            }
+        }
+        (WeightFormat::Q4, _) if is_linear(&t.name) => "dequantized to f32 (no exact 4-bit form)",
+        (_, ggml::F32) => "f32 as stored",
+        _ => "dequantized to f32",
+    }
+}
+
+/// Per tensor type and action, the tensors an import of `g` in `format` writes.
+pub fn import_actions(g: &Gguf, format: WeightFormat) -> Vec<TypeAction> {
+    let mut by: BTreeMap<(String, &str), (usize, u64)> = BTreeMap::new();
+    for t in &g.tensors {
+        let e = by.entry((type_name(t.ggml_type), action(t, format))).or_default();
+        e.0 += 1;
+        e.1 += t.elements();
+    }
+    by.into_iter()
+        .map(|((tensor_type, action), (tensors, parameters))| TypeAction {
+            tensor_type,
+            tensors,
+            parameters,
+            action: action.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
