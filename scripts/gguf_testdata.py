@@ -15,6 +15,8 @@ usage:
   python gguf_testdata.py hf MODEL.gguf OUT_DIR
       the same model as a Hugging Face folder (config.json, two safetensors shards and their
       index; F16/BF16 tensors stay 16-bit, the rest f32), in Transformers' names and layout
+  python gguf_testdata.py retoken MODEL.gguf PRE OUT.gguf
+      MODEL.gguf's byte-level vocabulary and merges under another pre-tokenizer name (no tensors)
   python gguf_testdata.py greedy MODEL.gguf STEPS PROMPTS.json
       STEPS greedy tokens after each list of ids in PROMPTS.json (a JSON list of id lists), by
       the same forward pass, the model read once (JSON on stdout)
@@ -376,6 +378,25 @@ def hf(path, out):
     json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=1)
 
 
+def retoken(path, pre, out):
+    """Adds multi-digit pieces (SmolLM2 has none), so that splits of digit runs change the ids."""
+    r = gguf.GGUFReader(path)
+    field = lambda k: r.fields[k].contents()  # noqa: E731
+    digits = [("2", "0"), ("2", "4"), ("20", "24"), ("20", "2"), ("1", "2"), ("0", "0"), ("00", "0"), ("3", "3"), ("33", "3")]
+    w = gguf.GGUFWriter(out, "llama")
+    w.add_tokenizer_model(field("tokenizer.ggml.model"))
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(field("tokenizer.ggml.tokens") + [a + b for a, b in digits])
+    w.add_token_types(field("tokenizer.ggml.token_type") + [1] * len(digits))
+    w.add_token_merges(field("tokenizer.ggml.merges") + [f"{a} {b}" for a, b in digits])
+    w.add_bos_token_id(field("tokenizer.ggml.bos_token_id"))
+    w.add_eos_token_id(field("tokenizer.ggml.eos_token_id"))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def greedy(path, steps, prompts):
     ref = Reference(path)
     out = []
@@ -388,4 +409,4 @@ def greedy(path, steps, prompts):
 
 
 if __name__ == "__main__":
-    {"types": types, "model": model, "forward": forward, "greedy": greedy, "hf": hf}[sys.argv[1]](*sys.argv[2:])
+    {"types": types, "model": model, "forward": forward, "greedy": greedy, "hf": hf, "retoken": retoken}[sys.argv[1]](*sys.argv[2:])

@@ -26,6 +26,7 @@ STRINGS = [
     "emoji 🌍👩‍👩‍👧‍👦🎉 done",
     "<|im_start|>user\nRewrite this.<|im_end|>\n<|im_start|>assistant\n",
     "don't won't I'll we've they're it's",
+    "DON'T WON'T I'LL We'Re",
     "def f(x):\n    return x**2  # code",
     "Question: What is it?\nAnswer: It is a test.",
 ]
@@ -70,6 +71,9 @@ def bytes_to_unicode():
 
 
 GPT2 = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+# The splits of Llama 3's and Qwen2's tokenizer.json files (case-insensitive contractions).
+LLAMA3 = regex.compile(r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2 = regex.compile(r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
 
 class Bpe:
@@ -81,8 +85,12 @@ class Bpe:
         specials = sorted((t for t, ty in zip(self.tokens, types) if ty in (3, 4)), key=len, reverse=True)
         self.special = regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")")
         self.byte_map = bytes_to_unicode()
+        self.pre = meta.get("tokenizer.ggml.pre", "default")
+        assert self.pre in ("smollm", "gpt2", "default", "llama-bpe", "qwen2"), self.pre
 
     def bpe(self, word):
+        if self.pre == "llama-bpe" and word in self.vocab:  # llama.cpp's ignore_merges
+            return [self.vocab[word]]
         parts = list(word)
         while len(parts) > 1:
             pairs = [(self.ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
@@ -101,10 +109,14 @@ class Bpe:
             if piece in self.vocab and self.special.fullmatch(piece):
                 ids.append(self.vocab[piece])
                 continue
-            # smollm: every digit is its own piece, then the GPT-2 split.
-            for chunk in regex.split(r"(\p{N})", piece):
-                for word in GPT2.findall(chunk):
-                    ids.extend(self.bpe("".join(self.byte_map[b] for b in word.encode("utf-8"))))
+            if self.pre in ("llama-bpe", "qwen2"):
+                words = (LLAMA3 if self.pre == "llama-bpe" else QWEN2).findall(piece)
+            elif self.pre == "smollm":  # every digit is its own piece, then the GPT-2 split
+                words = [w for chunk in regex.split(r"(\p{N})", piece) for w in GPT2.findall(chunk)]
+            else:
+                words = GPT2.findall(piece)
+            for word in words:
+                ids.extend(self.bpe("".join(self.byte_map[b] for b in word.encode("utf-8"))))
         return ids
 
 
@@ -158,6 +170,6 @@ if __name__ == "__main__":
     if meta["tokenizer.ggml.model"] == "llama":
         tok = Spm(meta)
     else:
-        assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.ggml.pre"] == "smollm"
+        assert meta["tokenizer.ggml.model"] == "gpt2"
         tok = Bpe(meta)
     print(json.dumps([{"text": s, "ids": tok.encode(s)} for s in texts], ensure_ascii=False, indent=1))

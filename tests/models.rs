@@ -282,3 +282,28 @@ fn real_chat_templates_render_as_transformers_does() {
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
     assert!(rendered >= 2 * templates.len(), "only {rendered} renderings succeeded");
 }
+
+/// Byte-level vocabularies under Llama 3's and Qwen2's pre-tokenizers (SmolLM2's real vocabulary
+/// and merges, renamed) tokenize as an independent implementation of those splits does.
+#[test]
+fn llama3_and_qwen2_pre_tokenizers_split_as_their_regexes_do() {
+    let dir = TempDir::new().unwrap();
+    let smol = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
+    for pre in ["llama-bpe", "qwen2"] {
+        let gguf = dir.path().join(format!("{pre}.gguf"));
+        testdata(&["retoken", &smol, pre, gguf.to_str().unwrap()]);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_tokenizer.py");
+        let out = Command::new(python()).arg(script).arg(&gguf).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let want: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let tok_dir = dir.path().join(pre);
+        import_tokenizer(&gguf, &tok_dir).unwrap();
+        let tok = tokenizers::Tokenizer::from_file(tok_dir.join("tokenizer.json")).unwrap();
+        for w in &want {
+            let text = w["text"].as_str().unwrap();
+            let ids: Vec<u32> = w["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            assert_eq!(tok.encode(text, false).unwrap().get_ids(), &ids[..], "{pre}: ids of {text:?}");
+            assert_eq!(tok.decode(&ids, false).unwrap(), text, "{pre}: decoding {text:?}");
+        }
+    }
+}

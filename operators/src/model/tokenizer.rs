@@ -5,6 +5,12 @@ use serde_json::{Value as Json, json};
 
 use super::gguf::{Gguf, Value};
 
+/// Llama 3's split, as llama.cpp writes it (its tokenizer.json's `(?i:'s|...)` spelled out).
+const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Qwen2's split: Llama 3's with single digits.
+const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// GGUF token types that are never split or normalized (control and user-defined tokens).
 const SPECIAL_TYPES: [u64; 2] = [3, 4];
 
@@ -131,12 +137,24 @@ fn byte_level_bpe(g: &Gguf) -> anyhow::Result<Json> {
     }
     let merges: Vec<&str> = merges.iter().filter_map(Value::as_str).collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let pre = match g.str("tokenizer.ggml.pre").unwrap_or("default") {
+    // Llama 3 and Qwen2 split with their own regex, then map bytes without GPT-2's split.
+    let split_then_bytes = |pattern: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]})
+    };
+    let (pre, ignore_merges) = match g.str("tokenizer.ggml.pre").unwrap_or("default") {
         // SmolLM2 splits numbers into single digits before the GPT-2 split.
-        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+        "smollm" => (
+            json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
-        "gpt2" | "default" => byte_level.clone(),
-        other => bail!("pre-tokenizer {other:?} is not supported yet (smollm, gpt2 are)"),
+            false,
+        ),
+        "gpt2" | "default" => (byte_level.clone(), false),
+        // llama.cpp also takes a whole word that is in the vocabulary as it is (ignore_merges).
+        "llama3" | "llama-v3" | "llama-bpe" => (split_then_bytes(LLAMA3_SPLIT), true),
+        "qwen2" | "deepseek-r1-qwen" => (split_then_bytes(QWEN2_SPLIT), false),
+        other => bail!("pre-tokenizer {other:?} is not supported yet (smollm, gpt2, llama-bpe, qwen2 are)"),
     };
     let unk = g
         .metadata
@@ -155,7 +173,7 @@ fn byte_level_bpe(g: &Gguf) -> anyhow::Result<Json> {
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
         "model": {
             "type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges,
             "vocab": vocab, "merges": merges
         }
     }))
