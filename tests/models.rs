@@ -160,6 +160,23 @@ fn inspect_names_what_a_file_holds_and_what_stops_its_import() {
     let why = inspect(&types)["importable"]["Err"].as_str().unwrap().to_string();
     assert!(why.contains("\"wrapflow-types\" is not supported (llama, qwen2, qwen3, phi3, gemma3 are)"), "{why}");
 
+    // A Hugging Face folder: from its config and safetensors headers.
+    let folder = dir.path().join("qwen2-hf");
+    testdata(&["hf", good.to_str().unwrap(), folder.to_str().unwrap()]);
+    let v = inspect(&folder);
+    assert_eq!((v["architecture"].as_str(), v["layers"].as_u64()), (Some("qwen2"), Some(2)), "{v}");
+    assert_eq!(v["importable"]["Err"], "no tokenizer.json");
+    import_tokenizer(&good, &folder).unwrap();
+    assert!(inspect(&folder)["importable"]["Ok"].as_str().unwrap().starts_with("yes, as qwen2"));
+    let out = Command::new(wrapflow)
+        .args(["model", "import", "--weights", "q4"])
+        .arg(&folder)
+        .arg("--out")
+        .arg(dir.path().join("f"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would need quantizing"));
+
     let out = Command::new(wrapflow)
         .args(["model", "import"])
         .arg(&odd)

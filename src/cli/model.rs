@@ -32,11 +32,11 @@ pub enum ModelCommand {
         #[arg(long, default_value = "shared")]
         kv_cache: String,
     },
-    /// Say what a GGUF file holds (architecture, shape, tensor types, tokenizer, template) and
-    /// whether and how wrapflow imports it, from its header alone.
+    /// Say what a GGUF file or a Hugging Face folder holds (architecture, shape, tensor types,
+    /// tokenizer, template) and whether and how wrapflow imports it, from headers alone.
     #[command(after_help = "Example:\n  wrapflow model inspect models/SmolLM2-135M-Instruct.Q4_1.gguf")]
     Inspect {
-        /// The GGUF file
+        /// The GGUF file or Hugging Face folder
         file: std::path::PathBuf,
         /// Print JSON instead of text
         #[arg(long)]
@@ -103,7 +103,10 @@ fn print_decoder(out: &Path, c: &import::ModelConfig, weights: &str, kv_cache: &
 }
 
 fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
-    let i = crate::operators::model::inspect::inspect(file)?;
+    let i = match file.is_dir() {
+        true => hf::inspect_folder(file)?,
+        false => crate::operators::model::inspect::inspect(file)?,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&i)?);
     } else {

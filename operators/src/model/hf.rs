@@ -11,6 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
 use super::import::{FAMILIES, Family, ModelConfig, Origin, WeightFormat, write_model};
+use super::inspect::Inspection;
 use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
 
 /// The memory-mapped safetensors files of a folder and, per tensor name, the file holding it.
@@ -190,13 +191,63 @@ fn weights(s: &Shards, cfg: &LlamaConfig, fam: Family) -> anyhow::Result<LlamaWe
     })
 }
 
-/// Imports a Hugging Face decoder folder into `out`.
-pub fn import_folder(dir: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -> anyhow::Result<ModelConfig> {
+/// Reads a folder's `config.json`, the decoder config inside it (Gemma 3's multimodal configs keep
+/// it in `text_config`), and its `model_type`.
+fn read_config(dir: &Path) -> anyhow::Result<(Json, Json, String)> {
     let raw: Json = serde_json::from_slice(&std::fs::read(dir.join("config.json")).context("reading config.json")?)
         .context("parsing config.json")?;
-    let c = raw.get("text_config").filter(|t| t.is_object()).unwrap_or(&raw);
-    let model_type = c.get("model_type").or(raw.get("model_type")).and_then(Json::as_str).unwrap_or_default();
-    let fam = family(model_type)?;
+    let c = raw.get("text_config").filter(|t| t.is_object()).unwrap_or(&raw).clone();
+    let model_type =
+        c.get("model_type").or(raw.get("model_type")).and_then(Json::as_str).unwrap_or_default().to_string();
+    Ok((raw, c, model_type))
+}
+
+/// What a Hugging Face folder holds and whether wrapflow imports it, from its config and the
+/// safetensors headers (no weights are read).
+pub fn inspect_folder(dir: &Path) -> anyhow::Result<Inspection> {
+    let (_, c, model_type) = read_config(dir)?;
+    let shards = Shards::open(dir)?;
+    let (mut parameters, mut tensor_types) = (0u64, std::collections::BTreeMap::new());
+    for (name, &i) in &shards.index {
+        let st = SafeTensors::deserialize(&shards.maps[i])?;
+        let t = st.tensor(name)?;
+        parameters += t.shape().iter().product::<usize>() as u64;
+        *tensor_types.entry(format!("{:?}", t.dtype())).or_insert(0) += 1;
+    }
+    let u = |k: &str| c.get(k).and_then(Json::as_u64);
+    let tok_cfg: Json = std::fs::read(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let importable = family(&model_type).and_then(|fam| {
+        config(&c, fam)?;
+        ensure!(dir.join("tokenizer.json").is_file(), "no tokenizer.json");
+        Ok(format!("yes, as {} (--weights fp32; 4-bit needs a GGUF of the model)", fam.model_type))
+    });
+    Ok(Inspection {
+        file: dir.display().to_string(),
+        architecture: model_type,
+        name: None,
+        parameters,
+        layers: u("num_hidden_layers"),
+        hidden: u("hidden_size"),
+        heads: u("num_attention_heads"),
+        kv_heads: u("num_key_value_heads").or(u("num_attention_heads")),
+        context: u("max_position_embeddings"),
+        vocabulary: u("vocab_size").map(|v| v as usize),
+        tensor_types,
+        tokenizer: dir.join("tokenizer.json").is_file().then(|| "tokenizer.json".to_string()),
+        chat_template: tok_cfg.get("chat_template").is_some_and(|t| !t.is_null())
+            || dir.join("chat_template.jinja").is_file(),
+        importable: importable.map_err(|e| format!("{e:#}")),
+    })
+}
+
+/// Imports a Hugging Face decoder folder into `out`.
+pub fn import_folder(dir: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -> anyhow::Result<ModelConfig> {
+    let (raw, c, model_type) = read_config(dir)?;
+    let c = &c;
+    let fam = family(&model_type)?;
     ensure!(
         format == WeightFormat::Fp32,
         "--weights {format:?} from a Hugging Face folder would need quantizing, which wrapflow does not do yet: \
