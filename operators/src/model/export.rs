@@ -31,6 +31,66 @@ pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, layout: KvLayout, metada
     }
 }
 
+/// A rotary table per distinct base: `(base, cos, sin)`.
+type RopeTables = Vec<(f32, String, String)>;
+
+/// The bases of the layers, each once, in layer order (Gemma 3's local and global layers differ).
+fn rope_bases(cfg: &LlamaConfig) -> Vec<f32> {
+    let mut bases: Vec<f32> = vec![];
+    for i in 0..cfg.num_hidden_layers {
+        if !bases.contains(&cfg.rope_base(i)) {
+            bases.push(cfg.rope_base(i));
+        }
+    }
+    bases
+}
+
+/// The table of `base` among `tables`.
+fn table(tables: &RopeTables, base: f32) -> (&str, &str) {
+    let (_, cos, sin) = tables.iter().find(|t| t.0 == base).expect("a table per base");
+    (cos, sin)
+}
+
+/// [`KvLayout::Shared`]'s rotary tables: cos and sin by position, `[max_position, head_dim / 2]`.
+fn cached_rope_tables(g: &mut Graph, cfg: &LlamaConfig) -> RopeTables {
+    let (d, positions) = (cfg.head_dim(), cfg.max_position_embeddings.max(1));
+    let mut tables = vec![];
+    for base in rope_bases(cfg) {
+        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
+        let angle = |p: usize, i: usize| p as f32 * inv[i];
+        let cos: Vec<f32> =
+            (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).cos()).collect();
+        let sin: Vec<f32> =
+            (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).sin()).collect();
+        let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
+        let cos = g.init_f32(&format!("rope.cos_cache{suffix}"), &[positions as i64, (d / 2) as i64], &cos);
+        let sin = g.init_f32(&format!("rope.sin_cache{suffix}"), &[positions as i64, (d / 2) as i64], &sin);
+        tables.push((base, cos, sin));
+    }
+    tables
+}
+
+/// [`KvLayout::Standard`]'s rotary tables from `position_ids`: `[batch, 1, seq, head_dim]`.
+fn position_rope_tables(g: &mut Graph, cfg: &LlamaConfig, pos: &str, ax1: &str, ax2: &str) -> RopeTables {
+    let d = cfg.head_dim();
+    let posf = g.op("Cast", &[pos], vec![attr_i("to", dtype::FLOAT as i64)]);
+    let posf = g.op("Unsqueeze", &[&posf, ax2], vec![]);
+    let mut tables = vec![];
+    for base in rope_bases(cfg) {
+        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
+        let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
+        let inv = g.init_f32(&format!("rope.inv_freq{suffix}"), &[(d / 2) as i64], &inv);
+        let freqs = g.op("Mul", &[&posf, &inv], vec![]);
+        let emb = g.op("Concat", &[&freqs, &freqs], vec![attr_i("axis", -1)]);
+        let cos = g.op("Cos", &[&emb], vec![]);
+        let cos = g.op("Unsqueeze", &[&cos, ax1], vec![]);
+        let sin = g.op("Sin", &[&emb], vec![]);
+        let sin = g.op("Unsqueeze", &[&sin, ax1], vec![]);
+        tables.push((base, cos, sin));
+    }
+    tables
+}
+
 /// The [`KvLayout::Shared`] graph. Per row, `seqlens = sum(attention_mask) - 1` is the position
 /// of its last token; a prompt (`sequence_length` = mask width) is written to positions 0.., a
 /// step (one token) at `seqlens`. The logits are those of each row's last real token.
@@ -59,26 +119,7 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     let mask_shape = g.op("Shape", &[&mask], vec![]);
     let width = g.op("Gather", &[&mask_shape, &one], vec![attr_i("axis", 0)]);
     let total = g.op("Cast", &[&width], vec![attr_i("to", dtype::INT32 as i64)]);
-    // Rotary tables by position, [max_position, head_dim / 2], per rotary base (Gemma 3's local
-    // and global layers differ).
-    let positions = cfg.max_position_embeddings.max(1);
-    let mut tables: Vec<(f32, String, String)> = vec![];
-    for i in 0..cfg.num_hidden_layers {
-        let base = cfg.rope_base(i);
-        if tables.iter().any(|t| t.0 == base) {
-            continue;
-        }
-        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
-        let angle = |p: usize, i: usize| p as f32 * inv[i];
-        let cos: Vec<f32> =
-            (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).cos()).collect();
-        let sin: Vec<f32> =
-            (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).sin()).collect();
-        let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
-        let cos = g.init_f32(&format!("rope.cos_cache{suffix}"), &[positions as i64, (d / 2) as i64], &cos);
-        let sin = g.init_f32(&format!("rope.sin_cache{suffix}"), &[positions as i64, (d / 2) as i64], &sin);
-        tables.push((base, cos, sin));
-    }
+    let tables = cached_rope_tables(g, cfg);
     let kv_out = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
     for (i, lw) in weights.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
@@ -97,7 +138,7 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
             // GroupQueryAttention's window counts the keys before the query's own.
             attrs.push(attr_i("local_window_size", w as i64 - 1));
         }
-        let (_, cos, sin) = tables.iter().find(|t| t.0 == cfg.rope_base(i)).expect("a table per base");
+        let (cos, sin) = table(&tables, cfg.rope_base(i));
         let outs = g.op_n(
             "GroupQueryAttention",
             attention,
@@ -126,10 +167,51 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     )
 }
 
+/// [`KvLayout::Standard`]'s additive attention bias `[batch, 1, group × seq, total]`: causal over
+/// absolute positions and padding from the mask, query rows tiled per head of a KV group; and,
+/// for models with a sliding window, the same bias that also masks keys `window` or more
+/// positions back.
+fn attention_bias(g: &mut Graph, cfg: &LlamaConfig, ids: &str, mask: &str, ax1: &str) -> (String, Option<String>) {
+    let group = (cfg.num_attention_heads / cfg.num_key_value_heads) as i64;
+    let ids_shape = g.op("Shape", &[ids], vec![]);
+    let mask_shape = g.op("Shape", &[mask], vec![]);
+    let one_s = g.const_i64(&[1], true);
+    let zero_s = g.const_i64(&[0], true);
+    let s_len = g.op("Gather", &[&ids_shape, &one_s], vec![attr_i("axis", 0)]);
+    let t_len = g.op("Gather", &[&mask_shape, &one_s], vec![attr_i("axis", 0)]);
+    let p_len = g.op("Sub", &[&t_len, &s_len], vec![]);
+    let q_pos = g.op("Range", &[&p_len, &t_len, &one_s], vec![]);
+    let k_pos = g.op("Range", &[&zero_s, &t_len, &one_s], vec![]);
+    let ax0 = g.const_i64(&[0], false);
+    let k_row = g.op("Unsqueeze", &[&k_pos, &ax0], vec![]);
+    let q_col = g.op("Unsqueeze", &[&q_pos, ax1], vec![]);
+    let causal = g.op("LessOrEqual", &[&k_row, &q_col], vec![]);
+    let pad = g.op("Cast", &[mask], vec![attr_i("to", dtype::BOOL as i64)]);
+    let ax12 = g.const_i64(&[1, 2], false);
+    let pad = g.op("Unsqueeze", &[&pad, &ax12], vec![]);
+    let allowed = g.op("And", &[&causal, &pad], vec![]);
+    let zero_f = g.const_f32(0.0);
+    let neg_f = g.const_f32(-1e9);
+    let reps = g.const_i64(&[1, 1, group, 1], false);
+    let bias = |g: &mut Graph, allowed: &str| {
+        let bias = g.op("Where", &[allowed, &zero_f, &neg_f], vec![]);
+        g.op("Tile", &[&bias, &reps], vec![])
+    };
+    let global_bias = bias(g, &allowed);
+    // Sliding-window layers also mask keys `window` or more positions back.
+    let local_bias = cfg.sliding_window.map(|w| {
+        let back = g.op("Sub", &[&q_col, &k_row], vec![]);
+        let w = g.const_i64(&[w as i64], true);
+        let near = g.op("Less", &[&back, &w], vec![]);
+        let allowed = g.op("And", &[&allowed, &near], vec![]);
+        bias(g, &allowed)
+    });
+    (global_bias, local_bias)
+}
+
 /// The [`KvLayout::Standard`] graph (optimum's layout).
 fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
-    let group = (nh / kvh) as i64;
     let mut b = Builder { g: Graph::default(), cfg };
     let g = &mut b.g;
     let (batch, seq, past, total) = (
@@ -152,64 +234,11 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
         x = g.op("Mul", &[&x, &s], vec![]);
     }
 
-    // Rotary tables from position ids, [batch, 1, seq, head_dim], per rotary base.
     let ax2 = g.const_i64(&[2], false);
     let ax1 = g.const_i64(&[1], false);
-    let posf = g.op("Cast", &[&pos], vec![attr_i("to", dtype::FLOAT as i64)]);
-    let posf = g.op("Unsqueeze", &[&posf, &ax2], vec![]);
-    let mut tables: Vec<(f32, String, String)> = vec![];
-    for i in 0..cfg.num_hidden_layers {
-        let base = cfg.rope_base(i);
-        if tables.iter().any(|t| t.0 == base) {
-            continue;
-        }
-        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
-        let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
-        let inv = g.init_f32(&format!("rope.inv_freq{suffix}"), &[(d / 2) as i64], &inv);
-        let freqs = g.op("Mul", &[&posf, &inv], vec![]);
-        let emb = g.op("Concat", &[&freqs, &freqs], vec![attr_i("axis", -1)]);
-        let cos = g.op("Cos", &[&emb], vec![]);
-        let cos = g.op("Unsqueeze", &[&cos, &ax1], vec![]);
-        let sin = g.op("Sin", &[&emb], vec![]);
-        let sin = g.op("Unsqueeze", &[&sin, &ax1], vec![]);
-        tables.push((base, cos, sin));
-    }
+    let tables = position_rope_tables(g, cfg, &pos, &ax1, &ax2);
 
-    // Additive attention bias [batch, 1, group * seq, total]: causal over absolute positions and
-    // padding from the mask; query rows are tiled per head of a KV group (see below).
-    let ids_shape = g.op("Shape", &[&ids], vec![]);
-    let mask_shape = g.op("Shape", &[&mask], vec![]);
-    let one_s = g.const_i64(&[1], true);
-    let zero_s = g.const_i64(&[0], true);
-    let s_len = g.op("Gather", &[&ids_shape, &one_s], vec![attr_i("axis", 0)]);
-    let t_len = g.op("Gather", &[&mask_shape, &one_s], vec![attr_i("axis", 0)]);
-    let p_len = g.op("Sub", &[&t_len, &s_len], vec![]);
-    let q_pos = g.op("Range", &[&p_len, &t_len, &one_s], vec![]);
-    let k_pos = g.op("Range", &[&zero_s, &t_len, &one_s], vec![]);
-    let ax0 = g.const_i64(&[0], false);
-    let k_row = g.op("Unsqueeze", &[&k_pos, &ax0], vec![]);
-    let q_col = g.op("Unsqueeze", &[&q_pos, &ax1], vec![]);
-    let causal = g.op("LessOrEqual", &[&k_row, &q_col], vec![]);
-    let pad = g.op("Cast", &[&mask], vec![attr_i("to", dtype::BOOL as i64)]);
-    let ax12 = g.const_i64(&[1, 2], false);
-    let pad = g.op("Unsqueeze", &[&pad, &ax12], vec![]);
-    let allowed = g.op("And", &[&causal, &pad], vec![]);
-    let zero_f = g.const_f32(0.0);
-    let neg_f = g.const_f32(-1e9);
-    let reps = g.const_i64(&[1, 1, group, 1], false);
-    let bias = |g: &mut Graph, allowed: &str| {
-        let bias = g.op("Where", &[allowed, &zero_f, &neg_f], vec![]);
-        g.op("Tile", &[&bias, &reps], vec![])
-    };
-    let global_bias = bias(g, &allowed);
-    // Sliding-window layers also mask keys `window` or more positions back.
-    let local_bias = cfg.sliding_window.map(|w| {
-        let back = g.op("Sub", &[&q_col, &k_row], vec![]);
-        let w = g.const_i64(&[w as i64], true);
-        let near = g.op("Less", &[&back, &w], vec![]);
-        let allowed = g.op("And", &[&allowed, &near], vec![]);
-        bias(g, &allowed)
-    });
+    let (global_bias, local_bias) = attention_bias(g, cfg, &ids, &mask, &ax1);
 
     let scale = g.const_f32(cfg.attention_scale());
     let shape_heads = g.const_i64(&[0, 0, nh as i64, d as i64], false);
@@ -231,7 +260,7 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
         let k = g.op("Transpose", &[&k], perm.clone());
         let v = g.op("Reshape", &[&v, &shape_kv], vec![]);
         let v = g.op("Transpose", &[&v], perm.clone());
-        let (_, cos, sin) = tables.iter().find(|t| t.0 == cfg.rope_base(i)).expect("a table per base");
+        let (cos, sin) = table(&tables, cfg.rope_base(i));
         let q = b.rope(&q, cos, sin);
         let k = b.rope(&k, cos, sin);
         let bias = match cfg.window(i) {
