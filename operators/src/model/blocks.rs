@@ -2,7 +2,7 @@
 //! inputs, the feed-forward block and the output head, each as ONNX nodes.
 
 use super::graph::{Dim, Graph, attr_f, attr_i, attr_ints};
-use super::llama::{LayerWeights, Linear, LlamaConfig, LlamaWeights};
+use super::llama::{LayerWeights, Linear, LlamaConfig};
 use super::onnx_proto::dtype;
 
 pub(super) struct Builder<'a> {
@@ -127,10 +127,10 @@ impl Builder<'_> {
 
     /// Final norm and the output head (tied to `embed` unless the weights have their own) on one
     /// position per row (`[batch, hidden]`): the `logits` output, `[batch, 1, vocab]`.
-    pub fn head(&mut self, x_last: &str, embed: &str, weights: &LlamaWeights, batch: Dim) {
+    pub fn head(&mut self, x_last: &str, embed: &str, final_norm: &[f32], output: Option<&Linear>, batch: Dim) {
         let (h, vocab) = (self.cfg.hidden_size, self.cfg.vocab_size);
-        let x = self.rms_norm(x_last, &weights.final_norm, "model.norm.weight");
-        let logits = match &weights.output {
+        let x = self.rms_norm(x_last, final_norm, "model.norm.weight");
+        let logits = match output {
             Some(w) => {
                 let ax1 = self.g.const_i64(&[1], false);
                 let x = self.g.op("Unsqueeze", &[&x, &ax1], vec![]);

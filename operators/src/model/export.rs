@@ -23,7 +23,9 @@ fn past_inputs(g: &mut Graph, layers: usize, dims: &[Dim]) -> Vec<(String, Strin
 }
 
 /// Serialized ONNX decoder for `cfg` with `weights`, keeping its cache in `layout`.
-pub fn build(cfg: &LlamaConfig, weights: &LlamaWeights, layout: KvLayout, metadata: &[(&str, String)]) -> Vec<u8> {
+/// It takes the weights by value and drops each layer's once its nodes hold them, so an import
+/// does not keep two f32 copies of the model.
+pub fn build(cfg: &LlamaConfig, weights: LlamaWeights, layout: KvLayout, metadata: &[(&str, String)]) -> Vec<u8> {
     match layout {
         KvLayout::Standard => build_standard(cfg, weights, metadata),
         KvLayout::Shared => build_shared(cfg, weights, crate::engine::attention::DOMAIN, metadata),
@@ -94,7 +96,8 @@ fn position_rope_tables(g: &mut Graph, cfg: &LlamaConfig, pos: &str, ax1: &str, 
 /// The [`KvLayout::Shared`] graph. Per row, `seqlens = sum(attention_mask) - 1` is the position
 /// of its last token; a prompt (`sequence_length` = mask width) is written to positions 0.., a
 /// step (one token) at `seqlens`. The logits are those of each row's last real token.
-fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+fn build_shared(cfg: &LlamaConfig, weights: LlamaWeights, attention: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+    let LlamaWeights { embed: embed_table, layers, final_norm, output } = weights;
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
     let mut b = Builder { g: Graph::default(), cfg };
     let g = &mut b.g;
@@ -103,7 +106,8 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     let mask = g.input("attention_mask", dtype::INT64, &[batch.clone(), Dim::Sym("total_sequence_length")]);
     let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
     let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
-    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &weights.embed);
+    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &embed_table);
+    drop(embed_table);
     let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
     if cfg.scale_embeddings {
         let s = g.const_f32((h as f32).sqrt());
@@ -121,7 +125,8 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     let total = g.op("Cast", &[&width], vec![attr_i("to", dtype::INT32 as i64)]);
     let tables = cached_rope_tables(g, cfg);
     let kv_out = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
-    for (i, lw) in weights.layers.iter().enumerate() {
+    for (i, lw) in layers.into_iter().enumerate() {
+        let lw = &lw;
         let p = format!("model.layers.{i}");
         let xn = b.rms_norm(&x, &lw.attn_norm, &format!("{p}.input_layernorm.weight"));
         // One matmul for Q, K and V, in GroupQueryAttention's packed order.
@@ -160,7 +165,7 @@ fn build_shared(cfg: &LlamaConfig, weights: &LlamaWeights, attention: &str, meta
     let at = g.op("Min", &[&last, &s_last], vec![]);
     let at = g.op("Unsqueeze", &[&at, &ax1], vec![]);
     let x_last = g.op("GatherND", &[&x, &at], vec![attr_i("batch_dims", 1)]);
-    b.head(&x_last, &embed, weights, batch);
+    b.head(&x_last, &embed, &final_norm, output.as_ref(), batch);
     b.g.into_model_bytes(
         "llama decoder with a shared-buffer KV cache (GroupQueryAttention), exported by wrapflow",
         metadata,
@@ -210,7 +215,8 @@ fn attention_bias(g: &mut Graph, cfg: &LlamaConfig, ids: &str, mask: &str, ax1: 
 }
 
 /// The [`KvLayout::Standard`] graph (optimum's layout).
-fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
+fn build_standard(cfg: &LlamaConfig, weights: LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
+    let LlamaWeights { embed: embed_table, layers, final_norm, output } = weights;
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
     let mut b = Builder { g: Graph::default(), cfg };
     let g = &mut b.g;
@@ -227,7 +233,8 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
     let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
 
     // Embedding.
-    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &weights.embed);
+    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &embed_table);
+    drop(embed_table);
     let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
     if cfg.scale_embeddings {
         let s = g.const_f32((h as f32).sqrt());
@@ -248,7 +255,8 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
     let shape_unfold = g.const_i64(&[0, nh as i64, -1, d as i64], false);
     let shape_merge = g.const_i64(&[0, 0, -1], false);
     let kv_out = [batch.clone(), Dim::Fixed(kvh as i64), total.clone(), Dim::Fixed(d as i64)];
-    for (i, lw) in weights.layers.iter().enumerate() {
+    for (i, lw) in layers.into_iter().enumerate() {
+        let lw = &lw;
         let p = format!("model.layers.{i}");
         let xn = b.rms_norm(&x, &lw.attn_norm, &format!("{p}.input_layernorm.weight"));
         let [q, k, v] = b.separate_qkv(&xn, lw, &p);
@@ -289,6 +297,6 @@ fn build_standard(cfg: &LlamaConfig, weights: &LlamaWeights, metadata: &[(&str, 
     let g = &mut b.g;
     let last = g.const_i64(&[-1], true);
     let x_last = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
-    b.head(&x_last, &embed, weights, batch);
+    b.head(&x_last, &embed, &final_norm, output.as_ref(), batch);
     b.g.into_model_bytes("llama decoder with KV cache, exported by wrapflow", metadata)
 }

@@ -267,7 +267,7 @@ pub fn import_folder(dir: &Path, out: &Path, format: WeightFormat, layout: KvLay
         family: fam,
         tensors: vec![],
     };
-    let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
+    let config = write_model(out, &cfg, weights, format, layout, &origin)?;
     for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
         if dir.join(f).is_file() {
             std::fs::copy(dir.join(f), out.join(f)).with_context(|| format!("copying {f}"))?;

@@ -238,11 +238,12 @@ fn split3(parts: Vec<Linear>) -> [Linear; 3] {
 pub fn write_model(
     out: &Path,
     cfg: &LlamaConfig,
-    weights: &LlamaWeights,
+    weights: LlamaWeights,
     format: WeightFormat,
     layout: KvLayout,
     origin: &Origin,
 ) -> anyhow::Result<ModelConfig> {
+    let tied = weights.output.is_none();
     let Origin { source, special, family, tensors } = origin;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let onnx = build(cfg, weights, layout, &[("source", source.to_string())]);
@@ -252,7 +253,7 @@ pub fn write_model(
         llama: cfg.clone(),
         model_type: family.model_type.into(),
         architectures: vec![family.hf_class.into()],
-        tie_word_embeddings: weights.output.is_none(),
+        tie_word_embeddings: tied,
         bos_token_id: special.0,
         eos_token_id: special.1,
         pad_token_id: special.2,
@@ -283,7 +284,7 @@ pub fn import(gguf: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -
         family: family(g.str("general.architecture")?)?,
         tensors: import_actions(&g, format),
     };
-    let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
+    let config = write_model(out, &cfg, weights, format, layout, &origin)?;
     super::write_tokenizer_files(&g, out)?;
     Ok(config)
 }

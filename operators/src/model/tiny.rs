@@ -107,7 +107,7 @@ pub fn write_tiny_model_with(
         family: FAMILIES[0],
         tensors: vec![],
     };
-    let config = write_model(out, &cfg, &weights, format, layout, &origin)?;
+    let config = write_model(out, &cfg, weights, format, layout, &origin)?;
     tok.save(out.join("tokenizer.json"), false).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tc = serde_json::json!({
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
