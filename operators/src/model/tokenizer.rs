@@ -42,6 +42,7 @@ fn added_tokens(tokens: &[Value], types: &[u64]) -> Vec<Json> {
     added
 }
 
+/// Each token's GGUF type (1, normal, where the file has none).
 fn token_types(g: &Gguf, n: usize) -> Vec<u64> {
     match g.metadata.get("tokenizer.ggml.token_type") {
         Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
@@ -119,10 +120,7 @@ fn sentencepiece(g: &Gguf) -> anyhow::Result<Json> {
 fn byte_level_bpe(g: &Gguf) -> anyhow::Result<Json> {
     let tokens = g.get("tokenizer.ggml.tokens")?.as_array().context("tokenizer.ggml.tokens is not an array")?;
     let merges = g.get("tokenizer.ggml.merges")?.as_array().context("tokenizer.ggml.merges is not an array")?;
-    let types: Vec<u64> = match g.metadata.get("tokenizer.ggml.token_type") {
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
-        _ => vec![1; tokens.len()],
-    };
+    let types = token_types(g, tokens.len());
     let mut vocab = serde_json::Map::new();
     let mut added = Vec::new();
     for (id, t) in tokens.iter().enumerate() {
