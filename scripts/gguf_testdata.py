@@ -329,7 +329,8 @@ def hf_name(arch, name):
     return f"model.layers.{i}.{parts[base]}.{kind}"
 
 
-def hf(path, out):
+def hf(path, out, dtype=None):
+    """`dtype` BF16 or F16 stores every tensor so, as downloaded checkpoints are."""
     import os
 
     r = gguf.GGUFReader(path)
@@ -346,8 +347,8 @@ def hf(path, out):
             values = values.reshape(n, values.shape[0] // n // 2, 2, -1).swapaxes(1, 2).reshape(values.shape)
         if arch == "gemma3" and t.name.endswith("norm.weight"):
             values = values - 1  # Transformers' Gemma norms multiply by 1 + w
-        dtype = t.tensor_type.name if t.tensor_type.name in ("F16", "BF16") else "F32"
-        tensors[hf_name(arch, t.name)] = (values, dtype)
+        kept = t.tensor_type.name if t.tensor_type.name in ("F16", "BF16") else "F32"
+        tensors[hf_name(arch, t.name)] = (values, dtype or kept)
     os.makedirs(out, exist_ok=True)
     names = sorted(tensors)
     shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
@@ -369,7 +370,7 @@ def hf(path, out):
     if head_dim:
         config["head_dim"] = head_dim
     if arch == "gemma3":
-        pattern = field(f"{arch}.attention.sliding_window_pattern")
+        pattern = field(f"{arch}.attention.sliding_window_pattern") or 6  # llama.cpp's default for gemma3
         config["sliding_window"] = field(f"{arch}.attention.sliding_window")
         config["layer_types"] = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
                                  for i in range(config["num_hidden_layers"])]

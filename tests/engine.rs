@@ -381,7 +381,12 @@ fn real_model_greedy_output_matches_the_recorded_reference() {
     let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
     for layout in [KvLayout::Standard, KvLayout::Shared, KvLayout::SharedOrt] {
         let dir = TempDir::new().unwrap();
-        wrapflow::operators::model::import::import(Path::new(&gguf), dir.path(), WeightFormat::Fp32, layout).unwrap();
+        let opts = wrapflow::operators::model::import::ImportOptions {
+            weights: WeightFormat::Fp32,
+            kv_cache: layout,
+            external_data: false,
+        };
+        wrapflow::operators::model::import::import(Path::new(&gguf), dir.path(), &opts).unwrap();
         let mut d = Decoder::load(dir.path(), &SessionConfig::default()).unwrap();
         assert_eq!(d.layout, layout);
         let fixtures: Vec<serde_json::Value> =

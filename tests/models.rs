@@ -10,10 +10,14 @@ use wrapflow::operators::engine::{Decoder, GenerationConfig, Prompt, SessionConf
 use wrapflow::operators::model::ggml::type_name;
 use wrapflow::operators::model::gguf::Gguf;
 use wrapflow::operators::model::hf::import_folder;
-use wrapflow::operators::model::import::{WeightFormat, import};
+use wrapflow::operators::model::import::{ImportOptions, WeightFormat, import};
 use wrapflow::operators::model::import_tokenizer;
 use wrapflow::operators::model::llama::KvLayout;
 use wrapflow::operators::model::quant::{dequantize, keeps_four_bits, linear};
+
+fn opts(weights: WeightFormat, kv_cache: KvLayout) -> ImportOptions {
+    ImportOptions { weights, kv_cache, external_data: false }
+}
 
 fn python() -> String {
     std::env::var("WRAPFLOW_TEST_PYTHON")
@@ -93,7 +97,7 @@ fn each_family_imports_to_the_reference_forward_pass() {
         assert!(scale > 1.0, "{arch}: the reference's logits are spread out ({scale})");
 
         let standard = dir.path().join(format!("{arch}-standard"));
-        let cfg = import(&gguf, &standard, WeightFormat::Fp32, KvLayout::Standard).unwrap();
+        let cfg = import(&gguf, &standard, &opts(WeightFormat::Fp32, KvLayout::Standard)).unwrap();
         assert_eq!(cfg.model_type.trim_end_matches("_text"), arch);
         assert_eq!(
             cfg.tie_word_embeddings,
@@ -109,9 +113,14 @@ fn each_family_imports_to_the_reference_forward_pass() {
         close(&mut d, "standard");
         assert_eq!(greedy(&mut d, &ids, 8), want_greedy, "{arch}: standard layout, f32");
 
+        // The 4-bit import keeps its weights beside the graph (ONNX external data).
         for (format, name) in [(WeightFormat::Fp32, "shared"), (WeightFormat::Q4, "shared-q4")] {
             let out = dir.path().join(format!("{arch}-{name}"));
-            import(&gguf, &out, format, KvLayout::Shared).unwrap();
+            let external = format == WeightFormat::Q4;
+            import(&gguf, &out, &ImportOptions { external_data: external, ..opts(format, KvLayout::Shared) }).unwrap();
+            let data = std::fs::metadata(out.join("model.onnx.data")).map(|m| m.len()).unwrap_or(0);
+            let model = std::fs::metadata(out.join("model.onnx")).unwrap().len();
+            assert_eq!(data > model, external, "{arch} {name}: weights in model.onnx.data ({data} B) only when asked");
             let mut d = load(&out);
             close(&mut d, name);
             assert_eq!(greedy(&mut d, &ids, 8), want_greedy, "{arch}: {name}");
@@ -123,7 +132,7 @@ fn each_family_imports_to_the_reference_forward_pass() {
         testdata(&["hf", gguf.to_str().unwrap(), folder.to_str().unwrap()]);
         import_tokenizer(&gguf, &folder).unwrap();
         let out = dir.path().join(format!("{arch}-from-hf"));
-        let cfg = import_folder(&folder, &out, WeightFormat::Fp32, KvLayout::Shared).unwrap();
+        let cfg = import_folder(&folder, &out, &opts(WeightFormat::Fp32, KvLayout::Shared)).unwrap();
         assert_eq!(cfg.model_type.trim_end_matches("_text"), arch);
         let mut d = load(&out);
         close(&mut d, "from a Hugging Face folder");
@@ -217,7 +226,7 @@ fn real_gemma3_gguf_tokenizes_and_decodes_as_the_references_do() {
     let want: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
 
     let model = dir.path().join("gemma");
-    import(Path::new(&gguf), &model, WeightFormat::Q4, KvLayout::Shared).unwrap();
+    import(Path::new(&gguf), &model, &opts(WeightFormat::Q4, KvLayout::Shared)).unwrap();
     let mut d = load(&model);
     for w in &want {
         let text = w["text"].as_str().unwrap();

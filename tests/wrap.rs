@@ -326,13 +326,12 @@ fn real_model_rewrites_an_injected_instruction_instead_of_obeying_it() {
     let s = setup(0);
     let model = s.dir.path().join("smollm2");
     let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
-    wrapflow::operators::model::import::import(
-        Path::new(&gguf),
-        &model,
-        WeightFormat::Fp32,
-        wrapflow::operators::model::llama::KvLayout::Shared,
-    )
-    .unwrap();
+    let opts = wrapflow::operators::model::import::ImportOptions {
+        weights: WeightFormat::Fp32,
+        kv_cache: wrapflow::operators::model::llama::KvLayout::Shared,
+        external_data: false,
+    };
+    wrapflow::operators::model::import::import(Path::new(&gguf), &model, &opts).unwrap();
     let mut dec = Decoder::load(&model, &Default::default()).unwrap();
     let mut emb = Embedder::load(&s.embedder, &Default::default()).unwrap();
     let mut outs = Vec::new();

@@ -31,6 +31,10 @@ pub enum ModelCommand {
         /// past/present tensors, readable by any runtime)
         #[arg(long, default_value = "shared")]
         kv_cache: String,
+        /// Keep the weights in model.onnx.data beside model.onnx (done anyway for models past
+        /// protobuf's 2 GiB limit)
+        #[arg(long)]
+        external_data: bool,
     },
     /// Say what a GGUF file or a Hugging Face folder holds (architecture, shape, tensor types,
     /// tokenizer, template) and whether and how wrapflow imports it, from headers alone.
@@ -45,14 +49,14 @@ pub enum ModelCommand {
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
-    let (gguf, out, tokenizer_only, weights, kv_cache) = match command {
-        ModelCommand::Import { gguf, out, tokenizer_only, weights, kv_cache } => {
-            (gguf, out, tokenizer_only, weights, kv_cache)
+    let (gguf, out, tokenizer_only, weights, kv_cache, external_data) = match command {
+        ModelCommand::Import { gguf, out, tokenizer_only, weights, kv_cache, external_data } => {
+            (gguf, out, tokenizer_only, weights, kv_cache, external_data)
         }
         ModelCommand::Inspect { file, json } => return inspect(&file, json),
     };
     if gguf.is_dir() && !is_bert(&gguf) {
-        let c = hf::import_folder(&gguf, &out, weights.parse()?, kv_cache.parse()?)?;
+        let c = hf::import_folder(&gguf, &out, &options(&weights, &kv_cache, external_data)?)?;
         print_decoder(&out, &c, &weights, &kv_cache);
     } else if gguf.is_dir() {
         let c = bert::import_embedder(&gguf, &out, bert::MAX_SEQ)?;
@@ -66,7 +70,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         crate::operators::model::import_tokenizer(&gguf, &out)?;
         println!("wrote tokenizer files to {}", out.display());
     } else {
-        import_decoder(&gguf, &out, &weights, &kv_cache)?;
+        import_decoder(&gguf, &out, &weights, &kv_cache, external_data)?;
     }
     Ok(())
 }
@@ -79,8 +83,12 @@ fn is_bert(dir: &Path) -> bool {
         .is_some_and(|c| c["model_type"] == "bert")
 }
 
-fn import_decoder(gguf: &Path, out: &Path, weights: &str, kv_cache: &str) -> anyhow::Result<()> {
-    let c = import::import(gguf, out, weights.parse()?, kv_cache.parse()?)?;
+fn options(weights: &str, kv_cache: &str, external_data: bool) -> anyhow::Result<import::ImportOptions> {
+    Ok(import::ImportOptions { weights: weights.parse()?, kv_cache: kv_cache.parse()?, external_data })
+}
+
+fn import_decoder(gguf: &Path, out: &Path, weights: &str, kv_cache: &str, external_data: bool) -> anyhow::Result<()> {
+    let c = import::import(gguf, out, &options(weights, kv_cache, external_data)?)?;
     print_decoder(out, &c, weights, kv_cache);
     Ok(())
 }

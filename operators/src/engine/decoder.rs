@@ -117,7 +117,7 @@ impl Decoder {
                 );
             }
         }
-        let weights_hash = format!("blake3:{}", blake3::hash(&std::fs::read(&model)?).to_hex());
+        let weights_hash = super::runtime::model_hash(&model)?;
         Ok(Decoder {
             session,
             dir: dir.to_path_buf(),

@@ -53,7 +53,7 @@ impl Embedder {
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         let token_types = inputs.contains(&"token_type_ids");
         let pooled = session.outputs().iter().any(|o| o.name() == "sentence_embedding");
-        let weights_hash = format!("blake3:{}", blake3::hash(&std::fs::read(&model)?).to_hex());
+        let weights_hash = super::runtime::model_hash(&model)?;
         Ok(Embedder { session, dir: dir.to_path_buf(), tokenizer, token_types, pooled, weights_hash })
     }
 

@@ -131,3 +131,21 @@ fn cuda(b: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session
 fn cuda(_: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session::builder::SessionBuilder> {
     bail!("CUDA requested but this wrapflow was built without the `cuda` feature (cargo build --features cuda)")
 }
+
+/// The hash recorded for a model file (`weights_hash`): the file, then its external data
+/// (`<file>.data` beside it) when there is some.
+pub fn model_hash(model: &Path) -> anyhow::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut data = model.as_os_str().to_owned();
+    data.push(".data");
+    for (path, required) in [(model.to_path_buf(), true), (PathBuf::from(data), false)] {
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                hasher.update_reader(f).with_context(|| format!("reading {}", path.display()))?;
+            }
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+}

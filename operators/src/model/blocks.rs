@@ -11,6 +11,20 @@ pub(super) struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// The token embedding of `ids` (scaled by √hidden where the family does): the table's
+    /// initializer name and the embedded values.
+    pub fn embedding(&mut self, table: Vec<f32>, ids: &str) -> (String, String) {
+        let dims = [self.cfg.vocab_size as i64, self.cfg.hidden_size as i64];
+        let embed = self.g.init_f32("model.embed_tokens.weight", &dims, &table);
+        drop(table);
+        let mut x = self.g.op("Gather", &[&embed, ids], vec![attr_i("axis", 0)]);
+        if self.cfg.scale_embeddings {
+            let s = self.g.const_f32((self.cfg.hidden_size as f32).sqrt());
+            x = self.g.op("Mul", &[&x, &s], vec![]);
+        }
+        (embed, x)
+    }
+
     /// RMSNorm over the last axis, whose width is `w`'s.
     pub fn rms_norm(&mut self, x: &str, w: &[f32], name: &str) -> String {
         let w = self.g.init_f32(name, &[w.len() as i64], w);

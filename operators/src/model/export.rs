@@ -22,14 +22,20 @@ fn past_inputs(g: &mut Graph, layers: usize, dims: &[Dim]) -> Vec<(String, Strin
         .collect()
 }
 
-/// Serialized ONNX decoder for `cfg` with `weights`, keeping its cache in `layout`.
-/// It takes the weights by value and drops each layer's once its nodes hold them, so an import
-/// does not keep two f32 copies of the model.
-pub fn build(cfg: &LlamaConfig, weights: LlamaWeights, layout: KvLayout, metadata: &[(&str, String)]) -> Vec<u8> {
+/// The ONNX decoder for `cfg` with `weights`, keeping its cache in `layout`, built into `g`;
+/// returned with the model's doc string. It takes the weights by value and drops each layer's
+/// once its nodes hold them (in a [`Graph::spilling`] graph, once they are on disk), so an import
+/// never keeps two copies of the model in memory.
+pub fn build(cfg: &LlamaConfig, weights: LlamaWeights, layout: KvLayout, g: Graph) -> (Graph, &'static str) {
     match layout {
-        KvLayout::Standard => build_standard(cfg, weights, metadata),
-        KvLayout::Shared => build_shared(cfg, weights, crate::engine::attention::DOMAIN, metadata),
-        KvLayout::SharedOrt => build_shared(cfg, weights, "com.microsoft", metadata),
+        KvLayout::Standard => (build_standard(cfg, weights, g), "llama decoder with KV cache, exported by wrapflow"),
+        KvLayout::Shared | KvLayout::SharedOrt => {
+            let domain = if layout == KvLayout::Shared { crate::engine::attention::DOMAIN } else { "com.microsoft" };
+            (
+                build_shared(cfg, weights, domain, g),
+                "llama decoder with a shared-buffer KV cache (GroupQueryAttention), exported by wrapflow",
+            )
+        }
     }
 }
 
@@ -96,23 +102,18 @@ fn position_rope_tables(g: &mut Graph, cfg: &LlamaConfig, pos: &str, ax1: &str, 
 /// The [`KvLayout::Shared`] graph. Per row, `seqlens = sum(attention_mask) - 1` is the position
 /// of its last token; a prompt (`sequence_length` = mask width) is written to positions 0.., a
 /// step (one token) at `seqlens`. The logits are those of each row's last real token.
-fn build_shared(cfg: &LlamaConfig, weights: LlamaWeights, attention: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+fn build_shared(cfg: &LlamaConfig, weights: LlamaWeights, attention: &str, g: Graph) -> Graph {
     let LlamaWeights { embed: embed_table, layers, final_norm, output } = weights;
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
-    let mut b = Builder { g: Graph::default(), cfg };
+    let mut b = Builder { g, cfg };
     let g = &mut b.g;
     let batch = Dim::Sym("batch_size");
     let ids = g.input("input_ids", dtype::INT64, &[batch.clone(), Dim::Sym("sequence_length")]);
     let mask = g.input("attention_mask", dtype::INT64, &[batch.clone(), Dim::Sym("total_sequence_length")]);
     let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
     let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
-    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &embed_table);
-    drop(embed_table);
-    let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
-    if cfg.scale_embeddings {
-        let s = g.const_f32((h as f32).sqrt());
-        x = g.op("Mul", &[&x, &s], vec![]);
-    }
+    let (embed, mut x) = b.embedding(embed_table, &ids);
+    let g = &mut b.g;
 
     // GroupQueryAttention's inputs from the mask: last positions (int32) and the mask width.
     let ax1 = g.const_i64(&[1], false);
@@ -166,10 +167,7 @@ fn build_shared(cfg: &LlamaConfig, weights: LlamaWeights, attention: &str, metad
     let at = g.op("Unsqueeze", &[&at, &ax1], vec![]);
     let x_last = g.op("GatherND", &[&x, &at], vec![attr_i("batch_dims", 1)]);
     b.head(&x_last, &embed, &final_norm, output.as_ref(), batch);
-    b.g.into_model_bytes(
-        "llama decoder with a shared-buffer KV cache (GroupQueryAttention), exported by wrapflow",
-        metadata,
-    )
+    b.g
 }
 
 /// [`KvLayout::Standard`]'s additive attention bias `[batch, 1, group × seq, total]`: causal over
@@ -215,10 +213,10 @@ fn attention_bias(g: &mut Graph, cfg: &LlamaConfig, ids: &str, mask: &str, ax1: 
 }
 
 /// The [`KvLayout::Standard`] graph (optimum's layout).
-fn build_standard(cfg: &LlamaConfig, weights: LlamaWeights, metadata: &[(&str, String)]) -> Vec<u8> {
+fn build_standard(cfg: &LlamaConfig, weights: LlamaWeights, g: Graph) -> Graph {
     let LlamaWeights { embed: embed_table, layers, final_norm, output } = weights;
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
-    let mut b = Builder { g: Graph::default(), cfg };
+    let mut b = Builder { g, cfg };
     let g = &mut b.g;
     let (batch, seq, past, total) = (
         Dim::Sym("batch_size"),
@@ -232,14 +230,8 @@ fn build_standard(cfg: &LlamaConfig, weights: LlamaWeights, metadata: &[(&str, S
     let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), past.clone(), Dim::Fixed(d as i64)];
     let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
 
-    // Embedding.
-    let embed = g.init_f32("model.embed_tokens.weight", &[cfg.vocab_size as i64, h as i64], &embed_table);
-    drop(embed_table);
-    let mut x = g.op("Gather", &[&embed, &ids], vec![attr_i("axis", 0)]);
-    if cfg.scale_embeddings {
-        let s = g.const_f32((h as f32).sqrt());
-        x = g.op("Mul", &[&x, &s], vec![]);
-    }
+    let (embed, mut x) = b.embedding(embed_table, &ids);
+    let g = &mut b.g;
 
     let ax2 = g.const_i64(&[2], false);
     let ax1 = g.const_i64(&[1], false);
@@ -298,5 +290,5 @@ fn build_standard(cfg: &LlamaConfig, weights: LlamaWeights, metadata: &[(&str, S
     let last = g.const_i64(&[-1], true);
     let x_last = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
     b.head(&x_last, &embed, &final_norm, output.as_ref(), batch);
-    b.g.into_model_bytes("llama decoder with KV cache, exported by wrapflow", metadata)
+    b.g
 }

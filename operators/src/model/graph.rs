@@ -1,7 +1,8 @@
 //! A small builder for ONNX graphs: named values, nodes, initializers.
 
-use prost::Message;
+use std::path::Path;
 
+use super::onnx_file::{Init, Spill, Written};
 use super::onnx_proto::*;
 
 /// A tensor dimension in a graph input or output.
@@ -26,17 +27,25 @@ pub fn attr_t(name: &str, t: TensorProto) -> AttributeProto {
 }
 
 fn tensor(name: &str, dims: &[i64], data_type: i32, raw: Vec<u8>) -> TensorProto {
-    TensorProto { dims: dims.to_vec(), data_type, name: name.into(), raw_data: raw }
+    TensorProto { dims: dims.to_vec(), data_type, name: name.into(), raw_data: raw, ..Default::default() }
 }
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// Initializers this large or larger go to the spill file of a [`Graph::spilling`] graph.
+const SPILL_MIN: usize = 4096;
+
+/// An ONNX graph being built. [`Graph::default`] keeps everything in memory; [`Graph::spilling`]
+/// writes large initializers to a file as they are added, so that a model's weights are never
+/// held twice (once as weights, once serialized) and models past protobuf's 2 GiB limit can be
+/// written with their data beside them.
 #[derive(Default)]
 pub struct Graph {
     nodes: Vec<NodeProto>,
-    inits: Vec<TensorProto>,
+    inits: Vec<Init>,
+    spill: Option<Spill>,
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
     /// Node values that become graph outputs, with their output names.
@@ -63,6 +72,22 @@ fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
 }
 
 impl Graph {
+    /// A graph whose initializers of 4 KiB or more go to a spill file in `dir` (removed, or kept
+    /// as the model's external data, by [`Graph::write`]).
+    pub fn spilling(dir: &Path) -> anyhow::Result<Graph> {
+        Ok(Graph { spill: Some(Spill::create(dir)?), ..Default::default() })
+    }
+
+    fn push_init(&mut self, name: &str, dims: &[i64], data_type: i32, raw: Vec<u8>) {
+        match &mut self.spill {
+            Some(spill) if raw.len() >= SPILL_MIN => {
+                let span = spill.put(&raw);
+                self.inits.push(Init { tensor: tensor(name, dims, data_type, vec![]), spilled: Some(span) });
+            }
+            _ => self.inits.push(Init { tensor: tensor(name, dims, data_type, raw), spilled: None }),
+        }
+    }
+
     fn fresh(&mut self, hint: &str) -> String {
         self.next += 1;
         format!("{hint}_{}", self.next)
@@ -120,12 +145,18 @@ impl Graph {
     }
 
     pub fn init_f32(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
-        self.inits.push(tensor(name, dims, dtype::FLOAT, f32_bytes(data)));
+        match &mut self.spill {
+            Some(spill) if 4 * data.len() >= SPILL_MIN => {
+                let span = spill.put_f32(data);
+                self.inits.push(Init { tensor: tensor(name, dims, dtype::FLOAT, vec![]), spilled: Some(span) });
+            }
+            _ => self.push_init(name, dims, dtype::FLOAT, f32_bytes(data)),
+        }
         name.into()
     }
 
     pub fn init_u8(&mut self, name: &str, dims: &[i64], data: Vec<u8>) -> String {
-        self.inits.push(tensor(name, dims, dtype::UINT8, data));
+        self.push_init(name, dims, dtype::UINT8, data);
         name.into()
     }
 
@@ -133,19 +164,20 @@ impl Graph {
     pub fn const_i64(&mut self, v: &[i64], scalar: bool) -> String {
         let name = self.fresh("const_i64");
         let dims: &[i64] = if scalar { &[] } else { &[v.len() as i64] };
-        self.inits.push(tensor(&name, dims, dtype::INT64, v.iter().flat_map(|x| x.to_le_bytes()).collect()));
+        self.push_init(&name, dims, dtype::INT64, v.iter().flat_map(|x| x.to_le_bytes()).collect());
         name
     }
 
     /// A 0-D float constant.
     pub fn const_f32(&mut self, v: f32) -> String {
         let name = self.fresh("const_f32");
-        self.inits.push(tensor(&name, &[], dtype::FLOAT, v.to_le_bytes().to_vec()));
+        self.push_init(&name, &[], dtype::FLOAT, v.to_le_bytes().to_vec());
         name
     }
 
-    /// The serialized model.
-    pub fn into_model_bytes(mut self, doc: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+    /// The model with its graph's initializers left out (they are written one by one), the
+    /// initializers, and the spill file holding the large ones' bytes.
+    fn finish(mut self, doc: &str, metadata: &[(&str, String)]) -> (ModelProto, Vec<Init>, Option<Spill>) {
         let renames: std::collections::HashMap<String, String> = self.renames.drain(..).collect();
         for n in &mut self.nodes {
             for v in n.input.iter_mut().chain(n.output.iter_mut()) {
@@ -166,7 +198,7 @@ impl Graph {
             graph: Some(GraphProto {
                 node: self.nodes,
                 name: "decoder".into(),
-                initializer: self.inits,
+                initializer: vec![],
                 input: self.inputs,
                 output: self.outputs,
             }),
@@ -178,6 +210,20 @@ impl Graph {
                 .map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() })
                 .collect(),
         };
-        model.encode_to_vec()
+        (model, self.inits, self.spill)
+    }
+
+    /// The serialized model, for graphs built in memory.
+    pub fn into_model_bytes(self, doc: &str, metadata: &[(&str, String)]) -> Vec<u8> {
+        assert!(self.spill.is_none(), "a spilling graph is written with Graph::write");
+        let (model, inits, _) = self.finish(doc, metadata);
+        super::onnx_file::encode_in_memory(model, inits)
+    }
+
+    /// Writes `model.onnx` into `dir` (and `model.onnx.data` when `external` or when the model
+    /// would pass protobuf's 2 GiB limit), returning its hash and size.
+    pub fn write(self, dir: &Path, doc: &str, metadata: &[(&str, String)], external: bool) -> anyhow::Result<Written> {
+        let (model, inits, spill) = self.finish(doc, metadata);
+        super::onnx_file::write(dir, model, inits, spill, external)
     }
 }

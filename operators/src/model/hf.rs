@@ -10,9 +10,9 @@ use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
-use super::import::{FAMILIES, Family, ModelConfig, Origin, WeightFormat, write_model};
+use super::import::{FAMILIES, Family, ImportOptions, ModelConfig, Origin, WeightFormat, write_model};
 use super::inspect::Inspection;
-use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
+use super::llama::{LayerWeights, Linear, LlamaConfig, LlamaWeights};
 
 /// The memory-mapped safetensors files of a folder and, per tensor name, the file holding it.
 struct Shards {
@@ -244,7 +244,8 @@ pub fn inspect_folder(dir: &Path) -> anyhow::Result<Inspection> {
 }
 
 /// Imports a Hugging Face decoder folder into `out`.
-pub fn import_folder(dir: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -> anyhow::Result<ModelConfig> {
+pub fn import_folder(dir: &Path, out: &Path, opts: &ImportOptions) -> anyhow::Result<ModelConfig> {
+    let format = opts.weights;
     let (raw, c, model_type) = read_config(dir)?;
     let c = &c;
     let fam = family(&model_type)?;
@@ -267,7 +268,7 @@ pub fn import_folder(dir: &Path, out: &Path, format: WeightFormat, layout: KvLay
         family: fam,
         tensors: vec![],
     };
-    let config = write_model(out, &cfg, weights, format, layout, &origin)?;
+    let config = write_model(out, &cfg, weights, opts, &origin)?;
     for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
         if dir.join(f).is_file() {
             std::fs::copy(dir.join(f), out.join(f)).with_context(|| format!("copying {f}"))?;

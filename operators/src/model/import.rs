@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::export::build;
 use super::gguf::Gguf;
+use super::graph::Graph;
 use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
 pub use super::quant::WeightFormat;
 use super::quant::{TypeAction, import_actions};
@@ -219,6 +220,16 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
     })
 }
 
+/// How to write an imported model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportOptions {
+    pub weights: WeightFormat,
+    pub kv_cache: KvLayout,
+    /// Keep the weights in `model.onnx.data` beside `model.onnx` even when the model is small
+    /// enough to hold them (it always does past protobuf's 2 GiB limit).
+    pub external_data: bool,
+}
+
 /// What [`write_model`] records about where a model came from.
 pub struct Origin<'a> {
     /// The file or directory imported.
@@ -234,21 +245,21 @@ fn split3(parts: Vec<Linear>) -> [Linear; 3] {
     parts.try_into().unwrap_or_else(|_| unreachable!("three sizes give three parts"))
 }
 
-/// Writes model.onnx and config.json for a config and weights, returning the config written.
+/// Writes model.onnx (with model.onnx.data when external) and config.json for a config and
+/// weights, returning the config written. The weights go to disk layer by layer as the graph is
+/// built, so the import holds them once.
 pub fn write_model(
     out: &Path,
     cfg: &LlamaConfig,
     weights: LlamaWeights,
-    format: WeightFormat,
-    layout: KvLayout,
+    opts: &ImportOptions,
     origin: &Origin,
 ) -> anyhow::Result<ModelConfig> {
     let tied = weights.output.is_none();
     let Origin { source, special, family, tensors } = origin;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let onnx = build(cfg, weights, layout, &[("source", source.to_string())]);
-    let hash = format!("blake3:{}", blake3::hash(&onnx).to_hex());
-    std::fs::write(out.join("model.onnx"), &onnx)?;
+    let (graph, doc) = build(cfg, weights, opts.kv_cache, Graph::spilling(out)?);
+    let written = graph.write(out, doc, &[("source", source.to_string())], opts.external_data)?;
     let config = ModelConfig {
         llama: cfg.clone(),
         model_type: family.model_type.into(),
@@ -259,9 +270,9 @@ pub fn write_model(
         pad_token_id: special.2,
         wrapflow: Some(ImportInfo {
             source: source.to_string(),
-            weights: format,
-            weights_hash: hash,
-            kv_cache: layout,
+            weights: opts.weights,
+            weights_hash: written.hash,
+            kv_cache: opts.kv_cache,
             tensors: tensors.clone(),
         }),
     };
@@ -269,11 +280,11 @@ pub fn write_model(
     Ok(config)
 }
 
-/// Imports a GGUF file into `out` with the given weight format and cache layout.
-pub fn import(gguf: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -> anyhow::Result<ModelConfig> {
+/// Imports a GGUF file into `out`.
+pub fn import(gguf: &Path, out: &Path, opts: &ImportOptions) -> anyhow::Result<ModelConfig> {
     let g = Gguf::open(gguf)?;
     let cfg = llama_config(&g)?;
-    let weights = llama_weights(&g, &cfg, format)?;
+    let weights = llama_weights(&g, &cfg, opts.weights)?;
     let id = |k: &str| g.metadata.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
     let special =
         (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), id("tokenizer.ggml.padding_token_id"));
@@ -282,9 +293,9 @@ pub fn import(gguf: &Path, out: &Path, format: WeightFormat, layout: KvLayout) -
         source: &source,
         special,
         family: family(g.str("general.architecture")?)?,
-        tensors: import_actions(&g, format),
+        tensors: import_actions(&g, opts.weights),
     };
-    let config = write_model(out, &cfg, weights, format, layout, &origin)?;
+    let config = write_model(out, &cfg, weights, opts, &origin)?;
     super::write_tokenizer_files(&g, out)?;
     Ok(config)
 }

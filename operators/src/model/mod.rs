@@ -10,6 +10,7 @@ pub mod hf;
 pub mod import;
 pub mod inspect;
 pub mod llama;
+pub mod onnx_file;
 pub mod onnx_proto;
 pub mod quant;
 #[cfg(any(test, feature = "testkit"))]

@@ -110,10 +110,11 @@ pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>
 }
 
 /// Weight formats of an imported model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightFormat {
     /// Everything dequantized to f32: the quality reference.
+    #[default]
     Fp32,
     /// The GGUF's own Q4_1 blocks, run by ONNX Runtime's `MatMulNBits` with f32 compute.
     Q4,

@@ -7,7 +7,7 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::import::{FAMILIES, ModelConfig, Origin, WeightFormat, write_model};
+use super::import::{FAMILIES, ImportOptions, ModelConfig, Origin, WeightFormat, write_model};
 use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
 use crate::testkit;
 
@@ -107,7 +107,8 @@ pub fn write_tiny_model_with(
         family: FAMILIES[0],
         tensors: vec![],
     };
-    let config = write_model(out, &cfg, weights, format, layout, &origin)?;
+    let opts = ImportOptions { weights: format, kv_cache: layout, external_data: false };
+    let config = write_model(out, &cfg, weights, &opts, &origin)?;
     tok.save(out.join("tokenizer.json"), false).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tc = serde_json::json!({
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
