@@ -30,9 +30,7 @@ fn tensor(name: &str, dims: &[i64], data_type: i32, raw: Vec<u8>) -> TensorProto
     TensorProto { dims: dims.to_vec(), data_type, name: name.into(), raw_data: raw, ..Default::default() }
 }
 
-pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
+pub use super::onnx_file::f32_bytes;
 
 /// Initializers this large or larger go to the spill file of a [`Graph::spilling`] graph.
 const SPILL_MIN: usize = 4096;
@@ -225,5 +223,68 @@ impl Graph {
     pub fn write(self, dir: &Path, doc: &str, metadata: &[(&str, String)], external: bool) -> anyhow::Result<Written> {
         let (model, inits, spill) = self.finish(doc, metadata);
         super::onnx_file::write(dir, model, inits, spill, external)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::super::onnx_file::DATA_FILE;
+    use super::super::onnx_proto::ModelProto;
+    use super::*;
+
+    fn graph(g: &mut Graph) {
+        let big: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5).collect();
+        let w = g.init_f32("w", &[1000, 3], &big);
+        let x = g.input("x", dtype::FLOAT, &[Dim::Fixed(3)]);
+        let small = g.init_f32("b", &[3], &[1.0, 2.0, 3.0]);
+        let y = g.op("Add", &[&x, &small], vec![]);
+        let z = g.op("Gather", &[&w, &y], vec![]);
+        g.init_u8("empty", &[0], vec![]);
+        g.init_u8("q", &[5000], vec![7; 5000]);
+        g.output(&z, "z", dtype::FLOAT, &[]);
+    }
+
+    #[test]
+    fn a_spilled_model_is_the_bytes_prost_writes_or_external_data_that_holds_them() {
+        let mut g = Graph::default();
+        graph(&mut g);
+        let want = g.into_model_bytes("doc", &[("k", "v".into())]);
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut g = Graph::spilling(dir.path()).unwrap();
+        graph(&mut g);
+        let w = g.write(dir.path(), "doc", &[("k", "v".into())], false).unwrap();
+        assert!(!w.external);
+        let got = std::fs::read(dir.path().join("model.onnx")).unwrap();
+        assert_eq!(got, want, "spilling changes nothing in the file");
+        assert_eq!(w.hash, format!("blake3:{}", blake3::hash(&want).to_hex()));
+        assert_eq!(w.bytes, want.len() as u64);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["model.onnx"], "the spill file is gone");
+
+        let mut g = Graph::spilling(dir.path()).unwrap();
+        graph(&mut g);
+        let w = g.write(dir.path(), "doc", &[("k", "v".into())], true).unwrap();
+        assert!(w.external);
+        let model = ModelProto::decode(&std::fs::read(dir.path().join("model.onnx")).unwrap()[..]).unwrap();
+        let data = std::fs::read(dir.path().join(DATA_FILE)).unwrap();
+        let full = ModelProto::decode(&want[..]).unwrap();
+        let (inits, wanted) = (&model.graph.unwrap().initializer, &full.graph.unwrap().initializer);
+        assert_eq!(inits.len(), wanted.len());
+        for (t, want) in inits.iter().zip(wanted) {
+            let bytes = match &t.external_data[..] {
+                [] => t.raw_data.clone(),
+                [loc, off, len] => {
+                    assert_eq!((&loc.key[..], &loc.value[..], t.data_location), ("location", DATA_FILE, 1));
+                    let (off, len): (usize, usize) = (off.value.parse().unwrap(), len.value.parse().unwrap());
+                    assert_eq!(off % 4096, 0, "{} is page-aligned", t.name);
+                    data[off..off + len].to_vec()
+                }
+                other => panic!("unexpected external data {other:?}"),
+            };
+            assert_eq!((&t.name, &t.dims, bytes), (&want.name, &want.dims, want.raw_data.clone()));
+        }
+        assert_eq!(w.hash, crate::engine::runtime::model_hash(&dir.path().join("model.onnx")).unwrap());
     }
 }
