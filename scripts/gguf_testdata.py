@@ -96,6 +96,26 @@ LAYER_TYPES = [
 ]
 
 
+LLAMA3_SCALING = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+
+
+def llama3_factors(base, d, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
+    """rope_freqs as llama.cpp's convert_hf_to_gguf.py computes it for Llama 3.1."""
+    low_wavelen = original_max_position_embeddings / low_freq_factor
+    high_wavelen = original_max_position_embeddings / high_freq_factor
+    out = []
+    for freq in base ** (-np.arange(0, d, 2, dtype=np.float64) / d):
+        wavelen = 2 * np.pi / freq
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (original_max_position_embeddings / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
 def model(arch, out):
     """`arch` may end in `+TYPE`: layer 0's attn_q is then stored as TYPE (for error tests)."""
     arch, _, odd_type = arch.partition("+")
@@ -119,9 +139,12 @@ def model(arch, out):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     if arch == "gemma3":
-        # A window shorter than the test's prompts, and layer 1 global, so both kinds are checked.
+        # A window shorter than the test's prompts, and layer 1 global, so both kinds are checked;
+        # the global layer's rotary scaled as Gemma 3 4B's is.
         w.add_sliding_window(8)
         w.add_sliding_window_pattern(2)
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(8.0)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt2")
     w.add_token_list(vocab)
@@ -142,6 +165,8 @@ def model(arch, out):
             raw = random_k_blocks(rng, T[qtype], shape[0], shape[1])
         w.add_tensor(name, raw, raw_dtype=T[qtype])
 
+    if arch == "llama":  # Llama 3.1's rotary scaling, with a context short enough to matter here
+        w.add_tensor("rope_freqs.weight", llama3_factors(10000.0, head_dim, **LLAMA3_SCALING))
     tensor("token_embd.weight", (len(vocab), hidden), "F16", 0.5)
     if arch != "gemma3":  # Gemma ties its output head to the embeddings
         tensor("output.weight", (len(vocab), hidden), "Q8_0", 0.1)
@@ -190,10 +215,15 @@ class Reference:
         self.theta = field(f"{a}.rope.freq_base")
         self.window = field(f"{a}.attention.sliding_window")
         self.pattern = field(f"{a}.attention.sliding_window_pattern") or 6  # an int, or per layer
+        # Linear rotary scaling (global layers only, in Gemma 3), as llama.cpp reads it.
+        linear = field(f"{a}.rope.scaling.type") == "linear"
+        self.linear = (field(f"{a}.rope.scaling.factor") or 1.0) if linear else 1.0
         self.t = {}
         for t in r.tensors:
             values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
             self.t[t.name] = values.reshape([int(d) for d in reversed(t.shape)])
+        # llama.cpp divides each rotary frequency by rope_freqs (Llama 3.1's scaling).
+        self.freq_factors = self.t.get("rope_freqs.weight", 1.0)
 
     def norm(self, x, w):
         return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * w
@@ -206,11 +236,12 @@ class Reference:
             return bool(self.pattern[i])
         return (i + 1) % self.pattern != 0
 
-    def rope(self, x, theta):
+    def rope(self, x, theta, divisor=1.0):
         """x: [T, heads, d]. llama.cpp's llama rotates adjacent pairs (its Q/K rows are stored
-        for that); the others rotate element i with i + d/2 ("NEOX")."""
+        for that); the others rotate element i with i + d/2 ("NEOX"). Frequencies are divided
+        by `divisor` (a number, or one per frequency)."""
         n, d = x.shape[0], self.head_dim
-        inv = theta ** (-np.arange(0, d, 2) / d)
+        inv = theta ** (-np.arange(0, d, 2) / d) / divisor
         ang = np.arange(n)[:, None] * inv[None, :]
         cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
         if self.arch == "llama":
@@ -238,8 +269,9 @@ class Reference:
         q, k, v = proj["attn_q"], proj["attn_k"], proj["attn_v"]
         if p + "attn_q_norm.weight" in t:
             q, k = self.norm(q, t[p + "attn_q_norm.weight"]), self.norm(k, t[p + "attn_k_norm.weight"])
-        theta = 10000.0 if self.local(i) else self.theta  # Gemma 3's local layers: base 10000
-        q, k = self.rope(q, theta), self.rope(k, theta)
+        # Gemma 3's local layers: base 10000, unscaled.
+        theta, div = (10000.0, 1.0) if self.local(i) else (self.theta, self.linear * self.freq_factors)
+        q, k = self.rope(q, theta, div), self.rope(k, theta, div)
         group = self.heads // self.kv_heads
         back = np.arange(n)[:, None] - np.arange(n)[None, :]
         allowed = (back >= 0) & ((back < self.window) if self.local(i) else True)
@@ -287,6 +319,53 @@ def forward(path, steps, *ids):
         greedy.append(nxt)
         seq.append(nxt)
     json.dump({"logits": first.tolist(), "greedy": greedy}, sys.stdout)
+
+
+def big(out, shape="mistral-7b"):
+    """A random model of a real 7B shape (Mistral 7B: the WRAP paper's rephraser), for memory
+    and speed benchmarks: Q4_K linear layers and embeddings, a Q6_K output head, f32 norms, as a
+    Q4_K_S file has them. The blocks are random bytes with finite scales: nothing to learn from,
+    but every byte is read as a real one is."""
+    hidden, layers, heads, kv_heads, ffn, vocab = {"mistral-7b": (4096, 32, 32, 8, 14336, 32000)}[shape]
+    rng = np.random.default_rng(7)
+    w = gguf.GGUFWriter(out, "llama")
+    w.add_context_length(32768)
+    w.add_embedding_length(hidden)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_dimension_count(hidden // heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(1000000.0)
+    tokens = byte_vocab() + ["<s>", "</s>"] + [f"t{i}" for i in range(vocab - 258)]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("smollm")  # a pre-tokenizer name llama.cpp knows too
+    w.add_token_list(tokens)
+    w.add_token_types([1] * 256 + [3, 3] + [1] * (vocab - 258))
+    w.add_token_merges(["t 0"])
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(257)
+    w.add_chat_template(CHATML)
+
+    def q(name, rows, cols, qtype="Q4_K"):
+        w.add_tensor(name, random_k_blocks(rng, T[qtype], rows, cols), raw_dtype=T[qtype])
+
+    q("token_embd.weight", vocab, hidden)
+    q("output.weight", vocab, hidden, "Q6_K")
+    w.add_tensor("output_norm.weight", np.ones(hidden, np.float32))
+    kv = kv_heads * hidden // heads
+    for i in range(layers):
+        for name, (rows, cols) in {"attn_q": (hidden, hidden), "attn_k": (kv, hidden), "attn_v": (kv, hidden),
+                                   "attn_output": (hidden, hidden), "ffn_gate": (ffn, hidden),
+                                   "ffn_up": (ffn, hidden), "ffn_down": (hidden, ffn)}.items():
+            q(f"blk.{i}.{name}.weight", rows, cols)
+        for name in ("attn_norm", "ffn_norm"):
+            w.add_tensor(f"blk.{i}.{name}.weight", np.ones(hidden, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def write_safetensors(path, tensors):
@@ -339,6 +418,8 @@ def hf(path, out, dtype=None):
     heads, kv_heads = field(f"{arch}.attention.head_count"), field(f"{arch}.attention.head_count_kv")
     tensors = {}
     for t in r.tensors:
+        if t.name == "rope_freqs.weight":  # Transformers derives it from config.json's rope_scaling
+            continue
         values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
         values = values.reshape([int(d) for d in reversed(t.shape)])
         if arch == "llama" and t.name.endswith(("attn_q.weight", "attn_k.weight")):
@@ -367,6 +448,10 @@ def hf(path, out, dtype=None):
         "bos_token_id": field("tokenizer.ggml.bos_token_id"), "eos_token_id": field("tokenizer.ggml.eos_token_id"),
         "rope_scaling": None,
     }
+    if any(t.name == "rope_freqs.weight" for t in r.tensors):
+        config["rope_scaling"] = {"rope_type": "llama3", **LLAMA3_SCALING}
+    if field(f"{arch}.rope.scaling.type") == "linear":
+        config["rope_scaling"] = {"rope_type": "linear", "factor": field(f"{arch}.rope.scaling.factor")}
     if head_dim:
         config["head_dim"] = head_dim
     if arch == "gemma3":
@@ -410,4 +495,4 @@ def greedy(path, steps, prompts):
 
 
 if __name__ == "__main__":
-    {"types": types, "model": model, "forward": forward, "greedy": greedy, "hf": hf, "retoken": retoken}[sys.argv[1]](*sys.argv[2:])
+    {"types": types, "model": model, "big": big, "forward": forward, "greedy": greedy, "hf": hf, "retoken": retoken}[sys.argv[1]](*sys.argv[2:])

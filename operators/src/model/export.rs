@@ -39,23 +39,26 @@ pub fn build(cfg: &LlamaConfig, weights: LlamaWeights, layout: KvLayout, g: Grap
     }
 }
 
-/// A rotary table per distinct base: `(base, cos, sin)`.
-type RopeTables = Vec<(f32, String, String)>;
+/// A rotary table per distinct set of frequencies: `(frequencies, cos, sin)`.
+type RopeTables = Vec<(Vec<f32>, String, String)>;
 
-/// The bases of the layers, each once, in layer order (Gemma 3's local and global layers differ).
-fn rope_bases(cfg: &LlamaConfig) -> Vec<f32> {
-    let mut bases: Vec<f32> = vec![];
+/// The layers' rotary frequencies, each set once, in layer order (Gemma 3's local and global
+/// layers differ).
+fn rope_freqs(cfg: &LlamaConfig) -> Vec<Vec<f32>> {
+    let mut sets: Vec<Vec<f32>> = vec![];
     for i in 0..cfg.num_hidden_layers {
-        if !bases.contains(&cfg.rope_base(i)) {
-            bases.push(cfg.rope_base(i));
+        let f = cfg.inv_freq(i);
+        if !sets.contains(&f) {
+            sets.push(f);
         }
     }
-    bases
+    sets
 }
 
-/// The table of `base` among `tables`.
-fn table(tables: &RopeTables, base: f32) -> (&str, &str) {
-    let (_, cos, sin) = tables.iter().find(|t| t.0 == base).expect("a table per base");
+/// The table of layer `i` among `tables`.
+fn table<'t>(tables: &'t RopeTables, cfg: &LlamaConfig, i: usize) -> (&'t str, &'t str) {
+    let f = cfg.inv_freq(i);
+    let (_, cos, sin) = tables.iter().find(|t| t.0 == f).expect("a table per set of frequencies");
     (cos, sin)
 }
 
@@ -63,8 +66,7 @@ fn table(tables: &RopeTables, base: f32) -> (&str, &str) {
 fn cached_rope_tables(g: &mut Graph, cfg: &LlamaConfig) -> RopeTables {
     let (d, positions) = (cfg.head_dim(), cfg.max_position_embeddings.max(1));
     let mut tables = vec![];
-    for base in rope_bases(cfg) {
-        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
+    for inv in rope_freqs(cfg) {
         let angle = |p: usize, i: usize| p as f32 * inv[i];
         let cos: Vec<f32> =
             (0..positions).flat_map(|p| (0..d / 2).map(move |i| (p, i))).map(|(p, i)| angle(p, i).cos()).collect();
@@ -73,7 +75,7 @@ fn cached_rope_tables(g: &mut Graph, cfg: &LlamaConfig) -> RopeTables {
         let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
         let cos = g.init_f32(&format!("rope.cos_cache{suffix}"), &[positions as i64, (d / 2) as i64], &cos);
         let sin = g.init_f32(&format!("rope.sin_cache{suffix}"), &[positions as i64, (d / 2) as i64], &sin);
-        tables.push((base, cos, sin));
+        tables.push((inv, cos, sin));
     }
     tables
 }
@@ -84,17 +86,16 @@ fn position_rope_tables(g: &mut Graph, cfg: &LlamaConfig, pos: &str, ax1: &str, 
     let posf = g.op("Cast", &[pos], vec![attr_i("to", dtype::FLOAT as i64)]);
     let posf = g.op("Unsqueeze", &[&posf, ax2], vec![]);
     let mut tables = vec![];
-    for base in rope_bases(cfg) {
-        let inv: Vec<f32> = (0..d / 2).map(|i| base.powf(-(2.0 * i as f32) / d as f32)).collect();
+    for inv in rope_freqs(cfg) {
         let suffix = if tables.is_empty() { String::new() } else { format!(".{}", tables.len()) };
-        let inv = g.init_f32(&format!("rope.inv_freq{suffix}"), &[(d / 2) as i64], &inv);
-        let freqs = g.op("Mul", &[&posf, &inv], vec![]);
+        let name = g.init_f32(&format!("rope.inv_freq{suffix}"), &[(d / 2) as i64], &inv);
+        let freqs = g.op("Mul", &[&posf, &name], vec![]);
         let emb = g.op("Concat", &[&freqs, &freqs], vec![attr_i("axis", -1)]);
         let cos = g.op("Cos", &[&emb], vec![]);
         let cos = g.op("Unsqueeze", &[&cos, ax1], vec![]);
         let sin = g.op("Sin", &[&emb], vec![]);
         let sin = g.op("Unsqueeze", &[&sin, ax1], vec![]);
-        tables.push((base, cos, sin));
+        tables.push((inv, cos, sin));
     }
     tables
 }
@@ -144,7 +145,7 @@ fn build_shared(cfg: &LlamaConfig, weights: LlamaWeights, attention: &str, g: Gr
             // GroupQueryAttention's window counts the keys before the query's own.
             attrs.push(attr_i("local_window_size", w as i64 - 1));
         }
-        let (cos, sin) = table(&tables, cfg.rope_base(i));
+        let (cos, sin) = table(&tables, cfg, i);
         let outs = g.op_n(
             "GroupQueryAttention",
             attention,
@@ -260,7 +261,7 @@ fn build_standard(cfg: &LlamaConfig, weights: LlamaWeights, g: Graph) -> Graph {
         let k = g.op("Transpose", &[&k], perm.clone());
         let v = g.op("Reshape", &[&v, &shape_kv], vec![]);
         let v = g.op("Transpose", &[&v], perm.clone());
-        let (cos, sin) = table(&tables, cfg.rope_base(i));
+        let (cos, sin) = table(&tables, cfg, i);
         let q = b.rope(&q, cos, sin);
         let k = b.rope(&k, cos, sin);
         let bias = match cfg.window(i) {

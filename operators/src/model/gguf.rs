@@ -69,7 +69,7 @@ pub struct Gguf {
     pub tensors: Vec<TensorInfo>,
     /// The file's bytes: memory-mapped when opened from a path, so a model's weights are paged in
     /// as they are converted instead of read into memory whole.
-    data: Box<dyn AsRef<[u8]> + Send + Sync>,
+    data: Data,
     data_start: usize,
 }
 
@@ -123,21 +123,36 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A GGUF file's bytes: mapped from disk, or read into memory.
+enum Data {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Mapped(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
+}
+
 impl Gguf {
     pub fn open(path: &std::path::Path) -> anyhow::Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
         // SAFETY: the map is read-only; a file changed under a running import is a user error
         // that can at worst give wrong weights, which the import's hash then records.
         let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
-        Self::parse_from(Box::new(map)).with_context(|| format!("parsing {}", path.display()))
+        Self::parse_from(Data::Mapped(map)).with_context(|| format!("parsing {}", path.display()))
     }
 
     pub fn parse(data: Vec<u8>) -> anyhow::Result<Self> {
-        Self::parse_from(Box::new(data))
+        Self::parse_from(Data::Owned(data))
     }
 
-    fn parse_from(data: Box<dyn AsRef<[u8]> + Send + Sync>) -> anyhow::Result<Self> {
-        let mut r = Reader { b: (*data).as_ref(), pos: 0 };
+    fn parse_from(data: Data) -> anyhow::Result<Self> {
+        let mut r = Reader { b: data.bytes(), pos: 0 };
         ensure!(r.take(4)? == b"GGUF", "not a GGUF file (bad magic)");
         let version = r.u32()?;
         ensure!((2..=3).contains(&version), "GGUF version {version} is not supported (2 or 3)");
@@ -182,9 +197,27 @@ impl Gguf {
     /// The raw bytes of a tensor, `len` bytes from its offset.
     pub fn tensor_bytes(&self, t: &TensorInfo, len: usize) -> anyhow::Result<&[u8]> {
         let start = self.data_start + t.offset as usize;
-        (*self.data)
-            .as_ref()
-            .get(start..start + len)
-            .with_context(|| format!("tensor {} lies outside the file", t.name))
+        self.data.bytes().get(start..start + len).with_context(|| format!("tensor {} lies outside the file", t.name))
+    }
+
+    /// Lets the kernel drop a mapped tensor's pages once it has been read: an import reads each
+    /// tensor once, and the mapped pages it touched would otherwise stay resident, adding the
+    /// whole file to the import's memory. Reading the tensor again maps it in again.
+    pub fn release(&self, t: &TensorInfo, len: usize) {
+        if let Data::Mapped(map) = &self.data {
+            release_range(map, self.data_start + t.offset as usize, len);
+        }
+    }
+}
+
+/// `MADV_DONTNEED` on the whole pages inside `start..start + len` of a read-only file map.
+pub(super) fn release_range(map: &memmap2::Mmap, start: usize, len: usize) {
+    let page = 4096;
+    let (from, to) = (start.div_ceil(page) * page, ((start + len).min(map.len()) / page) * page);
+    if to > from {
+        // SAFETY: the map is a read-only shared map of a file: dropped pages are read back from
+        // the file, unchanged, if touched again (the hazard of DONTNEED is for private writable
+        // maps, whose changes it discards).
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from) };
     }
 }

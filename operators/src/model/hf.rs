@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::import::{FAMILIES, Family, ImportOptions, ModelConfig, Origin, WeightFormat, write_model};
 use super::inspect::Inspection;
-use super::llama::{LayerWeights, Linear, LlamaConfig, LlamaWeights};
+use super::llama::{LayerWeights, Linear, LlamaConfig, LlamaWeights, llama3_freq_factors};
 
 /// The memory-mapped safetensors files of a folder and, per tensor name, the file holding it.
 struct Shards {
@@ -56,12 +56,16 @@ impl Shards {
         let st = SafeTensors::deserialize(&self.maps[i])?;
         let t = st.tensor(name)?;
         let b = t.data();
-        Ok(match t.dtype() {
+        let values = match t.dtype() {
             Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             Dtype::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             other => bail!("tensor {name} is {other:?} (f32, f16 and bf16 are supported)"),
-        })
+        };
+        // Each tensor is read once: its mapped pages need not stay resident (see Gguf::release).
+        let start = b.as_ptr() as usize - self.maps[i].as_ptr() as usize;
+        super::gguf::release_range(&self.maps[i], start, b.len());
+        Ok(values)
     }
 }
 
@@ -83,7 +87,6 @@ fn config(c: &Json, fam: Family) -> anyhow::Result<LlamaConfig> {
     let u = |k: &str| c.get(k).and_then(Json::as_u64).map(|v| v as usize);
     let f = |k: &str| c.get(k).and_then(Json::as_f64);
     let need = |k: &str| u(k).with_context(|| format!("config.json has no {k}"));
-    ensure!(c.get("rope_scaling").is_none_or(Json::is_null), "rope scaling is not supported yet");
     let (hidden, heads) = (need("hidden_size")?, need("num_attention_heads")?);
     let mut cfg = LlamaConfig {
         vocab_size: need("vocab_size")?,
@@ -98,6 +101,7 @@ fn config(c: &Json, fam: Family) -> anyhow::Result<LlamaConfig> {
         head_dim: u("head_dim").filter(|&d| d != hidden / heads),
         ..Default::default()
     };
+    rope_scaling(c, &mut cfg)?;
     if fam.gguf == "gemma3" {
         cfg.sliding_window = Some(need("sliding_window")?);
         match c.get("layer_types").and_then(Json::as_array) {
@@ -112,6 +116,31 @@ fn config(c: &Json, fam: Family) -> anyhow::Result<LlamaConfig> {
         cfg.scale_embeddings = true;
     }
     Ok(cfg)
+}
+
+/// `rope_scaling` of a config.json: none, linear, or Llama 3.1's "llama3" (as per-frequency
+/// factors); anything else is refused rather than run with the wrong rotary.
+fn rope_scaling(c: &Json, cfg: &mut LlamaConfig) -> anyhow::Result<()> {
+    let Some(rs) = c.get("rope_scaling").filter(|v| !v.is_null()) else { return Ok(()) };
+    let kind = rs.get("rope_type").or(rs.get("type")).and_then(Json::as_str).unwrap_or("default");
+    let num = |k: &str| rs.get(k).and_then(Json::as_f64).with_context(|| format!("rope_scaling has no {k}"));
+    match kind {
+        "default" => {}
+        "linear" => cfg.rope_linear_factor = Some(num("factor")? as f32).filter(|&f| f != 1.0),
+        "llama3" => {
+            let factors = llama3_freq_factors(
+                cfg.rope_theta,
+                cfg.head_dim(),
+                num("factor")?,
+                num("low_freq_factor")?,
+                num("high_freq_factor")?,
+                num("original_max_position_embeddings")?,
+            );
+            cfg.rope_freq_factors = Some(factors);
+        }
+        other => bail!("rope scaling {other:?} is not supported (default, linear and llama3 are)"),
+    }
+    Ok(())
 }
 
 /// Reads the layer weights of a Hugging Face folder.

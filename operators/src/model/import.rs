@@ -120,11 +120,29 @@ pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
         head_dim: head_dim.filter(|&d| d != hidden / heads),
         ..Default::default()
     };
+    let scaling = g.metadata.get(&key("rope.scaling.type")).and_then(|v| v.as_str()).unwrap_or("none");
+    let factor = f("rope.scaling.factor", 1.0);
+    match scaling {
+        "linear" if factor != 1.0 => cfg.rope_linear_factor = Some(factor as f32),
+        "none" | "linear" => {}
+        _ if factor == 1.0 => {}
+        other => bail!(
+            "rope scaling {other:?} (factor {factor}) is not supported (none, linear and llama3's rope_freqs are)"
+        ),
+    }
+    if let Ok(t) = g.tensor("rope_freqs.weight") {
+        let factors = super::quant::dequantize(g, t)?;
+        ensure!(
+            factors.len() == cfg.head_dim() / 2,
+            "rope_freqs has {} values for head size {}",
+            factors.len(),
+            cfg.head_dim()
+        );
+        cfg.rope_freq_factors = Some(factors);
+    }
     if arch == "gemma3" {
         // llama.cpp's own defaults where a file leaves them out: local layers rotate with base
         // 10000, and every sixth layer is global.
-        let scaling = f("rope.scaling.factor", 1.0);
-        ensure!(scaling == 1.0, "gemma3 with rope scaling (factor {scaling}) is not supported yet");
         cfg.sliding_window = Some(u("attention.sliding_window")?);
         match g.metadata.get(&key("attention.sliding_window_pattern")) {
             Some(crate::model::gguf::Value::Array(layers)) => {

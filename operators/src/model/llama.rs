@@ -39,6 +39,13 @@ pub struct LlamaConfig {
     /// Embeddings are multiplied by √hidden (Gemma).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scale_embeddings: bool,
+    /// Linear rotary scaling: global layers rotate by position / factor (Gemma 3 4B and up: 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_linear_factor: Option<f32>,
+    /// Per rotary frequency, a divisor of it (llama.cpp's `rope_freqs`; Llama 3.1's "llama3"
+    /// scaling), applied in global layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_freq_factors: Option<Vec<f32>>,
 }
 
 impl LlamaConfig {
@@ -58,7 +65,7 @@ impl LlamaConfig {
         }
     }
 
-    /// The rotary base of layer `i`.
+    /// The rotary base of layer `i` (see [`LlamaConfig::inv_freq`] for its frequencies).
     pub fn rope_base(&self, i: usize) -> f32 {
         match (self.window(i), self.rope_local_base_freq) {
             (Some(_), Some(local)) => local,
@@ -66,10 +73,48 @@ impl LlamaConfig {
         }
     }
 
+    /// The rotary frequencies of layer `i` (`head_dim / 2` of them): its base's, divided in global
+    /// layers by the linear factor and the per-frequency factors.
+    pub fn inv_freq(&self, i: usize) -> Vec<f32> {
+        let d = self.head_dim();
+        let base = self.rope_base(i);
+        let local = self.window(i).is_some() && self.rope_local_base_freq.is_some();
+        (0..d / 2)
+            .map(|j| {
+                let f = base.powf(-(2.0 * j as f32) / d as f32);
+                if local {
+                    return f;
+                }
+                let per = self.rope_freq_factors.as_ref().and_then(|v| v.get(j)).copied().unwrap_or(1.0);
+                f / self.rope_linear_factor.unwrap_or(1.0) / per
+            })
+            .collect()
+    }
+
     /// The attention scale.
     pub fn attention_scale(&self) -> f32 {
         1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim() as f32).sqrt()
     }
+}
+
+/// Llama 3.1's "llama3" rotary scaling as per-frequency divisors, as llama.cpp's converter writes
+/// them into `rope_freqs`: 1 for short wavelengths, `factor` for long ones, smoothly between.
+pub fn llama3_freq_factors(base: f32, head_dim: usize, factor: f64, low: f64, high: f64, old_ctx: f64) -> Vec<f32> {
+    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
+    (0..head_dim / 2)
+        .map(|j| {
+            let freq = (base as f64).powf(-(2.0 * j as f64) / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < high_wavelen {
+                1.0
+            } else if wavelen > low_wavelen {
+                factor as f32
+            } else {
+                let smooth = (old_ctx / wavelen - low) / (high - low);
+                (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+            }
+        })
+        .collect()
 }
 
 /// How a decoder graph keeps its KV cache.

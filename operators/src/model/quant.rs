@@ -18,9 +18,10 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// A tensor as f32 values in GGUF's row-major order.
 pub fn dequantize(g: &Gguf, t: &TensorInfo) -> anyhow::Result<Vec<f32>> {
     let n = t.elements() as usize;
-    let b = g.tensor_bytes(t, byte_len(t.ggml_type, n).with_context(|| format!("tensor {}", t.name))?)?;
+    let len = byte_len(t.ggml_type, n).with_context(|| format!("tensor {}", t.name))?;
     let mut out = Vec::with_capacity(n);
-    ggml::dequantize_into(t.ggml_type, b, &mut out)?;
+    ggml::dequantize_into(t.ggml_type, g.tensor_bytes(t, len)?, &mut out)?;
+    g.release(t, len);
     Ok(out)
 }
 
@@ -88,7 +89,8 @@ pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>
         }));
     }
     let (block_elems, block_bytes) = ggml::block_size(t.ggml_type)?;
-    let raw = g.tensor_bytes(t, byte_len(t.ggml_type, n_in * n_out)?)?;
+    let len = byte_len(t.ggml_type, n_in * n_out)?;
+    let raw = g.tensor_bytes(t, len)?;
     let blocks_per_row = n_in / block_elems;
     let order: Vec<usize> = match row_src {
         Some(src) => src.to_vec(),
@@ -106,6 +108,7 @@ pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>
             }
         }
     }
+    g.release(t, len);
     Ok(Linear::Q4 { packed, scales, mins })
 }
 

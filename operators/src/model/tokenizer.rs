@@ -148,7 +148,7 @@ fn byte_level_bpe(g: &Gguf) -> anyhow::Result<Json> {
             {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
             false,
         ),
-        "gpt2" | "default" => (byte_level.clone(), false),
+        "gpt2" | "gpt-2" | "default" => (byte_level.clone(), false),
         // llama.cpp also takes a whole word that is in the vocabulary as it is (ignore_merges).
         "llama3" | "llama-v3" | "llama-bpe" => (split_then_bytes(LLAMA3_SPLIT), true),
         "qwen2" | "deepseek-r1-qwen" => (split_then_bytes(QWEN2_SPLIT), false),
