@@ -23,7 +23,7 @@ echo
 target/debug/wrapflow model import "$GEMMA" --out "$OUT/gemma-3-270m-hf" --tokenizer-only >/dev/null
 echo "| model | weights | import s | peak RSS MB | written MB (model.onnx + data) | RSS / written |"
 echo "|---|---|---|---|---|---|"
-for spec in "$SMOL fp32" "$SMOL q4" "$GEMMA fp32" "$GEMMA q4" "$OUT/gemma-3-270m-hf fp32"; do
+for spec in "$SMOL fp32" "$SMOL fp16" "$SMOL q4" "$GEMMA fp32" "$GEMMA q4" "$OUT/gemma-3-270m-hf fp32"; do
   set -- $spec
   dir=$OUT/$(basename "$1" .gguf)-$2
   /usr/bin/time -f "%e %M" -o "$OUT/time" target/debug/wrapflow model import "$1" --out "$dir" --weights "$2" >/dev/null

@@ -22,7 +22,8 @@ pub enum ModelCommand {
         /// Write only tokenizer.json, tokenizer_config.json and the chat template
         #[arg(long)]
         tokenizer_only: bool,
-        /// Weight format: fp32 (quality reference) or q4 (the GGUF's 4-bit blocks, MatMulNBits)
+        /// Weight format: fp32 (quality reference), q4 (the GGUF's 4-bit blocks, MatMulNBits) or
+        /// fp16 (linear layers and embeddings in f16, for GPUs)
         #[arg(long, default_value = "fp32")]
         weights: String,
         /// KV cache layout: shared (one buffer per layer written in place, with wrapflow's

@@ -8,6 +8,8 @@ use super::onnx_proto::dtype;
 pub(super) struct Builder<'a> {
     pub g: Graph,
     pub cfg: &'a LlamaConfig,
+    /// Linear layers and embeddings in f16 (`--weights fp16`).
+    pub half: bool,
 }
 
 impl Builder<'_> {
@@ -15,9 +17,15 @@ impl Builder<'_> {
     /// initializer name and the embedded values.
     pub fn embedding(&mut self, table: Vec<f32>, ids: &str) -> (String, String) {
         let dims = [self.cfg.vocab_size as i64, self.cfg.hidden_size as i64];
-        let embed = self.g.init_f32("model.embed_tokens.weight", &dims, &table);
+        let embed = match self.half {
+            true => self.g.init_f16("model.embed_tokens.weight", &dims, &table),
+            false => self.g.init_f32("model.embed_tokens.weight", &dims, &table),
+        };
         drop(table);
         let mut x = self.g.op("Gather", &[&embed, ids], vec![attr_i("axis", 0)]);
+        if self.half {
+            x = self.cast(&x, dtype::FLOAT);
+        }
         if self.cfg.scale_embeddings {
             let s = self.g.const_f32((self.cfg.hidden_size as f32).sqrt());
             x = self.g.op("Mul", &[&x, &s], vec![]);
@@ -48,6 +56,12 @@ impl Builder<'_> {
                     for i in 0..n_in {
                         t[i * n_out + o] = data[o * n_in + i];
                     }
+                }
+                if self.half {
+                    let w = self.g.init_f16(name, &[n_in as i64, n_out as i64], &t);
+                    let x = self.cast(x, dtype::FLOAT16);
+                    let y = self.g.op("MatMul", &[&x, &w], vec![]);
+                    return self.cast(&y, dtype::FLOAT);
                 }
                 let w = self.g.init_f32(name, &[n_in as i64, n_out as i64], &t);
                 self.g.op("MatMul", &[x, &w], vec![])
@@ -151,13 +165,20 @@ impl Builder<'_> {
                 self.linear(&x, w, "lm_head", h, vocab)
             }
             None => {
-                let g = &mut self.g;
-                let logits = g.op("Gemm", &[&x, embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
-                let ax1 = g.const_i64(&[1], false);
-                g.op("Unsqueeze", &[&logits, &ax1], vec![])
+                let x = if self.half { self.cast(&x, dtype::FLOAT16) } else { x };
+                let mut logits = self.g.op("Gemm", &[&x, embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
+                if self.half {
+                    logits = self.cast(&logits, dtype::FLOAT);
+                }
+                let ax1 = self.g.const_i64(&[1], false);
+                self.g.op("Unsqueeze", &[&logits, &ax1], vec![])
             }
         };
         self.g.output(&logits, "logits", dtype::FLOAT, &[batch, Dim::Fixed(1), Dim::Fixed(vocab as i64)]);
+    }
+
+    fn cast(&mut self, x: &str, to: i32) -> String {
+        self.g.op("Cast", &[x], vec![attr_i("to", to as i64)])
     }
 
     /// Adds a bias vector to `x`'s last axis.

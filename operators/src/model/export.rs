@@ -25,14 +25,21 @@ fn past_inputs(g: &mut Graph, layers: usize, dims: &[Dim]) -> Vec<(String, Strin
 /// The ONNX decoder for `cfg` with `weights`, keeping its cache in `layout`, built into `g`;
 /// returned with the model's doc string. It takes the weights by value and drops each layer's
 /// once its nodes hold them (in a [`Graph::spilling`] graph, once they are on disk), so an import
-/// never keeps two copies of the model in memory.
-pub fn build(cfg: &LlamaConfig, weights: LlamaWeights, layout: KvLayout, g: Graph) -> (Graph, &'static str) {
+/// never keeps two copies of the model in memory. `half`: linear layers and embeddings in f16.
+pub fn build(
+    cfg: &LlamaConfig,
+    weights: LlamaWeights,
+    layout: KvLayout,
+    half: bool,
+    g: Graph,
+) -> (Graph, &'static str) {
+    let b = Builder { g, cfg, half };
     match layout {
-        KvLayout::Standard => (build_standard(cfg, weights, g), "llama decoder with KV cache, exported by wrapflow"),
+        KvLayout::Standard => (build_standard(weights, b), "llama decoder with KV cache, exported by wrapflow"),
         KvLayout::Shared | KvLayout::SharedOrt => {
             let domain = if layout == KvLayout::Shared { crate::engine::attention::DOMAIN } else { "com.microsoft" };
             (
-                build_shared(cfg, weights, domain, g),
+                build_shared(weights, domain, b),
                 "llama decoder with a shared-buffer KV cache (GroupQueryAttention), exported by wrapflow",
             )
         }
@@ -103,10 +110,10 @@ fn position_rope_tables(g: &mut Graph, cfg: &LlamaConfig, pos: &str, ax1: &str, 
 /// The [`KvLayout::Shared`] graph. Per row, `seqlens = sum(attention_mask) - 1` is the position
 /// of its last token; a prompt (`sequence_length` = mask width) is written to positions 0.., a
 /// step (one token) at `seqlens`. The logits are those of each row's last real token.
-fn build_shared(cfg: &LlamaConfig, weights: LlamaWeights, attention: &str, g: Graph) -> Graph {
+fn build_shared(weights: LlamaWeights, attention: &str, mut b: Builder) -> Graph {
+    let cfg = b.cfg;
     let LlamaWeights { embed: embed_table, layers, final_norm, output } = weights;
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
-    let mut b = Builder { g, cfg };
     let g = &mut b.g;
     let batch = Dim::Sym("batch_size");
     let ids = g.input("input_ids", dtype::INT64, &[batch.clone(), Dim::Sym("sequence_length")]);
@@ -214,10 +221,10 @@ fn attention_bias(g: &mut Graph, cfg: &LlamaConfig, ids: &str, mask: &str, ax1: 
 }
 
 /// The [`KvLayout::Standard`] graph (optimum's layout).
-fn build_standard(cfg: &LlamaConfig, weights: LlamaWeights, g: Graph) -> Graph {
+fn build_standard(weights: LlamaWeights, mut b: Builder) -> Graph {
+    let cfg = b.cfg;
     let LlamaWeights { embed: embed_table, layers, final_norm, output } = weights;
     let (h, nh, kvh, d) = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim());
-    let mut b = Builder { g, cfg };
     let g = &mut b.g;
     let (batch, seq, past, total) = (
         Dim::Sym("batch_size"),

@@ -153,6 +153,18 @@ impl Graph {
         name.into()
     }
 
+    /// An f16 initializer from f32 values.
+    pub fn init_f16(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
+        match &mut self.spill {
+            Some(spill) if 2 * data.len() >= SPILL_MIN => {
+                let span = spill.put_f16(data);
+                self.inits.push(Init { tensor: tensor(name, dims, dtype::FLOAT16, vec![]), spilled: Some(span) });
+            }
+            _ => self.push_init(name, dims, dtype::FLOAT16, super::onnx_file::f16_bytes(data)),
+        }
+        name.into()
+    }
+
     pub fn init_u8(&mut self, name: &str, dims: &[i64], data: Vec<u8>) -> String {
         self.push_init(name, dims, dtype::UINT8, data);
         name.into()

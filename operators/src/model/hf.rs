@@ -279,9 +279,9 @@ pub fn import_folder(dir: &Path, out: &Path, opts: &ImportOptions) -> anyhow::Re
     let c = &c;
     let fam = family(&model_type)?;
     ensure!(
-        format == WeightFormat::Fp32,
+        format != WeightFormat::Q4,
         "--weights {format:?} from a Hugging Face folder would need quantizing, which wrapflow does not do yet: \
-         use --weights fp32, or a GGUF of the model"
+         use --weights fp32 or fp16, or a GGUF of the model"
     );
     let cfg = config(c, fam)?;
     let weights = weights(&Shards::open(dir)?, &cfg, fam)?;

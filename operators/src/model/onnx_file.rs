@@ -61,6 +61,11 @@ impl Spill {
         self.put_parts(4 * values.len() as u64, values.chunks(1 << 14).map(f32_bytes))
     }
 
+    /// Appends values as little-endian f16, a chunk at a time.
+    pub fn put_f16(&mut self, values: &[f32]) -> Span {
+        self.put_parts(2 * values.len() as u64, values.chunks(1 << 14).map(f16_bytes))
+    }
+
     fn put_parts<B: AsRef<[u8]>>(&mut self, len: u64, parts: impl Iterator<Item = B>) -> Span {
         let pad = (ALIGN - self.len % ALIGN) % ALIGN;
         let offset = self.len + pad;
@@ -96,6 +101,11 @@ pub struct Written {
 /// Little-endian bytes of f32 values, as ONNX stores them.
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian f16 bytes of f32 values (rounded to nearest).
+pub fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()
 }
 
 /// A length-delimited field's key and length prefix.

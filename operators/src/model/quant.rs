@@ -121,6 +121,10 @@ pub enum WeightFormat {
     Fp32,
     /// The GGUF's own Q4_1 blocks, run by ONNX Runtime's `MatMulNBits` with f32 compute.
     Q4,
+    /// Linear layers and embeddings stored as f16 and multiplied in f16 (their inputs cast to
+    /// f16, their outputs back to f32); norms, rotary, attention, the KV cache and the logits stay
+    /// f32. Half the weight memory of fp32: meant for GPUs.
+    Fp16,
 }
 
 impl std::str::FromStr for WeightFormat {
@@ -129,7 +133,8 @@ impl std::str::FromStr for WeightFormat {
         match s {
             "fp32" => Ok(WeightFormat::Fp32),
             "q4" => Ok(WeightFormat::Q4),
-            other => bail!("unknown weight format {other:?} (fp32 or q4)"),
+            "fp16" => Ok(WeightFormat::Fp16),
+            other => bail!("unknown weight format {other:?} (fp32, fp16 or q4)"),
         }
     }
 }
@@ -161,6 +166,7 @@ fn action(t: &TensorInfo, format: WeightFormat) -> &'static str {
             }
         }
         (WeightFormat::Q4, _) if is_linear(&t.name) => "dequantized to f32 (no exact 4-bit form)",
+        (WeightFormat::Fp16, _) if is_linear(&t.name) || t.name == "token_embd.weight" => "stored as f16",
         (_, ggml::F32) => "f32 as stored",
         _ => "dequantized to f32",
     }

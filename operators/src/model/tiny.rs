@@ -16,7 +16,9 @@ pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + messag
 
 fn random_linear(rng: &mut StdRng, n_in: usize, n_out: usize, format: WeightFormat) -> Linear {
     match format {
-        WeightFormat::Fp32 => Linear::F32((0..n_in * n_out).map(|_| rng.random_range(-0.15f32..0.15)).collect()),
+        WeightFormat::Fp32 | WeightFormat::Fp16 => {
+            Linear::F32((0..n_in * n_out).map(|_| rng.random_range(-0.15f32..0.15)).collect())
+        }
         WeightFormat::Q4 => {
             let blocks = n_out * n_in / 32;
             Linear::Q4 {
