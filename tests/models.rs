@@ -49,7 +49,7 @@ fn every_tensor_type_dequantizes_as_llama_cpp_does() {
             assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{name} element {i}: {a} vs {b}");
         }
         if keeps_four_bits(t.ggml_type) {
-            let four = linear(&g, t, true, None).unwrap().to_f32();
+            let four = linear(&g, t, WeightFormat::Q4, None).unwrap().to_f32();
             assert_eq!(four, got, "{name} kept as 4-bit blocks of 32 holds the same values");
         }
         seen.push(name);

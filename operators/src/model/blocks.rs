@@ -8,29 +8,28 @@ use super::onnx_proto::dtype;
 pub(super) struct Builder<'a> {
     pub g: Graph,
     pub cfg: &'a LlamaConfig,
-    /// Linear layers and embeddings in f16 (`--weights fp16`).
-    pub half: bool,
 }
 
 impl Builder<'_> {
     /// The token embedding of `ids` (scaled by √hidden where the family does): the table's
     /// initializer name and the embedded values.
-    pub fn embedding(&mut self, table: Vec<f32>, ids: &str) -> (String, String) {
+    /// An f16 table (`--weights fp16`) is gathered in f16 and cast to f32. Returns the table's
+    /// initializer name, whether it is f16, and the embedded values.
+    pub fn embedding(&mut self, table: Linear, ids: &str) -> (String, bool, String) {
         let dims = [self.cfg.vocab_size as i64, self.cfg.hidden_size as i64];
-        let embed = match self.half {
-            true => self.g.init_f16("model.embed_tokens.weight", &dims, &table),
-            false => self.g.init_f32("model.embed_tokens.weight", &dims, &table),
+        let (embed, half) = match table {
+            Linear::F16(t) => (self.g.init_f16("model.embed_tokens.weight", &dims, &t), true),
+            other => (self.g.init_f32("model.embed_tokens.weight", &dims, &other.to_f32()), false),
         };
-        drop(table);
         let mut x = self.g.op("Gather", &[&embed, ids], vec![attr_i("axis", 0)]);
-        if self.half {
+        if half {
             x = self.cast(&x, dtype::FLOAT);
         }
         if self.cfg.scale_embeddings {
             let s = self.g.const_f32((self.cfg.hidden_size as f32).sqrt());
             x = self.g.op("Mul", &[&x, &s], vec![]);
         }
-        (embed, x)
+        (embed, half, x)
     }
 
     /// RMSNorm over the last axis, whose width is `w`'s.
@@ -57,14 +56,21 @@ impl Builder<'_> {
                         t[i * n_out + o] = data[o * n_in + i];
                     }
                 }
-                if self.half {
-                    let w = self.g.init_f16(name, &[n_in as i64, n_out as i64], &t);
-                    let x = self.cast(x, dtype::FLOAT16);
-                    let y = self.g.op("MatMul", &[&x, &w], vec![]);
-                    return self.cast(&y, dtype::FLOAT);
-                }
                 let w = self.g.init_f32(name, &[n_in as i64, n_out as i64], &t);
                 self.g.op("MatMul", &[x, &w], vec![])
+            }
+            Linear::F16(data) => {
+                // f16 weights multiply f16 inputs; the result returns to f32 for the residual.
+                let mut t = vec![half::f16::ZERO; data.len()];
+                for o in 0..n_out {
+                    for i in 0..n_in {
+                        t[i * n_out + o] = data[o * n_in + i];
+                    }
+                }
+                let w = self.g.init_f16(name, &[n_in as i64, n_out as i64], &t);
+                let x = self.cast(x, dtype::FLOAT16);
+                let y = self.g.op("MatMul", &[&x, &w], vec![]);
+                self.cast(&y, dtype::FLOAT)
             }
             Linear::Q4 { packed, scales, mins } => {
                 // x·wᵀ with w = scale·q + min splits exactly into MatMulNBits on scale·q (integer
@@ -155,7 +161,15 @@ impl Builder<'_> {
 
     /// Final norm and the output head (tied to `embed` unless the weights have their own) on one
     /// position per row (`[batch, hidden]`): the `logits` output, `[batch, 1, vocab]`.
-    pub fn head(&mut self, x_last: &str, embed: &str, final_norm: &[f32], output: Option<&Linear>, batch: Dim) {
+    /// `half_embed`: the tied table is f16.
+    pub fn head(
+        &mut self,
+        x_last: &str,
+        (embed, half_embed): (&str, bool),
+        final_norm: &[f32],
+        output: Option<&Linear>,
+        batch: Dim,
+    ) {
         let (h, vocab) = (self.cfg.hidden_size, self.cfg.vocab_size);
         let x = self.rms_norm(x_last, final_norm, "model.norm.weight");
         let logits = match output {
@@ -165,9 +179,9 @@ impl Builder<'_> {
                 self.linear(&x, w, "lm_head", h, vocab)
             }
             None => {
-                let x = if self.half { self.cast(&x, dtype::FLOAT16) } else { x };
+                let x = if half_embed { self.cast(&x, dtype::FLOAT16) } else { x };
                 let mut logits = self.g.op("Gemm", &[&x, embed], vec![attr_i("transB", 1), attr_f("alpha", 1.0)]);
-                if self.half {
+                if half_embed {
                     logits = self.cast(&logits, dtype::FLOAT);
                 }
                 let ax1 = self.g.const_i64(&[1], false);

@@ -25,15 +25,10 @@ fn past_inputs(g: &mut Graph, layers: usize, dims: &[Dim]) -> Vec<(String, Strin
 /// The ONNX decoder for `cfg` with `weights`, keeping its cache in `layout`, built into `g`;
 /// returned with the model's doc string. It takes the weights by value and drops each layer's
 /// once its nodes hold them (in a [`Graph::spilling`] graph, once they are on disk), so an import
-/// never keeps two copies of the model in memory. `half`: linear layers and embeddings in f16.
-pub fn build(
-    cfg: &LlamaConfig,
-    weights: LlamaWeights,
-    layout: KvLayout,
-    half: bool,
-    g: Graph,
-) -> (Graph, &'static str) {
-    let b = Builder { g, cfg, half };
+/// never keeps two copies of the model in memory. f16 weights (`--weights fp16`) are multiplied
+/// in f16.
+pub fn build(cfg: &LlamaConfig, weights: LlamaWeights, layout: KvLayout, g: Graph) -> (Graph, &'static str) {
+    let b = Builder { g, cfg };
     match layout {
         KvLayout::Standard => (build_standard(weights, b), "llama decoder with KV cache, exported by wrapflow"),
         KvLayout::Shared | KvLayout::SharedOrt => {
@@ -120,7 +115,7 @@ fn build_shared(weights: LlamaWeights, attention: &str, mut b: Builder) -> Graph
     let mask = g.input("attention_mask", dtype::INT64, &[batch.clone(), Dim::Sym("total_sequence_length")]);
     let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), Dim::Sym("max_sequence_length"), Dim::Fixed(d as i64)];
     let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
-    let (embed, mut x) = b.embedding(embed_table, &ids);
+    let (embed, half_embed, mut x) = b.embedding(embed_table, &ids);
     let g = &mut b.g;
 
     // GroupQueryAttention's inputs from the mask: last positions (int32) and the mask width.
@@ -174,7 +169,7 @@ fn build_shared(weights: LlamaWeights, attention: &str, mut b: Builder) -> Graph
     let at = g.op("Min", &[&last, &s_last], vec![]);
     let at = g.op("Unsqueeze", &[&at, &ax1], vec![]);
     let x_last = g.op("GatherND", &[&x, &at], vec![attr_i("batch_dims", 1)]);
-    b.head(&x_last, &embed, &final_norm, output.as_ref(), batch);
+    b.head(&x_last, (&embed, half_embed), &final_norm, output.as_ref(), batch);
     b.g
 }
 
@@ -238,7 +233,7 @@ fn build_standard(weights: LlamaWeights, mut b: Builder) -> Graph {
     let kv_dims = [batch.clone(), Dim::Fixed(kvh as i64), past.clone(), Dim::Fixed(d as i64)];
     let pasts = past_inputs(g, cfg.num_hidden_layers, &kv_dims);
 
-    let (embed, mut x) = b.embedding(embed_table, &ids);
+    let (embed, half_embed, mut x) = b.embedding(embed_table, &ids);
     let g = &mut b.g;
 
     let ax2 = g.const_i64(&[2], false);
@@ -297,6 +292,6 @@ fn build_standard(weights: LlamaWeights, mut b: Builder) -> Graph {
     let g = &mut b.g;
     let last = g.const_i64(&[-1], true);
     let x_last = g.op("Gather", &[&x, &last], vec![attr_i("axis", 1)]);
-    b.head(&x_last, &embed, &final_norm, output.as_ref(), batch);
+    b.head(&x_last, (&embed, half_embed), &final_norm, output.as_ref(), batch);
     b.g
 }

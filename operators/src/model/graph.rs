@@ -153,8 +153,7 @@ impl Graph {
         name.into()
     }
 
-    /// An f16 initializer from f32 values.
-    pub fn init_f16(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
+    pub fn init_f16(&mut self, name: &str, dims: &[i64], data: &[half::f16]) -> String {
         match &mut self.spill {
             Some(spill) if 2 * data.len() >= SPILL_MIN => {
                 let span = spill.put_f16(data);

@@ -12,7 +12,8 @@ use serde_json::Value as Json;
 
 use super::import::{FAMILIES, Family, ImportOptions, ModelConfig, Origin, WeightFormat, write_model};
 use super::inspect::Inspection;
-use super::llama::{LayerWeights, Linear, LlamaConfig, LlamaWeights, llama3_freq_factors};
+use super::llama::{LayerWeights, LlamaConfig, LlamaWeights, llama3_freq_factors};
+use super::quant::in_format;
 
 /// The memory-mapped safetensors files of a folder and, per tensor name, the file holding it.
 struct Shards {
@@ -144,14 +145,14 @@ fn rope_scaling(c: &Json, cfg: &mut LlamaConfig) -> anyhow::Result<()> {
 }
 
 /// Reads the layer weights of a Hugging Face folder.
-fn weights(s: &Shards, cfg: &LlamaConfig, fam: Family) -> anyhow::Result<LlamaWeights> {
+fn weights(s: &Shards, cfg: &LlamaConfig, fam: Family, format: WeightFormat) -> anyhow::Result<LlamaWeights> {
     let gemma = fam.gguf == "gemma3";
     // Gemma's RMSNorm multiplies by (1 + w); GGUF files and wrapflow's graph store 1 + w.
     let norm = |name: &str| -> anyhow::Result<Vec<f32>> {
         let w = s.f32(name)?;
         Ok(if gemma { w.iter().map(|v| v + 1.0).collect() } else { w })
     };
-    let lin = |name: &str| s.f32(name).map(Linear::F32);
+    let lin = |name: &str| s.f32(name).map(|w| in_format(w, format));
     let (h, d, f) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
     let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
     let mut layers = vec![];
@@ -213,7 +214,7 @@ fn weights(s: &Shards, cfg: &LlamaConfig, fam: Family) -> anyhow::Result<LlamaWe
     }
     let output = if s.has("lm_head.weight") { Some(lin("lm_head.weight")?) } else { None };
     Ok(LlamaWeights {
-        embed: s.f32("model.embed_tokens.weight")?,
+        embed: in_format(s.f32("model.embed_tokens.weight")?, format),
         layers,
         final_norm: norm("model.norm.weight")?,
         output,
@@ -284,7 +285,7 @@ pub fn import_folder(dir: &Path, out: &Path, opts: &ImportOptions) -> anyhow::Re
          use --weights fp32 or fp16, or a GGUF of the model"
     );
     let cfg = config(c, fam)?;
-    let weights = weights(&Shards::open(dir)?, &cfg, fam)?;
+    let weights = weights(&Shards::open(dir)?, &cfg, fam, format)?;
     let id = |k: &str| match raw.get(k).or(c.get(k)) {
         Some(Json::Array(a)) => a.first().and_then(Json::as_u64).map(|v| v as u32),
         Some(v) => v.as_u64().map(|v| v as u32),

@@ -20,7 +20,7 @@ use super::graph::Graph;
 use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
 pub use super::quant::WeightFormat;
 use super::quant::{TypeAction, import_actions};
-use super::quant::{dequantize, linear, unpermute_rows};
+use super::quant::{dequantize, dequantized_as, linear, unpermute_rows};
 
 impl std::str::FromStr for KvLayout {
     type Err = anyhow::Error;
@@ -164,7 +164,6 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
     if g.tensor("rope_factors_long.weight").is_ok() || g.tensor("rope_factors_short.weight").is_ok() {
         bail!("LongRoPE scaling (rope_factors_long/short, as in Phi-3 128k models) is not supported");
     }
-    let q4 = format == WeightFormat::Q4;
     let t = |name: &str| g.tensor(name);
     let d = cfg.head_dim();
     let q_src = unpermute_rows(cfg.num_attention_heads * d, cfg.num_attention_heads);
@@ -200,17 +199,17 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
         let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
         // Phi-3 fuses Q, K and V into one tensor, and the gate and up projections into another.
         let [q, k, v] = match g.tensor(&p("attn_qkv")) {
-            Ok(fused) => split3(linear(g, fused, q4, None)?.split_rows(h, &[q_rows, kv_rows, kv_rows])),
+            Ok(fused) => split3(linear(g, fused, format, None)?.split_rows(h, &[q_rows, kv_rows, kv_rows])),
             Err(_) => [
-                linear(g, t(&p("attn_q"))?, q4, q_src)?,
-                linear(g, t(&p("attn_k"))?, q4, k_src)?,
-                linear(g, t(&p("attn_v"))?, q4, None)?,
+                linear(g, t(&p("attn_q"))?, format, q_src)?,
+                linear(g, t(&p("attn_k"))?, format, k_src)?,
+                linear(g, t(&p("attn_v"))?, format, None)?,
             ],
         };
         let (gate, up) = match g.tensor(&p("ffn_gate")) {
-            Ok(gate) => (linear(g, gate, q4, None)?, linear(g, t(&p("ffn_up"))?, q4, None)?),
+            Ok(gate) => (linear(g, gate, format, None)?, linear(g, t(&p("ffn_up"))?, format, None)?),
             Err(_) => {
-                let [gate, up, _] = split3(linear(g, t(&p("ffn_up"))?, q4, None)?.split_rows(h, &[f, f, 0]));
+                let [gate, up, _] = split3(linear(g, t(&p("ffn_up"))?, format, None)?.split_rows(h, &[f, f, 0]));
                 (gate, up)
             }
         };
@@ -219,19 +218,19 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
             q,
             k,
             v,
-            o: linear(g, t(&p("attn_output"))?, q4, None)?,
+            o: linear(g, t(&p("attn_output"))?, format, None)?,
             ffn_norm: dequantize(g, t(&p("ffn_norm"))?)?,
             gate,
             up,
-            down: linear(g, t(&p("ffn_down"))?, q4, None)?,
+            down: linear(g, t(&p("ffn_down"))?, format, None)?,
             qkv_bias,
             qk_norm,
             post_norms,
         });
     }
-    let output = g.tensor("output.weight").ok().map(|t| linear(g, t, q4, None)).transpose()?;
+    let output = g.tensor("output.weight").ok().map(|t| linear(g, t, format, None)).transpose()?;
     Ok(LlamaWeights {
-        embed: dequantize(g, t("token_embd.weight")?)?,
+        embed: dequantized_as(g, t("token_embd.weight")?, format)?,
         layers,
         final_norm: dequantize(g, t("output_norm.weight")?)?,
         output,
@@ -276,8 +275,7 @@ pub fn write_model(
     let tied = weights.output.is_none();
     let Origin { source, special, family, tensors } = origin;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let half = opts.weights == WeightFormat::Fp16;
-    let (graph, doc) = build(cfg, weights, opts.kv_cache, half, Graph::spilling(out)?);
+    let (graph, doc) = build(cfg, weights, opts.kv_cache, Graph::spilling(out)?);
     let written = graph.write(out, doc, &[("source", source.to_string())], opts.external_data)?;
     let config = ModelConfig {
         llama: cfg.clone(),

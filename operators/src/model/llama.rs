@@ -143,6 +143,8 @@ pub enum KvLayout {
 pub enum Linear {
     /// Row-major `[out, in]`.
     F32(Vec<f32>),
+    /// Row-major `[out, in]` in f16 (`--weights fp16`): the graph multiplies it in f16.
+    F16(Vec<half::f16>),
     /// 4-bit blocks of 32: `[out, in/32, 16]` packed bytes (element `2i` in the low nibble of
     /// byte `i`), a scale and a minimum per block: `w = scale * q + min` (GGUF's Q4_1).
     Q4 { packed: Vec<u8>, scales: Vec<f32>, mins: Vec<f32> },
@@ -153,6 +155,14 @@ impl Linear {
     pub fn stack(parts: &[&Linear]) -> Linear {
         match parts[0] {
             Linear::F32(_) => Linear::F32(parts.iter().flat_map(|p| p.to_f32()).collect()),
+            Linear::F16(_) => {
+                let halves: Option<Vec<&[half::f16]>> =
+                    parts.iter().map(|p| if let Linear::F16(w) = p { Some(&w[..]) } else { None }).collect();
+                match halves {
+                    Some(h) => Linear::F16(h.concat()),
+                    None => Linear::F32(parts.iter().flat_map(|p| p.to_f32()).collect()),
+                }
+            }
             Linear::Q4 { .. } => {
                 let (mut packed, mut scales, mut mins) = (vec![], vec![], vec![]);
                 for p in parts {
@@ -181,6 +191,7 @@ impl Linear {
                 start += rows;
                 match self {
                     Linear::F32(w) => Linear::F32(w[r.start * n_in..r.end * n_in].to_vec()),
+                    Linear::F16(w) => Linear::F16(w[r.start * n_in..r.end * n_in].to_vec()),
                     Linear::Q4 { packed, scales, mins } => {
                         let blocks = n_in / 32;
                         Linear::Q4 {
@@ -198,6 +209,7 @@ impl Linear {
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
             Linear::F32(w) => w.clone(),
+            Linear::F16(w) => w.iter().map(|x| x.to_f32()).collect(),
             Linear::Q4 { packed, scales, mins } => packed
                 .chunks_exact(16)
                 .zip(scales.iter().zip(mins))
@@ -228,8 +240,9 @@ pub struct LayerWeights {
 }
 
 pub struct LlamaWeights {
-    /// `[vocab, hidden]`, also the output head when `output` is `None` (tied).
-    pub embed: Vec<f32>,
+    /// `[vocab, hidden]` (f32, or f16 for `--weights fp16`), also the output head when `output`
+    /// is `None` (tied).
+    pub embed: Linear,
     pub layers: Vec<LayerWeights>,
     pub final_norm: Vec<f32>,
     /// A separate output head `[vocab, hidden]` (Llama 3 8B, Qwen2.5 7B, Mistral).
@@ -241,7 +254,7 @@ impl LlamaWeights {
     pub fn dequantized(&self) -> LlamaWeights {
         let f = |l: &Linear| Linear::F32(l.to_f32());
         LlamaWeights {
-            embed: self.embed.clone(),
+            embed: f(&self.embed),
             final_norm: self.final_norm.clone(),
             output: self.output.as_ref().map(f),
             layers: self

@@ -61,8 +61,8 @@ impl Spill {
         self.put_parts(4 * values.len() as u64, values.chunks(1 << 14).map(f32_bytes))
     }
 
-    /// Appends values as little-endian f16, a chunk at a time.
-    pub fn put_f16(&mut self, values: &[f32]) -> Span {
+    /// Appends f16 values (little-endian) a chunk at a time.
+    pub fn put_f16(&mut self, values: &[half::f16]) -> Span {
         self.put_parts(2 * values.len() as u64, values.chunks(1 << 14).map(f16_bytes))
     }
 
@@ -103,9 +103,9 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Little-endian f16 bytes of f32 values (rounded to nearest).
-pub fn f16_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()
+/// Little-endian bytes of f16 values.
+pub fn f16_bytes(v: &[half::f16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// A length-delimited field's key and length prefix.

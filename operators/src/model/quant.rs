@@ -77,16 +77,22 @@ fn four_bit_blocks(ty: u32, b: &[u8]) -> Vec<([u8; 32], f32, f32)> {
     }
 }
 
-/// A linear weight of GGUF shape `(in, out)`: 4-bit types (see [`keeps_four_bits`]) stay 4-bit
-/// when `keep_q4`, everything else becomes f32. `row_src` reorders output rows (for Q and K).
-pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>) -> anyhow::Result<Linear> {
+/// A linear weight of GGUF shape `(in, out)` in `format`: with `Q4`, 4-bit types (see
+/// [`keeps_four_bits`]) stay 4-bit and the rest become f32; with `Fp16`, f16 (converted tensor by
+/// tensor, so the import never holds the model in f32); else f32. `row_src` reorders output rows
+/// (for Q and K).
+pub fn linear(g: &Gguf, t: &TensorInfo, format: WeightFormat, row_src: Option<&[usize]>) -> anyhow::Result<Linear> {
     let (n_in, n_out) = (t.dims[0] as usize, t.dims[1] as usize);
-    if !(keep_q4 && keeps_four_bits(t.ggml_type)) {
+    if format == WeightFormat::Fp16 && row_src.is_none() {
+        return dequantized_as(g, t, format);
+    }
+    if !(format == WeightFormat::Q4 && keeps_four_bits(t.ggml_type)) {
         let w = dequantize(g, t)?;
-        return Ok(Linear::F32(match row_src {
+        let w = match row_src {
             Some(src) => permute_rows(&w, n_in, src),
             None => w,
-        }));
+        };
+        return Ok(in_format(w, format));
     }
     let (block_elems, block_bytes) = ggml::block_size(t.ggml_type)?;
     let len = byte_len(t.ggml_type, n_in * n_out)?;
@@ -110,6 +116,33 @@ pub fn linear(g: &Gguf, t: &TensorInfo, keep_q4: bool, row_src: Option<&[usize]>
     }
     g.release(t, len);
     Ok(Linear::Q4 { packed, scales, mins })
+}
+
+/// A tensor dequantized into the form `format` keeps in memory: f16 for `Fp16`, converted 64
+/// rows at a time (a 262k-row embedding never exists in f32), else f32.
+pub fn dequantized_as(g: &Gguf, t: &TensorInfo, format: WeightFormat) -> anyhow::Result<Linear> {
+    if format != WeightFormat::Fp16 {
+        return Ok(Linear::F32(dequantize(g, t)?));
+    }
+    let n = t.elements() as usize;
+    let len = byte_len(t.ggml_type, n).with_context(|| format!("tensor {}", t.name))?;
+    let row_bytes = byte_len(t.ggml_type, t.dims[0] as usize)?.max(1);
+    let (mut out, mut rows) = (Vec::with_capacity(n), Vec::new());
+    for chunk in g.tensor_bytes(t, len)?.chunks(64 * row_bytes) {
+        rows.clear();
+        ggml::dequantize_into(t.ggml_type, chunk, &mut rows)?;
+        out.extend(rows.iter().map(|&x| f16::from_f32(x)));
+    }
+    g.release(t, len);
+    Ok(Linear::F16(out))
+}
+
+/// f32 values as the linear weight `format` keeps in memory (f16 for `Fp16`, else f32).
+pub fn in_format(w: Vec<f32>, format: WeightFormat) -> Linear {
+    match format {
+        WeightFormat::Fp16 => Linear::F16(w.iter().map(|&x| f16::from_f32(x)).collect()),
+        _ => Linear::F32(w),
+    }
 }
 
 /// Weight formats of an imported model.
@@ -222,7 +255,7 @@ mod tests {
         let deq = dequantize(&g, t).unwrap();
         let want: Vec<f32> = (0..32).map(|e| 0.5 * (e % 16) as f32 - 1.0).collect();
         assert_eq!(deq, want);
-        assert_eq!(linear(&g, t, true, None).unwrap().to_f32(), want, "4-bit repacking keeps every weight");
+        assert_eq!(linear(&g, t, WeightFormat::Q4, None).unwrap().to_f32(), want, "4-bit repacking keeps every weight");
     }
 
     #[test]

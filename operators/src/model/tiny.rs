@@ -71,7 +71,7 @@ pub fn tiny_weights(cfg: &LlamaConfig, seed: u64, format: WeightFormat) -> Llama
         .collect();
     LlamaWeights {
         // Small embeddings keep the tied head's logits spread out, so sampling has choices.
-        embed: (0..cfg.vocab_size * h).map(|_| rng.random_range(-0.25f32..0.25)).collect(),
+        embed: Linear::F32((0..cfg.vocab_size * h).map(|_| rng.random_range(-0.25f32..0.25)).collect()),
         layers,
         final_norm: norm(&mut rng),
         output: None,
