@@ -1,9 +1,12 @@
 """The reference for the engine benchmark: a plain Python ONNX Runtime greedy loop with a KV
-cache, one prompt at a time, on the same model file and prompts (written by bench_engine).
-Prints generated tok/s and whether its greedy tokens equal the engine's.
+cache (optimum's past/present layout), on the same model file and prompts as bench_engine
+(target/bench-out/engine_prompts.json), at the same batch and threads: each batch is left-padded,
+prefilled in one run, then decoded a token per run. Prints one JSON line with prefill, decode and
+generated tok/s (generated tokens over the whole time), and whether its greedy tokens equal the
+engine's.
 
-usage: python ort_reference.py MODEL_DIR [ENGINE_IDS_JSON]
-needs: pip install onnxruntime==1.31.1 numpy
+usage: python ort_reference.py MODEL_DIR BATCH THREADS [ENGINE_IDS_JSON]
+needs: onnxruntime==1.31.1 and numpy (benchmarks/compare.sh installs them into .venv)
 """
 
 import json
@@ -13,35 +16,61 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-model_dir = sys.argv[1]
+model_dir, batch, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cfg = json.load(open(f"{model_dir}/config.json"))
 layers, kvh = cfg["num_hidden_layers"], cfg["num_key_value_heads"]
-head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
-sess = ort.InferenceSession(f"{model_dir}/model.onnx", providers=["CPUExecutionProvider"])
+head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = threads
+opts.inter_op_num_threads = 1
+sess = ort.InferenceSession(f"{model_dir}/model.onnx", opts, providers=["CPUExecutionProvider"])
+names = [o.name for o in sess.get_outputs()]
 prompts = json.load(open("target/bench-out/engine_prompts.json"))
 new_tokens = 128
+pad = cfg.get("pad_token_id") or 0
 
-outs, t0 = [], time.time()
-for ids in prompts:
-    past = {f"past_key_values.{l}.{k}": np.zeros((1, kvh, 0, head_dim), np.float32) for l in range(layers) for k in ("key", "value")}
-    cur = np.array([ids], np.int64)
-    n, gen = len(ids), []
-    pos = np.arange(n, dtype=np.int64)[None]
+outs, prefill_s, decode_s, prompt_tokens = [], 0.0, 0.0, 0
+t0 = time.time()
+for start in range(0, len(prompts), batch):
+    group = prompts[start : start + batch]
+    width = max(len(p) for p in group)
+    ids = np.array([[pad] * (width - len(p)) + p for p in group], np.int64)
+    mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in group], np.int64)
+    pos = np.maximum(mask.cumsum(1) - 1, 0)
+    past = {
+        f"past_key_values.{l}.{k}": np.zeros((len(group), kvh, 0, head_dim), np.float32)
+        for l in range(layers)
+        for k in ("key", "value")
+    }
+    gen = [[] for _ in group]
+    prompt_tokens += sum(len(p) for p in group)
     for step in range(new_tokens):
-        feed = {"input_ids": cur, "attention_mask": np.ones((1, n), np.int64), "position_ids": pos, **past}
-        res = sess.run(None, feed)
-        names = [o.name for o in sess.get_outputs()]
-        out = dict(zip(names, res))
-        tok = int(out["logits"][0, -1].argmax())
-        gen.append(tok)
+        t = time.time()
+        out = dict(zip(names, sess.run(None, {"input_ids": ids, "attention_mask": mask, "position_ids": pos, **past})))
+        if step == 0:
+            prefill_s += time.time() - t
+        else:
+            decode_s += time.time() - t
+        tok = out["logits"][:, -1].argmax(-1)
+        for g, x in zip(gen, tok):
+            g.append(int(x))
         past = {f"past_key_values.{l}.{k}": out[f"present.{l}.{k}"] for l in range(layers) for k in ("key", "value")}
-        cur = np.array([[tok]], np.int64)
-        pos = np.array([[n]], np.int64)
-        n += 1
-    outs.append(gen)
+        ids = tok[:, None].astype(np.int64)
+        pos = pos[:, -1:] + 1
+        mask = np.concatenate([mask, np.ones((len(group), 1), np.int64)], 1)
+    outs.extend(gen)
 wall = time.time() - t0
-print(json.dumps({"what": "python onnxruntime loop", "generated_tok_s": round(len(prompts) * new_tokens / wall, 1), "wall_s": round(wall, 1)}))
-if len(sys.argv) > 2:
-    engine = json.load(open(sys.argv[2]))
-    same = sum(a == b for a, b in zip(outs, engine))
-    print(json.dumps({"identical_greedy_sequences": f"{same}/{len(outs)}"}))
+generated = len(prompts) * new_tokens
+result = {
+    "what": "python onnxruntime loop",
+    "batch": batch,
+    "threads": threads,
+    "prefill_tok_s": round(prompt_tokens / prefill_s, 1),
+    "decode_tok_s": round((generated - len(prompts)) / decode_s, 1),
+    "generated_tok_s": round(generated / wall, 1),
+    "wall_s": round(wall, 1),
+}
+if len(sys.argv) > 4:
+    engine = json.load(open(sys.argv[4]))
+    result["identical_greedy_sequences"] = f"{sum(a == b for a, b in zip(outs, engine))}/{len(outs)}"
+print(json.dumps(result))
