@@ -90,6 +90,14 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
 
     let synthetic = read_parquet_rows(&out.join("synthetic"));
     assert_eq!(synthetic.len() as u64, r.accepted);
+    // Throughput and where the time went: accepted tokens are the styles' kept tokens; the
+    // model's prefill and decode, token choice and the gates each took measurable time.
+    assert_eq!(r.accepted_tokens, r.styles.values().map(|st| st.tokens).sum::<u64>());
+    assert!(r.accepted_tokens > 0 && r.accepted_tokens <= r.generated_tokens);
+    for part in ["prefill", "decode", "token_choice", "retry_ranking", "gates"] {
+        assert!(r.seconds.contains_key(part), "{part} in {:?}", r.seconds);
+    }
+    assert!(r.seconds["prefill"] > 0.0 && r.seconds["decode"] > 0.0 && r.seconds["gates"] > 0.0, "{:?}", r.seconds);
     assert!(r.styles["echo"].accepted > 0, "the echo style keeps only the empty gate");
     let gate_rejects: Vec<Value> =
         read_rejects(&out.join("rejects")).into_iter().filter(|x| x["stage"] == "gate").collect();

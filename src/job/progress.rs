@@ -147,8 +147,12 @@ pub fn report(progress: Arc<Progress>, mode: Mode) -> Reporter {
                 let chunks = progress.counter("chunk.chunks");
                 let rephrased = progress.counter("rephrase.answers");
                 let gen_rate = progress.counter("rephrase.generated_tokens") as f64 / start.elapsed().as_secs_f64();
-                let mut wrap =
-                    if rephrased > 0 { format!(", {rephrased} rephrased ({gen_rate:.0} tok/s)") } else { String::new() };
+                let kept_rate = progress.counter("gates.accepted_tokens") as f64 / start.elapsed().as_secs_f64();
+                let mut wrap = if rephrased > 0 {
+                    format!(", {rephrased} rephrased ({gen_rate:.0} tok/s generated, {kept_rate:.0} tok/s accepted)")
+                } else {
+                    String::new()
+                };
                 wrap += &remote_part(&progress, start);
                 wrap += &checkpoint_part(&progress);
                 match &bar {

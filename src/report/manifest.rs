@@ -202,6 +202,17 @@ pub struct RephraseOut {
     pub max_queued_per_worker: u64,
     /// Generated tokens per second of wall time, all workers together.
     pub gen_tok_s: f64,
+    /// Tokens of the accepted synthetic rows, and per second of wall time.
+    #[serde(default)]
+    pub accepted_tokens: u64,
+    #[serde(default)]
+    pub accepted_tok_s: f64,
+    /// Where the rephrasing time went, seconds summed over workers: `prefill` and `decode` (the
+    /// model's runs), `token_choice` (sampling, repeat blocking, the number and name guards'
+    /// masks), `retry_ranking` (gating answers to decide on retries, the embedder included) and
+    /// `gates` (the gate stage, its embedder included).
+    #[serde(default)]
+    pub seconds: BTreeMap<String, f64>,
     /// The endpoint, for a plan that rephrases on a server (without credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteOut>,

@@ -49,6 +49,13 @@ pub fn merge(
     let real_chunks = metrics.counter("fanout.chunks");
     out.real_fk_grade = (real_chunks > 0).then(|| metrics.sum("fanout.source_fk_grade") / real_chunks as f64);
     out.gen_tok_s = out.generated_tokens as f64 / wall_s.max(1e-9);
+    out.accepted_tokens = metrics.counter("gates.accepted_tokens");
+    out.accepted_tok_s = out.accepted_tokens as f64 / wall_s.max(1e-9);
+    out.seconds = metrics
+        .sums
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("time.")?.strip_suffix("_s")?.to_string(), *v)))
+        .collect();
     out.remote = spec.remote().map(|r| {
         let latency = metrics.histogram("remote.latency_s");
         RemoteOut {

@@ -78,7 +78,17 @@ pub fn summary(m: &Manifest) -> Table {
         format!("{:.0} docs/s, {:.1} MB/s", m.timings.docs_per_s, m.timings.input_mb_per_s),
     ]);
     if let Some(r) = &m.rephrase {
-        t.add_row(vec!["generation".into(), format!("{:.1} generated tok/s", r.gen_tok_s)]);
+        t.add_row(vec![
+            "generation".into(),
+            format!(
+                "{:.1} generated tok/s, {:.1} accepted tok/s ({} of {} tokens kept)",
+                r.gen_tok_s, r.accepted_tok_s, r.accepted_tokens, r.generated_tokens
+            ),
+        ]);
+        if !r.seconds.is_empty() {
+            let parts: Vec<String> = r.seconds.iter().map(|(k, v)| format!("{k} {v:.1} s")).collect();
+            t.add_row(vec!["rephrase time".into(), parts.join(", ")]);
+        }
     }
     t
 }

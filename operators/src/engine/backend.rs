@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::constrain::NumberGuard;
 use super::decoder::Decoder;
-use super::generate::{Batcher, Finish, GenerationConfig, Prompt, SoftStop};
+use super::generate::{Batcher, Finish, GenerationConfig, Prompt, SoftStop, Timing};
 use super::names::NameGuard;
 
 /// One generation: what a style asks of the model for one chunk, in the forms backends need.
@@ -74,6 +74,10 @@ pub trait Backend {
     /// Requests submitted and not yet handed back.
     fn outstanding(&self) -> usize;
     fn lineage(&self) -> Lineage;
+    /// Where the model's time went so far (in process; zero for a server, whose time is its own).
+    fn timing(&self) -> Timing {
+        Timing::default()
+    }
 }
 
 /// The prompt text of a request for a model in this process: the chat turns in the model's
@@ -156,6 +160,10 @@ impl Backend for LocalBackend {
 
     fn outstanding(&self) -> usize {
         self.batcher.outstanding()
+    }
+
+    fn timing(&self) -> Timing {
+        self.batcher.timing.clone()
     }
 
     fn lineage(&self) -> Lineage {

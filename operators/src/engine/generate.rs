@@ -136,6 +136,26 @@ pub struct Timing {
     pub prefill_s: f64,
     pub decode_tokens: u64,
     pub decode_s: f64,
+    /// Of `decode_s`: choosing each step's tokens from the logits (sampling, repeat blocking and
+    /// the number and name guards' masks).
+    #[serde(default)]
+    pub select_s: f64,
+}
+
+impl Timing {
+    /// What was spent since `earlier` (all of `self` when the counts restarted in between).
+    pub fn since(&self, earlier: &Timing) -> Timing {
+        if self.prefill_s < earlier.prefill_s || self.decode_s < earlier.decode_s {
+            return self.clone();
+        }
+        Timing {
+            prefill_tokens: self.prefill_tokens - earlier.prefill_tokens,
+            prefill_s: self.prefill_s - earlier.prefill_s,
+            decode_tokens: self.decode_tokens - earlier.decode_tokens,
+            decode_s: self.decode_s - earlier.decode_s,
+            select_s: self.select_s - earlier.select_s,
+        }
+    }
 }
 
 struct Row {
@@ -327,11 +347,13 @@ impl Batcher {
         let cached: Vec<usize> = rows.iter().map(|r| r.cached).collect();
         let mut logits = kv.step(dec, &last, &cached)?;
         let v = logits.len() / rows.len();
+        let t1 = Instant::now();
         for (j, r) in rows.iter_mut().enumerate() {
             r.cached += 1;
             let t = pick(dec, r, &mut logits[j * v..(j + 1) * v], cfg);
             push_token(dec, r, t, cfg);
         }
+        self.timing.select_s += t1.elapsed().as_secs_f64();
         self.timing.decode_tokens += rows.len() as u64;
         self.timing.decode_s += t0.elapsed().as_secs_f64();
         Ok(())

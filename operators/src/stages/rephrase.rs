@@ -30,6 +30,7 @@ use timely::progress::Timestamp;
 use crate::engine::backend::render;
 use crate::engine::{
     Answer, Backend, Decoder, Finish, GenerationConfig, NameGuard, NumberGuard, Request, SessionConfig, SoftStop,
+    Timing,
 };
 use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
@@ -138,6 +139,8 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
             held: BTreeMap::new(),
             tasks: HashMap::new(),
             ready: Vec::new(),
+            seen: Timing::default(),
+            ranking_s: 0.0,
         };
         let (metrics, ctx) = (ctx.metrics.clone(), ctx.clone());
         self.unary_frontier(Pipeline, "Rephrase", move |_cap, info| {
@@ -156,6 +159,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                     let polled =
                         work.backend.poll(slice.saturating_sub(t0.elapsed()), &mut |i, a| finished.push((i, a)));
                     finished.into_iter().for_each(|(i, a)| work.finish(i, a));
+                    work.count_time(&metrics);
                     if let Err(e) = polled {
                         // Nothing more can be answered: the run fails without emitting the tasks
                         // left (they are neither rows nor rejects), so it resumes them.
@@ -194,9 +198,32 @@ struct Work<T: Timestamp> {
     tasks: HashMap<usize, Queued<T>>,
     /// Answers chosen, to emit at their time.
     ready: Vec<(T, Rephrased)>,
+    /// The backend's timing when last counted, and the seconds spent ranking answers for retries
+    /// (the meaning gate's embedder among them) since.
+    seen: Timing,
+    ranking_s: f64,
 }
 
 impl<T: Timestamp + TotalOrder> Work<T> {
+    /// Adds the time spent since the last call to `time.*_s`: the model's prefill and decode
+    /// steps, choosing tokens (sampling and the guards' masks), and ranking answers for retries.
+    fn count_time(&mut self, metrics: &Metrics) {
+        let now = self.backend.timing();
+        let d = now.since(&self.seen);
+        let ranking = std::mem::take(&mut self.ranking_s);
+        self.seen = now;
+        metrics.update(|m| {
+            for (name, s) in [
+                ("time.prefill_s", d.prefill_s),
+                ("time.decode_s", d.decode_s - d.select_s),
+                ("time.token_choice_s", d.select_s),
+                ("time.retry_ranking_s", ranking),
+            ] {
+                *m.sums.entry(name.into()).or_default() += s;
+            }
+        });
+    }
+
     /// Takes a task arriving at `cap`'s time.
     fn accept(&mut self, cap: &Capability<T>, task: StyleTask) {
         let time = cap.time().clone();
@@ -242,7 +269,9 @@ impl<T: Timestamp + TotalOrder> Work<T> {
             task,
         };
         let total = r.spent_tokens;
+        let t0 = Instant::now();
         let rank = rank(&mut r, style, &cfg.retry_gates, self.embedder.as_ref());
+        self.ranking_s += t0.elapsed().as_secs_f64();
         let best = match best {
             Some((b, br)) if br <= rank => (b, br),
             _ => (r, rank),

@@ -284,6 +284,7 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
                         // Without a tokenizer the run has failed (see `ctx.fail`): drop the input.
                         let Some(tok) = &tokenizer else { return };
                         for batch in data {
+                            let t0 = std::time::Instant::now();
                             let rows: Vec<Rephrased> = std::mem::take(batch);
                             let emb = ctx.embedder.as_ref();
                             let cos = cosines(emb.map(|e| e.borrow_mut()).as_deref_mut(), &rows);
@@ -295,6 +296,8 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
                                 }
                                 session.give(judged);
                             }
+                            let s = t0.elapsed().as_secs_f64();
+                            ctx.metrics.update(|m| *m.sums.entry("time.gates_s".into()).or_default() += s);
                         }
                     });
                 }
@@ -323,6 +326,7 @@ fn count(m: &mut MetricSet, judged: &Result<Synthetic, Reject>, cos: f64) {
             {
                 *m.counters.entry(format!("{p}{name}")).or_default() += n;
             }
+            *m.counters.entry("gates.accepted_tokens".into()).or_default() += s.n_tokens as u64;
             *m.sums.entry(format!("{p}fk_grade")).or_default() += flesch_kincaid_grade(&s.text);
             let flags = [("with_new_entities", s.new_entities > 0), ("with_unsupported", s.unsupported_sentences > 0)];
             for (name, _) in flags.iter().chain(&[("trimmed", s.trimmed)]).filter(|f| f.1) {
