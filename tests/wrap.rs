@@ -94,7 +94,7 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     // model's prefill and decode, token choice and the gates each took measurable time.
     assert_eq!(r.accepted_tokens, r.styles.values().map(|st| st.tokens).sum::<u64>());
     assert!(r.accepted_tokens > 0 && r.accepted_tokens <= r.generated_tokens);
-    for part in ["prefill", "decode", "token_choice", "retry_ranking", "gates"] {
+    for part in ["prefill", "decode", "token_choice", "retry_ranking", "gates", "sinks"] {
         assert!(r.seconds.contains_key(part), "{part} in {:?}", r.seconds);
     }
     assert!(r.seconds["prefill"] > 0.0 && r.seconds["decode"] > 0.0 && r.seconds["gates"] > 0.0, "{:?}", r.seconds);

@@ -209,8 +209,9 @@ pub struct RephraseOut {
     pub accepted_tok_s: f64,
     /// Where the rephrasing time went, seconds summed over workers: `prefill` and `decode` (the
     /// model's runs), `token_choice` (sampling, repeat blocking, the number and name guards'
-    /// masks), `retry_ranking` (gating answers to decide on retries, the embedder included) and
-    /// `gates` (the gate stage, its embedder included).
+    /// masks), `retry_ranking` (gating answers to decide on retries, the embedder included),
+    /// `gates` (the gate stage, its embedder included) and `sinks` (the shard sinks' encoding and
+    /// waits on uploads).
     #[serde(default)]
     pub seconds: BTreeMap<String, f64>,
     /// The endpoint, for a plan that rephrases on a server (without credentials).

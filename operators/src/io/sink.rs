@@ -277,6 +277,9 @@ where
         let mut cap = Some(cap);
         let mut done = Vec::new();
         move |(input, frontier), output| {
+            // Time in this operator (encoding, and waiting on uploads past the in-flight bound)
+            // counts toward `time.sinks_s`; uploads themselves run beside the dataflow.
+            let t0 = std::time::Instant::now();
             let mut w = w.borrow_mut();
             input.for_each_stamp(|stamp, data| {
                 let Some(stamp) = stamp.retain_least(output.output_index()) else { return };
@@ -326,6 +329,8 @@ where
                 // Nothing else wakes the operator when an upload ends.
                 activator.activate_after(std::time::Duration::from_millis(5));
             }
+            let s = t0.elapsed().as_secs_f64();
+            ctx.metrics.update(|m| *m.sums.entry("time.sinks_s".into()).or_default() += s);
         }
     })
     .container::<Vec<ShardInfo>>()
