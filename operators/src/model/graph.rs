@@ -153,6 +153,7 @@ impl Graph {
         name.into()
     }
 
+    /// An f16 initializer (`--weights fp16`).
     pub fn init_f16(&mut self, name: &str, dims: &[i64], data: &[half::f16]) -> String {
         match &mut self.spill {
             Some(spill) if 2 * data.len() >= SPILL_MIN => {

@@ -131,7 +131,7 @@ pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
         ),
     }
     if let Ok(t) = g.tensor("rope_freqs.weight") {
-        let factors = super::quant::dequantize(g, t)?;
+        let factors = dequantize(g, t)?;
         ensure!(
             factors.len() == cfg.head_dim() / 2,
             "rope_freqs has {} values for head size {}",
@@ -237,14 +237,21 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
     })
 }
 
-/// How to write an imported model.
-#[derive(Clone, Copy, Debug, Default)]
+/// How to write an imported model. The default is the command line's: fp32 weights, the shared
+/// KV cache, weights inside model.onnx while they fit.
+#[derive(Clone, Copy, Debug)]
 pub struct ImportOptions {
     pub weights: WeightFormat,
     pub kv_cache: KvLayout,
     /// Keep the weights in `model.onnx.data` beside `model.onnx` even when the model is small
     /// enough to hold them (it always does past protobuf's 2 GiB limit).
     pub external_data: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions { weights: WeightFormat::Fp32, kv_cache: KvLayout::Shared, external_data: false }
+    }
 }
 
 /// What [`write_model`] records about where a model came from.
