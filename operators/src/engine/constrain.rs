@@ -137,6 +137,35 @@ pub struct TokenTable {
     with_upper: Vec<u32>,
 }
 
+/// The name guard's verdicts after one line: inside a capitalised word (mid-sentence, or an
+/// acronym) every token continues or closes it, and tokens that close it without a capital of
+/// their own share one verdict (`closes_ok`); elsewhere only tokens with a capital are checked.
+struct NameCheck<'a> {
+    guard: &'a NameGuard,
+    line: &'a str,
+    /// `Some(whether closing the open word is allowed)` inside a capitalised word.
+    closes_ok: Option<bool>,
+}
+
+impl<'a> NameCheck<'a> {
+    fn new(guard: &'a NameGuard, line: &'a str) -> Self {
+        let open_len: usize = line.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
+        let open = &line[line.len() - open_len..];
+        let in_name = open.chars().next().is_some_and(char::is_uppercase)
+            && (acronym(open) || !sentence_start(&line[..line.len() - open_len]));
+        NameCheck { guard, line, closes_ok: in_name.then(|| guard.allows(line, " ")) }
+    }
+
+    fn allows(&self, t: &str) -> bool {
+        let upper = t.chars().any(char::is_uppercase);
+        match self.closes_ok {
+            Some(closes_ok) if !(t.starts_with(word_char) || upper) => closes_ok,
+            Some(_) => self.guard.allows(self.line, t),
+            None => !upper || self.guard.allows(self.line, t),
+        }
+    }
+}
+
 impl TokenTable {
     pub fn new(tokenizer: &Tokenizer, logits: usize) -> Self {
         let text: Vec<String> =
@@ -151,10 +180,7 @@ impl TokenTable {
     /// Masks every token of `logits` that `guard` forbids after `line` (see [`NameGuard`]).
     /// When that would leave no token at all, nothing is masked and it returns false.
     pub fn mask_names(&self, guard: &NameGuard, line: &str, logits: &mut [f32]) -> bool {
-        let open_len: usize = line.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
-        let open = &line[line.len() - open_len..];
-        let in_name = open.chars().next().is_some_and(char::is_uppercase)
-            && (acronym(open) || !sentence_start(&line[..line.len() - open_len]));
+        let check = NameCheck::new(guard, line);
         let mut masked: Vec<(usize, f32)> = Vec::new();
         let mut forbid = |id: usize, forbidden: bool, logits: &mut [f32]| {
             if let Some(x) = logits.get_mut(id).filter(|x| x.is_finite())
@@ -164,19 +190,15 @@ impl TokenTable {
                 *x = f32::NEG_INFINITY;
             }
         };
-        if in_name {
-            // Inside a capitalised word: every token continues or closes it. Tokens that close it
-            // without a capital of their own are decided by one check.
-            let closes_ok = guard.allows(line, " ");
+        if check.closes_ok.is_some() {
+            // Inside a capitalised word every token continues or closes it.
             for id in 0..logits.len().min(self.text.len()) {
-                let t = &self.text[id];
-                let own = t.starts_with(word_char) || t.chars().any(char::is_uppercase);
-                let ok = if own { guard.allows(line, t) } else { closes_ok };
-                forbid(id, !ok, logits);
+                forbid(id, !check.allows(&self.text[id]), logits);
             }
         } else {
+            // Elsewhere only tokens with a capital can start a name.
             for &id in &self.with_upper {
-                forbid(id as usize, !guard.allows(line, &self.text[id as usize]), logits);
+                forbid(id as usize, !check.allows(&self.text[id as usize]), logits);
             }
         }
         if !logits.iter().any(|x| x.is_finite()) {
@@ -186,6 +208,12 @@ impl TokenTable {
             return false;
         }
         true
+    }
+
+    /// Whether the name guard lets token `id` follow `line` (what [`TokenTable::mask_names`]
+    /// decides for it).
+    pub fn allows_name(&self, guard: &NameGuard, line: &str, id: usize) -> bool {
+        self.text.get(id).is_none_or(|t| NameCheck::new(guard, line).allows(t))
     }
 
     /// Masks (sets to −∞) every token of `logits` that `guard` forbids after `line`; `eos` are

@@ -384,7 +384,11 @@ fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) 
     }
     if let Some(names) = &r.names {
         let best = argmax(logits);
-        if dec.token_table().mask_names(names, &r.line, logits) && !logits[best].is_finite() {
+        let table = dec.token_table();
+        // A greedy choice the guard allows stays the choice after masking: skip the scan of the
+        // vocabulary, which otherwise dominates a step's token choice.
+        let kept = r.temperature <= 0.0 && logits[best].is_finite() && table.allows_name(names, &r.line, best);
+        if !kept && table.mask_names(names, &r.line, logits) && !logits[best].is_finite() {
             r.names_guarded += 1;
         }
     }
