@@ -49,24 +49,13 @@ impl Builder<'_> {
     pub fn linear(&mut self, x: &str, w: &Linear, name: &str, n_in: usize, n_out: usize) -> String {
         match w {
             Linear::F32(data) => {
-                // Stored transposed, `[in, out]`, so the MatMul needs no Transpose.
-                let mut t = vec![0f32; data.len()];
-                for o in 0..n_out {
-                    for i in 0..n_in {
-                        t[i * n_out + o] = data[o * n_in + i];
-                    }
-                }
+                let t = transposed(data, n_in, n_out);
                 let w = self.g.init_f32(name, &[n_in as i64, n_out as i64], &t);
                 self.g.op("MatMul", &[x, &w], vec![])
             }
             Linear::F16(data) => {
                 // f16 weights multiply f16 inputs; the result returns to f32 for the residual.
-                let mut t = vec![half::f16::ZERO; data.len()];
-                for o in 0..n_out {
-                    for i in 0..n_in {
-                        t[i * n_out + o] = data[o * n_in + i];
-                    }
-                }
+                let t = transposed(data, n_in, n_out);
                 let w = self.g.init_f16(name, &[n_in as i64, n_out as i64], &t);
                 let x = self.cast(x, dtype::FLOAT16);
                 let y = self.g.op("MatMul", &[&x, &w], vec![]);
@@ -261,4 +250,15 @@ impl Builder<'_> {
         let b = self.g.op("Mul", &[&rot, sin], vec![]);
         self.g.op("Add", &[&a, &b], vec![])
     }
+}
+
+/// A row-major `[out, in]` weight as `[in, out]`, the layout MatMul takes without a Transpose.
+fn transposed<T: Copy + Default>(data: &[T], n_in: usize, n_out: usize) -> Vec<T> {
+    let mut t = vec![T::default(); data.len()];
+    for o in 0..n_out {
+        for i in 0..n_in {
+            t[i * n_out + o] = data[o * n_in + i];
+        }
+    }
+    t
 }

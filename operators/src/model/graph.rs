@@ -77,13 +77,31 @@ impl Graph {
     }
 
     fn push_init(&mut self, name: &str, dims: &[i64], data_type: i32, raw: Vec<u8>) {
-        match &mut self.spill {
-            Some(spill) if raw.len() >= SPILL_MIN => {
-                let span = spill.put(&raw);
-                self.inits.push(Init { tensor: tensor(name, dims, data_type, vec![]), spilled: Some(span) });
-            }
-            _ => self.inits.push(Init { tensor: tensor(name, dims, data_type, raw), spilled: None }),
+        if self.spill.is_some() && raw.len() >= SPILL_MIN {
+            self.push_values(name, dims, data_type, raw.len(), |s| s.put(&raw), Vec::new);
+        } else {
+            self.inits.push(Init { tensor: tensor(name, dims, data_type, raw), spilled: None });
         }
+    }
+
+    /// An initializer of `len` bytes: written to the spill file by `spill` when the graph spills
+    /// and it is large, else held inline as `inline` makes it.
+    fn push_values(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data_type: i32,
+        len: usize,
+        spill: impl FnOnce(&mut Spill) -> super::onnx_file::Span,
+        inline: impl FnOnce() -> Vec<u8>,
+    ) {
+        let init = match &mut self.spill {
+            Some(s) if len >= SPILL_MIN => {
+                Init { tensor: tensor(name, dims, data_type, vec![]), spilled: Some(spill(s)) }
+            }
+            _ => Init { tensor: tensor(name, dims, data_type, inline()), spilled: None },
+        };
+        self.inits.push(init);
     }
 
     fn fresh(&mut self, hint: &str) -> String {
@@ -143,25 +161,14 @@ impl Graph {
     }
 
     pub fn init_f32(&mut self, name: &str, dims: &[i64], data: &[f32]) -> String {
-        match &mut self.spill {
-            Some(spill) if 4 * data.len() >= SPILL_MIN => {
-                let span = spill.put_f32(data);
-                self.inits.push(Init { tensor: tensor(name, dims, dtype::FLOAT, vec![]), spilled: Some(span) });
-            }
-            _ => self.push_init(name, dims, dtype::FLOAT, f32_bytes(data)),
-        }
+        self.push_values(name, dims, dtype::FLOAT, 4 * data.len(), |s| s.put_f32(data), || f32_bytes(data));
         name.into()
     }
 
     /// An f16 initializer (`--weights fp16`).
     pub fn init_f16(&mut self, name: &str, dims: &[i64], data: &[half::f16]) -> String {
-        match &mut self.spill {
-            Some(spill) if 2 * data.len() >= SPILL_MIN => {
-                let span = spill.put_f16(data);
-                self.inits.push(Init { tensor: tensor(name, dims, dtype::FLOAT16, vec![]), spilled: Some(span) });
-            }
-            _ => self.push_init(name, dims, dtype::FLOAT16, super::onnx_file::f16_bytes(data)),
-        }
+        let inline = || super::onnx_file::f16_bytes(data);
+        self.push_values(name, dims, dtype::FLOAT16, 2 * data.len(), |s| s.put_f16(data), inline);
         name.into()
     }
 

@@ -212,11 +212,6 @@ pub fn write(
     }
     let inits_len: u64 = inits.iter().map(|i| field_len(5, init_len(i))).sum();
     let (head, tail) = split(model, inits_len);
-    if !external {
-        // A data file left by an earlier import into this directory would no longer belong to
-        // its model.onnx (and would enter its hash).
-        let _ = std::fs::remove_file(dir.join(DATA_FILE));
-    }
     let partial = dir.join("model.onnx.partial");
     let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let mut out = Hashing { inner: BufWriter::with_capacity(1 << 20, file), hasher: blake3::Hasher::new(), bytes: 0 };
