@@ -382,17 +382,50 @@ fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) 
             r.guarded += 1;
         }
     }
-    if let Some(names) = &r.names {
+    if let Some(names) = r.names.clone() {
         let best = argmax(logits);
         let table = dec.token_table();
-        // A greedy choice the guard allows stays the choice after masking: skip the scan of the
-        // vocabulary, which otherwise dominates a step's token choice.
-        let kept = r.temperature <= 0.0 && logits[best].is_finite() && table.allows_name(names, &r.line, best);
-        if !kept && table.mask_names(names, &r.line, logits) && !logits[best].is_finite() {
+        let best_ok = logits[best].is_finite() && table.allows_name(&names, &r.line, best);
+        if r.temperature <= 0.0 && best_ok {
+            // A greedy choice the guard allows stays the choice after masking: skip the scan of
+            // the vocabulary, which otherwise dominates a step's token choice.
+            return best as u32;
+        }
+        if r.temperature > 0.0
+            && r.top_p >= 1.0
+            && r.top_k == 0
+            && let Some(t) = draw_named(dec, r, &names, logits)
+        {
+            r.names_guarded += u32::from(!best_ok);
+            return t;
+        }
+        if table.mask_names(&names, &r.line, logits) && !logits[best].is_finite() {
             r.names_guarded += 1;
         }
     }
     draw(logits, r.top_k, r.top_p, r.temperature, &mut r.rng)
+}
+
+/// Samples a token the name guard allows by drawing and striking out forbidden draws, instead
+/// of checking the whole vocabulary first: without top-k or nucleus truncation this is the same
+/// distribution, the model's restricted to the allowed tokens. `None` (logits as they were)
+/// when every token is forbidden or too many draws are, for the caller to mask as usual.
+fn draw_named(dec: &Decoder, r: &mut Row, names: &NameGuard, logits: &mut [f32]) -> Option<u32> {
+    let table = dec.token_table();
+    let mut struck: Vec<(usize, f32)> = Vec::new();
+    for _ in 0..32 {
+        let t = draw(logits, 0, 1.0, r.temperature, &mut r.rng) as usize;
+        if !logits[t].is_finite() {
+            break;
+        }
+        if table.allows_name(names, &r.line, t) {
+            return Some(t as u32);
+        }
+        struck.push((t, logits[t]));
+        logits[t] = f32::NEG_INFINITY;
+    }
+    struck.into_iter().for_each(|(t, x)| logits[t] = x);
+    None
 }
 
 /// Forbids end-of-sequence tokens while a row is under its minimum length.
