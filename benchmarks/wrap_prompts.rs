@@ -21,8 +21,10 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.len() >= 3, "usage: bench_wrap_prompts OUT_DIR MODEL_DIR [STYLES]");
     let dec = Decoder::load(Path::new(&args[2]), &SessionConfig::default())?;
     let names = args.get(3).map_or("easy,medium,hard,qa", String::as_str);
-    let styles: Vec<_> =
-        names.split(',').map(|n| styles::builtin(n).with_context(|| format!("no built-in style {n}"))).collect::<Result<_, _>>()?;
+    let styles: Vec<_> = names
+        .split(',')
+        .map(|n| styles::builtin(n).with_context(|| format!("no built-in style {n}")))
+        .collect::<Result<_, _>>()?;
     let mut files: Vec<_> = std::fs::read_dir(Path::new(&args[1]).join("chunks"))?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<Vec<_>, _>>()?;

@@ -465,3 +465,44 @@ fn a_soft_stop_cuts_at_the_first_marker_after_its_token_budget() {
     assert_eq!(soft.text, full.text[..cut], "cut at the first {marker:?} after 10 tokens");
     assert!(full.token_ids.starts_with(&soft.token_ids), "the same tokens up to the stop");
 }
+
+#[test]
+fn prompts_prefilled_from_cached_prefixes_decode_as_fresh_prefills() {
+    let dir = TempDir::new().unwrap();
+    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    // One long shared head (a style's instructions and example), different chunks, and each
+    // prompt twice (a retry).
+    let head = encode(&d, wrapflow::operators::testkit::SAMPLE_TEXT);
+    assert!(head.len() > 64);
+    let tails = ["The council met on Tuesday.", "Local businesses welcomed the news.", "Scientists found a way."];
+    let ids: Vec<Vec<u32>> = tails.iter().map(|t| [head.clone(), encode(&d, t)].concat()).collect();
+    let prompts: Vec<Prompt> = ids
+        .iter()
+        .chain(&ids)
+        .enumerate()
+        .map(|(i, ids)| Prompt { id: i.to_string(), ids: ids.clone(), ..Default::default() })
+        .collect();
+    let mut run = |prefix_cache_mb: usize| {
+        let cfg = GenerationConfig {
+            max_new_tokens: 24,
+            batch_size: 2,
+            ignore_eos: true,
+            prefix_cache_mb,
+            ..Default::default()
+        };
+        let mut out = vec![];
+        let timing = generate(&mut d, prompts.clone(), &cfg, |c| out.push(c)).unwrap();
+        out.sort_by_key(|c| c.index);
+        (out, timing)
+    };
+    let (fresh, t_fresh) = run(0);
+    let (reused, t_reused) = run(64);
+    assert_eq!(t_fresh.reused_tokens, 0);
+    // The first two prompts run whole; the third shares the head; the repeats all but one token.
+    let least = head.len() + ids.iter().map(|p| p.len() - 1).sum::<usize>();
+    assert!(t_reused.reused_tokens as usize >= least, "{} reused, at least {least}", t_reused.reused_tokens);
+    assert_eq!(t_reused.prefill_tokens + t_reused.reused_tokens, t_fresh.prefill_tokens);
+    for (a, b) in fresh.iter().zip(&reused) {
+        assert_eq!(a.token_ids, b.token_ids, "prompt {}: greedy tokens differ with a reused prefix", a.id);
+    }
+}

@@ -47,6 +47,9 @@ pub struct GenerateArgs {
     /// Generate exactly --max-new tokens
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Memory (MB) for prompt prefixes that later prompts are prefilled from (0: off)
+    #[arg(long, default_value_t = 1024)]
+    pub prefix_cache_mb: usize,
     /// Threads per session (0: ONNX Runtime's default)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -112,6 +115,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         no_repeat_ngram: a.no_repeat_ngram,
         stop: a.stop.clone(),
         ignore_eos: a.ignore_eos,
+        prefix_cache_mb: a.prefix_cache_mb,
     };
     let t0 = Instant::now();
     let mut outs = Vec::new();

@@ -56,6 +56,13 @@ pub struct RephraseSpec {
     /// Constrained decoding: mid-sentence, only capitalised words of the chunk may be written
     /// (styles with the entity gate on).
     pub constrain_names: bool,
+    /// Constrained decoding: no copying of the worked examples' token n-grams that the chunk
+    /// lacks (styles with the leak gate on).
+    pub constrain_leaks: bool,
+    /// Constrained decoding: Q&A styles' lines alternate Question/Answer labels.
+    pub constrain_format: bool,
+    /// Memory (MB) for prompt prefixes that later prompts are prefilled from (0: off).
+    pub prefix_cache_mb: usize,
     /// Rephrasings are journaled every `journal_rows` results or `journal_s` seconds, so a job
     /// that dies between checkpoints does not generate them again.
     pub journal_rows: usize,
@@ -92,6 +99,9 @@ impl Default for RephraseSpec {
             retry_temperature: d.retry_temperature,
             constrain_numbers: d.constrain_numbers,
             constrain_names: d.constrain_names,
+            constrain_leaks: d.constrain_leaks,
+            constrain_format: d.constrain_format,
+            prefix_cache_mb: d.generation.prefix_cache_mb,
             journal_rows: JournalConfig::default().rows,
             journal_s: JournalConfig::default().interval_s,
         }
@@ -113,6 +123,7 @@ impl RephraseSpec {
                 top_k: self.top_k,
                 seed: self.seed,
                 no_repeat_ngram: self.no_repeat_ngram,
+                prefix_cache_mb: self.prefix_cache_mb,
                 ..d.generation
             },
             time_slice_ms: self.time_slice_ms,
@@ -121,6 +132,8 @@ impl RephraseSpec {
             retry_gates: gates.clone(),
             constrain_numbers: self.constrain_numbers,
             constrain_names: self.constrain_names,
+            constrain_leaks: self.constrain_leaks,
+            constrain_format: self.constrain_format,
             styles: Vec::new(),
         }
     }

@@ -187,7 +187,11 @@ pub struct RephraseOut {
     pub styles: BTreeMap<String, crate::report::fidelity::StyleStats>,
     /// Mean Flesch-Kincaid grade of the real chunks, next to the styles'.
     pub real_fk_grade: Option<f64>,
+    /// Tokens of each task's prompt, counted once per task (a retry's prompt is not added).
     pub prompt_tokens: u64,
+    /// Prompt tokens copied from the prefix cache instead of run through the model.
+    #[serde(default)]
+    pub reused_tokens: u64,
     /// Tokens of every answer, retries included.
     pub generated_tokens: u64,
     /// Answers generated again because the model-free gates rejected the previous one.

@@ -26,6 +26,7 @@ pub fn merge(
         generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
         style_order: plan.styles.iter().map(|s| s.name.clone()).collect(),
         prompt_tokens: metrics.counter("rephrase.prompt_tokens"),
+        reused_tokens: metrics.counter("rephrase.reused_tokens"),
         generated_tokens: metrics.counter("rephrase.generated_tokens"),
         retries: metrics.counter("rephrase.retries"),
         journal_reused: metrics.counter("journal.reused"),

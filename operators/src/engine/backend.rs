@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::constrain::NumberGuard;
 use super::decoder::Decoder;
 use super::generate::{Batcher, Finish, GenerationConfig, Prompt, SoftStop, Timing};
+use super::leak::{LEAK_TOKENS, LeakGuard};
 use super::names::NameGuard;
 
 /// One generation: what a style asks of the model for one chunk, in the forms backends need.
@@ -37,6 +38,11 @@ pub struct Request {
     /// that takes wrapflow's extension, such as `wrapflow serve`).
     pub numbers: Option<Arc<NumberGuard>>,
     pub names: Option<Arc<NameGuard>>,
+    /// Texts the answer may not copy beyond what `source` says: the style's worked examples
+    /// (in process, see [`LeakGuard`]).
+    pub examples: Vec<String>,
+    /// Hold the answer to Question/Answer pairs (in process, see [`super::qa::QaFormat`]).
+    pub qa_format: bool,
     /// The text the guards are built from (the chunk).
     pub source: String,
 }
@@ -124,6 +130,10 @@ impl Backend for LocalBackend {
             temperature: r.temperature,
             numbers: r.numbers,
             names: r.names,
+            leaks: (!r.examples.is_empty())
+                .then(|| Arc::new(LeakGuard::new(&self.dec.tokenizer, &r.examples, &r.source, LEAK_TOKENS)))
+                .filter(|g| !g.is_empty()),
+            qa_format: r.qa_format,
             continues: r.prefix,
             ..Default::default()
         });

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::constrain::NumberGuard;
 use super::decoder::Decoder;
 use super::kv::Kv;
+use super::leak::LeakGuard;
 use super::names::NameGuard;
+use super::qa::QaFormat;
 use super::sample::{argmax, block_repeats, draw};
 
 /// Decoding settings.
@@ -41,6 +43,9 @@ pub struct GenerationConfig {
     pub stop: Vec<String>,
     /// Generate exactly `max_new_tokens` (benchmarks).
     pub ignore_eos: bool,
+    /// Memory for prompt prefixes kept to prefill later prompts that start the same way (a
+    /// style's instructions and worked example, a retry's whole prompt); 0 turns it off.
+    pub prefix_cache_mb: usize,
 }
 
 impl Default for GenerationConfig {
@@ -55,6 +60,7 @@ impl Default for GenerationConfig {
             no_repeat_ngram: 0,
             stop: vec![],
             ignore_eos: false,
+            prefix_cache_mb: 1024,
         }
     }
 }
@@ -88,6 +94,10 @@ pub struct Prompt {
     /// Mid-sentence, only capitalised words of the guard's source may be written (see
     /// [`NameGuard`]).
     pub names: Option<Arc<NameGuard>>,
+    /// Token n-grams of the prompt's worked examples that may not be copied (see [`LeakGuard`]).
+    pub leaks: Option<Arc<LeakGuard>>,
+    /// Hold the text to Question/Answer pairs (see [`QaFormat`]).
+    pub qa_format: bool,
     /// Text that the generation continues on its line (an answer prefix such as `Question:`):
     /// the guard reads counters such as "Question 2:" from it.
     pub continues: String,
@@ -140,6 +150,9 @@ pub struct Timing {
     /// the number and name guards' masks).
     #[serde(default)]
     pub select_s: f64,
+    /// Prompt tokens copied from the prefix cache instead of run (not in `prefill_tokens`).
+    #[serde(default)]
+    pub reused_tokens: u64,
 }
 
 impl Timing {
@@ -154,6 +167,7 @@ impl Timing {
             decode_tokens: self.decode_tokens - earlier.decode_tokens,
             decode_s: self.decode_s - earlier.decode_s,
             select_s: self.select_s - earlier.select_s,
+            reused_tokens: self.reused_tokens - earlier.reused_tokens,
         }
     }
 }
@@ -179,6 +193,10 @@ struct Row {
     cut_at: Option<usize>,
     guard: Option<Arc<NumberGuard>>,
     names: Option<Arc<NameGuard>>,
+    leaks: Option<Arc<LeakGuard>>,
+    qa: Option<Arc<QaFormat>>,
+    /// Tokens written for the model (a Q&A's labels), next first.
+    forced: VecDeque<u32>,
     /// The current line of the text so far, for the guards.
     line: String,
     guarded: u32,
@@ -230,12 +248,22 @@ pub struct Batcher {
     rows: Vec<Row>,
     /// Created on the first step, in the decoder's layout.
     kv: Option<Kv>,
+    /// Created for the first Q&A prompt, with the decoder's tokenizer.
+    qa: Option<Arc<QaFormat>>,
     pub timing: Timing,
 }
 
 impl Batcher {
     pub fn new(cfg: GenerationConfig) -> Self {
-        Batcher { cfg, pending: VecDeque::new(), pushed: 0, rows: vec![], kv: None, timing: Timing::default() }
+        Batcher {
+            cfg,
+            pending: VecDeque::new(),
+            pushed: 0,
+            rows: vec![],
+            kv: None,
+            qa: None,
+            timing: Timing::default(),
+        }
     }
 
     /// Queues a prompt; returns its index, which its [`Completion`] carries.
@@ -264,7 +292,7 @@ impl Batcher {
     pub fn step(&mut self, dec: &mut Decoder, done: &mut impl FnMut(Completion)) -> anyhow::Result<()> {
         let cfg = &self.cfg;
         let batch = cfg.batch_size.max(1);
-        let kv = self.kv.get_or_insert_with(|| Kv::new(dec));
+        let kv = self.kv.get_or_insert_with(|| Kv::new(dec, cfg.prefix_cache_mb << 20));
         let rows = &mut self.rows;
         // Join: prefill waiting prompts into free slots.
         let mut fresh: Vec<(usize, Prompt)> = Vec::new();
@@ -289,9 +317,15 @@ impl Batcher {
             let t0 = Instant::now();
             let n = fresh.len();
             let cached: Vec<usize> = rows.iter().map(|r| r.cached).collect();
+            // Prompts with a cached prefix last, grouped by the tokens left to run (`Kv::prefill`).
+            fresh.sort_by_cached_key(|(_, p)| {
+                let reused = kv.reusable(&p.ids);
+                (reused > 0, p.ids.len() - reused)
+            });
             let prompts: Vec<&[u32]> = fresh.iter().map(|(_, p)| p.ids.as_slice()).collect();
-            let mut logits = kv.prefill(dec, &cached, &prompts)?;
-            self.timing.prefill_tokens += prompts.iter().map(|p| p.len() as u64).sum::<u64>();
+            let (mut logits, reused) = kv.prefill(dec, &cached, &prompts)?;
+            self.timing.reused_tokens += reused as u64;
+            self.timing.prefill_tokens += prompts.iter().map(|p| p.len() as u64).sum::<u64>() - reused as u64;
             self.timing.prefill_s += t0.elapsed().as_secs_f64();
             let v = logits.len() / n;
             for (j, (index, p)) in fresh.into_iter().enumerate() {
@@ -315,6 +349,11 @@ impl Batcher {
                     cut_at: None,
                     guard: p.numbers,
                     names: p.names,
+                    leaks: p.leaks,
+                    qa: p
+                        .qa_format
+                        .then(|| self.qa.get_or_insert_with(|| Arc::new(QaFormat::new(&dec.tokenizer))).clone()),
+                    forced: VecDeque::new(),
                     line: p.continues.rsplit('\n').next().unwrap_or("").to_string(),
                     guarded: 0,
                     names_guarded: 0,
@@ -360,11 +399,31 @@ impl Batcher {
     }
 }
 
-/// The row's next token: minimum length, repeated n-grams and the number guard first, then the
-/// sampler.
+/// The row's next token: one written for the model if any, else the model's choice, which a
+/// Q&A's format may replace with its next label.
 fn pick(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) -> u32 {
+    if let Some(t) = r.forced.pop_front() {
+        return t;
+    }
+    let t = choose(dec, r, logits, cfg);
+    if let Some(qa) = r.qa.clone() {
+        let end = !cfg.ignore_eos && dec.eos.contains(&t);
+        let piece = (!end).then(|| dec.token_table().text[t as usize].as_str());
+        if let Some(ids) = qa.replace(&dec.tokenizer, &r.line, piece) {
+            r.forced = ids.into();
+            return r.forced.pop_front().unwrap_or(t);
+        }
+    }
+    t
+}
+
+/// The model's choice: minimum length, repeated n-grams and the guards first, then the sampler.
+fn choose(dec: &Decoder, r: &mut Row, logits: &mut [f32], cfg: &GenerationConfig) -> u32 {
     hold_eos(dec, r, logits);
     let blocked = block_repeats(logits, &r.generated, r.no_repeat);
+    if let Some(leaks) = &r.leaks {
+        leaks.mask(&r.generated, logits, argmax(logits));
+    }
     if let Some(guard) = &r.guard {
         let eos = if cfg.ignore_eos { &[][..] } else { &dec.eos[..] };
         let table = dec.token_table();
@@ -445,7 +504,7 @@ fn push_token(dec: &Decoder, r: &mut Row, t: u32, cfg: &GenerationConfig) {
         return;
     }
     r.generated.push(t);
-    if r.guard.is_some() || r.names.is_some() {
+    if r.guard.is_some() || r.names.is_some() || r.qa.is_some() {
         let piece = &dec.token_table().text[t as usize];
         match piece.rfind('\n') {
             Some(i) => r.line = piece[i + 1..].to_string(),

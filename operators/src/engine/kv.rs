@@ -9,13 +9,16 @@
 //!   and `present.N.*`, so a step writes one position per row and copies nothing. Live rows sit
 //!   in slots `0..n`, right-padded from position 0; a prompt is prefilled straight into its slot;
 //!   a finished row's slot takes the last row (one row's cache moved); the capacity grows by
-//!   copying when the longest row would not fit.
+//!   copying when the longest row would not fit. With wrapflow's attention kernel, a prompt
+//!   that shares a prefix with an earlier one copies it from a [`PrefixCache`] and runs the model
+//!   on the rest only.
 
 use anyhow::Context;
 use ndarray::{Array4, s};
 use ort::value::Tensor;
 
 use super::decoder::{Cache, Decoder, SharedKv};
+use super::prefix::PrefixCache;
 use crate::model::llama::KvLayout;
 
 /// Positions added at a time when the shared buffer grows.
@@ -27,7 +30,7 @@ pub(super) enum Kv {
         /// The last prefill's cache, until [`Kv::retire`] merges it.
         fresh: Option<Cache>,
     },
-    Shared(SharedKv),
+    Shared(SharedKv, PrefixCache),
 }
 
 impl SharedKv {
@@ -76,21 +79,35 @@ impl SharedKv {
 }
 
 impl Kv {
-    pub(super) fn new(dec: &Decoder) -> Self {
+    /// `prefix_bytes`: the budget of the prefix cache (only wrapflow's kernel runs a prompt on
+    /// top of a cached prefix; ONNX Runtime's GroupQueryAttention gets none).
+    pub(super) fn new(dec: &Decoder, prefix_bytes: usize) -> Self {
+        let empty = SharedKv { bufs: vec![], slots: 0, cap: 0 };
         match dec.layout {
             KvLayout::Standard => Kv::Standard { cache: None, fresh: None },
-            KvLayout::Shared | KvLayout::SharedOrt => Kv::Shared(SharedKv { bufs: vec![], slots: 0, cap: 0 }),
+            KvLayout::Shared => Kv::Shared(empty, PrefixCache::new(prefix_bytes)),
+            KvLayout::SharedOrt => Kv::Shared(empty, PrefixCache::new(0)),
+        }
+    }
+
+    /// How many leading tokens of `ids` a prefill would copy from the prefix cache.
+    pub(super) fn reusable(&self, ids: &[u32]) -> usize {
+        match self {
+            Kv::Shared(_, prefixes) => prefixes.find(ids).map_or(0, |(_, n)| n),
+            Kv::Standard { .. } => 0,
         }
     }
 
     /// Prefills `prompts` as the rows after the `live` rows already cached (whose cached lengths
-    /// are `cached`); returns their logits, `prompts.len() × vocab`.
+    /// are `cached`); returns their logits, `prompts.len() × vocab`, and how many prompt tokens
+    /// came from the prefix cache. Prompts with a cached prefix ([`Kv::reusable`]) must come
+    /// last, those with as many tokens left to run next to each other.
     pub(super) fn prefill(
         &mut self,
         dec: &mut Decoder,
         cached: &[usize],
         prompts: &[&[u32]],
-    ) -> anyhow::Result<Vec<f32>> {
+    ) -> anyhow::Result<(Vec<f32>, usize)> {
         let n = prompts.len();
         let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         let (mut ids, mut mask) = (Vec::with_capacity(n * len), Vec::with_capacity(n * len));
@@ -107,17 +124,35 @@ impl Kv {
                 let empty = dec.empty_cache(n)?;
                 let (logits, present) = dec.forward(n, ids, mask, pos, &empty)?;
                 *fresh = Some(present);
-                Ok(logits)
+                Ok((logits, 0))
             }
-            Kv::Shared(kv) => {
-                for p in prompts {
-                    let pad = len - p.len();
-                    ids.extend(p.iter().map(|&t| t as i64).chain(std::iter::repeat_n(pad_id, pad)));
-                    mask.extend(std::iter::repeat_n(1, p.len()).chain(std::iter::repeat_n(0, pad)));
-                }
+            Kv::Shared(kv, prefixes) => {
+                let found: Vec<Option<(usize, usize)>> = prompts.iter().map(|p| prefixes.find(p)).collect();
+                let whole = found.iter().take_while(|f| f.is_none()).count();
+                anyhow::ensure!(found[whole..].iter().all(Option::is_some), "prompts with a cached prefix come last");
                 // Room for the prompt and the first generated token.
                 kv.reserve(dec, cached.len() + n, len + 1, cached);
-                dec.forward_shared(n, ids, mask, kv, cached.len())
+                let mut logits = Vec::new();
+                if whole > 0 {
+                    let len = prompts[..whole].iter().map(|p| p.len()).max().unwrap_or(0);
+                    for p in &prompts[..whole] {
+                        let pad = len - p.len();
+                        ids.extend(p.iter().map(|&t| t as i64).chain(std::iter::repeat_n(pad_id, pad)));
+                        mask.extend(std::iter::repeat_n(1, p.len()).chain(std::iter::repeat_n(0, pad)));
+                    }
+                    logits = dec.forward_shared(whole, ids, mask, kv, cached.len())?;
+                }
+                let mut reused = 0;
+                for (j, f) in found.iter().enumerate().skip(whole) {
+                    let (i, m) = f.expect("a cached prefix");
+                    prefixes.restore(i, m, dec, kv, cached.len() + j);
+                    reused += m;
+                }
+                logits.extend(continue_prompts(dec, kv, cached.len(), prompts, &found, whole)?);
+                for (j, p) in prompts.iter().enumerate() {
+                    prefixes.store(p, dec, kv, cached.len() + j);
+                }
+                Ok((logits, reused))
             }
         }
     }
@@ -134,7 +169,7 @@ impl Kv {
                 *cache = Some(rebuild(dec, cache.as_ref(), fresh.as_ref(), &rows, old)?);
                 Ok(order)
             }
-            Kv::Shared(kv) => {
+            Kv::Shared(kv, _) => {
                 let mut order: Vec<usize> = (0..keep.len()).collect();
                 let mut i = 0;
                 while i < order.len() {
@@ -178,7 +213,7 @@ impl Kv {
                 *cache = Some(present);
                 Ok(logits)
             }
-            Kv::Shared(kv) => {
+            Kv::Shared(kv, _) => {
                 let total = cached.iter().max().map_or(1, |m| m + 1);
                 kv.reserve(dec, b, total, cached);
                 let mut mask = Vec::with_capacity(b * total);
@@ -189,6 +224,34 @@ impl Kv {
             }
         }
     }
+}
+
+/// Runs the model on what follows the cached prefix of `prompts[from..]` (found with its
+/// length in `found`), one call per run of rows with as many tokens left; returns their logits.
+fn continue_prompts(
+    dec: &mut Decoder,
+    kv: &mut SharedKv,
+    first: usize,
+    prompts: &[&[u32]],
+    found: &[Option<(usize, usize)>],
+    from: usize,
+) -> anyhow::Result<Vec<f32>> {
+    let start = |j: usize| found[j].map_or(0, |(_, m)| m);
+    let mut logits = Vec::new();
+    let mut j = from;
+    while j < prompts.len() {
+        let rest = prompts[j].len() - start(j);
+        let end = (j..prompts.len()).take_while(|&k| prompts[k].len() - start(k) == rest).last().unwrap_or(j) + 1;
+        let total = prompts[j..end].iter().map(|p| p.len()).max().unwrap_or(0);
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for (k, p) in prompts.iter().enumerate().take(end).skip(j) {
+            ids.extend(p[start(k)..].iter().map(|&t| t as i64));
+            mask.extend(std::iter::repeat_n(1, p.len()).chain(std::iter::repeat_n(0, total - p.len())));
+        }
+        logits.extend(dec.forward_shared(end - j, ids, mask, kv, first + j)?);
+        j = end;
+    }
+    Ok(logits)
 }
 
 fn batch_of(cache: &Cache) -> anyhow::Result<usize> {

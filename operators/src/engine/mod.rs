@@ -7,7 +7,10 @@ pub mod decoder;
 pub mod embed;
 pub mod generate;
 mod kv;
+pub mod leak;
 pub mod names;
+mod prefix;
+pub mod qa;
 pub mod remote;
 pub mod runtime;
 pub mod sample;
@@ -19,6 +22,7 @@ pub use embed::{Embedder, cosine};
 pub use generate::{
     Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
 };
+pub use leak::{LEAK_TOKENS, LeakGuard};
 pub use names::NameGuard;
 pub use remote::{RemoteBackend, RemoteConfig};
 pub use runtime::{Provider, SessionConfig};

@@ -62,6 +62,12 @@ pub struct RephraseConfig {
     /// Constrained decoding: mid-sentence, the model may only write capitalised words of its
     /// chunk (see [`crate::engine::NameGuard`]), for styles whose entity gate is on.
     pub constrain_names: bool,
+    /// Constrained decoding: the model may not copy token n-grams of the style's worked examples
+    /// that its chunk lacks (see [`crate::engine::LeakGuard`]), for styles whose leak gate is on.
+    pub constrain_leaks: bool,
+    /// Constrained decoding: a Q&A style's question lines are followed by `Answer:` and its
+    /// answer lines by `Question:` (see [`crate::engine::qa::QaFormat`]).
+    pub constrain_format: bool,
     /// The styles that tasks index into (the plan's `STYLE` statements, not an option).
     #[serde(skip)]
     pub styles: Vec<Style>,
@@ -79,6 +85,8 @@ impl Default for RephraseConfig {
             retry_gates: GateConfig::default(),
             constrain_numbers: true,
             constrain_names: true,
+            constrain_leaks: true,
+            constrain_format: true,
             styles: Vec::new(),
         }
     }
@@ -221,6 +229,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
             ] {
                 *m.sums.entry(name.into()).or_default() += s;
             }
+            *m.counters.entry("rephrase.reused_tokens".into()).or_default() += d.reused_tokens;
         });
     }
 
@@ -342,6 +351,12 @@ fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseCon
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
         numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(chunk))),
         names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(chunk))),
+        qa_format: style.qa_format && cfg.constrain_format && style.gate_on("format"),
+        examples: if cfg.constrain_leaks && style.gate_on("leak") {
+            style.examples.iter().flat_map(|e| [e.chunk.clone(), e.answer.clone()]).collect()
+        } else {
+            vec![]
+        },
         source: chunk.clone(),
     }
 }
