@@ -10,8 +10,10 @@ mod kv;
 pub mod leak;
 pub mod names;
 mod prefix;
+mod prompt;
 pub mod qa;
 pub mod remote;
+mod row;
 pub mod runtime;
 pub mod sample;
 
