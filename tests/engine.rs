@@ -14,6 +14,9 @@ use wrapflow::operators::model::llama::KvLayout;
 use wrapflow::operators::model::tiny::{write_tiny_model, write_tiny_model_with};
 use wrapflow::operators::stages::gates::invented_numbers;
 
+#[path = "engine/cache.rs"]
+mod cache;
+
 /// The tiny model as imports write it (shared-buffer cache, `GroupQueryAttention`).
 fn tiny(dir: &Path, format: WeightFormat, dequantize: bool) -> Decoder {
     write_tiny_model(dir, 42, format, dequantize).unwrap();
@@ -49,39 +52,6 @@ fn logits(d: &mut Decoder, rows: &[Vec<u32>]) -> Vec<Vec<f32>> {
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
-#[test]
-fn kv_cache_decoding_equals_full_recomputation() {
-    let dir = TempDir::new().unwrap();
-    let mut d = tiny_standard(dir.path(), WeightFormat::Fp32, false);
-    let ids = encode(&d, "The city council met on Tuesday to discuss the new budget.");
-    assert!(ids.len() > 8);
-    let k = 4;
-    let cache = d.empty_cache(1).unwrap();
-    let to_i64 = |v: &[u32]| v.iter().map(|&t| t as i64).collect::<Vec<_>>();
-    let (_, mut cache) = d.forward(1, to_i64(&ids[..k]), vec![1; k], (0..k as i64).collect(), &cache).unwrap();
-    for t in k..ids.len() {
-        let (step, present) = d.forward(1, vec![ids[t] as i64], vec![1; t + 1], vec![t as i64], &cache).unwrap();
-        cache = present;
-        let full = logits(&mut d, &[ids[..=t].to_vec()]);
-        let diff = max_diff(&step, &full[0]);
-        assert!(diff < 1e-4, "position {t}: cached and full logits differ by {diff}");
-    }
-}
-
-#[test]
-fn a_left_padded_row_equals_the_prompt_alone() {
-    let dir = TempDir::new().unwrap();
-    let mut d = tiny_standard(dir.path(), WeightFormat::Fp32, false);
-    let a = encode(&d, "Local businesses welcomed the news.");
-    let b = encode(&d, "Scientists at the university have found a new way to measure the age of trees.");
-    assert_ne!(a.len(), b.len());
-    let batch = logits(&mut d, &[a.clone(), b.clone()]);
-    let alone_a = logits(&mut d, std::slice::from_ref(&a));
-    let alone_b = logits(&mut d, std::slice::from_ref(&b));
-    assert!(max_diff(&batch[0], &alone_a[0]) < 5e-5, "{}", max_diff(&batch[0], &alone_a[0]));
-    assert!(max_diff(&batch[1], &alone_b[0]) < 5e-5);
 }
 
 /// Ten prompts of different lengths, each with its own output length.
@@ -124,38 +94,6 @@ fn continuous_batching_returns_the_tokens_of_one_at_a_time() {
     assert_eq!(batched, alone);
     for (p, out) in ps.iter().zip(&alone) {
         assert_eq!(out.len(), p.max_new_tokens.unwrap(), "per-prompt length limits hold");
-    }
-}
-
-#[test]
-fn the_shared_buffer_cache_generates_what_the_standard_cache_does() {
-    let (a, b, c) = (TempDir::new().unwrap(), TempDir::new().unwrap(), TempDir::new().unwrap());
-    let mut shared = tiny(a.path(), WeightFormat::Fp32, false);
-    assert_eq!(shared.layout, KvLayout::Shared);
-    write_tiny_model_with(c.path(), 42, WeightFormat::Fp32, false, KvLayout::SharedOrt).unwrap();
-    let mut shared_ort = Decoder::load(c.path(), &SessionConfig::default()).unwrap();
-    assert_eq!(shared_ort.layout, KvLayout::SharedOrt);
-    let mut standard = tiny_standard(b.path(), WeightFormat::Fp32, false);
-    let mut ps = prompts(&shared);
-    // Two long prompts whose generations cross the buffer's first capacity (256 positions), so
-    // the buffer grows while other rows are live.
-    let long = wrapflow::operators::testkit::SAMPLE_TEXT.repeat(8);
-    for (i, cut) in [(0, 240), (1, 251)] {
-        let ids = encode(&shared, &long)[..cut].to_vec();
-        ps.insert(3 + i * 4, Prompt { id: format!("long{i}"), ids, max_new_tokens: Some(30), ..Default::default() });
-    }
-    let greedy = GenerationConfig { max_new_tokens: 20, batch_size: 4, ignore_eos: true, ..Default::default() };
-    let sampled = GenerationConfig { temperature: 1.0, top_p: 0.9, seed: 5, ..greedy.clone() };
-    for cfg in [greedy, sampled] {
-        let want = run(&mut standard, &cfg, ps.clone());
-        // Rows join and leave at different steps and in different slots at each batch size;
-        // wrapflow's attention operator and ONNX Runtime's give the same tokens.
-        for batch in [1, 3, 5] {
-            for (name, dec) in [("wrapflow", &mut shared), ("onnxruntime", &mut shared_ort)] {
-                let got = run(dec, &GenerationConfig { batch_size: batch, ..cfg.clone() }, ps.clone());
-                assert_eq!(got, want, "{name} attention, batch {batch}, temperature {}", cfg.temperature);
-            }
-        }
     }
 }
 
@@ -464,45 +402,4 @@ fn a_soft_stop_cuts_at_the_first_marker_after_its_token_budget() {
     assert_eq!(soft.finish, Finish::Stop);
     assert_eq!(soft.text, full.text[..cut], "cut at the first {marker:?} after 10 tokens");
     assert!(full.token_ids.starts_with(&soft.token_ids), "the same tokens up to the stop");
-}
-
-#[test]
-fn prompts_prefilled_from_cached_prefixes_decode_as_fresh_prefills() {
-    let dir = TempDir::new().unwrap();
-    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
-    // One long shared head (a style's instructions and example), different chunks, and each
-    // prompt twice (a retry).
-    let head = encode(&d, wrapflow::operators::testkit::SAMPLE_TEXT);
-    assert!(head.len() > 64);
-    let tails = ["The council met on Tuesday.", "Local businesses welcomed the news.", "Scientists found a way."];
-    let ids: Vec<Vec<u32>> = tails.iter().map(|t| [head.clone(), encode(&d, t)].concat()).collect();
-    let prompts: Vec<Prompt> = ids
-        .iter()
-        .chain(&ids)
-        .enumerate()
-        .map(|(i, ids)| Prompt { id: i.to_string(), ids: ids.clone(), ..Default::default() })
-        .collect();
-    let mut run = |prefix_cache_mb: usize| {
-        let cfg = GenerationConfig {
-            max_new_tokens: 24,
-            batch_size: 2,
-            ignore_eos: true,
-            prefix_cache_mb,
-            ..Default::default()
-        };
-        let mut out = vec![];
-        let timing = generate(&mut d, prompts.clone(), &cfg, |c| out.push(c)).unwrap();
-        out.sort_by_key(|c| c.index);
-        (out, timing)
-    };
-    let (fresh, t_fresh) = run(0);
-    let (reused, t_reused) = run(64);
-    assert_eq!(t_fresh.reused_tokens, 0);
-    // The first two prompts run whole; the third shares the head; the repeats all but one token.
-    let least = head.len() + ids.iter().map(|p| p.len() - 1).sum::<usize>();
-    assert!(t_reused.reused_tokens as usize >= least, "{} reused, at least {least}", t_reused.reused_tokens);
-    assert_eq!(t_reused.prefill_tokens + t_reused.reused_tokens, t_fresh.prefill_tokens);
-    for (a, b) in fresh.iter().zip(&reused) {
-        assert_eq!(a.token_ids, b.token_ids, "prompt {}: greedy tokens differ with a reused prefix", a.id);
-    }
 }

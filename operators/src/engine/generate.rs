@@ -179,23 +179,25 @@ impl Batcher {
     }
 
     /// Prefills `fresh` prompts into new rows, each with its first token.
-    fn join(&mut self, dec: &mut Decoder, mut fresh: Vec<(usize, Prompt)>) -> anyhow::Result<()> {
+    fn join(&mut self, dec: &mut Decoder, fresh: Vec<(usize, Prompt)>) -> anyhow::Result<()> {
         let kv = self.kv.as_mut().expect("step creates the cache");
         let t0 = Instant::now();
         let n = fresh.len();
         let cached: Vec<usize> = self.rows.iter().map(|r| r.cached).collect();
         // Prompts with a cached prefix last, grouped by the tokens left to run (`Kv::prefill`).
-        fresh.sort_by_cached_key(|(_, p)| {
-            let reused = kv.reusable(&p.ids);
+        let mut fresh: Vec<_> = fresh.into_iter().map(|(i, p)| (kv.lookup(&p.ids), i, p)).collect();
+        fresh.sort_by_key(|(found, _, p)| {
+            let reused = found.map_or(0, |(_, m)| m);
             (reused > 0, p.ids.len() - reused)
         });
-        let prompts: Vec<&[u32]> = fresh.iter().map(|(_, p)| p.ids.as_slice()).collect();
-        let (mut logits, reused) = kv.prefill(dec, &cached, &prompts)?;
+        let found: Vec<_> = fresh.iter().map(|(found, _, _)| *found).collect();
+        let prompts: Vec<&[u32]> = fresh.iter().map(|(_, _, p)| p.ids.as_slice()).collect();
+        let (mut logits, reused) = kv.prefill(dec, &cached, &prompts, &found)?;
         self.timing.reused_tokens += reused as u64;
         self.timing.prefill_tokens += prompts.iter().map(|p| p.len() as u64).sum::<u64>() - reused as u64;
         self.timing.prefill_s += t0.elapsed().as_secs_f64();
         let v = logits.len() / n;
-        for (j, (index, p)) in fresh.into_iter().enumerate() {
+        for (j, (_, index, p)) in fresh.into_iter().enumerate() {
             let qa =
                 p.qa_format.then(|| self.qa.get_or_insert_with(|| Arc::new(QaFormat::new(&dec.tokenizer))).clone());
             let mut row = Row::new(index, p, &self.cfg, qa);

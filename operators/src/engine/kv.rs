@@ -90,23 +90,26 @@ impl Kv {
         }
     }
 
-    /// How many leading tokens of `ids` a prefill would copy from the prefix cache.
-    pub(super) fn reusable(&self, ids: &[u32]) -> usize {
+    /// The prefix-cache entry a prefill of `ids` would copy from and how many leading tokens
+    /// ([`PrefixCache::find`]); `None` for none (always in the standard layout).
+    pub(super) fn lookup(&self, ids: &[u32]) -> Option<(usize, usize)> {
         match self {
-            Kv::Shared(_, prefixes) => prefixes.find(ids).map_or(0, |(_, n)| n),
-            Kv::Standard { .. } => 0,
+            Kv::Shared(_, prefixes) => prefixes.find(ids),
+            Kv::Standard { .. } => None,
         }
     }
 
     /// Prefills `prompts` as the rows after the `live` rows already cached (whose cached lengths
     /// are `cached`); returns their logits, `prompts.len() × vocab`, and how many prompt tokens
-    /// came from the prefix cache. Prompts with a cached prefix ([`Kv::reusable`]) must come
-    /// last, those with as many tokens left to run next to each other.
+    /// came from the prefix cache. `found` holds each prompt's [`Kv::lookup`], made just before:
+    /// prompts with a cached prefix must come last, those with as many tokens left to run next
+    /// to each other.
     pub(super) fn prefill(
         &mut self,
         dec: &mut Decoder,
         cached: &[usize],
         prompts: &[&[u32]],
+        found: &[Option<(usize, usize)>],
     ) -> anyhow::Result<(Vec<f32>, usize)> {
         let n = prompts.len();
         let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
@@ -127,7 +130,7 @@ impl Kv {
                 Ok((logits, 0))
             }
             Kv::Shared(kv, prefixes) => {
-                let found: Vec<Option<(usize, usize)>> = prompts.iter().map(|p| prefixes.find(p)).collect();
+                anyhow::ensure!(found.len() == n, "one lookup per prompt");
                 let whole = found.iter().take_while(|f| f.is_none()).count();
                 anyhow::ensure!(found[whole..].iter().all(Option::is_some), "prompts with a cached prefix come last");
                 // Room for the prompt and the first generated token.
@@ -148,7 +151,7 @@ impl Kv {
                     prefixes.restore(i, m, dec, kv, cached.len() + j);
                     reused += m;
                 }
-                logits.extend(continue_prompts(dec, kv, cached.len(), prompts, &found, whole)?);
+                logits.extend(continue_prompts(dec, kv, cached.len(), prompts, found, whole)?);
                 for (j, p) in prompts.iter().enumerate() {
                     prefixes.store(p, dec, kv, cached.len() + j);
                 }

@@ -1,8 +1,8 @@
 //! Attention arithmetic for one row and one KV head: a decode step (one query position per head,
 //! every cached key and value read once for all the query heads that share them) and a prompt
 //! (causal, through `matrixmultiply`'s blocked GEMM). Decoding uses AVX-512 where the CPU has
-//! it, else the portable loop built for AVX2+FMA, else as is; all agree to float rounding
-//! (tested).
+//! it, else AVX2+FMA intrinsics (head sizes that are multiples of 64; others get the portable
+//! loop built for AVX2+FMA), else the portable loop; all agree to float rounding (tested).
 
 /// A causal attention problem over one KV head's cache.
 pub struct Heads<'a> {
@@ -39,8 +39,8 @@ pub fn attend(p: &Heads, out: &mut [f32]) {
         }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA, checked above.
-            unsafe { decode_avx2(p, out) };
+            // SAFETY: the CPU has AVX2 and FMA, checked above (and the head size for `avx2`).
+            unsafe { if p.d % 64 == 0 { avx2::decode(p, out) } else { decode_avx2(p, out) } }
             return;
         }
         decode_portable(p, out);
@@ -51,13 +51,24 @@ pub fn attend(p: &Heads, out: &mut [f32]) {
 
 /// Softmax of `row` in place.
 pub fn softmax(row: &mut [f32]) {
+    let inv = 1.0 / exp_shifted(row);
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Replaces `row` by `e^(x - max)`; returns the sum. Vectorized with AVX-512 or AVX2 where the
+/// CPU has them: a prompt's softmax takes an exponential per score, and libm's one at a time
+/// was a large part of prompt attention on AVX2 machines.
+fn exp_shifted(row: &mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked above.
-        let sum = unsafe { avx512::exp_shifted(row) };
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|x| *x *= inv);
-        return;
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked above.
+            return unsafe { avx512::exp_shifted(row) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked above.
+            return unsafe { avx2::exp_shifted(row) };
+        }
     }
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
@@ -65,8 +76,7 @@ pub fn softmax(row: &mut [f32]) {
         *x = (*x - m).exp();
         sum += *x;
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
+    sum
 }
 
 /// [`decode_portable`] compiled for AVX2 and FMA (the compiler vectorizes its lanes).
@@ -176,130 +186,15 @@ fn prompt(p: &Heads, out: &mut [f32]) {
     }
 }
 
+/// Terms of `2^f` on `[-0.5, 0.5]` (Taylor terms of `e^(f ln 2)`), highest first.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
+const EXP2_TERMS: [f32; 7] =
+    [1.535_336_2e-4, 1.339_887_4e-3, 9.618_129e-3, 5.550_411e-2, 2.402_265e-1, 6.931_472e-1, 1.0];
 
-    use super::Heads;
-
-    /// `e^x` for x ≤ 0 (softmax inputs after the max is taken off), to about 2 ulp.
-    #[target_feature(enable = "avx512f")]
-    fn exp(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
-        let t = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E));
-        let n = _mm512_roundscale_ps::<0x08>(t);
-        let f = _mm512_sub_ps(t, n);
-        // 2^f on [-0.5, 0.5], Taylor terms of e^(f ln 2).
-        let mut p = _mm512_set1_ps(1.535_336_2e-4);
-        for c in [1.339_887_4e-3, 9.618_129e-3, 5.550_411e-2, 2.402_265e-1, 6.931_472e-1, 1.0] {
-            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
-        }
-        _mm512_scalef_ps(p, n)
-    }
-
-    /// Replaces `row` by `e^(x - max)`; returns the sum.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn exp_shifted(row: &mut [f32]) -> f32 {
-        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mv = _mm512_set1_ps(m);
-        let mut sum = _mm512_setzero_ps();
-        let mut chunks = row.chunks_exact_mut(16);
-        for c in &mut chunks {
-            // SAFETY: `c` has 16 floats.
-            unsafe {
-                let e = exp(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), mv));
-                _mm512_storeu_ps(c.as_mut_ptr(), e);
-                sum = _mm512_add_ps(sum, e);
-            }
-        }
-        let mut tail = 0.0;
-        for x in chunks.into_remainder() {
-            *x = (*x - m).exp();
-            tail += *x;
-        }
-        _mm512_reduce_add_ps(sum) + tail
-    }
-
-    /// One query position: scores for up to 4 heads per pass over the keys, softmax, then the
-    /// values for the same heads in one pass.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F; `p.d` is 64 or 128.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn decode(p: &Heads, out: &mut [f32]) {
-        let mut s = vec![0f32; 4 * (p.past + 1)];
-        let mut h = 0;
-        while h < p.group {
-            let g = (p.group - h).min(4);
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                match (g, p.d) {
-                    (1, 64) => heads::<1, 4>(p, h, &mut s, out),
-                    (2, 64) => heads::<2, 4>(p, h, &mut s, out),
-                    (3, 64) => heads::<3, 4>(p, h, &mut s, out),
-                    (4, 64) => heads::<4, 4>(p, h, &mut s, out),
-                    (1, _) => heads::<1, 8>(p, h, &mut s, out),
-                    (2, _) => heads::<2, 8>(p, h, &mut s, out),
-                    (3, _) => heads::<3, 8>(p, h, &mut s, out),
-                    _ => heads::<4, 8>(p, h, &mut s, out),
-                }
-            }
-            h += g;
-        }
-    }
-
-    /// Heads `h0..h0 + G` of `p`, `C` vectors of 16 per head dimension.
-    // Indexed loops over register tiles read as the arithmetic they do.
-    #[allow(clippy::needless_range_loop)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn heads<const G: usize, const C: usize>(p: &Heads, h0: usize, s: &mut [f32], out: &mut [f32]) {
-        let (t, d) = (p.past + 1, p.d);
-        debug_assert!(d == 16 * C && p.k.len() >= t * d && p.v.len() >= t * d && s.len() >= G * t);
-        // SAFETY (all loads and stores below): rows `j < t` of `k` and `v` hold `d = 16 C`
-        // floats, checked above; `q` and `out` hold the group's `d` floats per head.
-        unsafe {
-            let mut q = [[_mm512_setzero_ps(); C]; G];
-            for (g, qg) in q.iter_mut().enumerate() {
-                for (c, qc) in qg.iter_mut().enumerate() {
-                    *qc = _mm512_loadu_ps(p.q.as_ptr().add((h0 + g) * d + 16 * c));
-                }
-            }
-            for j in 0..t {
-                let kp = p.k.as_ptr().add(j * d);
-                let mut acc = [_mm512_setzero_ps(); G];
-                for c in 0..C {
-                    let kc = _mm512_loadu_ps(kp.add(16 * c));
-                    for g in 0..G {
-                        acc[g] = _mm512_fmadd_ps(q[g][c], kc, acc[g]);
-                    }
-                }
-                for g in 0..G {
-                    *s.get_unchecked_mut(g * t + j) = _mm512_reduce_add_ps(acc[g]);
-                }
-            }
-            let mut inv = [0f32; G];
-            for (g, ig) in inv.iter_mut().enumerate() {
-                *ig = 1.0 / exp_shifted(&mut s[g * t..(g + 1) * t]);
-            }
-            let mut o = [[_mm512_setzero_ps(); C]; G];
-            for j in 0..t {
-                let vp = p.v.as_ptr().add(j * d);
-                for c in 0..C {
-                    let vc = _mm512_loadu_ps(vp.add(16 * c));
-                    for g in 0..G {
-                        o[g][c] = _mm512_fmadd_ps(_mm512_set1_ps(*s.get_unchecked(g * t + j)), vc, o[g][c]);
-                    }
-                }
-            }
-            for g in 0..G {
-                let iv = _mm512_set1_ps(inv[g]);
-                for c in 0..C {
-                    _mm512_storeu_ps(out.as_mut_ptr().add((h0 + g) * d + 16 * c), _mm512_mul_ps(o[g][c], iv));
-                }
-            }
-        }
-    }
-}
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(test)]
 mod tests {
@@ -360,8 +255,46 @@ mod tests {
                     // SAFETY: checked just above.
                     unsafe { decode_avx2(&p, &mut portable) };
                     let err = portable.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                    assert!(err < 1e-5, "AVX2 decode, group {group} d {d}: max error {err}");
+                    assert!(err < 1e-5, "AVX2 build of the portable decode, group {group} d {d}: max error {err}");
+                    if d % 64 == 0 {
+                        let mut simd = vec![f32::NAN; group * d];
+                        // SAFETY: checked just above.
+                        unsafe { avx2::decode(&p, &mut simd) };
+                        let err = simd.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                        assert!(err < 1e-5, "AVX2 decode, group {group} d {d}: max error {err}");
+                    }
                 }
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn vector_exponentials_match_libm() {
+        // Lengths around the vector widths (a tail left over), scores down to the clamp.
+        for len in [1, 7, 8, 15, 16, 17, 40, 333] {
+            let row: Vec<f32> = noise(len, len as u64).iter().map(|x| x * 60.0 - 30.0).collect();
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let want: Vec<f64> = row.iter().map(|&x| ((x - m) as f64).exp()).collect();
+            let check = |got: &[f32], sum: f32, what: &str| {
+                // Relative error grows with |x| (x·log2 e is rounded to f32): ~1e-6 at x = -40.
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() <= 5e-6 * w + 1e-37, "{what}, length {len}: {g} against {w}");
+                }
+                let total: f64 = want.iter().sum();
+                assert!((sum as f64 - total).abs() < 1e-5 * total, "{what}, length {len}: sum {sum} against {total}");
+            };
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                let mut r = row.clone();
+                // SAFETY: checked just above.
+                let sum = unsafe { avx2::exp_shifted(&mut r) };
+                check(&r, sum, "AVX2");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let mut r = row.clone();
+                // SAFETY: checked just above.
+                let sum = unsafe { avx512::exp_shifted(&mut r) };
+                check(&r, sum, "AVX-512");
             }
         }
     }
