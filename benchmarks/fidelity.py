@@ -10,7 +10,9 @@ source lacks, with an unsupported sentence, trimmed, copy share median and p90, 
 cosine, FK grade, and the reject reasons. Run it with two binaries to compare before and after.
 STYLES=qa (a comma list) rephrases in those styles only, at a fraction of the time: retries are
 seeded by their task, so a style's rows do not depend on the other styles (but for rounding in
-batched matrix products, which can flip a near tie).
+batched matrix products, which can flip a near tie). MODEL=DIR rephrases with another imported
+model (e.g. `wrapflow model import ... --weights int8`); PLAN=FILE runs another plan (a copy of
+wrap.sql with a STYLE statement, to try a style's options).
 """
 import json, os, subprocess, sys, tempfile, time
 
@@ -27,8 +29,9 @@ with open("data/bbc/bbc.jsonl") as f, open(src, "w") as out:
             taken[c] += 1
             out.write(line)
 t0 = time.time()
-subprocess.run([binary, "run", "plans/wrap.sql", "--set", f"input={src}", "--set", f"output={tmp}/out",
-                "--set", f"limit={n * len(cats)}", "--set", f"styles={os.environ.get('STYLES', 'easy,medium,hard,qa')}", "--workers", "1", "--set", "threads=2", "--set", "batch=32",
+subprocess.run([binary, "run", os.environ.get("PLAN", "plans/wrap.sql"), "--set", f"input={src}", "--set", f"output={tmp}/out",
+                "--set", f"limit={n * len(cats)}", "--set", f"styles={os.environ.get('STYLES', 'easy,medium,hard,qa')}",
+                "--set", f"model={os.environ.get('MODEL', 'models/smollm2-135m-instruct')}", "--workers", "1", "--set", "threads=2", "--set", "batch=32",
                 "-q"], check=True, stdout=subprocess.DEVNULL)
 wall = time.time() - t0
 m = json.load(open(f"{tmp}/out/manifest.json"))

@@ -10,13 +10,17 @@ import sys
 
 for path in sys.argv[1:]:
     totals = collections.Counter()
-    for event in json.load(open(path)):
+    # A node whose first input is [batch, positions, ...] tells the phase; the others (the head's
+    # Gemm on [batch, hidden], shape ops) belong to the call of the node before them.
+    phase = "decode"
+    for event in sorted(json.load(open(path)), key=lambda e: e.get("ts", 0)):
         if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
         args = event.get("args", {})
         shapes = args.get("input_type_shape") or [{}]
         first = next(iter(shapes[0].values()), [])
-        phase = "prefill" if len(first) >= 2 and first[1] > 1 else "decode"
+        if len(first) == 3:
+            phase = "prefill" if first[1] > 1 else "decode"
         totals[(phase, args.get("op_name"))] += event["dur"]
     for phase in ("prefill", "decode"):
         ops = [(op, us) for (p, op), us in totals.most_common() if p == phase]

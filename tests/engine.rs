@@ -254,6 +254,21 @@ fn four_bit_weights_match_their_f32_values() {
 }
 
 #[test]
+fn int8_weights_stay_near_their_f32_values() {
+    let (i8_dir, f32_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let mut int8 = tiny(i8_dir.path(), WeightFormat::Int8, false);
+    let mut reference = tiny(f32_dir.path(), WeightFormat::Fp32, false);
+    let ids = encode(&int8, "The team will publish its results next month.");
+    let (a, b) = (int8.prompt_logits(&ids).unwrap(), reference.prompt_logits(&ids).unwrap());
+    let spread = b.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) - b.iter().fold(f32::INFINITY, |m, &x| m.min(x));
+    let diff = max_diff(&a, &b);
+    // Weights rounded to 1/126 of their row's largest, activations to 1/255 of their range.
+    assert!(diff > 0.0 && diff < 0.02 * spread, "int8 and f32 logits differ by {diff} (spread {spread})");
+    let size = |d: &Path| std::fs::metadata(d.join("model.onnx")).unwrap().len();
+    assert!(size(i8_dir.path()) < size(f32_dir.path()));
+}
+
+#[test]
 fn stop_strings_cut_the_text() {
     let dir = TempDir::new().unwrap();
     let mut d = tiny(dir.path(), WeightFormat::Fp32, false);

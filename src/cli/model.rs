@@ -22,8 +22,9 @@ pub enum ModelCommand {
         /// Write only tokenizer.json, tokenizer_config.json and the chat template
         #[arg(long)]
         tokenizer_only: bool,
-        /// Weight format: fp32 (quality reference), q4 (the GGUF's 4-bit blocks, MatMulNBits) or
-        /// fp16 (linear layers and embeddings in f16, for GPUs)
+        /// Weight format: fp32 (quality reference), q4 (the GGUF's 4-bit blocks, MatMulNBits),
+        /// fp16 (linear layers and embeddings in f16, for GPUs) or int8 (linear layers quantized
+        /// to int8, integer products: faster prompts on CPUs, less accurate)
         #[arg(long, default_value = "fp32")]
         weights: String,
         /// KV cache layout: shared (one buffer per layer written in place, with wrapflow's

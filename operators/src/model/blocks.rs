@@ -8,6 +8,8 @@ use super::onnx_proto::dtype;
 pub(super) struct Builder<'a> {
     pub g: Graph,
     pub cfg: &'a LlamaConfig,
+    /// f32 linear layers become int8 ones ([`Builder::linear_int8`]).
+    pub int8: bool,
 }
 
 impl Builder<'_> {
@@ -48,6 +50,7 @@ impl Builder<'_> {
 
     pub fn linear(&mut self, x: &str, w: &Linear, name: &str, n_in: usize, n_out: usize) -> String {
         match w {
+            Linear::F32(data) if self.int8 => self.linear_int8(x, data, name, n_in, n_out),
             Linear::F32(data) => {
                 let t = transposed(data, n_in, n_out);
                 let w = self.g.init_f32(name, &[n_in as i64, n_out as i64], &t);
@@ -97,6 +100,27 @@ impl Builder<'_> {
                 self.g.op("Add", &[&y, &corr], vec![])
             }
         }
+    }
+
+    /// `x·wᵀ` with `w` (`[out, in]`) quantized symmetrically to 7 bits in int8, one scale per
+    /// output row, run by `DynamicQuantizeMatMul`, which quantizes `x` to u8 per call and
+    /// multiplies in integers. Seven bits (±63, ONNX Runtime's `reduce_range`): AVX2's
+    /// `vpmaddubsw` adds two u8 × i8 products in a saturating i16, which ±127 overflows.
+    fn linear_int8(&mut self, x: &str, w: &[f32], name: &str, n_in: usize, n_out: usize) -> String {
+        const LEVELS: f32 = 63.0;
+        let scales: Vec<f32> = w
+            .chunks_exact(n_in)
+            .map(|row| row.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE) / LEVELS)
+            .collect();
+        let mut q = vec![0i8; n_in * n_out];
+        for (o, row) in w.chunks_exact(n_in).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                q[i * n_out + o] = (v / scales[o]).round().clamp(-LEVELS, LEVELS) as i8;
+            }
+        }
+        let b = self.g.init_i8(&format!("{name}.int8"), &[n_in as i64, n_out as i64], &q);
+        let s = self.g.init_f32(&format!("{name}.scales"), &[n_out as i64], &scales);
+        self.g.op_n("DynamicQuantizeMatMul", "com.microsoft", &[x, &b, &s], 1, vec![]).remove(0)
     }
 
     /// `x + y`, `y` normed first where the family norms block outputs (Gemma 3).

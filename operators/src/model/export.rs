@@ -26,9 +26,15 @@ fn past_inputs(g: &mut Graph, layers: usize, dims: &[Dim]) -> Vec<(String, Strin
 /// returned with the model's doc string. It takes the weights by value and drops each layer's
 /// once its nodes hold them (in a [`Graph::spilling`] graph, once they are on disk), so an import
 /// never keeps two copies of the model in memory. f16 weights (`--weights fp16`) are multiplied
-/// in f16.
-pub fn build(cfg: &LlamaConfig, weights: LlamaWeights, layout: KvLayout, g: Graph) -> (Graph, &'static str) {
-    let b = Builder { g, cfg };
+/// in f16; with `int8`, f32 linear layers are quantized to int8 (`--weights int8`).
+pub fn build(
+    cfg: &LlamaConfig,
+    weights: LlamaWeights,
+    layout: KvLayout,
+    int8: bool,
+    g: Graph,
+) -> (Graph, &'static str) {
+    let b = Builder { g, cfg, int8 };
     match layout {
         KvLayout::Standard => (build_standard(weights, b), "llama decoder with KV cache, exported by wrapflow"),
         KvLayout::Shared | KvLayout::SharedOrt => {

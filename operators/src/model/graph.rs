@@ -177,6 +177,12 @@ impl Graph {
         name.into()
     }
 
+    /// An int8 initializer (`--weights int8`).
+    pub fn init_i8(&mut self, name: &str, dims: &[i64], data: &[i8]) -> String {
+        self.push_init(name, dims, dtype::INT8, data.iter().map(|&q| q as u8).collect());
+        name.into()
+    }
+
     /// A 1-D (or 0-D when `scalar`) int64 constant.
     pub fn const_i64(&mut self, v: &[i64], scalar: bool) -> String {
         let name = self.fresh("const_i64");

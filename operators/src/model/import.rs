@@ -282,7 +282,8 @@ pub fn write_model(
     let tied = weights.output.is_none();
     let Origin { source, special, family, tensors } = origin;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let (graph, doc) = build(cfg, weights, opts.kv_cache, Graph::spilling(out)?);
+    let int8 = opts.weights == WeightFormat::Int8;
+    let (graph, doc) = build(cfg, weights, opts.kv_cache, int8, Graph::spilling(out)?);
     let written = graph.write(out, doc, &[("source", source.to_string())], opts.external_data)?;
     let config = ModelConfig {
         llama: cfg.clone(),

@@ -16,7 +16,7 @@ pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + messag
 
 fn random_linear(rng: &mut StdRng, n_in: usize, n_out: usize, format: WeightFormat) -> Linear {
     match format {
-        WeightFormat::Fp32 | WeightFormat::Fp16 => {
+        WeightFormat::Fp32 | WeightFormat::Fp16 | WeightFormat::Int8 => {
             Linear::F32((0..n_in * n_out).map(|_| rng.random_range(-0.15f32..0.15)).collect())
         }
         WeightFormat::Q4 => {

@@ -40,7 +40,7 @@ pub fn attend(p: &Heads, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA, checked above (and the head size for `avx2`).
-            unsafe { if p.d % 64 == 0 { avx2::decode(p, out) } else { decode_avx2(p, out) } }
+            unsafe { if p.d.is_multiple_of(64) { avx2::decode(p, out) } else { decode_avx2(p, out) } }
             return;
         }
         decode_portable(p, out);
@@ -256,7 +256,7 @@ mod tests {
                     unsafe { decode_avx2(&p, &mut portable) };
                     let err = portable.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
                     assert!(err < 1e-5, "AVX2 build of the portable decode, group {group} d {d}: max error {err}");
-                    if d % 64 == 0 {
+                    if d.is_multiple_of(64) {
                         let mut simd = vec![f32::NAN; group * d];
                         // SAFETY: checked just above.
                         unsafe { avx2::decode(&p, &mut simd) };

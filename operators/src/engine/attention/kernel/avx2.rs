@@ -64,7 +64,7 @@ fn sum(v: __m256) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn decode(p: &Heads, out: &mut [f32]) {
     let (t, d) = (p.past + 1, p.d);
-    assert!(d % 64 == 0 && p.k.len() >= t * d && p.v.len() >= t * d && out.len() >= p.group * d);
+    assert!(d.is_multiple_of(64) && p.k.len() >= t * d && p.v.len() >= t * d && out.len() >= p.group * d);
     assert!(p.q.len() >= p.group * d);
     let mut s = vec![0f32; t];
     for h in 0..p.group {
