@@ -35,7 +35,7 @@ use crate::engine::{
 use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
-use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, strip_chatter, support};
+use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, strip_chatter};
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
 
@@ -375,40 +375,32 @@ fn guards_numbers(style: &Style, cfg: &RephraseConfig) -> bool {
 /// earlier answer with its rank.
 type Queued<T> = (T, StyleTask, u32, u32, Option<(Rephrased, Rank)>);
 
-/// How an answer ranks among its task's answers (smaller is better): whether a gate rejects it
-/// (the model-free ones, and meaning when there is an embedder), then how many grades it falls
-/// short of the style's reading level, then how far its cosine falls short of the style's aim.
+/// How an answer ranks among its task's answers (smaller is better): whether the gates reject
+/// it, judged as the gate stage will (a trailing unsupported sentence or a Q&A's failing last
+/// pairs cut off, not counted against it), then how many grades it falls short of the style's
+/// reading level, then how far the kept text's cosine falls short of the style's aim.
 type Rank = (bool, f64, f64);
 
 fn rank(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&SharedEmbedder>) -> Rank {
-    let rejected = cheap_gates_reject(r, style, gates) || embedder.is_some_and(|e| off_meaning(r, style, gates, e));
-    let aim = match (style.aim_cosine, r.cosine) {
-        (Some(aim), Some(cos)) if cos.is_finite() => (aim - cos).max(0.0),
+    let src = r.task.chunk.text.clone();
+    let truncated = r.finish == Finish::Length;
+    // The whole answer is embedded only when the gates that need no model pass it (as the gate
+    // stage does; the cosine is kept with the answer). A Q&A's leading pairs get their own.
+    let passes = !matches!(check_style(&src, &r.text, truncated, style, gates), Verdict::Reject { .. });
+    if let (true, Some(e), None) = (passes && style.gate_on("meaning"), embedder, r.cosine) {
+        r.cosine = Some(cosines(Some(&mut e.borrow_mut()), std::slice::from_ref(r))[0]);
+    }
+    let cos = r.cosine.unwrap_or(f64::NAN);
+    let (verdict, kept_cos) = gates.judge_text(&src, &r.text, truncated, cos, style, embedder);
+    let (rejected, kept) = match &verdict {
+        Verdict::Accept { text, .. } => (false, text.as_str()),
+        Verdict::Reject { .. } => (true, r.text.as_str()),
+    };
+    let aim = match style.aim_cosine {
+        Some(aim) if kept_cos.is_finite() => (aim - kept_cos).max(0.0),
         _ => 0.0,
     };
-    (rejected, style.register_shortfall(&r.task.chunk.text, &r.text), aim)
-}
-
-/// True if the meaning gate would reject the answer (computed as the gate stage does; the
-/// cosine is kept with the answer), or if one of its sentences lacks support in the source.
-fn off_meaning(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: &SharedEmbedder) -> bool {
-    if style.gate_on("meaning") {
-        let cos = cosines(Some(&mut embedder.borrow_mut()), std::slice::from_ref(r))[0];
-        r.cosine = Some(cos);
-        if cos.is_finite() && cos < style.min_cosine.unwrap_or(gates.min_cosine) {
-            return true;
-        }
-    }
-    style.gate_on("support")
-        && gates.min_sentence_support > 0.0
-        && support(&mut embedder.borrow_mut(), &r.task.chunk.text, &strip_chatter(&r.text).0)
-            .is_ok_and(|s| s.iter().any(|(_, c)| *c < gates.min_sentence_support))
-}
-
-/// True if the gates that need no model (all but meaning) reject the answer.
-fn cheap_gates_reject(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool {
-    let v = check_style(&r.task.chunk.text, &r.text, r.finish == Finish::Length, style, gates);
-    matches!(v, Verdict::Reject { .. })
+    (rejected, style.register_shortfall(&src, kept), aim)
 }
 
 fn failed(task: StyleTask, e: &str) -> Rephrased {
@@ -458,5 +450,44 @@ mod tests {
         assert!(!copies(&answer("By 2027 the mayor expects 2,000 homes for 12 million pounds."), &medium, &gates));
         let off = Style { gates: Some(vec!["length".into()]), ..medium };
         assert!(!copies(&answer(src), &off, &gates), "not when the style turns the copy gate off");
+    }
+
+    fn gates_reason(v: Verdict) -> Option<String> {
+        match v {
+            Verdict::Reject { reason, .. } => Some(reason),
+            Verdict::Accept { .. } => None,
+        }
+    }
+
+    #[test]
+    fn answers_rank_by_the_verdict_the_gate_stage_gives() {
+        let qa = crate::stages::styles::builtin("qa").unwrap();
+        let src = "The museum in Carlow reopened on Friday after a repair of its roof, which had leaked for years. The work cost two million euros. Its director, Nora Quinn, said that visitor numbers had doubled since the reopening.";
+        let chunk = Chunk {
+            doc_id: "d".into(),
+            chunk_index: 0,
+            text: src.into(),
+            n_tokens: 40,
+            byte_start: 0,
+            byte_end: src.len() as u64,
+            source_file: "f".into(),
+            source_line: 1,
+        };
+        let answer = |text: &str| Rephrased {
+            text: text.into(),
+            finish: Finish::Stop,
+            ..failed(StyleTask { chunk: chunk.clone(), style: 0 }, "unused")
+        };
+        let good = "Question: When did the museum in Carlow reopen?\nAnswer: On Friday, after its leaking roof was repaired.\n\nQuestion: How much did the work cost?\nAnswer: Two million euros.\n\nQuestion: What did its director, Nora Quinn, say?\nAnswer: That visitor numbers had doubled since it reopened.";
+        // A last pair naming someone the source does not: the gate stage keeps the first three.
+        let tail = format!("{good}\n\nQuestion: Who paid for the work?\nAnswer: The Oludaraki Foundation.");
+        let gates = GateConfig::default();
+        let judged = |text: &str, g: &GateConfig| gates_reason(check_style(src, text, false, &qa, g));
+        assert_eq!(judged(good, &gates), None);
+        assert!(judged(&tail, &gates).is_some_and(|r| r.starts_with("entity")), "{:?}", judged(&tail, &gates));
+        assert_eq!(rank(&mut answer(good), &qa, &gates, None).0, false);
+        assert_eq!(rank(&mut answer(&tail), &qa, &gates, None).0, false, "its leading pairs pass");
+        let whole = GateConfig { trim_qa_pairs: false, ..gates };
+        assert_eq!(rank(&mut answer(&tail), &qa, &whole, None).0, true, "judged whole, it fails");
     }
 }
