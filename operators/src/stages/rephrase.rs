@@ -8,12 +8,13 @@
 //! moving. Memory is bounded by the caller's backpressure on the source (see `wrapflow::run`):
 //! tasks are queued only for the input batches in flight. A task's output is emitted at the
 //! time it arrived with; the operator holds one capability per time with outstanding tasks.
-//! With `retries`, an answer that the model-free gates already reject, or that misses its style's
-//! reading level ([`Style::register`]), is asked for again (sampled, seeded by the task and
-//! attempt); the best of the task's answers leaves (one the cheap gates pass first, then the one
-//! closest to the reading level, then the earliest), and the gate stage judges it. Given the
-//! worker's embedder (in its [`StageContext`]), an answer below the meaning gate's cosine
-//! counts as rejected too, so it is asked for again as well.
+//! With `retries`, an answer that the gates reject, judged as the gate stage will judge it
+//! ([`GateConfig::judge_text`]: the model-free gates, and with the worker's embedder in its
+//! [`StageContext`] meaning and sentence support, a trailing unsupported sentence or a Q&A's
+//! failing last pairs cut off), or that misses its style's reading level ([`Style::register`])
+//! or cosine aim, is asked for again (sampled, seeded by the task and attempt); the best of the
+//! task's answers leaves (a passing one first, then the one closest to the reading level, then
+//! to the aim, then the earliest), and the gate stage judges it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
