@@ -432,6 +432,16 @@ mod tests {
         let own = own_words(&medium);
         assert!(own.user.ends_with(OWN_WORDS) && own.user.contains("{chunk}"), "{}", own.user);
         let src = "The council will spend 12 million pounds on 2,000 new homes by 2027, the mayor said on Monday.";
+        let answer = |text: &str| answer_to(src, text);
+        let gates = GateConfig::default();
+        assert!(copies(&answer(src), &medium, &gates));
+        assert!(!copies(&answer("By 2027 the mayor expects 2,000 homes for 12 million pounds."), &medium, &gates));
+        let off = Style { gates: Some(vec!["length".into()]), ..medium };
+        assert!(!copies(&answer(src), &off, &gates), "not when the style turns the copy gate off");
+    }
+
+    /// An answer `text` to a task on the chunk `src`.
+    fn answer_to(src: &str, text: &str) -> Rephrased {
         let chunk = Chunk {
             doc_id: "d".into(),
             chunk_index: 0,
@@ -442,15 +452,7 @@ mod tests {
             source_file: "f".into(),
             source_line: 1,
         };
-        let answer = |text: &str| Rephrased {
-            text: text.into(),
-            ..failed(StyleTask { chunk: chunk.clone(), style: 0 }, "unused")
-        };
-        let gates = GateConfig::default();
-        assert!(copies(&answer(src), &medium, &gates));
-        assert!(!copies(&answer("By 2027 the mayor expects 2,000 homes for 12 million pounds."), &medium, &gates));
-        let off = Style { gates: Some(vec!["length".into()]), ..medium };
-        assert!(!copies(&answer(src), &off, &gates), "not when the style turns the copy gate off");
+        Rephrased { text: text.into(), ..failed(StyleTask { chunk, style: 0 }, "unused") }
     }
 
     fn gates_reason(v: Verdict) -> Option<String> {
@@ -464,21 +466,7 @@ mod tests {
     fn answers_rank_by_the_verdict_the_gate_stage_gives() {
         let qa = crate::stages::styles::builtin("qa").unwrap();
         let src = "The museum in Carlow reopened on Friday after a repair of its roof, which had leaked for years. The work cost two million euros. Its director, Nora Quinn, said that visitor numbers had doubled since the reopening.";
-        let chunk = Chunk {
-            doc_id: "d".into(),
-            chunk_index: 0,
-            text: src.into(),
-            n_tokens: 40,
-            byte_start: 0,
-            byte_end: src.len() as u64,
-            source_file: "f".into(),
-            source_line: 1,
-        };
-        let answer = |text: &str| Rephrased {
-            text: text.into(),
-            finish: Finish::Stop,
-            ..failed(StyleTask { chunk: chunk.clone(), style: 0 }, "unused")
-        };
+        let answer = |text: &str| Rephrased { finish: Finish::Stop, ..answer_to(src, text) };
         let good = "Question: When did the museum in Carlow reopen?\nAnswer: On Friday, after its leaking roof was repaired.\n\nQuestion: How much did the work cost?\nAnswer: Two million euros.\n\nQuestion: What did its director, Nora Quinn, say?\nAnswer: That visitor numbers had doubled since it reopened.";
         // A last pair naming someone the source does not: the gate stage keeps the first three.
         let tail = format!("{good}\n\nQuestion: Who paid for the work?\nAnswer: The Oludaraki Foundation.");

@@ -22,25 +22,13 @@ impl GateConfig {
         style: &Style,
         embedder: Option<&SharedEmbedder>,
     ) -> (Verdict, f64) {
-        match self.verdict(src, text, truncated, cosine, style, embedder) {
+        let checked = check_style(src, text, truncated, style, self);
+        match self.model_gates(src, checked, cosine, style, embedder) {
             v @ Verdict::Reject { .. } if style.qa_format && self.trim_qa_pairs => {
                 self.leading_pairs(src, text, style, embedder).unwrap_or((v, cosine))
             }
             v => (v, cosine),
         }
-    }
-
-    /// Every gate on one text whose cosine to its source is `cosine` (NaN when unknown).
-    fn verdict(
-        &self,
-        src: &str,
-        text: &str,
-        truncated: bool,
-        cosine: f64,
-        style: &Style,
-        embedder: Option<&SharedEmbedder>,
-    ) -> Verdict {
-        self.model_gates(src, check_style(src, text, truncated, style, self), cosine, style, embedder)
     }
 
     /// The gates that need the embedder (meaning, sentence support) on the model-free gates'
