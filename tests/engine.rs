@@ -319,12 +319,26 @@ fn the_tokenizer_built_from_gguf_matches_an_independent_implementation() {
     let fixtures: Vec<serde_json::Value> =
         serde_json::from_str(include_str!("fixtures/smollm2_tokenizer.json")).unwrap();
     assert!(fixtures.len() >= 10);
-    for f in fixtures {
+    let mut texts = vec![];
+    for f in &fixtures {
         let text = f["text"].as_str().unwrap();
         let want: Vec<u32> = f["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let got = tok.encode(text, false).unwrap().get_ids().to_vec();
         assert_eq!(got, want, "ids of {text:?}");
         assert_eq!(tok.decode(&got, false).unwrap(), text, "decoding {text:?} round-trips");
+        texts.push(text);
+    }
+    // The chunker's fast token boundaries agree with the encoder on the same texts, one by one
+    // and joined (the joined text holds special-token literals: the encoder's path).
+    let tok = std::sync::Arc::new(tok);
+    let bounds = wrapflow::operators::model::token_bounds::TokenBounds::new(tok.clone());
+    assert!(bounds.is_fast(), "SmolLM2's tokenizer is a byte-level BPE with GPT-2's split");
+    for text in texts.iter().copied().chain([texts.concat().as_str(), texts[1..8].join("\n\n").as_str()]) {
+        let enc = tok.encode(text, false).unwrap();
+        // Byte-level tokens spell one character per byte.
+        let want: Vec<usize> =
+            enc.get_tokens().iter().scan(0, |at, t| Some(std::mem::replace(at, *at + t.chars().count()))).collect();
+        assert_eq!(bounds.starts(text).unwrap(), want, "token starts of {text:?}");
     }
 }
 

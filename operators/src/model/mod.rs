@@ -15,6 +15,7 @@ pub mod onnx_proto;
 pub mod quant;
 #[cfg(any(test, feature = "testkit"))]
 pub mod tiny;
+pub mod token_bounds;
 pub mod tokenizer;
 
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! - a *line* is a `\n`-separated piece whose trimmed text is not empty;
 //! - character counts are Unicode scalar values (`char`s).
 
-use std::collections::{HashMap, HashSet};
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 
 fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split_whitespace()

@@ -29,6 +29,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use tokenizers::Tokenizer;
 
+use crate::model::token_bounds::TokenBounds;
 use crate::sql::heuristics as h;
 
 #[derive(Clone)]
@@ -39,7 +40,7 @@ enum Kernel {
     Hash(fn(&str) -> String),
     /// A text in, a text or NULL out.
     Text(fn(&str) -> Option<String>),
-    Tokens(Option<Arc<Tokenizer>>),
+    Tokens(Option<TokenBounds>),
 }
 
 /// One text function; equality and hashing go by name (names are unique in a session).
@@ -146,10 +147,10 @@ impl ScalarUDFImpl for TextUdf {
                 for t in text.iter() {
                     match t {
                         Some(t) => {
-                            let enc = tok.encode_fast(t, false).map_err(|e| {
+                            let n = tok.count(t).map_err(|e| {
                                 datafusion::error::DataFusionError::Execution(format!("token_count: {e}"))
                             })?;
-                            b.append_value(enc.len() as u64)
+                            b.append_value(n as u64)
                         }
                         None => b.append_null(),
                     }
@@ -183,7 +184,7 @@ pub fn all(tokenizer: Option<Arc<Tokenizer>>) -> Vec<ScalarUDF> {
         TextUdf::new("bad_phrase_ratio", F64(h::bad_phrase_ratio)),
         TextUdf::new("content_hash", Hash(h::content_hash)),
         TextUdf::new("c4_clean", Text(crate::sql::c4::c4_clean)),
-        TextUdf::new("token_count", Tokens(tokenizer)),
+        TextUdf::new("token_count", Tokens(tokenizer.map(TokenBounds::new))),
     ]
     .into_iter()
     .map(ScalarUDF::new_from_impl)

@@ -10,8 +10,8 @@
 //! sees. The document is encoded once; for byte-level BPE tokenizers with the GPT-2 split (GPT-2,
 //! SmolLM2, Llama 3, ...) a break before whitespace is also a pre-token boundary, so the tokens of
 //! a chunk alone are exactly the document's tokens in its span and are counted from the document's
-//! offsets. For any other tokenizer, and for breaks inside a word, each chunk is encoded again
-//! to count it.
+//! token boundaries ([`TokenBounds`], which finds them without a full `encode`). For any other
+//! tokenizer, and for breaks inside a word, each chunk is encoded again to count it.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,6 +45,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::Timestamp;
 use tokenizers::Tokenizer;
 
+use crate::model::token_bounds::TokenBounds;
 use crate::record::{Chunk, Document, Reject};
 use crate::stages::context::StageContext;
 use crate::state::metrics::Histogram;
@@ -79,27 +80,9 @@ pub struct Piece {
 /// The chunking algorithm, shared by all workers.
 #[derive(Clone)]
 pub struct Chunker {
-    tok: Arc<Tokenizer>,
+    bounds: TokenBounds,
     max_tokens: usize,
     min_fill: f64,
-    /// The tokenizer's split is stable at breaks before whitespace (see the module docs).
-    stable_at_whitespace: bool,
-}
-
-/// True for a byte-level BPE whose only pre-tokenization is the GPT-2 regex split (optionally
-/// after splitting digits) with no normalizer and no added prefix space.
-fn stable_at_whitespace(tok: &Tokenizer) -> bool {
-    let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
-    let model = json(serde_json::to_value(tok.get_model()));
-    let pre = json(serde_json::to_value(tok.get_pre_tokenizer()));
-    let byte_level =
-        |p: &serde_json::Value| p["type"] == "ByteLevel" && p["use_regex"] == true && p["add_prefix_space"] == false;
-    let pre_ok = byte_level(&pre)
-        || (pre["type"] == "Sequence"
-            && pre["pretokenizers"].as_array().is_some_and(|ps| {
-                ps.last().is_some_and(byte_level) && ps[..ps.len() - 1].iter().all(|p| p["type"] == "Digits")
-            }));
-    tok.get_normalizer().is_none() && model["type"] == "BPE" && pre_ok
 }
 
 /// Loads a `tokenizer.json`, naming the file in the error.
@@ -118,8 +101,7 @@ impl Chunker {
     pub fn new(cfg: &ChunkConfig, tok: Arc<Tokenizer>) -> anyhow::Result<Self> {
         anyhow::ensure!(cfg.max_tokens >= 8, "CHUNK max_tokens must be at least 8, got {}", cfg.max_tokens);
         anyhow::ensure!((0.0..=1.0).contains(&cfg.min_fill), "CHUNK min_fill must be in [0, 1]");
-        let stable_at_whitespace = stable_at_whitespace(&tok);
-        Ok(Chunker { tok, max_tokens: cfg.max_tokens, min_fill: cfg.min_fill, stable_at_whitespace })
+        Ok(Chunker { bounds: TokenBounds::new(tok), max_tokens: cfg.max_tokens, min_fill: cfg.min_fill })
     }
 
     /// Builds a chunker whose tokenizer is `cfg.tokenizer`.
@@ -129,15 +111,11 @@ impl Chunker {
     }
 
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
-        &self.tok
+        self.bounds.tokenizer()
     }
 
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
-    }
-
-    fn count(&self, text: &str) -> anyhow::Result<usize> {
-        Ok(self.tok.encode_fast(text, false).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?.len())
     }
 
     /// Splits `text` into consecutive pieces that cover it exactly.
@@ -145,15 +123,11 @@ impl Chunker {
         if text.is_empty() {
             return Ok(vec![]);
         }
-        let enc = self.tok.encode(text, false).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-        if enc.len() <= self.max_tokens {
-            return Ok(vec![Piece { start: 0, end: text.len(), n_tokens: enc.len() }]);
-        }
-        // Token start offsets from the whole-document encoding: a cheap estimate of how many
-        // tokens a span holds; the exact count comes from encoding the chosen chunk alone.
-        let mut starts: Vec<usize> = enc.get_offsets().iter().map(|o| o.0).collect();
-        for i in 1..starts.len() {
-            starts[i] = starts[i].max(starts[i - 1]);
+        // Token starts of the whole document: a cheap estimate of how many tokens a span holds
+        // (exact at whitespace breaks of a fast tokenizer); else the chunk is encoded alone.
+        let starts = self.bounds.starts(text)?;
+        if starts.len() <= self.max_tokens {
+            return Ok(vec![Piece { start: 0, end: text.len(), n_tokens: starts.len() }]);
         }
         let tokens_before = |pos: usize| starts.partition_point(|&s| s < pos);
         let mut pieces = Vec::new();
@@ -169,10 +143,10 @@ impl Chunker {
                     self.best_cut(text, pos, limit, budget, &tokens_before)
                 };
                 let at_whitespace = cut == text.len() || text[cut..].starts_with(char::is_whitespace);
-                let n = if self.stable_at_whitespace && at_whitespace {
+                let n = if self.bounds.is_fast() && at_whitespace {
                     tokens_before(cut) - first
                 } else {
-                    self.count(&text[pos..cut])?
+                    self.bounds.count(&text[pos..cut])?
                 };
                 if n <= self.max_tokens {
                     pieces.push(Piece { start: pos, end: cut, n_tokens: n });
@@ -400,7 +374,7 @@ mod tests {
         let joined: String = pieces.iter().map(|p| &text[p.start..p.end]).collect();
         assert_eq!(joined, text, "chunks concatenate to the document");
         for p in &pieces {
-            let alone = c.count(&text[p.start..p.end]).unwrap();
+            let alone = c.tokenizer().encode(&text[p.start..p.end], false).unwrap().len();
             assert_eq!(alone, p.n_tokens);
             assert!(p.n_tokens <= c.max_tokens, "{} > {}", p.n_tokens, c.max_tokens);
             assert!(p.end > p.start, "no empty chunk");
@@ -426,7 +400,7 @@ mod tests {
         let text = "word ".repeat(200);
         let words = check(&c, &text);
         assert!(words.len() > 1 && words[1..].iter().all(|p| text[p.start..].starts_with(" word")), "whole words only");
-        assert!(c.stable_at_whitespace, "the test tokenizer is a GPT-2 style byte-level BPE");
+        assert!(c.bounds.is_fast(), "the test tokenizer is a GPT-2 style byte-level BPE");
     }
 
     #[test]
@@ -447,7 +421,7 @@ mod tests {
         let mut tok = tiny_tokenizer();
         tok.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase)).unwrap();
         let c = Chunker::new(&ChunkConfig { max_tokens: 24, ..Default::default() }, Arc::new(tok)).unwrap();
-        assert!(!c.stable_at_whitespace);
+        assert!(!c.bounds.is_fast());
         check(&c, SAMPLE_TEXT);
     }
 
