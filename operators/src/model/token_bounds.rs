@@ -34,12 +34,17 @@ use std::sync::{Arc, LazyLock};
 use regex::Regex;
 use tokenizers::{Model, Tokenizer};
 
-/// GPT-2's split without its `\s+(?!\S)` alternative, which [`TokenBounds::pretokens`] applies.
+/// GPT-2's split without its `\s+(?!\S)` alternative, which `gpt2` applies by hand.
 static GPT2: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+").unwrap());
 
-/// Distinct pre-tokens remembered per thread and tokenizer before the memory is given back.
-const CACHE_LIMIT: usize = 1 << 20;
+/// Distinct pre-tokens remembered per thread and tokenizer before the memory is given back
+/// (~20 MB; English web text has far fewer distinct words).
+const CACHE_LIMIT: usize = 1 << 18;
+
+/// Tokenizers remembered per thread: a long-lived process (a server, a followed job) makes a new
+/// [`TokenBounds`] per job, and the least recently used one's memory goes.
+const CACHES_PER_THREAD: usize = 4;
 
 /// The byte lengths of each remembered pre-token's tokens.
 type Lengths = AHashMap<Box<[u8]>, Box<[u16]>>;
@@ -47,8 +52,9 @@ type Lengths = AHashMap<Box<[u8]>, Box<[u16]>>;
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// Token lengths (bytes) of each pre-token seen, per [`TokenBounds`] instance.
-    static CACHE: RefCell<HashMap<u64, Lengths>> = RefCell::new(HashMap::new());
+    /// Token lengths (bytes) of each pre-token seen, per [`TokenBounds`] instance, the most
+    /// recently used first.
+    static CACHE: RefCell<Vec<(u64, Lengths)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Token boundaries of texts under one tokenizer.
@@ -90,7 +96,14 @@ impl TokenBounds {
         match self.fast {
             Some(digits) if !self.added.values().any(|a| text.contains(a.as_str())) => {
                 CACHE.with_borrow_mut(|all| {
-                    let cache = all.entry(self.id).or_default();
+                    match all.iter().position(|(id, _)| *id == self.id) {
+                        Some(i) => all[..=i].rotate_right(1),
+                        None => {
+                            all.truncate(CACHES_PER_THREAD - 1);
+                            all.insert(0, (self.id, Lengths::default()));
+                        }
+                    }
+                    let cache = &mut all[0].1;
                     if cache.len() > CACHE_LIMIT {
                         cache.clear();
                     }
@@ -311,6 +324,19 @@ mod tests {
             let all = texts.concat();
             assert_eq!(bounds.starts(&all).unwrap(), encoded_starts(&tok, &all));
         }
+    }
+
+    #[test]
+    fn a_thread_remembers_a_few_tokenizers_and_stays_right() {
+        let tok = Arc::new(tokenizer(Some(true)));
+        let text = crate::testkit::SAMPLE_TEXT;
+        let want = encoded_starts(&tok, text);
+        let many: Vec<TokenBounds> = (0..CACHES_PER_THREAD + 2).map(|_| TokenBounds::new(tok.clone())).collect();
+        for b in many.iter().chain(many.iter().rev()) {
+            assert_eq!(b.starts(text).unwrap(), want);
+        }
+        assert_eq!(CACHE.with_borrow(Vec::len), CACHES_PER_THREAD);
+        assert_eq!(CACHE.with_borrow(|c| c[0].0), many[0].id, "the last used comes first");
     }
 
     #[test]
