@@ -8,7 +8,7 @@
 //!
 //! Every chunk's `n_tokens` is its token count encoded alone, so the bound holds for what a model
 //! sees. The document is encoded once; for byte-level BPE tokenizers with the GPT-2 split (GPT-2,
-//! SmolLM2, Llama 3, ...) a break before whitespace is also a pre-token boundary, so the tokens of
+//! SmolLM2, ...) a break before whitespace is also a pre-token boundary, so the tokens of
 //! a chunk alone are exactly the document's tokens in its span and are counted from the document's
 //! token boundaries ([`TokenBounds`], which finds them without a full `encode`). For any other
 //! tokenizer, and for breaks inside a word, each chunk is encoded again to count it.
