@@ -26,11 +26,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-
-use ahash::AHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use ahash::AHashMap;
 use regex::Regex;
 use tokenizers::{Model, Tokenizer};
 
@@ -39,7 +38,7 @@ static GPT2: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+").unwrap());
 
 /// Distinct pre-tokens remembered per thread and tokenizer before the memory is given back
-/// (~20 MB; English web text has far fewer distinct words).
+/// (an estimate: tens of MB at most; English web text has far fewer distinct words).
 const CACHE_LIMIT: usize = 1 << 18;
 
 /// Tokenizers remembered per thread: a long-lived process (a server, a followed job) makes a new
@@ -93,24 +92,30 @@ impl TokenBounds {
     /// The byte offset at which each token of `text` starts, in order; as many as `encode` gives.
     pub fn starts(&self, text: &str) -> anyhow::Result<Vec<usize>> {
         let mut out = Vec::with_capacity(text.len() / 3);
+        self.each_start(text, &mut |at| out.push(at))?;
+        Ok(out)
+    }
+
+    /// How many tokens `text` encodes to.
+    pub fn count(&self, text: &str) -> anyhow::Result<usize> {
+        if self.fast.is_none() {
+            return Ok(self.tok.encode_fast(text, false).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?.len());
+        }
+        let mut n = 0;
+        self.each_start(text, &mut |_| n += 1)?;
+        Ok(n)
+    }
+
+    /// Calls `f` with each token's start, in order.
+    fn each_start(&self, text: &str, f: &mut impl FnMut(usize)) -> anyhow::Result<()> {
         match self.fast {
             Some(digits) if !self.added.values().any(|a| text.contains(a.as_str())) => {
                 CACHE.with_borrow_mut(|all| {
-                    match all.iter().position(|(id, _)| *id == self.id) {
-                        Some(i) => all[..=i].rotate_right(1),
-                        None => {
-                            all.truncate(CACHES_PER_THREAD - 1);
-                            all.insert(0, (self.id, Lengths::default()));
-                        }
-                    }
-                    let cache = &mut all[0].1;
-                    if cache.len() > CACHE_LIMIT {
-                        cache.clear();
-                    }
+                    let cache = thread_cache(all, self.id);
                     let mut result = Ok(());
-                    pretokens(text, digits, &mut |at, piece| {
+                    pretokens(text, digits, &mut |at, len| {
                         if result.is_ok() {
-                            result = self.push_tokens(cache, &text[at..at + piece], at, &mut out);
+                            result = self.tokens_of(cache, &text[at..at + len], at, f);
                         }
                     });
                     result
@@ -122,49 +127,65 @@ impl TokenBounds {
                 let mut at = 0;
                 for ((t, id), o) in enc.get_tokens().iter().zip(enc.get_ids()).zip(enc.get_offsets()) {
                     let added = self.added.contains_key(id);
-                    out.push(if added { o.0 } else { at });
+                    f(if added { o.0 } else { at });
                     at = if added { o.1 } else { at + t.chars().count() };
                 }
             }
             None => {
                 // Offsets may be trimmed of a leading space; kept in order.
+                let mut last = 0;
                 for o in self.encode(text)?.get_offsets() {
-                    out.push(o.0.max(out.last().copied().unwrap_or(0)));
+                    last = o.0.max(last);
+                    f(last);
                 }
             }
         }
-        Ok(out)
-    }
-
-    /// How many tokens `text` encodes to.
-    pub fn count(&self, text: &str) -> anyhow::Result<usize> {
-        if self.fast.is_some() {
-            return Ok(self.starts(text)?.len());
-        }
-        Ok(self.tok.encode_fast(text, false).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?.len())
+        Ok(())
     }
 
     fn encode(&self, text: &str) -> anyhow::Result<tokenizers::Encoding> {
         self.tok.encode(text, false).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))
     }
 
-    /// Appends the starts of `piece`'s tokens (`piece` begins at byte `at` of the text).
-    fn push_tokens(&self, cache: &mut Lengths, piece: &str, at: usize, out: &mut Vec<usize>) -> anyhow::Result<()> {
-        if !cache.contains_key(piece.as_bytes()) {
-            let mapped: String = piece.bytes().map(|b| BYTE_CHARS[b as usize]).collect();
-            let tokens = self.tok.get_model().tokenize(&mapped).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-            let lens: Box<[u16]> = tokens.iter().map(|t| t.value.chars().count() as u16).collect();
-            let total: usize = lens.iter().map(|&l| l as usize).sum();
-            anyhow::ensure!(total == piece.len(), "tokenizer: BPE tokens of {piece:?} do not cover it");
-            cache.insert(piece.as_bytes().into(), lens);
+    /// Calls `f` with the starts of `piece`'s tokens (`piece` begins at byte `at` of the text),
+    /// asking the BPE model only for a pre-token this thread has not seen.
+    fn tokens_of(&self, cache: &mut Lengths, piece: &str, at: usize, f: &mut impl FnMut(usize)) -> anyhow::Result<()> {
+        let emit = |lens: &[u16], f: &mut dyn FnMut(usize)| {
+            lens.iter().fold(at, |pos, &len| {
+                f(pos);
+                pos + len as usize
+            });
+        };
+        if let Some(lens) = cache.get(piece.as_bytes()) {
+            emit(lens, f);
+            return Ok(());
         }
-        let mut pos = at;
-        for &len in &cache[piece.as_bytes()][..] {
-            out.push(pos);
-            pos += len as usize;
-        }
+        let mapped: String = piece.bytes().map(|b| BYTE_CHARS[b as usize]).collect();
+        let tokens = self.tok.get_model().tokenize(&mapped).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        let lens: Box<[u16]> = tokens.iter().map(|t| t.value.chars().count() as u16).collect();
+        let total: usize = lens.iter().map(|&l| l as usize).sum();
+        anyhow::ensure!(total == piece.len(), "tokenizer: BPE tokens of {piece:?} do not cover it");
+        emit(&lens, f);
+        cache.insert(piece.as_bytes().into(), lens);
         Ok(())
     }
+}
+
+/// This thread's cache for the [`TokenBounds`] numbered `id`, moved to the front; a new one
+/// pushes out the least recently used beyond [`CACHES_PER_THREAD`], a full one starts over.
+fn thread_cache(all: &mut Vec<(u64, Lengths)>, id: u64) -> &mut Lengths {
+    match all.iter().position(|(i, _)| *i == id) {
+        Some(i) => all[..=i].rotate_right(1),
+        None => {
+            all.truncate(CACHES_PER_THREAD - 1);
+            all.insert(0, (id, Lengths::default()));
+        }
+    }
+    let cache = &mut all[0].1;
+    if cache.len() > CACHE_LIMIT {
+        cache.clear();
+    }
+    cache
 }
 
 /// `Some(digit split)` when `tok` is a byte-level BPE without a normalizer whose
@@ -237,19 +258,19 @@ fn gpt2(s: &str, base: usize, f: &mut impl FnMut(usize, usize)) {
 /// GPT-2's map from bytes to the printable characters its BPE vocabulary is written in.
 static BYTE_CHARS: LazyLock<[char; 256]> = LazyLock::new(|| {
     let mut out = ['\0'; 256];
-    let mut unprintable = 0;
+    // Printable bytes stand for themselves; the others, in order, for U+0100, U+0101, ...
+    let mut next = 256;
     for (b, slot) in out.iter_mut().enumerate() {
-        let printable = matches!(b, 33..=126 | 161..=172 | 174..=255);
-        let code = if printable { b as u32 } else { 256 + post_inc(&mut unprintable) };
+        let code = if matches!(b, 33..=126 | 161..=172 | 174..=255) {
+            b as u32
+        } else {
+            next += 1;
+            next - 1
+        };
         *slot = char::from_u32(code).expect("GPT-2's byte characters are valid");
     }
     out
 });
-
-fn post_inc(n: &mut u32) -> u32 {
-    *n += 1;
-    *n - 1
-}
 
 #[cfg(test)]
 mod tests {
