@@ -5,6 +5,7 @@ mod blocks;
 pub mod export;
 pub mod ggml;
 pub mod gguf;
+pub mod gpt2_split;
 pub mod graph;
 pub mod hf;
 pub mod import;

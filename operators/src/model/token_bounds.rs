@@ -3,8 +3,8 @@
 //! Chunking and `token_count()` need token counts and boundaries, not ids, character offsets or
 //! masks, and `Tokenizer::encode` spends most of its time building those. For a byte-level BPE
 //! whose pre-tokenization is the GPT-2 split (optionally after a digit split) with no
-//! normalizer, [`TokenBounds`] splits the text into the same pre-tokens with the `regex` crate
-//! (which has no look-around: GPT-2's `\s+(?!\S)` is applied by hand) and hands each distinct
+//! normalizer, [`TokenBounds`] splits the text into the same pre-tokens
+//! ([`crate::model::gpt2_split`]) and hands each distinct
 //! pre-token to the tokenizer's own BPE model once per thread, remembering the lengths of its
 //! tokens. Any other tokenizer, and any text that holds an added token's literal (those are
 //! matched before pre-tokenization), goes through `Tokenizer::encode`.
@@ -30,12 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use ahash::AHashMap;
-use regex::Regex;
 use tokenizers::{Model, Tokenizer};
 
-/// GPT-2's split without its `\s+(?!\S)` alternative, which `gpt2` applies by hand.
-static GPT2: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+").unwrap());
+use crate::model::gpt2_split::split;
 
 /// Distinct pre-tokens remembered per thread and tokenizer before the memory is given back
 /// (an estimate: tens of MB at most; English web text has far fewer distinct words).
@@ -217,7 +214,7 @@ fn fast_split(tok: &Tokenizer) -> Option<Option<bool>> {
 
 /// Calls `f(start, len)` for each pre-token of `text`, in order: the digit split, then GPT-2's.
 fn pretokens(text: &str, digits: Option<bool>, f: &mut impl FnMut(usize, usize)) {
-    let Some(individual) = digits else { return gpt2(text, 0, f) };
+    let Some(individual) = digits else { return split(text, 0, f) };
     let mut rest = 0;
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -229,30 +226,12 @@ fn pretokens(text: &str, digits: Option<bool>, f: &mut impl FnMut(usize, usize))
             end = j + d.len_utf8();
             chars.next();
         }
-        gpt2(&text[rest..i], rest, f);
+        split(&text[rest..i], rest, f);
         // A digit piece is one pre-token: GPT-2's `\p{N}+` takes all of it.
         f(i, end - i);
         rest = end;
     }
-    gpt2(&text[rest..], rest, f);
-}
-
-/// GPT-2's split of `s` (which starts at byte `base` of the text).
-fn gpt2(s: &str, base: usize, f: &mut impl FnMut(usize, usize)) {
-    let mut pos = 0;
-    while let Some(m) = GPT2.find_at(s, pos) {
-        let mut end = m.end();
-        // `\s+(?!\S)`: a whitespace run before a visible character leaves its last character to
-        // lead the next pre-token (a lone one is `\s+`'s).
-        if end < s.len() && m.as_str().chars().all(char::is_whitespace) {
-            let last = m.as_str().chars().next_back().map_or(0, char::len_utf8);
-            if m.len() > last {
-                end -= last;
-            }
-        }
-        f(base + m.start(), end - m.start());
-        pos = end;
-    }
+    split(&text[rest..], rest, f);
 }
 
 /// GPT-2's map from bytes to the printable characters its BPE vocabulary is written in.

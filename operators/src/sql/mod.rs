@@ -6,4 +6,5 @@ pub mod heuristics;
 pub mod listing;
 pub mod readers;
 pub mod source;
+pub mod stats;
 pub mod udf;

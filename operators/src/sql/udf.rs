@@ -31,11 +31,14 @@ use tokenizers::Tokenizer;
 
 use crate::model::token_bounds::TokenBounds;
 use crate::sql::heuristics as h;
+use crate::sql::stats::{CLEANED, STATS, TextStats, memoized};
 
 #[derive(Clone)]
 enum Kernel {
     F64(fn(&str) -> f64),
-    U64(fn(&str) -> u64),
+    /// A heuristic read off the text's shared counts ([`TextStats`], one walk per text).
+    StatF64(fn(&TextStats) -> f64),
+    StatU64(fn(&TextStats) -> u64),
     Ngram(fn(&str, usize) -> f64),
     Hash(fn(&str) -> String),
     /// A text in, a text or NULL out.
@@ -94,8 +97,8 @@ impl ScalarUDFImpl for TextUdf {
 
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(match &self.kernel {
-            Kernel::F64(_) | Kernel::Ngram(_) => DataType::Float64,
-            Kernel::U64(_) => DataType::UInt64,
+            Kernel::F64(_) | Kernel::StatF64(_) | Kernel::Ngram(_) => DataType::Float64,
+            Kernel::StatU64(_) => DataType::UInt64,
             Kernel::Tokens(None) => {
                 return plan_err!(
                     "token_count() needs a tokenizer: add TOKENIZER 'path/to/tokenizer.json' to the plan"
@@ -126,9 +129,14 @@ impl ScalarUDFImpl for TextUdf {
                 text.iter().for_each(|t| b.append_option(t.map(|t| f(t, n))));
                 Arc::new(b.finish())
             }
-            Kernel::U64(f) => {
+            Kernel::StatF64(f) => {
+                let mut b = Float64Builder::with_capacity(rows);
+                memoized(&STATS, text, TextStats::of, |_| 1, |s| b.append_option(s.map(f)));
+                Arc::new(b.finish())
+            }
+            Kernel::StatU64(f) => {
                 let mut b = UInt64Builder::with_capacity(rows);
-                text.iter().for_each(|t| b.append_option(t.map(f)));
+                memoized(&STATS, text, TextStats::of, |_| 1, |s| b.append_option(s.map(f)));
                 Arc::new(b.finish())
             }
             Kernel::Hash(f) => {
@@ -138,7 +146,9 @@ impl ScalarUDFImpl for TextUdf {
             }
             Kernel::Text(f) => {
                 let mut b = StringBuilder::with_capacity(rows, text.value_data().len());
-                text.iter().for_each(|t| b.append_option(t.and_then(f)));
+                // Bytes over 1 KiB weigh an output in the memo (see `memoized`).
+                let weigh = |o: &Option<String>| 1 + o.as_ref().map_or(0, |s| s.len() >> 10);
+                memoized(&CLEANED, text, f, weigh, |o| b.append_option(o.and_then(Option::as_deref)));
                 Arc::new(b.finish())
             }
             Kernel::Tokens(tok) => {
@@ -167,21 +177,21 @@ impl ScalarUDFImpl for TextUdf {
 pub fn all(tokenizer: Option<Arc<Tokenizer>>) -> Vec<ScalarUDF> {
     use Kernel::*;
     [
-        TextUdf::new("word_count", U64(h::word_count)),
+        TextUdf::new("word_count", StatU64(|s| s.alnum_words)),
         TextUdf::new("flesch_kincaid_grade", F64(h::flesch_kincaid_grade)),
-        TextUdf::new("mean_word_length", F64(h::mean_word_length)),
-        TextUdf::new("symbol_word_ratio", F64(h::symbol_word_ratio)),
-        TextUdf::new("alpha_words_ratio", F64(h::alpha_words_ratio)),
-        TextUdf::new("stopword_count", U64(h::stopword_count)),
-        TextUdf::new("bullet_lines_ratio", F64(h::bullet_lines_ratio)),
-        TextUdf::new("ellipsis_lines_ratio", F64(h::ellipsis_lines_ratio)),
-        TextUdf::new("punct_end_lines_ratio", F64(h::punct_end_lines_ratio)),
-        TextUdf::new("dup_line_fraction", F64(h::dup_line_fraction)),
-        TextUdf::new("dup_line_char_fraction", F64(h::dup_line_char_fraction)),
+        TextUdf::new("mean_word_length", StatF64(TextStats::mean_word_length)),
+        TextUdf::new("symbol_word_ratio", StatF64(TextStats::symbol_word_ratio)),
+        TextUdf::new("alpha_words_ratio", StatF64(TextStats::alpha_words_ratio)),
+        TextUdf::new("stopword_count", StatU64(|s| s.stop_words)),
+        TextUdf::new("bullet_lines_ratio", StatF64(TextStats::bullet_lines_ratio)),
+        TextUdf::new("ellipsis_lines_ratio", StatF64(TextStats::ellipsis_lines_ratio)),
+        TextUdf::new("punct_end_lines_ratio", StatF64(TextStats::punct_end_lines_ratio)),
+        TextUdf::new("dup_line_fraction", StatF64(TextStats::dup_line_fraction)),
+        TextUdf::new("dup_line_char_fraction", StatF64(TextStats::dup_line_char_fraction)),
         TextUdf::new("dup_ngram_fraction", Ngram(h::dup_ngram_fraction)),
         TextUdf::new("top_ngram_fraction", Ngram(h::top_ngram_fraction)),
-        TextUdf::new("bad_phrase_lines", U64(h::bad_phrase_lines)),
-        TextUdf::new("bad_phrase_ratio", F64(h::bad_phrase_ratio)),
+        TextUdf::new("bad_phrase_lines", StatU64(|s| s.bad_phrase_lines)),
+        TextUdf::new("bad_phrase_ratio", StatF64(TextStats::bad_phrase_ratio)),
         TextUdf::new("content_hash", Hash(h::content_hash)),
         TextUdf::new("c4_clean", Text(crate::sql::c4::c4_clean)),
         TextUdf::new("token_count", Tokens(tokenizer.map(TokenBounds::new))),
