@@ -1,6 +1,6 @@
 //! Feeding a segment's input into a worker's dataflow: the input query's batches become
 //! documents, each input object's at its own timestamps in input order (so that "earlier" in
-//! dedup means earlier in the input, on any number of workers), at most [`IN_FLIGHT`] times
+//! dedup means earlier in the input, on any number of workers), at most an [`InFlight`] budget
 //! ahead of the sinks; and what the query's filters and `LIMIT` did, from DataFusion's metrics.
 
 use std::cell::RefCell;
@@ -27,6 +27,25 @@ use wrapflow_operators::StageContext;
 
 /// Batches a worker may have in the dataflow ahead of its sinks.
 pub const IN_FLIGHT: u64 = 4;
+
+/// How far a worker's input may run ahead of its sinks: [`IN_FLIGHT`] batches, and beyond that
+/// more while their text stays under `bytes`.
+///
+/// Dedup lets a document through only once every worker's input has passed its time (an earlier
+/// duplicate may still come), so a worker whose objects come later in input order waits for the
+/// others' objects to finish. Four batches of 1,024 documents kept each worker waiting on the
+/// other for ~20% of a 100 MB run; with room for tens of MB of text it reads and filters on.
+#[derive(Clone, Copy, Debug)]
+pub struct InFlight {
+    pub bytes: u64,
+}
+
+impl InFlight {
+    /// Plans with a model stage: each document costs model time, so few wait in the dataflow.
+    pub const MODEL: InFlight = InFlight { bytes: 0 };
+    /// Plans without one: 64 MiB of text per worker.
+    pub const CORPUS: InFlight = InFlight { bytes: 64 << 20 };
+}
 
 /// Converts a batch of the input query into documents.
 pub fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
@@ -80,6 +99,7 @@ pub(crate) struct Inputs<'a> {
     pub docs: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Document>>>,
     pub rejects: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
     pub ctx: &'a StageContext,
+    pub budget: InFlight,
 }
 
 impl Inputs<'_> {
@@ -93,7 +113,7 @@ impl Inputs<'_> {
 }
 
 /// Sends one segment's query output into the dataflow, each input object's documents at its own
-/// times ([`input_time`]); at most [`IN_FLIGHT`] times ahead of the sinks.
+/// times ([`input_time`]); at most the inputs' [`InFlight`] budget ahead of the sinks.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn feed(
     worker: &mut timely::worker::Worker,
@@ -106,9 +126,11 @@ pub(crate) fn feed(
     (seg, ranks): (u64, &HashMap<String, u64>),
 ) -> Result<(), String> {
     let mut seen_bytes = totals(sources);
-    // Batches sent per object rank, and the times sent, oldest first, for backpressure.
+    // Batches sent per object rank, and the times sent with their text bytes, oldest first, for
+    // backpressure.
     let mut sent: HashMap<u64, u64> = HashMap::new();
-    let mut times: std::collections::VecDeque<u64> = Default::default();
+    let mut times: std::collections::VecDeque<(u64, u64)> = Default::default();
+    let mut bytes_in_flight = 0;
     loop {
         let batch = match runtime.block_on(stream.next()) {
             None => None,
@@ -127,9 +149,13 @@ pub(crate) fn feed(
                 let n = sent.entry(rank).or_default();
                 inputs.advance(input_time(seg, rank, *n));
                 *n += 1;
-                if times.back() != Some(inputs.docs.time()) {
-                    times.push_back(*inputs.docs.time());
+                let t = *inputs.docs.time();
+                if times.back().map(|(b, _)| *b) != Some(t) {
+                    times.push_back((t, 0));
                 }
+                let bytes: u64 = rest.iter().map(|d| d.text.len() as u64).sum();
+                times.back_mut().expect("pushed").1 += bytes;
+                bytes_in_flight += bytes;
                 inputs.docs.send_batch(&mut rest);
                 rest = tail;
             }
@@ -150,14 +176,16 @@ pub(crate) fn feed(
         if batch.is_none() {
             return Ok(());
         }
-        // Flush what was sent; wait while more than IN_FLIGHT earlier times are unfinished.
+        // Flush what was sent; wait while more than IN_FLIGHT earlier times are unfinished and
+        // their text is over the budget.
         let now = *inputs.docs.time();
         inputs.advance(now + 1);
-        while times.len() > IN_FLIGHT as usize {
-            let oldest = times.pop_front().expect("non-empty");
+        while times.len() > IN_FLIGHT as usize && bytes_in_flight > inputs.budget.bytes {
+            let (oldest, bytes) = times.pop_front().expect("non-empty");
             while probe.less_equal(&oldest) {
                 worker.step();
             }
+            bytes_in_flight -= bytes;
         }
         worker.step();
     }

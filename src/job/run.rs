@@ -3,7 +3,7 @@
 //! to their own sink.
 //!
 //! Each worker reads its share of the input through its own session; dedup sends keys to their
-//! owner worker, so it is global. Workers keep at most [`crate::job::feed::IN_FLIGHT`] batches in the
+//! owner worker, so it is global. Workers keep at most a budget of batches ([`crate::job::feed::InFlight`]) in the
 //! dataflow beyond what the sinks have finished, so memory stays bounded whatever the input size.
 //! The input is read in segments with a checkpoint after each ([`crate::job::worker`]); a run on an
 //! output that holds a checkpoint resumes from it.

@@ -21,7 +21,7 @@ use wrapflow_operators::state::checkpoint::{StateRegistry, failpoint};
 use crate::job::checkpoint::{self, Commit, WorkerIndex};
 use crate::job::context::{STOP, Shared};
 use crate::job::dataflow::Pipeline;
-use crate::job::feed::{Inputs, feed, object_ranks, where_metrics};
+use crate::job::feed::{InFlight, Inputs, feed, object_ranks, where_metrics};
 use crate::job::follow::{Control, Coordinator, Source};
 use crate::job::segment::SEGMENT_SHIFT;
 use crate::job::session;
@@ -212,7 +212,8 @@ impl<'a> Part<'a> {
         };
         let ranks = object_ranks(&self.sources, files);
         let pipe = &mut self.pipe;
-        let inputs = Inputs { docs: &mut pipe.docs_in, rejects: &mut pipe.rejects_in, ctx: &pipe.ctx };
+        let budget = if self.sh.plan.rephrase.is_some() { InFlight::MODEL } else { InFlight::CORPUS };
+        let inputs = Inputs { docs: &mut pipe.docs_in, rejects: &mut pipe.rejects_in, ctx: &pipe.ctx, budget };
         let progress = (rt, &*self.sh.progress);
         feed(worker, progress, stream, &self.sources, &pipe.report, inputs, &pipe.probe, (self.seg, &ranks))?;
         let (dropped, limit) = where_metrics(&physical);
