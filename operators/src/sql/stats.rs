@@ -124,35 +124,34 @@ impl TextStats {
     }
 }
 
-/// Entries a memo generation holds before it becomes the old one (the one before is dropped).
-const GENERATION: usize = 1 << 15;
-
 /// Per-row results of recent calls, keyed by the text's xxh3-128. Two generations, so that the
 /// rows of the batch before the newest are still found after a turnover.
 pub struct Memo<T> {
     new: HashMap<u128, T>,
     old: HashMap<u128, T>,
-    /// What the newest generation holds, in the units `weigh` gives (entries, or bytes).
+    /// What the newest generation holds, in the units `weigh` gives, and at most.
     weight: usize,
+    limit: usize,
 }
 
-impl<T> Default for Memo<T> {
-    fn default() -> Self {
-        Memo { new: HashMap::new(), old: HashMap::new(), weight: 0 }
+impl<T> Memo<T> {
+    /// A memo whose generations turn over at `limit` units.
+    pub fn with_limit(limit: usize) -> Self {
+        Memo { new: HashMap::new(), old: HashMap::new(), weight: 0, limit }
     }
 }
 
 thread_local! {
-    /// Counts of the texts this thread saw last.
-    pub static STATS: RefCell<Memo<TextStats>> = RefCell::default();
-    /// `c4_clean` outputs of the texts this thread saw last.
-    pub static CLEANED: RefCell<Memo<Option<String>>> = RefCell::default();
+    /// Counts of the texts this thread saw last: 32,768 per generation (~4 MB).
+    pub static STATS: RefCell<Memo<TextStats>> = RefCell::new(Memo::with_limit(1 << 15));
+    /// `c4_clean` outputs of the texts this thread saw last, weighed in KiB: 4 MiB per generation
+    /// (a few of the 1,024-row batches a plan without a model reads).
+    pub static CLEANED: RefCell<Memo<Option<String>>> = RefCell::new(Memo::with_limit(4096));
 }
 
 /// Calls `out` with each row's value, `None` for a NULL text: a value this thread computed for
-/// the same text recently, or `compute(text)`. The memo keeps at most two generations of
-/// [`GENERATION`] units each, a unit being what `weigh` says a value costs (1 per entry, or its
-/// bytes over 1 KiB).
+/// the same text recently, or `compute(text)`. The memo keeps two generations of at most its
+/// limit in units, a unit being what `weigh` says a value costs (1 per entry, or its KiB).
 pub fn memoized<T>(
     memo: &'static LocalKey<RefCell<Memo<T>>>,
     texts: &StringArray,
@@ -176,7 +175,7 @@ pub fn memoized<T>(
                 Some(v) => v,
                 None => compute(text),
             };
-            if m.weight >= GENERATION {
+            if m.weight >= m.limit {
                 m.old = std::mem::take(&mut m.new);
                 m.weight = 0;
             }
@@ -192,7 +191,8 @@ mod tests {
 
     #[test]
     fn the_memo_gives_what_compute_gives_and_computes_each_text_once() {
-        thread_local! { static M: RefCell<Memo<u64>> = RefCell::default(); }
+        const LIMIT: usize = 1000;
+        thread_local! { static M: RefCell<Memo<u64>> = RefCell::new(Memo::with_limit(LIMIT)); }
         let calls = std::cell::Cell::new(0);
         let compute = |t: &str| {
             calls.set(calls.get() + 1);
@@ -210,9 +210,9 @@ mod tests {
         assert_eq!(got, [Some(5), Some(4)]);
         assert_eq!(calls.get(), 3);
         // Past two generations the oldest texts are computed again, and still right.
-        let many: Vec<String> = (0..2 * GENERATION + 5).map(|i| format!("text {i}")).collect();
+        let many: Vec<String> = (0..2 * LIMIT + 5).map(|i| format!("text {i}")).collect();
         memoized(&M, &StringArray::from(many.clone()), compute, |_| 1, |_| {});
-        M.with_borrow(|m| assert!(m.new.len() + m.old.len() <= 2 * GENERATION + 1));
+        M.with_borrow(|m| assert!(m.new.len() + m.old.len() <= 2 * LIMIT + 1));
         calls.set(0);
         memoized(&M, &StringArray::from(vec!["one"]), compute, |_| 1, |v| assert_eq!(v, Some(&3)));
         assert_eq!(calls.get(), 1, "evicted");
