@@ -4,9 +4,8 @@
 //! masks, and `Tokenizer::encode` spends most of its time building those. For a byte-level BPE
 //! whose pre-tokenization is the GPT-2 split (optionally after a digit split) with no
 //! normalizer, [`TokenBounds`] splits the text into the same pre-tokens
-//! ([`crate::model::gpt2_split`]) and hands each distinct
-//! pre-token to the tokenizer's own BPE model once per thread, remembering the lengths of its
-//! tokens. Any other tokenizer, and any text that holds an added token's literal (those are
+//! ([`crate::model::gpt2_split`]) and hands each distinct pre-token to the tokenizer's own BPE
+//! model once per thread, remembering the lengths of its tokens. Any other tokenizer, and any text that holds an added token's literal (those are
 //! matched before pre-tokenization), goes through `Tokenizer::encode`.
 //!
 //! ```

@@ -146,7 +146,7 @@ impl ScalarUDFImpl for TextUdf {
             }
             Kernel::Text(f) => {
                 let mut b = StringBuilder::with_capacity(rows, text.value_data().len());
-                // Bytes over 1 KiB weigh an output in the memo (see `memoized`).
+                // An output weighs 1 plus its KiB in the memo (see `memoized`).
                 let weigh = |o: &Option<String>| 1 + o.as_ref().map_or(0, |s| s.len() >> 10);
                 memoized(&CLEANED, text, f, weigh, |o| b.append_option(o.and_then(Option::as_deref)));
                 Arc::new(b.finish())
