@@ -110,9 +110,9 @@ impl TextStats {
     }
 }
 
-/// A text's words as (hash, characters), its total characters, and the n-gram table's hasher
-/// state; `None` when there is no n-gram. Each word is hashed once; an n-gram's hash mixes its
-/// words' hashes, and the tables compare the words themselves, so counts stay exact.
+/// A text's words with each one's hash and characters, their total characters, and the n-gram
+/// length. Each word is hashed once; an n-gram's hash mixes its words' hashes, and the tables
+/// compare the words themselves, so counts stay exact.
 struct Grams<'a> {
     words: Vec<&'a str>,
     hashes: Vec<u64>,
@@ -122,6 +122,7 @@ struct Grams<'a> {
 }
 
 impl<'a> Grams<'a> {
+    /// `None` when the text has fewer than `n` words (or `n` is 0).
     fn of(text: &'a str, n: usize) -> Option<Self> {
         let words: Vec<&str> = text.split_whitespace().collect();
         if n == 0 || words.len() < n {
