@@ -125,9 +125,11 @@ mod tests {
 
     /// The pattern through the regex crate, `(?!\S)` applied by hand.
     fn by_regex(s: &str) -> Vec<(usize, usize)> {
-        let re = regex::Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+").unwrap();
+        static RE: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+").unwrap()
+        });
         let (mut out, mut pos) = (vec![], 0);
-        while let Some(m) = re.find_at(s, pos) {
+        while let Some(m) = RE.find_at(s, pos) {
             let mut end = m.end();
             if end < s.len() && m.as_str().chars().all(char::is_whitespace) {
                 let last = m.as_str().chars().next_back().map_or(0, char::len_utf8);
