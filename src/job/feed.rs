@@ -47,6 +47,34 @@ impl InFlight {
     pub const CORPUS: InFlight = InFlight { bytes: 64 << 20 };
 }
 
+/// The times a worker has sent and not yet waited for, oldest first, with their text bytes.
+#[derive(Default)]
+struct Window {
+    times: std::collections::VecDeque<(u64, u64)>,
+    bytes: u64,
+}
+
+impl Window {
+    fn sent(&mut self, t: u64, bytes: u64) {
+        if self.times.back().map(|(b, _)| *b) != Some(t) {
+            self.times.push_back((t, 0));
+        }
+        self.times.back_mut().expect("pushed").1 += bytes;
+        self.bytes += bytes;
+    }
+
+    /// While more than [`IN_FLIGHT`] times are in the window and their text is over the
+    /// budget, the oldest time, taken out: the caller waits until the sinks have passed it.
+    fn over(&mut self, budget: InFlight) -> Option<u64> {
+        if self.times.len() <= IN_FLIGHT as usize || self.bytes <= budget.bytes {
+            return None;
+        }
+        let (t, bytes) = self.times.pop_front()?;
+        self.bytes -= bytes;
+        Some(t)
+    }
+}
+
 /// Converts a batch of the input query into documents.
 pub fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
     let col = |name: &str| batch.column_by_name(name).ok_or_else(|| anyhow!("input query lost column {name}"));
@@ -126,11 +154,9 @@ pub(crate) fn feed(
     (seg, ranks): (u64, &HashMap<String, u64>),
 ) -> Result<(), String> {
     let mut seen_bytes = totals(sources);
-    // Batches sent per object rank, and the times sent with their text bytes, oldest first, for
-    // backpressure.
+    // Batches sent per object rank, and the times in flight, for backpressure.
     let mut sent: HashMap<u64, u64> = HashMap::new();
-    let mut times: std::collections::VecDeque<(u64, u64)> = Default::default();
-    let mut bytes_in_flight = 0;
+    let mut window = Window::default();
     loop {
         let batch = match runtime.block_on(stream.next()) {
             None => None,
@@ -149,13 +175,7 @@ pub(crate) fn feed(
                 let n = sent.entry(rank).or_default();
                 inputs.advance(input_time(seg, rank, *n));
                 *n += 1;
-                let t = *inputs.docs.time();
-                if times.back().map(|(b, _)| *b) != Some(t) {
-                    times.push_back((t, 0));
-                }
-                let bytes: u64 = rest.iter().map(|d| d.text.len() as u64).sum();
-                times.back_mut().expect("pushed").1 += bytes;
-                bytes_in_flight += bytes;
+                window.sent(*inputs.docs.time(), rest.iter().map(|d| d.text.len() as u64).sum());
                 inputs.docs.send_batch(&mut rest);
                 rest = tail;
             }
@@ -176,16 +196,13 @@ pub(crate) fn feed(
         if batch.is_none() {
             return Ok(());
         }
-        // Flush what was sent; wait while more than IN_FLIGHT earlier times are unfinished and
-        // their text is over the budget.
+        // Flush what was sent; wait while the window is over the budget.
         let now = *inputs.docs.time();
         inputs.advance(now + 1);
-        while times.len() > IN_FLIGHT as usize && bytes_in_flight > inputs.budget.bytes {
-            let (oldest, bytes) = times.pop_front().expect("non-empty");
+        while let Some(oldest) = window.over(inputs.budget) {
             while probe.less_equal(&oldest) {
                 worker.step();
             }
-            bytes_in_flight -= bytes;
         }
         worker.step();
     }
@@ -217,4 +234,36 @@ pub(crate) fn where_metrics(plan: &std::sync::Arc<dyn datafusion::physical_plan:
         limit |= l;
     }
     (dropped, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_waits_past_four_times_only_over_the_byte_budget() {
+        // A model plan: the fifth time makes the oldest one wait, whatever its size.
+        let mut w = Window::default();
+        for t in 0..5 {
+            w.sent(t, 10);
+        }
+        assert_eq!(w.over(InFlight::MODEL), Some(0));
+        assert_eq!(w.over(InFlight::MODEL), None, "four left");
+        // A corpus plan: many small batches go on; over 64 MiB the oldest wait until it is under.
+        let mut w = Window::default();
+        for t in 0..100 {
+            w.sent(t, 1 << 20);
+        }
+        assert_eq!(w.over(InFlight::CORPUS), Some(0), "100 MiB in flight");
+        let mut waited = 1;
+        while w.over(InFlight::CORPUS).is_some() {
+            waited += 1;
+        }
+        assert_eq!((waited, w.bytes, w.times.len()), (36, 64 << 20, 64));
+        // Documents sent at the same time (one object's run split by a batch) are one entry.
+        let mut w = Window::default();
+        w.sent(7, 5);
+        w.sent(7, 6);
+        assert_eq!((w.times.len(), w.bytes), (1, 11));
+    }
 }
