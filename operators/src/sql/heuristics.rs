@@ -6,10 +6,14 @@
 //!   alphanumeric character;
 //! - a *line* is a `\n`-separated piece whose trimmed text is not empty;
 //! - character counts are Unicode scalar values (`char`s).
+//!
+//! The word and line rules are read off [`TextStats`], which counts them all in one walk; the SQL
+//! functions share one count per text.
+
+use std::hash::Hasher;
 
 use ahash::AHasher;
 use hashbrown::HashTable;
-use std::hash::Hasher;
 
 pub use crate::sql::stats::{BAD_PHRASES, TextStats};
 
