@@ -149,6 +149,44 @@ mod tests {
         out
     }
 
+    /// The tokenizers library's own byte-level split (its regex engine is Oniguruma).
+    fn by_tokenizers(s: &str) -> Vec<(usize, usize)> {
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+        use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+        let mut p = PreTokenizedString::from(s);
+        ByteLevel::new(false, false, true).pre_tokenize(&mut p).unwrap();
+        p.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(_, (a, b), _)| (a, b - a))
+            .collect()
+    }
+
+    #[test]
+    fn the_scanner_splits_as_the_tokenizers_library_does_on_any_character() {
+        // Random scalar values from every plane in use, between ASCII letters, digits and spaces,
+        // so that a character whose class differs between the two Unicode tables would show.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        for case in 0..4000 {
+            let mut s = String::new();
+            for _ in 0..24 {
+                let c = match next(4) {
+                    0 => Some([' ', 'a', '7', '\''][next(4) as usize]),
+                    1 => char::from_u32(next(0x800) as u32),
+                    2 => char::from_u32(next(0x1_0000) as u32),
+                    _ => char::from_u32(next(0x3_2000) as u32),
+                };
+                s.extend(c);
+            }
+            assert_eq!(by_scanner(&s), by_tokenizers(&s), "case {case}: {s:?}");
+        }
+    }
+
     #[test]
     fn the_scanner_splits_as_the_regex_does() {
         let fixed = [
