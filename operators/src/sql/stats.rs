@@ -1,6 +1,6 @@
 //! One pass over a text for every word and line count behind the Gopher and C4 heuristics
 //! ([`TextStats`]), and a per-thread memo of per-row results keyed by the text's content
-//! ([`memoized`]).
+//! (`memoized`).
 //!
 //! A plan's `WHERE` calls a dozen heuristics on the same column; each used to walk every text
 //! again. The memo lets the first call of a batch compute all counts and the others read them.
@@ -126,7 +126,7 @@ impl TextStats {
 
 /// Per-row results of recent calls, keyed by the text's xxh3-128. Two generations, so that the
 /// rows of the batch before the newest are still found after a turnover.
-pub struct Memo<T> {
+pub(crate) struct Memo<T> {
     new: HashMap<u128, T>,
     old: HashMap<u128, T>,
     /// What the newest generation holds, in the units `weigh` gives, and at most.
@@ -136,23 +136,23 @@ pub struct Memo<T> {
 
 impl<T> Memo<T> {
     /// A memo whose generations turn over at `limit` units.
-    pub fn with_limit(limit: usize) -> Self {
+    pub(crate) fn with_limit(limit: usize) -> Self {
         Memo { new: HashMap::new(), old: HashMap::new(), weight: 0, limit }
     }
 }
 
 thread_local! {
     /// Counts of the texts this thread saw last: 32,768 per generation (~4 MB).
-    pub static STATS: RefCell<Memo<TextStats>> = RefCell::new(Memo::with_limit(1 << 15));
+    pub(crate) static STATS: RefCell<Memo<TextStats>> = RefCell::new(Memo::with_limit(1 << 15));
     /// `c4_clean` outputs of the texts this thread saw last, weighed in KiB: 4 MiB per generation
     /// (a few of the 1,024-row batches a plan without a model reads).
-    pub static CLEANED: RefCell<Memo<Option<String>>> = RefCell::new(Memo::with_limit(4096));
+    pub(crate) static CLEANED: RefCell<Memo<Option<String>>> = RefCell::new(Memo::with_limit(4096));
 }
 
 /// Calls `out` with each row's value, `None` for a NULL text: a value this thread computed for
 /// the same text recently, or `compute(text)`. The memo keeps two generations of at most its
 /// limit in units, a unit being what `weigh` says a value costs (1 per entry, or its KiB).
-pub fn memoized<T>(
+pub(crate) fn memoized<T>(
     memo: &'static LocalKey<RefCell<Memo<T>>>,
     texts: &StringArray,
     compute: impl Fn(&str) -> T,
