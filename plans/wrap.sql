@@ -24,6 +24,7 @@ PARAM styles     DEFAULT 'easy,medium,hard,qa';
 PARAM max_tokens DEFAULT 300;
 PARAM seed       DEFAULT 0;
 PARAM retries    DEFAULT 2;                                  -- new answers when a model-free gate fails
+PARAM qa_retries DEFAULT 4;                                  -- qa's own: the default model seldom gets a Q&A right
 PARAM threads    DEFAULT 0;                                  -- ONNX Runtime threads per worker (0: the cores shared among the workers)
 PARAM batch      DEFAULT 32;                                 -- sequences decoded together per worker
 PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compatible server to rephrase on
@@ -56,11 +57,12 @@ CHUNK WITH (max_tokens = ${max_tokens});
 -- On 2 cores, one worker with threads=2 and batch=32 ran 10 articles in 322 s against 578 s for
 -- two workers with one thread each (same outputs; benchmarks/RESULTS.md): the defaults give one
 -- worker (--workers 1) all the cores and 32 sequences.
+STYLE qa WITH (retries = ${qa_retries});
 REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}', concurrency = ${concurrency},
                styles = '${styles}', seed = ${seed}, batch_size = ${batch}, threads = ${threads},
                no_repeat_ngram = 6,
                retries = ${retries}, retry_temperature = 0.7);
--- Meaning: a rewrite's MiniLM cosine to its chunk must reach 0.75 (qa sets its own 0.65: Q&As
+-- Meaning: a rewrite's MiniLM cosine to its chunk must reach 0.75 (qa sets its own 0.70: Q&As
 -- reword more); with retries, an answer below it is asked for again.
 GATES WITH (embedder = '${embedder}', min_cosine = 0.75);
 

@@ -63,8 +63,9 @@ fn stages(plan: &Plan) -> String {
     if let Some((r, _)) = &plan.rephrase {
         out += &format!("  {n}. fan-out   each chunk × {} styles\n", plan.styles.len());
         for st in &plan.styles {
+            let retries = st.retries.map(|k| format!(" retries={k}")).unwrap_or_default();
             out += &format!(
-                "       style {} rate={} max_new_tokens={} template={}\n",
+                "       style {} rate={} max_new_tokens={}{retries} template={}\n",
                 st.name,
                 st.rate,
                 st.max_new_tokens,

@@ -53,7 +53,8 @@ pub struct RephraseConfig {
     pub time_slice_ms: u64,
     /// New answers for a task whose answer a gate rejects (`retry_gates`, and meaning with an
     /// embedder) or that misses its style's reading level or cosine aim; the best answer goes on
-    /// to the gate stage either way. Retries sample at `retry_temperature`.
+    /// to the gate stage either way. Retries sample at `retry_temperature`. A style's own
+    /// `retries` overrides this for its tasks.
     pub retries: u32,
     pub retry_temperature: f32,
     pub retry_gates: GateConfig,
@@ -287,7 +288,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
             _ => (r, rank),
         };
         // A retry while no answer passes the gates at the reading level and the cosine aim.
-        if attempt < cfg.retries && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
+        if attempt < style.retries.unwrap_or(cfg.retries) && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
             // An answer that copies its source is asked for in the style's own words.
             let copied = copies(&best.0, style, &cfg.retry_gates);
             let style = if copied { &own_words(style) } else { style };
