@@ -211,7 +211,7 @@ fn the_name_guard_writes_only_the_sources_names_and_acronyms() {
     let dir = TempDir::new().unwrap();
     let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
     let source = wrapflow::operators::testkit::SAMPLE_TEXT.split("\n\n").next().unwrap();
-    let guard = Arc::new(NameGuard::new(source));
+    let guard = Arc::new(NameGuard::new(source, &[]));
     let ids = encode(&d, wrapflow::operators::testkit::SAMPLE_TEXT);
     let ps = |guarded: bool| seeded(&ids, 12, |p| p.names = guarded.then(|| guard.clone()));
     let cfg = hot(80);

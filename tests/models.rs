@@ -147,7 +147,72 @@ fn each_family_imports_to_the_reference_forward_pass() {
         let mut d = load(&out);
         close(&mut d, "from a Hugging Face folder");
         assert_eq!(greedy(&mut d, &ids, 8), want_greedy, "{arch}: from a Hugging Face folder");
+
+        // The standard-layout ONNX folder imported again, to the shared layout: as wrapflow names
+        // its weights, and as optimum's exporter does (anonymous weights, module-named MatMuls,
+        // the weights in one external data file).
+        if arch == "gemma3" {
+            let e = import_folder(&standard, &dir.path().join("no"), &opts(WeightFormat::Fp32, KvLayout::Shared));
+            assert!(format!("{:#}", e.unwrap_err()).contains("from a Gemma model"), "refused, with the reason");
+            continue;
+        }
+        let optimum = dir.path().join(format!("{arch}-optimum-names"));
+        optimum_names(&standard, &optimum);
+        for (from, what) in [(&standard, "converted"), (&optimum, "converted from optimum's names")] {
+            let out = dir.path().join(format!("{arch}-{}", what.replace(' ', "-")));
+            import_folder(from, &out, &opts(WeightFormat::Fp32, KvLayout::Shared)).unwrap();
+            let mut d = load(&out);
+            assert_eq!(d.layout, KvLayout::Shared);
+            close(&mut d, what);
+            assert_eq!(greedy(&mut d, &ids, 8), want_greedy, "{arch}: {what}");
+        }
     }
+}
+
+/// A copy of the model folder `from` whose `model.onnx` names its weights as optimum's
+/// (TorchScript) exporter does: each linear weight `onnx::MatMul_N`, its MatMul
+/// `/model/layers.0/self_attn/q_proj/MatMul`, every initializer's bytes in `model.onnx_data`.
+fn optimum_names(from: &Path, to: &Path) {
+    use prost::Message;
+    use wrapflow::operators::model::onnx_proto::{ModelProto, StringStringEntryProto};
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        if from.join(f).is_file() {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+    }
+    let mut m = ModelProto::decode(&std::fs::read(from.join("model.onnx")).unwrap()[..]).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let mut renamed = std::collections::HashMap::new();
+    for (k, node) in g.node.iter_mut().filter(|n| n.op_type == "MatMul").enumerate() {
+        let module = node.input[1].clone();
+        if !(module.starts_with("model.") || module == "lm_head") {
+            continue;
+        }
+        // model.layers.0.self_attn.q_proj → /model/layers.0/self_attn/q_proj/MatMul
+        let path = module.replace('.', "/").replace("layers/", "layers.");
+        node.name = format!("/{path}/MatMul");
+        let anonymous = format!("onnx::MatMul_{}", 1000 + k);
+        node.input[1] = anonymous.clone();
+        renamed.insert(module, anonymous);
+    }
+    assert!(renamed.len() >= 7, "every linear layer's weight is renamed: {renamed:?}");
+    let mut data = Vec::new();
+    for t in &mut g.initializer {
+        if let Some(new) = renamed.get(&t.name) {
+            t.name = new.clone();
+        }
+        let entry = |key: &str, value: String| StringStringEntryProto { key: key.into(), value };
+        t.external_data = vec![
+            entry("location", "model.onnx_data".into()),
+            entry("offset", data.len().to_string()),
+            entry("length", t.raw_data.len().to_string()),
+        ];
+        t.data_location = 1;
+        data.append(&mut t.raw_data);
+    }
+    std::fs::write(to.join("model.onnx_data"), data).unwrap();
+    std::fs::write(to.join("model.onnx"), m.encode_to_vec()).unwrap();
 }
 
 /// `model inspect` describes a file from its header and says in one line why a file cannot be

@@ -152,7 +152,7 @@ fn settings(s: &Served, v: &serde_json::Map<String, Value>, ids: Vec<u32>) -> Re
     })
 }
 
-/// wrapflow's extension (`"wrapflow": {"numbers_from", "names_from", "soft_stop"}`): decode as
+/// wrapflow's extension (`"wrapflow": {"numbers_from", "names_from", "names_allow", "soft_stop"}`): decode as
 /// the rephrase stage does in process, with the number and name guards over a source text and a
 /// soft stop.
 #[allow(clippy::type_complexity)]
@@ -166,7 +166,15 @@ fn guards(
         Some(_) => Err(bad(format!("wrapflow.{k} must be a string"))),
     };
     let numbers = text("numbers_from")?.map(|t| Arc::new(NumberGuard::new(t)));
-    let names = text("names_from")?.map(|t| Arc::new(NameGuard::new(t)));
+    let allow: Vec<&str> = match w.get("names_allow") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| bad("wrapflow.names_allow holds strings")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("wrapflow.names_allow must be a list of words")),
+    };
+    let names = text("names_from")?.map(|t| Arc::new(NameGuard::new(t, &allow)));
     let soft_stop = match w.get("soft_stop") {
         None | Some(Value::Null) => None,
         Some(s) => Some(SoftStop {

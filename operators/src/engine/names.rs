@@ -14,9 +14,12 @@
 
 use std::collections::HashSet;
 
-/// Capitalised words that are not names wherever they stand: the pronoun, and the labels of the
-/// formats styles ask for.
-pub const NOT_NAMES: [&str; 6] = ["I", "Q", "A", "Question", "Answer", "OK"];
+/// Capitalised words that are not names wherever they stand.
+pub const NOT_NAMES: [&str; 2] = ["I", "OK"];
+
+/// The format words of Question/Answer styles: not names in a Q&A, names elsewhere (an `easy`
+/// rewrite that writes "Answer" mid-sentence has invented it).
+pub const QA_LABELS: [&str; 4] = ["Q", "A", "Question", "Answer"];
 
 /// The form of a word that source and rewrite are compared on: lower case, without a possessive
 /// ending, without a plural `s` / `es`.
@@ -78,21 +81,30 @@ pub struct NameGuard {
     whole: HashSet<String>,
     /// The source's words as written, sorted: what a mixed-case word must be (or begin).
     exact: Vec<String>,
+    /// The style's format words, allowed besides [`NOT_NAMES`] (e.g. [`QA_LABELS`]).
+    allowed: Vec<String>,
 }
 
 impl NameGuard {
-    pub fn new(source: &str) -> Self {
+    /// The guard of a generation from `source` whose style has the format words `allow`.
+    pub fn new(source: &str, allow: &[&str]) -> Self {
         let words: Vec<&str> = source.split(|c: char| !word_char(c)).filter(|w| !w.is_empty()).collect();
+        let extra = || NOT_NAMES.iter().chain(allow);
         let mut whole: HashSet<String> = words.iter().map(|w| stem(w)).collect();
-        whole.extend(NOT_NAMES.iter().map(|w| stem(w)));
+        whole.extend(extra().map(|w| stem(w)));
         let mut prefixes: Vec<String> = words.iter().map(|w| w.to_lowercase()).chain(whole.iter().cloned()).collect();
-        prefixes.extend(NOT_NAMES.iter().map(|w| w.to_lowercase()));
+        prefixes.extend(extra().map(|w| w.to_lowercase()));
         prefixes.sort();
         prefixes.dedup();
         let mut exact: Vec<String> = words.iter().map(|w| base(w).to_string()).collect();
         exact.sort();
         exact.dedup();
-        NameGuard { prefixes, whole, exact }
+        NameGuard { prefixes, whole, exact, allowed: allow.iter().map(|w| w.to_string()).collect() }
+    }
+
+    /// The style's format words this guard allows.
+    pub fn allowed(&self) -> &[String] {
+        &self.allowed
     }
 
     /// Whether a mixed-case word (or the part written so far) is, or begins, a source word as
@@ -144,7 +156,7 @@ mod tests {
 
     #[test]
     fn source_names_and_their_prefixes_pass_mid_sentence() {
-        let g = NameGuard::new(SRC);
+        let g = NameGuard::new(SRC, &QA_LABELS);
         for (line, next) in [("worked at ", "Shef"), ("at Shef", "field"), ("at Sheffield", "."), ("by ", "Krebs")] {
             assert!(g.allows(line, next), "{line:?} + {next:?}");
         }
@@ -155,7 +167,7 @@ mod tests {
 
     #[test]
     fn new_names_mid_sentence_are_masked_and_sentence_starts_are_free() {
-        let g = NameGuard::new(SRC);
+        let g = NameGuard::new(SRC, &QA_LABELS);
         assert!(!g.allows("praised by ", "Watson"));
         assert!(!g.allows("praised by ", " Wat"), "no source word starts with wat");
         assert!(!g.allows("praised by Sh", "o"), "Sho is no prefix of a source word");
@@ -169,7 +181,7 @@ mod tests {
 
     #[test]
     fn acronyms_are_names_at_sentence_starts_too() {
-        let g = NameGuard::new(SRC);
+        let g = NameGuard::new(SRC, &QA_LABELS);
         assert!(!g.allows("It worked. ", "DNA"), "an acronym the source lacks");
         assert!(!g.allows("", "DN"), "no source word starts with dn");
         assert!(!g.allows("It worked. D", "NA"), "the word becomes an acronym");
@@ -179,8 +191,17 @@ mod tests {
     }
 
     #[test]
+    fn format_words_are_names_outside_their_style() {
+        let (qa, plain) = (NameGuard::new(SRC, &QA_LABELS), NameGuard::new(SRC, &[]));
+        assert!(qa.allows("the Goat or ", "Answer") && qa.allows("the Goat or ", "Ans"), "a Q&A's own word");
+        assert!(!plain.allows("the Goat or ", "Answer") && !plain.allows("the Goat or ", "Ans"), "invented in a rewrite");
+        assert!(plain.allows("Answer: ", "Krebs") && plain.allows("and ", "I"), "labels and the pronoun still pass");
+        assert_eq!(qa.allowed(), QA_LABELS);
+    }
+
+    #[test]
     fn a_mixed_case_word_must_be_written_as_the_source_writes_it() {
-        let g = NameGuard::new("The origins of Christianity, said the McDonald's manager.");
+        let g = NameGuard::new("The origins of Christianity, said the McDonald's manager.", &[]);
         assert!(!g.allows("of ", "ChristiAn"), "odd capitals");
         assert!(!g.allows("The ", "christiAn"), "odd capitals in a lower-case word");
         assert!(!g.allows("Christi", "An"), "at a sentence start too");

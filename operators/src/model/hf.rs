@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use super::import::{FAMILIES, Family, ImportOptions, ModelConfig, Origin, WeightFormat, write_model};
 use super::inspect::Inspection;
 use super::llama::{LayerWeights, LlamaConfig, LlamaWeights, llama3_freq_factors};
+use super::onnx_read::OnnxTensors;
 use super::quant::in_format;
 
 /// The memory-mapped safetensors files of a folder and, per tensor name, the file holding it.
@@ -67,6 +68,37 @@ impl Shards {
         let start = b.as_ptr() as usize - self.maps[i].as_ptr() as usize;
         super::gguf::release_range(&self.maps[i], start, b.len());
         Ok(values)
+    }
+}
+
+/// Where a folder's weights are: safetensors files, or the initializers of a decoder already
+/// exported to ONNX (`model.onnx`, e.g. optimum's standard past/present layout).
+enum Weights {
+    Safetensors(Shards),
+    Onnx(OnnxTensors),
+}
+
+impl Weights {
+    fn open(dir: &Path) -> anyhow::Result<Self> {
+        let safetensors = ["model.safetensors", "model.safetensors.index.json"].iter().any(|f| dir.join(f).is_file());
+        if !safetensors && dir.join("model.onnx").is_file() {
+            return Ok(Weights::Onnx(OnnxTensors::open(dir)?));
+        }
+        Ok(Weights::Safetensors(Shards::open(dir)?))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        match self {
+            Weights::Safetensors(s) => s.has(name),
+            Weights::Onnx(o) => o.has(name),
+        }
+    }
+
+    fn f32(&self, name: &str) -> anyhow::Result<Vec<f32>> {
+        match self {
+            Weights::Safetensors(s) => s.f32(name),
+            Weights::Onnx(o) => o.f32(name),
+        }
     }
 }
 
@@ -145,7 +177,7 @@ fn rope_scaling(c: &Json, cfg: &mut LlamaConfig) -> anyhow::Result<()> {
 }
 
 /// Reads the layer weights of a Hugging Face folder.
-fn weights(s: &Shards, cfg: &LlamaConfig, fam: Family, format: WeightFormat) -> anyhow::Result<LlamaWeights> {
+fn weights(s: &Weights, cfg: &LlamaConfig, fam: Family, format: WeightFormat) -> anyhow::Result<LlamaWeights> {
     let gemma = fam.gguf == "gemma3";
     // Gemma's RMSNorm multiplies by (1 + w); GGUF files and wrapflow's graph store 1 + w.
     let norm = |name: &str| -> anyhow::Result<Vec<f32>> {
@@ -284,8 +316,15 @@ pub fn import_folder(dir: &Path, out: &Path, opts: &ImportOptions) -> anyhow::Re
         "--weights {format:?} from a Hugging Face folder would need quantizing, which wrapflow does not do yet: \
          use --weights fp32 or fp16, or a GGUF of the model"
     );
-    let cfg = config(c, fam)?;
-    let weights = weights(&Shards::open(dir)?, &cfg, fam, format)?;
+    // A folder wrapflow wrote keeps its decoder's exact settings (rotary factors, windows) in
+    // its own fields.
+    let cfg = match raw.get("wrapflow") {
+        Some(_) => {
+            serde_json::from_value(c.clone()).context("reading the decoder settings of wrapflow's config.json")?
+        }
+        None => config(c, fam)?,
+    };
+    let weights = weights(&Weights::open(dir)?, &cfg, fam, format)?;
     let id = |k: &str| match raw.get(k).or(c.get(k)) {
         Some(Json::Array(a)) => a.first().and_then(Json::as_u64).map(|v| v as u32),
         Some(v) => v.as_u64().map(|v| v as u32),

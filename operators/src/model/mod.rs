@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod llama;
 pub mod onnx_file;
 pub mod onnx_proto;
+pub mod onnx_read;
 pub mod quant;
 #[cfg(any(test, feature = "testkit"))]
 pub mod tiny;

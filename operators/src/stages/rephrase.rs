@@ -36,7 +36,7 @@ use crate::engine::{
 use crate::stages::context::{SharedEmbedder, StageContext, nothing};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
-use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, strip_chatter};
+use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, format_words, strip_chatter};
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
 
@@ -352,7 +352,7 @@ fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseCon
         min_new_tokens: (style.min_length * n) as usize,
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
         numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(chunk))),
-        names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(chunk))),
+        names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(chunk, format_words(style.qa_format)))),
         qa_format: style.qa_format && cfg.constrain_format && style.gate_on("format"),
         examples: if cfg.constrain_leaks && style.gate_on("leak") {
             style.examples.iter().flat_map(|e| [e.chunk.clone(), e.answer.clone()]).collect()

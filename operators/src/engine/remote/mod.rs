@@ -245,15 +245,17 @@ impl Backend for RemoteBackend {
 }
 
 /// wrapflow's own extension, for a server that can decode as in process (`wrapflow serve`): the
-/// text the number and name guards take their words from, and the soft stop. Other servers
+/// text the number and name guards take their words from (and the style's format words, which
+/// are not names), and the soft stop. Other servers
 /// ignore it (vLLM logs the field as ignored).
 fn guards(r: &Request) -> Option<Value> {
     let mut w = serde_json::Map::new();
     if r.numbers.is_some() {
         w.insert("numbers_from".into(), json!(r.source));
     }
-    if r.names.is_some() {
+    if let Some(g) = &r.names {
         w.insert("names_from".into(), json!(r.source));
+        w.insert("names_allow".into(), json!(g.allowed()));
     }
     if let Some(s) = &r.soft_stop {
         w.insert("soft_stop".into(), json!({"after_tokens": s.after_tokens, "at": s.at}));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::number_forms;
-use crate::stages::gates::faith::{copy_share, new_entities, ngrams};
+use crate::stages::gates::faith::{copy_share, format_words, new_entities, ngrams};
 use crate::stages::gates::qa::{qa_pairs, qa_repetition, unanswered};
 use crate::stages::styles::{Example, Style};
 
@@ -270,7 +270,7 @@ pub fn check_only(
         chatter_stripped,
         cosine: None,
         example_leaks: vec![],
-        new_entities: new_entities(source, &text, &[]),
+        new_entities: new_entities(source, &text, format_words(qa)),
         copy_share: copy_share(source, &text, cfg.copy_n),
         unsupported_sentences: vec![],
         trimmed_sentence: None,

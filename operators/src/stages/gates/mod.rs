@@ -9,7 +9,7 @@ mod judge;
 mod qa;
 
 pub use checks::*;
-pub use faith::{NOT_NAMES, copy_share, new_entities, sentences, support};
+pub use faith::{NOT_NAMES, QA_LABELS, copy_share, format_words, new_entities, sentences, support};
 pub use qa::{pair_prefixes, qa_pairs, qa_repetition};
 
 use serde::{Deserialize, Serialize};
