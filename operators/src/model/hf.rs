@@ -1,6 +1,8 @@
 //! Hugging Face decoder folders: `config.json`, `model.safetensors` (or shards listed in
 //! `model.safetensors.index.json`), `tokenizer.json` and `tokenizer_config.json`, with f32, f16
-//! or bf16 weights, imported to the same model directory as a GGUF of the same family.
+//! or bf16 weights, imported to the same model directory as a GGUF of the same family. A folder
+//! with `model.onnx` instead of safetensors (a decoder already exported, e.g. by optimum) is read
+//! through [`OnnxTensors`] under the same names.
 
 use std::collections::HashMap;
 use std::path::Path;
