@@ -193,8 +193,10 @@ fn marked(source: &str, text: &str, unsupported: &[String]) -> String {
             copied[i..i + 5].iter_mut().for_each(|c| *c = true);
         }
     }
+    // A text in Question/Answer pairs may use the labels as words, as its gate allows.
+    use wrapflow_operators::stages::gates::{format_words, new_entities, qa_pairs};
     let names: std::collections::HashSet<String> =
-        wrapflow_operators::stages::gates::new_entities(source, text, &[]).into_iter().collect();
+        new_entities(source, text, format_words(qa_pairs(text) > 0)).into_iter().collect();
     // Byte ranges of the unsupported sentences that the text holds.
     let spans: Vec<std::ops::Range<usize>> = unsupported
         .iter()

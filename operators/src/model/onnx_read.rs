@@ -10,7 +10,7 @@
 //! `[in, out]`; it is read back transposed, as PyTorch's `[out, in]`. Norms, biases and the
 //! embedding keep their module names in every exporter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ impl OnnxTensors {
         let inits = graph.initializer;
         let index: HashMap<&str, usize> = inits.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
         let mut names = HashMap::new();
-        let mut linear = std::collections::HashSet::new();
+        let mut linear = HashSet::new();
         // A MatMul's constant right-hand side is a linear layer's weight, stored [in, out].
         for node in graph.node.iter().filter(|n| n.op_type == "MatMul" && n.input.len() == 2) {
             let Some(&i) = index.get(node.input[1].as_str()) else { continue };
