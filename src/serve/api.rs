@@ -152,9 +152,9 @@ fn settings(s: &Served, v: &serde_json::Map<String, Value>, ids: Vec<u32>) -> Re
     })
 }
 
-/// wrapflow's extension (`"wrapflow": {"numbers_from", "names_from", "names_allow", "soft_stop"}`): decode as
-/// the rephrase stage does in process, with the number and name guards over a source text and a
-/// soft stop.
+/// wrapflow's extension (`"wrapflow": {"numbers_from", "names_from", "names_allow",
+/// "soft_stop"}`): decode as the rephrase stage does in process, with the number and name guards
+/// over a source text (and the style's format words, which are not names) and a soft stop.
 #[allow(clippy::type_complexity)]
 fn guards(
     v: &serde_json::Map<String, Value>,

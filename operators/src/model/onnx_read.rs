@@ -10,6 +10,7 @@
 //! `[in, out]`; it is read back transposed, as PyTorch's `[out, in]`. Norms, biases and the
 //! embedding keep their module names in every exporter.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -42,7 +43,8 @@ fn named_after_module(name: &str) -> bool {
 }
 
 impl OnnxTensors {
-    /// Reads `dir/model.onnx`'s graph (weights kept in external data stay on disk until read).
+    /// Reads `dir/model.onnx`'s graph. Inline weights are held in memory with it (the whole file,
+    /// once); weights kept in external data stay on disk until read.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("model.onnx");
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -131,11 +133,11 @@ impl OnnxTensors {
         })
     }
 
-    /// An initializer's bytes, inline or from its external data file.
-    fn bytes(&self, t: &TensorProto) -> anyhow::Result<Vec<u8>> {
+    /// An initializer's bytes, inline (borrowed) or read from its external data file.
+    fn bytes<'t>(&self, t: &'t TensorProto) -> anyhow::Result<Cow<'t, [u8]>> {
         if t.data_location != 1 {
             ensure!(!t.raw_data.is_empty(), "initializer {} keeps its values in typed fields, not raw data", t.name);
-            return Ok(t.raw_data.clone());
+            return Ok(Cow::Borrowed(&t.raw_data));
         }
         let field = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.as_str());
         let location = field("location").with_context(|| format!("initializer {} has no data location", t.name))?;
@@ -153,7 +155,7 @@ impl OnnxTensors {
         };
         let mut buf = vec![0u8; length as usize];
         file.read_exact_at(&mut buf, offset).with_context(|| format!("reading {} of {}", t.name, path.display()))?;
-        Ok(buf)
+        Ok(Cow::Owned(buf))
     }
 }
 
