@@ -10,7 +10,7 @@ and one with them ("after") are compared on one footing. Per style, over accepte
           sentence, or an acronym; compared lower case, without possessive/plural endings)
   unsup   rows with a sentence (questions and Q/A labels aside) whose best MiniLM cosine to a
           source sentence is below 0.5 (models/all-minilm-l6-v2, the plan's gate embedder)
-  numbers rows with a number the source lacks
+  numbers rows with a number the source lacks, in digits or in words ("six" is 6)
   copy    median share of word 5-grams copied verbatim from the source
   novel   mean share of content words (4+ letters, not a function word) whose stem the source
           lacks; this is the measure no gate of wrapflow computes: new vocabulary is where
@@ -83,8 +83,24 @@ def new_names(src, out):
     return found
 
 
+WORDS = {w: i + 2 for i, w in enumerate("""two three four five six seven eight nine ten eleven
+    twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen""".split())}
+WORDS.update({w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())})
+
+
 def numbers(text):
-    return {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
+    """Figures in digits, and number words (two..ninety, "twenty-five") as their values."""
+    found = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
+    for tens, unit in re.findall(r"\b([a-z]+)(?:-([a-z]+))?\b", text.lower()):
+        if tens in WORDS:
+            found.add(str(WORDS[tens] + (WORDS.get(unit, 0) if WORDS[tens] >= 20 and WORDS.get(unit, 10) < 10 else 0)))
+    return found
+
+
+def invented(text, src):
+    """Figures of text the source lacks; a word's figure may be the source's scaled ("five" of "5m" or "500")."""
+    have = numbers(src)
+    return {n for n in numbers(text) - have if not any(str(int(float(n)) * m) in have for m in (100, 1000))}
 
 
 def grams(text, n=5):
@@ -145,7 +161,7 @@ def audit(out, emb):
             dict(
                 names=bool(new_names(src, text)),
                 unsup=any(b < 0.5 for b in best),
-                numbers=bool(numbers(text) - numbers(src)),
+                numbers=bool(invented(text, src)),
                 copy=copy_share(src, text),
                 novel=novel_share(src, text),
                 cos=float(whole[0] @ whole[1]),

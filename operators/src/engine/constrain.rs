@@ -20,6 +20,7 @@ use regex::Regex;
 use tokenizers::Tokenizer;
 
 use crate::engine::names::{NameGuard, acronym, sentence_start, word_char};
+use crate::engine::number_words::{fits, token_number, word_numbers};
 
 /// A number as the gates read it (Unicode digits, as Rust's `\d`).
 pub static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
@@ -53,6 +54,8 @@ pub struct NumberGuard {
     whole: HashSet<String>,
     /// Written and normalized forms: what an unfinished number must begin.
     prefixes: Vec<String>,
+    /// Whole figures of the source, in digits or words: what a number word must fit.
+    values: Vec<u64>,
 }
 
 impl NumberGuard {
@@ -61,7 +64,27 @@ impl NumberGuard {
         let mut prefixes: Vec<String> = forms.iter().flat_map(|(n, r)| [n.clone(), r.clone()]).collect();
         prefixes.sort();
         prefixes.dedup();
-        NumberGuard { whole: forms.into_keys().collect(), prefixes }
+        let mut values: Vec<u64> = forms.keys().filter_map(|n| n.parse().ok()).collect();
+        values.extend(word_numbers(source).into_iter().map(|n| n.value));
+        NumberGuard { whole: forms.into_keys().collect(), prefixes, values }
+    }
+
+    /// Whether token `next` after `line` keeps a number written in words inside the source's
+    /// figures: a number word must fit one ([`fits`]), a unit after a tens word ("twenty-five")
+    /// as the compound. A token that continues a word ("of" + "ten") is not a number word.
+    pub fn allows_word(&self, line: &str, next: &str) -> bool {
+        let Some((v, tens)) = token_number(next) else { return true };
+        let spaced = next.starts_with(char::is_whitespace);
+        if !spaced && line.ends_with(word_char) {
+            return true;
+        }
+        let before = if spaced { line } else { line.strip_suffix('-').unwrap_or(line) };
+        let prev_len: usize = before.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
+        let joined = spaced || before.len() < line.len();
+        match token_number(&before[before.len() - prev_len..]) {
+            Some((t, true)) if joined && v < 10 => fits(&self.values, t + v, false),
+            _ => fits(&self.values, v, tens),
+        }
     }
 
     /// Whether `line` (the current line of the text so far) followed by `next` keeps every
@@ -135,6 +158,9 @@ pub struct TokenTable {
     with_digit: Vec<u32>,
     /// Tokens with an upper-case letter: the only ones that can start a name.
     with_upper: Vec<u32>,
+    /// Tokens that are one number word (" six", "Twenty"): the only ones that can write a
+    /// number in words.
+    number_words: Vec<u32>,
 }
 
 /// The name guard's verdicts after one line: inside a capitalised word (mid-sentence, or an
@@ -174,7 +200,8 @@ impl TokenTable {
         let is_numeric: Vec<bool> = text.iter().map(|t| DIGIT.is_match(t) || t.starts_with(['.', ','])).collect();
         let numeric = (0..text.len() as u32).filter(|&i| is_numeric[i as usize]).collect();
         let with_upper = (0..text.len() as u32).filter(|&i| text[i as usize].chars().any(char::is_uppercase)).collect();
-        TokenTable { text, numeric, is_numeric, with_digit, with_upper }
+        let number_words = (0..text.len() as u32).filter(|&i| token_number(&text[i as usize]).is_some()).collect();
+        TokenTable { text, numeric, is_numeric, with_digit, with_upper, number_words }
     }
 
     /// Masks every token of `logits` that `guard` forbids after `line` (see [`NameGuard`]).
@@ -259,6 +286,11 @@ impl TokenTable {
                 }
             }
         }
+        for &id in &self.number_words {
+            if !guard.allows_word(line, &self.text[id as usize]) {
+                forbid(id as usize, logits);
+            }
+        }
         if !logits.iter().any(|x| x.is_finite()) {
             for (id, x) in masked {
                 logits[id] = x;
@@ -312,6 +344,18 @@ mod tests {
         assert!(!g.allows("9", "", true));
         assert!(!g.allows("Answer: the G", "8", false), "the gate reads G8's 8 as a number");
         assert!(!g.allows("Answer: in ", "9", false));
+    }
+
+    #[test]
+    fn number_words_must_fit_a_source_figure() {
+        let g = NumberGuard::new("Banned for 6 months, with twenty-five actors and 300 seats.");
+        assert!(g.allows_word("banned for", " six") && g.allows_word("", "Six"));
+        assert!(!g.allows_word("banned for", " seven"), "no 7 in the source");
+        assert!(g.allows_word("with", " twenty") && g.allows_word("with twenty-", "five"));
+        assert!(!g.allows_word("with twenty-", "six"), "26 is not 25");
+        assert!(g.allows_word("some", " three"), "three hundred");
+        assert!(g.allows_word("of", "ten") && g.allows_word("the", " sixth"), "not number words");
+        assert!(!g.allows_word("banned for (", "two"));
     }
 
     #[test]

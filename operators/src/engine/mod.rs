@@ -9,6 +9,7 @@ pub mod generate;
 mod kv;
 pub mod leak;
 pub mod names;
+pub mod number_words;
 mod prefix;
 mod prompt;
 pub mod qa;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::number_forms;
+use crate::engine::number_words::word_numbers;
 use crate::stages::gates::faith::{copy_share, format_words, new_entities, ngrams};
 use crate::stages::gates::qa::{qa_pairs, qa_repetition, unanswered};
 use crate::stages::styles::{Example, Style};
@@ -172,13 +173,23 @@ pub fn repetition(text: &str, n: usize) -> f64 {
 static ENUMERATION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&format!(r"(?im)^(\s*\**\s*({COUNTER_LABELS})\s*)\d+|^(\s*)\d+[.)]\s")).unwrap());
 
-/// Numbers of `output` that `source` does not contain.
+/// Numbers of `output` that `source` does not contain, in digits or in words ("six" and "6"
+/// are one number; see [`word_numbers`]).
 pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
-    let src = number_forms(source);
+    let mut src: HashSet<String> = number_forms(source).into_keys().collect();
+    src.extend(word_numbers(source).into_iter().map(|n| n.value.to_string()));
     let output = ENUMERATION.replace_all(output, "${1}${3} ");
-    let mut out: Vec<String> =
-        number_forms(&output).into_iter().filter(|(n, _)| !src.contains_key(n)).map(|(_, raw)| raw).collect();
+    let in_words = word_numbers(&output)
+        .into_iter()
+        .filter(|n| !src.contains(&n.value.to_string()) && n.coefficient.is_none_or(|c| !src.contains(&c.to_string())));
+    let mut out: Vec<String> = number_forms(&output)
+        .into_iter()
+        .filter(|(n, _)| !src.contains(n))
+        .map(|(_, raw)| raw)
+        .chain(in_words.map(|n| n.raw))
+        .collect();
     out.sort();
+    out.dedup();
     out
 }
 
@@ -407,7 +418,9 @@ mod tests {
         let faithful = "The town council intends to build 2,000 new homes by 2027, at a cost of 12 million pounds.";
         assert!(matches!(check_style(SRC, faithful, false, &medium, &cfg), Verdict::Accept { .. }));
         let copied = format!("{faithful} The project is expected to cost approximately four million pounds.");
-        match check_style(SRC, &copied, false, &medium, &cfg) {
+        // (A source with a four in it: the number gate would otherwise reject first.)
+        let four = format!("{SRC} Four firms bid.");
+        match check_style(&four, &copied, false, &medium, &cfg) {
             Verdict::Reject { reason, scores } => {
                 assert!(reason.starts_with("example leak: \""), "{reason}");
                 assert!(scores.example_leaks.contains(&"expected to cost approximately four".to_string()));
@@ -418,7 +431,7 @@ mod tests {
         let source = format!("{SRC} The project is expected to cost approximately four million pounds.");
         assert!(matches!(check_style(&source, &copied, false, &medium, &cfg), Verdict::Accept { .. }));
         let bare = Style { examples: vec![], ..medium.clone() };
-        assert!(matches!(check_style(SRC, &copied, false, &bare, &cfg), Verdict::Accept { .. }));
+        assert!(matches!(check_style(&four, &copied, false, &bare, &cfg), Verdict::Accept { .. }));
         let qa = crate::stages::styles::builtin("qa").unwrap();
         let asks = "Question: How much will the council spend?\nAnswer: 12 million pounds.\n\nQuestion: What will it build?\nAnswer: 2,000 new homes by 2027.";
         assert!(matches!(check_style(SRC, asks, false, &qa, &cfg), Verdict::Accept { .. }), "the format is not a leak");
@@ -437,6 +450,13 @@ mod tests {
         assert_eq!(invented_numbers("3.5 and 1,200", "1200, 3.5 and 7."), vec!["7".to_string()]);
         let numbered = "Question 1: How much?\nAnswer 1: 12 million pounds.\n2. By 2031.";
         assert_eq!(invented_numbers(SRC, numbered), vec!["2031".to_string()], "enumerations are not facts");
+        // Numbers in words: a figure the source lacks in any form is invented; "6" and "six",
+        // "2,000" and "two thousand", "7m" and "seven million" are one number.
+        let src = "The play is banned. About 2,000 people and six actors signed; it cost £7m.";
+        let said = "Six actors, some two thousand people, seven million pounds: 6 of them";
+        assert!(invented_numbers(src, said).is_empty(), "{:?}", invented_numbers(src, said));
+        assert_eq!(invented_numbers(src, "It is banned for three months."), vec!["three".to_string()]);
+        assert_eq!(invented_numbers(src, "One of the twenty-five actors"), vec!["twenty-five".to_string()]);
         assert!((repetition("a b c a b c", 3) - 1.0 / 4.0).abs() < 1e-12);
         assert!(!is_refusal("The report says the council is sorry for the delay."));
     }
