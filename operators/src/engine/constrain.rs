@@ -7,7 +7,9 @@
 //! one, is masked. The model then takes its best allowed token (a source number, or words).
 //! The rule is the gate's own ([`number_forms`]): a number is a run of digits with `.` or `,`
 //! between digits, and thousands separators do not count ("2,000" is "2000"); counting at a
-//! line start ("Question 2:", "3. ") is not a fact and is left alone.
+//! line start ("Question 2:", "3. ") is not a fact and is left alone. Numbers written in words
+//! ("six", "twenty-five") are figures too ([`crate::engine::number_words`]): a token that is one
+//! number word is masked when no source figure fits it.
 //!
 //! The guard keeps numbers inside the source's set; it cannot tell whether a copied number is
 //! attached to the right fact. The meaning gate still judges the whole answer, and each answer

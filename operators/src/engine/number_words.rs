@@ -80,6 +80,14 @@ fn joins(prev: Part, next: Part) -> bool {
 }
 
 /// The numbers written in words in `text`.
+///
+/// ```
+/// use wrapflow_operators::engine::number_words::word_numbers;
+///
+/// let found = word_numbers("One of twenty-five actors was banned for six months.");
+/// let read: Vec<(&str, u64)> = found.iter().map(|n| (n.raw.as_str(), n.value)).collect();
+/// assert_eq!(read, [("twenty-five", 25), ("six", 6)]);
+/// ```
 pub fn word_numbers(text: &str) -> Vec<WordNumber> {
     let words: Vec<_> = WORD.find_iter(text).collect();
     let mut out = Vec::new();
