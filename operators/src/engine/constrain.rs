@@ -62,12 +62,16 @@ pub struct NumberGuard {
 
 impl NumberGuard {
     pub fn new(source: &str) -> Self {
-        let forms = number_forms(source);
+        let mut forms = number_forms(source);
+        let mut values: Vec<u64> = forms.keys().filter_map(|n| n.parse().ok()).collect();
+        // A figure the source writes in words may be written in digits ("six" lets "6" pass).
+        for n in word_numbers(source) {
+            values.push(n.value);
+            forms.entry(n.value.to_string()).or_insert_with(|| n.value.to_string());
+        }
         let mut prefixes: Vec<String> = forms.iter().flat_map(|(n, r)| [n.clone(), r.clone()]).collect();
         prefixes.sort();
         prefixes.dedup();
-        let mut values: Vec<u64> = forms.keys().filter_map(|n| n.parse().ok()).collect();
-        values.extend(word_numbers(source).into_iter().map(|n| n.value));
         NumberGuard { whole: forms.into_keys().collect(), prefixes, values }
     }
 
@@ -358,6 +362,9 @@ mod tests {
         assert!(g.allows_word("some", " three"), "three hundred");
         assert!(g.allows_word("of", "ten") && g.allows_word("the", " sixth"), "not number words");
         assert!(!g.allows_word("banned for (", "two"));
+        // And the other way: a figure in words may be written in digits, as the gate allows.
+        let g = NumberGuard::new("It has twenty-five actors.");
+        assert!(g.allows("has ", "2", false) && g.allows("has 25", " ", false) && !g.allows("has 26", " ", false));
     }
 
     #[test]
