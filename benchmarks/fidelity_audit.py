@@ -89,8 +89,13 @@ WORDS.update({w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty s
 
 
 def numbers(text):
-    """Figures in digits, and number words (two..ninety, "twenty-five") as their values."""
-    found = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
+    """Figures written in digits."""
+    return {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
+
+
+def word_figures(text):
+    """Number words (two..ninety, "twenty-five") as their values."""
+    found = set()
     for tens, unit in re.findall(r"\b([a-z]+)(?:-([a-z]+))?\b", text.lower()):
         if tens in WORDS:
             found.add(str(WORDS[tens] + (WORDS.get(unit, 0) if WORDS[tens] >= 20 and WORDS.get(unit, 10) < 10 else 0)))
@@ -98,9 +103,11 @@ def numbers(text):
 
 
 def invented(text, src):
-    """Figures of text the source lacks; a word's figure may be the source's scaled ("five" of "5m" or "500")."""
-    have = numbers(src)
-    return {n for n in numbers(text) - have if not any(str(int(float(n)) * m) in have for m in (100, 1000))}
+    """Figures of text the source lacks in any form; a word's figure may be the source's scaled
+    ("five" of "5m" or "500"), a figure in digits may not."""
+    have = numbers(src) | word_figures(src)
+    words = {n for n in word_figures(text) - have if not any(str(int(n) * m) in have for m in (100, 1000))}
+    return (numbers(text) - have) | words
 
 
 def grams(text, n=5):

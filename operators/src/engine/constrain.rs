@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use tokenizers::Tokenizer;
 
-use crate::engine::names::{NameGuard, acronym, sentence_start, word_char};
+use crate::engine::names::{NameGuard, acronym, sentence_start, trailing_word, word_char};
 use crate::engine::number_words::{fits, token_number, word_numbers};
 
 /// A number as the gates read it (Unicode digits, as Rust's `\d`).
@@ -85,9 +85,8 @@ impl NumberGuard {
             return true;
         }
         let before = if spaced { line } else { line.strip_suffix('-').unwrap_or(line) };
-        let prev_len: usize = before.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
         let joined = spaced || before.len() < line.len();
-        match token_number(&before[before.len() - prev_len..]) {
+        match token_number(trailing_word(before)) {
             Some((t, true)) if joined && v < 10 => fits(&self.values, t + v, false),
             _ => fits(&self.values, v, tens),
         }
@@ -181,10 +180,9 @@ struct NameCheck<'a> {
 
 impl<'a> NameCheck<'a> {
     fn new(guard: &'a NameGuard, line: &'a str) -> Self {
-        let open_len: usize = line.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
-        let open = &line[line.len() - open_len..];
+        let open = trailing_word(line);
         let in_name = open.chars().next().is_some_and(char::is_uppercase)
-            && (acronym(open) || !sentence_start(&line[..line.len() - open_len]));
+            && (acronym(open) || !sentence_start(&line[..line.len() - open.len()]));
         NameCheck { guard, line, closes_ok: in_name.then(|| guard.allows(line, " ")) }
     }
 

@@ -59,6 +59,12 @@ pub fn word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '\'' || c == '’'
 }
 
+/// The word `text` ends in (empty when it ends in a non-word character).
+pub fn trailing_word(text: &str) -> &str {
+    let len: usize = text.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
+    &text[text.len() - len..]
+}
+
 /// Whether a word that follows `before` (the text of its line so far) starts a sentence: the line
 /// holds nothing yet, or ends in `.`, `!`, `?`, `…` and whitespace (as the gate splits
 /// sentences), or is a Question/Answer label.
@@ -125,7 +131,7 @@ impl NameGuard {
     /// mid-sentence capitalised word inside the source's words.
     pub fn allows(&self, line: &str, next: &str) -> bool {
         // The word still open at the end of `line` can change; earlier ones are settled.
-        let open = line.len() - line.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum::<usize>();
+        let open = line.len() - trailing_word(line).len();
         let text = format!("{}{next}", &line[open..]);
         let mut at = 0;
         for word in text.split(|c: char| !word_char(c)) {
