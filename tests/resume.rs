@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::crash::{Kill, assert_same_output, crash_and_resume, wrap_plan, wrapflow, write_inputs};
+use common::crash::{Kill, assert_same_output, crash_and_resume, jsonl_rows, wrap_plan, wrapflow, write_inputs};
 use common::*;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -263,4 +263,122 @@ fn a_checkpoint_interval_sizes_segments_by_the_measured_rate() {
     }
     assert_eq!(docs[0], docs[1], "the same documents whatever the segments");
     assert_eq!(docs[0].len(), 6 * 4);
+}
+
+/// Every state part that worker `w` saved (any checkpoint), by its path.
+fn state_parts(out: &Path, w: usize) -> Vec<PathBuf> {
+    let mut parts = Vec::new();
+    for c in std::fs::read_dir(out.join("_wrapflow/state")).unwrap() {
+        let dir = c.unwrap().path().join(format!("w{w:05}"));
+        for p in std::fs::read_dir(&dir).into_iter().flatten() {
+            let p = p.unwrap().path();
+            if p.extension().is_some_and(|x| x == "bin") {
+                parts.push(p);
+            }
+        }
+    }
+    assert!(!parts.is_empty(), "worker {w} saved no state under {}", out.display());
+    parts
+}
+
+#[test]
+fn one_workers_bad_state_stops_every_worker_at_once_with_its_error() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    write_inputs(&input, 0, 6);
+    let plan = chunk_plan(dir.path(), &input);
+    // A run of 2 workers that dies right after committing its third checkpoint.
+    let base = dir.path().join("base");
+    let died = wrapflow()
+        .args(["run", plan.to_str().unwrap(), "-q", "--workers", "2", "--checkpoint-files", "1"])
+        .args(["--set", &format!("output={}", base.display())])
+        .env("WRAPFLOW_FAILPOINT", "commit:3")
+        .output()
+        .unwrap();
+    assert!(!died.status.success(), "{}", String::from_utf8_lossy(&died.stderr));
+    for (bad, how) in [(0, "garbage"), (1, "garbage"), (0, "empty"), (1, "missing")] {
+        let out = dir.path().join(format!("out-{bad}-{how}"));
+        let copy = std::process::Command::new("cp").arg("-a").arg(&base).arg(&out).status().unwrap();
+        assert!(copy.success());
+        let parts = state_parts(&out, bad);
+        for p in &parts {
+            match how {
+                "garbage" => std::fs::write(p, b"\xff\x00not a state\x01").unwrap(),
+                "empty" => std::fs::write(p, b"").unwrap(),
+                _ => std::fs::remove_file(p).unwrap(),
+            }
+        }
+        let t0 = Instant::now();
+        let mut job = wrapflow()
+            .args(["run", plan.to_str().unwrap(), "-q", "--workers", "2", "--checkpoint-files", "1"])
+            .args(["--set", &format!("output={}", out.display())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(s) = job.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                job.kill().unwrap();
+                panic!("worker {bad}'s {how} state: the job still ran after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "worker {bad}'s {how} state: the job succeeded\n{stderr}");
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        // The error is the bad worker's, naming its file.
+        let named = parts.iter().any(|p| {
+            let rel = p.strip_prefix(&out).unwrap().to_string_lossy().to_string();
+            stderr.contains(&rel)
+        });
+        assert!(named, "worker {bad}'s {how} state: the error names none of {parts:?}\n{stderr}");
+        assert!(!stderr.contains(&format!("w{:05}", 1 - bad)), "the other worker's files are named:\n{stderr}");
+        assert!(stderr.contains(&format!("worker {bad}")), "{stderr}");
+    }
+    // The intact run resumes to the end; a temporary file that a kill left beside the manifest
+    // (a local store writes `name#N`, then renames it) is removed.
+    std::fs::write(base.join("manifest.json#7"), b"{").unwrap();
+    let resumed = wrapflow()
+        .args(["run", plan.to_str().unwrap(), "-q", "--workers", "2", "--checkpoint-files", "1"])
+        .args(["--set", &format!("output={}", base.display())])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(!base.join("manifest.json#7").exists(), "the partial manifest was left");
+    let m = manifest(&base);
+    assert_eq!((m["job"]["status"].as_str(), m["counts"]["read"].as_u64()), (Some("finished"), Some(6 * 4 + 2)), "{m}");
+}
+
+#[test]
+fn a_followed_input_never_reads_back_the_output_inside_it() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    // File 3 has a broken line: the job writes a JSONL reject under the output, inside the input.
+    write_inputs(&input, 2, 2);
+    let plan = chunk_plan(dir.path(), &input);
+    let out = input.join("out");
+    let mut job = follow(&plan, &out);
+    let m = wait_for_files(&out, 2, &mut job);
+    assert_eq!((m["counts"]["read"].as_u64(), m["counts"]["rejected"].as_u64()), (Some(10), Some(1)), "{m}");
+    assert!(!jsonl_rows(&out.join("rejects")).is_empty(), "no reject shard was written");
+    // Many polls later nothing of the output has come back as input.
+    std::thread::sleep(Duration::from_millis(1500));
+    write_inputs(&input, 4, 1);
+    let m = wait_for_files(&out, 3, &mut job);
+    std::thread::sleep(Duration::from_millis(1000));
+    let m2 = manifest(&out);
+    assert_eq!(m2["job"]["input_files"], 3, "{m2}");
+    assert_eq!(m2["counts"], m["counts"], "the output was read back");
+    assert_eq!(m2["counts"]["read"], 14, "{m2}");
+    let skipped: Vec<&Value> = m2["inputs"][0]["skipped"].as_array().unwrap().iter().collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["path"], "out/", "{skipped:?}");
+    assert_eq!(sigterm(&mut job).code(), Some(130));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr.matches("not read").count(), 1, "one warning for the output folder:\n{stderr}");
 }

@@ -174,16 +174,18 @@ pub async fn clean_uncommitted(
     // A local store writes `name#N` and renames it: a killed job can leave such a file, which
     // object_store's listing does not show.
     if let Some(root) = out.local_dir() {
-        for dir in OUTPUT_DIRS {
-            for f in walk(&root.join(dir)) {
-                let rel = f.strip_prefix(&root).map(|r| r.to_string_lossy().to_string()).unwrap_or_default();
-                let partial = rel
-                    .rsplit_once('#')
-                    .filter(|(base, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && owner.owns(base));
-                if partial.is_some() && !owner.preexisting.contains(&rel) {
-                    tracing::info!(path = %f.display(), "removing a partial file of a killed job");
-                    std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
-                }
+        // The output folders, wrapflow's own, and the files at the top (`manifest.json#N`).
+        let mut files: Vec<_> = OUTPUT_DIRS.iter().chain(&["_wrapflow"]).flat_map(|d| walk(&root.join(d))).collect();
+        let top = std::fs::read_dir(&root).into_iter().flatten().flatten();
+        files.extend(top.filter(|e| e.file_type().is_ok_and(|t| t.is_file())).map(|e| e.path()));
+        for f in files {
+            let rel = f.strip_prefix(&root).map(|r| r.to_string_lossy().to_string()).unwrap_or_default();
+            let partial = rel
+                .rsplit_once('#')
+                .filter(|(base, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && owner.owns(base));
+            if partial.is_some() && !owner.preexisting.contains(&rel) {
+                tracing::info!(path = %f.display(), "removing a partial file of a killed job");
+                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
             }
         }
     }

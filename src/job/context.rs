@@ -1,8 +1,8 @@
 //! What every worker of a job shares: the plan, the stores, the tokenizers, the output, the
 //! checkpoint to resume from, and the stop flag that signals set.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokenizers::Tokenizer;
@@ -42,4 +42,37 @@ pub(crate) struct Shared {
     pub run_id: String,
     /// Worker threads in this process: they share its cores.
     pub workers: usize,
+    /// The first failure of any worker of the job.
+    pub failure: Failure,
+}
+
+/// The first failure of any worker of the job: set by a worker of this process when it fails,
+/// or when another process's worker's failed report reaches this one. Every worker checks it
+/// wherever it waits for the others, so that one worker's error stops them all instead of
+/// leaving them waiting for input or progress that will never come.
+#[derive(Clone, Default)]
+pub(crate) struct Failure(Arc<OnceLock<String>>);
+
+impl Failure {
+    /// Records `error` unless a failure was recorded already (the first one is the cause).
+    pub fn set(&self, error: &str) {
+        let _ = self.0.set(error.to_string());
+    }
+
+    /// The first failure, if any.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// Fails with the first failure of any worker.
+    pub fn check(&self) -> Result<(), String> {
+        self.get().map_or(Ok(()), |e| Err(e.to_string()))
+    }
+
+    /// Steps the worker once (its dataflows, and so the reports of failed peers), then
+    /// [`Failure::check`]s.
+    pub fn step(&self, worker: &mut timely::worker::Worker) -> Result<(), String> {
+        worker.step();
+        self.check()
+    }
 }

@@ -128,6 +128,8 @@ pub(crate) struct Inputs<'a> {
     pub rejects: &'a mut InputHandle<u64, CapacityContainerBuilder<Vec<Reject>>>,
     pub ctx: &'a StageContext,
     pub budget: InFlight,
+    /// Where a failed peer is heard of while this worker waits.
+    pub failure: &'a crate::job::context::Failure,
 }
 
 impl Inputs<'_> {
@@ -201,10 +203,10 @@ pub(crate) fn feed(
         inputs.advance(now + 1);
         while let Some(oldest) = window.over(inputs.budget) {
             while probe.less_equal(&oldest) {
-                worker.step();
+                inputs.failure.step(worker)?;
             }
         }
-        worker.step();
+        inputs.failure.step(worker)?;
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Coordinator {
     follow: Option<Duration>,
     limits: Limits,
     listed: bool,
+    /// When a follow job lists its sources again.
+    next_list: Option<Instant>,
     /// Input bytes per second of the segments committed so far (a moving average).
     rate: Option<f64>,
 }
@@ -103,6 +105,7 @@ impl Coordinator {
             follow,
             limits,
             listed: false,
+            next_list: None,
             rate: None,
         }
     }
@@ -174,9 +177,10 @@ impl Coordinator {
         Ok(n)
     }
 
-    /// The next instruction for segment `seq`: waits (polling) in follow mode until there is
-    /// input or `stop` is set.
-    pub async fn next(&mut self, seq: u64, stop: &AtomicBool) -> anyhow::Result<Control> {
+    /// The next instruction for segment `seq`; in follow mode `None` when there is no input yet
+    /// after waiting at most a second (call again: the listing repeats every `poll`), so that the
+    /// caller can hear of failed peers in between.
+    pub async fn next(&mut self, seq: u64, stop: &AtomicBool) -> anyhow::Result<Option<Control>> {
         if !self.listed {
             self.listed = true;
             let n = self.list().await?;
@@ -185,23 +189,24 @@ impl Coordinator {
                 anyhow::bail!("no {:?} input files at {}", s.format, s.location.url);
             }
         }
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(Control::Stop { seq, finish: false });
-            }
-            if let Some(files) = self.cut() {
-                self.in_flight = Some((files.clone(), Instant::now()));
-                return Ok(Control::Segment { seq, files });
-            }
-            let Some(poll) = self.follow else { return Ok(Control::Stop { seq, finish: true }) };
-            let woke = Instant::now();
-            while woke.elapsed() < poll && !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50).min(poll)).await;
-            }
-            if !stop.load(Ordering::Relaxed) {
-                self.list().await?;
-            }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Some(Control::Stop { seq, finish: false }));
         }
+        if let Some(files) = self.cut() {
+            self.in_flight = Some((files.clone(), Instant::now()));
+            return Ok(Some(Control::Segment { seq, files }));
+        }
+        let Some(poll) = self.follow else { return Ok(Some(Control::Stop { seq, finish: true })) };
+        let due = *self.next_list.get_or_insert_with(|| Instant::now() + poll);
+        let until = due.min(Instant::now() + Duration::from_secs(1));
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50).min(poll)).await;
+        }
+        if Instant::now() >= due && !stop.load(Ordering::Relaxed) {
+            self.next_list = None;
+            self.list().await?;
+        }
+        Ok(None)
     }
 
     /// Bytes of every object listed so far (read, being read or waiting): the progress total.

@@ -142,6 +142,17 @@ fn check_models(plan: &Plan) -> Result<(), PlanError> {
         }
         if !plan.gates.embedder.is_empty() {
             dir(&plan.gates.embedder, "GATES embedder").map_err(|m| plan.error_at(*at, m))?;
+        } else if let Some(st) = plan.styles.iter().find(|s| s.gate_on("meaning") || s.gate_on("support")) {
+            // Without an embedder these gates would pass every row unmeasured.
+            return Err(plan.error_at(
+                *at,
+                format!(
+                    "style `{}` has the meaning and support gates, which need an embedder: give one \
+                     (GATES WITH (embedder = 'models/...')), or list the style's gates without them \
+                     (STYLE {} WITH (gates = '...'))",
+                    st.name, st.name
+                ),
+            ));
         }
     }
     Ok(())
@@ -227,6 +238,10 @@ fn run_claimed(
     let progress = Arc::new(Progress::default());
     if let Some(r) = &resume {
         progress.checkpoints.store(r.commit.id, Ordering::Relaxed);
+        // The age shown is the resumed checkpoint's own.
+        let at = humantime::parse_rfc3339(&r.commit.committed_at).unwrap_or_else(|_| std::time::SystemTime::now());
+        let unix = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        progress.checkpoint_unix.store(unix, Ordering::Relaxed);
     }
     let _reporter = progress::report(progress.clone(), opts.progress);
     let shared = Arc::new(Shared {
@@ -248,6 +263,7 @@ fn run_claimed(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
         ),
         workers: opts.workers,
+        failure: Default::default(),
     });
     let (finished, reports) = execute(shared, opts)?;
     drop(_reporter);
@@ -284,6 +300,7 @@ fn execute(shared: Arc<Shared>, opts: &RunOptions) -> anyhow::Result<(bool, Vec<
         crate::job::cluster::connect_watchdog(c)
     });
     let config = crate::job::cluster::timely_config(opts.workers.max(1), cluster);
+    let failure = shared.failure.clone();
     let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
         .map_err(|e| anyhow!("cannot start workers: {e}"))?;
     if let Some(c) = connected {
@@ -292,7 +309,10 @@ fn execute(shared: Arc<Shared>, opts: &RunOptions) -> anyhow::Result<(bool, Vec<
     // Every worker ends with every worker's report (see `gather`): take the first local one.
     let mut all = None;
     for r in guards.join() {
+        // The first failure is the cause: the workers it stopped report it too, or their own
+        // consequence of it.
         let r = r.map_err(|e| anyhow!("worker failed: {e}"))?.map_err(|e| {
+            let e = failure.get().map_or(e, str::to_string);
             // Not read from the store: the error may be that the store is gone.
             let hint = match progress.checkpoints.load(Ordering::Relaxed) {
                 0 => String::new(),
@@ -374,22 +394,38 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool,
     let gathered: Rc<RefCell<Vec<String>>> = Rc::default();
     let gather_probe = ProbeHandle::new();
     worker.dataflow::<u64, _, _>(|scope| {
-        let g = gathered.clone();
+        let (g, failure) = (gathered.clone(), sh.failure.clone());
         scope
             .input_from(&mut gather_in)
             .container::<Vec<String>>()
             .broadcast()
-            .inspect(move |x: &String| g.borrow_mut().push(x.clone()))
+            .inspect(move |x: &String| {
+                // A failed worker's report, from any process, stops this process's workers.
+                if let Ok((_, Err(e))) = serde_json::from_str::<(usize, Outcome)>(x) {
+                    failure.set(&e);
+                }
+                g.borrow_mut().push(x.clone())
+            })
             .probe_with(&gather_probe);
     });
     let index = worker.index();
     // Logs from this thread carry the worker's global index (and so its process).
     let _span = tracing::info_span!("worker", id = index).entered();
     let states = StateRegistry::default();
-    let mine = crate::job::worker::work(worker, sh, &states).map(|e| match e {
-        Ended::Finished(r) => (true, r),
-        Ended::Stopped(r) => (false, r),
-    });
+    // A panic is this worker's failure like any other: the peers must hear of it.
+    let worked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::job::worker::work(worker, sh, &states)));
+    let mine = worked
+        .unwrap_or_else(|p| {
+            let why = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            let e = format!("worker {index} panicked: {}", why.unwrap_or_default());
+            sh.failure.set(&e);
+            Err(e)
+        })
+        .map(|e| match e {
+            Ended::Finished(r) => (true, r),
+            Ended::Stopped(r) => (false, r),
+        });
     // Every worker must send exactly one message, or the others would wait for it forever.
     let json = serde_json::to_string(&(index, &mine)).unwrap_or_else(|e| {
         let err: Outcome = Err(format!("encoding the report of worker {index}: {e}"));
@@ -397,8 +433,16 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool,
     });
     gather_in.send_batch(&mut vec![json]);
     drop(gather_in);
+    // Once the job has failed, a peer that cannot report (its thread died) must not hold the
+    // others here: they wait a while for the reports, then fail with the first error.
+    let mut failed_at: Option<Instant> = None;
     while !gather_probe.done() {
-        worker.step();
+        worker.step_or_park(Some(Duration::from_millis(20)));
+        if let Some(e) = sh.failure.get()
+            && failed_at.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(10)
+        {
+            return Err(e.to_string());
+        }
     }
     let mut all: Vec<(usize, Outcome)> = gathered
         .borrow()

@@ -39,26 +39,16 @@ pub enum Ended {
 }
 
 /// Runs this worker's part; `states` is marked abandoned when it returns early, so that stages do
-/// not flush state that the last checkpoint holds.
+/// not flush state that the last checkpoint holds. A failure is recorded in `sh.failure` before
+/// this worker's dataflow inputs close, so that the peers it stops name its error, not their own.
 pub(crate) fn work(worker: &mut timely::worker::Worker, sh: &Shared, states: &StateRegistry) -> Result<Ended, String> {
-    let mut part = Part::start(worker, sh, states)?;
-    let abandon = |why: String| {
+    let mut part = Part::start(worker, sh, states).inspect_err(|e| sh.failure.set(e))?;
+    let ended = part.drive(worker);
+    if let Err(e) = &ended {
         states.abandon();
-        why
-    };
-    loop {
-        match part.next_segment(worker).map_err(abandon)? {
-            Some(Control::Segment { files, .. }) => {
-                part.run_segment(worker, &files).map_err(abandon)?;
-                part.end_segment(worker).map_err(abandon)?;
-            }
-            Some(Control::Stop { finish: true, .. }) => return part.finish(worker),
-            Some(Control::Stop { finish: false, .. }) | None => {
-                states.abandon();
-                return Ok(Ended::Stopped(part.snapshot()));
-            }
-        }
+        sh.failure.set(e);
     }
+    ended
 }
 
 /// A worker's part of a job as it runs: its dataflows, its SQL input, and where it stands.
@@ -95,20 +85,9 @@ impl<'a> Part<'a> {
             .map_err(|e: PlanError| e.to_string())?;
         let df = sh.runtime.block_on(session::input(plan, &ws)).map_err(|e| e.to_string())?;
         let (ctl_in, ctl_msgs, ctl_probe) = crate::job::dataflow::control(worker);
-        let metrics = Metrics::default();
-        let models = crate::job::wrap::load_models(plan, &sh.runtime, &metrics, sh.workers)
-            .map_err(|e| format!("worker {index}: {e:#}"))?;
-        let pipe = crate::job::dataflow::pipeline(worker, sh, states, models, metrics)?;
+        // Failures past this point are recorded while `ctl_in` is still open (see `work`).
+        let (pipe, chains) = Self::build(worker, sh, states).inspect_err(|e| sh.failure.set(e))?;
         let sources = ws.factory.sources();
-        let mut chains = BTreeMap::new();
-        if let Some(res) = &sh.resume {
-            let idx =
-                res.indexes.get(index).ok_or_else(|| format!("the checkpoint has no state for worker {index}"))?;
-            *pipe.report.borrow_mut() = idx.report.clone();
-            pipe.ctx.metrics.restore(std::mem::take(&mut pipe.report.borrow_mut().metrics));
-            chains = idx.chains.clone();
-            sh.runtime.block_on(load_states(sh, states, &chains)).map_err(|e| format!("worker {index}: {e:#}"))?;
-        }
         let base_inputs = std::mem::take(&mut pipe.report.borrow_mut().inputs);
         let coordinator = (index == 0).then(|| {
             let srcs = sources
@@ -143,6 +122,46 @@ impl<'a> Part<'a> {
         Ok(part)
     }
 
+    /// The pipeline dataflow, with the states and report of the checkpoint a job resumes from.
+    fn build(
+        worker: &mut timely::worker::Worker,
+        sh: &Shared,
+        states: &StateRegistry,
+    ) -> Result<(Pipeline, BTreeMap<String, Vec<String>>), String> {
+        let (index, plan) = (worker.index(), &sh.plan);
+        let metrics = Metrics::default();
+        let models = crate::job::wrap::load_models(plan, &sh.runtime, &metrics, sh.workers)
+            .map_err(|e| format!("worker {index}: {e:#}"))?;
+        let pipe = crate::job::dataflow::pipeline(worker, sh, states, models, metrics)?;
+        let mut chains = BTreeMap::new();
+        if let Some(res) = &sh.resume {
+            let idx =
+                res.indexes.get(index).ok_or_else(|| format!("the checkpoint has no state for worker {index}"))?;
+            *pipe.report.borrow_mut() = idx.report.clone();
+            pipe.ctx.metrics.restore(std::mem::take(&mut pipe.report.borrow_mut().metrics));
+            chains = idx.chains.clone();
+            sh.runtime.block_on(load_states(sh, states, &chains)).map_err(|e| format!("worker {index}: {e:#}"))?;
+        }
+        Ok((pipe, chains))
+    }
+
+    /// Runs segments until the input is over or the job stops.
+    fn drive(&mut self, worker: &mut timely::worker::Worker) -> Result<Ended, String> {
+        loop {
+            match self.next_segment(worker)? {
+                Some(Control::Segment { files, .. }) => {
+                    self.run_segment(worker, &files)?;
+                    self.end_segment(worker)?;
+                }
+                Some(Control::Stop { finish: true, .. }) => return self.finish(worker),
+                Some(Control::Stop { finish: false, .. }) | None => {
+                    self.states.abandon();
+                    return Ok(Ended::Stopped(self.snapshot()));
+                }
+            }
+        }
+    }
+
     /// This worker's report so far: what its stages counted and what it read.
     fn snapshot(&self) -> WorkerReport {
         let mut r = self.pipe.report.borrow().clone();
@@ -171,7 +190,14 @@ impl<'a> Part<'a> {
     /// dataflow ended, as when worker 0 stopped).
     fn next_segment(&mut self, worker: &mut timely::worker::Worker) -> Result<Option<Control>, String> {
         if let Some(c) = self.coordinator.as_mut() {
-            let next = self.sh.runtime.block_on(c.next(self.seg, &STOP)).map_err(|e| format!("{e:#}"))?;
+            // The coordinator waits for input in short slices, stepping in between to hear of
+            // failed peers.
+            let next = loop {
+                if let Some(n) = self.sh.runtime.block_on(c.next(self.seg, &STOP)).map_err(|e| format!("{e:#}"))? {
+                    break n;
+                }
+                self.sh.failure.step(worker)?;
+            };
             let (files, bytes) = c.pending();
             let progress = &self.sh.progress;
             progress.pending_files.store(files, Ordering::Relaxed);
@@ -189,6 +215,7 @@ impl<'a> Part<'a> {
                 return Ok(None);
             }
             worker.step_or_park(Some(std::time::Duration::from_millis(20)));
+            self.sh.failure.check()?;
         }
     }
 
@@ -213,7 +240,8 @@ impl<'a> Part<'a> {
         let ranks = object_ranks(&self.sources, files);
         let pipe = &mut self.pipe;
         let budget = if self.sh.plan.rephrase.is_some() { InFlight::MODEL } else { InFlight::CORPUS };
-        let inputs = Inputs { docs: &mut pipe.docs_in, rejects: &mut pipe.rejects_in, ctx: &pipe.ctx, budget };
+        let failure = &self.sh.failure;
+        let inputs = Inputs { docs: &mut pipe.docs_in, rejects: &mut pipe.rejects_in, ctx: &pipe.ctx, budget, failure };
         let progress = (rt, &*self.sh.progress);
         feed(worker, progress, stream, &self.sources, &pipe.report, inputs, &pipe.probe, (self.seg, &ranks))?;
         let (dropped, limit) = where_metrics(&physical);
@@ -225,7 +253,7 @@ impl<'a> Part<'a> {
         pipe.docs_in.advance_to(end);
         pipe.rejects_in.advance_to(end);
         while pipe.probe.less_than(&end) {
-            worker.step();
+            failure.step(worker)?;
         }
         pipe.ctx.first_error().map_or(Ok(()), Err)
     }
@@ -240,8 +268,9 @@ impl<'a> Part<'a> {
         self.ctl_in.advance_to(seg);
         if let Some(c) = self.coordinator.as_mut() {
             while self.ctl_probe.less_than(&seg) {
-                worker.step();
+                self.sh.failure.step(worker)?;
             }
+            self.sh.failure.check()?;
             c.committed_segment();
             let committed =
                 self.sh.runtime.block_on(commit(self.sh, c, seg, seg, false, self.peers, self.last_commit.as_ref()));
@@ -252,15 +281,14 @@ impl<'a> Part<'a> {
 
     /// The input is over: closes it, lets every stage flush, and commits that as the last
     /// checkpoint.
-    fn finish(mut self, worker: &mut timely::worker::Worker) -> Result<Ended, String> {
+    fn finish(&mut self, worker: &mut timely::worker::Worker) -> Result<Ended, String> {
         // Dropping an input handle closes it (the fresh ones are attached to nothing).
         drop(std::mem::replace(&mut self.pipe.docs_in, InputHandle::new()));
         drop(std::mem::replace(&mut self.pipe.rejects_in, InputHandle::new()));
         while !self.pipe.probe.done() {
-            worker.step();
+            self.sh.failure.step(worker)?;
         }
         if let Some(e) = self.pipe.ctx.first_error() {
-            self.states.abandon();
             return Err(e);
         }
         let (sh, id, seg) = (self.sh, self.seg + 1, self.seg);
@@ -270,8 +298,9 @@ impl<'a> Part<'a> {
         self.ctl_in.advance_to(id);
         if let Some(c) = self.coordinator.as_mut() {
             while self.ctl_probe.less_than(&id) {
-                worker.step();
+                self.sh.failure.step(worker)?;
             }
+            self.sh.failure.check()?;
             sh.runtime
                 .block_on(commit(sh, c, id, seg, true, self.peers, self.last_commit.as_ref()))
                 .map_err(|e| format!("committing the last checkpoint: {e:#}"))?;
