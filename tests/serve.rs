@@ -5,6 +5,8 @@
 //! Python package talks to the server.
 
 mod common;
+#[path = "serve/limits.rs"]
+mod limits;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -34,10 +36,15 @@ struct Server {
 
 impl Server {
     fn start(model: &Path) -> Server {
+        Server::start_with(model, &[])
+    }
+
+    fn start_with(model: &Path, args: &[&str]) -> Server {
         let mut child = wrapflow()
             .args(["serve", "--model"])
             .arg(model)
             .args(["--port", "0", "--batch", "4", "--threads", "1", "--name", "tiny"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -151,8 +158,12 @@ fn proxy(upstream: &str, rt: &tokio::runtime::Runtime) -> (Arc<Proxy>, String) {
     (p, url)
 }
 
+/// Every gate but meaning and support (this plan has no embedder: a plan that asks for those
+/// without one is refused).
+const MODEL_FREE_GATES: &str = "empty,truncated,refusal,length,repetition,format,numbers,entities,copy,leak";
+
 /// A plan with two styles of its own (one continuing an answer prefix) and the built-in `qa` and
-/// `easy` (soft stops, a minimum length, every gate), greedy with one sampled retry, the number
+/// `easy` (soft stops, a minimum length, every model-free gate), greedy with one sampled retry, the number
 /// and name guards on, and `options` added to REPHRASE.
 fn plan(dir: &Path, name: &str, model: &Path, input: &Path, options: &str) -> PathBuf {
     let text = format!(
@@ -163,12 +174,13 @@ fn plan(dir: &Path, name: &str, model: &Path, input: &Path, options: &str) -> Pa
          CHUNK WITH (max_tokens = 48);\n\
          STYLE echo WITH (system = 'Repeat the text.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 10, gates = 'empty');\n\
          STYLE ask WITH (system = 'Ask about the text.', user = '{{chunk}}', answer_prefix = 'Question:', max_new_tokens = 8, gates = 'empty');\n\
-         STYLE qa WITH (max_new_tokens = 24, stop_after = 0.3);\n\
-         STYLE easy WITH (max_new_tokens = 16, stop_after = 0.2);\n\
+         STYLE qa WITH (max_new_tokens = 24, stop_after = 0.3, gates = '{model_free}');\n\
+         STYLE easy WITH (max_new_tokens = 16, stop_after = 0.2, gates = '{model_free}');\n\
          REPHRASE WITH (styles = 'echo,ask,qa,easy', batch_size = 4, temperature = 0, retries = 1, journal_rows = 1, {options});\n\
          SINK '${{output}}' WITH (shard_rows = 7);\n",
         model = model.display(),
         input = input.display(),
+        model_free = MODEL_FREE_GATES,
     );
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();

@@ -29,9 +29,18 @@ pub struct ServeArgs {
     pub threads: usize,
     #[arg(long, value_enum, default_value = "cpu")]
     pub provider: ProviderArg,
-    /// `max_tokens` of a request that gives none
+    /// `max_tokens` of a request that gives none (at most what its prompt leaves of the context)
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
+    /// Requests held at once, decoding or queued (0: 8 × batch); more get 429 with Retry-After
+    #[arg(long, default_value_t = 0)]
+    pub max_requests: usize,
+    /// Open client connections at once; more wait to be accepted
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers before it is disconnected
+    #[arg(long, default_value_t = 30)]
+    pub header_timeout_s: u64,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -47,6 +56,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         batch: a.batch,
         session: SessionConfig { provider, intra_threads: a.threads, ..Default::default() },
         max_tokens: a.max_tokens,
+        max_requests: if a.max_requests == 0 { 8 * a.batch.max(1) } else { a.max_requests },
+        max_connections: a.max_connections,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout_s),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(cfg, |addr| {

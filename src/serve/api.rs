@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as Sse, KeepAlive};
 use axum::response::{IntoResponse, Response};
@@ -57,17 +58,54 @@ async fn models(State(s): Shared) -> Response {
     axum::Json(json!({"object": "list", "data": [card]})).into_response()
 }
 
-async fn chat(State(s): Shared, body: Bytes) -> Response {
-    match parse(&s, &body, true) {
-        Ok(req) => answer(s, req, true).await,
-        Err(r) => r.into_response(),
+async fn chat(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    respond(s, body, true).await
+}
+
+async fn completions(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    respond(s, body, false).await
+}
+
+/// Checks the request (off the async threads: a large body takes a while to tokenize), then
+/// answers it if the engine has room.
+async fn respond(s: Arc<Served>, body: Result<Bytes, BytesRejection>, chat: bool) -> Response {
+    // A body over the limit (413) or unreadable, as an OpenAI-style error.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), &e.body_text(), "invalid_request_error"),
+    };
+    let Some(ticket) = Ticket::take(&s) else {
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "the server's queue is full: retry later", "rate_limit_error");
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        return r;
+    };
+    let served = s.clone();
+    let parsed = tokio::task::spawn_blocking(move || parse(&served, &body, chat)).await;
+    match parsed {
+        Ok(Ok(req)) => answer(s, req, chat, ticket).await,
+        Ok(Err(r)) => r.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("checking the request: {e}"), "server_error"),
     }
 }
 
-async fn completions(State(s): Shared, body: Bytes) -> Response {
-    match parse(&s, &body, false) {
-        Ok(req) => answer(s, req, false).await,
-        Err(r) => r.into_response(),
+/// A place among the requests the server holds (queued or decoding), given back when the
+/// response is done or its client leaves.
+struct Ticket(Arc<Served>);
+
+impl Ticket {
+    fn take(s: &Arc<Served>) -> Option<Ticket> {
+        let held = s.requests.fetch_add(1, Ordering::AcqRel);
+        if held >= s.max_requests {
+            s.requests.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Ticket(s.clone()))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.requests.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -86,7 +124,7 @@ fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Refused> {
         let msg = format!("The model `{m}` does not exist (this server has `{}`)", s.name);
         return Err(Refused(StatusCode::NOT_FOUND, msg));
     }
-    if v.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+    if v.get("n").is_some_and(|n| !n.is_null() && n.as_u64() != Some(1)) {
         return Err(bad("n: only 1 choice per request is supported"));
     }
     let text = if chat { chat_text(s, v)? } else { completion_text(v)? };
@@ -100,9 +138,16 @@ fn parse(s: &Served, body: &[u8], chat: bool) -> Result<Req, Refused> {
 /// The prompt `ids` with the request's sampling settings, checked.
 fn settings(s: &Served, v: &serde_json::Map<String, Value>, ids: Vec<u32>) -> Result<Prompt, Refused> {
     let num = |k: &str| v.get(k).filter(|x| !x.is_null());
+    // Unset, a completion may use what the context leaves, up to the server's default (as
+    // OpenAI-compatible servers do); asked for, it must fit.
+    let room = s.context.saturating_sub(ids.len());
     let max_tokens = match num("max_completion_tokens").or(num("max_tokens")) {
-        None => s.max_tokens,
-        Some(x) => x.as_u64().filter(|&n| n >= 1).ok_or_else(|| bad("max_tokens must be a positive integer"))? as usize,
+        None if room == 0 => s.max_tokens,
+        None => s.max_tokens.min(room),
+        Some(x) => {
+            let n = x.as_u64().filter(|&n| n >= 1).ok_or_else(|| bad("max_tokens must be a positive integer"))?;
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }
     };
     let float = |k: &str, lo: f64, hi: f64, d: f64| -> Result<f32, Refused> {
         let Some(x) = num(k) else { return Ok(d as f32) };
@@ -124,12 +169,12 @@ fn settings(s: &Served, v: &serde_json::Map<String, Value>, ids: Vec<u32>) -> Re
         }
         Some(_) => return Err(bad("stop must be a string or a list of up to 4 strings")),
     };
-    if ids.len() + max_tokens > s.context {
+    if max_tokens > room {
         return Err(bad(format!(
             "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the \
              messages, {max_tokens} in the completion).",
             s.context,
-            ids.len() + max_tokens,
+            (ids.len() as u128) + max_tokens as u128,
             ids.len()
         )));
     }
@@ -252,7 +297,7 @@ fn completion_text(v: &serde_json::Map<String, Value>) -> Result<String, Refused
 }
 
 /// Hands the request to the engine and answers, whole or as a stream.
-async fn answer(s: Arc<Served>, req: Req, chat: bool) -> Response {
+async fn answer(s: Arc<Served>, req: Req, chat: bool, ticket: Ticket) -> Response {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let job = Job { prompt: req.prompt, stream: req.stream, events: tx };
     if s.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).is_err() {
@@ -260,10 +305,12 @@ async fn answer(s: Arc<Served>, req: Req, chat: bool) -> Response {
     }
     let meta = Meta::new(&s.name, chat);
     if req.stream {
-        let events = stream(rx, meta, req.include_usage);
+        let events = stream(rx, meta, req.include_usage, ticket);
         return axum::response::Sse::new(events).keep_alive(KeepAlive::default()).into_response();
     }
-    whole(rx, meta).await
+    let answered = whole(rx, meta).await;
+    drop(ticket);
+    answered
 }
 
 /// What every response of one request carries.
@@ -340,14 +387,15 @@ fn stream(
     rx: UnboundedReceiver<Event>,
     meta: Meta,
     include_usage: bool,
+    ticket: Ticket,
 ) -> impl Stream<Item = Result<Sse, Infallible>> {
     let mut first = meta.with(true, None, None);
     if meta.chat {
         first["choices"][0]["delta"] = json!({"role": "assistant", "content": ""});
     }
     let head: Vec<Value> = if meta.chat { vec![first] } else { vec![] };
-    let state = (rx, meta, head, false);
-    futures::stream::unfold(state, move |(mut rx, meta, mut queue, ended)| async move {
+    let state = (rx, meta, head, false, ticket);
+    futures::stream::unfold(state, move |(mut rx, meta, mut queue, ended, ticket)| async move {
         if queue.is_empty() && !ended {
             queue = match rx.recv().await {
                 Some(Event::Delta(d)) => vec![meta.with(true, Some(&d), None)],
@@ -367,13 +415,14 @@ fn stream(
                     out
                 }
                 Some(Event::Failed(e)) => vec![json!({"error": {"message": e, "type": "server_error"}}), Value::Null],
-                None => vec![Value::Null],
+                // The engine is gone (it failed, or the server stops): say so before the end.
+                None => vec![json!({"error": {"message": "the engine stopped", "type": "server_error"}}), Value::Null],
             };
             queue.reverse();
         }
         let next = queue.pop()?;
         let event = if next.is_null() { Sse::default().data("[DONE]") } else { Sse::default().data(next.to_string()) };
         let ended = ended || next.is_null();
-        Some((Ok(event), (rx, meta, queue, ended)))
+        Some((Ok(event), (rx, meta, queue, ended, ticket)))
     })
 }

@@ -55,6 +55,12 @@ pub fn run(mut dec: Decoder, cfg: GenerationConfig, jobs: mpsc::Receiver<Job>) {
         while let Ok(job) = jobs.try_recv() {
             add(&mut batcher, &mut open, job);
         }
+        // A request whose client left (its receiver is gone) stops decoding.
+        let gone: Vec<usize> = open.iter().filter(|(_, o)| o.events.is_closed()).map(|(&i, _)| i).collect();
+        for index in gone {
+            batcher.cancel(index);
+            open.remove(&index);
+        }
         let mut finished = Vec::new();
         if let Err(e) = batcher.step(&mut dec, &mut |c| finished.push(c)) {
             // The batch's state is lost: every open request fails, the server goes on.

@@ -14,7 +14,9 @@ pub mod engine;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
@@ -34,6 +36,12 @@ pub struct ServeConfig {
     pub session: SessionConfig,
     /// `max_tokens` of a request that gives none.
     pub max_tokens: usize,
+    /// Requests held at once (decoding or queued); more are answered 429 with `Retry-After`.
+    pub max_requests: usize,
+    /// Open client connections; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
 }
 
 /// What the request handlers share.
@@ -48,6 +56,9 @@ pub(crate) struct Served {
     pub context: usize,
     pub max_tokens: usize,
     pub jobs: Mutex<mpsc::Sender<engine::Job>>,
+    /// Requests held now, and the most it may hold.
+    pub requests: AtomicUsize,
+    pub max_requests: usize,
 }
 
 /// Loads the model, binds, and serves until SIGTERM or Ctrl-C; `ready` hears the bound address.
@@ -65,6 +76,8 @@ pub async fn serve(cfg: ServeConfig, ready: impl FnOnce(SocketAddr)) -> anyhow::
         context: context_length(&cfg.model),
         max_tokens: cfg.max_tokens,
         jobs: Mutex::new(tx),
+        requests: AtomicUsize::new(0),
+        max_requests: cfg.max_requests.max(1),
     });
     let generation = GenerationConfig { batch_size: cfg.batch.max(1), ..Default::default() };
     let engine = std::thread::Builder::new().name("engine".into()).spawn(move || engine::run(dec, generation, rx))?;
@@ -72,10 +85,61 @@ pub async fn serve(cfg: ServeConfig, ready: impl FnOnce(SocketAddr)) -> anyhow::
         .await
         .with_context(|| format!("binding {}:{}", cfg.host, cfg.port))?;
     ready(listener.local_addr()?);
-    axum::serve(listener, api::router(served)).with_graceful_shutdown(shutdown()).await?;
+    accept(listener, api::router(served), &cfg).await;
     // The handlers are gone, and with them the engine's senders: it ends once its batch is empty.
     engine.join().map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
     Ok(())
+}
+
+/// Serves connections until SIGTERM or Ctrl-C, then lets each finish its requests in flight. At
+/// most `max_connections` are open at once, and a client that is slower than `header_timeout`
+/// to send a request's headers is disconnected, so that idle or slow connections cannot hold
+/// the server.
+async fn accept(listener: tokio::net::TcpListener, router: axum::Router, cfg: &ServeConfig) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout((!cfg.header_timeout.is_zero()).then_some(cfg.header_timeout));
+    let stop_signal = shutdown();
+    tokio::pin!(stop_signal);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop_signal => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => tokio::select! {
+                    _ = &mut stop_signal => break,
+                    conn = listener.accept() => conn.map(|c| (c, p)),
+                },
+                Err(_) => break,
+            },
+        };
+        let ((tcp, _), permit) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    let _ = stopping.send(true);
+    // Every connection holds a slot until it ends.
+    let _ = slots.acquire_many(cfg.max_connections.max(1) as u32).await;
 }
 
 /// SIGTERM or Ctrl-C.

@@ -122,6 +122,15 @@ impl Batcher {
         self.pushed - 1
     }
 
+    /// Stops decoding prompt `index` (a client that left): a queued prompt is dropped, a live
+    /// sequence leaves the batch at the next step, its completion handed back as finished.
+    pub fn cancel(&mut self, index: usize) {
+        self.pending.retain(|(i, _)| *i != index);
+        for r in self.rows.iter_mut().filter(|r| r.index == index && r.done.is_none()) {
+            r.done = Some(Finish::Stop);
+        }
+    }
+
     /// Prompts queued or being decoded.
     pub fn outstanding(&self) -> usize {
         self.pending.len() + self.rows.len()
