@@ -147,11 +147,32 @@ fn repeated_ngrams_are_blocked_in_generated_tokens_only() {
         ignore_eos: true,
         ..Default::default()
     };
-    for out in run(&mut d, &cfg, ps) {
+    for out in run(&mut d, &cfg, ps.clone()) {
         let mut seen = std::collections::HashSet::new();
         for w in out.windows(2) {
             assert!(seen.insert(w.to_vec()), "bigram {w:?} repeated in {out:?}");
         }
+    }
+    // Generated tokens only: the prompt's own bigrams stay allowed. The random model falls into
+    // a loop; a prompt that ends with its loop is answered with bigrams of that prompt, and
+    // blocking may change the answer only where it would repeat a bigram of its own.
+    let free = GenerationConfig { max_new_tokens: 24, batch_size: 1, ignore_eos: true, ..Default::default() };
+    let one = |mut p: Prompt, n: usize| {
+        p.max_new_tokens = Some(n);
+        p
+    };
+    let looped = run(&mut d, &free, vec![one(ps[0].clone(), 24)]).remove(0);
+    let mut prompt = one(ps[0].clone(), 12);
+    prompt.ids.extend(&looped);
+    let plain = run(&mut d, &free, vec![prompt.clone()]).remove(0);
+    let in_prompt: std::collections::HashSet<&[u32]> = prompt.ids.windows(2).collect();
+    assert!(in_prompt.contains(&plain[..2]), "the answer must open with a bigram of its prompt: {plain:?}");
+    let mut seen = std::collections::HashSet::new();
+    let own = plain.windows(2).position(|w| !seen.insert(w)).map_or(plain.len(), |i| i + 1);
+    let blocked = run(&mut d, &GenerationConfig { no_repeat_ngram: 2, ..free }, vec![prompt]).remove(0);
+    assert_eq!(blocked[..own], plain[..own], "blocked before any bigram of its own repeated");
+    if own < plain.len() {
+        assert_ne!(blocked[own], plain[own], "the own repeat at {own} was not blocked");
     }
 }
 

@@ -73,6 +73,14 @@ pub struct Gguf {
     data_start: usize,
 }
 
+/// GGML tensors have at most 4 dimensions.
+const MAX_DIMS: u32 = 4;
+/// Elements one tensor may hold: far above any model's largest tensor, and low enough that its
+/// size in bytes at any type fits in 64 bits.
+const MAX_ELEMENTS: u64 = 1 << 48;
+/// Arrays inside arrays that a file may nest.
+const MAX_ARRAY_DEPTH: usize = 4;
+
 struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
@@ -80,7 +88,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> anyhow::Result<&'a [u8]> {
-        ensure!(self.pos + n <= self.b.len(), "truncated GGUF file at byte {}", self.pos);
+        ensure!(n <= self.b.len() - self.pos, "truncated GGUF file at byte {}", self.pos);
         let s = &self.b[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
@@ -95,7 +103,8 @@ impl<'a> Reader<'a> {
         let n = self.u64()? as usize;
         Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
     }
-    fn value(&mut self, ty: u32) -> anyhow::Result<Value> {
+    /// A value of type `ty`; `depth` counts the arrays it is inside.
+    fn value(&mut self, ty: u32, depth: usize) -> anyhow::Result<Value> {
         Ok(match ty {
             0 => Value::U64(self.take(1)?[0] as u64),
             1 => Value::I64(self.take(1)?[0] as i8 as i64),
@@ -107,11 +116,18 @@ impl<'a> Reader<'a> {
             7 => Value::Bool(self.take(1)?[0] != 0),
             8 => Value::Str(self.string()?),
             9 => {
+                // Real files nest at most one level (arrays of strings or numbers); a deep nest
+                // is hostile and would overflow the stack.
+                ensure!(
+                    depth < MAX_ARRAY_DEPTH,
+                    "GGUF arrays nested deeper than {MAX_ARRAY_DEPTH} at byte {}",
+                    self.pos
+                );
                 let inner = self.u32()?;
                 let n = self.u64()? as usize;
                 let mut v = Vec::with_capacity(n.min(1 << 20));
                 for _ in 0..n {
-                    v.push(self.value(inner)?);
+                    v.push(self.value(inner, depth + 1)?);
                 }
                 Value::Array(v)
             }
@@ -162,19 +178,23 @@ impl Gguf {
         for _ in 0..n_kv {
             let key = r.string()?;
             let ty = r.u32()?;
-            metadata.insert(key, r.value(ty)?);
+            metadata.insert(key, r.value(ty, 0)?);
         }
         let mut tensors = Vec::new();
         for _ in 0..n_tensors {
             let name = r.string()?;
             let nd = r.u32()?;
+            ensure!(nd <= MAX_DIMS, "tensor {name}: {nd} dimensions (GGUF has at most {MAX_DIMS})");
             let dims = (0..nd).map(|_| r.u64()).collect::<anyhow::Result<Vec<_>>>()?;
+            let elements = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS);
+            ensure!(elements.is_some(), "tensor {name}: dimensions {dims:?} hold more than 2^48 elements");
             let ggml_type = r.u32()?;
             let offset = r.u64()?;
             tensors.push(TensorInfo { name, dims, ggml_type, offset });
         }
-        let align = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
-        let data_start = r.pos.div_ceil(align) * align;
+        let align = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32);
+        ensure!(align.is_power_of_two() && align <= 1 << 20, "general.alignment {align} is not a power of two ≤ 1 MiB");
+        let data_start = r.pos.div_ceil(align as usize) * align as usize;
         Ok(Gguf { version, metadata, tensors, data, data_start })
     }
 
@@ -196,8 +216,11 @@ impl Gguf {
 
     /// The raw bytes of a tensor, `len` bytes from its offset.
     pub fn tensor_bytes(&self, t: &TensorInfo, len: usize) -> anyhow::Result<&[u8]> {
-        let start = self.data_start + t.offset as usize;
-        self.data.bytes().get(start..start + len).with_context(|| format!("tensor {} lies outside the file", t.name))
+        let range = usize::try_from(t.offset)
+            .ok()
+            .and_then(|o| o.checked_add(self.data_start))
+            .and_then(|start| Some(start..start.checked_add(len)?));
+        range.and_then(|r| self.data.bytes().get(r)).with_context(|| format!("tensor {} lies outside the file", t.name))
     }
 
     /// Lets the kernel drop a mapped tensor's pages once it has been read: an import reads each

@@ -133,9 +133,10 @@ fn config(c: &Json, fam: Family) -> anyhow::Result<LlamaConfig> {
         rope_theta: f("rope_theta").unwrap_or(10000.0) as f32,
         rms_norm_eps: f("rms_norm_eps").unwrap_or(1e-6) as f32,
         max_position_embeddings: u("max_position_embeddings").unwrap_or(2048),
-        head_dim: u("head_dim").filter(|&d| d != hidden / heads),
+        head_dim: u("head_dim"),
         ..Default::default()
-    };
+    }
+    .validated()?;
     rope_scaling(c, &mut cfg)?;
     if fam.gguf == "gemma3" {
         cfg.sliding_window = Some(need("sliding_window")?);
@@ -182,38 +183,46 @@ fn rope_scaling(c: &Json, cfg: &mut LlamaConfig) -> anyhow::Result<()> {
 fn weights(s: &Weights, cfg: &LlamaConfig, fam: Family, format: WeightFormat) -> anyhow::Result<LlamaWeights> {
     let gemma = fam.gguf == "gemma3";
     // Gemma's RMSNorm multiplies by (1 + w); GGUF files and wrapflow's graph store 1 + w.
-    let norm = |name: &str| -> anyhow::Result<Vec<f32>> {
+    // Every tensor must hold what the config says it holds: a broken or hostile folder is an
+    // error here, never a slice out of bounds later.
+    let sized = |name: &str, len: usize| -> anyhow::Result<Vec<f32>> {
         let w = s.f32(name)?;
+        ensure!(w.len() == len, "tensor {name} holds {} values; this model's config needs {len}", w.len());
+        Ok(w)
+    };
+    let (h, d, f) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
+    let norm = |name: &str, len: usize| -> anyhow::Result<Vec<f32>> {
+        let w = sized(name, len)?;
         Ok(if gemma { w.iter().map(|v| v + 1.0).collect() } else { w })
     };
-    let lin = |name: &str| s.f32(name).map(|w| in_format(w, format));
-    let (h, d, f) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
+    let lin = |name: &str, rows: usize| sized(name, rows * h).map(|w| in_format(w, format));
     let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
     let mut layers = vec![];
     for i in 0..cfg.num_hidden_layers {
         let p = |n: &str| format!("model.layers.{i}.{n}");
         let [q, k, v] = if s.has(&p("self_attn.qkv_proj.weight")) {
-            let parts = lin(&p("self_attn.qkv_proj.weight"))?.split_rows(h, &[q_rows, kv_rows, kv_rows]);
+            let parts =
+                lin(&p("self_attn.qkv_proj.weight"), q_rows + 2 * kv_rows)?.split_rows(h, &[q_rows, kv_rows, kv_rows]);
             parts.try_into().unwrap_or_else(|_| unreachable!())
         } else {
             [
-                lin(&p("self_attn.q_proj.weight"))?,
-                lin(&p("self_attn.k_proj.weight"))?,
-                lin(&p("self_attn.v_proj.weight"))?,
+                lin(&p("self_attn.q_proj.weight"), q_rows)?,
+                lin(&p("self_attn.k_proj.weight"), kv_rows)?,
+                lin(&p("self_attn.v_proj.weight"), kv_rows)?,
             ]
         };
         let (gate, up) = if s.has(&p("mlp.gate_up_proj.weight")) {
-            let mut parts = lin(&p("mlp.gate_up_proj.weight"))?.split_rows(h, &[f, f]).into_iter();
+            let mut parts = lin(&p("mlp.gate_up_proj.weight"), 2 * f)?.split_rows(h, &[f, f]).into_iter();
             (parts.next().context("gate")?, parts.next().context("up")?)
         } else {
-            (lin(&p("mlp.gate_proj.weight"))?, lin(&p("mlp.up_proj.weight"))?)
+            (lin(&p("mlp.gate_proj.weight"), f)?, lin(&p("mlp.up_proj.weight"), f)?)
         };
         let qkv_bias = if s.has(&p("self_attn.q_proj.bias")) {
             Some(
                 [
-                    s.f32(&p("self_attn.q_proj.bias"))?,
-                    s.f32(&p("self_attn.k_proj.bias"))?,
-                    s.f32(&p("self_attn.v_proj.bias"))?,
+                    sized(&p("self_attn.q_proj.bias"), q_rows)?,
+                    sized(&p("self_attn.k_proj.bias"), kv_rows)?,
+                    sized(&p("self_attn.v_proj.bias"), kv_rows)?,
                 ]
                 .concat(),
             )
@@ -221,36 +230,38 @@ fn weights(s: &Weights, cfg: &LlamaConfig, fam: Family, format: WeightFormat) ->
             None
         };
         let qk_norm = match s.has(&p("self_attn.q_norm.weight")) {
-            true => Some((norm(&p("self_attn.q_norm.weight"))?, norm(&p("self_attn.k_norm.weight"))?)),
+            true => Some((norm(&p("self_attn.q_norm.weight"), d)?, norm(&p("self_attn.k_norm.weight"), d)?)),
             false => None,
         };
         // Gemma 3 names its pre-MLP norm `pre_feedforward_layernorm` and norms both outputs.
         let (ffn_norm, post_norms) = if gemma {
-            let post = (norm(&p("post_attention_layernorm.weight"))?, norm(&p("post_feedforward_layernorm.weight"))?);
-            (norm(&p("pre_feedforward_layernorm.weight"))?, Some(post))
+            let post =
+                (norm(&p("post_attention_layernorm.weight"), h)?, norm(&p("post_feedforward_layernorm.weight"), h)?);
+            (norm(&p("pre_feedforward_layernorm.weight"), h)?, Some(post))
         } else {
-            (norm(&p("post_attention_layernorm.weight"))?, None)
+            (norm(&p("post_attention_layernorm.weight"), h)?, None)
         };
         layers.push(LayerWeights {
-            attn_norm: norm(&p("input_layernorm.weight"))?,
+            attn_norm: norm(&p("input_layernorm.weight"), h)?,
             q,
             k,
             v,
-            o: lin(&p("self_attn.o_proj.weight"))?,
+            o: sized(&p("self_attn.o_proj.weight"), h * q_rows).map(|w| in_format(w, format))?,
             ffn_norm,
             gate,
             up,
-            down: lin(&p("mlp.down_proj.weight"))?,
+            down: sized(&p("mlp.down_proj.weight"), h * f).map(|w| in_format(w, format))?,
             qkv_bias,
             qk_norm,
             post_norms,
         });
     }
-    let output = if s.has("lm_head.weight") { Some(lin("lm_head.weight")?) } else { None };
+    let vocab = cfg.vocab_size;
+    let output = if s.has("lm_head.weight") { Some(lin("lm_head.weight", vocab)?) } else { None };
     Ok(LlamaWeights {
-        embed: in_format(s.f32("model.embed_tokens.weight")?, format),
+        embed: in_format(sized("model.embed_tokens.weight", vocab * h)?, format),
         layers,
-        final_norm: norm("model.norm.weight")?,
+        final_norm: norm("model.norm.weight", h)?,
         output,
     })
 }
@@ -286,6 +297,12 @@ pub fn inspect_folder(dir: &Path) -> anyhow::Result<Inspection> {
     let importable = family(&model_type).and_then(|fam| {
         config(&c, fam)?;
         ensure!(dir.join("tokenizer.json").is_file(), "no tokenizer.json");
+        // The import needs weights: at least the token embeddings.
+        ensure!(
+            shards.index.keys().any(|n| n.ends_with("embed_tokens.weight")),
+            "no weights: the safetensors files hold {} tensors and no token embeddings (embed_tokens.weight)",
+            shards.index.len()
+        );
         Ok(format!("yes, as {} (--weights fp32; 4-bit needs a GGUF of the model)", fam.model_type))
     });
     Ok(Inspection {

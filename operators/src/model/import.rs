@@ -15,7 +15,7 @@ use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::export::build;
-use super::gguf::Gguf;
+use super::gguf::{Gguf, TensorInfo};
 use super::graph::Graph;
 use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
 pub use super::quant::WeightFormat;
@@ -90,7 +90,19 @@ pub const FAMILIES: &[Family] = &[
 pub fn family(arch: &str) -> anyhow::Result<Family> {
     FAMILIES.iter().find(|f| f.gguf == arch).copied().with_context(|| {
         let names: Vec<&str> = FAMILIES.iter().map(|f| f.gguf).collect();
-        format!("architecture {arch:?} is not supported ({} are)", names.join(", "))
+        // llama.cpp's converters (gguf 0.19) write Mistral 7B (MistralForCausalLM) as `llama`;
+        // their `mistral3` (YaRN rotary, attention temperature) and `mistral4` (latent
+        // attention) are other graphs.
+        let hint = match arch {
+            "mistral" => {
+                " (llama.cpp writes Mistral 7B as `llama`: this file was not written by llama.cpp's converter)"
+            }
+            "mistral3" | "mistral4" => {
+                " (Mistral 3 and 4 use YaRN rotary scaling and other attention: not llama-shaped)"
+            }
+            _ => "",
+        };
+        format!("architecture {arch:?} is not supported ({} are){hint}", names.join(", "))
     })
 }
 
@@ -117,9 +129,10 @@ pub fn llama_config(g: &Gguf) -> anyhow::Result<LlamaConfig> {
         rope_theta: f("rope.freq_base", 10000.0) as f32,
         rms_norm_eps: f("attention.layer_norm_rms_epsilon", 1e-5) as f32,
         max_position_embeddings: u("context_length").unwrap_or(2048),
-        head_dim: head_dim.filter(|&d| d != hidden / heads),
+        head_dim,
         ..Default::default()
-    };
+    }
+    .validated()?;
     let scaling = g.metadata.get(&key("rope.scaling.type")).and_then(|v| v.as_str()).unwrap_or("none");
     let factor = f("rope.scaling.factor", 1.0);
     match scaling {
@@ -164,7 +177,17 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
     if g.tensor("rope_factors_long.weight").is_ok() || g.tensor("rope_factors_short.weight").is_ok() {
         bail!("LongRoPE scaling (rope_factors_long/short, as in Phi-3 128k models) is not supported");
     }
-    let t = |name: &str| g.tensor(name);
+    // Every tensor must have the shape the config gives it (GGUF order: input dimension
+    // first): a hostile or broken file is an error here, never an index out of bounds later.
+    let t = |name: &str, dims: &[usize]| -> anyhow::Result<&TensorInfo> {
+        let t = g.tensor(name)?;
+        ensure!(
+            t.dims.iter().map(|&x| x as usize).eq(dims.iter().copied()),
+            "tensor {name} has shape {:?}; this model's config needs {dims:?}",
+            t.dims
+        );
+        Ok(t)
+    };
     let d = cfg.head_dim();
     let q_src = unpermute_rows(cfg.num_attention_heads * d, cfg.num_attention_heads);
     let k_src = unpermute_rows(cfg.num_key_value_heads * d, cfg.num_key_value_heads);
@@ -172,67 +195,81 @@ pub fn llama_weights(g: &Gguf, cfg: &LlamaConfig, format: WeightFormat) -> anyho
     let mut layers = Vec::new();
     for i in 0..cfg.num_hidden_layers {
         let p = |s: &str| format!("blk.{i}.{s}.weight");
-        let optional = |name: String| -> anyhow::Result<Option<Vec<f32>>> {
-            g.tensor(&name).ok().map(|t| dequantize(g, t)).transpose()
+        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+        let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+        let optional = |name: String, len: usize| -> anyhow::Result<Option<Vec<f32>>> {
+            if g.tensor(&name).is_err() {
+                return Ok(None);
+            }
+            dequantize(g, t(&name, &[len])?).map(Some)
         };
         let biases = [
-            optional(format!("blk.{i}.attn_q.bias"))?,
-            optional(format!("blk.{i}.attn_k.bias"))?,
-            optional(format!("blk.{i}.attn_v.bias"))?,
+            optional(format!("blk.{i}.attn_q.bias"), q_rows)?,
+            optional(format!("blk.{i}.attn_k.bias"), kv_rows)?,
+            optional(format!("blk.{i}.attn_v.bias"), kv_rows)?,
         ];
         let qkv_bias = match biases {
             [Some(q), Some(k), Some(v)] => Some([q, k, v].concat()),
             [None, None, None] => None,
             _ => bail!("layer {i} has biases on some of Q, K and V only"),
         };
-        let qk_norm = match (optional(p("attn_q_norm"))?, optional(p("attn_k_norm"))?) {
+        let qk_norm = match (optional(p("attn_q_norm"), d)?, optional(p("attn_k_norm"), d)?) {
             (Some(q), Some(k)) => Some((q, k)),
             (None, None) => None,
             _ => bail!("layer {i} has a norm on one of Q and K only"),
         };
-        let post_norms = match (optional(p("post_attention_norm"))?, optional(p("post_ffw_norm"))?) {
+        let post_norms = match (optional(p("post_attention_norm"), h)?, optional(p("post_ffw_norm"), h)?) {
             (Some(a), Some(f)) => Some((a, f)),
             (None, None) => None,
             _ => bail!("layer {i} has a norm after one of attention and feed-forward only"),
         };
-        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
-        let (q_rows, kv_rows) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
         // Phi-3 fuses Q, K and V into one tensor, and the gate and up projections into another.
         let [q, k, v] = match g.tensor(&p("attn_qkv")) {
-            Ok(fused) => split3(linear(g, fused, format, None)?.split_rows(h, &[q_rows, kv_rows, kv_rows])),
+            Ok(_) => {
+                let fused = t(&p("attn_qkv"), &[h, q_rows + 2 * kv_rows])?;
+                split3(linear(g, fused, format, None)?.split_rows(h, &[q_rows, kv_rows, kv_rows]))
+            }
             Err(_) => [
-                linear(g, t(&p("attn_q"))?, format, q_src)?,
-                linear(g, t(&p("attn_k"))?, format, k_src)?,
-                linear(g, t(&p("attn_v"))?, format, None)?,
+                linear(g, t(&p("attn_q"), &[h, q_rows])?, format, q_src)?,
+                linear(g, t(&p("attn_k"), &[h, kv_rows])?, format, k_src)?,
+                linear(g, t(&p("attn_v"), &[h, kv_rows])?, format, None)?,
             ],
         };
         let (gate, up) = match g.tensor(&p("ffn_gate")) {
-            Ok(gate) => (linear(g, gate, format, None)?, linear(g, t(&p("ffn_up"))?, format, None)?),
+            Ok(_) => (
+                linear(g, t(&p("ffn_gate"), &[h, f])?, format, None)?,
+                linear(g, t(&p("ffn_up"), &[h, f])?, format, None)?,
+            ),
             Err(_) => {
-                let [gate, up, _] = split3(linear(g, t(&p("ffn_up"))?, format, None)?.split_rows(h, &[f, f, 0]));
+                let fused = linear(g, t(&p("ffn_up"), &[h, 2 * f])?, format, None)?;
+                let [gate, up, _] = split3(fused.split_rows(h, &[f, f, 0]));
                 (gate, up)
             }
         };
         layers.push(LayerWeights {
-            attn_norm: dequantize(g, t(&p("attn_norm"))?)?,
+            attn_norm: dequantize(g, t(&p("attn_norm"), &[h])?)?,
             q,
             k,
             v,
-            o: linear(g, t(&p("attn_output"))?, format, None)?,
-            ffn_norm: dequantize(g, t(&p("ffn_norm"))?)?,
+            o: linear(g, t(&p("attn_output"), &[q_rows, h])?, format, None)?,
+            ffn_norm: dequantize(g, t(&p("ffn_norm"), &[h])?)?,
             gate,
             up,
-            down: linear(g, t(&p("ffn_down"))?, format, None)?,
+            down: linear(g, t(&p("ffn_down"), &[f, h])?, format, None)?,
             qkv_bias,
             qk_norm,
             post_norms,
         });
     }
-    let output = g.tensor("output.weight").ok().map(|t| linear(g, t, format, None)).transpose()?;
+    let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
+    let output = match g.tensor("output.weight") {
+        Ok(_) => Some(linear(g, t("output.weight", &[h, vocab])?, format, None)?),
+        Err(_) => None,
+    };
     Ok(LlamaWeights {
-        embed: dequantized_as(g, t("token_embd.weight")?, format)?,
+        embed: dequantized_as(g, t("token_embd.weight", &[h, vocab])?, format)?,
         layers,
-        final_norm: dequantize(g, t("output_norm.weight")?)?,
+        final_norm: dequantize(g, t("output_norm.weight", &[h])?)?,
         output,
     })
 }

@@ -47,7 +47,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
     Ok(Inspection {
         file: path.display().to_string(),
         name: g.str("general.name").ok().map(str::to_string),
-        parameters: g.tensors.iter().map(TensorInfo::elements).sum(),
+        parameters: g.tensors.iter().map(TensorInfo::elements).fold(0, u64::saturating_add),
         layers: meta("block_count"),
         hidden: meta("embedding_length"),
         heads: meta("attention.head_count"),
@@ -63,7 +63,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
 }
 
 /// Everything an import checks before reading weights, in the order it checks it.
-fn importable(g: &Gguf) -> anyhow::Result<String> {
+pub(crate) fn importable(g: &Gguf) -> anyhow::Result<String> {
     let fam = family(g.str("general.architecture")?)?;
     llama_config(g)?;
     for t in &g.tensors {

@@ -49,6 +49,37 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// Checks a shape read from a file before anything divides or allocates by it (a hostile
+    /// `num_attention_heads: 0` would divide by zero), and drops a `head_dim` equal to
+    /// hidden / heads.
+    pub fn validated(mut self) -> anyhow::Result<Self> {
+        // Far above any real model's (Gemma 3's vocabulary is 262,144), and small enough that
+        // products of two of them fit in any index.
+        const MAX: usize = 1 << 24;
+        let sizes = [
+            ("vocabulary size", self.vocab_size),
+            ("hidden size", self.hidden_size),
+            ("layer count", self.num_hidden_layers),
+            ("attention head count", self.num_attention_heads),
+            ("key/value head count", self.num_key_value_heads),
+            ("feed-forward size", self.intermediate_size),
+        ];
+        for (name, v) in sizes.into_iter().chain(self.head_dim.map(|d| ("head size", d))) {
+            anyhow::ensure!((1..=MAX).contains(&v), "{name} {v} is out of range (1 to {MAX})");
+        }
+        let (heads, kv) = (self.num_attention_heads, self.num_key_value_heads);
+        anyhow::ensure!(heads.is_multiple_of(kv), "{heads} attention heads do not share {kv} key/value heads evenly");
+        anyhow::ensure!(
+            self.head_dim.is_some() || self.hidden_size.is_multiple_of(heads),
+            "hidden size {} is not a multiple of {heads} attention heads, and no head size is given",
+            self.hidden_size
+        );
+        let d = self.head_dim.unwrap_or(self.hidden_size / heads);
+        anyhow::ensure!(heads * d <= MAX, "{heads} attention heads of size {d} are out of range");
+        self.head_dim = self.head_dim.filter(|&d| d * heads != self.hidden_size);
+        Ok(self)
+    }
+
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }

@@ -8,6 +8,8 @@ pub mod gguf;
 pub mod gpt2_split;
 pub mod graph;
 pub mod hf;
+#[cfg(test)]
+mod hostile;
 pub mod import;
 pub mod inspect;
 pub mod llama;

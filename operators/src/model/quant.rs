@@ -19,8 +19,10 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 pub fn dequantize(g: &Gguf, t: &TensorInfo) -> anyhow::Result<Vec<f32>> {
     let n = t.elements() as usize;
     let len = byte_len(t.ggml_type, n).with_context(|| format!("tensor {}", t.name))?;
+    // The bytes first: a tensor the file cannot hold is an error, not a huge allocation.
+    let bytes = g.tensor_bytes(t, len)?;
     let mut out = Vec::with_capacity(n);
-    ggml::dequantize_into(t.ggml_type, g.tensor_bytes(t, len)?, &mut out)?;
+    ggml::dequantize_into(t.ggml_type, bytes, &mut out)?;
     g.release(t, len);
     Ok(out)
 }
@@ -126,9 +128,10 @@ pub fn dequantized_as(g: &Gguf, t: &TensorInfo, format: WeightFormat) -> anyhow:
     }
     let n = t.elements() as usize;
     let len = byte_len(t.ggml_type, n).with_context(|| format!("tensor {}", t.name))?;
-    let row_bytes = byte_len(t.ggml_type, t.dims[0] as usize)?.max(1);
+    let row_bytes = byte_len(t.ggml_type, t.dims.first().copied().unwrap_or(1) as usize)?.max(1);
+    let bytes = g.tensor_bytes(t, len)?;
     let (mut out, mut rows) = (Vec::with_capacity(n), Vec::new());
-    for chunk in g.tensor_bytes(t, len)?.chunks(64 * row_bytes) {
+    for chunk in bytes.chunks(64 * row_bytes) {
         rows.clear();
         ggml::dequantize_into(t.ggml_type, chunk, &mut rows)?;
         out.extend(rows.iter().map(|&x| f16::from_f32(x)));
