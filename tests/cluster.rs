@@ -19,7 +19,8 @@ fn plan_file(dir: &Path) -> PathBuf {
     let p = dir.join("plan.sql");
     let text = plan_text("", "").replace(
         "SINK '${output}' WITH (shard_rows = 50);",
-        "SINK '${output}' WITH (shard_rows = 50);\nMIX real WITH (ratio = '1:0', shard_tokens = 2000, seed = 5);",
+        "SINK '${output}' WITH (shard_rows = 50);\nMIX real WITH (ratio = '1:0', shard_tokens = 2000, seed = 5);\n\
+         MIX tok WITH (ratio = '1:0', format = 'tokens', tokenizer = '${tokenizer}', unit = 'document', shard_tokens = 3000, seed = 5);",
     );
     std::fs::write(&p, text).unwrap();
     p
@@ -64,6 +65,9 @@ fn two_processes_give_the_output_of_one_and_read_every_row_once() {
     let dir = tempfile::TempDir::new().unwrap();
     let tok = tokenizer(dir.path());
     let (input, docs) = corpus(dir.path(), 6, 40);
+    // A broken line: a reject, which each run must write the same.
+    let part = input.join("part-2.jsonl");
+    std::fs::write(&part, std::fs::read_to_string(&part).unwrap() + "{not json\n").unwrap();
     let plan = plan_file(dir.path());
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
     let sets = |out: &Path| {
@@ -87,7 +91,8 @@ fn two_processes_give_the_output_of_one_and_read_every_row_once() {
     assert_eq!(m1["counts"], m2["counts"]);
     // Every input row read once; dedup is global across processes.
     let c = &m2["counts"];
-    assert_eq!(c["read"].as_u64().unwrap(), docs.len() as u64);
+    assert_eq!(c["read"].as_u64().unwrap(), docs.len() as u64 + 1);
+    assert_eq!(c["rejected"].as_u64(), Some(1), "{c}");
     let distinct: std::collections::BTreeSet<&String> = docs.values().collect();
     assert_eq!(c["kept"].as_u64().unwrap(), distinct.len() as u64, "one copy of each text");
     assert!(c["duplicates"].as_u64().unwrap() > 0);
@@ -98,11 +103,25 @@ fn two_processes_give_the_output_of_one_and_read_every_row_once() {
     }
     assert_eq!(texts.len() as u64, distinct.len() as u64);
     assert!(texts.iter().all(|(id, t)| docs[id] == *t), "each kept document whole, once");
-    // The same shards, byte for byte: chunks (named by global worker), rejects, the mixture.
-    for sub in ["chunks", "mix/real"] {
+    // The same shards, byte for byte: chunks and rejects (named by global worker), and every
+    // mixture.
+    let mixtures: Vec<String> = ["real", "tok"].iter().map(|m| format!("mix/{m}")).collect();
+    for sub in ["chunks", "rejects"].into_iter().chain(mixtures.iter().map(String::as_str)) {
+        assert!(!files(&one.join(sub)).is_empty(), "{sub} is empty");
         assert_eq!(files(&one.join(sub)), files(&two.join(sub)), "{sub} differs between 1 and 2 processes");
     }
-    assert!(!files(&two.join("mix/real")).is_empty());
+    let listed = |out: &Path| -> Vec<String> {
+        let mut d: Vec<String> = std::fs::read_dir(out.join("mix"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        d.sort();
+        d
+    };
+    assert_eq!(
+        (listed(&one), listed(&two)),
+        (vec!["real".to_string(), "tok".into()], vec!["real".into(), "tok".into()])
+    );
     // The survivor of each duplicate group is its first occurrence in input order (file, then
     // line), on any number of workers and any segmentation: the copies in later files go.
     let later_copies: Vec<String> = (0..6 * 40).filter(|i| i % 7 == 3 && *i >= 40).map(|i| format!("d{i}")).collect();

@@ -132,26 +132,21 @@ fn a_rerun_or_resume_with_other_settings_names_the_difference() {
     let e = format!("{:#}", run_with(&plan_text("", ""), &sets(&moved, &out, &tok), ClaimMode::default()).unwrap_err());
     assert!(e.contains("parameter `input`"), "{e}");
     std::fs::rename(&moved, &input).unwrap();
+    // The same path with other contents (another model's tokenizer) is another run; put back,
+    // the same run again.
+    let original = std::fs::read(&tok).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    std::fs::write(&tok, serde_json::to_vec(&json).unwrap()).unwrap();
+    let e = format!("{:#}", run_with(&plan_text("", ""), &s, ClaimMode::default()).unwrap_err());
+    assert!(e.contains(&format!("TOKENIZER ({}) changed", tok.display())) && e.contains("--restart"), "{e}");
+    std::fs::write(&tok, &original).unwrap();
+    assert_eq!(run_with(&plan_text("", ""), &s, ClaimMode::default()).unwrap().counts, first.counts);
     // --restart replaces the run: every chunk now fits 20 tokens, under a manifest that says so.
     let m = run_with(&plan_text("", ""), &other, ClaimMode { force: false, restart: true }).unwrap();
     assert_eq!(m.plan.params["max_tokens"], "20");
     let rows = read_chunks(&out.join("chunks"));
     assert!(!rows.is_empty() && rows.iter().all(|r| r.3 <= 20), "only 20-token chunks remain");
     assert_eq!(rows.len() as u64, m.counts.chunks);
-}
-
-/// Waits for `path` to exist.
-fn wait_for(path: &Path, child: &mut Child) {
-    let t0 = Instant::now();
-    while !path.exists() {
-        if let Ok(Some(s)) = child.try_wait() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("the job ended ({s}) before {}: {err}", path.display());
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "no {}", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn sigint(child: &Child) {
@@ -191,7 +186,7 @@ fn secrets_reach_no_file_and_no_stream() {
     let mut streams = String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
     for args in [vec!["report", out.to_str().unwrap(), "--json"], vec!["status", out.to_str().unwrap()]] {
         let o = cli(&args);
-        streams += &String::from_utf8_lossy(&o.stdout);
+        streams += &(String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr));
     }
     let mut explain = vec!["explain".to_string(), plan.display().to_string()];
     s.iter().for_each(|(k, v)| explain.extend(["--set".into(), format!("{k}={v}")]));
@@ -204,16 +199,19 @@ fn secrets_reach_no_file_and_no_stream() {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["plan"]["params"]["key"], "***");
 
-    // A password in an endpoint URL, and a PARAM marked SECRET, in an error.
+    // A password in an endpoint URL, and a short PARAM marked SECRET, in an error: the error
+    // names both places, masked.
     let bad = plan_text("OPTIONS ('aws_endpoint' 'http://admin:pa55word@127.0.0.1:1', 'retry_max' '0')", "")
-        .replace("PARAM input;", "PARAM input; PARAM token SECRET DEFAULT 'tok-Hidden-42';")
+        .replace("PARAM input;", "PARAM input; PARAM token SECRET DEFAULT 'tk42';")
         .replace("LOCATION '${input}'", "LOCATION 's3://b/${token}/x'");
     std::fs::write(&plan, bad).unwrap();
     let s = sets(&input, &dir.path().join("out2"), &tok);
     let r = cli(&run_args(&plan, &s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success(), "{err}");
-    assert!(!err.contains("pa55word") && !err.contains("tok-Hidden-42"), "{err}");
+    assert!(!err.contains("pa55word") && !err.contains("tk42"), "{err}");
+    assert!(err.contains("s3://b/***/x"), "the error does not name the location: {err}");
+    assert!(err.contains("http://***@127.0.0.1:1"), "the error does not name the endpoint: {err}");
 }
 
 #[test]
@@ -240,17 +238,20 @@ fn every_input_object_is_read_rejected_or_listed_as_skipped() {
     assert!(m.counts.reconciles());
     let rejects = read_rejects(&out.join("rejects"));
     assert!(rejects[0]["reason"].as_str().unwrap().contains("empty text"), "{rejects:?}");
-    assert_eq!(m.counts.skipped_objects, 6);
+    // `run/` holds a wrapflow output: listed once, as a folder, with none of its objects.
+    assert_eq!(m.counts.skipped_objects, 5);
     let skipped: Vec<(String, String)> = m.inputs[0]
         .skipped
         .iter()
-        .map(|s| (s.path.rsplit('/').next().unwrap().to_string(), s.reason.clone()))
+        .map(|s| (s.path.trim_end_matches('/').rsplit('/').next().unwrap().to_string(), s.reason.clone()))
         .collect();
+    let paths: Vec<&str> = m.inputs[0].skipped.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(paths, [".y/d.jsonl", "_x/c.jsonl", "b.jsonl.bz2", "notes", "run/"], "relative to the input");
     let reason = |name: &str| skipped.iter().find(|s| s.0 == name).map(|s| s.1.clone()).unwrap_or_default();
     assert!(reason("b.jsonl.bz2").contains("unknown format"), "{skipped:?}");
     assert!(reason("notes").contains("unknown format"));
     assert!(reason("c.jsonl").contains("_x/") && reason("d.jsonl").contains(".y/"), "{skipped:?}");
-    assert!(reason("e.jsonl").contains("_wrapflow") && reason("manifest.json").contains("manifest"), "{skipped:?}");
+    assert!(reason("run").contains("wrapflow output"), "{skipped:?}");
 
     // An int64 Parquet text column is rejected as a JSON number is, row by row.
     let pq = dir.path().join("pq");
@@ -272,6 +273,44 @@ fn every_input_object_is_read_rejected_or_listed_as_skipped() {
     let m = run_with(&text, &sets(&pq, &dir.path().join("out-pq"), &tok), ClaimMode::default()).unwrap();
     assert_eq!((m.counts.read, m.counts.rejected, m.counts.kept), (3, 3, 0));
     assert!(m.rejects.by_reason.keys().any(|r| r.contains("not a string")), "{:?}", m.rejects.by_reason);
+
+    // Every Arrow string type is text (a pandas Categorical writes a dictionary); a file without
+    // the text column is a reject per row.
+    use arrow::array::{ArrayRef, DictionaryArray, LargeStringArray, StringArray};
+    use arrow::datatypes::Int32Type;
+    let texts: Vec<String> = (0..3).map(doc_text).collect();
+    let strs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let dict: DictionaryArray<Int32Type> = strs.iter().copied().collect();
+    let columns: [(&str, &str, ArrayRef); 3] = [
+        ("dict", "text", std::sync::Arc::new(dict)),
+        ("large", "text", std::sync::Arc::new(LargeStringArray::from(strs.clone()))),
+        ("other", "body", std::sync::Arc::new(StringArray::from(strs.clone()))),
+    ];
+    for (name, column, array) in columns {
+        let dir_in = dir.path().join(format!("pq-{name}"));
+        std::fs::create_dir_all(&dir_in).unwrap();
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([(column, array)]).unwrap();
+        let file = std::fs::File::create(dir_in.join(format!("{name}.parquet"))).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let text = plan_text("", "").replace("STORED AS JSONL", "STORED AS PARQUET").replace(
+            "CREATE VIEW docs AS SELECT * FROM raw WHERE word_count(text) >= 5;",
+            "CREATE VIEW docs AS SELECT * FROM raw;",
+        );
+        let out = dir.path().join(format!("out-{name}"));
+        let m = run_with(&text, &sets(&dir_in, &out, &tok), ClaimMode::default()).unwrap();
+        let c = &m.counts;
+        assert!(c.reconciles(), "{name}: {c:?}");
+        if column == "text" {
+            assert_eq!((c.read, c.kept, c.rejected), (3, 3, 0), "{name}: {c:?} {:?}", m.rejects.by_reason);
+            let kept: Vec<String> = read_chunks(&out.join("chunks")).into_iter().map(|r| r.2).collect();
+            assert_eq!(kept.concat(), texts.concat(), "{name}");
+        } else {
+            assert_eq!((c.read, c.kept, c.rejected), (3, 0, 3), "{name}: {c:?}");
+            assert!(m.rejects.by_reason.keys().any(|r| r.contains("no text column")), "{:?}", m.rejects.by_reason);
+        }
+    }
 }
 
 #[test]
@@ -333,6 +372,16 @@ fn check_refuses_what_would_fail_or_mislead_later() {
         let e = wrapflow::job::run::check(&parse(&wrap("provider = 'cuda'")).unwrap()).unwrap_err();
         assert!(format!("{e:#}").contains("--features cuda"), "{e:#}");
     }
+    // Styles whose meaning and support gates would run without an embedder (every gate is the
+    // default) are refused; listing the gates without them is accepted.
+    let e = wrapflow::job::run::check(&parse(&wrap("styles = 'easy,qa'")).unwrap()).unwrap_err();
+    assert!(format!("{e:#}").contains("style `easy` has the meaning and support gates"), "{e:#}");
+    // A mixture's name is one folder under mix/, never a path out of it.
+    let escape = plan_text("", "") + "MIX \"../../x\" WITH (ratio = '1:0');\n";
+    let e = wrapflow::job::run::check(&parse(&escape).unwrap()).unwrap_err();
+    assert!(format!("{e:#}").contains("must be letters, digits"), "{e:#}");
+    let listed = wrap("styles = 'easy'").replace("REPHRASE", "STYLE easy WITH (gates = 'numbers,copy');\nREPHRASE");
+    wrapflow::job::run::check(&parse(&listed).unwrap()).unwrap();
     // A bad value from --set names its parameter.
     let bad = plan_text("", "").replace("word_count(text) >= 5", "word_count(text) >= ${min_words}");
     let mut with = s.clone();
@@ -340,6 +389,11 @@ fn check_refuses_what_would_fail_or_mislead_later() {
     let p = Plan::parse("p.sql", &format!("PARAM min_words DEFAULT 5;\n{bad}"), &with).unwrap();
     let e = format!("{:#}", wrapflow::job::run::check(&p).unwrap_err());
     assert!(e.contains("min_words") && e.contains("abc"), "{e}");
+    // A value outside quotes is one number or word: SQL in it is refused, never run.
+    let mut with = s.clone();
+    with.push(("min_words".into(), "5 OR length(text) > 0".into()));
+    let e = Plan::parse("p.sql", &format!("PARAM min_words DEFAULT 5;\n{bad}"), &with).err().expect("refused");
+    assert!(e.to_string().contains("parameter `min_words` stands outside quotes"), "{e}");
     // A corrupt manifest is named.
     let out = dir.path().join("corrupt");
     write(&out.join("manifest.json"), b"{ not json");

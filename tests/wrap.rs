@@ -214,6 +214,26 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     assert_eq!(rm["rows_read"].as_u64(), Some(m.counts.chunks + r.accepted));
     let rows = read_parquet_rows(&remix.join("mix/one_two"));
     assert_eq!(rows.len() as u64, m.counts.chunks + r.styles["echo"].accepted + r.styles["hard"].accepted);
+    // A shard no checkpoint covers (a dead run's, which a resume would delete) is not read, and
+    // a second remix into the same output replaces the first whole.
+    let stray = out.join("chunks/part-99999-000000.parquet");
+    let shard = std::fs::read_dir(out.join("chunks")).unwrap().next().unwrap().unwrap().path();
+    std::fs::copy(&shard, &stray).unwrap();
+    std::fs::write(&mixes, "MIX two_one WITH (ratio = '2:1', styles = 'echo', shortfall = 'report');\n").unwrap();
+    let res = std::process::Command::new(env!("CARGO_BIN_EXE_wrapflow"))
+        .args(["remix", out.to_str().unwrap(), mixes.to_str().unwrap(), "--out", remix.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    std::fs::remove_file(&stray).unwrap();
+    let rm: Value = serde_json::from_slice(&std::fs::read(remix.join("remix.json")).unwrap()).unwrap();
+    assert_eq!(rm["rows_read"].as_u64(), Some(m.counts.chunks + r.accepted), "the stray shard was read");
+    let mixed: Vec<String> = std::fs::read_dir(remix.join("mix"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert_eq!(mixed, ["two_one"], "the first remix's shards were left beside the second's");
+    assert!(!remix.join("_wrapflow/lease.json").exists(), "the remix kept its lease");
     let bad = std::fs::write(&mixes, "MIX x WITH (styles = 'tweet');").map(|_| {
         std::process::Command::new(env!("CARGO_BIN_EXE_wrapflow"))
             .args(["remix", out.to_str().unwrap(), mixes.to_str().unwrap(), "--out", remix.to_str().unwrap()])

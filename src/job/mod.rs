@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod context;
 pub mod dataflow;
 pub mod feed;
+pub mod files;
 pub mod follow;
 pub mod output;
 pub mod progress;

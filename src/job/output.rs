@@ -4,9 +4,10 @@
 //!   ever removes objects whose names it gives ([`is_ours`]) in an output that holds its marker,
 //!   and never one that was there before it took the output (`--force` lists those in the
 //!   marker). A non-empty output without a marker is an error that says what is there.
-//! - **Identity.** The marker holds the plan's hash and every parameter value (secrets masked,
-//!   and left out of the identity): resuming or rerunning with other settings is an error that
-//!   names the differences, or with `--restart` a fresh run in place.
+//! - **Identity.** The marker holds the plan's hash, every parameter value (secrets masked,
+//!   and left out of the identity) and the content hash of every file the plan names: resuming
+//!   or rerunning with other settings or changed files is an error that names the differences,
+//!   or with `--restart` a fresh run in place.
 //! - **One writer.** `_wrapflow/lease.json` names the process that writes the output and when its
 //!   lease expires; it is renewed while the job runs. A second run fails fast naming the holder;
 //!   an expired lease, or one whose process is gone from this host, is taken over.
@@ -23,6 +24,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use wrapflow_operators::io::store::Location;
 
+use crate::job::files;
 use crate::plan::Plan;
 
 pub const MARKER: &str = "_wrapflow/owner.json";
@@ -59,11 +61,16 @@ pub struct Marker {
     /// Objects that were in the output before wrapflow took it (`--force`): never removed.
     #[serde(default)]
     pub preexisting: BTreeSet<String>,
+    /// The content hash of each file the plan names (tokenizers, models, the embedder): the
+    /// run is the same only while they are ([`files::hashes`]).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 impl Marker {
-    fn of(plan: &Plan, preexisting: BTreeSet<String>) -> Marker {
+    fn of(plan: &Plan, preexisting: BTreeSet<String>, files: BTreeMap<String, String>) -> Marker {
         Marker {
+            files,
             wrapflow_version: env!("CARGO_PKG_VERSION").into(),
             created_at: now_rfc3339(),
             plan_file: plan.file.clone(),
@@ -75,7 +82,7 @@ impl Marker {
     }
 
     /// What differs between the run this marker records and `plan`, for people.
-    fn differences(&self, plan: &Plan) -> Vec<String> {
+    fn differences(&self, plan: &Plan, plan_files: &BTreeMap<String, String>) -> Vec<String> {
         let mut out = Vec::new();
         if self.plan_hash != plan.hash {
             out.push(format!("the plan text differs (was {}, now {})", self.plan_file, plan.file));
@@ -92,6 +99,7 @@ impl Marker {
                 out.push(format!("parameter `{n}` was {}, now {}", show(a), show(b)));
             }
         }
+        out.extend(files::changed(&self.files, plan_files));
         if out.is_empty() {
             out.push("the run identity differs".into());
         }
@@ -171,7 +179,7 @@ fn check_symlinks(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// Objects under the output, relative to it.
-async fn list_all(out: &Location) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn list_all(out: &Location) -> anyhow::Result<Vec<String>> {
     let metas: Vec<_> =
         out.store.list(Some(&out.prefix)).try_collect().await.with_context(|| format!("listing {}", out.url))?;
     let mut rel: Vec<String> = metas.into_iter().map(|m| out.relative(&m.location)).collect();
@@ -227,27 +235,28 @@ pub async fn claim(
             preexisting = foreign.into_iter().cloned().collect();
         }
     }
+    let files = files::hashes(plan)?;
     let lease = Lease::acquire(out, rt, stop).await?;
     // Re-read under the lease: another run may have written the marker meanwhile.
     let marker = match read_json::<Marker>(out, MARKER).await? {
-        Some(m) if m.identity == plan.identity() => m,
+        Some(m) if m.identity == plan.identity() && files::changed(&m.files, &files).is_empty() => m,
         Some(m) if mode.restart => {
             let removed = remove_owned(out, &m).await?;
             tracing::warn!(removed, "--restart: removed the earlier run's output");
-            let fresh = Marker::of(plan, m.preexisting);
+            let fresh = Marker::of(plan, m.preexisting, files);
             write_marker(out, &fresh).await?;
             fresh
         }
         Some(m) => {
             lease.release().await;
             bail!(
-                "{} holds a run with other settings ({}): resume with the same plan and parameters, pass --restart to replace that run, or choose a new output location",
+                "{} holds a run with other settings ({}): resume with the same plan, parameters and files, pass --restart to replace that run, or choose a new output location",
                 out.url,
-                m.differences(plan).join("; ")
+                m.differences(plan, &files).join("; ")
             )
         }
         None => {
-            let m = Marker::of(plan, preexisting);
+            let m = Marker::of(plan, preexisting, files);
             write_marker(out, &m).await?;
             m
         }
@@ -358,7 +367,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    async fn acquire(out: &Location, rt: &tokio::runtime::Handle, lost: &'static AtomicBool) -> anyhow::Result<Lease> {
+    pub(crate) async fn acquire(
+        out: &Location,
+        rt: &tokio::runtime::Handle,
+        lost: &'static AtomicBool,
+    ) -> anyhow::Result<Lease> {
         let secs = lease_secs();
         let doc = LeaseDoc {
             host: hostname(),

@@ -1,13 +1,16 @@
-//! `wrapflow remix`: new mixtures from a finished run's `chunks/` and `synthetic/`, without
-//! reading, chunking or rephrasing again — for ablations of ratio, format and curriculum.
+//! `wrapflow remix`: new mixtures from a run's committed `chunks/` and `synthetic/` shards (those
+//! its last checkpoint covers), without reading, chunking or rephrasing again — for ablations of
+//! ratio, format and curriculum.
 //!
 //! The mixtures come from a file of `MIX name WITH (...)` statements (the plan syntax). Rows are
 //! read back from the run's Parquet shards in file order, one timestamp per file, and go through
 //! the same [`Mix`] operator as in a run: the same ratio, curriculum and determinism guarantees
 //! (a remix is byte-identical to another remix of the same run, not to the run's own mixtures,
-//! whose rows arrived in other batches). The output gets `mix/NAME/...` and `remix.json`.
+//! whose rows arrived in other batches). The output gets `mix/NAME/...` and `remix.json`; a
+//! remix into an earlier remix's output replaces it whole, under the output's lease.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow, bail};
@@ -23,6 +26,7 @@ use timely::dataflow::operators::{Input, Inspect};
 use wrapflow_operators::io::store::{Location, StoreRegistry};
 use wrapflow_operators::{Mix, MixEvent, MixRow, MixStageConfig, Mixture, StageContext};
 
+use crate::job::{checkpoint, output};
 use crate::plan::stage::{Stage, parse_stage};
 use crate::plan::text::split_statements;
 use crate::report::mixing::MixOut;
@@ -91,11 +95,12 @@ fn rows(b: &RecordBatch) -> anyhow::Result<Vec<MixRow>> {
         .collect())
 }
 
-/// Reads every Parquet shard under `dir` of a run, one list of rows per file, in name order.
-async fn read_dir(loc: &Location, dir: &str) -> anyhow::Result<Vec<Vec<MixRow>>> {
+/// Reads every committed Parquet shard under `dir` of a run, one list of rows per file, in name
+/// order: a shard its last checkpoint does not cover would be removed by a resume.
+async fn read_dir(loc: &Location, dir: &str, committed: &BTreeSet<String>) -> anyhow::Result<Vec<Vec<MixRow>>> {
     let prefix = loc.child(dir);
     let mut metas: Vec<_> = loc.store.list(Some(&prefix)).try_collect().await?;
-    metas.retain(|m| m.location.as_ref().ends_with(".parquet"));
+    metas.retain(|m| m.location.as_ref().ends_with(".parquet") && committed.contains(&loc.relative(&m.location)));
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     let mut out = Vec::new();
     for m in metas {
@@ -109,7 +114,26 @@ async fn read_dir(loc: &Location, dir: &str) -> anyhow::Result<Vec<Vec<MixRow>>>
     Ok(out)
 }
 
-/// Runs the remix: reads `from`, writes the mixtures of `mixes_file` to `to`.
+/// Set when another process takes the remix output's lease.
+static LEASE_LOST: AtomicBool = AtomicBool::new(false);
+
+/// What a remix output may hold: an earlier remix's files, which a remix replaces.
+fn remix_file(p: &str) -> bool {
+    p == "remix.json" || p == "report.html" || (p.starts_with("mix/") && crate::job::output::is_ours(p))
+}
+
+/// The shards a run's last checkpoint covers (relative paths).
+async fn committed(src: &Location) -> anyhow::Result<BTreeSet<String>> {
+    let commit = checkpoint::latest(src)
+        .await?
+        .ok_or_else(|| anyhow!("{} holds no committed checkpoint: nothing to remix", src.url))?;
+    let reports: Vec<_> = checkpoint::indexes(src, &commit).await?.into_iter().map(|i| i.report).collect();
+    Ok(checkpoint::committed_files(&reports))
+}
+
+/// Runs the remix: reads `from`, writes the mixtures of `mixes_file` to `to`. As a run does, it
+/// holds the output's lease while it writes, and replaces an earlier remix there whole (never
+/// anything else), so that `remix.json` always describes every shard beside it.
 pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManifest> {
     let registry = StoreRegistry::new();
     let src = registry.resolve(from, &Default::default())?;
@@ -119,22 +143,38 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
         src.url.trim_end_matches('/') != dst.url.trim_end_matches('/'),
         "--out {to} is the run itself: write a remix to its own location"
     );
+    let lease = rt.block_on(output::Lease::acquire(&dst, rt.handle(), &LEASE_LOST))?;
+    let result = remix_held(&rt, (&src, &dst), (from, mixes_file));
+    rt.block_on(lease.release());
+    result
+}
+
+/// [`run`] once the output's lease is held.
+fn remix_held(
+    rt: &tokio::runtime::Runtime,
+    (src, dst): (&Location, &Location),
+    (from, mixes_file): (&str, &str),
+) -> anyhow::Result<RemixManifest> {
     // A remix may replace an earlier remix there, never anything else.
-    rt.block_on(crate::job::output::ensure_only(&dst, |p| {
-        p == "remix.json" || p == "report.html" || (p.starts_with("mix/") && crate::job::output::is_ours(p))
-    }))?;
+    rt.block_on(output::ensure_only(dst, |p| remix_file(p) || p == output::LEASE))?;
     let manifest = crate::report::text::load(from)?;
     let styles = manifest.rephrase.as_ref().map(|r| r.style_order.clone()).unwrap_or_default();
     let text = std::fs::read_to_string(mixes_file).with_context(|| format!("reading {mixes_file}"))?;
     let mixes = mixtures(mixes_file, &text, &styles)?;
     // Real chunks first, then rephrasings, each file its own timestamp (as a run's batches are).
-    let mut files = rt.block_on(read_dir(&src, "chunks"))?;
-    files.extend(rt.block_on(read_dir(&src, "synthetic"))?);
+    let committed = rt.block_on(committed(src))?;
+    let mut files = rt.block_on(read_dir(src, "chunks", &committed))?;
+    files.extend(rt.block_on(read_dir(src, "synthetic", &committed))?);
+    // The earlier remix goes first: its shards would otherwise stay beside the new ones.
+    let earlier = rt.block_on(output::list_all(dst))?;
+    for p in earlier.iter().filter(|p| remix_file(p)) {
+        rt.block_on(dst.store.delete(&dst.child(p))).with_context(|| format!("removing {}/{p}", dst.url))?;
+    }
     let rows_read = files.iter().map(|f| f.len() as u64).sum();
     let events: Arc<Mutex<Vec<MixEvent>>> = Arc::default();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let (ev, errs, files, handle, out) =
-        (events.clone(), errors.clone(), Arc::new(files), rt.handle().clone(), dst.clone());
+        (events.clone(), errors.clone(), Arc::new(files), rt.handle().clone(), (*dst).clone());
     timely::execute(timely::Config::thread(), move |worker| {
         let mut input = InputHandle::new();
         let ev = ev.clone();

@@ -122,6 +122,9 @@ pub fn text(s: &Status) -> String {
             m.counts.rejected
         ),
         None if s.dirs.is_empty() => format!("{}: nothing written yet (or not a wrapflow output)\n", s.url),
+        None if s.dirs.keys().all(|d| d == "_wrapflow") => {
+            format!("{}: {}: a job has taken the output, and written no shard or checkpoint yet\n", s.url, s.state())
+        }
         None => format!("{}: {} before its first checkpoint (no manifest.json yet)\n", s.url, s.state()),
     };
     let now = SystemTime::now();

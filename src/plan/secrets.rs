@@ -39,10 +39,12 @@ pub fn is_credential_name(name: &str) -> bool {
     CREDENTIAL.is_match(name) && !name.to_ascii_lowercase().ends_with("_env")
 }
 
-/// Redacts `value` (and the forms it takes when quoted in SQL) from now on. Values shorter than
-/// six characters are not registered: masking them would garble ordinary text.
+/// Secrets shorter than this are masked only where they stand as a whole word (see [`redact`]).
+const SHORT: usize = 6;
+
+/// Redacts `value` (and the forms it takes when quoted in SQL) from now on, whatever its length.
 pub fn register(value: &str) {
-    if value.chars().count() < 6 {
+    if value.is_empty() {
         return;
     }
     let mut all = SECRETS.write().unwrap_or_else(|e| e.into_inner());
@@ -60,14 +62,34 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     let all = SECRETS.read().unwrap_or_else(|e| e.into_inner());
     let mut out = Cow::Borrowed(text);
     for s in all.iter() {
-        if out.contains(s.as_str()) {
-            out = Cow::Owned(out.replace(s.as_str(), MASK));
+        if !out.contains(s.as_str()) {
+            continue;
         }
+        out = Cow::Owned(if s.chars().count() >= SHORT { out.replace(s.as_str(), MASK) } else { mask_words(&out, s) });
     }
     match USER_INFO.replace_all(&out, format!("${{1}}{MASK}@")) {
         Cow::Borrowed(_) => out,
         Cow::Owned(s) => Cow::Owned(s),
     }
+}
+
+/// `text` with each occurrence of a short `secret` masked where no letter or digit touches it:
+/// masking every occurrence of a short value would garble ordinary text.
+fn mask_words(text: &str, secret: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(secret) {
+        let end = at + secret.len();
+        if at < last || word(text[..at].chars().next_back()) || word(text[end..].chars().next()) {
+            continue;
+        }
+        out.push_str(&text[last..at]);
+        out.push_str(MASK);
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// A writer that redacts what passes through it (the log writer: each event arrives in one
@@ -129,9 +151,11 @@ mod tests {
     #[test]
     fn masks_registered_values_and_url_user_info() {
         register("s3cr3t-K3y/with+chars");
-        register("ab");
-        let t = "key s3cr3t-K3y/with+chars in 'http://admin:hunter22@127.0.0.1:9000/b' and ab";
-        assert_eq!(redact(t), "key *** in 'http://***@127.0.0.1:9000/b' and ab");
+        register("q7z");
+        let t = "key s3cr3t-K3y/with+chars in 'http://admin:hunter22@127.0.0.1:9000/b' and q7z";
+        assert_eq!(redact(t), "key *** in 'http://***@127.0.0.1:9000/b' and ***");
+        // A short secret is masked wherever it stands alone, and nowhere inside a word.
+        assert_eq!(redact("key='q7z', q7zed q7z9, (q7z), xq7z"), "key='***', q7zed q7z9, (***), xq7z");
         assert_eq!(redact("s3://bucket/prefix"), "s3://bucket/prefix");
         assert!(is_credential_name("aws_secret_access_key") && is_credential_name("aws_session_token"));
         assert!(!is_credential_name("aws_endpoint") && !is_credential_name("api_key_env"));

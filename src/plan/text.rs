@@ -121,7 +121,9 @@ pub fn param_uses(text: &str) -> Vec<(usize, String)> {
 }
 
 /// Replaces `${name}` in the statement `src[start..end]`. Inside a single-quoted string a value's
-/// quotes are doubled, so a value can never end the string early. Errors carry a plan offset.
+/// quotes are doubled, so a value can never end the string early; anywhere else a value must be
+/// one number or one word ([`bare_value`]), so that it can never add SQL of its own. Errors carry
+/// a plan offset.
 pub fn substitute(
     src: &str,
     (start, end): (usize, usize),
@@ -140,7 +142,19 @@ pub fn substitute(
             let value = values.get(name).ok_or_else(|| {
                 (start + i, format!("parameter `{name}` has no value: declare `PARAM {name} DEFAULT '...'` or pass `--set {name}=...`"))
             })?;
-            let value = if in_quote { value.replace('\'', "''") } else { value.clone() };
+            let value = if in_quote {
+                value.replace('\'', "''")
+            } else if bare_value(value) {
+                value.clone()
+            } else {
+                return Err((
+                    start + i,
+                    format!(
+                        "parameter `{name}` stands outside quotes, where its value must be one number or one word \
+                         (letters, digits, `_`); got {value:?}"
+                    ),
+                ));
+            };
             segments.push((text.len(), start + i, value.len()));
             text.push_str(&value);
             i += close + 1;
@@ -155,6 +169,16 @@ pub fn substitute(
         i += c.len_utf8();
     }
     Ok(Substituted { text, segments })
+}
+
+/// A value that may stand outside quotes: a number (`-12`, `0.7`, `1e-3`) or a word of ASCII
+/// letters, digits and `_` that starts with a letter or `_` (`JSONL`, `true`).
+pub fn bare_value(v: &str) -> bool {
+    let word = v.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let number = digits.starts_with(|c: char| c.is_ascii_digit()) && digits.parse::<f64>().is_ok_and(f64::is_finite);
+    word || number
 }
 
 /// Offset of a `'` that opens a string never closed (`''` inside a string is a quote).
@@ -216,6 +240,16 @@ mod tests {
         let off = sub.text.find("LIMIT").unwrap();
         assert_eq!(&src[sub.plan_offset(off)..sub.plan_offset(off) + 5], "LIMIT");
         assert_eq!(pos_of(src, sub.plan_offset(off)), Pos { line: 2, col: 18 });
+        // Outside quotes a value is one number or one word, never SQL.
+        for bad in ["JSONL LOCATION '/etc/passwd' --", "10; DROP", "1 OR 1=1", "", "a\nb", "x'"] {
+            v.insert("n".to_string(), bad.to_string());
+            let err = substitute(src, (2, src.len()), &v).unwrap_err();
+            assert!(err.1.contains("parameter `n` stands outside quotes"), "{bad:?}: {}", err.1);
+        }
+        for good in ["-3", "0.7", "1e-3", "JSONL", "true", "_x1"] {
+            v.insert("n".to_string(), good.to_string());
+            assert!(substitute(src, (2, src.len()), &v).unwrap().text.ends_with(&format!("LIMIT {good}")), "{good}");
+        }
         let err = substitute(src, (2, src.len()), &BTreeMap::new()).unwrap_err();
         assert_eq!(pos_of(src, err.0), Pos { line: 2, col: 11 });
         assert_eq!(offset_of("ab\ncd", 2, 2), 4);

@@ -6,6 +6,62 @@ use std::process::{Command, Stdio};
 
 use super::*;
 
+/// The manifest's counts reconcile; returns the rows its chunk shards list and its chunk count.
+fn reconciled(m: &serde_json::Value) -> (u64, u64) {
+    let c = &m["counts"];
+    let sum: u64 = ["rejected", "filtered", "limited", "duplicates", "near_duplicates", "kept"]
+        .iter()
+        .map(|k| c[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(c["read"].as_u64().unwrap(), sum, "{c}");
+    let rows: u64 = m["chunks"]["shards"].as_array().unwrap().iter().map(|s| s["rows"].as_u64().unwrap()).sum();
+    (rows, c["chunks"].as_u64().unwrap())
+}
+
+/// No chunk row of the shards in `chunks` appears twice, and there are `rows` of them.
+fn once_each(chunks: &Path, rows: u64) {
+    let read = read_chunks(chunks);
+    let mut keys: Vec<(String, u32)> = read.iter().map(|r| (r.0.clone(), r.1)).collect();
+    keys.dedup();
+    assert_eq!((read.len() as u64, keys.len() as u64), (rows, rows), "no row twice");
+}
+
+/// A job killed outright after a checkpoint leaves its lease: `status` says the job is dead, a
+/// new run takes the output over at once (its process is gone from this host) and finishes with
+/// reconciled counts and no row twice.
+fn killed_then_taken_over(
+    plan: &Path,
+    s: &[(String, String)],
+    out_manifest: impl Fn() -> Option<serde_json::Value>,
+    chunks: impl Fn() -> std::path::PathBuf,
+    status_env: &[(String, String)],
+) {
+    let mut c = Command::new(BIN)
+        .args(run_args(plan, s, &["--follow", "--poll", "1s", "--checkpoint-files", "1"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while out_manifest().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the job committed no checkpoint");
+        assert!(c.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let output = &s.iter().find(|(k, _)| k == "output").unwrap().1;
+    let text = String::from_utf8_lossy(&cli_env(&["status", output], status_env).stdout).to_string();
+    assert!(text.contains("dead") && !text.contains(": running"), "{text}");
+    let r = cli(&run_args(plan, s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let m = out_manifest().unwrap();
+    assert_eq!(m["job"]["status"], "finished", "{m}");
+    let (rows, chunks_n) = reconciled(&m);
+    assert_eq!(rows, chunks_n);
+    once_each(&chunks(), rows);
+}
+
 /// A followed job holds the output; a second job fails fast naming it; SIGINT stops the first
 /// with "stopped" and a reconciled manifest; `status` then tells a dead job from a running one.
 fn one_writer(
@@ -45,16 +101,6 @@ fn one_writer(
     assert_eq!(done.status.code(), Some(130), "stopped is not success: {stderr}");
     assert!(stdout.contains("stopped"), "{stdout}");
     assert!(t2.elapsed() < Duration::from_secs(30));
-    let reconciled = |m: &serde_json::Value| {
-        let c = &m["counts"];
-        let sum: u64 = ["rejected", "filtered", "limited", "duplicates", "near_duplicates", "kept"]
-            .iter()
-            .map(|k| c[k].as_u64().unwrap())
-            .sum();
-        assert_eq!(c["read"].as_u64().unwrap(), sum, "{c}");
-        let rows: u64 = m["chunks"]["shards"].as_array().unwrap().iter().map(|s| s["rows"].as_u64().unwrap()).sum();
-        (rows, c["chunks"].as_u64().unwrap())
-    };
     // Stopped: the shards written so far, and the open shard in the checkpoint's state.
     let (rows, chunks) = reconciled(&out_manifest().unwrap());
     assert!(rows <= chunks && chunks > 0);
@@ -70,10 +116,7 @@ fn one_writer(
     let (rows, chunks) = reconciled(&out_manifest().unwrap());
     assert_eq!(rows, chunks);
     if let Some(out) = local {
-        let read = read_chunks(&out.join("chunks"));
-        let mut keys: Vec<(String, u32)> = read.iter().map(|r| (r.0.clone(), r.1)).collect();
-        keys.dedup();
-        assert_eq!((read.len() as u64, keys.len() as u64), (rows, rows), "no row twice");
+        once_each(&out.join("chunks"), rows);
     }
 }
 
@@ -88,23 +131,10 @@ fn one_job_writes_an_output_at_a_time_locally() {
     let manifest = || std::fs::read(out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     one_writer(&plan, &s, manifest, Some(&out), &[]);
 
-    // A job killed outright leaves its lease: status says the job is dead, and a new run takes
-    // the output over at once (its process is gone from this host).
     let out = dir.path().join("killed");
     let s = sets(&input, &out, &tok);
-    let mut c = Command::new(BIN)
-        .args(run_args(&plan, &s, &["--follow", "--poll", "1s"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&out.join("_wrapflow/lease.json"), &mut c);
-    c.kill().unwrap();
-    c.wait().unwrap();
-    let text = String::from_utf8_lossy(&cli(&["status", out.to_str().unwrap()]).stdout).to_string();
-    assert!(text.contains("dead") && !text.contains(": running"), "{text}");
-    let r = cli(&run_args(&plan, &s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let manifest = || std::fs::read(out.join("manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    killed_then_taken_over(&plan, &s, manifest, || out.join("chunks"), &[]);
 }
 
 #[test]
@@ -126,4 +156,18 @@ fn one_job_writes_an_output_at_a_time_on_object_storage() {
         })
     };
     one_writer(&plan, &s, manifest, None, &status_env(&server.endpoint()));
+    let mut s = sets(&input, Path::new("s3://out/killed"), &tok);
+    s[1].1 = "s3://out/killed".into();
+    let manifest = || {
+        rt.block_on(async {
+            let got = store.get(&object_store::path::Path::from("killed/manifest.json")).await.ok()?;
+            serde_json::from_slice(&got.bytes().await.ok()?).ok()
+        })
+    };
+    let chunks = || {
+        let local = dir.path().join("killed-chunks");
+        rt.block_on(common::s3::download(&store, "killed/chunks", &local));
+        local
+    };
+    killed_then_taken_over(&plan, &s, manifest, chunks, &status_env(&server.endpoint()));
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
@@ -71,7 +72,16 @@ pub async fn load<T: DeserializeOwned>(
     let mut out = HashMap::new();
     for m in metas {
         let bytes = location.store.get(&m.location).await?.bytes().await?;
-        let entries: Vec<(String, T)> = decode(&bytes)?;
+        // A journal only saves work: a damaged one can go, and its tasks are asked again (they
+        // are seeded, so they get the same answers).
+        let entries: Vec<(String, T)> = decode(&bytes).with_context(|| {
+            format!(
+                "reading the rephrase journal {}/{}: it is damaged; delete it and run again \
+                 (its tasks are then rephrased again, with the same answers)",
+                location.url,
+                location.relative(&m.location)
+            )
+        })?;
         out.extend(entries);
     }
     Ok(out)

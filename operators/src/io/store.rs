@@ -81,13 +81,13 @@ impl StoreRegistry {
         let looks_like_url = location.contains("://");
         if !looks_like_url {
             let abs = std::path::absolute(location).with_context(|| format!("bad path {location:?}"))?;
-            let prefix = Path::from_absolute_path(&abs).with_context(|| format!("bad path {location:?}"))?;
+            let prefix = Path::from_absolute_path(lexical(&abs)).with_context(|| format!("bad path {location:?}"))?;
             return Ok(Location { store: self.local(), prefix, url: location.to_string() });
         }
         let url = Url::parse(location).with_context(|| format!("bad location URL {location:?}"))?;
         if url.scheme() == "file" {
             let path = url.to_file_path().map_err(|_| anyhow::anyhow!("bad file URL {location:?}"))?;
-            let prefix = Path::from_absolute_path(&path).with_context(|| format!("bad path {location:?}"))?;
+            let prefix = Path::from_absolute_path(lexical(&path)).with_context(|| format!("bad path {location:?}"))?;
             return Ok(Location { store: self.local(), prefix, url: location.to_string() });
         }
         let base = format!("{}://{}", url.scheme(), url.authority());
@@ -108,6 +108,23 @@ impl StoreRegistry {
     fn local(&self) -> Arc<dyn ObjectStore> {
         self.stores.lock().unwrap().entry("file://".into()).or_insert_with(|| Arc::new(LocalFileSystem::new())).clone()
     }
+}
+
+/// An absolute path with `.` and `..` resolved by name (`/a/b/../c` is `/a/c`), as a shell
+/// resolves `../x` against the working directory: object paths may hold neither.
+fn lexical(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Transient errors (5xx, timeouts, resets) are retried with exponential backoff. By default a
@@ -181,6 +198,12 @@ mod tests {
         assert_eq!(a.prefix.as_ref(), "in/x");
         let local = reg.resolve("some/dir", &none).unwrap();
         assert!(local.prefix.as_ref().ends_with("some/dir"));
+        // `..` and `.` as a shell resolves them.
+        let up = reg.resolve("some/./x/../../up", &none).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(up.prefix.as_ref(), Path::from_absolute_path(cwd.join("up")).unwrap().as_ref());
+        let parent = reg.resolve("../x", &none).unwrap();
+        assert_eq!(parent.prefix.as_ref(), Path::from_absolute_path(cwd.parent().unwrap().join("x")).unwrap().as_ref());
         assert_eq!(local.relative(&local.child("a/b.jsonl")), "a/b.jsonl");
         let err = reg.resolve("ftp://x/y", &none).unwrap_err().to_string();
         assert!(err.contains("unsupported"), "{err}");

@@ -93,6 +93,13 @@ fn skip_reason(location: &Location, meta: &ObjectMeta, format: Format) -> Option
     None
 }
 
+/// The folder (with its `/`) of the wrapflow output that holds `rel`, a path below an input
+/// location, if `rel` is inside `_wrapflow/` of a folder below the location.
+fn output_root(rel: &str) -> Option<String> {
+    let at = rel.find("/_wrapflow/")?;
+    Some(rel[..at + 1].to_string())
+}
+
 /// The objects to read under a location, sorted, and those not read with the reason.
 pub async fn list_with_skips(location: &Location, format: Format) -> anyhow::Result<(Vec<ObjectMeta>, Vec<Skipped>)> {
     if !location.prefix.as_ref().is_empty()
@@ -106,10 +113,22 @@ pub async fn list_with_skips(location: &Location, format: Format) -> anyhow::Res
         .try_collect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", location.url))?;
+    // A wrapflow output below the location (a folder holding `_wrapflow/`) is never read, not
+    // even its shards: a job would read back what it writes. It is listed once, as a folder.
+    let outputs: std::collections::BTreeSet<String> =
+        all.iter().filter_map(|m| output_root(&location.relative(&m.location))).collect();
     let (mut metas, mut skipped) = (Vec::new(), Vec::new());
+    for root in &outputs {
+        let reason = "a wrapflow output (it holds _wrapflow/): not read".to_string();
+        skipped.push(Skipped { path: root.clone(), reason });
+    }
     for m in all {
+        let rel = location.relative(&m.location);
+        if outputs.iter().any(|root| rel.starts_with(root.as_str())) {
+            continue;
+        }
         match skip_reason(location, &m, format) {
-            Some(reason) => skipped.push(Skipped { path: m.location.to_string(), reason }),
+            Some(reason) => skipped.push(Skipped { path: object_name(location, &m.location), reason }),
             None => metas.push(m),
         }
     }

@@ -336,20 +336,28 @@ pub fn parquet_rows(
     out: &mut dyn RecordSink,
 ) -> bool {
     let n = batch.num_rows();
-    let Some(text_col) = batch.column_by_name(&layout.text_column) else {
-        out.reject(Reject::read(file, 0, format!("no text column {:?} in file", layout.text_column), &[]));
-        return true;
-    };
-    // Binary text is decoded row by row so one bad row does not fail the batch.
-    let binary = matches!(text_col.data_type(), DataType::Binary | DataType::LargeBinary | DataType::BinaryView);
-    let textual = matches!(text_col.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-    if !binary && !textual {
-        // As a JSON number in a text field is: each row is a reject, never text made of a number.
-        let why = format!("text column {:?} is not a string ({})", layout.text_column, text_col.data_type());
+    // Every row of a batch that cannot give text is a reject of its own, so counts stay per row.
+    let reject_all = |out: &mut dyn RecordSink, why: String| {
         for i in 0..n {
             out.reject(Reject::read(file, first_row + i as u64 + 1, why.clone(), &[]));
         }
-        return true;
+        true
+    };
+    let Some(text_col) = batch.column_by_name(&layout.text_column) else {
+        return reject_all(out, format!("no text column {:?} in file", layout.text_column));
+    };
+    // A dictionary column (a pandas Categorical) is read as its values.
+    let values = match text_col.data_type() {
+        DataType::Dictionary(_, v) => v.as_ref(),
+        t => t,
+    };
+    // Binary text is decoded row by row so one bad row does not fail the batch.
+    let binary = matches!(values, DataType::Binary | DataType::LargeBinary | DataType::BinaryView);
+    let textual = matches!(values, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    if !binary && !textual {
+        // As a JSON number in a text field is: each row is a reject, never text made of a number.
+        let why = format!("text column {:?} is not a string ({})", layout.text_column, text_col.data_type());
+        return reject_all(out, why);
     }
     let target = if binary { DataType::LargeBinary } else { DataType::Utf8 };
     let text_arr = match arrow::compute::cast(text_col, &target) {

@@ -154,6 +154,11 @@ impl Mixture {
     /// Checks a mixture against the styles the plan rephrases and builds its leaves:
     /// weight = kind share × style share × source share.
     pub fn new(name: &str, config: MixConfig, styles: &[String]) -> anyhow::Result<Mixture> {
+        // The name is a folder of the output (`mix/NAME/`): one plain path segment.
+        anyhow::ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "the mixture name {name:?} must be letters, digits, `_` and `-` (it names the folder mix/{name}/)"
+        );
         let (real, synthetic) = config
             .ratio
             .split_once(':')
