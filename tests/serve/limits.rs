@@ -24,7 +24,8 @@ fn post(url: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
         let r = reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_string());
         let resp = r.send().await.unwrap();
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        (status, headers, resp.json().await.unwrap_or(Value::Null))
+        let bytes = resp.bytes().await.unwrap_or_default();
+        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     })
 }
 

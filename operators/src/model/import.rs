@@ -62,6 +62,10 @@ pub struct ImportInfo {
     /// Per GGUF tensor type, what the import did with its tensors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tensors: Vec<TypeAction>,
+    /// The weight files the import wrote (`model.onnx`, and `model.onnx.data` when external):
+    /// `weights_hash` covers these and no leftover of an earlier import.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// A decoder family wrapflow imports: its GGUF `general.architecture`, its Hugging Face names,
@@ -322,6 +326,16 @@ pub fn write_model(
     let int8 = opts.weights == WeightFormat::Int8;
     let (graph, doc) = build(cfg, weights, opts.kv_cache, int8, Graph::spilling(out)?);
     let written = graph.write(out, doc, &[("source", source.to_string())], opts.external_data)?;
+    let mut files = vec!["model.onnx".to_string()];
+    if written.external {
+        files.push(super::onnx_file::DATA_FILE.to_string());
+    } else if out.join(super::onnx_file::DATA_FILE).exists() {
+        // Not removed: the import did not write it. Not read either: the model holds its weights.
+        tracing::warn!(
+            "{} is left from an earlier import: this model does not use it (delete it)",
+            out.join(super::onnx_file::DATA_FILE).display()
+        );
+    }
     let config = ModelConfig {
         llama: cfg.clone(),
         model_type: family.model_type.into(),
@@ -336,6 +350,7 @@ pub fn write_model(
             weights_hash: written.hash,
             kv_cache: opts.kv_cache,
             tensors: tensors.clone(),
+            files,
         }),
     };
     std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
