@@ -207,8 +207,8 @@ fn secrets_reach_no_file_and_no_stream() {
          'aws_access_key_id' 'test', 'aws_secret_access_key' 'test-key-value')",
         "",
     )
-        .replace("PARAM input;", "PARAM input; PARAM token SECRET DEFAULT 'tk42';")
-        .replace("LOCATION '${input}'", "LOCATION 's3://b/${token}/x'");
+    .replace("PARAM input;", "PARAM input; PARAM token SECRET DEFAULT 'tk42';")
+    .replace("LOCATION '${input}'", "LOCATION 's3://b/${token}/x'");
     std::fs::write(&plan, bad).unwrap();
     let s = sets(&input, &dir.path().join("out2"), &tok);
     let r = cli(&run_args(&plan, &s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());

@@ -114,6 +114,13 @@ pub enum Command {
     },
 }
 
+/// Writes `text` to stdout; when its reader has gone away (`| head`) the rest is dropped quietly.
+pub(crate) fn out(text: impl AsRef<str>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_ref().as_bytes()).and_then(|()| stdout.flush());
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
@@ -123,13 +130,17 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// Parses the command line, sets up logging, runs the command and says how it ended.
 pub fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`) instead
-    // of panicking on a broken pipe: Rust ignores SIGPIPE by default.
-    // SAFETY: called first thing in main, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    // Commands that touch no socket end quietly when the reader of stdout goes away (`| head`),
+    // as other Unix tools do. The others keep SIGPIPE ignored (Rust's default): a client or a
+    // store that closes its connection must never kill a server or a job; they print with [`out`].
+    let local = matches!(&cli.command, Command::Explain { .. } | Command::Check { .. } | Command::Model { .. });
+    if local || matches!(&cli.command, Command::Generate(_)) {
+        // SAFETY: no other thread exists yet.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // `-q` keeps warnings and errors only; WRAPFLOW_LOG overrides either default.
     let level = if matches!(&cli.command, Command::Run(r) if r.quiet) { "warn" } else { "info" };
     // Colour only for a person at a terminal who has not asked for none (no-color.org).

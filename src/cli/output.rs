@@ -9,10 +9,10 @@ use crate::report::text;
 pub fn report(output: &str, json: bool) -> anyhow::Result<()> {
     let m = text::load(output)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&m)?);
+        super::out(format!("{}\n", serde_json::to_string_pretty(&m)?));
     } else {
-        print!("{}", text::text(&m));
-        println!("plots: {}", text::write_html(output, &m)?);
+        super::out(text::text(&m));
+        super::out(format!("plots: {}\n", text::write_html(output, &m)?));
     }
     Ok(())
 }
@@ -20,14 +20,14 @@ pub fn report(output: &str, json: bool) -> anyhow::Result<()> {
 /// Prints where a job stands.
 pub fn status(output: &str) -> anyhow::Result<()> {
     let s = status::read(output)?;
-    print!("{}", redact(&status::text(&s)));
+    super::out(redact(&status::text(&s)));
     Ok(())
 }
 
 /// Writes new mixtures from a finished run.
 pub fn remix(from: &str, mixes: &str, out: &str) -> anyhow::Result<()> {
     let m = crate::job::remix::run(from, mixes, out)?;
-    print!("{}", crate::job::remix::text(&m));
-    println!("output: {out}  (remix.json, mix/)");
+    super::out(crate::job::remix::text(&m));
+    super::out(format!("output: {out}  (remix.json, mix/)\n"));
     Ok(())
 }

@@ -107,16 +107,16 @@ pub fn run(a: RunArgs) -> anyhow::Result<bool> {
         claim: crate::job::output::ClaimMode { force: a.force, restart: a.restart },
     };
     let m = run::run(&p, &opts)?;
-    print!("{}", crate::report::text::text(&m));
+    super::out(crate::report::text::text(&m));
     let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
     let url = crate::plan::secrets::redact(&p.sink.0.url).into_owned();
-    println!("output: {url}  (manifest.json, chunks/, {synthetic}rejects/)");
+    super::out(format!("output: {url}  (manifest.json, chunks/, {synthetic}rejects/)\n"));
     let stopped =
         run::STOP.load(std::sync::atomic::Ordering::SeqCst) && m.job.as_ref().is_none_or(|j| j.status != "finished");
     if stopped {
         let at =
             m.job.as_ref().map_or("before its first checkpoint".into(), |j| format!("at checkpoint {}", j.checkpoint));
-        println!("stopped {at}: run the same command again to resume");
+        super::out(format!("stopped {at}: run the same command again to resume\n"));
     }
     Ok(stopped)
 }

@@ -63,6 +63,6 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(cfg, |addr| {
         // One line on stdout that scripts (and tests) wait for.
-        println!("wrapflow serve: listening on http://{addr}/v1");
+        super::out(format!("wrapflow serve: listening on http://{addr}/v1\n"));
     }))
 }
