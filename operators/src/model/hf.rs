@@ -338,9 +338,9 @@ pub fn import_folder(dir: &Path, out: &Path, opts: &ImportOptions) -> anyhow::Re
     // A folder wrapflow wrote keeps its decoder's exact settings (rotary factors, windows) in
     // its own fields.
     let cfg = match raw.get("wrapflow") {
-        Some(_) => {
-            serde_json::from_value(c.clone()).context("reading the decoder settings of wrapflow's config.json")?
-        }
+        Some(_) => serde_json::from_value::<LlamaConfig>(c.clone())
+            .context("reading the decoder settings of wrapflow's config.json")?
+            .validated()?,
         None => config(c, fam)?,
     };
     let weights = weights(&Weights::open(dir)?, &cfg, fam, format)?;

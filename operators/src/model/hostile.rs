@@ -1,6 +1,7 @@
 //! Hostile model files: a GGUF whose numbers overflow, nest without end or lie about its
-//! tensors, and a config that divides by zero, must each be a clear error, never a panic, an
-//! abort or a huge allocation. A bounded fuzz run mutates a small valid file many ways.
+//! tensors, a safetensors file that lies about its tensors, and a config that divides by zero,
+//! must each be a clear error, never a panic, an abort or a huge allocation. Bounded fuzz runs
+//! mutate a small valid GGUF, and a small valid Hugging Face folder, many ways.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -184,6 +185,9 @@ fn mutated_files_are_errors_or_models_never_panics() {
     for _ in 0..20_000 {
         let mut b = base.clone();
         for _ in 0..rng.random_range(1..4) {
+            if b.len() < 16 {
+                break;
+            }
             match rng.random_range(0..4) {
                 0 => {
                     let at = rng.random_range(0..b.len());
@@ -201,9 +205,6 @@ fn mutated_files_are_errors_or_models_never_panics() {
                 }
                 _ => b.truncate(rng.random_range(0..b.len())),
             }
-            if b.is_empty() {
-                break;
-            }
         }
         let run = std::panic::catch_unwind(|| read_all(b));
         match run {
@@ -217,4 +218,98 @@ fn mutated_files_are_errors_or_models_never_panics() {
     }
     // Both kinds happened: the mutations reach past the header.
     assert!(ok > 50 && failed > 500, "{ok} read, {failed} refused");
+}
+
+/// A Hugging Face folder of a 1-layer llama (hidden 8, 2 heads of 4, 1 KV head, 4 tokens): its
+/// `config.json` and `model.safetensors` (f32).
+fn tiny_folder(dir: &std::path::Path) -> (serde_json::Value, Vec<u8>) {
+    let config = serde_json::json!({
+        "model_type": "llama", "vocab_size": 4, "hidden_size": 8, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 16,
+        "max_position_embeddings": 64, "rms_norm_eps": 1e-5
+    });
+    let mut tensors: Vec<(String, Vec<usize>)> =
+        vec![("model.embed_tokens.weight".into(), vec![4, 8]), ("model.norm.weight".into(), vec![8])];
+    for (name, shape) in [
+        ("input_layernorm", vec![8]),
+        ("post_attention_layernorm", vec![8]),
+        ("self_attn.q_proj", vec![8, 8]),
+        ("self_attn.k_proj", vec![4, 8]),
+        ("self_attn.v_proj", vec![4, 8]),
+        ("self_attn.o_proj", vec![8, 8]),
+        ("mlp.gate_proj", vec![16, 8]),
+        ("mlp.up_proj", vec![16, 8]),
+        ("mlp.down_proj", vec![8, 16]),
+    ] {
+        tensors.push((format!("model.layers.0.{name}.weight"), shape));
+    }
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
+    for (name, shape) in tensors {
+        let n: usize = shape.iter().product();
+        let start = data.len();
+        data.extend((0..n).flat_map(|i| ((i % 5) as f32 * 0.1).to_le_bytes()));
+        let entry = serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]});
+        header.insert(name, entry);
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend(header);
+    file.extend(data);
+    crate::testkit::write_tiny_tokenizer(&dir.join("tokenizer.json")).unwrap();
+    (config, file)
+}
+
+#[test]
+fn mutated_folders_and_configs_are_errors_or_models_never_panics() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (src, out) = (dir.path().join("src"), dir.path().join("out"));
+    std::fs::create_dir_all(&src).unwrap();
+    let (config, weights) = tiny_folder(&src);
+    let import = |config: &serde_json::Value, weights: &[u8]| {
+        std::fs::write(src.join("config.json"), serde_json::to_vec(config).unwrap()).unwrap();
+        std::fs::write(src.join("model.safetensors"), weights).unwrap();
+        let _ = super::hf::inspect_folder(&src);
+        super::hf::import_folder(&src, &out, &Default::default())
+    };
+    import(&config, &weights).expect("the tiny folder imports");
+    let mut zero = config.clone();
+    zero["num_attention_heads"] = serde_json::json!(0);
+    let e = format!("{:#}", import(&zero, &weights).unwrap_err());
+    assert!(e.contains("attention head count 0 is out of range"), "{e}");
+    let keys: Vec<String> = config.as_object().unwrap().keys().cloned().collect();
+    let values = [
+        serde_json::json!(0),
+        serde_json::json!(-1),
+        serde_json::json!(3),
+        serde_json::json!(1u64 << 40),
+        serde_json::json!(u64::MAX),
+        serde_json::json!("8"),
+        serde_json::Value::Null,
+    ];
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..400 {
+        let mut c = config.clone();
+        let mut w = weights.clone();
+        for _ in 0..rng.random_range(1..3) {
+            if rng.random_bool(0.5) {
+                let k = &keys[rng.random_range(0..keys.len())];
+                c[k] = values[rng.random_range(0..values.len())].clone();
+            } else {
+                // The safetensors header (its length, shapes and offsets) or the data.
+                let at = rng.random_range(0..w.len().min(900));
+                w[at] = rng.random();
+            }
+        }
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| import(&c, &w)));
+        match run {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err(_)) => failed += 1,
+            Err(p) => {
+                let msg = p.downcast_ref::<String>().cloned().or(p.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!("a mutated folder panicked the import: {msg:?}\nconfig {c}");
+            }
+        }
+    }
+    assert!(ok > 20 && failed > 100, "{ok} imported, {failed} refused");
 }

@@ -76,6 +76,13 @@ impl LlamaConfig {
         );
         let d = self.head_dim.unwrap_or(self.hidden_size / heads);
         anyhow::ensure!(heads * d <= MAX, "{heads} attention heads of size {d} are out of range");
+        // The graph holds rotary tables of positions × head size / 2 values: at most 2^27 (a
+        // 1M-token context with heads of 128 is 2^26).
+        let positions = self.max_position_embeddings;
+        anyhow::ensure!(
+            positions.checked_mul(d / 2).is_some_and(|n| n <= 1 << 27),
+            "a context of {positions} positions with heads of {d} is out of range"
+        );
         self.head_dim = self.head_dim.filter(|&d| d * heads != self.hidden_size);
         Ok(self)
     }
