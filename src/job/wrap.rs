@@ -119,3 +119,15 @@ pub fn attach<'s>(
     };
     rephrased.gate(&gates, ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn threads_zero_shares_the_cores_among_the_workers() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(super::auto_threads(1), cores);
+        assert_eq!(super::auto_threads(0), cores, "no workers counts as one");
+        assert_eq!(super::auto_threads(2), (cores / 2).max(1));
+        assert_eq!(super::auto_threads(cores * 3), 1, "at least one thread each");
+    }
+}
