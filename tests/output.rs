@@ -314,7 +314,8 @@ fn every_input_object_is_read_rejected_or_listed_as_skipped() {
                 docs.entry(doc).or_default().push_str(&text);
             }
             let (mut kept, mut want): (Vec<String>, Vec<String>) = (docs.into_values().collect(), texts.clone());
-            (kept.sort(), want.sort());
+            kept.sort();
+            want.sort();
             assert_eq!(kept, want, "{name}: every text whole");
         } else {
             assert_eq!((c.read, c.kept, c.rejected), (3, 0, 3), "{name}: {c:?}");
@@ -402,7 +403,7 @@ fn check_refuses_what_would_fail_or_mislead_later() {
     // A value outside quotes is one number or word: SQL in it is refused, never run.
     let mut with = s.clone();
     with.push(("min_words".into(), "5 OR length(text) > 0".into()));
-    let e = Plan::parse("p.sql", &format!("PARAM min_words DEFAULT 5;\n{bad}"), &with).err().expect("refused");
+    let e = Plan::parse("p.sql", &format!("PARAM min_words DEFAULT 5;\n{bad}"), &with).expect_err("refused");
     assert!(e.to_string().contains("parameter `min_words` stands outside quotes"), "{e}");
     // A corrupt manifest is named.
     let out = dir.path().join("corrupt");

@@ -81,12 +81,12 @@ impl Builder {
             // Small tensors only: a huge one is the point of some tests, and holds no data.
             let n = dims.iter().fold(1u64, |a, &d| a.saturating_mul(d)).min(1 << 12);
             data.extend((0..n).flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes()));
-            while data.len() % 32 != 0 {
+            while !data.len().is_multiple_of(32) {
                 data.push(0);
             }
             offset = data.len() as u64;
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out.extend(data);
