@@ -170,10 +170,16 @@ fn a_followed_job_takes_new_files_reports_changed_ones_and_stops_on_sigterm() {
     let changed = m["job"]["changed_inputs"].as_array().unwrap();
     assert_eq!(changed.len(), 1, "{m}");
     assert!(changed[0]["now"]["path"].as_str().unwrap().ends_with("part-000.jsonl"));
+    // A change seen after the last checkpoint is in the stopped job's manifest too.
+    std::fs::write(input.join("part-001.jsonl"), json_line("newer", &doc_text(98))).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
     let status = sigterm(&mut job);
     assert_eq!(status.code(), Some(130), "SIGTERM stops the job cleanly, as stopped (130): {status:?}");
     let m = manifest(&out);
     assert_eq!(m["job"]["status"], "stopped");
+    let changed: Vec<&str> =
+        m["job"]["changed_inputs"].as_array().unwrap().iter().map(|c| c["now"]["path"].as_str().unwrap()).collect();
+    assert!(changed.len() == 2 && changed[1].ends_with("part-001.jsonl"), "{changed:?}");
     assert!(!chunk_docs(&out).contains(&"new".to_string()));
     let text = String::from_utf8_lossy(&wrapflow().args(["status", out.to_str().unwrap()]).output().unwrap().stdout)
         .to_string();

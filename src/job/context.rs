@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     pub workers: usize,
     /// The first failure of any worker of the job.
     pub failure: Failure,
+    /// Inputs the coordinator saw change after they were read, when the job stopped: those
+    /// found since the last checkpoint belong in the stopped job's manifest too.
+    pub changed_at_stop: std::sync::Mutex<Vec<crate::report::manifest::Changed>>,
 }
 
 /// The first failure of any worker of the job: set by a worker of this process when it fails,

@@ -264,8 +264,9 @@ fn run_claimed(
         ),
         workers: opts.workers,
         failure: Default::default(),
+        changed_at_stop: Default::default(),
     });
-    let (finished, reports) = execute(shared, opts)?;
+    let (finished, reports) = execute(shared.clone(), opts)?;
     drop(_reporter);
     let committed = if first_process { committed_manifest(runtime, &output)? } else { None };
     let Some(mut manifest) = committed else {
@@ -274,6 +275,13 @@ fn run_claimed(
     };
     if !finished && let Some(j) = manifest.job.as_mut() {
         j.status = "stopped".into();
+        // Changes seen since the last checkpoint (a resume would find them again).
+        let seen = std::mem::take(&mut *shared.changed_at_stop.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in seen {
+            if !j.changed_inputs.iter().any(|k| k.table == c.table && k.now.path == c.now.path) {
+                j.changed_inputs.push(c);
+            }
+        }
         let json = serde_json::to_vec_pretty(&manifest)?;
         runtime.block_on(checkpoint::put(&output, "manifest.json", json))?;
     }

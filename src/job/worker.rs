@@ -198,6 +198,9 @@ impl<'a> Part<'a> {
                 }
                 self.sh.failure.step(worker)?;
             };
+            if let Control::Stop { finish: false, .. } = next {
+                *self.sh.changed_at_stop.lock().unwrap_or_else(|e| e.into_inner()) = c.changed.clone();
+            }
             let (files, bytes) = c.pending();
             let progress = &self.sh.progress;
             progress.pending_files.store(files, Ordering::Relaxed);
