@@ -395,3 +395,36 @@ fn a_followed_input_never_reads_back_the_output_inside_it() {
     let warned = stderr.lines().filter(|l| l.contains("WARN") && l.contains("not read")).count();
     assert_eq!(warned, 1, "one warning for the output folder:\n{stderr}");
 }
+
+#[test]
+fn a_damaged_journal_is_named_with_how_to_recover() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    write_inputs(&input, 0, 2);
+    let plan = wrap_plan(dir.path(), input.to_str().unwrap(), "${output}", "", "");
+    let out = dir.path().join("out");
+    let args = ["--checkpoint-files", "1", "--set", &format!("output={}", out.display())];
+    // Killed while rephrasing, before its first checkpoint: a resume reads the journal of
+    // segment 0, here a damaged file under the name a worker gives one.
+    let killed = common::crash::attempt(&plan, &args, &Kill::At("rephrase", 2));
+    assert!(killed.crashed, "{killed:?}");
+    let owner: Value = serde_json::from_slice(&std::fs::read(out.join("_wrapflow/owner.json")).unwrap()).unwrap();
+    let hash = owner["plan_hash"].as_str().unwrap();
+    let damaged = out.join(format!("_wrapflow/journal/{}/s00000000/w00000-0-000001.bin", &hash[..16]));
+    common::write(&damaged, b"\x07 not a journal");
+    let journal = [damaged];
+    let run = || wrapflow().arg("run").arg(&plan).arg("-q").args(args).output().unwrap();
+    let damaged = run();
+    let err = String::from_utf8_lossy(&damaged.stderr);
+    assert!(!damaged.status.success(), "{err}");
+    assert!(err.contains("the rephrase journal") && err.contains("delete it"), "{err}");
+    assert!(
+        journal.iter().any(|j| err.contains(&j.strip_prefix(&out).unwrap().to_string_lossy().to_string())),
+        "{err}"
+    );
+    // As it says: without the damaged files the run finishes.
+    journal.iter().for_each(|j| std::fs::remove_file(j).unwrap());
+    let r = run();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(manifest(&out)["job"]["status"], "finished");
+}
