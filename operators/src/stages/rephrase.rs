@@ -175,6 +175,9 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                         // left (they are neither rows nor rejects), so it resumes them.
                         ctx.fail(format!("{e:#}"));
                         (dead, work.tasks, work.held) = (true, HashMap::new(), BTreeMap::new());
+                        // Answers finished before the failure go with the capabilities: a panic
+                        // here ("a capability is held ...") hid the store's error.
+                        work.ready.clear();
                     }
                 }
                 for (time, r) in work.ready.drain(..) {
