@@ -64,7 +64,7 @@ fn clients_that_leave_stop_their_decoding_and_the_queue_is_bounded() {
     let c0 = cpu_seconds(pid);
     std::thread::sleep(Duration::from_millis(1500));
     let busy = cpu_seconds(pid) - c0;
-    assert!(busy > 0.5, "the server used {busy:.2} CPU s in 1.5 s while decoding");
+    assert!(busy > 0.25, "the server used {busy:.2} CPU s in 1.5 s while decoding");
     // ...until their clients leave: then it stops, and takes requests again.
     drop(streams);
     std::thread::sleep(Duration::from_millis(500));
