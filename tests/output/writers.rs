@@ -26,6 +26,27 @@ fn once_each(chunks: &Path, rows: u64) {
     assert_eq!((read.len() as u64, keys.len() as u64), (rows, rows), "no row twice");
 }
 
+/// A followed job (`--follow`, a checkpoint per file), once it has committed a checkpoint.
+fn followed_until_checkpoint(
+    plan: &Path,
+    s: &[(String, String)],
+    out_manifest: &impl Fn() -> Option<serde_json::Value>,
+) -> std::process::Child {
+    let mut c = Command::new(BIN)
+        .args(run_args(plan, s, &["--follow", "--poll", "1s", "--checkpoint-files", "1"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while out_manifest().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the job committed no checkpoint");
+        assert!(c.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c
+}
+
 /// A job killed outright after a checkpoint leaves its lease: `status` says the job is dead, a
 /// new run takes the output over at once (its process is gone from this host) and finishes with
 /// reconciled counts and no row twice.
@@ -36,18 +57,7 @@ fn killed_then_taken_over(
     chunks: impl Fn() -> std::path::PathBuf,
     status_env: &[(String, String)],
 ) {
-    let mut c = Command::new(BIN)
-        .args(run_args(plan, s, &["--follow", "--poll", "1s", "--checkpoint-files", "1"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while out_manifest().is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the job committed no checkpoint");
-        assert!(c.try_wait().unwrap().is_none(), "the job ended early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut c = followed_until_checkpoint(plan, s, &out_manifest);
     c.kill().unwrap();
     c.wait().unwrap();
     let output = &s.iter().find(|(k, _)| k == "output").unwrap().1;
@@ -71,18 +81,7 @@ fn one_writer(
     local: Option<&Path>,
     status_env: &[(String, String)],
 ) {
-    let mut a = Command::new(BIN)
-        .args(run_args(plan, s, &["--follow", "--poll", "1s", "--checkpoint-files", "1"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while out_manifest().is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the first job committed no checkpoint");
-        assert!(a.try_wait().unwrap().is_none(), "the first job ended early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let a = followed_until_checkpoint(plan, s, &out_manifest);
     let t1 = Instant::now();
     let b = cli(&run_args(plan, s, &["-q"]).iter().map(String::as_str).collect::<Vec<_>>());
     let err = String::from_utf8_lossy(&b.stderr);
