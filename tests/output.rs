@@ -405,6 +405,11 @@ fn check_refuses_what_would_fail_or_mislead_later() {
     with.push(("min_words".into(), "5 OR length(text) > 0".into()));
     let e = Plan::parse("p.sql", &format!("PARAM min_words DEFAULT 5;\n{bad}"), &with).expect_err("refused");
     assert!(e.to_string().contains("parameter `min_words` stands outside quotes"), "{e}");
+    // An output a job has taken (its marker) but written nothing else to.
+    let taken = dir.path().join("taken");
+    write(&taken.join("_wrapflow/owner.json"), b"{}");
+    let text = String::from_utf8_lossy(&cli(&["status", taken.to_str().unwrap()]).stdout).to_string();
+    assert!(text.contains("a job has taken the output, and written no shard or checkpoint yet"), "{text}");
     // A corrupt manifest is named.
     let out = dir.path().join("corrupt");
     write(&out.join("manifest.json"), b"{ not json");

@@ -313,3 +313,15 @@ fn mutated_folders_and_configs_are_errors_or_models_never_panics() {
     }
     assert!(ok > 20 && failed > 100, "{ok} imported, {failed} refused");
 }
+
+#[test]
+fn a_folder_without_weights_is_not_importable() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (config, _) = tiny_folder(dir.path());
+    std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    // A safetensors file that holds no tensor: an 8-byte length and the header `{}`.
+    let empty = [2u64.to_le_bytes().as_slice(), b"{}"].concat();
+    std::fs::write(dir.path().join("model.safetensors"), empty).unwrap();
+    let why = super::hf::inspect_folder(dir.path()).unwrap().importable.unwrap_err();
+    assert!(why.contains("no weights"), "{why}");
+}
