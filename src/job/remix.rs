@@ -114,7 +114,8 @@ async fn read_dir(loc: &Location, dir: &str, committed: &BTreeSet<String>) -> an
     Ok(out)
 }
 
-/// Set when another process takes the remix output's lease.
+/// Set when another process takes the remix output's lease: the remix then fails before it
+/// writes `remix.json`.
 static LEASE_LOST: AtomicBool = AtomicBool::new(false);
 
 /// What a remix output may hold: an earlier remix's files, which a remix replaces.
@@ -218,6 +219,12 @@ fn remix_held(
         mixes,
     };
     let json = serde_json::to_vec_pretty(&out)?;
+    // A remix.json for shards another job may have replaced meanwhile would describe other files.
+    anyhow::ensure!(
+        !LEASE_LOST.load(std::sync::atomic::Ordering::SeqCst),
+        "{} was taken by another job while this remix wrote it: run the remix again",
+        dst.url
+    );
     rt.block_on(dst.store.put(&dst.child("remix.json"), PutPayload::from(json)))
         .with_context(|| format!("writing {}/remix.json", dst.url))?;
     Ok(out)
