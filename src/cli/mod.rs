@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod explain;
 pub mod generate;
+pub mod judge;
 pub mod model;
 pub mod output;
 pub mod run;
@@ -106,6 +107,18 @@ pub enum Command {
         #[arg(long)]
         out: String,
     },
+    /// Judge existing (source, rewrite) pairs with a plan's gates: one JSON verdict per line.
+    #[command(
+        after_help = "Example:\n  wrapflow judge plans/wrap.sql --pairs benchmarks/yardstick/pairs.jsonl > verdicts.jsonl\n\
+        Each input line: {\"source\": ..., \"rewrite\": ..., \"style\": \"easy\", \"pair\": \"any id\"}"
+    )]
+    Judge {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// JSON lines with `source`, `rewrite`, `style`
+        #[arg(long)]
+        pairs: String,
+    },
     /// Print a plan's stages and the DataFusion logical plan of its input.
     #[command(after_help = "Example:\n  wrapflow explain plans/chunk.sql --set input=corpus/ --set output=out/")]
     Explain {
@@ -134,7 +147,10 @@ pub fn main() -> ExitCode {
     // Commands that touch no socket end quietly when the reader of stdout goes away (`| head`),
     // as other Unix tools do. The others keep SIGPIPE ignored (Rust's default): a client or a
     // store that closes its connection must never kill a server or a job; they print with [`out`].
-    let local = matches!(&cli.command, Command::Explain { .. } | Command::Check { .. } | Command::Model { .. });
+    let local = matches!(
+        &cli.command,
+        Command::Explain { .. } | Command::Check { .. } | Command::Model { .. } | Command::Judge { .. }
+    );
     if local || matches!(&cli.command, Command::Generate(_)) {
         // SAFETY: no other thread exists yet.
         unsafe {
@@ -162,6 +178,7 @@ pub fn main() -> ExitCode {
         Command::Model { command } => model::run(command).map(|()| false),
         Command::Report { output, json } => output::report(&output, json).map(|()| false),
         Command::Explain { plan } => explain::explain(&plan).map(|()| false),
+        Command::Judge { plan, pairs } => judge::run(&plan, &pairs).map(|()| false),
     };
     match result {
         // Stopped by a signal: not an error, but not done either (130, as shells report SIGINT).

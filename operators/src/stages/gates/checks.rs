@@ -12,6 +12,7 @@ use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::number_forms;
 use crate::engine::number_words::word_numbers;
 use crate::stages::gates::faith::{copy_share, format_words, new_entities, ngrams};
+use crate::stages::gates::grounding::{Grounding, grounding};
 use crate::stages::gates::qa::{qa_pairs, qa_repetition, unanswered};
 use crate::stages::styles::{Example, Style};
 
@@ -45,6 +46,19 @@ pub struct GateConfig {
     /// Every sentence of the output must have a source sentence at this embedding cosine or
     /// above (with the embedder; a style may set its own; 0 turns the gate off).
     pub min_sentence_support: f64,
+    /// Words of the output that are neither the source's (any inflection) nor English, at most
+    /// (the `words` gate; see [`super::grounding`]).
+    pub max_unknown_words: usize,
+    /// Least share of each claim's content words that its best source evidence holds (the
+    /// `coverage` gate; 0 turns it off).
+    pub min_coverage: f64,
+    /// The words next to each figure (`figures`) and each name (`names`) must stand beside it
+    /// in a source sentence; a claim's names and figures must meet in one (`anchors`).
+    pub bind_figures: bool,
+    pub bind_names: bool,
+    pub bind_anchors: bool,
+    /// A claim negates exactly when its evidence does (the `polarity` gate).
+    pub polarity: bool,
     /// A Q&A that fails a gate keeps its longest run of leading pairs that passes every gate
     /// (still at least `min_qa_pairs`; the row is marked `trimmed`); false rejects it whole.
     pub trim_qa_pairs: bool,
@@ -66,6 +80,12 @@ impl Default for GateConfig {
             max_copy_share: 0.5,
             copy_n: 5,
             min_sentence_support: 0.5,
+            max_unknown_words: 0,
+            min_coverage: 0.6,
+            bind_figures: true,
+            bind_names: false,
+            bind_anchors: true,
+            polarity: true,
             trim_qa_pairs: true,
         }
     }
@@ -96,6 +116,9 @@ pub struct Scores {
     /// with the embedder), and a trailing one that was dropped for that reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsupported_sentences: Vec<String>,
+    /// The grounding checks' measures (see [`super::grounding`]).
+    #[serde(default)]
+    pub grounding: Grounding,
     /// What was cut off an accepted text: its unsupported last sentence, or a Q&A's last pairs
     /// that failed a gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,7 +217,7 @@ pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
 }
 
 /// Names of the gates, for a style's `gates` list (`empty` always applies).
-pub const GATES: [&str; 12] = [
+pub const GATES: [&str; 18] = [
     "empty",
     "truncated",
     "refusal",
@@ -207,6 +230,12 @@ pub const GATES: [&str; 12] = [
     "leak",
     "meaning",
     "support",
+    "words",
+    "coverage",
+    "figures",
+    "names",
+    "anchors",
+    "polarity",
 ];
 
 /// Words of an example that an output may share with it before it counts as copying.
@@ -284,6 +313,7 @@ pub fn check_only(
         new_entities: new_entities(source, &text, format_words(qa)),
         copy_share: copy_share(source, &text, cfg.copy_n),
         unsupported_sentences: vec![],
+        grounding: grounding(source, &text, qa),
         trimmed_sentence: None,
     };
     let reason = if text.is_empty() {
@@ -317,11 +347,40 @@ pub fn check_only(
             scores.copy_share, cfg.copy_n, cfg.max_copy_share
         ))
     } else {
-        None
+        grounding_reason(&scores.grounding, cfg, &on)
     };
     match reason {
         None => Verdict::Accept { text, scores },
         Some(reason) => Verdict::Reject { reason, scores },
+    }
+}
+
+/// The first grounding gate that `g` fails, as a reject reason.
+fn grounding_reason(g: &Grounding, cfg: &GateConfig, on: &dyn Fn(&str) -> bool) -> Option<String> {
+    let first = |v: &[String]| v.first().cloned().unwrap_or_default();
+    if on("words") && g.unknown_words.len() > cfg.max_unknown_words {
+        Some(format!("unknown words: {} (neither the source's nor English)", g.unknown_words.join(", ")))
+    } else if on("coverage") && g.coverage < cfg.min_coverage {
+        Some(format!(
+            "coverage: {:.2} of \"{}\" is in its best source evidence (min {}); not there: {}",
+            g.coverage,
+            g.weakest_claim,
+            cfg.min_coverage,
+            g.weakest_missing.join(", ")
+        ))
+    } else if cfg.bind_figures && on("figures") && !g.unbound_figures.is_empty() {
+        Some(format!("figures: {} stand beside other words in the source", g.unbound_figures.join("; ")))
+    } else if cfg.bind_names && on("names") && !g.unbound_names.is_empty() {
+        Some(format!("names: {} stand beside other words in the source", g.unbound_names.join("; ")))
+    } else if cfg.bind_anchors && on("anchors") && !g.scattered_anchors.is_empty() {
+        Some(format!("anchors: \"{}\" joins names or figures no source sentence joins", first(&g.scattered_anchors)))
+    } else if cfg.polarity && on("polarity") && !g.flipped_polarity.is_empty() {
+        Some(format!(
+            "polarity: \"{}\" negates where its source does not, or the other way",
+            first(&g.flipped_polarity)
+        ))
+    } else {
+        None
     }
 }
 
@@ -413,7 +472,14 @@ mod tests {
 
     #[test]
     fn copying_the_worked_example_is_a_leak() {
-        let cfg = GateConfig::default();
+        // The coverage gate rejects a leaked sentence first (its words are not the source's);
+        // off, the leak gate's own reason shows.
+        let cfg = GateConfig { min_coverage: 0.0, ..GateConfig::default() };
+        let leaked = "The council will spend 12 million pounds. The project is expected to cost approximately four million pounds.";
+        assert!(
+            reason(check(&format!("{SRC} Four firms bid."), leaked, false, false, &GateConfig::default()))
+                .starts_with("coverage: 0.43")
+        );
         let medium = crate::stages::styles::builtin("medium").unwrap();
         let faithful = "The town council intends to build 2,000 new homes by 2027, at a cost of 12 million pounds.";
         assert!(matches!(check_style(SRC, faithful, false, &medium, &cfg), Verdict::Accept { .. }));

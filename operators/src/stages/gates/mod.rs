@@ -5,11 +5,13 @@
 
 mod checks;
 mod faith;
+mod grounding;
 mod judge;
 mod qa;
 
 pub use checks::*;
 pub use faith::{NOT_NAMES, QA_LABELS, copy_share, format_words, new_entities, sentences, support};
+pub use grounding::{Grounding, grounding};
 pub use qa::{pair_prefixes, qa_pairs, qa_repetition};
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,602 @@
+//! Grounding: whether each claim of a rewrite is built from its source. A claim is a sentence (a
+//! Question with its Answer in a Q&A); like the sentence-level checkers SummaC, AlignScore and
+//! MiniCheck, each claim is aligned with its best source evidence (one sentence, or two that
+//! follow each other), here by shared word stems rather than a trained model:
+//!
+//! - **coverage**: the share of the claim's content words that its best evidence holds; a claim
+//!   with detail of its own (a place, a cause, an example) finds no evidence that covers it;
+//! - **unknown words**: words that are neither the source's (any inflection) nor English (the
+//!   SCOWL word list, `operators/data`): misspelt terms and made-up words;
+//! - **figures**: the words a number counts ("15-foot *board*") must stand in a source sentence
+//!   that has the same number;
+//! - **names**: most words around a name (its verb, its object) must stand in a source sentence
+//!   with that name;
+//! - **anchors**: the names and numbers of one claim must meet in one source sentence (two
+//!   names from different source sentences joined in one claim swap their roles);
+//! - **polarity**: a claim and its evidence both negate, or neither does.
+//!
+//! ```
+//! use wrapflow_operators::stages::gates::grounding;
+//! let src = "The pole vault uses a 15-foot approach. The bar is not raised until each athlete has jumped.";
+//! let g = grounding(src, "A vaulter jumps from a 15-foot board. The bar is raised before each jump.", false);
+//! assert_eq!(g.unbound_figures, vec!["15 (board)".to_string()]);
+//! assert_eq!(g.flipped_polarity.len(), 1);
+//! assert!(grounding(src, "The bar is not raised before every athlete has jumped.", false).flipped_polarity.is_empty());
+//! ```
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::LazyLock;
+
+use rust_stemmers::{Algorithm, Stemmer};
+use serde::{Deserialize, Serialize};
+
+use crate::stages::gates::faith::sentences;
+
+/// Lower-case English words (SCOWL size 50, American and British; see `scripts/wordlist.sh`).
+static LEXICON: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&include_bytes!("../../../data/english-words.txt.gz")[..])
+        .read_to_string(&mut text)
+        .expect("the embedded word list is gzip of UTF-8");
+    text.lines().map(str::to_string).collect()
+});
+
+static STEMMER: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
+
+/// Words that carry no content of their own: they neither need evidence nor count as it.
+const FUNCTION_WORDS: &[&str] = &[
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "also",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "either",
+    "even",
+    "ever",
+    "every",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "however",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "may",
+    "me",
+    "might",
+    "more",
+    "most",
+    "much",
+    "must",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "one",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "out",
+    "over",
+    "own",
+    "same",
+    "shall",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "thus",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "upon",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "whether",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "whose",
+    "why",
+    "will",
+    "with",
+    "within",
+    "would",
+    "yet",
+    "you",
+    "your",
+    "yours",
+    "many",
+    "several",
+    "well",
+    "still",
+    "though",
+    "although",
+    "since",
+    "like",
+    "via",
+    "per",
+];
+
+/// Words that negate what their clause says.
+const NEGATORS: [&str; 11] =
+    ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "hardly"];
+
+/// Ordinal words, read as the figure they are ("first" is 1 when it counts: the guard and the
+/// number gate leave ordinals alone, this check binds them).
+const ORDINALS: [&str; 12] = [
+    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
+    "twelfth",
+];
+
+/// What the grounding checks measured on one rewrite.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Grounding {
+    /// The least, over claims with at least [`MIN_CLAIM_WORDS`] content words, of the share of
+    /// the claim's content words that its best evidence holds (1 when no claim is that long).
+    pub coverage: f64,
+    /// The claim with that least coverage, and its words that the evidence lacks.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub weakest_claim: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weakest_missing: Vec<String>,
+    /// Content words of the rewrite that no source word shares a stem with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub novel_words: Vec<String>,
+    /// Words that are neither the source's nor English.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_words: Vec<String>,
+    /// Numbers whose neighbours no source sentence with that number has: "15 (board)".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbound_figures: Vec<String>,
+    /// Names whose neighbours (their verb, their object) no source sentence with that name has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unbound_names: Vec<String>,
+    /// Claims whose names and numbers meet in no piece of evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scattered_anchors: Vec<String>,
+    /// Claims that negate where their evidence does not, or the other way round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flipped_polarity: Vec<String>,
+}
+
+/// Claims shorter than this (in content words) are not scored for coverage: "Yes, it did."
+pub const MIN_CLAIM_WORDS: usize = 3;
+
+/// One word of a text, as the checks read it.
+#[derive(Clone, Debug)]
+struct Word {
+    /// Lower case, without a possessive ending.
+    lower: String,
+    stem: String,
+    /// A number's value ("2000" for "2,000", "20" for "20th" and "twentieth"), if it is one.
+    figure: Option<String>,
+    /// Capitalised not at the start of its sentence, or an acronym.
+    name: bool,
+    /// Where a clause ends after this word (`,` `;` `:` or the sentence's end).
+    clause_end: bool,
+}
+
+impl Word {
+    fn content(&self) -> bool {
+        !FUNCTION_WORDS.contains(&self.lower.as_str())
+    }
+}
+
+fn stem(lower: &str) -> String {
+    STEMMER.stem(lower).into_owned()
+}
+
+fn figure(lower: &str) -> Option<String> {
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.') {
+        let suffix = &lower[digits.len()..];
+        if matches!(suffix, "" | "st" | "nd" | "rd" | "th" | "s" | "m" | "bn" | "km" | "kg" | "ft") {
+            let d = digits.trim_end_matches(['.', ',']);
+            return Some(if d.contains('.') { d.to_string() } else { d.replace(',', "") });
+        }
+    }
+    if let Some(i) = ORDINALS.iter().position(|o| *o == lower) {
+        return Some((i + 1).to_string());
+    }
+    crate::engine::number_words::token_number(lower).map(|(v, _)| v.to_string())
+}
+
+/// The words of one claim, in order.
+fn words(claim: &str) -> Vec<Word> {
+    let mut out: Vec<Word> = Vec::new();
+    let mut first = true;
+    let mut start = 0;
+    let bytes: Vec<(usize, char)> = claim.char_indices().chain([(claim.len(), ' ')]).collect();
+    for &(i, c) in &bytes {
+        let part_of_word = c.is_alphanumeric() || ((c == '\'' || c == '’' || c == ',' || c == '.') && i > start);
+        // A comma or stop inside a figure ("2,000", "3.5") belongs to it.
+        let inside_figure = (c == ',' || c == '.')
+            && claim[start..i].chars().all(|d| d.is_ascii_digit())
+            && claim[i + 1..].starts_with(|d: char| d.is_ascii_digit());
+        if part_of_word && (c.is_alphanumeric() || c == '\'' || c == '’' || inside_figure) {
+            continue;
+        }
+        if i > start {
+            let raw = claim[start..i].trim_matches(['\'', '’']);
+            let raw = raw.split(['\'', '’']).next().unwrap_or(raw);
+            if !raw.is_empty() {
+                let lower = raw.to_lowercase();
+                let capital = raw.chars().next().is_some_and(char::is_uppercase);
+                let acronym = raw.chars().filter(|c| c.is_uppercase()).count() >= 2;
+                out.push(Word {
+                    stem: stem(&lower),
+                    figure: figure(&lower),
+                    name: acronym || (capital && !first),
+                    clause_end: false,
+                    lower,
+                });
+                first = false;
+            }
+        }
+        if matches!(c, ',' | ';' | ':' | '(' | ')' | '—' | '–')
+            && let Some(w) = out.last_mut()
+        {
+            w.clause_end = true;
+        }
+        start = i + c.len_utf8();
+    }
+    if let Some(w) = out.last_mut() {
+        w.clause_end = true;
+    }
+    out
+}
+
+/// Claims of a rewrite: its sentences, or in a Q&A each question with its answer (labels
+/// dropped), so that "Who found it?" / "Krebs." is one claim.
+fn claims(text: &str, qa: bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut open_question = false;
+    for s in sentences(text) {
+        let (label, body) = match s.split_once(':') {
+            Some((l, b)) if l.len() < 24 && is_label(l) => (Some(l), b.trim()),
+            _ => (None, s),
+        };
+        let body = body.trim_matches(['*', ' ']);
+        let answer = label.is_some_and(|l| l.trim_matches(['*', ' ']).to_lowercase().starts_with('a'));
+        match out.last_mut() {
+            Some(last) if qa && (answer || (open_question && label.is_none())) => {
+                last.push(' ');
+                last.push_str(body);
+            }
+            _ => out.push(body.to_string()),
+        }
+        open_question = qa && body.ends_with('?');
+    }
+    out.retain(|c| c.chars().any(char::is_alphanumeric));
+    out
+}
+
+fn is_label(l: &str) -> bool {
+    let l = l.trim_matches(['*', ' ']).trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ');
+    matches!(l.to_lowercase().as_str(), "q" | "a" | "question" | "answer")
+}
+
+/// A source sentence as evidence: its content stems, figures and names (stems), and polarity.
+struct Evidence {
+    stems: HashSet<String>,
+    figures: HashSet<String>,
+    negated: bool,
+}
+
+impl Evidence {
+    fn of(words: &[Word]) -> Self {
+        Evidence {
+            stems: words.iter().map(|w| w.stem.clone()).collect(),
+            figures: words.iter().filter_map(|w| w.figure.clone()).collect(),
+            negated: words.iter().any(negates),
+        }
+    }
+
+    fn union(a: &Evidence, b: &Evidence) -> Self {
+        Evidence {
+            stems: a.stems.union(&b.stems).cloned().collect(),
+            figures: a.figures.union(&b.figures).cloned().collect(),
+            negated: a.negated || b.negated,
+        }
+    }
+
+    fn holds(&self, w: &Word) -> bool {
+        self.stems.contains(&w.stem) || w.figure.as_ref().is_some_and(|f| self.figures.contains(f))
+    }
+}
+
+fn negates(w: &Word) -> bool {
+    NEGATORS.contains(&w.lower.as_str()) || w.lower.ends_with("n't")
+}
+
+/// Whether a word is English or the source's: the source's stems, the word list, or a
+/// hyphen-free compound of two listed words.
+fn known(w: &Word, source: &HashSet<String>) -> bool {
+    let alpha = w.lower.chars().all(|c| c.is_alphabetic());
+    !alpha || w.lower.chars().count() < 3 || source.contains(&w.stem) || LEXICON.contains(&w.lower)
+}
+
+/// The grounding checks on one rewrite (see the module docs); `qa` when the style writes
+/// Question/Answer pairs.
+pub fn grounding(source: &str, output: &str, qa: bool) -> Grounding {
+    let src_sentences: Vec<Vec<Word>> = sentences(source).into_iter().map(words).collect();
+    let singles: Vec<Evidence> = src_sentences.iter().map(|s| Evidence::of(s)).collect();
+    let mut windows: Vec<&Evidence> = singles.iter().collect();
+    let pairs: Vec<Evidence> = singles.windows(2).map(|p| Evidence::union(&p[0], &p[1])).collect();
+    windows.extend(&pairs);
+    let all = src_sentences.iter().flatten();
+    let src_stems: HashSet<String> = all.clone().map(|w| w.stem.clone()).collect();
+    let mut g = Grounding { coverage: 1.0, ..Default::default() };
+    let mut novel = HashSet::new();
+    for claim in claims(output, qa) {
+        let ws = words(&claim);
+        for w in &ws {
+            if !known(w, &src_stems) && !w.name && !g.unknown_words.contains(&w.lower) {
+                g.unknown_words.push(w.lower.clone());
+            }
+            if w.content() && w.figure.is_none() && !src_stems.contains(&w.stem) && novel.insert(w.stem.clone()) {
+                g.novel_words.push(w.lower.clone());
+            }
+        }
+        let content: Vec<&Word> = ws.iter().filter(|w| w.content()).collect();
+        let covered = |e: &Evidence| content.iter().filter(|w| e.holds(w)).count();
+        let Some(best) = windows.iter().max_by_key(|e| covered(e)) else { continue };
+        if content.len() >= MIN_CLAIM_WORDS {
+            let share = covered(best) as f64 / content.len() as f64;
+            if share < g.coverage {
+                g.coverage = share;
+                g.weakest_claim = claim.clone();
+                g.weakest_missing = content.iter().filter(|w| !best.holds(w)).map(|w| w.lower.clone()).collect();
+            }
+        }
+        let anchors: Vec<&Word> = ws.iter().filter(|w| w.name || w.figure.is_some()).collect();
+        // Within one sentence: two adjacent ones may each hold one of the names.
+        let known_anchors: Vec<&&Word> = anchors.iter().filter(|a| singles.iter().any(|e| e.holds(a))).collect();
+        if known_anchors.len() >= 2 && !singles.iter().any(|e| known_anchors.iter().all(|a| e.holds(a))) {
+            g.scattered_anchors.push(claim.clone());
+        }
+        unbound(&ws, &src_sentences, &singles, true, &mut g.unbound_figures);
+        unbound(&ws, &src_sentences, &singles, false, &mut g.unbound_names);
+        // Polarity against the best single sentence, when it is the claim's evidence.
+        if let Some(one) = singles.iter().max_by_key(|e| covered(e))
+            && content.len() >= MIN_CLAIM_WORDS
+            && 2 * covered(one) >= content.len()
+            && one.negated != ws.iter().any(negates)
+        {
+            g.flipped_polarity.push(claim.clone());
+        }
+    }
+    g
+}
+
+/// Words around a name that bind it: up to two content words on each side within its clause,
+/// other names and figures aside.
+const REACH: usize = 2;
+
+/// Words that measure a figure rather than say what it counts: "15-foot board" counts boards.
+const UNITS: &[&str] = &[
+    "foot", "feet", "ft", "inch", "inches", "metre", "metres", "meter", "meters", "m", "km", "mile", "miles", "kg",
+    "percent", "cent", "per", "million", "billion", "bn", "thousand", "hundred", "dozen", "pound", "pounds", "dollar",
+    "dollars", "euro", "euros", "year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours",
+];
+
+/// The words after a figure that say what it counts: up to two content words after it within
+/// its clause, units skipped. A year is left out: it dates an event, which a rewrite words its
+/// own way ("began in 1967" / "in 1967, it started").
+fn counted<'w>(ws: &'w [Word], i: usize) -> Vec<&'w Word> {
+    let year = ws[i].figure.as_deref().and_then(|f| f.parse::<u32>().ok()).is_some_and(|y| (1000..=2100).contains(&y));
+    if year || ws[i].clause_end {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for w in &ws[i + 1..] {
+        if w.content() && w.figure.is_none() && !w.name && !UNITS.contains(&w.lower.as_str()) {
+            out.push(w);
+        }
+        if w.clause_end || out.len() == 2 {
+            break;
+        }
+    }
+    out
+}
+
+/// The words around a name: up to [`REACH`] content words each side within its clause.
+fn around<'w>(ws: &'w [Word], i: usize) -> Vec<&'w Word> {
+    let plain = |x: &&Word| x.content() && x.figure.is_none() && !x.name;
+    let mut near: Vec<&Word> = ws[..i].iter().rev().take_while(|x| !x.clause_end).filter(plain).take(REACH).collect();
+    near.reverse();
+    if !ws[i].clause_end {
+        let mut after = Vec::new();
+        for x in &ws[i + 1..] {
+            if plain(&x) {
+                after.push(x);
+            }
+            if x.clause_end || after.len() == REACH {
+                break;
+            }
+        }
+        near.extend(after);
+    }
+    near
+}
+
+/// Anchors (figures, or names) of one claim whose neighbours no source sentence with that
+/// anchor holds: every word a figure counts ([`counted`]), more than half the words around a
+/// name ([`around`]). An anchor the source lacks is another gate's.
+fn unbound(ws: &[Word], src: &[Vec<Word>], singles: &[Evidence], figures: bool, out: &mut Vec<String>) {
+    let anchor = |w: &Word| if figures { w.figure.is_some() } else { w.name && w.figure.is_none() };
+    let key = |w: &Word| if figures { w.figure.clone() } else { Some(w.stem.clone()) };
+    for (i, w) in ws.iter().enumerate() {
+        if !anchor(w) || out.iter().any(|o| o.starts_with(&format!("{} (", w.lower))) {
+            continue;
+        }
+        let homes: Vec<&Evidence> = src
+            .iter()
+            .zip(singles)
+            .filter(|(s, _)| s.iter().any(|x| anchor(x) && key(x) == key(w)))
+            .map(|p| p.1)
+            .collect();
+        let neighbours = if figures { counted(ws, i) } else { around(ws, i) };
+        if homes.is_empty() || neighbours.is_empty() {
+            continue;
+        }
+        let held = |e: &&Evidence| neighbours.iter().filter(|n| e.holds(n)).count();
+        let best = homes.iter().map(held).max().unwrap_or(0);
+        let bound = if figures { best == neighbours.len() } else { 2 * best > neighbours.len() };
+        if !bound {
+            let names: Vec<&str> = neighbours.iter().map(|n| n.lower.as_str()).collect();
+            out.push(format!("{} ({})", w.lower, names.join(", ")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "The Krebs cycle was discovered by Hans Krebs in 1937. Hans Kornberg later worked with \
+                       Krebs on the glyoxylate cycle. The cycle is not found in viruses.";
+
+    #[test]
+    fn a_faithful_rewrite_is_grounded_everywhere() {
+        let out = "In 1937 Hans Krebs discovered the Krebs cycle. Later, Kornberg and Krebs worked on the \
+                   glyoxylate cycle. Viruses do not have the cycle.";
+        let g = grounding(SRC, out, false);
+        assert_eq!(g.coverage, 1.0, "{g:?}");
+        assert!(g.unknown_words.is_empty() && g.unbound_figures.is_empty(), "{g:?}");
+        assert!(g.scattered_anchors.is_empty() && g.flipped_polarity.is_empty(), "{g:?}");
+    }
+
+    #[test]
+    fn each_check_sees_its_error() {
+        let g = grounding(SRC, "The Krebs cycle was discovered by Hans Kornberg.", false);
+        assert_eq!(g.unbound_names, vec!["kornberg (cycle, discovered)"], "{g:?}");
+        let g = grounding(SRC, "In 1937 Kornberg studied viruses.", false);
+        assert_eq!(g.scattered_anchors.len(), 1, "{g:?}");
+        let g = grounding(SRC, "The cycle is found in viruses, the scientists said.", false);
+        assert_eq!(g.flipped_polarity.len(), 1, "{g:?}");
+        let g = grounding(SRC, "The cycle was glyoxyldisyltransferase by Krebs in 1937.", false);
+        assert_eq!(g.unknown_words, vec!["glyoxyldisyltransferase"]);
+        let src = "The council will spend 12 million pounds on 2,000 new homes.";
+        let g = grounding(src, "The council will spend 12 million pounds on roads and 2,000 new homes.", false);
+        assert_eq!(g.unbound_figures, vec!["12 (roads, new)"]);
+        let g = grounding(src, "The council plans to build 2000 homes, costing 12 million pounds.", false);
+        assert!(g.unbound_figures.is_empty(), "{g:?}");
+        let g = grounding(SRC, "The cycle is based on the shoelace method of throwing a ball.", false);
+        assert!(g.coverage < 0.3, "{g:?}");
+        assert_eq!(g.weakest_missing, vec!["based", "shoelace", "method", "throwing", "ball"]);
+    }
+
+    #[test]
+    fn a_question_and_its_answer_are_one_claim() {
+        let qa = "Question: Who discovered the Krebs cycle?\nAnswer: Hans Krebs, in 1937.\n\n\
+                  Question: Where is the cycle not found?\nAnswer: In viruses.";
+        assert_eq!(
+            claims(qa, true),
+            vec!["Who discovered the Krebs cycle? Hans Krebs, in 1937.", "Where is the cycle not found? In viruses."]
+        );
+        let g = grounding(SRC, qa, true);
+        assert_eq!((g.coverage, g.flipped_polarity.len()), (1.0, 0), "{g:?}");
+        let swapped = "Question: Who discovered the Krebs cycle?\nAnswer: Hans Kornberg.";
+        assert_eq!(grounding(SRC, swapped, true).unbound_names, vec!["kornberg (discovered, cycle)"]);
+    }
+
+    #[test]
+    fn figures_read_digits_separators_ordinals_and_words() {
+        let ws = words("In the 20th century, 2,000 people and six of the first 3.5 m");
+        let f: Vec<Option<String>> = ws.iter().map(|w| w.figure.clone()).collect();
+        assert_eq!(f[2], Some("20".into()));
+        assert_eq!(f[4], Some("2000".into()));
+        assert_eq!(f[7], Some("6".into()));
+        assert_eq!(f[10], Some("1".into()));
+        assert_eq!(f[11], Some("3.5".into()));
+        let src = "The first ship sank in the 19th century. The second ship survived.";
+        assert!(grounding(src, "In the 19th century, the first ship sank.", false).unbound_figures.is_empty());
+        assert_eq!(
+            grounding(src, "The first ship survived the 19th century.", false).unbound_figures,
+            vec!["first (ship, survived)"]
+        );
+    }
+}
