@@ -202,3 +202,51 @@ fn cli_check_explain_run_and_errors() {
     let help = wrapflow(&["run", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
 }
+
+#[test]
+fn cli_judge_gives_each_pair_the_plans_verdict_and_its_grounding() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("judge.sql");
+    // A plan that rephrases (styles and gates) but has no embedder: the model-free gates judge.
+    let tok = dir.path().join("tokenizer.json");
+    wrapflow::operators::testkit::write_tiny_tokenizer(&tok).unwrap();
+    std::fs::write(
+        &plan,
+        format!(
+            "TOKENIZER '{}';\nCREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION 'x.jsonl';\nINPUT raw;\n\
+             CHUNK WITH (max_tokens = 64);\nREPHRASE WITH (model = 'unused', styles = 'medium');\nSINK 'out';",
+            tok.display()
+        ),
+    )
+    .unwrap();
+    let src = "The council will spend 12 million pounds on 2,000 new homes. The plan is not popular.";
+    let pairs = [
+        ("ok", "The council plans to build 2,000 new homes, costing 12 million pounds. The plan is not popular."),
+        (
+            "invented",
+            "The council will spend 12 million pounds on 2,000 new homes. Critics said the shoelace method of throwing balls failed.",
+        ),
+        ("flipped", "The plan is popular, the council said."),
+    ];
+    let lines: Vec<String> = pairs
+        .iter()
+        .map(|(id, out)| serde_json::json!({"pair": id, "style": "medium", "source": src, "rewrite": out}).to_string())
+        .collect();
+    let file = dir.path().join("pairs.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = wrapflow(&["judge", plan.to_str().unwrap(), "--pairs", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!((rows[0]["pair"].as_str(), rows[0]["accepted"].as_bool()), (Some("ok"), Some(true)), "{}", rows[0]);
+    assert!(rows[0]["grounding"]["coverage"].as_f64().unwrap() >= 0.6, "{}", rows[0]);
+    assert_eq!(rows[1]["accepted"], false);
+    assert!(rows[1]["reason"].as_str().unwrap().starts_with("coverage: 0.00 of \"Critics said"), "{}", rows[1]);
+    assert_eq!(rows[1]["grounding"]["weakest_missing"][2], "shoelace", "{}", rows[1]);
+    assert!(rows[2]["reason"].as_str().unwrap().starts_with("polarity: "), "{}", rows[2]);
+    // A style the plan lacks is an error that names the line.
+    std::fs::write(&file, lines[0].replace("medium", "poetic")).unwrap();
+    let out = wrapflow(&["judge", plan.to_str().unwrap(), "--pairs", file.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("pairs.jsonl:1: style \"poetic\""));
+}

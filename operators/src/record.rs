@@ -260,6 +260,22 @@ pub struct Synthetic {
     pub unsupported_sentences: u32,
     #[serde(default)]
     pub trimmed: bool,
+    /// The grounding checks (`stages::gates::grounding`): the least share of a claim's
+    /// content words found in its best source evidence, and the counts of unknown words,
+    /// unbound figures and names, claims joining names no source sentence joins, and claims of
+    /// flipped polarity (each 0 while its gate is on, but for `names`, off by default).
+    #[serde(default)]
+    pub coverage: f64,
+    #[serde(default)]
+    pub unknown_words: u32,
+    #[serde(default)]
+    pub unbound_figures: u32,
+    #[serde(default)]
+    pub unbound_names: u32,
+    #[serde(default)]
+    pub scattered_anchors: u32,
+    #[serde(default)]
+    pub flipped_polarity: u32,
 }
 
 impl ToBatch for Synthetic {
@@ -283,12 +299,19 @@ impl ToBatch for Synthetic {
             Field::new("new_entities", DataType::UInt32, false),
             Field::new("unsupported_sentences", DataType::UInt32, false),
             Field::new("trimmed", DataType::Boolean, false),
+            Field::new("coverage", DataType::Float64, false),
+            Field::new("unknown_words", DataType::UInt32, false),
+            Field::new("unbound_figures", DataType::UInt32, false),
+            Field::new("unbound_names", DataType::UInt32, false),
+            Field::new("scattered_anchors", DataType::UInt32, false),
+            Field::new("flipped_polarity", DataType::UInt32, false),
         ]);
         Arc::new(Schema::new(fields))
     }
 
     fn to_batch(rows: &[Self]) -> arrow::error::Result<RecordBatch> {
         let f64s = |f: fn(&Self) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
+        let u32s = |f: fn(&Self) -> u32| Arc::new(UInt32Array::from_iter_values(rows.iter().map(f))) as ArrayRef;
         let mut columns = row_columns(rows.iter().map(|r| row_head!(r, "synthetic", &r.style)));
         columns.extend([
             utf8(rows.iter().map(|r| r.model.as_str())),
@@ -308,6 +331,12 @@ impl ToBatch for Synthetic {
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.new_entities))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.unsupported_sentences))),
             Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.trimmed)))),
+            f64s(|r| r.coverage),
+            u32s(|r| r.unknown_words),
+            u32s(|r| r.unbound_figures),
+            u32s(|r| r.unbound_names),
+            u32s(|r| r.scattered_anchors),
+            u32s(|r| r.flipped_polarity),
         ]);
         RecordBatch::try_new(Self::schema(), columns)
     }

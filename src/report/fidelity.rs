@@ -40,6 +40,8 @@ pub fn style_stats(m: &MetricSet, style: &str) -> Option<StyleStats> {
         with_new_entities: m.counter(&format!("{p}with_new_entities")),
         with_unsupported_sentences: m.counter(&format!("{p}with_unsupported")),
         trimmed: m.counter(&format!("{p}trimmed")),
+        median_coverage: m.histogram(&format!("{p}coverage")).and_then(|h| h.quantile(0.5)),
+        p10_coverage: m.histogram(&format!("{p}coverage")).and_then(|h| h.quantile(0.1)),
     })
 }
 
@@ -77,6 +79,12 @@ pub struct StyleStats {
     pub with_unsupported_sentences: u64,
     #[serde(default)]
     pub trimmed: u64,
+    /// The least share of a claim's content words in its best source evidence (the grounding
+    /// `coverage`), over accepted rows: median and 10th percentile (to 0.005).
+    #[serde(default)]
+    pub median_coverage: Option<f64>,
+    #[serde(default)]
+    pub p10_coverage: Option<f64>,
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -84,7 +92,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// Columns of the per-style fidelity table (the CLI's and `report.html`'s).
-pub const HEADER: [&str; 11] = [
+pub const HEADER: [&str; 12] = [
     "style",
     "rows in",
     "accepted",
@@ -94,6 +102,7 @@ pub const HEADER: [&str; 11] = [
     "numbers ok",
     "names ok",
     "copy p50",
+    "cover p10",
     "FK grade",
     "rejected by reason",
 ];
@@ -115,6 +124,7 @@ pub fn row(name: &str, s: &StyleStats) -> Vec<String> {
         },
         if s.with_new_entities == 0 { "100%".into() } else { format!("{} rows new", s.with_new_entities) },
         opt(s.median_copy_share, 2),
+        opt(s.p10_coverage, 2),
         opt(s.mean_fk_grade, 1),
         reasons.join(", "),
     ]
@@ -135,9 +145,9 @@ pub fn table(styles: &BTreeMap<String, StyleStats>, order: &[String], real_fk: O
         t.add_row(row(name, &styles[name]));
     }
     if real_fk.is_some() {
-        let mut row = vec![String::new(); 11];
+        let mut row = vec![String::new(); HEADER.len()];
         row[0] = "(real)".into();
-        row[9] = opt(real_fk, 1);
+        row[HEADER.len() - 2] = opt(real_fk, 1);
         t.add_row(row);
     }
     t

@@ -150,8 +150,9 @@ fn sample_section(samples: &[Sample]) -> String {
     let mut s = String::from(
         "<h2>Samples</h2><p>Per style, accepted and rejected rows chosen by a hash of document, chunk and \
          style. Marked in the rephrasing: <mark class=\"copy\">word 5-grams copied verbatim from the \
-         source</mark>, <mark class=\"name\">names the source lacks</mark>, <mark class=\"unsupported\">sentences \
-         the support gate found no source sentence for</mark>.</p>\n",
+         source</mark>, <mark class=\"name\">names the source lacks</mark>, <mark class=\"unsupported\">the sentences \
+         a gate rejected</mark> (no supporting source sentence, too little of it in its best evidence, names \
+         joined that no source sentence joins, flipped polarity), the gate named in the reason.</p>\n",
     );
     let mut styles: Vec<&str> = samples.iter().map(|x| x.style.as_str()).collect();
     styles.sort();

@@ -92,6 +92,27 @@ async fn accepted(loc: &Location, shards: &[ShardInfo]) -> anyhow::Result<Vec<Sa
     Ok(pick(all))
 }
 
+/// The sentences a rejected row's reason is about, to mark in its sample: those without
+/// support, and the claims a grounding gate failed on.
+fn marked(gates: &serde_json::Value, reason: &str) -> Vec<String> {
+    let list = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    let g = &gates["grounding"];
+    let mut out = list(&gates["unsupported_sentences"]);
+    if reason.starts_with("coverage")
+        && let Some(c) = g["weakest_claim"].as_str()
+    {
+        out.push(c.to_string());
+    }
+    for (gate, key) in [("anchors", "scattered_anchors"), ("polarity", "flipped_polarity")] {
+        if reason.starts_with(gate) {
+            out.extend(list(&g[key]));
+        }
+    }
+    out
+}
+
 async fn rejected(loc: &Location, shards: &[ShardInfo]) -> anyhow::Result<Vec<Sample>> {
     let mut all = Vec::new();
     for s in shards.iter().take(SHARDS) {
@@ -100,10 +121,7 @@ async fn rejected(loc: &Location, shards: &[ShardInfo]) -> anyhow::Result<Vec<Sa
             let r: wrapflow_operators::Reject = serde_json::from_str(line)?;
             if r.stage == "gate" {
                 let scores: serde_json::Value = serde_json::from_str(&r.scores).unwrap_or_default();
-                let unsupported = scores["gates"]["unsupported_sentences"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-                    .unwrap_or_default();
+                let unsupported = marked(&scores["gates"], &r.reason);
                 let (style, doc_id, chunk_index, text) = (r.style, r.doc_id, r.chunk_index, r.snippet);
                 all.push(Sample {
                     style,

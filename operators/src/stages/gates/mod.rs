@@ -93,6 +93,12 @@ impl GateStageConfig {
                     new_entities: scores.new_entities.len() as u32,
                     unsupported_sentences: scores.unsupported_sentences.len() as u32,
                     trimmed: scores.trimmed_sentence.is_some(),
+                    coverage: scores.grounding.coverage,
+                    unknown_words: scores.grounding.unknown_words.len() as u32,
+                    unbound_figures: scores.grounding.unbound_figures.len() as u32,
+                    unbound_names: scores.grounding.unbound_names.len() as u32,
+                    scattered_anchors: scores.grounding.scattered_anchors.len() as u32,
+                    flipped_polarity: scores.grounding.flipped_polarity.len() as u32,
                     text,
                 })
             }
@@ -227,6 +233,7 @@ fn count(m: &mut MetricSet, judged: &Result<Synthetic, Reject>, cos: f64) {
                 *m.counters.entry(format!("{p}{name}")).or_default() += 1;
             }
             hist(m, format!("{p}copy_share"), 1.0, COSINE_BINS).add(s.copy_share);
+            hist(m, format!("{p}coverage"), 1.0, COSINE_BINS).add(s.coverage);
             hist(m, format!("{p}cosine"), 1.0, COSINE_BINS).add(s.cosine);
             hist(m, format!("{p}length"), LENGTH_HI, LENGTH_BINS).add(s.n_tokens as f64);
         }
