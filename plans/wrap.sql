@@ -30,6 +30,7 @@ PARAM batch      DEFAULT 32;                                 -- sequences decode
 PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compatible server to rephrase on
 PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name there
 PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
+PARAM coverage   DEFAULT 0.6;                                -- least share of a claim's words in its source evidence
 
 TOKENIZER '${model}/tokenizer.json';
 
@@ -66,8 +67,9 @@ REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}
                no_repeat_ngram = 6,
                retries = ${retries}, retry_temperature = 0.7);
 -- Meaning: a rewrite's MiniLM cosine to its chunk must reach 0.75 (qa sets its own 0.70: Q&As
--- reword more); with retries, an answer below it is asked for again.
-GATES WITH (embedder = '${embedder}', min_cosine = 0.75);
+-- reword more); with retries, an answer below it is asked for again. Coverage: each claim's
+-- content words must be at least this share in its best source evidence (grounding gates).
+GATES WITH (embedder = '${embedder}', min_cosine = 0.75, min_coverage = ${coverage});
 
 SINK '${output}' WITH (format = 'parquet');
 
