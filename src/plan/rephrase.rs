@@ -56,6 +56,9 @@ pub struct RephraseSpec {
     /// Constrained decoding: mid-sentence, only capitalised words of the chunk may be written
     /// (styles with the entity gate on).
     pub constrain_names: bool,
+    /// Constrained decoding: with the name guard, every word the model starts begins a word of
+    /// the chunk, a function word or a format word (off by default).
+    pub constrain_vocabulary: bool,
     /// Constrained decoding: no copying of the worked examples' token n-grams that the chunk
     /// lacks (styles with the leak gate on).
     pub constrain_leaks: bool,
@@ -99,6 +102,7 @@ impl Default for RephraseSpec {
             retry_temperature: d.retry_temperature,
             constrain_numbers: d.constrain_numbers,
             constrain_names: d.constrain_names,
+            constrain_vocabulary: d.constrain_vocabulary,
             constrain_leaks: d.constrain_leaks,
             constrain_format: d.constrain_format,
             prefix_cache_mb: d.generation.prefix_cache_mb,
@@ -132,6 +136,7 @@ impl RephraseSpec {
             retry_gates: gates.clone(),
             constrain_numbers: self.constrain_numbers,
             constrain_names: self.constrain_names,
+            constrain_vocabulary: self.constrain_vocabulary,
             constrain_leaks: self.constrain_leaks,
             constrain_format: self.constrain_format,
             styles: Vec::new(),

@@ -163,6 +163,9 @@ pub struct TokenTable {
     with_digit: Vec<u32>,
     /// Tokens with an upper-case letter: the only ones that can start a name.
     with_upper: Vec<u32>,
+    /// Tokens that start a word (whitespace, then a letter): the only ones the vocabulary guard
+    /// checks.
+    word_starts: Vec<u32>,
     /// Tokens that are one number word (" six", "Twenty"): the only ones that can write a
     /// number in words.
     number_words: Vec<u32>,
@@ -187,6 +190,10 @@ impl<'a> NameCheck<'a> {
     }
 
     fn allows(&self, t: &str) -> bool {
+        self.guard.vocabulary_allows(t) && self.allows_name(t)
+    }
+
+    fn allows_name(&self, t: &str) -> bool {
         let upper = t.chars().any(char::is_uppercase);
         match self.closes_ok {
             Some(closes_ok) if !(t.starts_with(word_char) || upper) => closes_ok,
@@ -205,7 +212,10 @@ impl TokenTable {
         let numeric = (0..text.len() as u32).filter(|&i| is_numeric[i as usize]).collect();
         let with_upper = (0..text.len() as u32).filter(|&i| text[i as usize].chars().any(char::is_uppercase)).collect();
         let number_words = (0..text.len() as u32).filter(|&i| token_number(&text[i as usize]).is_some()).collect();
-        TokenTable { text, numeric, is_numeric, with_digit, with_upper, number_words }
+        let word_starts = (0..text.len() as u32)
+            .filter(|&i| text[i as usize].strip_prefix(' ').is_some_and(|r| r.starts_with(char::is_alphabetic)))
+            .collect();
+        TokenTable { text, numeric, is_numeric, with_digit, with_upper, word_starts, number_words }
     }
 
     /// Masks every token of `logits` that `guard` forbids after `line` (see [`NameGuard`]).
@@ -227,9 +237,15 @@ impl TokenTable {
                 forbid(id, !check.allows(&self.text[id]), logits);
             }
         } else {
-            // Elsewhere only tokens with a capital can start a name.
+            // Elsewhere only tokens with a capital can start a name, and only tokens that start a
+            // word can leave the vocabulary.
             for &id in &self.with_upper {
                 forbid(id as usize, !check.allows(&self.text[id as usize]), logits);
+            }
+            if guard.guards_vocabulary() {
+                for &id in &self.word_starts {
+                    forbid(id as usize, !check.allows(&self.text[id as usize]), logits);
+                }
             }
         }
         if !logits.iter().any(|x| x.is_finite()) {
@@ -310,6 +326,39 @@ mod tests {
     use super::*;
 
     const SRC: &str = "Sales rose 2.5% to $1,200m in 2004, against 133,000 a year earlier.";
+
+    #[test]
+    fn the_vocabulary_guard_masks_every_word_start_outside_the_source_and_nothing_else() {
+        let tok = crate::testkit::tiny_tokenizer();
+        let n = tok.get_vocab_size(true);
+        let table = TokenTable::new(&tok, n);
+        let src = "The council met to discuss the roads.";
+        let guard = NameGuard::new(src, &[]).with_vocabulary(src);
+        let mut logits = vec![0.0f32; n];
+        assert!(table.mask_names(&guard, "The council ", &mut logits));
+        let allowed = |t: &str| (0..n).any(|i| table.text[i] == t && logits[i].is_finite());
+        for t in table.word_starts.iter().map(|&i| table.text[i as usize].as_str()) {
+            let head: String = t[1..].chars().take_while(|c| c.is_alphabetic()).collect::<String>().to_lowercase();
+            let ok = ["the", "council", "met", "to", "discuss", "roads", "road"].iter().any(|w| w.starts_with(&head))
+                || crate::engine::words::FUNCTION_WORDS.iter().any(|w| w.starts_with(&head));
+            assert_eq!(allowed(t), ok, "{t:?}");
+        }
+        assert!(table.word_starts.len() > 20 && allowed(" roads") == allowed(" road"), "a real test");
+        // Tokens that do not start a word stay, and without the vocabulary nothing lower case goes.
+        assert!(
+            (0..n)
+                .filter(|&i| !table.text[i].starts_with(' '))
+                .all(|i| logits[i].is_finite() || table.text[i].chars().any(char::is_uppercase))
+        );
+        let mut plain = vec![0.0f32; n];
+        assert!(table.mask_names(&NameGuard::new(src, &[]), "The council ", &mut plain));
+        assert!(
+            table
+                .word_starts
+                .iter()
+                .all(|&i| plain[i as usize].is_finite() || table.text[i as usize].chars().any(char::is_uppercase))
+        );
+    }
 
     #[test]
     fn numbers_of_the_source_and_their_prefixes_pass() {

@@ -17,6 +17,7 @@ pub mod remote;
 mod row;
 pub mod runtime;
 pub mod sample;
+pub mod words;
 
 pub use backend::{Answer, Backend, Lineage, LocalBackend, Request};
 pub use constrain::{NumberGuard, TokenTable, number_forms};

@@ -89,6 +89,9 @@ pub struct NameGuard {
     exact: Vec<String>,
     /// The style's format words, allowed besides [`NOT_NAMES`] (e.g. [`QA_LABELS`]).
     allowed: Vec<String>,
+    /// With the vocabulary guard, what any word (not only a name) must begin: the source's
+    /// words in lower case, their stems, the function words and the format words, sorted.
+    vocabulary: Option<Vec<String>>,
 }
 
 impl NameGuard {
@@ -105,7 +108,48 @@ impl NameGuard {
         let mut exact: Vec<String> = words.iter().map(|w| base(w).to_string()).collect();
         exact.sort();
         exact.dedup();
-        NameGuard { prefixes, whole, exact, allowed: allow.iter().map(|w| w.to_string()).collect() }
+        NameGuard { prefixes, whole, exact, allowed: allow.iter().map(|w| w.to_string()).collect(), vocabulary: None }
+    }
+
+    /// The same guard that also keeps every word the model starts to the source's words (in
+    /// any inflection that shares their stem's spelling), the function words and the style's
+    /// format words: a small model's invented details ("the shoelace method") are words its
+    /// source lacks. A token that starts a word (a space, then letters) must begin one of them;
+    /// the rest of a word is not checked.
+    pub fn with_vocabulary(mut self, source: &str) -> Self {
+        let mut v: Vec<String> = source
+            .split(|c: char| !word_char(c))
+            .filter(|w| !w.is_empty())
+            .flat_map(|w| {
+                let lower = base(w).to_lowercase();
+                [crate::engine::words::content_stem(&lower), lower]
+            })
+            .chain(crate::engine::words::FUNCTION_WORDS.iter().map(|w| w.to_string()))
+            .chain(self.allowed.iter().map(|w| w.to_lowercase()))
+            .chain(NOT_NAMES.iter().map(|w| w.to_lowercase()))
+            .collect();
+        v.sort();
+        v.dedup();
+        self.vocabulary = Some(v);
+        self
+    }
+
+    /// Whether the guard keeps words to a vocabulary ([`NameGuard::with_vocabulary`]).
+    pub fn guards_vocabulary(&self) -> bool {
+        self.vocabulary.is_some()
+    }
+
+    /// Whether a token may be written as far as the vocabulary goes: one that starts a word
+    /// (whitespace, then a letter) must begin a word of the vocabulary.
+    pub fn vocabulary_allows(&self, token: &str) -> bool {
+        let Some(v) = &self.vocabulary else { return true };
+        let rest = token.trim_start_matches(' ');
+        if rest.len() == token.len() || !rest.starts_with(char::is_alphabetic) {
+            return true;
+        }
+        let head: String = rest.chars().take_while(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect();
+        let i = v.partition_point(|w| w.as_str() < head.as_str());
+        v.get(i).is_some_and(|w| w.starts_with(&head))
     }
 
     /// The style's format words this guard allows.
@@ -206,6 +250,33 @@ mod tests {
         );
         assert!(plain.allows("Answer: ", "Krebs") && plain.allows("and ", "I"), "labels and the pronoun still pass");
         assert_eq!(qa.allowed(), QA_LABELS);
+    }
+
+    #[test]
+    fn the_vocabulary_guard_keeps_word_starts_to_the_source_and_function_words() {
+        let g = NameGuard::new(SRC, &QA_LABELS);
+        assert!(g.vocabulary_allows(" shoelace") && !g.guards_vocabulary(), "off unless asked for");
+        let g = g.with_vocabulary(SRC);
+        assert!(g.guards_vocabulary());
+        for ok in [
+            " cycle",
+            " cyc",
+            " Sheffield",
+            " found",
+            " grant",
+            " the",
+            " because",
+            " Answer",
+            " grants",
+            "lace",
+            ".",
+            " 1937",
+        ] {
+            assert!(g.vocabulary_allows(ok), "{ok:?}");
+        }
+        for no in [" shoelace", " ball", " method", " Watson", " finding"] {
+            assert!(!g.vocabulary_allows(no), "{no:?}");
+        }
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub struct RephraseConfig {
     /// Constrained decoding: mid-sentence, the model may only write capitalised words of its
     /// chunk (see [`crate::engine::NameGuard`]), for styles whose entity gate is on.
     pub constrain_names: bool,
+    /// Constrained decoding: with the name guard, every word the model starts must begin a word
+    /// of its chunk (any inflection sharing the stem's spelling), a function word or a format
+    /// word (see [`crate::engine::NameGuard::with_vocabulary`]). Off by default: measured on the
+    /// yardstick (`benchmarks/RESULTS.md`).
+    pub constrain_vocabulary: bool,
     /// Constrained decoding: the model may not copy token n-grams of the style's worked examples
     /// that its chunk lacks (see [`crate::engine::LeakGuard`]), for styles whose leak gate is on.
     pub constrain_leaks: bool,
@@ -87,6 +92,7 @@ impl Default for RephraseConfig {
             retry_gates: GateConfig::default(),
             constrain_numbers: true,
             constrain_names: true,
+            constrain_vocabulary: false,
             constrain_leaks: true,
             constrain_format: true,
             styles: Vec::new(),
@@ -355,7 +361,10 @@ fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseCon
         min_new_tokens: (style.min_length * n) as usize,
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
         numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(chunk))),
-        names: guards_names(style, cfg).then(|| Arc::new(NameGuard::new(chunk, format_words(style.qa_format)))),
+        names: guards_names(style, cfg).then(|| {
+            let guard = NameGuard::new(chunk, format_words(style.qa_format));
+            Arc::new(if cfg.constrain_vocabulary { guard.with_vocabulary(chunk) } else { guard })
+        }),
         qa_format: style.qa_format && cfg.constrain_format && style.gate_on("format"),
         examples: if cfg.constrain_leaks && style.gate_on("leak") {
             style.examples.iter().flat_map(|e| [e.chunk.clone(), e.answer.clone()]).collect()

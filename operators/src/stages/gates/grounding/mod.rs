@@ -28,9 +28,9 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::sync::LazyLock;
 
-use rust_stemmers::{Algorithm, Stemmer};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::words::{FUNCTION_WORDS, content_stem};
 use crate::stages::gates::faith::sentences;
 
 mod bind;
@@ -44,163 +44,6 @@ static LEXICON: LazyLock<HashSet<String>> = LazyLock::new(|| {
         .expect("the embedded word list is gzip of UTF-8");
     text.lines().map(str::to_string).collect()
 });
-
-static STEMMER: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
-
-/// Words that carry no content of their own: they neither need evidence nor count as it.
-const FUNCTION_WORDS: &[&str] = &[
-    "a",
-    "about",
-    "above",
-    "after",
-    "again",
-    "against",
-    "all",
-    "also",
-    "am",
-    "an",
-    "and",
-    "any",
-    "are",
-    "as",
-    "at",
-    "be",
-    "because",
-    "been",
-    "before",
-    "being",
-    "below",
-    "between",
-    "both",
-    "but",
-    "by",
-    "can",
-    "could",
-    "did",
-    "do",
-    "does",
-    "doing",
-    "down",
-    "during",
-    "each",
-    "either",
-    "even",
-    "ever",
-    "every",
-    "few",
-    "for",
-    "from",
-    "further",
-    "had",
-    "has",
-    "have",
-    "having",
-    "he",
-    "her",
-    "here",
-    "hers",
-    "herself",
-    "him",
-    "himself",
-    "his",
-    "how",
-    "however",
-    "i",
-    "if",
-    "in",
-    "into",
-    "is",
-    "it",
-    "its",
-    "itself",
-    "just",
-    "may",
-    "me",
-    "might",
-    "more",
-    "most",
-    "much",
-    "must",
-    "my",
-    "myself",
-    "no",
-    "nor",
-    "not",
-    "now",
-    "of",
-    "off",
-    "on",
-    "once",
-    "one",
-    "only",
-    "or",
-    "other",
-    "our",
-    "ours",
-    "out",
-    "over",
-    "own",
-    "same",
-    "shall",
-    "she",
-    "should",
-    "so",
-    "some",
-    "such",
-    "than",
-    "that",
-    "the",
-    "their",
-    "theirs",
-    "them",
-    "themselves",
-    "then",
-    "there",
-    "these",
-    "they",
-    "this",
-    "those",
-    "through",
-    "thus",
-    "to",
-    "too",
-    "under",
-    "until",
-    "up",
-    "upon",
-    "very",
-    "was",
-    "we",
-    "were",
-    "what",
-    "when",
-    "where",
-    "whether",
-    "which",
-    "while",
-    "who",
-    "whom",
-    "whose",
-    "why",
-    "will",
-    "with",
-    "within",
-    "would",
-    "yet",
-    "you",
-    "your",
-    "yours",
-    "many",
-    "several",
-    "well",
-    "still",
-    "though",
-    "although",
-    "since",
-    "like",
-    "via",
-    "per",
-];
 
 /// Words that negate what their clause says.
 const NEGATORS: [&str; 11] =
@@ -267,10 +110,6 @@ impl Word {
     }
 }
 
-fn stem(lower: &str) -> String {
-    STEMMER.stem(lower).into_owned()
-}
-
 fn figure(lower: &str) -> Option<String> {
     let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.') {
@@ -309,7 +148,7 @@ fn words(claim: &str) -> Vec<Word> {
                 let capital = raw.chars().next().is_some_and(char::is_uppercase);
                 let acronym = raw.chars().filter(|c| c.is_uppercase()).count() >= 2;
                 out.push(Word {
-                    stem: stem(&lower),
+                    stem: content_stem(&lower),
                     figure: figure(&lower),
                     name: acronym || (capital && !first),
                     clause_end: false,
