@@ -249,4 +249,11 @@ fn cli_judge_gives_each_pair_the_plans_verdict_and_its_grounding() {
     std::fs::write(&file, lines[0].replace("medium", "poetic")).unwrap();
     let out = wrapflow(&["judge", plan.to_str().unwrap(), "--pairs", file.to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("pairs.jsonl:1: style \"poetic\""));
+    // So is a pair without its rewrite.
+    std::fs::write(&file, format!("{}\n{}", lines[0], lines[1].replace("\"rewrite\"", "\"output\""))).unwrap();
+    let out = wrapflow(&["judge", plan.to_str().unwrap(), "--pairs", file.to_str().unwrap()]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("pairs.jsonl:2: no string field \"rewrite\"")
+    );
 }

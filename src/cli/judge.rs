@@ -34,8 +34,10 @@ pub fn run(plan: &PlanArgs, pairs: &str) -> anyhow::Result<()> {
         }
         let v: serde_json::Value =
             serde_json::from_str(&line).with_context(|| format!("{pairs}:{}: not JSON", n + 1))?;
-        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
-        let (source, rewrite, style) = (field("source"), field("rewrite"), field("style"));
+        let field = |k: &str| {
+            v.get(k).and_then(|x| x.as_str()).with_context(|| format!("{pairs}:{}: no string field {k:?}", n + 1))
+        };
+        let (source, rewrite, style) = (field("source")?, field("rewrite")?, field("style")?);
         let Some(st) = p.styles.iter().find(|s| s.name == style) else {
             bail!("{pairs}:{}: style {style:?} is not one of the plan's", n + 1);
         };

@@ -12,7 +12,7 @@ use crate::engine::constrain::COUNTER_LABELS;
 use crate::engine::number_forms;
 use crate::engine::number_words::word_numbers;
 use crate::stages::gates::faith::{copy_share, format_words, new_entities, ngrams};
-use crate::stages::gates::grounding::{Grounding, grounding};
+use crate::stages::gates::grounding::{Grounding, grounding, grounding_reason};
 use crate::stages::gates::qa::{qa_pairs, qa_repetition, unanswered};
 use crate::stages::styles::{Example, Style};
 
@@ -352,35 +352,6 @@ pub fn check_only(
     match reason {
         None => Verdict::Accept { text, scores },
         Some(reason) => Verdict::Reject { reason, scores },
-    }
-}
-
-/// The first grounding gate that `g` fails, as a reject reason.
-fn grounding_reason(g: &Grounding, cfg: &GateConfig, on: &dyn Fn(&str) -> bool) -> Option<String> {
-    let first = |v: &[String]| v.first().cloned().unwrap_or_default();
-    if on("words") && g.unknown_words.len() > cfg.max_unknown_words {
-        Some(format!("unknown words: {} (neither the source's nor English)", g.unknown_words.join(", ")))
-    } else if on("coverage") && g.coverage < cfg.min_coverage {
-        Some(format!(
-            "coverage: {:.2} of \"{}\" is in its best source evidence (min {}); not there: {}",
-            g.coverage,
-            g.weakest_claim,
-            cfg.min_coverage,
-            g.weakest_missing.join(", ")
-        ))
-    } else if cfg.bind_figures && on("figures") && !g.unbound_figures.is_empty() {
-        Some(format!("figures: {} stand beside other words in the source", g.unbound_figures.join("; ")))
-    } else if cfg.bind_names && on("names") && !g.unbound_names.is_empty() {
-        Some(format!("names: {} stand beside other words in the source", g.unbound_names.join("; ")))
-    } else if cfg.bind_anchors && on("anchors") && !g.scattered_anchors.is_empty() {
-        Some(format!("anchors: \"{}\" joins names or figures no source sentence joins", first(&g.scattered_anchors)))
-    } else if cfg.polarity && on("polarity") && !g.flipped_polarity.is_empty() {
-        Some(format!(
-            "polarity: \"{}\" negates where its source does not, or the other way",
-            first(&g.flipped_polarity)
-        ))
-    } else {
-        None
     }
 }
 
