@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use anyhow::{Context, bail};
 use wrapflow_operators::engine::{Embedder, SessionConfig, cosine};
-use wrapflow_operators::stages::gates::{Verdict, grounding, strip_chatter};
+use wrapflow_operators::stages::gates::{Verdict, strip_chatter};
 
 use crate::cli::{PlanArgs, out};
 use crate::plan::Plan;
@@ -16,7 +16,7 @@ use crate::plan::Plan;
 /// Reads JSON lines with `source`, `rewrite` and `style` (and any `pair` id, echoed back), and
 /// prints for each `{"pair", "style", "accepted", "reason", "text", "cosine", "gates",
 /// "grounding"}`: the plan's verdict (its styles, its `GATES`, its embedder) and the grounding
-/// scores, whether or not a gate reads them.
+/// scores the gates measured (of the kept text when accepted), whether or not a gate reads them.
 pub fn run(plan: &PlanArgs, pairs: &str) -> anyhow::Result<()> {
     let p = Plan::load(&plan.plan, &plan.sets)?;
     let embedder = match p.gates.embedder.as_str() {
@@ -53,9 +53,8 @@ pub fn run(plan: &PlanArgs, pairs: &str) -> anyhow::Result<()> {
             Verdict::Accept { text, scores } => (true, String::new(), text, scores),
             Verdict::Reject { reason, scores } => (false, reason, String::new(), scores),
         };
-        let g = grounding(source, if accepted { &text } else { rewrite }, st.qa_format);
         let row = serde_json::json!({"pair": v.get("pair"), "style": style, "accepted": accepted, "reason": reason,
-            "text": text, "cosine": cos.is_finite().then_some(cos), "gates": scores, "grounding": g});
+            "text": text, "cosine": cos.is_finite().then_some(cos), "grounding": &scores.grounding, "gates": scores});
         out(format!("{row}\n"));
     }
     Ok(())
