@@ -64,7 +64,7 @@ fn words(text: &str) -> Vec<(&str, bool)> {
 }
 
 /// Where a leading Question/Answer label (with its colon) ends.
-fn label_end(s: &str) -> Option<usize> {
+pub(super) fn label_end(s: &str) -> Option<usize> {
     let head: String = s.chars().take(24).collect();
     let colon = head.find(':')?;
     let label = head[..colon].trim_matches(|c: char| c == '*' || c.is_whitespace());

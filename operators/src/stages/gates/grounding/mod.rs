@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::words::{FUNCTION_WORDS, content_stem};
 use crate::stages::gates::GateConfig;
-use crate::stages::gates::faith::sentences;
+use crate::stages::gates::faith::{label_end, sentences};
 
 mod bind;
 use bind::{flipped, unbound};
@@ -177,9 +177,10 @@ fn claims(text: &str, qa: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut open_question = false;
     for s in sentences(text) {
-        let (label, body) = match s.split_once(':') {
-            Some((l, b)) if l.len() < 24 && is_label(l) => (Some(l), b.trim()),
-            _ => (None, s),
+        // The Q&A label, as the other gates read it ([`label_end`]).
+        let (label, body) = match label_end(s) {
+            Some(e) => (Some(&s[..e]), s[e..].trim()),
+            None => (None, s),
         };
         let body = body.trim_matches(['*', ' ']);
         let answer = label.is_some_and(|l| l.trim_matches(['*', ' ']).to_lowercase().starts_with('a'));
@@ -194,11 +195,6 @@ fn claims(text: &str, qa: bool) -> Vec<String> {
     }
     out.retain(|c| c.chars().any(char::is_alphanumeric));
     out
-}
-
-fn is_label(l: &str) -> bool {
-    let l = l.trim_matches(['*', ' ']).trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ');
-    matches!(l.to_lowercase().as_str(), "q" | "a" | "question" | "answer")
 }
 
 /// A source sentence as evidence: its content stems, figures and names (stems), and polarity.
@@ -234,8 +230,8 @@ fn negates(w: &Word) -> bool {
     NEGATORS.contains(&w.lower.as_str()) || w.lower.ends_with("n't")
 }
 
-/// Whether a word is English or the source's: the source's stems, the word list, or a
-/// hyphen-free compound of two listed words.
+/// Whether a word is English or the source's: a share of the source's stems, or in the word
+/// list (words with a digit or other non-letters, and words under 3 letters, are not judged).
 fn known(w: &Word, source: &HashSet<String>) -> bool {
     let alpha = w.lower.chars().all(|c| c.is_alphabetic());
     !alpha || w.lower.chars().count() < 3 || source.contains(&w.stem) || LEXICON.contains(&w.lower)
@@ -249,8 +245,7 @@ pub fn grounding(source: &str, output: &str, qa: bool) -> Grounding {
     let mut windows: Vec<&Evidence> = singles.iter().collect();
     let pairs: Vec<Evidence> = singles.windows(2).map(|p| Evidence::union(&p[0], &p[1])).collect();
     windows.extend(&pairs);
-    let all = src_sentences.iter().flatten();
-    let src_stems: HashSet<String> = all.clone().map(|w| w.stem.clone()).collect();
+    let src_stems: HashSet<String> = src_sentences.iter().flatten().map(|w| w.stem.clone()).collect();
     let mut g = Grounding { coverage: 1.0, ..Default::default() };
     let mut novel = HashSet::new();
     for claim in claims(output, qa) {
