@@ -76,8 +76,8 @@ SINK '${output}' WITH (format = 'parquet');
 -- 1:1 real:synthetic by tokens, styles equally weighted; a short synthetic side is replayed
 -- (at most twice in all) rather than cutting the real text.
 MIX wrap WITH (ratio = '1:1', shortfall = 'repeat', max_epochs = 2, seed = ${seed});
--- The same mixture as token shards for a trainer: SmolLM2's tokenizer, EOS after each document.
-MIX wrap_tokens WITH (ratio = '1:1', shortfall = 'repeat', max_epochs = 2, seed = ${seed}, format = 'tokens',
+-- The same mixture as Megatron-LM token shards (.bin/.idx): SmolLM2's tokenizer, EOS after each document.
+MIX wrap_tokens WITH (ratio = '1:1', shortfall = 'repeat', max_epochs = 2, seed = ${seed}, format = 'megatron',
                       tokenizer = '${model}/tokenizer.json', unit = 'document');
 -- A curriculum: easy → medium → hard → qa, then the real text; shards sort in training order.
 MIX curriculum WITH (stage = 'CASE WHEN kind = ''real'' THEN ''real'' ELSE style END',

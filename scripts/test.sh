@@ -9,10 +9,21 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex, jinja2' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex, jinja2, datasets, prometheus_client' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
-    'openai==3.57.0' 'gguf==0.19.0' 'regex' 'jinja2'
+    'openai==3.57.0' 'gguf==0.19.0' 'regex' 'jinja2' 'datasets==5.2.0' 'prometheus-client==0.26.0'
 fi
+# Megatron-core's own indexed-dataset code reads and writes the token shards in tests/tokens.rs.
+# Only its files are taken from the wheel: it needs torch for one base class, which
+# tests/fixtures/megatron_indexed.py stubs.
+MEGATRON=.cache/megatron-core
+if [ ! -s "$MEGATRON/megatron/core/datasets/indexed_dataset.py" ]; then
+  WHEEL_DIR=.cache/wheels/megatron-core
+  "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version 3.11 -d "$WHEEL_DIR" 'megatron-core==0.16.1'
+  "$VENV/bin/python" -m zipfile -e "$WHEEL_DIR"/megatron_core-0.16.1-*.whl "$MEGATRON"
+fi
+export WRAPFLOW_TEST_MEGATRON="$PWD/$MEGATRON"
 # Debian's Chromium, the real browser that loads report.html in tests/wrap.rs.
 if ! command -v chromium >/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

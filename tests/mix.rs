@@ -362,12 +362,12 @@ fn shards_are_written_while_the_input_streams() {
 }
 
 #[test]
-fn token_shards_round_trip_through_the_library_and_numpy() {
+fn megatron_shards_round_trip_through_the_library_and_numpy() {
     let dir = tempfile::TempDir::new().unwrap();
     let tok = common::tokenizer(dir.path());
     let m = mixture(
         "tok",
-        &[("format", "tokens"), ("tokenizer", tok.to_str().unwrap()), ("shard_tokens", "6000"), ("ratio", "1:1")],
+        &[("format", "megatron"), ("tokenizer", tok.to_str().unwrap()), ("shard_tokens", "6000"), ("ratio", "1:1")],
     );
     let epochs = corpus(300, 1);
     let (events, _) = run_mix(&epochs, vec![m], &dir.path().join("out"), 2);
@@ -386,7 +386,6 @@ fn token_shards_round_trip_through_the_library_and_numpy() {
         let shard =
             TokenShard::parse(&std::fs::read(idx.with_extension("bin")).unwrap(), &std::fs::read(&idx).unwrap())
                 .unwrap();
-        assert_eq!(shard.eos, eos);
         let meta = read_meta(&PathBuf::from(format!("{}.meta.parquet", idx.with_extension("").display())));
         assert_eq!(meta.len(), shard.docs());
         for (i, (doc, chunk, kind, style, tokens)) in meta.iter().enumerate() {
@@ -400,6 +399,7 @@ fn token_shards_round_trip_through_the_library_and_numpy() {
         }
     }
     assert_eq!(total, s.tokens);
+    assert_eq!(s.eos_id, Some(eos), "the summary names the EOS id the index does not hold");
     assert!((real as f64 / total as f64 - 0.5).abs() < 0.01);
 
     let python = std::env::var("WRAPFLOW_TEST_PYTHON").expect("WRAPFLOW_TEST_PYTHON is not set: run scripts/test.sh");
@@ -407,16 +407,21 @@ fn token_shards_round_trip_through_the_library_and_numpy() {
 import glob, sys
 import numpy as np, pyarrow.parquet as pq
 real = total = 0
+eos = int(sys.argv[2])
 for idx in sorted(glob.glob(sys.argv[1] + "/*.idx")):
     base = idx[:-4]
     raw = open(idx, "rb").read()
-    assert raw[:8] == b"WFTOKIDX"
-    width = int(np.frombuffer(raw, "<u4", 1, 12)[0])
-    eos = int(np.frombuffer(raw, "<u4", 1, 16)[0])
-    docs = int(np.frombuffer(raw, "<u8", 1, 24)[0])
-    off = np.frombuffer(raw, "<u8", docs + 1, 32)
-    ids = np.memmap(base + ".bin", dtype="<u2" if width == 2 else "<u4", mode="r")
-    assert len(ids) == off[-1]
+    # Megatron's MMIDIDX layout: header, version, dtype code, counts, lengths, pointers, documents.
+    assert raw[:9] == b"MMIDIDX\x00\x00" and int(np.frombuffer(raw, "<u8", 1, 9)[0]) == 1
+    dtype = {8: "<u2", 4: "<i4"}[raw[17]]
+    seqs, docs = (int(x) for x in np.frombuffer(raw, "<u8", 2, 18))
+    lengths = np.frombuffer(raw, "<i4", seqs, 34)
+    pointers = np.frombuffer(raw, "<i8", seqs, 34 + 4 * seqs)
+    assert docs == seqs + 1 and (np.frombuffer(raw, "<i8", docs, 34 + 12 * seqs) == np.arange(docs)).all()
+    assert len(raw) == 34 + 12 * seqs + 8 * docs
+    ids = np.memmap(base + ".bin", dtype=dtype, mode="r")
+    off = np.concatenate([[0], np.cumsum(lengths)])
+    assert (pointers == off[:-1] * ids.itemsize).all() and len(ids) == off[-1]
     assert (ids[off[1:] - 1] == eos).all()
     meta = pq.read_table(base + ".meta.parquet").to_pydict()
     assert (np.diff(off) == np.array(meta["tokens"])).all()
@@ -425,7 +430,8 @@ for idx in sorted(glob.glob(sys.argv[1] + "/*.idx")):
         real += t if k == "real" else 0
 print(real / total)
 "#;
-    let out = std::process::Command::new(python).arg("-c").arg(script).arg(&dirp).output().unwrap();
+    let out =
+        std::process::Command::new(python).arg("-c").arg(script).arg(&dirp).arg(eos.to_string()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let share: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!((share - 0.5).abs() < 0.01, "numpy reads a real share of {share}");

@@ -2,6 +2,8 @@
 //! the MiniLM embedder: fan-out, rephrase, gates, lineage, rejects, 1 and 2 workers. Run by
 //! `scripts/test.sh` (ONNX Runtime, WRAPFLOW_TEST_MINILM).
 
+#[path = "wrap/card.rs"]
+mod card;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

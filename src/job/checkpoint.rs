@@ -81,6 +81,20 @@ pub async fn put(out: &Location, rel: &str, data: Vec<u8>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Writes `manifest.json` and, with `card`, the dataset card made from it (`README.md`).
+pub async fn put_manifest(
+    out: &Location,
+    manifest: &crate::report::manifest::Manifest,
+    card: bool,
+) -> anyhow::Result<()> {
+    use crate::report::card::{CARD, Origin, card as card_of};
+    put(out, "manifest.json", serde_json::to_vec_pretty(manifest)?).await?;
+    if card {
+        put(out, CARD, card_of(manifest, &Origin::Run).into_bytes()).await?;
+    }
+    Ok(())
+}
+
 pub async fn get(out: &Location, rel: &str) -> anyhow::Result<Vec<u8>> {
     let got = out.store.get(&out.child(rel)).await.with_context(|| format!("reading {}/{rel}", out.url))?;
     Ok(got.bytes().await.with_context(|| format!("reading {}/{rel}", out.url))?.to_vec())

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     /// Inputs the coordinator saw change after they were read, when the job stopped: those
     /// found since the last checkpoint belong in the stopped job's manifest too.
     pub changed_at_stop: std::sync::Mutex<Vec<crate::report::manifest::Changed>>,
+    /// Write the dataset card with each manifest (process 0).
+    pub card: bool,
 }
 
 /// The first failure of any worker of the job: set by a worker of this process when it fails,

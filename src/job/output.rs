@@ -36,7 +36,7 @@ static OURS: LazyLock<Regex> = LazyLock::new(|| {
         r"^(?:(?:chunks|synthetic|rejects)/part-\d{5}-\d{6}\.[a-z0-9.]+",
         r"|mix/[^/]+/s\d{3}-[^/]+-\d{6}\.[a-z0-9.]+",
         r"|_wrapflow/(?:state|checkpoints|journal)/.+",
-        r"|manifest\.json|report\.html)$"
+        r"|manifest\.json|report\.html|README\.md)$"
     ))
     .expect("a valid regex")
 });
@@ -323,9 +323,12 @@ pub struct LeaseDoc {
 impl LeaseDoc {
     /// Held by a live process: not expired (a running job renews it), and on this host its
     /// process still exists (so a killed job's lease is free at once, and a reused pid never
-    /// holds it past expiry).
+    /// holds it past expiry). A holder with this process's own pid on this host is gone: a
+    /// restarted container (Kubernetes keeps the pod's hostname, and `exec` makes the job pid 1
+    /// again) takes the lease over at once instead of failing until it expires.
     pub fn alive(&self) -> bool {
-        self.expires_unix > unix_now() && (self.host != hostname() || pid_alive(self.pid))
+        let gone_here = self.host == hostname() && (self.pid == std::process::id() || !pid_alive(self.pid));
+        self.expires_unix > unix_now() && !gone_here
     }
 
     pub fn describe(&self) -> String {
@@ -460,6 +463,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_lease_is_alive_only_while_unexpired_and_its_process_may_be_running() {
+        let lease = |host: String, pid: u32, expires_unix: u64| LeaseDoc {
+            host,
+            pid,
+            token: "t".into(),
+            acquired_at: String::new(),
+            expires_unix,
+        };
+        let (later, earlier) = (unix_now() + 60, unix_now() - 1);
+        let parent = std::os::unix::process::parent_id();
+        assert!(lease(hostname(), parent, later).alive(), "a running process on this host");
+        assert!(lease("elsewhere".into(), 1, later).alive(), "another host: until it expires");
+        assert!(!lease("elsewhere".into(), 1, earlier).alive(), "expired");
+        assert!(!lease(hostname(), parent, earlier).alive(), "expired, its process still running");
+        // A restarted container: same hostname, the same pid as the dead holder (this process's).
+        assert!(!lease(hostname(), std::process::id(), later).alive(), "a holder with this very pid is gone");
+        assert!(!lease(hostname(), u32::MAX / 2, later).alive(), "no such process on this host");
+    }
+
+    #[test]
     fn names_wrapflow_gives_are_ours_and_nothing_else() {
         for p in [
             "chunks/part-00000-000001.parquet",
@@ -470,6 +493,7 @@ mod tests {
             "_wrapflow/state/c00000001/w00000/index.json",
             "_wrapflow/checkpoints/c00000002.json",
             "manifest.json",
+            "README.md",
         ] {
             assert!(is_ours(p), "{p}");
         }

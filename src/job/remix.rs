@@ -120,7 +120,10 @@ static LEASE_LOST: AtomicBool = AtomicBool::new(false);
 
 /// What a remix output may hold: an earlier remix's files, which a remix replaces.
 fn remix_file(p: &str) -> bool {
-    p == "remix.json" || p == "report.html" || (p.starts_with("mix/") && crate::job::output::is_ours(p))
+    p == "remix.json"
+        || p == "report.html"
+        || p == crate::report::card::CARD
+        || (p.starts_with("mix/") && crate::job::output::is_ours(p))
 }
 
 /// The shards a run's last checkpoint covers (relative paths).
@@ -227,6 +230,14 @@ fn remix_held(
     );
     rt.block_on(dst.store.put(&dst.child("remix.json"), PutPayload::from(json)))
         .with_context(|| format!("writing {}/remix.json", dst.url))?;
+    // The card: the remix's mixtures, and what made the rows (the run's manifest).
+    let described = crate::report::manifest::Manifest { mixes: out.mixes.clone(), ..manifest };
+    let origin = crate::report::card::Origin::Remix { from, mixes_file, mixes_hash: &out.mixes_hash };
+    rt.block_on(checkpoint::put(
+        dst,
+        crate::report::card::CARD,
+        crate::report::card::card(&described, &origin).into_bytes(),
+    ))?;
     Ok(out)
 }
 

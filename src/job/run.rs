@@ -244,6 +244,8 @@ fn run_claimed(
         progress.checkpoint_unix.store(unix, Ordering::Relaxed);
     }
     let _reporter = progress::report(progress.clone(), opts.progress);
+    // Process 0 writes the manifest and the card (`--force` refuses an output holding a README.md).
+    let card = owner.is_some();
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         registry,
@@ -265,6 +267,7 @@ fn run_claimed(
         workers: opts.workers,
         failure: Default::default(),
         changed_at_stop: Default::default(),
+        card,
     });
     let (finished, reports) = execute(shared.clone(), opts)?;
     drop(_reporter);
@@ -282,8 +285,7 @@ fn run_claimed(
                 j.changed_inputs.push(c);
             }
         }
-        let json = serde_json::to_vec_pretty(&manifest)?;
-        runtime.block_on(checkpoint::put(&output, "manifest.json", json))?;
+        runtime.block_on(checkpoint::put_manifest(&output, &manifest, card))?;
     }
     let samples = runtime.block_on(crate::report::samples::collect(&output, &manifest)).unwrap_or_else(|e| {
         tracing::warn!("report.html without samples: {e:#}");

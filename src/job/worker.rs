@@ -407,7 +407,7 @@ async fn commit(
     if finished {
         manifest.job.as_mut().expect("set").status = "finished".into();
     }
-    checkpoint::put(&sh.output, "manifest.json", serde_json::to_vec_pretty(&manifest)?).await?;
+    checkpoint::put_manifest(&sh.output, &manifest, sh.card).await?;
     let kept: Vec<&Commit> = std::iter::once(&commit).chain(previous).collect();
     checkpoint::prune(&sh.output, &kept).await?;
     checkpoint::prune_journal(&sh.output, &crate::job::wrap::journal_dir(&sh.plan), next_segment).await?;

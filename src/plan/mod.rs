@@ -14,7 +14,7 @@ pub mod text;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wrapflow_operators::stages::dedup::near::NearDupConfig;
 use wrapflow_operators::stages::gates::{GATES, GateConfig};
@@ -59,12 +59,30 @@ pub enum InputSpec {
     Query(String),
 }
 
-/// The sink's location, settings and store options.
+/// The sink's location, settings, store options and what the dataset card says.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SinkSpec {
     pub url: String,
     pub config: SinkConfig,
     pub store: BTreeMap<String, String>,
+    pub card: CardSpec,
+}
+
+/// What the dataset card (`README.md` in the output) says beyond what the run measured: the
+/// SINK options `license` (a Hugging Face licence id such as `cc-by-4.0`; `unknown` when not
+/// given), `pretty_name`, `description` and `language` (comma-separated codes, e.g. `en`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CardSpec {
+    pub license: String,
+    pub pretty_name: String,
+    pub description: String,
+    pub language: String,
+}
+
+impl CardSpec {
+    /// The SINK options that belong to the card.
+    pub const OPTIONS: [&str; 4] = ["license", "pretty_name", "description", "language"];
 }
 
 /// A parsed, parameter-resolved plan.

@@ -113,7 +113,9 @@ impl Parts {
             Stage::Dedup { expr } => put(&mut self.dedup, (expr, s), "DEDUP", s)?,
             Stage::NearDup(c) => put(&mut self.neardup, (c, s), "NEARDUP", s)?,
             Stage::Chunk(c) => put(&mut self.chunk, (c, s), "CHUNK", s)?,
-            Stage::Sink { url, config, store } => put(&mut self.sink, (SinkSpec { url, config, store }, s), "SINK", s)?,
+            Stage::Sink { url, config, store, card } => {
+                put(&mut self.sink, (SinkSpec { url, config, store, card }, s), "SINK", s)?
+            }
             Stage::Rephrase(r) => put(&mut self.rephrase, (r, s), "REPHRASE", s)?,
             Stage::Gates(g) => put(&mut self.gates, g, "GATES", s)?,
             Stage::Document { name, options } => self.documents.push((name, options, s)),

@@ -69,6 +69,7 @@ pub enum Stage {
         url: String,
         config: SinkConfig,
         store: BTreeMap<String, String>,
+        card: crate::plan::CardSpec,
     },
 }
 
@@ -329,7 +330,17 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
                 .map(|(k, v)| (k.clone(), value_string(v.clone())))
                 .collect();
             opts.map.retain(|k, _| !is_store_option(k));
-            Stage::Sink { url, config: config(at, "SINK", opts)?, store }
+            let card = Options {
+                map: opts
+                    .map
+                    .iter()
+                    .filter(|(k, _)| crate::plan::CardSpec::OPTIONS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                at: opts.at.clone(),
+            };
+            opts.map.retain(|k, _| !crate::plan::CardSpec::OPTIONS.contains(&k.as_str()));
+            Stage::Sink { url, config: config(at, "SINK", opts)?, store, card: config(at, "SINK", card)? }
         }
         other => return Err((0, format!("unknown statement {other}"))),
     };
@@ -354,7 +365,7 @@ mod tests {
         );
         let Stage::Chunk(cfg) = parse_stage("CHUNK WITH (max_tokens = 64, min_fill = 0.25)").unwrap() else { panic!() };
         assert_eq!((cfg.max_tokens, cfg.min_fill), (64, 0.25));
-        let Stage::Sink { url, config, store } =
+        let Stage::Sink { url, config, store, .. } =
             parse_stage("SINK 's3://b/o' WITH (format = jsonl, shard_rows = 10, aws_allow_http = true)").unwrap()
         else {
             panic!()

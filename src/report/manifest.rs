@@ -100,6 +100,22 @@ pub struct PlanInfo {
     pub file: String,
     pub hash: String,
     pub params: BTreeMap<String, String>,
+    /// The plan's text (secrets masked), for the dataset card.
+    #[serde(default)]
+    pub text: String,
+    /// What the plan's SINK says for the dataset card (licence, name, description, languages).
+    #[serde(default)]
+    pub card: crate::plan::CardSpec,
+}
+
+/// A style's prompt as the model gets it (`{chunk}` stands for the source text).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StylePrompt {
+    pub name: String,
+    pub system: String,
+    pub user: String,
+    pub answer_prefix: String,
+    pub qa_format: bool,
 }
 
 /// An input object as listed: a later listing with another size or tag means it changed.
@@ -223,6 +239,12 @@ pub struct RephraseOut {
     pub remote: Option<RemoteOut>,
     /// The accepted rows (`synthetic/`).
     pub synthetic: Output,
+    /// Each style's prompt, in the plan's order.
+    #[serde(default)]
+    pub prompts: Vec<StylePrompt>,
+    /// The gates' settings, every threshold included.
+    #[serde(default)]
+    pub gates: serde_json::Value,
 }
 
 /// How a remote backend fared: HTTP requests (tries included), retries, latency.

@@ -47,7 +47,13 @@ pub fn merge(
     let chunk_tokens = metrics.counter("chunk.tokens");
     Ok(Manifest {
         wrapflow_version: env!("CARGO_PKG_VERSION").into(),
-        plan: PlanInfo { file: plan.file.clone(), hash: plan.hash.clone(), params: plan.shown_params() },
+        plan: PlanInfo {
+            file: plan.file.clone(),
+            hash: plan.hash.clone(),
+            params: plan.shown_params(),
+            text: crate::plan::secrets::redact(&plan.source).into_owned(),
+            card: plan.sink.0.card.clone(),
+        },
         workers,
         inputs: inputs.into_values().collect(),
         tokens: Tokens {

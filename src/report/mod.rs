@@ -3,6 +3,7 @@
 //! mixtures ([`mixing`]), `report.html` ([`html`]) and the text report ([`text`]). Nothing here
 //! depends on the job or the command line.
 
+pub mod card;
 pub mod fidelity;
 pub mod html;
 pub mod manifest;

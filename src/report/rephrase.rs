@@ -6,7 +6,7 @@ use wrapflow_operators::state::metrics::MetricSet;
 
 use crate::plan::Plan;
 use crate::report::fidelity::style_stats;
-use crate::report::manifest::{Output, RemoteOut, RephraseOut};
+use crate::report::manifest::{Output, RemoteOut, RephraseOut, StylePrompt};
 use crate::report::worker::WorkerReport;
 
 /// The section for a plan that rephrases (`None` otherwise); `metrics` is the sum of the
@@ -25,6 +25,8 @@ pub fn merge(
         embedder: (!plan.gates.embedder.is_empty()).then(|| plan.gates.embedder.clone()),
         generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
         style_order: plan.styles.iter().map(|s| s.name.clone()).collect(),
+        prompts: plan.styles.iter().map(prompt).collect(),
+        gates: serde_json::to_value(&plan.gates).unwrap_or_default(),
         prompt_tokens: metrics.counter("rephrase.prompt_tokens"),
         reused_tokens: metrics.counter("rephrase.reused_tokens"),
         generated_tokens: metrics.counter("rephrase.generated_tokens"),
@@ -77,4 +79,15 @@ pub fn merge(
         shards,
     };
     Ok(Some(out))
+}
+
+fn prompt(s: &wrapflow_operators::stages::styles::Style) -> StylePrompt {
+    let shown = |t: &str| crate::plan::secrets::redact(t).into_owned();
+    StylePrompt {
+        name: s.name.clone(),
+        system: shown(&s.system),
+        user: shown(&s.user),
+        answer_prefix: shown(&s.answer_prefix),
+        qa_format: s.qa_format,
+    }
 }

@@ -129,7 +129,7 @@ pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
-            if rel.starts_with("_wrapflow") || rel == "manifest.json" || rel == "report.html" {
+            if rel.starts_with("_wrapflow") || ["manifest.json", "report.html", "README.md"].contains(&rel.as_str()) {
                 continue;
             }
             if p.is_dir() {
@@ -180,4 +180,41 @@ pub fn assert_same_output(reference: &Path, resumed: &Path) {
             assert_eq!(ma["rephrase"][k], mb["rephrase"][k], "rephrase.{k}");
         }
     }
+    // Each card lists exactly the shards its manifest names (a resume rewrites it).
+    for (d, m) in [(reference, &ma), (resumed, &mb)] {
+        assert_eq!(card_files(d), manifest_files(m), "{}/README.md against its manifest", d.display());
+    }
+}
+
+/// The files of each configuration in the YAML header of `dir/README.md`.
+pub fn card_files(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let card = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let header = card.split("\n---\n").next().unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in header.lines() {
+        if let Some(name) = line.strip_prefix("- config_name: ") {
+            current = serde_json::from_str(name).unwrap();
+            out.insert(current.clone(), vec![]);
+        } else if let Some(file) = line.strip_prefix("    - ") {
+            out.get_mut(&current).unwrap().push(serde_json::from_str(file).unwrap());
+        }
+    }
+    out
+}
+
+/// What a card should list for a run's manifest: its real, synthetic and row-mixture shards.
+pub fn manifest_files(m: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    let paths = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap().to_string()).collect()
+    };
+    let mut out = BTreeMap::from([("real".to_string(), paths(&m["chunks"]["shards"]))]);
+    if !m["rephrase"].is_null() {
+        out.insert("synthetic".into(), paths(&m["rephrase"]["synthetic"]["shards"]));
+    }
+    for x in m["mixes"].as_array().into_iter().flatten().filter(|x| x["config"]["format"] != "megatron") {
+        out.insert(format!("mix_{}", x["name"].as_str().unwrap()), paths(&x["shards"]));
+    }
+    out.retain(|_, v| !v.is_empty());
+    out
 }

@@ -23,8 +23,10 @@ pub enum MixFormat {
     #[default]
     Parquet,
     Jsonl,
-    /// `.bin` + `.idx` token shards ([`crate::io::tokens`]) and a `.meta.parquet` row per document.
-    Tokens,
+    /// Megatron-LM's `.bin` + `.idx` indexed dataset ([`crate::io::tokens`]) and a
+    /// `.meta.parquet` row per document. `tokens` names it too.
+    #[serde(alias = "tokens")]
+    Megatron,
 }
 
 impl MixFormat {
@@ -33,7 +35,7 @@ impl MixFormat {
         match self {
             MixFormat::Parquet => "parquet",
             MixFormat::Jsonl => "jsonl",
-            MixFormat::Tokens => "bin",
+            MixFormat::Megatron => "bin",
         }
     }
 }
@@ -69,7 +71,7 @@ pub struct MixConfig {
     pub shard_tokens: u64,
     pub format: MixFormat,
     /// Training tokenizer (`tokenizer.json`): tokens are counted with it (plus one EOS per
-    /// unit). Required by `format = tokens`; without it, the chunker's `n_tokens` count.
+    /// unit). Required by `format = megatron`; without it, the chunker's `n_tokens` count.
     pub tokenizer: String,
     /// The EOS token's text; default: the first of `<|endoftext|>`, `</s>`, `<eos>`, `<|im_end|>`
     /// the tokenizer knows.
@@ -197,8 +199,8 @@ impl Mixture {
             bail!("max_epochs must be ≥ 1");
         }
         let tokenizer = if config.tokenizer.is_empty() {
-            if config.format == MixFormat::Tokens {
-                bail!("format = tokens needs `tokenizer`, the training tokenizer.json");
+            if config.format == MixFormat::Megatron {
+                bail!("format = megatron needs `tokenizer`, the training tokenizer.json");
             }
             None
         } else {

@@ -3,10 +3,10 @@
 //! Parquet and JSON Lines shards hold one row per chunk: the row's own columns (as in `chunks/`
 //! and `synthetic/`) plus `source`, `stage`, `epoch` (0 on the first pass over its leaf, more
 //! for rows written again by `shortfall = repeat`) and `tokens` (what the ratio counted).
-//! Token shards are `NAME.bin` + `NAME.idx` ([`crate::io::tokens`]) with one document per mixing
+//! Token shards are Megatron's `NAME.bin` + `NAME.idx` ([`crate::io::tokens`]) with one document per mixing
 //! unit, and `NAME.meta.parquet` with one row per document in the same order: `doc_id`,
 //! `chunk_index` (first chunk), `chunks`, `kind`, `style`, `source`, `stage`, `epoch`, `tokens`
-//! (EOS included, so `tokens[i] == offsets[i+1] - offsets[i]`). The `.idx` is written last: a
+//! (EOS included, so `tokens[i]` is sequence `i`'s length in the `.idx`). The `.idx` is written last: a
 //! shard whose `.idx` exists is complete.
 
 use std::sync::Arc;
@@ -120,8 +120,8 @@ pub fn encode(mix: &Mixture, shard: &ClosedShard<MixItem>, base: &str) -> anyhow
             let name = format!("{base}.{}", mix.config.format.extension());
             Ok(vec![(name, encode_batches(schema, std::iter::once(Ok(batch)), format)?)])
         }
-        MixFormat::Tokens => {
-            let tok = mix.tokenizer.as_ref().expect("format tokens has a tokenizer (checked by Mixture::new)");
+        MixFormat::Megatron => {
+            let tok = mix.tokenizer.as_ref().expect("format megatron has a tokenizer (checked by Mixture::new)");
             let mut w = TokenShardWriter::new(tok.vocab, tok.eos);
             let mut ids = Vec::new();
             for p in &shard.units {

@@ -71,6 +71,10 @@ pub struct MixSummary {
     pub rows_by_stage: Vec<u64>,
     /// Most rows the mixer held in memory at once.
     pub max_held_rows: u64,
+    /// The id written after each document, with a training tokenizer (Megatron's `.idx` does not
+    /// record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_id: Option<u32>,
 }
 
 /// What the mix operator emits.
@@ -102,6 +106,7 @@ impl Running {
             leaves: mix.leaves.clone(),
             tokens_by_stage: vec![0; mix.stages.len()],
             rows_by_stage: vec![0; mix.stages.len()],
+            eos_id: mix.tokenizer.as_ref().map(|t| t.eos),
             ..Default::default()
         };
         Running { mixer: mix.mixer(), mix, leaf_of, summary }
