@@ -5,10 +5,12 @@
 //! timely dataflow built from the operators of [`wrapflow_operators`], and runs it segment by
 //! segment with a checkpoint after each; [`report`] merges what the workers did into
 //! `manifest.json` and shows it (text, `report.html`, `wrapflow status`); [`cli`] holds the
-//! commands that are not jobs. `src/main.rs` is the command line over these.
+//! commands that are not jobs; [`metrics`] exposes a job's or the server's counts to Prometheus.
+//! `src/main.rs` is the command line over these.
 
 pub mod cli;
 pub mod job;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod serve;

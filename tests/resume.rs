@@ -3,6 +3,8 @@
 //! restarts. The tiny random-weight model and MiniLM make the run rephrase (`scripts/test.sh`).
 
 mod common;
+#[path = "resume/watch.rs"]
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};

@@ -7,6 +7,8 @@
 mod common;
 #[path = "serve/limits.rs"]
 mod limits;
+#[path = "serve/metrics.rs"]
+mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// The output holds a run with other settings: remove what that run wrote and start again
     #[arg(long)]
     pub restart: bool,
+    /// Serve Prometheus metrics (`/metrics`) and health checks (`/health`) on this address while
+    /// the job runs, e.g. 0.0.0.0:9184
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -105,6 +109,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<bool> {
         follow: a.follow.then_some(a.poll),
         limits: crate::job::follow::Limits { files, bytes: mb << 20, interval: a.checkpoint_interval },
         claim: crate::job::output::ClaimMode { force: a.force, restart: a.restart },
+        metrics: a.metrics,
     };
     let m = run::run(&p, &opts)?;
     super::out(crate::report::text::text(&m));

@@ -18,5 +18,6 @@ pub mod run;
 pub mod segment;
 pub mod session;
 pub mod status;
+pub mod watch;
 pub mod worker;
 pub mod wrap;

@@ -38,6 +38,15 @@ impl Progress {
         self.workers.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|m| m.counter(name)).sum()
     }
 
+    /// Every worker's metrics, summed.
+    pub fn snapshot(&self) -> wrapflow_operators::state::metrics::MetricSet {
+        let mut all = wrapflow_operators::state::metrics::MetricSet::default();
+        for m in self.workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            all.merge(&m.snapshot());
+        }
+        all
+    }
+
     /// A histogram merged over the workers.
     pub fn histogram(&self, name: &str) -> Option<Histogram> {
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());

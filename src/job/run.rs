@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub limits: Limits,
     /// How to treat an output that holds something else (`--force`, `--restart`).
     pub claim: crate::job::output::ClaimMode,
+    /// Serve Prometheus metrics and health checks on this address while the job runs.
+    pub metrics: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -64,6 +66,7 @@ impl Default for RunOptions {
             follow: None,
             limits: Limits::default(),
             claim: Default::default(),
+            metrics: None,
         }
     }
 }
@@ -244,6 +247,10 @@ fn run_claimed(
         progress.checkpoint_unix.store(unix, Ordering::Relaxed);
     }
     let _reporter = progress::report(progress.clone(), opts.progress);
+    let _metrics = match &opts.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, progress.clone(), runtime)?),
+        None => None,
+    };
     // Process 0 writes the manifest and the card (`--force` refuses an output holding a README.md).
     let card = owner.is_some();
     let shared = Arc::new(Shared {
@@ -463,4 +470,29 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool,
     let all: Vec<(bool, WorkerReport)> = all.into_iter().map(|(_, r)| r).collect::<Result<_, _>>()?;
     let finished = all.iter().all(|r| r.0);
     Ok((finished, all.into_iter().map(|r| r.1).collect()))
+}
+
+/// The `--metrics` endpoint of a running job; it stops when dropped (the job is over).
+struct MetricsServer(Arc<std::sync::atomic::AtomicBool>);
+
+impl MetricsServer {
+    fn start(addr: &str, progress: Arc<Progress>, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Self> {
+        let watched = Arc::new(crate::job::watch::JobMetrics {
+            progress,
+            started: Instant::now(),
+            ready: std::sync::atomic::AtomicBool::new(true),
+        });
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let router = crate::metrics::router(watched);
+        let (bound, server) = runtime.block_on(crate::metrics::serve_until(addr, router, stop.clone()))?;
+        runtime.spawn(server);
+        tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/health");
+        Ok(MetricsServer(stop))
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }

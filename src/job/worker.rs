@@ -192,20 +192,24 @@ impl<'a> Part<'a> {
         if let Some(c) = self.coordinator.as_mut() {
             // The coordinator waits for input in short slices, stepping in between to hear of
             // failed peers.
+            // The lag shown live: what is listed and not yet committed, after each listing too.
+            let show_lag = |c: &crate::job::follow::Coordinator, progress: &crate::job::progress::Progress| {
+                let (files, bytes) = c.pending();
+                progress.pending_files.store(files, Ordering::Relaxed);
+                progress.pending_bytes.store(bytes, Ordering::Relaxed);
+                progress.bytes_total.store(c.listed_bytes(), Ordering::Relaxed);
+            };
             let next = loop {
                 if let Some(n) = self.sh.runtime.block_on(c.next(self.seg, &STOP)).map_err(|e| format!("{e:#}"))? {
                     break n;
                 }
+                show_lag(c, &self.sh.progress);
                 self.sh.failure.step(worker)?;
             };
             if let Control::Stop { finish: false, .. } = next {
                 *self.sh.changed_at_stop.lock().unwrap_or_else(|e| e.into_inner()) = c.changed.clone();
             }
-            let (files, bytes) = c.pending();
-            let progress = &self.sh.progress;
-            progress.pending_files.store(files, Ordering::Relaxed);
-            progress.pending_bytes.store(bytes, Ordering::Relaxed);
-            progress.bytes_total.store(c.listed_bytes(), Ordering::Relaxed);
+            show_lag(c, &self.sh.progress);
             self.ctl_in.send(serde_json::to_string(&next).expect("control messages encode"));
             // An input buffers what it is given until told to flush (or advanced).
             self.ctl_in.flush();

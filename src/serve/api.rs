@@ -28,8 +28,10 @@ pub(crate) fn router(served: Arc<Served>) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
+        .route_layer(axum::middleware::from_fn_with_state(served.clone(), super::metrics::count))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route: see /v1/models", "not_found_error") })
-        .with_state(served)
+        .with_state(served.clone())
+        .merge(crate::metrics::router(served))
 }
 
 /// An OpenAI-style error response.
@@ -74,7 +76,8 @@ async fn respond(s: Arc<Served>, body: Result<Bytes, BytesRejection>, chat: bool
         Ok(b) => b,
         Err(e) => return error(e.status(), &e.body_text(), "invalid_request_error"),
     };
-    let Some(ticket) = Ticket::take(&s) else {
+    let route = if chat { "/v1/chat/completions" } else { "/v1/completions" };
+    let Some(ticket) = Ticket::take(&s, route) else {
         let mut r = error(StatusCode::TOO_MANY_REQUESTS, "the server's queue is full: retry later", "rate_limit_error");
         r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         return r;
@@ -89,23 +92,34 @@ async fn respond(s: Arc<Served>, body: Result<Bytes, BytesRejection>, chat: bool
 }
 
 /// A place among the requests the server holds (queued or decoding), given back when the
-/// response is done or its client leaves.
-struct Ticket(Arc<Served>);
+/// response is done or its client leaves; the request's duration is measured until then.
+struct Ticket {
+    served: Arc<Served>,
+    route: &'static str,
+    started: std::time::Instant,
+}
 
 impl Ticket {
-    fn take(s: &Arc<Served>) -> Option<Ticket> {
+    fn take(s: &Arc<Served>, route: &'static str) -> Option<Ticket> {
         let held = s.requests.fetch_add(1, Ordering::AcqRel);
         if held >= s.max_requests {
             s.requests.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Ticket(s.clone()))
+        Some(Ticket { served: s.clone(), route, started: std::time::Instant::now() })
+    }
+
+    /// Counts a finished request's tokens.
+    fn tokens(&self, prompt: usize, completion: usize) {
+        self.served.metrics.prompt_tokens.inc_by(prompt as u64);
+        self.served.metrics.completion_tokens.inc_by(completion as u64);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.0.requests.fetch_sub(1, Ordering::AcqRel);
+        self.served.requests.fetch_sub(1, Ordering::AcqRel);
+        self.served.metrics.finished(self.route, self.started);
     }
 }
 
@@ -308,7 +322,7 @@ async fn answer(s: Arc<Served>, req: Req, chat: bool, ticket: Ticket) -> Respons
         let events = stream(rx, meta, req.include_usage, ticket);
         return axum::response::Sse::new(events).keep_alive(KeepAlive::default()).into_response();
     }
-    let answered = whole(rx, meta).await;
+    let answered = whole(rx, meta, &ticket).await;
     drop(ticket);
     answered
 }
@@ -363,13 +377,14 @@ fn usage(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-async fn whole(mut rx: UnboundedReceiver<Event>, meta: Meta) -> Response {
+async fn whole(mut rx: UnboundedReceiver<Event>, meta: Meta, ticket: &Ticket) -> Response {
     let mut text = String::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Delta(d) => text.push_str(&d),
             Event::Done { rest, finish, prompt_tokens, completion_tokens, guarded } => {
                 text.push_str(&rest);
+                ticket.tokens(prompt_tokens, completion_tokens);
                 let mut body = meta.with(false, Some(&text), Some(finish));
                 body["usage"] = usage(prompt_tokens, completion_tokens);
                 body["wrapflow"] = json!({"numbers_guarded": guarded[0], "names_guarded": guarded[1]});
@@ -400,6 +415,7 @@ fn stream(
             queue = match rx.recv().await {
                 Some(Event::Delta(d)) => vec![meta.with(true, Some(&d), None)],
                 Some(Event::Done { rest, finish, prompt_tokens, completion_tokens, .. }) => {
+                    ticket.tokens(prompt_tokens, completion_tokens);
                     let mut out = Vec::new();
                     if !rest.is_empty() {
                         out.push(meta.with(true, Some(&rest), None));

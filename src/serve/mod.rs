@@ -1,7 +1,7 @@
 //! `wrapflow serve`: an OpenAI-compatible HTTP server over wrapflow's continuous-batching engine.
 //!
 //! Routes: `GET /v1/models`, `POST /v1/chat/completions` and `POST /v1/completions`, streaming
-//! (server-sent events) and not, with `usage` counts. Requests from every client share one
+//! (server-sent events) and not, with `usage` counts; `GET /metrics` (Prometheus) and `/health`. Requests from every client share one
 //! continuous batch ([`engine`]). Bad requests get OpenAI-style 4xx errors. On SIGTERM or
 //! Ctrl-C the server stops taking connections and finishes the requests in flight.
 //!
@@ -11,6 +11,7 @@
 
 mod api;
 pub mod engine;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,7 @@ pub(crate) struct Served {
     /// Requests held now, and the most it may hold.
     pub requests: AtomicUsize,
     pub max_requests: usize,
+    pub metrics: metrics::ServeMetrics,
 }
 
 /// Loads the model, binds, and serves until SIGTERM or Ctrl-C; `ready` hears the bound address.
@@ -78,6 +80,7 @@ pub async fn serve(cfg: ServeConfig, ready: impl FnOnce(SocketAddr)) -> anyhow::
         jobs: Mutex::new(tx),
         requests: AtomicUsize::new(0),
         max_requests: cfg.max_requests.max(1),
+        metrics: metrics::ServeMetrics::new(),
     });
     let generation = GenerationConfig { batch_size: cfg.batch.max(1), ..Default::default() };
     let engine = std::thread::Builder::new().name("engine".into()).spawn(move || engine::run(dec, generation, rx))?;

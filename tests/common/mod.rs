@@ -162,3 +162,35 @@ pub fn read_parquet_rows(dir: &Path) -> Vec<serde_json::Map<String, serde_json::
     rows.sort_by_key(|r| serde_json::to_string(r).unwrap());
     rows
 }
+
+/// `GET http://ADDR/PATH` over HTTP/1.1 (the server answers with a length, not chunks).
+pub fn get(url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let (addr, path) = url.strip_prefix("http://")?.split_once('/')?;
+    let mut tcp = std::net::TcpStream::connect(addr).ok()?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    write!(tcp, "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    Some((head.split(' ').nth(1)?.parse().ok()?, body.to_string()))
+}
+
+/// Prometheus scrapes parsed by `prometheus_client`'s own parser (tests/fixtures/prom_parse.py):
+/// one object per scrape, `name{label=value,...}` to value.
+pub fn parse_scrapes(dir: &Path, scrapes: &[String]) -> Vec<serde_json::Value> {
+    let files: Vec<_> = scrapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let p = dir.join(format!("scrape-{i:04}.txt"));
+            std::fs::write(&p, s).unwrap();
+            p
+        })
+        .collect();
+    let python = std::env::var("WRAPFLOW_TEST_PYTHON").expect("WRAPFLOW_TEST_PYTHON is not set: run scripts/test.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prom_parse.py");
+    let out = std::process::Command::new(python).arg(script).args(&files).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}

@@ -18,7 +18,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-fn post(url: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+pub fn post(url: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let r = reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_string());

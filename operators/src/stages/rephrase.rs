@@ -135,7 +135,7 @@ pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
     /// embedder, retries also answer again what the meaning gate would reject. Without a backend,
     /// or when the backend fails for good, the run fails (nothing is emitted for the tasks left).
     /// Counts `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every
-    /// attempt's), `rephrase.retries` and the maximum `rephrase.max_queued`.
+    /// attempt's), `rephrase.retries`, the maximum `rephrase.max_queued` and the gauge `rephrase.queued`.
     fn rephrase(self, config: &RephraseConfig, ctx: &StageContext) -> StreamVec<'scope, T, Rephrased>;
 }
 
@@ -328,6 +328,7 @@ fn count(metrics: &Metrics, r: &Rephrased) {
         }
         let q = m.maxima.entry("rephrase.max_queued".into()).or_default();
         *q = (*q).max(r.queued as u64);
+        m.gauges.insert("rephrase.queued".into(), r.queued as u64);
     });
 }
 

@@ -91,6 +91,8 @@ pub struct MetricSet {
     pub maxima: BTreeMap<String, u64>,
     pub sums: BTreeMap<String, f64>,
     pub histograms: BTreeMap<String, Histogram>,
+    /// Values as they stand now (a queue's depth): set, not added; workers' gauges add up.
+    pub gauges: BTreeMap<String, u64>,
 }
 
 impl MetricSet {
@@ -108,6 +110,10 @@ impl MetricSet {
 
     pub fn histogram(&self, name: &str) -> Option<&Histogram> {
         self.histograms.get(name)
+    }
+
+    pub fn gauge(&self, name: &str) -> u64 {
+        self.gauges.get(name).copied().unwrap_or(0)
     }
 
     /// Counters whose names start with `prefix`, by the rest of their name.
@@ -133,6 +139,9 @@ impl MetricSet {
         }
         for (k, v) in &o.histograms {
             self.histograms.entry(k.clone()).or_default().merge(v);
+        }
+        for (k, v) in &o.gauges {
+            *self.gauges.entry(k.clone()).or_default() += v;
         }
     }
 }
@@ -170,6 +179,11 @@ impl Metrics {
     /// Adds `v` to the histogram `name` (created with `bins` bins over `[0, hi]` on first use).
     pub fn observe(&self, name: &str, v: f64, hi: f64, bins: usize) {
         self.set().histograms.entry(name.to_string()).or_insert_with(|| Histogram::new(hi, bins)).add(v);
+    }
+
+    /// Sets the gauge `name` to `v`.
+    pub fn gauge(&self, name: &str, v: u64) {
+        self.set().gauges.insert(name.to_string(), v);
     }
 
     /// Applies several updates under one lock (a stage's counts for one record).

@@ -72,8 +72,8 @@ pub struct MixSummary {
     /// Most rows the mixer held in memory at once.
     pub max_held_rows: u64,
     /// The id written after each document, with a training tokenizer (Megatron's `.idx` does not
-    /// record it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// record it). Always serialized: the mixer's checkpoint state is bincode.
+    #[serde(default)]
     pub eos_id: Option<u32>,
 }
 
