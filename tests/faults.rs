@@ -126,3 +126,35 @@ fn an_outage_longer_than_the_retry_budget_stops_at_a_checkpoint_and_a_restart_fi
     fetch(&server, "faulted", &faulted);
     assert_same_output(&reference, &faulted);
 }
+
+/// The output on a full disk (a 48 KB tmpfs, mounted in a private mount namespace made with
+/// `unshare`, so nothing outside the test sees it), with 2 workers: the job stops within
+/// seconds with an error that says the device is full, instead of hanging.
+#[test]
+fn a_full_disk_stops_the_job_with_an_error_that_says_so() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    common::crash::write_inputs(&input, 0, 20);
+    let tok = common::tokenizer(dir.path());
+    let plan = dir.path().join("plan.sql");
+    std::fs::write(&plan, common::plan_text("", "")).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=48k tmpfs '{out}' && exec '{bin}' run '{plan}' -q --workers 2 \
+         --checkpoint-files 2 --set 'input={input}' --set 'output={out}' --set 'tokenizer={tok}'",
+        out = out.display(),
+        bin = env!("CARGO_BIN_EXE_wrapflow"),
+        plan = plan.display(),
+        input = input.display(),
+        tok = tok.display(),
+    );
+    let t0 = Instant::now();
+    let run = std::process::Command::new("unshare").args(["-rm", "sh", "-c", &script]).stdout(Stdio::null()).output();
+    let run = run.expect("unshare (util-linux) runs the job in its own mount namespace");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!err.contains("mount:"), "the tmpfs was not mounted: {err}");
+    assert!(!run.status.success(), "a job on a full disk must fail: {err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "the error says the disk is full, once: {err}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "it stopped in {:?}", t0.elapsed());
+}

@@ -185,8 +185,42 @@ pub fn main() -> ExitCode {
         Ok(true) => ExitCode::from(130),
         Ok(false) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", crate::plan::secrets::redact(&format!("{e:#}")));
+            eprintln!("error: {}", crate::plan::secrets::redact(&message(&e)));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes, each said once: libraries such as object_store put their cause in
+/// their own message too, which `{e:#}` then repeats (and so do worker errors, which reach here
+/// as text): a trailing `: cause` already said before it is dropped (a cause of a few letters
+/// stays: it may only look like a word said before).
+fn message(e: &anyhow::Error) -> String {
+    let mut out = format!("{e:#}");
+    while let Some((head, tail)) = out.rsplit_once(": ")
+        && tail.len() >= 12
+        && head.contains(tail)
+    {
+        out.truncate(head.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let io = std::io::Error::other("No space left on device");
+        let e = anyhow::Error::new(io).context("Unable to copy data: No space left on device").context("writing x");
+        assert_eq!(super::message(&e), "writing x: Unable to copy data: No space left on device");
+        let e = anyhow::anyhow!("disk gone").context("writing y");
+        assert_eq!(super::message(&e), "writing y: disk gone");
+        let text = "worker 0: writing z: Generic: Unable to copy: disk full (28): Unable to copy: disk full (28): disk full (28)";
+        assert_eq!(
+            super::message(&anyhow::anyhow!("{text}")),
+            "worker 0: writing z: Generic: Unable to copy: disk full (28)"
+        );
+        // A short cause is kept even if its word came before.
+        assert_eq!(super::message(&anyhow::anyhow!("timeout reading x: timeout")), "timeout reading x: timeout");
     }
 }

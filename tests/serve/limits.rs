@@ -115,6 +115,25 @@ fn hostile_numbers_and_bodies_get_openai_style_errors() {
     let (status, _, body) = post(&url, &huge);
     assert_eq!(status, 413, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
+    // Eight 1 MB bodies at once are checked off the async threads: `/v1/models` still answers
+    // at once meanwhile.
+    let words = "the council met again ".repeat(1 << 20 >> 5);
+    let big = json!({"model": "tiny", "messages": [{"role": "user", "content": words}]});
+    let senders: Vec<_> = (0..8)
+        .map(|_| (url.clone(), big.clone()))
+        .map(|(u, b)| std::thread::spawn(move || (post(&u, &b).0, Instant::now())))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t0 = Instant::now();
+    let models = rt.block_on(async { reqwest::get(format!("{}/models", server.url)).await.unwrap().status() });
+    let (waited, answered) = (t0.elapsed(), Instant::now());
+    let (codes, done): (Vec<u16>, Vec<Instant>) = senders.into_iter().map(|h| h.join().unwrap()).unzip();
+    assert_eq!(models, 200);
+    assert!(done.iter().any(|d| *d > answered), "a large body was still being checked when /v1/models answered");
+    assert!(waited < Duration::from_millis(500), "/v1/models waited {waited:?} behind 8 large bodies");
+    assert!(codes.iter().all(|c| *c == 400 || *c == 429), "too long for the context, or the queue is full: {codes:?}");
+    eprintln!("/v1/models answered in {waited:?} while 8 bodies of 1 MB were checked ({codes:?})");
     // The server is still there.
     let (status, _, body) = post(&url, &json!({"model": "tiny", "messages": msgs, "max_tokens": 2}));
     assert_eq!(status, 200, "{body}");
