@@ -4,6 +4,8 @@
 //! the cluster resumes from its last checkpoint to the output of an uninterrupted run.
 
 mod common;
+#[path = "cluster/follow.rs"]
+mod follow;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
