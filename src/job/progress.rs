@@ -47,6 +47,21 @@ impl Progress {
         all
     }
 
+    /// Counts a resumed job starts from: what this process's workers had done at the checkpoint
+    /// (timely numbers process `p`'s workers `p × workers ..`).
+    pub(crate) fn resume_counts(
+        &self,
+        indexes: &[crate::job::checkpoint::WorkerIndex],
+        process: usize,
+        workers: usize,
+    ) {
+        for i in indexes.iter().skip(process * workers).take(workers) {
+            self.docs.fetch_add(i.report.sql_rows, Ordering::Relaxed);
+            let bytes: u64 = i.report.inputs.iter().flat_map(|x| &x.files).map(|f| f.bytes).sum();
+            self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// A histogram merged over the workers.
     pub fn histogram(&self, name: &str) -> Option<Histogram> {
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());

@@ -245,18 +245,11 @@ fn run_claimed(
         let at = humantime::parse_rfc3339(&r.commit.committed_at).unwrap_or_else(|_| std::time::SystemTime::now());
         let unix = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         progress.checkpoint_unix.store(unix, Ordering::Relaxed);
-        // The counts go on from what this process's workers had done (timely numbers a
-        // process's workers `process × workers ..`).
-        let process = cluster.map_or(0, |c| c.process);
-        for i in r.indexes.iter().skip(process * workers).take(workers) {
-            progress.docs.fetch_add(i.report.sql_rows, Ordering::Relaxed);
-            let bytes: u64 = i.report.inputs.iter().flat_map(|x| &x.files).map(|f| f.bytes).sum();
-            progress.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-        }
+        progress.resume_counts(&r.indexes, cluster.map_or(0, |c| c.process), workers);
     }
     let _reporter = progress::report(progress.clone(), opts.progress);
     let _metrics = match &opts.metrics {
-        Some(addr) => Some(MetricsServer::start(addr, progress.clone(), runtime)?),
+        Some(addr) => Some(crate::job::watch::MetricsServer::start(addr, progress.clone(), runtime)?),
         None => None,
     };
     // Process 0 writes the manifest and the card (`--force` refuses an output holding a README.md).
@@ -478,29 +471,4 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(bool,
     let all: Vec<(bool, WorkerReport)> = all.into_iter().map(|(_, r)| r).collect::<Result<_, _>>()?;
     let finished = all.iter().all(|r| r.0);
     Ok((finished, all.into_iter().map(|r| r.1).collect()))
-}
-
-/// The `--metrics` endpoint of a running job; it stops when dropped (the job is over).
-struct MetricsServer(Arc<std::sync::atomic::AtomicBool>);
-
-impl MetricsServer {
-    fn start(addr: &str, progress: Arc<Progress>, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Self> {
-        let watched = Arc::new(crate::job::watch::JobMetrics {
-            progress,
-            started: Instant::now(),
-            ready: std::sync::atomic::AtomicBool::new(true),
-        });
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let router = crate::metrics::router(watched);
-        let (bound, server) = runtime.block_on(crate::metrics::serve_until(addr, router, stop.clone()))?;
-        runtime.spawn(server);
-        tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/health");
-        Ok(MetricsServer(stop))
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }

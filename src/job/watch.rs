@@ -113,3 +113,24 @@ impl Exposed for JobMetrics {
         f
     }
 }
+
+/// The `--metrics` endpoint of a running job; it stops when dropped (the job is over).
+pub struct MetricsServer(Arc<AtomicBool>);
+
+impl MetricsServer {
+    pub fn start(addr: &str, progress: Arc<Progress>, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Self> {
+        let watched = Arc::new(JobMetrics { progress, started: Instant::now(), ready: AtomicBool::new(true) });
+        let stop = Arc::new(AtomicBool::new(false));
+        let router = crate::metrics::router(watched);
+        let (bound, server) = runtime.block_on(crate::metrics::serve_until(addr, router, stop.clone()))?;
+        runtime.spawn(server);
+        tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/health");
+        Ok(MetricsServer(stop))
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
