@@ -31,6 +31,7 @@ PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compat
 PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name there
 PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
 PARAM coverage   DEFAULT 0.6;                                -- least share of a claim's words in its source evidence
+PARAM license    DEFAULT 'other';                            -- the input's licence, for the dataset card (BBC News: the BBC's terms)
 
 TOKENIZER '${model}/tokenizer.json';
 
@@ -71,7 +72,9 @@ REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}
 -- content words must be at least this share in its best source evidence (grounding gates).
 GATES WITH (embedder = '${embedder}', min_cosine = 0.75, min_coverage = ${coverage});
 
-SINK '${output}' WITH (format = 'parquet');
+SINK '${output}' WITH (format = 'parquet', license = '${license}', language = 'en',
+                       pretty_name = 'WRAP rephrasings (wrapflow plans/wrap.sql)',
+                       description = 'Web text cut into chunks and rephrased in the easy, medium, hard and qa styles of WRAP (Maini et al. 2024), gated for fidelity to the source, and mixed with the real text.');
 
 -- 1:1 real:synthetic by tokens, styles equally weighted; a short synthetic side is replayed
 -- (at most twice in all) rather than cutting the real text.
