@@ -171,7 +171,9 @@ fn a_followed_job_takes_new_files_reports_changed_ones_and_stops_on_sigterm() {
     let m = wait_for_files(&out, 6, &mut job);
     let changed = m["job"]["changed_inputs"].as_array().unwrap();
     assert_eq!(changed.len(), 1, "{m}");
-    assert!(changed[0]["now"]["path"].as_str().unwrap().ends_with("part-000.jsonl"));
+    // Named relative to the input location, as `inputs[].files` and records' `source_file` are.
+    assert_eq!(changed[0]["now"]["path"], "part-000.jsonl");
+    assert_eq!(changed[0]["read"]["path"], "part-000.jsonl");
     // A change seen after the last checkpoint is in the stopped job's manifest too.
     std::fs::write(input.join("part-001.jsonl"), json_line("newer", &doc_text(98))).unwrap();
     std::thread::sleep(Duration::from_millis(800));
@@ -181,7 +183,7 @@ fn a_followed_job_takes_new_files_reports_changed_ones_and_stops_on_sigterm() {
     assert_eq!(m["job"]["status"], "stopped");
     let changed: Vec<&str> =
         m["job"]["changed_inputs"].as_array().unwrap().iter().map(|c| c["now"]["path"].as_str().unwrap()).collect();
-    assert!(changed.len() == 2 && changed[1].ends_with("part-001.jsonl"), "{changed:?}");
+    assert_eq!(changed, ["part-000.jsonl", "part-001.jsonl"]);
     assert!(!chunk_docs(&out).contains(&"new".to_string()));
     let text = String::from_utf8_lossy(&wrapflow().args(["status", out.to_str().unwrap()]).output().unwrap().stdout)
         .to_string();

@@ -47,8 +47,11 @@ pub struct Commit {
     /// The input is over and every stage has flushed: nothing left to resume.
     pub finished: bool,
     pub committed_at: String,
-    /// Input objects fully consumed, per table.
+    /// Input objects fully consumed, per table, by their keys in their store (the reader's
+    /// record, not shown to people: a local file's key is its absolute path without the `/`).
     pub seen: BTreeMap<String, Vec<FileStamp>>,
+    /// Inputs that changed after they were read, named as records and the manifest name them
+    /// (relative to the table's location).
     pub changed: Vec<Changed>,
     /// Objects under the inputs that are not read, with why, per table.
     #[serde(default)]

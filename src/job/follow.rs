@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use wrapflow_operators::io::store::Location;
-use wrapflow_operators::sql::source::{Format, Skipped, list_with_skips};
+use wrapflow_operators::sql::source::{Format, Skipped, list_with_skips, object_name};
 
 use crate::job::checkpoint::Commit;
 use crate::report::manifest::{Changed, FileStamp};
@@ -160,9 +160,13 @@ impl Coordinator {
                 match self.handed.get(&s.table).and_then(|h| h.get(&stamp.path)) {
                     None => new.push((s.table.clone(), stamp)),
                     Some(read) if read.size != stamp.size || (read.e_tag.is_some() && read.e_tag != stamp.e_tag) => {
-                        if !reported.contains(&(s.table.clone(), stamp.path.clone())) {
-                            tracing::warn!(table = %s.table, path = %stamp.path, "an input object changed after it was read: not read again");
-                            self.changed.push(Changed { table: s.table.clone(), read: read.clone(), now: stamp });
+                        // Reported by the name records and the manifest give the object.
+                        let name = object_name(&s.location, &m.location);
+                        if !reported.contains(&(s.table.clone(), name.clone())) {
+                            tracing::warn!(table = %s.table, path = %name, "an input object changed after it was read: not read again");
+                            let shown = |f: &FileStamp| FileStamp { path: name.clone(), ..f.clone() };
+                            let (read, now) = (shown(read), shown(&stamp));
+                            self.changed.push(Changed { table: s.table.clone(), read, now });
                         }
                     }
                     Some(_) => {}
