@@ -47,8 +47,9 @@ pub struct Commit {
     /// The input is over and every stage has flushed: nothing left to resume.
     pub finished: bool,
     pub committed_at: String,
-    /// Input objects fully consumed, per table, by their keys in their store (the reader's
-    /// record, not shown to people: a local file's key is its absolute path without the `/`).
+    /// Input objects fully consumed, per table, by the names records give them (relative to the
+    /// table's location; checkpoints of earlier versions hold store keys, read with
+    /// [`stamp_name`]).
     pub seen: BTreeMap<String, Vec<FileStamp>>,
     /// Inputs that changed after they were read, named as records and the manifest name them
     /// (relative to the table's location).
@@ -258,7 +259,53 @@ pub async fn prune_journal(out: &Location, dir: &str, next_segment: u64) -> anyh
     Ok(())
 }
 
-/// `Path` of a [`FileStamp`].
-pub fn stamp_path(s: &FileStamp) -> Path {
-    Path::from(s.path.as_str())
+/// The store path of an input object from its name (as [`FileStamp`]s and records name it:
+/// relative to the location, or the file name when the location is the object itself).
+pub async fn object_path(loc: &Location, name: &str) -> Path {
+    let prefix = loc.prefix.as_ref();
+    // Names are in the store's own (encoded) form: `parse` keeps them as they are.
+    let joined = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+    let joined = Path::parse(&joined).unwrap_or_else(|_| Path::from(joined.as_str()));
+    // Only a location that is the object itself has its file name as the object's name.
+    if loc.prefix.filename() == Some(name) && loc.store.head(&loc.prefix).await.is_ok() {
+        return loc.prefix.clone();
+    }
+    joined
+}
+
+/// The name of a stamp a checkpoint of an earlier version holds as a store key.
+pub fn stamp_name(loc: &Location, stored: &str) -> String {
+    let key = Path::parse(stored).ok();
+    match key.filter(|k| !loc.prefix.as_ref().is_empty() && k.prefix_match(&loc.prefix).is_some()) {
+        Some(k) => wrapflow_operators::sql::source::object_name(loc, &k),
+        None => stored.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::{ObjectStoreExt, PutPayload};
+    use wrapflow_operators::io::store::StoreRegistry;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn stamps_name_objects_as_records_do_and_find_them_again() {
+        let reg = StoreRegistry::new();
+        let none = Default::default();
+        let folder = reg.resolve("memory://b/in", &none).unwrap();
+        let file = reg.resolve("memory://b/one.jsonl", &none).unwrap();
+        for key in ["in/a.jsonl", "in/sub/c.jsonl", "in/in", "one.jsonl"] {
+            folder.store.put(&Path::from(key), PutPayload::from("{}")).await.unwrap();
+        }
+        // Names are relative to a folder, or the file name of a location that is one object.
+        assert_eq!(object_path(&folder, "a.jsonl").await, Path::from("in/a.jsonl"));
+        assert_eq!(object_path(&folder, "sub/c.jsonl").await, Path::from("in/sub/c.jsonl"));
+        assert_eq!(object_path(&folder, "in").await, Path::from("in/in"), "an object named like its folder");
+        assert_eq!(object_path(&file, "one.jsonl").await, Path::from("one.jsonl"));
+        // A checkpoint of an earlier version holds store keys: they become names.
+        assert_eq!(stamp_name(&folder, "in/sub/c.jsonl"), "sub/c.jsonl");
+        assert_eq!(stamp_name(&file, "one.jsonl"), "one.jsonl");
+        assert_eq!(stamp_name(&folder, "sub/c.jsonl"), "sub/c.jsonl", "a name stays a name");
+    }
 }

@@ -18,7 +18,6 @@ use wrapflow_operators::sql::source::SourceHandle;
 use wrapflow_operators::state::checkpoint::failpoint;
 use wrapflow_operators::{Document, Reject};
 
-use crate::job::checkpoint;
 use crate::job::progress::Progress;
 use crate::job::segment::input_time;
 use crate::report::manifest::FileStamp;
@@ -114,10 +113,10 @@ pub(crate) fn object_ranks(
     files: &BTreeMap<String, Vec<FileStamp>>,
 ) -> HashMap<String, u64> {
     let mut ranks = HashMap::new();
-    let stamps = sources.iter().flat_map(|s| files.get(&s.table).into_iter().flatten().map(move |f| (s, f)));
-    for (rank, (s, f)) in stamps.enumerate() {
-        let name = wrapflow_operators::sql::source::object_name(&s.store, &checkpoint::stamp_path(f));
-        ranks.entry(name).or_insert(rank as u64);
+    // A stamp's path is the name records give the object.
+    let stamps = sources.iter().flat_map(|s| files.get(&s.table).into_iter().flatten());
+    for (rank, f) in stamps.enumerate() {
+        ranks.entry(f.path.clone()).or_insert(rank as u64);
     }
     ranks
 }

@@ -82,7 +82,16 @@ fn count(f: &Files) -> (u64, u64) {
 impl Coordinator {
     pub fn new(sources: Vec<Source>, resume: Option<&Commit>, follow: Option<Duration>, limits: Limits) -> Self {
         // (Skipped objects are carried over from the commit, so a resumed job lists them still.)
-        let committed: Files = resume.map(|c| c.seen.clone()).unwrap_or_default();
+        let named = |t: &String, f: &FileStamp| match sources.iter().find(|s| &s.table == t) {
+            Some(s) => FileStamp { path: crate::job::checkpoint::stamp_name(&s.location, &f.path), ..f.clone() },
+            None => f.clone(),
+        };
+        let committed: Files = resume
+            .map(|c| c.seen.iter().map(|(t, v)| (t.clone(), v.iter().map(|f| named(t, f)).collect())).collect())
+            .unwrap_or_default();
+        let change =
+            |x: &Changed| Changed { read: named(&x.table, &x.read), now: named(&x.table, &x.now), ..x.clone() };
+        let changed = resume.map(|c| c.changed.iter().map(change).collect()).unwrap_or_default();
         let handed = committed
             .iter()
             .map(|(t, v)| (t.clone(), v.iter().map(|s| (s.path.clone(), s.clone())).collect()))
@@ -91,7 +100,7 @@ impl Coordinator {
             sources,
             handed,
             committed,
-            changed: resume.map(|c| c.changed.clone()).unwrap_or_default(),
+            changed,
             skipped: resume
                 .map(|c| {
                     c.skipped
@@ -156,17 +165,15 @@ impl Coordinator {
                 }
             }
             for m in metas {
-                let stamp = FileStamp { path: m.location.to_string(), size: m.size, e_tag: m.e_tag.clone() };
+                // Named as records and the manifest name the object.
+                let name = object_name(&s.location, &m.location);
+                let stamp = FileStamp { path: name.clone(), size: m.size, e_tag: m.e_tag.clone() };
                 match self.handed.get(&s.table).and_then(|h| h.get(&stamp.path)) {
                     None => new.push((s.table.clone(), stamp)),
                     Some(read) if read.size != stamp.size || (read.e_tag.is_some() && read.e_tag != stamp.e_tag) => {
-                        // Reported by the name records and the manifest give the object.
-                        let name = object_name(&s.location, &m.location);
                         if !reported.contains(&(s.table.clone(), name.clone())) {
                             tracing::warn!(table = %s.table, path = %name, "an input object changed after it was read: not read again");
-                            let shown = |f: &FileStamp| FileStamp { path: name.clone(), ..f.clone() };
-                            let (read, now) = (shown(read), shown(&stamp));
-                            self.changed.push(Changed { table: s.table.clone(), read, now });
+                            self.changed.push(Changed { table: s.table.clone(), read: read.clone(), now: stamp });
                         }
                     }
                     Some(_) => {}

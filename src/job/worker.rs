@@ -234,7 +234,14 @@ impl<'a> Part<'a> {
         files: &BTreeMap<String, Vec<manifest::FileStamp>>,
     ) -> Result<(), String> {
         for s in &self.sources {
-            let metas = files.get(&s.table).map(|v| v.iter().map(meta).collect()).unwrap_or_default();
+            let stamps = files.get(&s.table).map(Vec::as_slice).unwrap_or_default();
+            let metas = self.sh.runtime.block_on(async {
+                let mut metas = Vec::with_capacity(stamps.len());
+                for f in stamps {
+                    metas.push(meta(checkpoint::object_path(&s.store, &f.path).await, f));
+                }
+                metas
+            });
             *s.segment.lock().unwrap() = Some(metas);
         }
         let rt = &self.sh.runtime;
@@ -317,14 +324,8 @@ impl<'a> Part<'a> {
 }
 
 /// An `ObjectMeta` for a listed object (readers need only its path and size).
-fn meta(s: &manifest::FileStamp) -> ObjectMeta {
-    ObjectMeta {
-        location: checkpoint::stamp_path(s),
-        last_modified: Default::default(),
-        size: s.size,
-        e_tag: s.e_tag.clone(),
-        version: None,
-    }
+fn meta(location: object_store::path::Path, s: &manifest::FileStamp) -> ObjectMeta {
+    ObjectMeta { location, last_modified: Default::default(), size: s.size, e_tag: s.e_tag.clone(), version: None }
 }
 
 /// Loads every registered state from its chain of parts.

@@ -91,5 +91,8 @@ fn a_followed_job_shows_its_lag_rise_and_fall_to_a_prometheus_scrape() {
     assert_eq!(sigterm(&mut again).code(), Some(130));
     let first = &parse_scrapes(dir.path(), &resumed)[0];
     assert_eq!(first["wrapflow_documents_total"].as_f64(), Some(rows), "{first}");
-    assert_eq!(first["wrapflow_input_read_bytes_total"], last["wrapflow_input_read_bytes_total"], "{first}");
+    // The bytes of the objects done (the live count follows readers' positions, so may be less).
+    let on_disk: u64 = std::fs::read_dir(&input).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert_eq!(first["wrapflow_input_read_bytes_total"].as_f64(), Some(on_disk as f64), "{first}");
+    assert!(last["wrapflow_input_read_bytes_total"].as_f64().unwrap() <= on_disk as f64, "{last}");
 }
