@@ -16,6 +16,8 @@ use wrapflow::operators::stages::gates::invented_numbers;
 
 #[path = "engine/cache.rs"]
 mod cache;
+#[path = "engine/score.rs"]
+mod score;
 
 /// The tiny model as imports write it (shared-buffer cache, `GroupQueryAttention`).
 fn tiny(dir: &Path, format: WeightFormat, dequantize: bool) -> Decoder {

@@ -23,6 +23,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod engine;
+pub mod fidelity;
 pub mod io;
 pub mod model;
 pub mod record;

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::{Context, bail};
-use wrapflow_operators::engine::{Embedder, SessionConfig, cosine};
+use wrapflow_operators::engine::score::lm_grounding;
+use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig, cosine};
 use wrapflow_operators::stages::gates::{Verdict, strip_chatter};
 
 use crate::cli::{PlanArgs, out};
@@ -16,8 +17,10 @@ use crate::plan::Plan;
 /// Reads JSON lines with `source`, `rewrite` and `style` (and any `pair` id, echoed back), and
 /// prints for each `{"pair", "style", "accepted", "reason", "text", "cosine", "gates",
 /// "grounding"}`: the plan's verdict (its styles, its `GATES`, its embedder) and the grounding
-/// scores the gates measured (of the kept text when accepted), whether or not a gate reads them.
-pub fn run(plan: &PlanArgs, pairs: &str) -> anyhow::Result<()> {
+/// scores the gates measured (of the kept text when accepted), whether or not a gate reads them;
+/// with `lm` (a model directory), each claim of the rewrite as that model reads it with and
+/// without the source ([`lm_grounding`]), under `"lm"`.
+pub fn run(plan: &PlanArgs, pairs: &str, lm: Option<&str>) -> anyhow::Result<()> {
     let p = Plan::load(&plan.plan, &plan.sets)?;
     let embedder = match p.gates.embedder.as_str() {
         "" => None,
@@ -25,6 +28,13 @@ pub fn run(plan: &PlanArgs, pairs: &str) -> anyhow::Result<()> {
             Embedder::load(Path::new(dir), &SessionConfig::default())
                 .with_context(|| format!("loading the embedder {dir}"))?,
         ))),
+    };
+    let mut reader = match lm {
+        Some(dir) => Some(
+            Decoder::load(Path::new(dir), &SessionConfig::default())
+                .with_context(|| format!("loading the language model {dir}"))?,
+        ),
+        None => None,
     };
     let file = std::fs::File::open(pairs).with_context(|| format!("cannot read {pairs}"))?;
     for (n, line) in BufReader::new(file).lines().enumerate() {
@@ -53,8 +63,10 @@ pub fn run(plan: &PlanArgs, pairs: &str) -> anyhow::Result<()> {
             Verdict::Accept { text, scores } => (true, String::new(), text, scores),
             Verdict::Reject { reason, scores } => (false, reason, String::new(), scores),
         };
+        let lm = reader.as_mut().map(|dec| lm_grounding(dec, source, rewrite)).transpose()?;
         let row = serde_json::json!({"pair": v.get("pair"), "style": style, "accepted": accepted, "reason": reason,
-            "text": text, "cosine": cos.is_finite().then_some(cos), "grounding": &scores.grounding, "gates": scores});
+            "text": text, "cosine": cos.is_finite().then_some(cos), "grounding": &scores.grounding, "gates": scores,
+            "lm": lm});
         out(format!("{row}\n"));
     }
     Ok(())

@@ -118,6 +118,10 @@ pub enum Command {
         /// JSON lines with `source`, `rewrite`, `style`
         #[arg(long)]
         pairs: String,
+        /// Also read each claim with a language model (an imported model directory), with and
+        /// without its source: the `lm` scores of each verdict (measured, not yet a gate)
+        #[arg(long)]
+        lm: Option<String>,
     },
     /// Print a plan's stages and the DataFusion logical plan of its input.
     #[command(after_help = "Example:\n  wrapflow explain plans/chunk.sql --set input=corpus/ --set output=out/")]
@@ -178,7 +182,7 @@ pub fn main() -> ExitCode {
         Command::Model { command } => model::run(command).map(|()| false),
         Command::Report { output, json } => output::report(&output, json).map(|()| false),
         Command::Explain { plan } => explain::explain(&plan).map(|()| false),
-        Command::Judge { plan, pairs } => judge::run(&plan, &pairs).map(|()| false),
+        Command::Judge { plan, pairs, lm } => judge::run(&plan, &pairs, lm.as_deref()).map(|()| false),
     };
     match result {
         // Stopped by a signal: not an error, but not done either (130, as shells report SIGINT).

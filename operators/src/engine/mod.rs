@@ -1,5 +1,7 @@
 //! The rephrasing engine: ONNX Runtime setup, model loading and batched generation.
 
+#[cfg(test)]
+mod agreement;
 pub mod attention;
 pub mod backend;
 pub mod constrain;
@@ -9,7 +11,6 @@ pub mod generate;
 mod kv;
 pub mod leak;
 pub mod names;
-pub mod number_words;
 mod prefix;
 mod prompt;
 pub mod qa;
@@ -17,10 +18,11 @@ pub mod remote;
 mod row;
 pub mod runtime;
 pub mod sample;
-pub mod words;
+pub mod score;
 
+pub use crate::fidelity::numbers::number_forms;
 pub use backend::{Answer, Backend, Lineage, LocalBackend, Request};
-pub use constrain::{NumberGuard, TokenTable, number_forms};
+pub use constrain::{NumberGuard, TokenTable};
 pub use decoder::Decoder;
 pub use embed::{Embedder, cosine};
 pub use generate::{

@@ -8,75 +8,15 @@
 //! of the source, is masked; so is a token that would end such a word when the word is not one
 //! of the source's. Acronyms (two or more capitals and nothing in lower case) are held to that
 //! rule everywhere; other words at a sentence start are left alone (any word may be capitalised
-//! there), as are the words that are never names ([`NOT_NAMES`]). The rule is the gate's: words
-//! compare lower case, without possessive and plural endings ([`stem`]); a word with a capital
-//! after a lower-case letter ([`mixed_case`]) must be one of the source's as written.
+//! there), as are the words that are never names ([`NOT_NAMES`]). The rules are the gate's own
+//! ([`crate::fidelity::names`], [`sentence_start`]): words compare by [`name_key`]; a word with a
+//! capital after a lower-case letter ([`mixed_case`]) must be one of the source's as written.
 
 use std::collections::HashSet;
 
-/// Capitalised words that are not names wherever they stand.
-pub const NOT_NAMES: [&str; 2] = ["I", "OK"];
-
-/// The format words of Question/Answer styles: not names in a Q&A, names elsewhere (an `easy`
-/// rewrite that writes "Answer" mid-sentence has invented it).
-pub const QA_LABELS: [&str; 4] = ["Q", "A", "Question", "Answer"];
-
-/// The form of a word that source and rewrite are compared on: lower case, without a possessive
-/// ending, without a plural `s` / `es`.
-pub fn stem(word: &str) -> String {
-    let w = word.to_lowercase();
-    let w = w.strip_suffix("'s").or_else(|| w.strip_suffix("’s")).or_else(|| w.strip_suffix('\'')).unwrap_or(&w);
-    let w = w.strip_suffix('’').unwrap_or(w);
-    if w.len() > 4 && w.ends_with("es") {
-        return w[..w.len() - 2].to_string();
-    }
-    if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
-        return w[..w.len() - 1].to_string();
-    }
-    w.to_string()
-}
-
-/// Whether a word (or the part of it written so far) reads as an acronym: two or more capitals
-/// and no lower-case letter, as the entity gate counts them.
-pub fn acronym(word: &str) -> bool {
-    word.chars().filter(|c| c.is_uppercase()).count() >= 2
-        && word.chars().all(|c| c.is_uppercase() || c.is_ascii_digit() || c == '\'' || c == '’')
-}
-
-/// Whether a word has a capital right after a lower-case letter ("McDonald", "ChristiAniTy"):
-/// such a casing must be the source's own, as the words compare in lower case otherwise.
-pub fn mixed_case(word: &str) -> bool {
-    word.chars().zip(word.chars().skip(1)).any(|(a, b)| a.is_lowercase() && b.is_uppercase())
-}
-
-/// A word without its possessive or other apostrophe ending.
-fn base(word: &str) -> &str {
-    word.split(['\'', '’']).next().unwrap_or(word)
-}
-
-/// Characters of a word (as the gate splits words; hyphens separate).
-pub fn word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '\'' || c == '’'
-}
-
-/// The word `text` ends in (empty when it ends in a non-word character).
-pub fn trailing_word(text: &str) -> &str {
-    let len: usize = text.chars().rev().take_while(|&c| word_char(c)).map(char::len_utf8).sum();
-    &text[text.len() - len..]
-}
-
-/// Whether a word that follows `before` (the text of its line so far) starts a sentence: the line
-/// holds nothing yet, or ends in `.`, `!`, `?`, `…` and whitespace (as the gate splits
-/// sentences), or is a Question/Answer label.
-pub fn sentence_start(before: &str) -> bool {
-    let t = before.trim_end();
-    if t.is_empty() || (t.len() < before.len() && t.ends_with(['.', '!', '?', '…'])) {
-        return true;
-    }
-    let label = t.trim_end_matches(['*', ':', ' ']).trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ');
-    let label = label.trim_start_matches(['*', ' ']);
-    t.trim_end_matches('*').ends_with(':') && matches!(label.to_lowercase().as_str(), "q" | "a" | "question" | "answer")
-}
+use crate::fidelity::names::{NOT_NAMES, acronym, base, mixed_case, name_key, split_words, trailing_word, word_char};
+use crate::fidelity::sentences::sentence_start;
+use crate::fidelity::words::{FUNCTION_WORDS, content_stem};
 
 /// The capitalised words one generation may write mid-sentence: the words of its source.
 #[derive(Clone, Debug, Default)]
@@ -87,7 +27,7 @@ pub struct NameGuard {
     whole: HashSet<String>,
     /// The source's words as written, sorted: what a mixed-case word must be (or begin).
     exact: Vec<String>,
-    /// The style's format words, allowed besides [`NOT_NAMES`] (e.g. [`QA_LABELS`]).
+    /// The style's format words, allowed besides [`NOT_NAMES`] (e.g. a Q&A's labels).
     allowed: Vec<String>,
     /// With the vocabulary guard, what any word (not only a name) must begin: the source's
     /// words in lower case, their stems, the function words and the format words, sorted.
@@ -97,10 +37,10 @@ pub struct NameGuard {
 impl NameGuard {
     /// The guard of a generation from `source` whose style has the format words `allow`.
     pub fn new(source: &str, allow: &[&str]) -> Self {
-        let words: Vec<&str> = source.split(|c: char| !word_char(c)).filter(|w| !w.is_empty()).collect();
+        let words: Vec<&str> = split_words(source).collect();
         let extra = || NOT_NAMES.iter().chain(allow);
-        let mut whole: HashSet<String> = words.iter().map(|w| stem(w)).collect();
-        whole.extend(extra().map(|w| stem(w)));
+        let mut whole: HashSet<String> = words.iter().map(|w| name_key(w)).collect();
+        whole.extend(extra().map(|w| name_key(w)));
         let mut prefixes: Vec<String> = words.iter().map(|w| w.to_lowercase()).chain(whole.iter().cloned()).collect();
         prefixes.extend(extra().map(|w| w.to_lowercase()));
         prefixes.sort();
@@ -117,14 +57,12 @@ impl NameGuard {
     /// source lacks. A token that starts a word (a space, then letters) must begin one of them;
     /// the rest of a word is not checked.
     pub fn with_vocabulary(mut self, source: &str) -> Self {
-        let mut v: Vec<String> = source
-            .split(|c: char| !word_char(c))
-            .filter(|w| !w.is_empty())
+        let mut v: Vec<String> = split_words(source)
             .flat_map(|w| {
                 let lower = base(w).to_lowercase();
-                [crate::engine::words::content_stem(&lower), lower]
+                [content_stem(&lower), lower]
             })
-            .chain(crate::engine::words::FUNCTION_WORDS.iter().map(|w| w.to_string()))
+            .chain(FUNCTION_WORDS.iter().map(|w| w.to_string()))
             .chain(self.allowed.iter().map(|w| w.to_lowercase()))
             .chain(NOT_NAMES.iter().map(|w| w.to_lowercase()))
             .collect();
@@ -182,6 +120,8 @@ impl NameGuard {
             let start = at;
             at += word.len() + text[at + word.len()..].chars().next().map_or(0, char::len_utf8);
             let finished = start + word.len() < text.len();
+            // Quotes around a word are not part of it, as the gate reads words ("'Watson").
+            let word = word.trim_start_matches(['\'', '’']);
             if mixed_case(word) && !self.exact_ok(word, finished) {
                 return false;
             }
@@ -189,7 +129,7 @@ impl NameGuard {
             if !capital || (!acronym(word) && sentence_start(&format!("{}{}", &line[..open], &text[..start]))) {
                 continue;
             }
-            let ok = if finished { self.whole.contains(&stem(word)) } else { self.is_prefix(word) };
+            let ok = if finished { self.whole.contains(&name_key(word)) } else { self.is_prefix(word) };
             if !ok {
                 return false;
             }
@@ -201,6 +141,7 @@ impl NameGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fidelity::names::QA_LABELS;
 
     const SRC: &str = "Hans Krebs found the citric acid cycle at Sheffield. The MRC's grants paid for it.";
 
@@ -227,6 +168,16 @@ mod tests {
         assert!(g.allows("", "Watson"), "a line start");
         assert!(g.allows("Answer: ", "Watson"), "after a label");
         assert!(g.allows("praised by ", "watson"), "lower case is not a name");
+        assert!(!g.allows("He met Mr. ", "Watson"), "no sentence starts after an abbreviation");
+        assert!(!g.allows("by J. ", "Watson"), "nor after an initial");
+    }
+
+    #[test]
+    fn a_name_that_only_shares_a_stem_is_not_the_sources() {
+        let g = NameGuard::new("The poems of Ted Hughes.", &[]);
+        assert!(g.allows("by Ted ", "Hugh"), "the start of Hughes");
+        assert!(!g.allows("by Ted Hugh", " "), "Hugh is not Hughes");
+        assert!(g.allows("by Ted Hughes", "'s ") && g.allows("by Ted Hughes", " "));
     }
 
     #[test]

@@ -8,14 +8,9 @@
 //! with a blank line and `Question:`. The model writes every question and answer itself; only
 //! the labels are written for it. The format gate still checks every text.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
 use tokenizers::Tokenizer;
 
-/// A labelled line, as the format gate reads labels: `Question:`, `Q1:`, `**Answer:**`, …
-static LABELLED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)^\s*\**\s*(q|question|a|answer)\s*\d*\s*\**\s*:(.*)$").unwrap());
+use crate::fidelity::sentences::line_label;
 
 /// The labels a Q&A's lines are held to.
 #[derive(Clone, Debug)]
@@ -41,11 +36,11 @@ impl QaFormat {
             None => "",
         };
         let line = format!("{line}{head}");
-        let caps = LABELLED.captures(&line)?;
-        if !caps[2].chars().any(char::is_alphanumeric) {
+        // A labelled line, as the format gate reads labels ([`line_label`]).
+        let (question, said) = line_label(&line)?;
+        if !said.chars().any(char::is_alphanumeric) {
             return None;
         }
-        let question = caps[1].to_lowercase().starts_with('q');
         if piece.is_none() && !question {
             return None;
         }

@@ -8,9 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::constrain::COUNTER_LABELS;
-use crate::engine::number_forms;
-use crate::engine::number_words::word_numbers;
+pub use crate::fidelity::numbers::invented_numbers;
 use crate::stages::gates::faith::{copy_share, format_words, new_entities, ngrams};
 use crate::stages::gates::grounding::{Grounding, grounding, grounding_reason};
 use crate::stages::gates::qa::{qa_pairs, qa_repetition, unanswered};
@@ -189,31 +187,6 @@ pub fn repetition(text: &str, n: usize) -> f64 {
     let total = words.len() - n + 1;
     let repeats = words.windows(n).filter(|w| !seen.insert(*w)).count();
     repeats as f64 / total as f64
-}
-
-/// Enumeration markers ("Question 2:", "Answer 2:", "3. " or "3) " at a line start): counting,
-/// not facts, so the number gate does not read them.
-static ENUMERATION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(&format!(r"(?im)^(\s*\**\s*({COUNTER_LABELS})\s*)\d+|^(\s*)\d+[.)]\s")).unwrap());
-
-/// Numbers of `output` that `source` does not contain, in digits or in words ("six" and "6"
-/// are one number; see [`word_numbers`]).
-pub fn invented_numbers(source: &str, output: &str) -> Vec<String> {
-    let mut src: HashSet<String> = number_forms(source).into_keys().collect();
-    src.extend(word_numbers(source).into_iter().map(|n| n.value.to_string()));
-    let output = ENUMERATION.replace_all(output, "${1}${3} ");
-    let in_words = word_numbers(&output)
-        .into_iter()
-        .filter(|n| !src.contains(&n.value.to_string()) && n.coefficient.is_none_or(|c| !src.contains(&c.to_string())));
-    let mut out: Vec<String> = number_forms(&output)
-        .into_iter()
-        .filter(|(n, _)| !src.contains(n))
-        .map(|(_, raw)| raw)
-        .chain(in_words.map(|n| n.raw))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// Names of the gates, for a style's `gates` list (`empty` always applies).

@@ -2,13 +2,8 @@
 //! pairs left when its last ones fail a gate.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
 
-use regex::Regex;
-
-static QUESTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?im)^\s*\**\s*(q|question)\s*\d*\s*\**\s*:").unwrap());
-static ANSWER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?im)^\s*\**\s*(a|answer)\s*\d*\s*\**\s*:").unwrap());
+use crate::fidelity::sentences::{ANSWER, QUESTION};
 
 /// Question/Answer pairs in a conversation-style output.
 pub fn qa_pairs(text: &str) -> usize {

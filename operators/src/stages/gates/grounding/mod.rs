@@ -30,9 +30,10 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::words::{FUNCTION_WORDS, content_stem};
+use crate::fidelity::number_words::token_number;
+use crate::fidelity::sentences::{label_end, sentences};
+use crate::fidelity::words::{FUNCTION_WORDS, content_stem};
 use crate::stages::gates::GateConfig;
-use crate::stages::gates::faith::{label_end, sentences};
 
 mod bind;
 use bind::{flipped, unbound};
@@ -123,7 +124,7 @@ fn figure(lower: &str) -> Option<String> {
     if let Some(i) = ORDINALS.iter().position(|o| *o == lower) {
         return Some((i + 1).to_string());
     }
-    crate::engine::number_words::token_number(lower).map(|(v, _)| v.to_string())
+    token_number(lower).map(|(v, _)| v.to_string())
 }
 
 /// The words of one claim, in order.

@@ -1,6 +1,5 @@
-//! Words that carry no content of their own, and the stem content words compare on: shared by
-//! the grounding checks (gates) and the vocabulary guard (decoding), so both read a rewrite's
-//! words the same way.
+//! Words that carry no content of their own, and the stem content words compare on: the
+//! grounding checks (gates) and the vocabulary guard (decoding) read a rewrite's words the same way.
 
 use std::sync::LazyLock;
 
