@@ -54,7 +54,7 @@ impl NumberGuard {
 
     /// Where the last number in words of `line` starts, when it is still open (what follows it
     /// may join it).
-    pub fn open_word_number(&self, line: &str) -> Option<usize> {
+    fn open_word_number(&self, line: &str) -> Option<usize> {
         word_numbers(line).last().filter(|n| n.may_extend(&line[n.end..])).map(|n| n.start)
     }
 
@@ -62,11 +62,16 @@ impl NumberGuard {
     /// figures, as the gate reads them ([`word_numbers_keep_to`]): a number still open must be
     /// able to become one, a finished one must be one; with `end`, the text ends after `next`.
     pub fn allows_word(&self, line: &str, next: &str, end: bool) -> bool {
-        // Only the open number and what `next` writes can change; earlier numbers are settled.
+        self.words_after(line).allows(next, end)
+    }
+
+    /// What [`NumberGuard::allows_word`] needs of `line`, read once for every token checked.
+    fn words_after<'a>(&'a self, line: &'a str) -> WordCheck<'a> {
+        // Only the open number and what the next token writes can change; earlier numbers are
+        // settled.
         let from = self.open_word_number(line).unwrap_or(line.len());
         let start = line[..from].trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
-        let text = format!("{}{next}", &line[start..]);
-        word_numbers_keep_to(&self.figures, &text, from - start, end)
+        WordCheck { figures: &self.figures, tail: &line[start..], from: from - start }
     }
 
     /// Whether `line` (the current line of the text so far) followed by `next` keeps every
@@ -103,6 +108,24 @@ impl NumberGuard {
             }
         }
         true
+    }
+}
+
+/// The end of a line as [`NumberGuard::allows_word`] reads it: from the word before its open
+/// number in words (if any), and where that number starts in it.
+struct WordCheck<'a> {
+    figures: &'a Figures,
+    tail: &'a str,
+    from: usize,
+}
+
+impl WordCheck<'_> {
+    fn open(&self) -> bool {
+        self.from < self.tail.len()
+    }
+
+    fn allows(&self, next: &str, end: bool) -> bool {
+        word_numbers_keep_to(self.figures, &format!("{}{next}", self.tail), self.from, end)
     }
 }
 
@@ -300,13 +323,14 @@ impl TokenTable {
     /// start with a letter, a space or a hyphen may also go on with it and are checked one by
     /// one; the rest close it and are forbidden.
     fn forbidden_words(&self, guard: &NumberGuard, line: &str, eos: &[u32], n: usize) -> Vec<usize> {
-        let verdict = |id: usize| !guard.allows_word(line, &self.text[id], false);
-        let mut out: Vec<usize> = if guard.allows_word(line, ".", false) {
+        let check = guard.words_after(line);
+        let verdict = |id: usize| !check.allows(&self.text[id], false);
+        let mut out: Vec<usize> = if check.allows(".", false) {
             let mut out: Vec<usize> =
                 self.number_words.iter().map(|&id| id as usize).filter(|&id| verdict(id)).collect();
             // A token that goes on with the open number's last word makes another word of it
             // ("twenty-five" + "es"), which may leave a figure that is no source's.
-            if line.ends_with(char::is_alphabetic) && guard.open_word_number(line).is_some() {
+            if line.ends_with(char::is_alphabetic) && check.open() {
                 out.extend((0..n).filter(|&id| self.text[id].starts_with(char::is_alphabetic) && verdict(id)));
             }
             out
@@ -318,7 +342,7 @@ impl TokenTable {
                 })
                 .collect()
         };
-        if !guard.allows_word(line, "", true) {
+        if !check.allows("", true) {
             out.extend(eos.iter().map(|&e| e as usize));
         }
         out
