@@ -23,7 +23,7 @@ use tokenizers::Tokenizer;
 
 use crate::engine::names::NameGuard;
 use crate::fidelity::names::{acronym, mixed_case, trailing_word, word_char};
-use crate::fidelity::number_words::{is_number_word, word_numbers};
+use crate::fidelity::number_words::{begins_number_word, is_number_word, word_numbers};
 use crate::fidelity::numbers::{COUNTER_LABELS, Figures, NUMBER, normalize, number_forms, word_numbers_keep_to};
 use crate::fidelity::sentences::sentence_start;
 
@@ -335,10 +335,15 @@ impl TokenTable {
             }
             out
         } else {
+            // Only a token that goes on with the last word, or that begins a word that may join the
+            // number, can keep it open; the rest close it.
             (0..n)
                 .filter(|&id| {
                     let t = &self.text[id];
-                    !(t.starts_with([' ', '-']) || t.starts_with(char::is_alphabetic)) || verdict(id)
+                    let joined = t.trim_start_matches([' ', '-']);
+                    let may_join = t.starts_with(char::is_alphabetic)
+                        || joined.len() < t.len() && (joined.is_empty() || begins_number_word(joined));
+                    !may_join || verdict(id)
                 })
                 .collect()
         };

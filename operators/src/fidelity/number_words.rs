@@ -192,6 +192,13 @@ pub fn token_number(token: &str) -> Option<(u64, bool)> {
     }
 }
 
+/// Whether `text` is the beginning of a number word or of the `and` that joins them ("hun",
+/// "Thousand"): what may still grow a number in words after a space.
+pub fn begins_number_word(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    WORDS.iter().chain(&["and"]).any(|w| w.starts_with(&t))
+}
+
 /// Whether a token is one number word, multipliers included (" six", "hundred"): the tokens
 /// that can start or grow a number in words.
 pub fn is_number_word(token: &str) -> bool {
@@ -250,5 +257,6 @@ mod tests {
         assert_eq!(token_number(" sixth"), None);
         assert_eq!(token_number(" hundred"), None);
         assert!(is_number_word(" hundred") && is_number_word("Six") && !is_number_word(" sixth"));
+        assert!(begins_number_word("hun") && begins_number_word("An") && !begins_number_word("years"));
     }
 }
