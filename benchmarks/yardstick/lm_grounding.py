@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The language-model grounding score on the yardstick: is it a check worth a gate?
 
-usage: python3 benchmarks/yardstick/lm_grounding.py MODEL_DIR TUNE_PART HELD_PART [BINARY] [PLAN]
+usage: python3 benchmarks/yardstick/lm_grounding.py MODEL_DIR TUNE_PART HELD_PART [BINARY] [PLAN] [--save DIR]
 
 Runs `wrapflow judge --lm MODEL_DIR` on both parts' pairs: every claim (sentence) of a rewrite
 is read by the model after its source and without it. Per pair it takes four aggregates over the
@@ -11,13 +11,19 @@ and not helped by it, and the lowest mean log-probability with the source. Thres
 chosen on TUNE_PART only (the best recall at precision >= 0.85 over all pairs, else the best
 precision); HELD_PART is then read once at those thresholds: flags, precision, recall, good
 rows flagged, and the faithful share of the rows today's gates accept with and without the
-check added.
+check added. With --save DIR, each part's `wrapflow judge` output is kept as DIR/PART.jsonl.
 """
 import json, os, subprocess, sys
 
-model, tune, held = sys.argv[1:4]
-binary = sys.argv[4] if len(sys.argv) > 4 else "target/debug/wrapflow"
-plan = sys.argv[5] if len(sys.argv) > 5 else "plans/wrap.sql"
+argv = sys.argv[1:]
+save = None
+if "--save" in argv:
+    i = argv.index("--save")
+    save = argv[i + 1]
+    del argv[i:i + 2]
+model, tune, held = argv[:3]
+binary = argv[3] if len(argv) > 3 else "target/debug/wrapflow"
+plan = argv[4] if len(argv) > 4 else "plans/wrap.sql"
 
 AGGREGATES = {
     "min mean gain": (lambda cs: min(c["mean_gain"] for c in cs), "low"),
@@ -32,6 +38,10 @@ def load(part):
     pairs, labels = read("pairs.jsonl"), read("labels.jsonl")
     cmd = [binary, "judge", plan, "--pairs", os.path.join(part, "pairs.jsonl"), "--lm", model]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    if save:
+        os.makedirs(save, exist_ok=True)
+        with open(os.path.join(save, os.path.basename(part.rstrip("/")) + ".jsonl"), "w") as f:
+            f.write(out)
     judged = {(r := json.loads(l))["pair"]: r for l in out.splitlines()}
     ids = [p for p in pairs if p in labels and judged[p]["lm"]]
     return ids, labels, judged
