@@ -357,8 +357,10 @@ fn a_plan_on_wrapflow_serve_gives_the_in_process_rows_through_faults_crashes_and
     assert_eq!(rows(&out), (synthetic.clone(), rejects.clone()), "the resumed run's rows");
 
     // The server down past the retry budget: the job stops, says how to resume, and resumes.
+    // No more requests in flight than the server holds (8 × batch 4): a full queue's 429s would
+    // spend the short budget while the server is up, and this is about an outage.
     *proxy.mode.lock().unwrap() = Mode::Down;
-    let down_opts = format!("model = 'tiny', endpoint = '{proxy_url}', retry_budget_s = 2");
+    let down_opts = format!("model = 'tiny', endpoint = '{proxy_url}', retry_budget_s = 2, concurrency = 8");
     let down = plan(d, "down.sql", &s.model, &s.input, &down_opts);
     let out = d.join("out-down");
     let r = run(&down, &out, &[]);

