@@ -46,6 +46,23 @@ fn corpus(dir: &Path, files: usize, per_file: usize) -> (PathBuf, BTreeMap<Strin
     (input, docs)
 }
 
+/// Process `i` of a 2-process cluster running `plan` from `input` to `out`, with `extra` options.
+fn spawn_process(plan: &Path, dirs: [&Path; 3], i: usize, hosts: &Path, extra: &[&str]) -> std::process::Child {
+    let [input, out, tok] = dirs;
+    Command::new(BIN)
+        .args(["run", plan.to_str().unwrap(), "-q", "--processes", "2", "--process", &i.to_string()])
+        .args(["--checkpoint-files", "1", "--hostfile"])
+        .arg(hosts)
+        .args(extra)
+        .args(["--set", &format!("input={}", input.display())])
+        .args(["--set", &format!("output={}", out.display())])
+        .args(["--set", &format!("tokenizer={}", tok.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn run(args: &[&str]) -> Output {
     let out = Command::new(BIN).args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -210,19 +227,7 @@ fn a_killed_peer_stops_the_others_with_its_name_and_the_cluster_resumes() {
     let (input, _) = corpus(dir.path(), 4, 8000);
     let plan = plan_file(dir.path());
     let out = dir.path().join("o");
-    let spawn = |i: usize, hosts: &Path| {
-        Command::new(BIN)
-            .args(["run", plan.to_str().unwrap(), "-q", "--processes", "2", "--process", &i.to_string()])
-            .args(["--checkpoint-files", "1", "--hostfile"])
-            .arg(hosts)
-            .args(["--set", &format!("input={}", input.display())])
-            .args(["--set", &format!("output={}", out.display())])
-            .args(["--set", &format!("tokenizer={}", tok.display())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |i: usize, hosts: &Path| spawn_process(&plan, [&input, &out, &tok], i, hosts, &[]);
     let (hosts, addrs) = hostfile(dir.path(), 2);
     let p0 = spawn(0, &hosts);
     let mut p1 = spawn(1, &hosts);

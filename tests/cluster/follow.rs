@@ -4,11 +4,11 @@
 //! and stop on process 0's SIGTERM; run to the end, the output is that of one uninterrupted run.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use super::common::*;
-use super::{BIN, corpus, files, hostfile, plan_file, read_manifest, run};
+use super::{corpus, files, hostfile, plan_file, read_manifest, run, spawn_process};
 
 /// Waits until the committed manifest says `n` input objects are done.
 fn wait_for_files(out: &Path, n: u64, procs: &mut [Child]) {
@@ -35,20 +35,8 @@ fn a_followed_cluster_restarted_after_a_peer_dies_resumes_and_reads_what_lands_n
     let (input, _) = corpus(dir.path(), 4, 150);
     let plan = plan_file(dir.path());
     let out = dir.path().join("o");
-    let spawn_with = |i: usize, hosts: &Path, follow: &[&str]| {
-        Command::new(BIN)
-            .args(["run", plan.to_str().unwrap(), "-q", "--checkpoint-files", "1"])
-            .args(follow)
-            .args(["--processes", "2", "--process", &i.to_string(), "--hostfile"])
-            .arg(hosts)
-            .args(["--set", &format!("input={}", input.display())])
-            .args(["--set", &format!("output={}", out.display())])
-            .args(["--set", &format!("tokenizer={}", tok.display())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn_with =
+        |i: usize, hosts: &Path, follow: &[&str]| spawn_process(&plan, [&input, &out, &tok], i, hosts, follow);
     let spawn = |i: usize, hosts: &Path| spawn_with(i, hosts, &["--follow", "--poll", "100ms"]);
     let (hosts, addrs) = hostfile(dir.path(), 2);
     let mut first = vec![spawn(0, &hosts), spawn(1, &hosts)];
