@@ -125,7 +125,9 @@ impl TokenShard {
             bail!("unsupported indexed dataset: version {version}, dtype code {code}");
         }
         let (s, d) = (u64_at(18) as usize, u64_at(26) as usize);
-        if d != s + 1 || idx.len() != HEADER + 4 * s + 8 * s + 8 * d {
+        // Counts come from the file: a hostile one must not overflow the size it implies.
+        let size = s.checked_mul(12).and_then(|b| b.checked_add(d.checked_mul(8)?)).and_then(|b| b.checked_add(HEADER));
+        if Some(d) != s.checked_add(1) || size != Some(idx.len()) {
             bail!("index of {} bytes does not hold {s} sequences in {d} document indices", idx.len());
         }
         let lengths = idx[HEADER..HEADER + 4 * s].chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4")));
@@ -183,6 +185,9 @@ mod tests {
             assert_eq!((s.doc(0), s.doc(1), s.doc(2)), (&[5, 6, 7, 0][..], &[0][..], &[big, 0][..]));
             assert!(TokenShard::parse(&bin[..bin.len() - 2], &idx).is_err(), "truncated data");
             assert!(TokenShard::parse(&bin, &idx[..idx.len() - 8]).is_err(), "truncated index");
+            let mut huge = idx.clone();
+            huge[18..26].copy_from_slice(&u64::MAX.to_le_bytes());
+            assert!(TokenShard::parse(&bin, &huge).is_err(), "a sequence count that overflows");
             let mut bad = idx.clone();
             bad[HEADER + 12 * 3 + 8] = 2;
             assert!(TokenShard::parse(&bin, &bad).is_err(), "a document index out of step");
