@@ -63,7 +63,10 @@ pub fn sentences(text: &str) -> Vec<&str> {
 /// [`ends_sentence`] and whitespace, or in a Question/Answer label.
 pub fn sentence_start(before: &str) -> bool {
     let t = before.trim_end();
-    if t.is_empty() || sentences(t).last().is_some_and(|s| TRAILING_LABEL.is_match(s)) {
+    // Only a text that ends in a colon (and bold markers) can end in a label: the guard asks
+    // this for every capitalised token it checks, so the split into sentences is kept for those.
+    let label = t.trim_end_matches('*').ends_with(':');
+    if t.is_empty() || label && sentences(t).last().is_some_and(|s| TRAILING_LABEL.is_match(s)) {
         return true;
     }
     let Some(stop) = t.chars().last().filter(|_| t.len() < before.len()) else { return false };
