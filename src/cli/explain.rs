@@ -17,12 +17,21 @@ pub fn check(a: &PlanArgs) -> anyhow::Result<()> {
 /// Prints the plan's stages, its input query and DataFusion's logical plan of it.
 pub fn explain(a: &PlanArgs) -> anyhow::Result<()> {
     let p = Plan::load(&a.plan, &a.sets)?;
-    let logical = run::check(&p)?;
-    let redact = |s: String| crate::plan::secrets::redact(&s).into_owned();
-    println!("Stages:\n{}", redact(stages(&p)));
-    println!("Input query:\n  {}\n", redact(p.input_query()));
-    println!("DataFusion logical plan:\n{}", redact(logical.display_indent().to_string()));
+    print!("{}", explanation(&p)?);
     Ok(())
+}
+
+/// What `wrapflow explain` prints (also `Plan.explain()` in Python): the stages, the input query
+/// and DataFusion's logical plan of it, secrets redacted. Validates the plan first.
+pub fn explanation(p: &Plan) -> anyhow::Result<String> {
+    let logical = run::check(p)?;
+    let redact = |s: String| crate::plan::secrets::redact(&s).into_owned();
+    Ok(format!(
+        "Stages:\n{}\nInput query:\n  {}\n\nDataFusion logical plan:\n{}\n",
+        redact(stages(p)),
+        redact(p.input_query()),
+        redact(logical.display_indent().to_string())
+    ))
 }
 
 fn stages(plan: &Plan) -> String {

@@ -15,27 +15,10 @@ use crate::cli::{PlanArgs, out};
 use crate::plan::Plan;
 
 /// Reads JSON lines with `source`, `rewrite` and `style` (and any `pair` id, echoed back), and
-/// prints for each `{"pair", "style", "accepted", "reason", "text", "cosine", "gates",
-/// "grounding"}`: the plan's verdict (its styles, its `GATES`, its embedder) and the grounding
-/// scores the gates measured (of the kept text when accepted), whether or not a gate reads them;
-/// with `lm` (a model directory), each claim of the rewrite as that model reads it with and
-/// without the source ([`lm_grounding`]), under `"lm"`.
+/// prints each pair's [`Judge::verdict`] with its `pair`.
 pub fn run(plan: &PlanArgs, pairs: &str, lm: Option<&str>) -> anyhow::Result<()> {
     let p = Plan::load(&plan.plan, &plan.sets)?;
-    let embedder = match p.gates.embedder.as_str() {
-        "" => None,
-        dir => Some(Rc::new(RefCell::new(
-            Embedder::load(Path::new(dir), &SessionConfig::default())
-                .with_context(|| format!("loading the embedder {dir}"))?,
-        ))),
-    };
-    let mut reader = match lm {
-        Some(dir) => Some(
-            Decoder::load(Path::new(dir), &SessionConfig::default())
-                .with_context(|| format!("loading the language model {dir}"))?,
-        ),
-        None => None,
-    };
+    let mut judge = Judge::new(&p, lm)?;
     let file = std::fs::File::open(pairs).with_context(|| format!("cannot read {pairs}"))?;
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line?;
@@ -47,27 +30,66 @@ pub fn run(plan: &PlanArgs, pairs: &str, lm: Option<&str>) -> anyhow::Result<()>
         let field = |k: &str| {
             v.get(k).and_then(|x| x.as_str()).with_context(|| format!("{pairs}:{}: no string field {k:?}", n + 1))
         };
-        let (source, rewrite, style) = (field("source")?, field("rewrite")?, field("style")?);
-        let Some(st) = p.styles.iter().find(|s| s.name == style) else {
-            bail!("{pairs}:{}: style {style:?} is not one of the plan's", n + 1);
+        let mut row = judge
+            .verdict(field("source")?, field("rewrite")?, field("style")?)
+            .with_context(|| format!("{pairs}:{}", n + 1))?;
+        row.as_object_mut().expect("a verdict is an object").insert("pair".into(), v.get("pair").cloned().into());
+        out(format!("{row}\n"));
+    }
+    Ok(())
+}
+
+/// A plan's gates (its styles, its `GATES`, its embedder) over pairs, as a run judges its rows;
+/// also `Plan.judge` in Python.
+pub struct Judge<'p> {
+    plan: &'p Plan,
+    embedder: Option<Rc<RefCell<Embedder>>>,
+    reader: Option<Decoder>,
+}
+
+impl<'p> Judge<'p> {
+    /// Loads the plan's embedder and, with `lm` (a model directory), a language model that reads
+    /// each claim with and without its source ([`lm_grounding`]).
+    pub fn new(plan: &'p Plan, lm: Option<&str>) -> anyhow::Result<Self> {
+        let embedder = match plan.gates.embedder.as_str() {
+            "" => None,
+            dir => Some(Rc::new(RefCell::new(
+                Embedder::load(Path::new(dir), &SessionConfig::default())
+                    .with_context(|| format!("loading the embedder {dir}"))?,
+            ))),
         };
-        let cos = match &embedder {
+        let reader = match lm {
+            Some(dir) => Some(
+                Decoder::load(Path::new(dir), &SessionConfig::default())
+                    .with_context(|| format!("loading the language model {dir}"))?,
+            ),
+            None => None,
+        };
+        Ok(Judge { plan, embedder, reader })
+    }
+
+    /// `{"style", "accepted", "reason", "text", "cosine", "gates", "grounding", "lm"}`: the
+    /// plan's verdict on `rewrite` of `source` in `style`, and the grounding scores the gates
+    /// measured (of the kept text when accepted) whether or not a gate reads them; `lm` holds the
+    /// language model's reading when there is one.
+    pub fn verdict(&mut self, source: &str, rewrite: &str, style: &str) -> anyhow::Result<serde_json::Value> {
+        let Some(st) = self.plan.styles.iter().find(|s| s.name == style) else {
+            bail!("style {style:?} is not one of the plan's");
+        };
+        let cos = match &self.embedder {
             Some(e) => {
                 let v = e.borrow_mut().embed(&[source, &strip_chatter(rewrite).0])?;
                 cosine(&v[0], &v[1]) as f64
             }
             None => f64::NAN,
         };
-        let (verdict, cos) = p.gates.judge_text(source, rewrite, false, cos, st, embedder.as_ref());
+        let (verdict, cos) = self.plan.gates.judge_text(source, rewrite, false, cos, st, self.embedder.as_ref());
         let (accepted, reason, text, scores) = match verdict {
             Verdict::Accept { text, scores } => (true, String::new(), text, scores),
             Verdict::Reject { reason, scores } => (false, reason, String::new(), scores),
         };
-        let lm = reader.as_mut().map(|dec| lm_grounding(dec, source, rewrite)).transpose()?;
-        let row = serde_json::json!({"pair": v.get("pair"), "style": style, "accepted": accepted, "reason": reason,
-            "text": text, "cosine": cos.is_finite().then_some(cos), "grounding": &scores.grounding, "gates": scores,
-            "lm": lm});
-        out(format!("{row}\n"));
+        let lm = self.reader.as_mut().map(|dec| lm_grounding(dec, source, rewrite)).transpose()?;
+        Ok(serde_json::json!({"style": style, "accepted": accepted, "reason": reason, "text": text,
+            "cosine": cos.is_finite().then_some(cos), "grounding": &scores.grounding, "gates": scores, "lm": lm}))
     }
-    Ok(())
 }

@@ -87,53 +87,30 @@ pub fn run(a: RunArgs) -> anyhow::Result<bool> {
     let p = Plan::load(&a.plan.plan, &a.plan.sets)?;
     let mode = if a.quiet { progress::Mode::Quiet } else { progress::Mode::Auto };
     let cluster = a.cluster.spec()?;
-    let (files, mb) = (a.checkpoint_files, a.checkpoint_mb);
-    anyhow::ensure!(files > 0 && mb > 0, "checkpoint limits must be > 0");
-    anyhow::ensure!(
-        files <= crate::job::segment::MAX_SEGMENT_OBJECTS,
-        "--checkpoint-files {files}: at most {} objects between checkpoints",
-        crate::job::segment::MAX_SEGMENT_OBJECTS
-    );
-    check_workers(a.workers)?;
-    anyhow::ensure!(
-        a.poll >= std::time::Duration::from_millis(100),
-        "--poll {} is too short: list the sources at most every 100ms (e.g. --poll 30s)",
-        humantime::format_duration(a.poll)
-    );
-    run::stop_on_signal();
     let opts = RunOptions {
         workers: a.workers,
         progress: mode,
         registry: None,
         cluster,
         follow: a.follow.then_some(a.poll),
-        limits: crate::job::follow::Limits { files, bytes: mb << 20, interval: a.checkpoint_interval },
+        limits: crate::job::follow::Limits {
+            files: a.checkpoint_files,
+            bytes: a.checkpoint_mb << 20,
+            interval: a.checkpoint_interval,
+        },
         claim: crate::job::output::ClaimMode { force: a.force, restart: a.restart },
         metrics: a.metrics,
     };
+    opts.validate()?;
+    run::stop_on_signal();
     let m = run::run(&p, &opts)?;
     super::out(crate::report::text::text(&m));
     let synthetic = if m.rephrase.is_some() { "synthetic/, " } else { "" };
     let url = crate::plan::secrets::redact(&p.sink.0.url).into_owned();
     super::out(format!("output: {url}  (manifest.json, chunks/, {synthetic}rejects/)\n"));
-    let stopped =
-        run::STOP.load(std::sync::atomic::Ordering::SeqCst) && m.job.as_ref().is_none_or(|j| j.status != "finished");
-    if stopped {
-        let at =
-            m.job.as_ref().map_or("before its first checkpoint".into(), |j| format!("at checkpoint {}", j.checkpoint));
+    let stopped = run::stopped_at(&m);
+    if let Some(at) = &stopped {
         super::out(format!("stopped {at}: run the same command again to resume\n"));
     }
-    Ok(stopped)
-}
-
-/// Worker threads: at least one, and more than the cores only with a warning.
-fn check_workers(workers: usize) -> anyhow::Result<()> {
-    anyhow::ensure!(workers > 0, "--workers 0: a run needs at least one worker");
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if workers > cores {
-        tracing::warn!(
-            "--workers {workers} is more than the {cores} cores here: workers will compete for them (each also runs its own reader and, when rephrasing, a model session)"
-        );
-    }
-    Ok(())
+    Ok(stopped.is_some())
 }

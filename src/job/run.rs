@@ -25,50 +25,24 @@ use wrapflow_operators::stages::chunk::load_tokenizer;
 use wrapflow_operators::state::checkpoint::StateRegistry;
 use wrapflow_operators::{Chunker, MixStageConfig};
 
-use crate::job::checkpoint;
-use crate::job::cluster::ClusterSpec;
 pub use crate::job::context::STOP;
 use crate::job::context::{Resume, Shared};
-use crate::job::follow::Limits;
+pub use crate::job::options::RunOptions;
 use crate::job::progress::{self, Progress};
 use crate::job::session;
 use crate::job::worker::Ended;
+use crate::job::{Fault, checkpoint};
 use crate::plan::{Plan, PlanError};
 use crate::report::manifest::Manifest;
 use crate::report::merge::{WorkerReport, chrono_now, merge};
 
-/// How to run.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    pub workers: usize,
-    pub progress: progress::Mode,
-    /// Stores to use (share one to reach `memory://` data); a fresh registry if `None`.
-    pub registry: Option<Arc<StoreRegistry>>,
-    /// This process's place in a timely cluster (`workers` threads in each process).
-    pub cluster: Option<ClusterSpec>,
-    /// Keep watching the sources, listing them at this interval, until stopped.
-    pub follow: Option<Duration>,
-    /// Input per segment: a checkpoint follows each.
-    pub limits: Limits,
-    /// How to treat an output that holds something else (`--force`, `--restart`).
-    pub claim: crate::job::output::ClaimMode,
-    /// Serve Prometheus metrics and health checks on this address while the job runs.
-    pub metrics: Option<String>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            workers: 1,
-            progress: progress::Mode::Quiet,
-            registry: None,
-            cluster: None,
-            follow: None,
-            limits: Limits::default(),
-            claim: Default::default(),
-            metrics: None,
-        }
-    }
+/// Where a signal stopped the run that wrote `m` ("at checkpoint 3", "before its first
+/// checkpoint"); `None` when it ran to its end.
+pub fn stopped_at(m: &Manifest) -> Option<String> {
+    let stopped = STOP.load(Ordering::SeqCst) && m.job.as_ref().is_none_or(|j| j.status != "finished");
+    stopped.then(|| {
+        m.job.as_ref().map_or("before its first checkpoint".into(), |j| format!("at checkpoint {}", j.checkpoint))
+    })
 }
 
 /// Makes the first SIGINT or SIGTERM stop the job at its next checkpoint (a second one ends the
@@ -179,14 +153,17 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     // Fail fast on an unreachable or unauthorised output store, before reading anything.
     runtime
         .block_on(output.store.list_with_delimiter(Some(&output.prefix)))
-        .with_context(|| format!("cannot reach output location {}", output.url))?;
-    let inputs = runtime.block_on(input_locations(plan, &registry, sql_tokenizer.clone()))?;
+        .with_context(|| format!("cannot reach output location {}", output.url))
+        .map_err(|e| Fault::Output.tag(e))?;
+    let inputs =
+        runtime.block_on(input_locations(plan, &registry, sql_tokenizer.clone())).map_err(|e| Fault::Input.tag(e))?;
     crate::job::output::check_location(&output, &inputs).map_err(|e| plan.error_at(plan.sink.1, format!("{e:#}")))?;
     let cluster = opts.cluster.as_ref();
     let first_process = cluster.is_none_or(|c| c.process == 0);
     // Process 0 takes the output (marker and lease) for the whole cluster.
     let claim = if first_process {
-        Some(runtime.block_on(crate::job::output::claim(plan, &output, opts.claim, runtime.handle(), &STOP))?)
+        let claim = crate::job::output::claim(plan, &output, opts.claim, runtime.handle(), &STOP);
+        Some(runtime.block_on(claim).map_err(|e| Fault::Output.tag(e))?)
     } else {
         None
     };
@@ -293,7 +270,7 @@ fn run_claimed(
                 j.changed_inputs.push(c);
             }
         }
-        runtime.block_on(checkpoint::put_manifest(&output, &manifest, card))?;
+        runtime.block_on(checkpoint::put_manifest(&output, &manifest, card)).map_err(|e| Fault::Output.tag(e))?;
     }
     let samples = runtime.block_on(crate::report::samples::collect(&output, &manifest)).unwrap_or_else(|e| {
         tracing::warn!("report.html without samples: {e:#}");
@@ -302,7 +279,8 @@ fn run_claimed(
     let page = crate::report::html::page(&manifest, &samples);
     runtime
         .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
-        .with_context(|| format!("writing {}/report.html", output.url))?;
+        .with_context(|| format!("writing {}/report.html", output.url))
+        .map_err(|e| Fault::Output.tag(e))?;
     Ok(manifest)
 }
 
