@@ -115,13 +115,33 @@ impl PyChunker {
         let (batches, _) = data.into_table()?.into_inner();
         let (chunks, rejects) = py
             .detach(|| -> anyhow::Result<_> {
-                let mut chunks = vec![];
+                let mut docs = vec![];
                 let mut rejects = vec![];
                 let mut row = 0;
                 for b in &batches {
-                    for doc in documents(b, text, id, &mut row, &mut rejects)? {
-                        chunks.extend(self.chunker.chunk_doc(&doc)?);
-                    }
+                    docs.extend(documents(b, text, id, &mut row, &mut rejects)?);
+                }
+                // Each core chunks a run of consecutive documents; the runs are joined in order.
+                let per = docs.len().div_ceil(cores()).max(1);
+                let parts = std::thread::scope(|s| {
+                    let chunker = &self.chunker;
+                    let handles: Vec<_> = docs
+                        .chunks(per)
+                        .map(|run| {
+                            s.spawn(move || -> anyhow::Result<Vec<Chunk>> {
+                                let mut out = vec![];
+                                for d in run {
+                                    out.extend(chunker.chunk_doc(d)?);
+                                }
+                                Ok(out)
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().expect("a chunking thread panicked")).collect::<Vec<_>>()
+                });
+                let mut chunks = vec![];
+                for part in parts {
+                    chunks.extend(part?);
                 }
                 Ok((Chunk::to_batch(&chunks)?, Reject::to_batch(&rejects)?))
             })
