@@ -195,10 +195,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes, each said once (as the CLI and the Python package say it): libraries such as object_store put their cause in
-/// their own message too, which `{e:#}` then repeats (and so do worker errors, which reach here
-/// as text): a trailing `: cause` already said before it is dropped (a cause of a few letters
-/// stays: it may only look like a word said before).
+/// An error and its causes, each said once, as the CLI and the Python package say it: libraries
+/// such as object_store put their cause in their own message too, which `{e:#}` then repeats (and
+/// so do worker errors, which reach here as text): a trailing `: cause` already said before it is
+/// dropped (a cause of a few letters stays: it may only look like a word said before).
 pub fn message(e: &anyhow::Error) -> String {
     let mut out = format!("{e:#}");
     while let Some((head, tail)) = out.rsplit_once(": ")

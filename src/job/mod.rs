@@ -37,8 +37,12 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// `e`, marked as this kind of fault; its message and causes stay as they were.
+    /// `e`, marked as this kind of fault; its message and causes stay as they were. An error the
+    /// plan names stays a plan error.
     pub fn tag(self, e: anyhow::Error) -> anyhow::Error {
+        if e.chain().any(|c| c.is::<crate::plan::PlanError>()) {
+            return e;
+        }
         anyhow::Error::new(Tagged { fault: self, inner: e })
     }
 
@@ -81,5 +85,9 @@ mod tests {
         assert_eq!(format!("{wrapped:#}"), format!("worker 0: {said}"));
         assert_eq!(Fault::of(&wrapped), Some(Fault::Output));
         assert_eq!(Fault::of(&anyhow::anyhow!("plain")), None);
+        let plan = crate::plan::PlanError { file: "p.sql".into(), pos: None, message: "no such table".into() };
+        let tagged = Fault::Input.tag(anyhow::Error::new(plan));
+        assert_eq!(Fault::of(&tagged), None);
+        assert!(tagged.chain().any(|c| c.is::<crate::plan::PlanError>()), "a plan error stays one");
     }
 }
