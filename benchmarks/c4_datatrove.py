@@ -3,7 +3,8 @@
 
 usage: python3 benchmarks/c4_datatrove.py [SIZE_MB=100] [BINARY=target/debug/wrapflow]
 needs: scripts/setup.sh (BBC corpus, SmolLM2 tokenizer) and a benchmark venv with
-       pip install datatrove==0.10.1 spacy regex nltk      (not CI)
+       pip install datatrove==0.10.1 spacy regex nltk tokenizers orjson   (not CI;
+       tokenizers for its TokensCounter, orjson for its JsonlReader)
 
 The corpus is BBC articles replicated to SIZE_MB in 8 JSONL files. Each copy gets a unique
 first sentence ("Copy N.") so that no copy is a duplicate, and, chosen by a hash of copy and

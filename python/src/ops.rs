@@ -13,6 +13,7 @@ use pyo3_arrow::PyTable;
 use pyo3_arrow::input::AnyRecordBatch;
 use wrapflow_operators::record::{Chunk, Document, Reject, ToBatch};
 use wrapflow_operators::sql::readers::{generated_id, text_problem};
+use wrapflow_operators::stages::dedup::exact::dedup_key;
 use wrapflow_operators::{ChunkConfig, Chunker};
 
 use crate::errors::{Kind, to_py};
@@ -207,8 +208,56 @@ fn strings<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<Option<Vec<Opti
     }))
 }
 
+/// Exact dedup over a stream of batches: the first row of each key value is kept, across calls.
+#[pyclass(name = "_Dedup", module = "wrapflow._wrapflow", frozen)]
+struct PyDedup {
+    key: String,
+    seen: std::sync::Mutex<std::collections::HashSet<u128>>,
+}
+
+#[pymethods]
+impl PyDedup {
+    #[new]
+    fn new(key: String) -> Self {
+        PyDedup { key, seen: Default::default() }
+    }
+
+    /// `(kept, duplicates)` of `data`: a row is a duplicate when its key column holds a value
+    /// that an earlier row (of this call or an earlier one) held; a NULL key is never one.
+    fn split(&self, py: Python<'_>, data: AnyRecordBatch) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let (batches, schema) = data.into_table()?.into_inner();
+        let (kept, dups) = py
+            .detach(|| -> anyhow::Result<_> {
+                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let (mut kept, mut dups) = (vec![], vec![]);
+                for b in &batches {
+                    let values =
+                        strings(b, &self.key)?.ok_or_else(|| anyhow::anyhow!("no key column {:?}", self.key))?;
+                    // A NULL key is unique to its row, as in a plan: kept, never remembered.
+                    let new: arrow::array::BooleanArray =
+                        values.iter().map(|v| Some(v.is_none() || seen.insert(dedup_key(*v, "", 0)))).collect();
+                    kept.push(arrow::compute::filter_record_batch(b, &new)?);
+                    dups.push(arrow::compute::filter_record_batch(b, &arrow::compute::not(&new)?)?);
+                }
+                Ok((kept, dups))
+            })
+            .map_err(|e| to_py(e, Kind::Input))?;
+        let table = |t: Vec<RecordBatch>| -> PyResult<Py<PyAny>> {
+            Ok(PyTable::try_new(t, schema.clone())?.into_pyarrow(py)?.unbind())
+        };
+        Ok((table(kept)?, table(dups)?))
+    }
+
+    /// Distinct keys seen so far.
+    #[getter]
+    fn seen(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sql, m)?)?;
     m.add_function(wrap_pyfunction!(functions, m)?)?;
-    m.add_class::<PyChunker>()
+    m.add_class::<PyChunker>()?;
+    m.add_class::<PyDedup>()
 }

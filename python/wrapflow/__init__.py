@@ -38,6 +38,7 @@ __all__ = [
     "apply",
     "functions",
     "Chunker",
+    "Dedup",
     "WrapflowError",
     "PlanError",
     "InputError",
@@ -209,6 +210,31 @@ def functions() -> list:
     """The names of wrapflow's SQL functions (filters' signals, hashes, ``c4_clean``,
     ``token_count``)."""
     return _wrapflow.functions()
+
+
+class Dedup:
+    """Exact dedup over a stream of Arrow batches, as a plan's ``DEDUP ON column``: the first row
+    of each value of ``key`` is kept, across calls (the key set lives in the object: build it
+    once per stream). Keys are compared by the plan's 128-bit hash; a NULL key is never a
+    duplicate."""
+
+    def __init__(self, key: str = "text"):
+        self._native = _wrapflow._Dedup(key)
+        self.key = key
+
+    def split(self, data: Any):
+        """``(kept, duplicates)`` of ``data`` as two ``pyarrow.Table`` with ``data``'s columns."""
+        return self._native.split(data)
+
+    def __call__(self, data: Any):
+        """The rows of ``data`` whose key was not seen before (use :meth:`split` to keep the
+        duplicates too)."""
+        return self.split(data)[0]
+
+    @property
+    def seen(self) -> int:
+        """Distinct keys seen so far."""
+        return self._native.seen
 
 
 class Chunker:

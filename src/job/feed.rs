@@ -90,11 +90,8 @@ pub fn documents(batch: &RecordBatch) -> anyhow::Result<Vec<Document>> {
     Ok((0..batch.num_rows())
         .map(|i| {
             let (file, line) = (files.value(i), lines.value(i));
-            let dedup_key = match &keys {
-                Some(k) if !k.is_null(i) => xxhash_rust::xxh3::xxh3_128(k.value(i).as_bytes()),
-                // No key (or a NULL one): unique to the record, so never a duplicate.
-                _ => xxhash_rust::xxh3::xxh3_128(format!("\0{file}:{line}").as_bytes()),
-            };
+            let value = keys.as_ref().filter(|k| !k.is_null(i)).map(|k| k.value(i));
+            let dedup_key = wrapflow_operators::stages::dedup::exact::dedup_key(value, file, line);
             Document {
                 id: ids.value(i).to_string(),
                 text: texts.value(i).to_string(),

@@ -120,3 +120,29 @@ def test_the_chunker_reads_batches_and_streams_and_says_what_is_missing():
         wrapflow.Chunker(tokenizer_path())(batch)
     with pytest.raises(wrapflow.ModelError, match="cannot load tokenizer"):
         wrapflow.Chunker("/nonexistent/tokenizer.json")
+
+
+def test_dedup_over_a_batch_stream_keeps_the_documents_a_plan_keeps(tmp_path):
+    rows = [{"id": r["id"], "text": r["text"]} for r in bbc_rows(60)]
+    # Copies of earlier articles under new ids, some in later batches than their original.
+    rows += [{"id": f"copy-{i}", "text": rows[i]["text"]} for i in (3, 3, 17, 41, 59)]
+    write_jsonl(tmp_path / "in" / "docs.jsonl", rows)
+    m = cli_run(tmp_path / "in", tmp_path / "cli", ("min_words", "0"))
+    kept_by_cli = set(pq.read_table(tmp_path / "cli" / "chunks").column("doc_id").to_pylist())
+    assert m["counts"]["duplicates"] >= 5, m["counts"]
+
+    table = pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows], "n": list(range(len(rows)))})
+    passed = wrapflow.sql(f"SELECT * FROM docs WHERE {plan_filter(0)}", docs=table)
+    dedup = wrapflow.Dedup("text")
+    kept, dups = [], []
+    for batch in passed.to_batches(max_chunksize=16):
+        k, d = dedup.split(batch)
+        kept.append(k)
+        dups.append(d)
+    kept, dups = pa.concat_tables(kept), pa.concat_tables(dups)
+    assert set(kept.column("id").to_pylist()) == kept_by_cli
+    assert dups.num_rows == m["counts"]["duplicates"] and dedup.seen == kept.num_rows
+    assert kept.column("n").to_pylist() == sorted(kept.column("n").to_pylist()), "rows keep their order"
+    assert kept.schema == passed.schema
+    with_null = pa.table({"text": ["a", None, None, "a"]})
+    assert wrapflow.Dedup()(with_null).column("text").to_pylist() == ["a", None, None]

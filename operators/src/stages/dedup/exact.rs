@@ -16,6 +16,15 @@ use crate::stages::context::StageContext;
 use crate::stages::dedup::owners::keep_unseen;
 pub use crate::stages::dedup::owners::{KeyHasher, KeySet};
 
+/// A document's dedup key: a 128-bit hash of its `DEDUP ON` value; without one (or a NULL one),
+/// a key unique to the record (its file and line), so that it is never a duplicate.
+pub fn dedup_key(value: Option<&str>, file: &str, line: u64) -> u128 {
+    match value {
+        Some(v) => xxhash_rust::xxh3::xxh3_128(v.as_bytes()),
+        None => xxhash_rust::xxh3::xxh3_128(format!("\0{file}:{line}").as_bytes()),
+    }
+}
+
 /// Settings of the dedup stage (`DEDUP ON expr` in a plan).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
