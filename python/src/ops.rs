@@ -16,10 +16,12 @@ use wrapflow_operators::sql::readers::{generated_id, text_problem};
 use wrapflow_operators::stages::dedup::exact::dedup_key;
 use wrapflow_operators::{ChunkConfig, Chunker};
 
+use wrapflow::job::Fault;
+
 use crate::errors::{Kind, to_py};
 
 /// One runtime for every call from Python, as many threads as cores.
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime"))
 }
@@ -66,7 +68,9 @@ fn sql(
     let (batches, schema) = py
         .detach(|| -> anyhow::Result<_> {
             let tok = match tokenizer {
-                Some(p) => Some(Arc::new(wrapflow_operators::stages::chunk::load_tokenizer(p.as_ref())?)),
+                Some(p) => Some(Arc::new(
+                    wrapflow_operators::stages::chunk::load_tokenizer(p.as_ref()).map_err(|e| Fault::Model.tag(e))?,
+                )),
                 None => None,
             };
             let n = cores();
@@ -197,7 +201,7 @@ fn documents(
 }
 
 /// A string column's values, whichever of Arrow's three string layouts it has.
-fn strings<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<Option<Vec<Option<&'a str>>>> {
+pub(crate) fn strings<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<Option<Vec<Option<&'a str>>>> {
     let Some(c) = b.column_by_name(name) else { return Ok(None) };
     let c: &'a ArrayRef = c;
     Ok(Some(match c.data_type() {

@@ -21,7 +21,7 @@ use crate::errors::{Kind, to_py};
 
 #[pyclass(name = "_Plan", module = "wrapflow._wrapflow", frozen)]
 pub struct PyPlan {
-    plan: Plan,
+    pub(crate) plan: Plan,
 }
 
 #[pymethods]
@@ -31,6 +31,14 @@ impl PyPlan {
     #[pyo3(signature = (path, sets=Vec::new()))]
     fn load(path: &str, sets: Vec<(String, String)>) -> PyResult<Self> {
         let plan = Plan::load(path, &sets).map_err(|e| to_py(e.into(), Kind::Plan))?;
+        Ok(PyPlan { plan })
+    }
+
+    /// Parses plan text; `file` names it in errors.
+    #[staticmethod]
+    #[pyo3(signature = (text, sets=Vec::new(), file="<plan>"))]
+    fn parse(text: &str, sets: Vec<(String, String)>, file: &str) -> PyResult<Self> {
+        let plan = Plan::parse(file, text, &sets).map_err(|e| to_py(e.into(), Kind::Plan))?;
         Ok(PyPlan { plan })
     }
 

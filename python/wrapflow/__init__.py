@@ -31,6 +31,34 @@ from ._wrapflow import InputError, ModelError, OutputError, PlanError, WrapflowE
 
 __version__: str = _wrapflow.__version__
 
+
+def _onnxruntime_wheel() -> Optional[str]:
+    """The ONNX Runtime library of the ``onnxruntime`` wheel, when one is installed (found
+    without importing it)."""
+    import glob
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("onnxruntime")
+    except (ImportError, ValueError):
+        return None
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        libs = sorted(glob.glob(os.path.join(d, "capi", "libonnxruntime.so.*")))
+        if libs:
+            return libs[-1]
+    return None
+
+
+def ort_library() -> str:
+    """The ONNX Runtime library wrapflow loads: ``$ORT_DYLIB_PATH``, else the project's
+    ``.cache/onnxruntime`` (``scripts/install-ort.sh``), else the ``onnxruntime`` wheel's when it
+    is installed (``pip install onnxruntime``). Raises :class:`ModelError` when there is none."""
+    return _wrapflow._ort_library()
+
+
+if _onnxruntime_wheel() is not None:
+    _wrapflow._set_host_ort(_onnxruntime_wheel())
+
 __all__ = [
     "Plan",
     "Run",
@@ -39,6 +67,9 @@ __all__ = [
     "functions",
     "Chunker",
     "Dedup",
+    "Rephraser",
+    "mix",
+    "ort_library",
     "WrapflowError",
     "PlanError",
     "InputError",
@@ -113,6 +144,12 @@ class Plan:
         does. Raises :class:`PlanError` naming the line of a mistake."""
         sets = [(str(k), str(v)) for k, v in (set or {}).items()]
         return cls(_wrapflow._Plan.load(os.fspath(path), sets))
+
+    @classmethod
+    def parse(cls, text: str, set: Optional[Mapping[str, Any]] = None, file: str = "<plan>") -> "Plan":
+        """A plan from its text rather than a file (``file`` names it in errors)."""
+        sets = [(str(k), str(v)) for k, v in (set or {}).items()]
+        return cls(_wrapflow._Plan.parse(text, sets, file))
 
     @property
     def file(self) -> str:
@@ -267,3 +304,117 @@ class Chunker:
             raise InputError(f"{rejects.num_rows} rows are no documents; row {first['source_line']}: "
                              f"{first['reason']} (Chunker.split keeps them as rejects)")
         return chunks
+
+
+class Rephraser:
+    """A plan's rephrase stage and quality gates over Arrow: chunks in (the :class:`Chunker`'s
+    output), the rows a run writes to ``synthetic/`` and ``rejects/`` out, row for row what the
+    same plan's run makes of the same chunks.
+
+    Build it from a plan (``Rephraser("plans/wrap.sql", set={...})`` or a :class:`Plan`), or
+    from the ``REPHRASE WITH`` options themselves: ``Rephraser(model="models/smollm2-135m-instruct",
+    styles="easy,qa", gates={"embedder": "models/all-minilm-l6-v2"}, batch_size=32)`` or
+    ``Rephraser(endpoint="http://host:8000/v1", served="name", tokenizer=".../tokenizer.json")``;
+    every option has the plan's meaning and default (``plans/README.md``). The model (or the
+    endpoint's connection) and the embedder load once, in a thread of their own: build one per
+    Ray actor or Daft UDF instance and call it per batch. The GIL is released while it works.
+    """
+
+    def __init__(self, plan: "Plan | str | os.PathLike | None" = None, *, set: Optional[Mapping[str, Any]] = None,
+                 model: Optional[str] = None, endpoint: Optional[str] = None, styles: Optional[str] = None,
+                 tokenizer: Optional[str] = None, gates: Optional[Mapping[str, Any]] = None, **options: Any):
+        given = options or any(x is not None for x in (model, endpoint, styles, tokenizer, gates))
+        if plan is not None and given:
+            raise TypeError("give a plan or REPHRASE options, not both")
+        if plan is None:
+            plan = Plan.parse(_rephrase_plan(model, endpoint, styles, tokenizer, gates, options), set,
+                              file="<Rephraser>")
+        elif not isinstance(plan, Plan):
+            plan = Plan.load(plan, set)
+        elif set:
+            raise TypeError("set= applies to a plan file; this Plan is loaded already")
+        self.plan = plan
+        self._native = _wrapflow._Rephraser(plan._native)
+
+    def split(self, chunks: Any):
+        """``(synthetic, rejects)`` of ``chunks`` as two ``pyarrow.Table``: each chunk's style tasks
+        (the plan's styles and rates), answered with retries and judged by the gates; the
+        accepted rows with their lineage and scores, the rejected ones with the gate's reason
+        and scores. Every task is one or the other. ``chunks`` needs ``text``, ``doc_id`` and
+        ``chunk_index``; ``n_tokens`` (counted when absent), ``byte_start``, ``byte_end``,
+        ``source_file`` and ``source_line`` carry into the lineage."""
+        return self._native.split(chunks)
+
+    def __call__(self, chunks: Any):
+        """The accepted rows of ``chunks`` (``split(chunks)[0]``), e.g. for
+        ``ray.data.Dataset.map_batches(..., batch_format="pyarrow")``."""
+        return self.split(chunks)[0]
+
+    def close(self) -> None:
+        """Frees the model now rather than when the object is collected."""
+        self._native.close()
+
+
+def _rephrase_plan(model, endpoint, styles, tokenizer, gates, options) -> str:
+    """A plan that only rephrases: the options as ``REPHRASE WITH`` and ``GATES WITH`` give them
+    (its input and sink are never read)."""
+    if not model and not endpoint:
+        raise PlanError("Rephraser needs a plan, a model or an endpoint")
+    if tokenizer is None:
+        if not model:
+            raise PlanError("a Rephraser on an endpoint needs tokenizer= (the tokenizer.json its rows are counted with)")
+        tokenizer = os.path.join(os.fspath(model), "tokenizer.json")
+    given = {"model": model, "endpoint": endpoint, "styles": styles, **options}
+    rephrase = ", ".join(f"{k} = {_option(v)}" for k, v in given.items() if v is not None)
+    text = (f"TOKENIZER {_option(os.fspath(tokenizer))};\n"
+            "CREATE EXTERNAL TABLE chunks STORED AS JSONL LOCATION 'unused';\nINPUT chunks;\nCHUNK;\n"
+            f"REPHRASE WITH ({rephrase});\n")
+    if gates:
+        text += "GATES WITH (" + ", ".join(f"{k} = {_option(v)}" for k, v in gates.items()) + ");\n"
+    return text + "SINK 'unused';\n"
+
+
+def _option(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, os.PathLike):
+        v = os.fspath(v)
+    return _literal(v)
+
+
+def mix(real: Any, synthetic: Any, mixes: "str | os.PathLike", output: str, *,
+        styles: Optional[list] = None) -> dict:
+    """Training mixtures of Arrow rows, as ``wrapflow remix`` makes them from a run: ``real``
+    (the :class:`Chunker`'s rows, kind ``real``) and ``synthetic`` (the :class:`Rephraser`'s,
+    kind ``synthetic``) mixed by ``MIX name WITH (...)`` statements (``mixes``: their text, or a
+    file of them) into ``output``'s ``mix/NAME/`` with token-exact ratios, curricula and formats
+    (Parquet, JSONL, Megatron ``.bin``/``.idx``, token shards).
+
+    Each batch is one step of the mix, real batches first: the shards of a run read back one file
+    per batch (``pq.read_table(f).to_batches()``) give ``wrapflow remix``'s shards byte for byte.
+    ``styles`` is the order of the rephrasing styles (a run's ``manifest["rephrase"]["style_order"]``;
+    default: as they first appear in ``synthetic``). Returns what ``remix.json`` says (the
+    mixtures' shards, tokens per kind and style). As a remix does, it holds ``output``'s lease
+    and replaces an earlier mix there, and writes nothing else there.
+    """
+    import pyarrow as pa
+
+    path = os.fspath(mixes)
+    if "\n" not in path and os.path.isfile(path):
+        name, text = path, open(path).read()
+    else:
+        name, text = "<mixes>", path
+    if styles is None:
+        synthetic = _table(synthetic)
+        styles = list(dict.fromkeys(synthetic.column("style").to_pylist())) if synthetic.num_rows else []
+    return json.loads(_wrapflow.mix(real, synthetic, text, output, list(styles), name))
+
+
+def _table(data: Any):
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    return pa.RecordBatchReader.from_stream(data).read_all()

@@ -82,14 +82,14 @@ pub(crate) fn pipeline(
         Some(_) => Some(journal(sh, worker.index())?),
         None => None,
     };
-    let weights_hash = models.as_ref().map(|m| m.backend.lineage().weights_hash).unwrap_or_default();
+    let weights_hash = models.as_ref().map(|m| m.backend.borrow().lineage().weights_hash).unwrap_or_default();
     report.borrow_mut().weights_hash = weights_hash;
     let ctx = StageContext { metrics, ..StageContext::checkpointed(states) }
         .with_tokenizer(sh.chunker.tokenizer().clone())
         .with_output(sh.output.clone(), sh.runtime.clone());
-    let ctx = match models {
-        Some(m) => ctx.with_models(Some(m.backend), m.embedder),
-        None => ctx,
+    let (ctx, backend) = match models {
+        Some(m) => (ctx.with_embedder(m.embedder), Some(m.backend)),
+        None => (ctx, None),
     };
     sh.progress.watch(&ctx.metrics);
     let sink = |dir: &str, config: &SinkConfig| SinkConfig { dir: dir.into(), ..config.clone() };
@@ -112,8 +112,8 @@ pub(crate) fn pipeline(
         let (chunks, chunk_rejects) = docs.chunk_docs(&plan.chunk.0, &ctx);
         let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
         let mut mix_rows = chunks.clone().map(MixRow::from);
-        if journal.is_some() {
-            let (synthetic, gate_rejects) = crate::job::wrap::attach(chunks.clone(), plan, &ctx, journal);
+        if let Some(backend) = &backend {
+            let (synthetic, gate_rejects) = crate::job::wrap::attach(chunks.clone(), plan, &ctx, backend, journal);
             mix_rows = mix_rows.concat(synthetic.clone().map(MixRow::from));
             let r = report.clone();
             synthetic

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow, bail};
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type, UInt64Type};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::InputHandle;
 use timely::dataflow::operators::{Input, Inspect};
 use wrapflow_operators::io::store::{Location, StoreRegistry};
-use wrapflow_operators::{Mix, MixEvent, MixRow, MixStageConfig, Mixture, StageContext};
+use wrapflow_operators::record::ToBatch;
+use wrapflow_operators::{Chunk, Mix, MixEvent, MixRow, MixStageConfig, Mixture, StageContext};
 
 use crate::job::{checkpoint, output};
 use crate::plan::stage::{Stage, parse_stage};
@@ -67,6 +68,29 @@ pub fn mixtures(file: &str, text: &str, styles: &[String]) -> anyhow::Result<Mix
 /// One column of a batch by name.
 fn col<'a>(b: &'a RecordBatch, name: &str) -> anyhow::Result<&'a dyn Array> {
     b.column_by_name(name).map(|c| c.as_ref()).ok_or_else(|| anyhow!("shard lacks column {name}"))
+}
+
+/// The rows of a batch with the columns of `chunks/` or `synthetic/` shards, of any integer and
+/// string types (a table built in Python, not only a shard read back).
+pub fn batch_rows(b: &RecordBatch) -> anyhow::Result<Vec<MixRow>> {
+    let mut fields = Chunk::schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("cosine", DataType::Float64, true)));
+    let mut columns = Vec::with_capacity(fields.len());
+    let mut kept = Vec::with_capacity(fields.len());
+    for f in fields {
+        let Some(c) = b.column_by_name(f.name()) else {
+            anyhow::ensure!(
+                f.name() == "cosine",
+                "no column {:?}: a mix needs the columns of a run's shards",
+                f.name()
+            );
+            continue;
+        };
+        anyhow::ensure!(f.name() == "cosine" || c.null_count() == 0, "column {:?} has nulls", f.name());
+        columns.push(arrow::compute::cast(c, f.data_type()).with_context(|| format!("column {:?}", f.name()))?);
+        kept.push(Field::new(f.name(), f.data_type().clone(), true));
+    }
+    rows(&RecordBatch::try_new(Arc::new(Schema::new(kept)), columns)?)
 }
 
 /// The rows of a `chunks/` or `synthetic/` shard.
@@ -139,72 +163,73 @@ async fn committed(src: &Location) -> anyhow::Result<BTreeSet<String>> {
 /// holds the output's lease while it writes, and replaces an earlier remix there whole (never
 /// anything else), so that `remix.json` always describes every shard beside it.
 pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManifest> {
-    let registry = StoreRegistry::new();
-    let src = registry.resolve(from, &Default::default())?;
-    let dst = registry.resolve(to, &Default::default())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    anyhow::ensure!(
-        src.url.trim_end_matches('/') != dst.url.trim_end_matches('/'),
-        "--out {to} is the run itself: write a remix to its own location"
-    );
-    let lease = rt.block_on(output::Lease::acquire(&dst, rt.handle(), &LEASE_LOST))?;
-    let result = remix_held(&rt, (&src, &dst), (from, mixes_file));
-    rt.block_on(lease.release());
-    result
-}
-
-/// [`run`] once the output's lease is held.
-fn remix_held(
-    rt: &tokio::runtime::Runtime,
-    (src, dst): (&Location, &Location),
-    (from, mixes_file): (&str, &str),
-) -> anyhow::Result<RemixManifest> {
-    // A remix may replace an earlier remix there, never anything else.
-    rt.block_on(output::ensure_only(dst, |p| remix_file(p) || p == output::LEASE))?;
     let manifest = crate::report::text::load(from)?;
     let styles = manifest.rephrase.as_ref().map(|r| r.style_order.clone()).unwrap_or_default();
     let text = std::fs::read_to_string(mixes_file).with_context(|| format!("reading {mixes_file}"))?;
     let mixes = mixtures(mixes_file, &text, &styles)?;
-    // Real chunks first, then rephrasings, each file its own timestamp (as a run's batches are).
-    let committed = rt.block_on(committed(src))?;
-    let mut files = rt.block_on(read_dir(src, "chunks", &committed))?;
-    files.extend(rt.block_on(read_dir(src, "synthetic", &committed))?);
+    let registry = StoreRegistry::new();
+    let src = registry.resolve(from, &Default::default())?;
+    anyhow::ensure!(
+        src.url.trim_end_matches('/') != registry.resolve(to, &Default::default())?.url.trim_end_matches('/'),
+        "--out {to} is the run itself: write a remix to its own location"
+    );
+    holding(to, |rt, dst| {
+        // Real chunks first, then rephrasings, each file its own timestamp (as a run's batches are).
+        let committed = rt.block_on(committed(&src))?;
+        let mut files = rt.block_on(read_dir(&src, "chunks", &committed))?;
+        files.extend(rt.block_on(read_dir(&src, "synthetic", &committed))?);
+        let out = mix_into(rt, dst, &mixes, files, (from, mixes_file, &text))?;
+        // The card: the remix's mixtures, and what made the rows (the run's manifest).
+        let described = crate::report::manifest::Manifest { mixes: out.mixes.clone(), ..manifest };
+        let origin = crate::report::card::Origin::Remix { from, mixes_file, mixes_hash: &out.mixes_hash };
+        let card = crate::report::card::card(&described, &origin).into_bytes();
+        rt.block_on(checkpoint::put(dst, crate::report::card::CARD, card))?;
+        Ok(out)
+    })
+}
+
+/// Mixes rows that are given rather than read from a run (`wrapflow.mix` from Python): each of
+/// `files` is one timestamp, as each shard file of a run is one in a remix, so the same rows in
+/// the same files give a remix's shards byte for byte. `from` says where the rows came from in
+/// `remix.json`; no dataset card is written (there is no run manifest to describe them).
+pub fn mix_rows(
+    files: Vec<Vec<MixRow>>,
+    styles: &[String],
+    (mixes_name, text): (&str, &str),
+    to: &str,
+    from: &str,
+) -> anyhow::Result<RemixManifest> {
+    let mixes = mixtures(mixes_name, text, styles)?;
+    holding(to, |rt, dst| mix_into(rt, dst, &mixes, files, (from, mixes_name, text)))
+}
+
+/// Runs `f` on the output `to` while holding its lease.
+fn holding<T>(to: &str, f: impl FnOnce(&tokio::runtime::Runtime, &Location) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let dst = StoreRegistry::new().resolve(to, &Default::default())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let lease = rt.block_on(output::Lease::acquire(&dst, rt.handle(), &LEASE_LOST))?;
+    let result = f(&rt, &dst);
+    rt.block_on(lease.release());
+    result
+}
+
+/// Writes the mixtures of `files` (one timestamp each) and `remix.json` to `dst`, replacing an
+/// earlier remix there (never anything else).
+fn mix_into(
+    rt: &tokio::runtime::Runtime,
+    dst: &Location,
+    mixes: &MixStageConfig,
+    files: Vec<Vec<MixRow>>,
+    (from, mixes_file, text): (&str, &str, &str),
+) -> anyhow::Result<RemixManifest> {
+    rt.block_on(output::ensure_only(dst, |p| remix_file(p) || p == output::LEASE))?;
     // The earlier remix goes first: its shards would otherwise stay beside the new ones.
     let earlier = rt.block_on(output::list_all(dst))?;
     for p in earlier.iter().filter(|p| remix_file(p)) {
         rt.block_on(dst.store.delete(&dst.child(p))).with_context(|| format!("removing {}/{p}", dst.url))?;
     }
     let rows_read = files.iter().map(|f| f.len() as u64).sum();
-    let events: Arc<Mutex<Vec<MixEvent>>> = Arc::default();
-    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (ev, errs, files, handle, out) =
-        (events.clone(), errors.clone(), Arc::new(files), rt.handle().clone(), (*dst).clone());
-    timely::execute(timely::Config::thread(), move |worker| {
-        let mut input = InputHandle::new();
-        let ev = ev.clone();
-        let ctx = StageContext { errors: errs.clone(), ..Default::default() }.with_output(out.clone(), handle.clone());
-        worker.dataflow::<u64, _, _>(|scope| {
-            scope
-                .input_from(&mut input)
-                .container::<Vec<MixRow>>()
-                .mix(&mixes, &ctx)
-                .inspect(move |e: &MixEvent| ev.lock().expect("events lock").push(e.clone()));
-        });
-        for (t, rows) in files.iter().enumerate() {
-            input.send_batch(&mut rows.clone());
-            input.advance_to(t as u64 + 1);
-            worker.step();
-        }
-    })
-    .map_err(|e| anyhow!("cannot start the remix: {e}"))?
-    .join()
-    .into_iter()
-    .collect::<Result<Vec<_>, _>>()
-    .map_err(|e| anyhow!("remix failed: {e}"))?;
-    if let Some(e) = errors.lock().unwrap_or_else(|e| e.into_inner()).first() {
-        bail!("{e}");
-    }
-    let events = std::mem::take(&mut *events.lock().expect("events lock"));
+    let events = mix_files(rt, dst, mixes, files)?;
     let mixes = crate::report::mixing::merge(events)?;
     for m in &mixes {
         anyhow::ensure!(
@@ -230,15 +255,46 @@ fn remix_held(
     );
     rt.block_on(dst.store.put(&dst.child("remix.json"), PutPayload::from(json)))
         .with_context(|| format!("writing {}/remix.json", dst.url))?;
-    // The card: the remix's mixtures, and what made the rows (the run's manifest).
-    let described = crate::report::manifest::Manifest { mixes: out.mixes.clone(), ..manifest };
-    let origin = crate::report::card::Origin::Remix { from, mixes_file, mixes_hash: &out.mixes_hash };
-    rt.block_on(checkpoint::put(
-        dst,
-        crate::report::card::CARD,
-        crate::report::card::card(&described, &origin).into_bytes(),
-    ))?;
     Ok(out)
+}
+
+/// The [`Mix`] operator over `files`, one timestamp each, writing into `dst`: what it reported.
+fn mix_files(
+    rt: &tokio::runtime::Runtime,
+    dst: &Location,
+    mixes: &MixStageConfig,
+    files: Vec<Vec<MixRow>>,
+) -> anyhow::Result<Vec<MixEvent>> {
+    let events: Arc<Mutex<Vec<MixEvent>>> = Arc::default();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (ev, errs, files, handle, out, mixes) =
+        (events.clone(), errors.clone(), Arc::new(files), rt.handle().clone(), dst.clone(), mixes.clone());
+    timely::execute(timely::Config::thread(), move |worker| {
+        let mut input = InputHandle::new();
+        let ev = ev.clone();
+        let ctx = StageContext { errors: errs.clone(), ..Default::default() }.with_output(out.clone(), handle.clone());
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .container::<Vec<MixRow>>()
+                .mix(&mixes, &ctx)
+                .inspect(move |e: &MixEvent| ev.lock().expect("events lock").push(e.clone()));
+        });
+        for (t, rows) in files.iter().enumerate() {
+            input.send_batch(&mut rows.clone());
+            input.advance_to(t as u64 + 1);
+            worker.step();
+        }
+    })
+    .map_err(|e| anyhow!("cannot start the remix: {e}"))?
+    .join()
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| anyhow!("remix failed: {e}"))?;
+    if let Some(e) = errors.lock().unwrap_or_else(|e| e.into_inner()).first() {
+        bail!("{e}");
+    }
+    Ok(std::mem::take(&mut *events.lock().expect("events lock")))
 }
 
 /// Counts of a remix for the terminal.

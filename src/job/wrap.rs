@@ -8,10 +8,12 @@ use std::rc::Rc;
 
 use anyhow::Context;
 use timely::dataflow::StreamVec;
-use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::{Concat, Inspect, ToStream};
 use tokio::runtime::Handle;
 use wrapflow_operators::engine::remote::api_key;
-use wrapflow_operators::engine::{Backend, Decoder, Embedder, LocalBackend, RemoteBackend, SessionConfig};
+use wrapflow_operators::engine::{
+    Backend, Decoder, Embedder, LocalBackend, RemoteBackend, SessionConfig, SharedBackend, shared,
+};
 use wrapflow_operators::io::journal::{JournalTarget, Journaled, Memo};
 use wrapflow_operators::stages::context::StageContext;
 use wrapflow_operators::stages::fanout::StyleTask;
@@ -25,7 +27,7 @@ use crate::plan::Plan;
 
 /// A worker's model sessions.
 pub struct Models {
-    pub backend: Box<dyn Backend>,
+    pub backend: SharedBackend,
     pub embedder: Option<Embedder>,
 }
 
@@ -58,7 +60,7 @@ pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: us
                 .with_context(|| format!("loading the embedder {dir}"))?,
         ),
     };
-    Ok(Some(Models { backend, embedder }))
+    Ok(Some(Models { backend: shared(backend), embedder }))
 }
 
 /// ONNX Runtime threads for each of `workers` that share this machine's cores (at least one).
@@ -84,17 +86,18 @@ fn task_key(t: &StyleTask) -> String {
     format!("{}\u{0}{}\u{0}{}\u{0}{}", t.chunk.source_file, t.chunk.doc_id, t.chunk.chunk_index, t.style)
 }
 
-/// Attaches fan-out → rephrase → gates to `chunks`, with the worker's model sessions in `ctx`;
-/// returns the accepted rows and the gate rejects.
+/// Attaches fan-out → rephrase (with `backend`) → gates (with the embedder in `ctx`) to
+/// `chunks`; returns the accepted rows and the gate rejects.
 pub fn attach<'s>(
     chunks: StreamVec<'s, u64, Chunk>,
     plan: &Plan,
     ctx: &StageContext,
+    backend: &SharedBackend,
     journal: Option<Journal>,
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
     let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
     let cfg = RephraseConfig { styles: plan.styles.clone(), ..spec.config(&plan.gates) };
-    let lineage = ctx.backend.borrow().as_ref().map(|b| b.lineage()).unwrap_or_default();
+    let lineage = backend.borrow().lineage();
     let gates = GateStageConfig {
         gates: plan.gates.clone(),
         styles: plan.styles.clone(),
@@ -107,7 +110,7 @@ pub fn attach<'s>(
         Some(j) => {
             let (reused, fresh) = tasks.answered_by(j.memo, task_key, &ctx.metrics);
             let segment = |t: &u64| t >> crate::job::segment::SEGMENT_SHIFT;
-            let generated = fresh.rephrase(&cfg, ctx).journal(
+            let generated = fresh.rephrase(&cfg, backend, ctx).journal(
                 j.target,
                 &spec.journal(),
                 |x: &Rephrased| task_key(&x.task),
@@ -115,9 +118,47 @@ pub fn attach<'s>(
             );
             generated.concat(reused)
         }
-        None => tasks.rephrase(&cfg, ctx),
+        None => tasks.rephrase(&cfg, backend, ctx),
     };
     rephrased.gate(&gates, ctx)
+}
+
+/// Rephrases `chunks` in a dataflow of their own on `worker`: fan-out → rephrase (with
+/// `backend`) → gates (with `ctx`'s tokenizer and embedder), as a run does but without journal,
+/// checkpoints or sinks. Returns the accepted rows and the gate rejects, each ordered by chunk
+/// (as given) and style (as the plan lists them). The caller keeps `backend` and `ctx` for the
+/// next batch: a model is loaded once and answers batch after batch.
+pub fn rephrase_batch(
+    worker: &mut timely::worker::Worker,
+    plan: &Plan,
+    ctx: &StageContext,
+    backend: &SharedBackend,
+    chunks: Vec<Chunk>,
+) -> anyhow::Result<(Vec<Synthetic>, Vec<Reject>)> {
+    let order: HashMap<(String, u32), usize> =
+        chunks.iter().enumerate().map(|(i, c)| ((c.doc_id.clone(), c.chunk_index), i)).collect();
+    if order.len() < chunks.len() {
+        anyhow::bail!("two chunks have the same doc_id and chunk_index: a row's lineage must name one chunk");
+    }
+    let ctx = StageContext { errors: Default::default(), ..ctx.clone() };
+    let rows = Rc::new(RefCell::new((Vec::new(), Vec::new())));
+    let (accepted, rejected) = (rows.clone(), rows.clone());
+    worker.dataflow::<u64, _, _>(|scope| {
+        let chunks = chunks.to_stream(scope).container::<Vec<Chunk>>();
+        let (synthetic, rejects) = attach(chunks, plan, &ctx, backend, None);
+        synthetic.inspect(move |s| accepted.borrow_mut().0.push(s.clone()));
+        rejects.inspect(move |r| rejected.borrow_mut().1.push(r.clone()));
+    });
+    while worker.step() {}
+    if let Some(e) = ctx.first_error() {
+        anyhow::bail!(e);
+    }
+    let (mut synthetic, mut rejects) = rows.take();
+    let style = |name: &str| plan.styles.iter().position(|s| s.name == name);
+    let key = |doc: &str, chunk: u32, name: &str| (order.get(&(doc.to_string(), chunk)).copied(), style(name));
+    synthetic.sort_by_key(|s| key(&s.doc_id, s.chunk_index, &s.style));
+    rejects.sort_by_key(|r| key(&r.doc_id, r.chunk_index, &r.style));
+    Ok((synthetic, rejects))
 }
 
 #[cfg(test)]

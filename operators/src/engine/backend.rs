@@ -6,7 +6,9 @@
 //! A backend that cannot honour a request part (a remote server cannot run the number guard)
 //! ignores it; the gate stage judges every answer the same way whatever made it.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +68,17 @@ pub struct Lineage {
     pub model: String,
     /// `blake3:` of the weights, or `endpoint:` and the endpoint's URL without credentials.
     pub weights_hash: String,
+}
+
+/// A worker's backend, lent to the rephrase stage that answers with it: the stage borrows it only
+/// while it submits or polls, so its owner keeps it for the next dataflow (a Python `Rephraser`
+/// answers batch after batch with one model). One backend per rephrase stage: answers carry the
+/// backend's own request indices.
+pub type SharedBackend = Rc<RefCell<Box<dyn Backend>>>;
+
+/// A backend as a [`SharedBackend`].
+pub fn shared(backend: Box<dyn Backend>) -> SharedBackend {
+    Rc::new(RefCell::new(backend))
 }
 
 /// Runs requests. Not `Send`: a worker owns its backend.

@@ -21,7 +21,7 @@ pub mod sample;
 pub mod score;
 
 pub use crate::fidelity::numbers::number_forms;
-pub use backend::{Answer, Backend, Lineage, LocalBackend, Request};
+pub use backend::{Answer, Backend, Lineage, LocalBackend, Request, SharedBackend, shared};
 pub use constrain::{NumberGuard, TokenTable};
 pub use decoder::Decoder;
 pub use embed::{Embedder, cosine};

@@ -2,7 +2,9 @@
 //! chosen execution provider.
 //!
 //! The library is `$ORT_DYLIB_PATH`, else `.cache/onnxruntime/libonnxruntime.so.1.31.1` under the
-//! current directory or any ancestor of the executable (where `scripts/install-ort.sh` puts it).
+//! current directory or any ancestor of the executable (where `scripts/install-ort.sh` puts it),
+//! else the one a host names ([`set_host_library`]: the Python package, from the `onnxruntime`
+//! wheel).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -47,6 +49,14 @@ impl Default for SessionConfig {
     }
 }
 
+static HOST_LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// A library to load when neither `$ORT_DYLIB_PATH` nor `.cache/onnxruntime` has one: the
+/// Python package passes the `onnxruntime` wheel's when it is installed. The first call wins.
+pub fn set_host_library(path: PathBuf) {
+    let _ = HOST_LIBRARY.set(path);
+}
+
 /// The library file wrapflow will load.
 pub fn library_path() -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("ORT_DYLIB_PATH") {
@@ -67,6 +77,7 @@ pub fn library_path() -> anyhow::Result<PathBuf> {
         .iter()
         .map(|r| r.join(".cache/onnxruntime").join(LIB))
         .find(|p| p.is_file())
+        .or_else(|| HOST_LIBRARY.get().filter(|p| p.is_file()).cloned())
         .with_context(|| {
             format!("ONNX Runtime library not found: run scripts/install-ort.sh (installs onnxruntime==1.31.1 into .cache/onnxruntime) or set ORT_DYLIB_PATH to {LIB}")
         })

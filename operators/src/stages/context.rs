@@ -9,7 +9,8 @@
 //! - `metrics`: where a stage counts what it did, under names that start with its own.
 //! - `errors`: where a stage reports a failure that must fail the run (a write that failed after
 //!   its retries); the driver checks it as time advances.
-//! - the worker's resources: the tokenizer, the output location, model sessions.
+//! - the worker's resources: the tokenizer, the output location, the embedder session (a model
+//!   backend is handed to the rephrase stage itself: a plan may have more than one).
 //!
 //! ```
 //! use std::{cell::Cell, rc::Rc};
@@ -48,7 +49,7 @@ use timely::progress::Timestamp;
 use tokenizers::Tokenizer;
 use tokio::runtime::Handle;
 
-use crate::engine::{Backend, Embedder};
+use crate::engine::Embedder;
 use crate::io::store::Location;
 use crate::record::Reject;
 use crate::state::checkpoint::{StateHandle, StateRegistry};
@@ -72,8 +73,6 @@ pub struct StageContext {
     pub errors: Arc<Mutex<Vec<String>>>,
     pub tokenizer: Option<Arc<Tokenizer>>,
     pub output: Option<OutputTarget>,
-    /// The worker's model backend (in process or remote); the rephrase stage takes it.
-    pub backend: Rc<RefCell<Option<Box<dyn Backend>>>>,
     pub embedder: Option<SharedEmbedder>,
 }
 
@@ -93,8 +92,8 @@ impl StageContext {
         self
     }
 
-    pub fn with_models(self, backend: Option<Box<dyn Backend>>, embedder: Option<Embedder>) -> Self {
-        *self.backend.borrow_mut() = backend;
+    /// A context whose meaning gates use `embedder`.
+    pub fn with_embedder(self, embedder: Option<Embedder>) -> Self {
         StageContext { embedder: embedder.map(|e| Rc::new(RefCell::new(e))), ..self }
     }
 

@@ -30,10 +30,10 @@ use timely::progress::Timestamp;
 
 use crate::engine::backend::render;
 use crate::engine::{
-    Answer, Backend, Decoder, Finish, GenerationConfig, NameGuard, NumberGuard, Request, SessionConfig, SoftStop,
+    Answer, Decoder, Finish, GenerationConfig, NameGuard, NumberGuard, Request, SessionConfig, SharedBackend, SoftStop,
     Timing,
 };
-use crate::stages::context::{SharedEmbedder, StageContext, nothing};
+use crate::stages::context::{SharedEmbedder, StageContext};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
 use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, format_words, strip_chatter};
@@ -130,21 +130,28 @@ pub fn plain_text(style: &Style, chunk: &str) -> String {
 
 /// Extension trait: rephrase style tasks with a model.
 pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
-    /// Answers every task with the context's [`Backend`] (this worker's, taken by the stage: a
-    /// [`crate::engine::LocalBackend`] or a [`crate::engine::RemoteBackend`]); with the context's
-    /// embedder, retries also answer again what the meaning gate would reject. Without a backend,
-    /// or when the backend fails for good, the run fails (nothing is emitted for the tasks left).
+    /// Answers every task with `backend` (a [`crate::engine::LocalBackend`] or a
+    /// [`crate::engine::RemoteBackend`], this stage's alone while the dataflow runs); with the
+    /// context's embedder, retries also answer again what the meaning gate would reject. When the
+    /// backend fails for good the run fails (nothing is emitted for the tasks left).
     /// Counts `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every
     /// attempt's), `rephrase.retries`, the maximum `rephrase.max_queued` and the gauge `rephrase.queued`.
-    fn rephrase(self, config: &RephraseConfig, ctx: &StageContext) -> StreamVec<'scope, T, Rephrased>;
+    fn rephrase(
+        self,
+        config: &RephraseConfig,
+        backend: &SharedBackend,
+        ctx: &StageContext,
+    ) -> StreamVec<'scope, T, Rephrased>;
 }
 
 impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope, T, StyleTask> {
-    fn rephrase(self, config: &RephraseConfig, ctx: &StageContext) -> StreamVec<'scope, T, Rephrased> {
-        let Some(backend) = ctx.backend.borrow_mut().take() else {
-            ctx.fail("the rephrase stage needs a model backend in its context");
-            return nothing(self, "NoRephrase");
-        };
+    fn rephrase(
+        self,
+        config: &RephraseConfig,
+        backend: &SharedBackend,
+        ctx: &StageContext,
+    ) -> StreamVec<'scope, T, Rephrased> {
+        let backend = backend.clone();
         let scope = self.scope();
         let slice = Duration::from_millis(config.time_slice_ms.max(1));
         let mut work = Work {
@@ -170,10 +177,10 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                     }
                 });
                 let t0 = Instant::now();
-                while !dead && work.backend.outstanding() > 0 && t0.elapsed() < slice {
+                while !dead && work.backend.borrow().outstanding() > 0 && t0.elapsed() < slice {
                     let mut finished = Vec::new();
-                    let polled =
-                        work.backend.poll(slice.saturating_sub(t0.elapsed()), &mut |i, a| finished.push((i, a)));
+                    let budget = slice.saturating_sub(t0.elapsed());
+                    let polled = work.backend.borrow_mut().poll(budget, &mut |i, a| finished.push((i, a)));
                     finished.into_iter().for_each(|(i, a)| work.finish(i, a));
                     work.count_time(&metrics);
                     if let Err(e) = polled {
@@ -196,7 +203,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                         work.held.remove(&time);
                     }
                 }
-                if !dead && work.backend.outstanding() > 0 {
+                if !dead && work.backend.borrow().outstanding() > 0 {
                     activator.activate();
                 }
             }
@@ -207,7 +214,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
 
 /// The rephrase operator's state.
 struct Work<T: Timestamp> {
-    backend: Box<dyn Backend>,
+    backend: SharedBackend,
     cfg: RephraseConfig,
     styles: Arc<Vec<Style>>,
     embedder: Option<SharedEmbedder>,
@@ -227,7 +234,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
     /// Adds the time spent since the last call to `time.*_s`: the model's prefill and decode
     /// steps, choosing tokens (sampling and the guards' masks), and ranking answers for retries.
     fn count_time(&mut self, metrics: &Metrics) {
-        let now = self.backend.timing();
+        let now = self.backend.borrow().timing();
         let d = now.since(&self.seen);
         let ranking = std::mem::take(&mut self.ranking_s);
         self.seen = now;
@@ -249,7 +256,8 @@ impl<T: Timestamp + TotalOrder> Work<T> {
         let time = cap.time().clone();
         self.held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
         let request = task_request(&self.styles[task.style as usize], &task, 0, &self.cfg);
-        match self.backend.submit(request) {
+        let submitted = self.backend.borrow_mut().submit(request);
+        match submitted {
             Ok(i) => {
                 self.tasks.insert(i, (time, task, 0, 0, None));
             }
@@ -283,7 +291,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
             error: None,
             attempts: attempt + 1,
             spent_tokens: spent + a.generated_tokens,
-            queued: self.backend.outstanding() as u32,
+            queued: self.backend.borrow().outstanding() as u32,
             guarded: a.guarded,
             names_guarded: a.names_guarded,
             task,
@@ -303,7 +311,8 @@ impl<T: Timestamp + TotalOrder> Work<T> {
             let style = if copied { &own_words(style) } else { style };
             let request = task_request(style, &best.0.task, attempt + 1, cfg);
             // A retry the backend refuses keeps the answer we have.
-            if let Ok(i) = self.backend.submit(request) {
+            let submitted = self.backend.borrow_mut().submit(request);
+            if let Ok(i) = submitted {
                 let task = best.0.task.clone();
                 self.tasks.insert(i, (time, task, attempt + 1, total, Some(best)));
                 return;

@@ -1,0 +1,166 @@
+//! `_Rephraser`: a plan's rephrase stage and gates over Arrow batches of chunks. The models load
+//! once, in a thread of their own that runs a timely worker (a backend is not `Send`); each call
+//! hands that thread a batch and waits with the GIL released.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, UInt64Type};
+use pyo3::prelude::*;
+use pyo3_arrow::PyTable;
+use pyo3_arrow::input::AnyRecordBatch;
+use tokenizers::Tokenizer;
+use wrapflow::job::wrap::{load_models, rephrase_batch};
+use wrapflow::plan::Plan;
+use wrapflow_operators::Chunker;
+use wrapflow_operators::record::{Chunk, Reject, Synthetic, ToBatch};
+use wrapflow_operators::stages::context::StageContext;
+use wrapflow_operators::state::metrics::Metrics;
+
+use crate::errors::{Kind, to_py};
+use crate::ops::{runtime, strings};
+use crate::plan::PyPlan;
+
+type Rows = anyhow::Result<(Vec<Synthetic>, Vec<Reject>)>;
+
+struct Job {
+    chunks: Vec<Chunk>,
+    reply: Sender<Rows>,
+}
+
+#[pyclass(name = "_Rephraser", module = "wrapflow._wrapflow", frozen)]
+pub struct PyRephraser {
+    /// To the model thread; `None` once closed.
+    jobs: Mutex<Option<Sender<Job>>>,
+    /// The plan's tokenizer: it counts a chunk's tokens where the batch has no `n_tokens`.
+    tokenizer: Arc<Tokenizer>,
+}
+
+#[pymethods]
+impl PyRephraser {
+    /// Loads `plan`'s model (or connects its endpoint), embedder and tokenizer.
+    #[new]
+    fn new(py: Python<'_>, plan: &Bound<'_, PyPlan>) -> PyResult<Self> {
+        let plan = plan.get().plan.clone();
+        if plan.rephrase.is_none() {
+            return Err(to_py(anyhow::anyhow!("the plan has no REPHRASE statement"), Kind::Plan));
+        }
+        let chunker = Chunker::from_config(&plan.chunk.0).map_err(|e| to_py(e, Kind::Model))?;
+        let tokenizer = chunker.tokenizer().clone();
+        let (jobs, inbox) = channel::<Job>();
+        let (ready, loaded) = channel::<anyhow::Result<()>>();
+        let inbox = Mutex::new(inbox);
+        let tok = tokenizer.clone();
+        std::thread::Builder::new()
+            .name("wrapflow-rephraser".into())
+            .spawn(move || timely::execute_directly(move |worker| serve(worker, &plan, &tok, &inbox, &ready)))
+            .map_err(|e| to_py(e.into(), Kind::Other))?;
+        let started =
+            py.detach(move || loaded.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("the model thread died"))));
+        started.map_err(|e| to_py(e, Kind::Model))?;
+        Ok(PyRephraser { jobs: Mutex::new(Some(jobs)), tokenizer })
+    }
+
+    /// `(synthetic, rejects)` of the chunks in `data`, as two Arrow tables with the schemas of a
+    /// run's `synthetic/` and `rejects/`.
+    fn split(&self, py: Python<'_>, data: AnyRecordBatch) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let (batches, _) = data.into_table()?.into_inner();
+        let mut chunks = vec![];
+        for b in &batches {
+            chunks.extend(chunks_of(b, &self.tokenizer).map_err(|e| to_py(e, Kind::Input))?);
+        }
+        let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sender = sender.ok_or_else(|| to_py(anyhow::anyhow!("this Rephraser is closed"), Kind::Other))?;
+        let (reply, answer) = channel();
+        sender.send(Job { chunks, reply }).map_err(|_| to_py(anyhow::anyhow!("the model thread died"), Kind::Model))?;
+        let rows = py.detach(move || answer.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("the model thread died"))));
+        let (synthetic, rejects) = rows.map_err(|e| to_py(e, Kind::Model))?;
+        let table = |b: arrow::error::Result<RecordBatch>| -> PyResult<Py<PyAny>> {
+            let b = b.map_err(|e| to_py(e.into(), Kind::Other))?;
+            let schema = b.schema();
+            Ok(PyTable::try_new(vec![b], schema)?.into_pyarrow(py)?.unbind())
+        };
+        Ok((table(Synthetic::to_batch(&synthetic))?, table(Reject::to_batch(&rejects))?))
+    }
+
+    /// Stops the model thread and frees the models (also when the object is collected).
+    fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// The model thread: loads, says whether that worked, then answers jobs until the Python object
+/// is closed or collected.
+fn serve(
+    worker: &mut timely::worker::Worker,
+    plan: &Plan,
+    tokenizer: &Arc<Tokenizer>,
+    inbox: &Mutex<Receiver<Job>>,
+    ready: &Sender<anyhow::Result<()>>,
+) {
+    let loaded = (|| -> anyhow::Result<_> {
+        let models = load_models(plan, runtime().handle(), &Metrics::default(), 1)?;
+        let models = models.ok_or_else(|| anyhow::anyhow!("the plan has no REPHRASE statement"))?;
+        let ctx = StageContext::default().with_tokenizer(tokenizer.clone()).with_embedder(models.embedder);
+        Ok((ctx, models.backend))
+    })();
+    let (ctx, backend) = match loaded {
+        Ok(x) => {
+            let _ = ready.send(Ok(()));
+            x
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let inbox = inbox.lock().unwrap_or_else(|e| e.into_inner());
+    while let Ok(job) = inbox.recv() {
+        let _ = job.reply.send(rephrase_batch(worker, plan, &ctx, &backend, job.chunks));
+    }
+}
+
+/// The chunks of a batch with the chunker's columns: `text`, `doc_id` and `chunk_index` are
+/// needed; `n_tokens` is counted with `tokenizer` where absent; `byte_start`, `byte_end`,
+/// `source_file` and `source_line` are carried into the rows' lineage when present.
+fn chunks_of(b: &RecordBatch, tokenizer: &Tokenizer) -> anyhow::Result<Vec<Chunk>> {
+    let needed = |name: &str| anyhow::anyhow!("no column {name:?}: pass the chunker's output (Chunker)");
+    let texts = strings(b, "text")?.ok_or_else(|| needed("text"))?;
+    let docs = strings(b, "doc_id")?.ok_or_else(|| needed("doc_id"))?;
+    let files = strings(b, "source_file")?;
+    let number = |name: &str| -> anyhow::Result<Option<Arc<dyn Array>>> {
+        b.column_by_name(name).map(|c| arrow::compute::cast(c, &DataType::UInt64)).transpose().map_err(Into::into)
+    };
+    let index = Some(number("chunk_index")?.ok_or_else(|| needed("chunk_index"))?);
+    let [tokens, start, end, line] = ["n_tokens", "byte_start", "byte_end", "source_line"].map(number);
+    let (tokens, start, end, line) = (tokens?, start?, end?, line?);
+    let at = |c: &Option<Arc<dyn Array>>, i: usize| {
+        c.as_ref().map(|c| c.as_primitive::<UInt64Type>()).filter(|c| !c.is_null(i)).map(|c| c.value(i))
+    };
+    let mut out = Vec::with_capacity(b.num_rows());
+    for i in 0..b.num_rows() {
+        let (Some(text), Some(doc_id), Some(chunk_index)) = (texts[i], docs[i], at(&index, i)) else {
+            anyhow::bail!("row {i}: text, doc_id and chunk_index must not be null");
+        };
+        let n_tokens = match at(&tokens, i) {
+            Some(n) => n as usize,
+            None => tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("row {i}: {e}"))?.len(),
+        };
+        out.push(Chunk {
+            doc_id: doc_id.to_string(),
+            chunk_index: u32::try_from(chunk_index)?,
+            text: text.to_string(),
+            n_tokens: u32::try_from(n_tokens)?,
+            byte_start: at(&start, i).unwrap_or(0),
+            byte_end: at(&end, i).unwrap_or(text.len() as u64),
+            source_file: files.as_ref().and_then(|f| f[i]).unwrap_or("").to_string(),
+            source_line: at(&line, i).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRephraser>()
+}
