@@ -4,8 +4,10 @@
     python examples/python/pipeline.py
 
 It reads the BBC corpus that scripts/demo.sh fetches (data/bbc/bbc.jsonl), scores and filters it
-with wrapflow's SQL functions, chunks it, then runs plans/chunk.sql on the same files as
-`wrapflow run` would. The tokenizer is SmolLM2's, as scripts/demo.sh imports it.
+with wrapflow's SQL functions, removes exact and near duplicates, chunks it, rephrases a few
+chunks with plans/wrap.sql's model, styles and gates, mixes real and synthetic rows 1:1, then runs
+plans/chunk.sql on the same files as `wrapflow run` would. The models are the ones scripts/demo.sh
+imports (SmolLM2-135M-Instruct and MiniLM).
 """
 
 # %% Setup
@@ -37,10 +39,29 @@ print(f"{kept.num_rows} of {docs.num_rows} documents kept")
 # One function as one more column:
 with_grade = wrapflow.apply(kept, "flesch_kincaid_grade", "text", name="grade")
 
-# %% Chunks of at most 300 tokens, with their lineage (doc_id, chunk_index, byte range)
-chunker = wrapflow.Chunker(TOKENIZER, max_tokens=300)
-chunks, rejects = chunker.split(kept)
+# %% Exact, then near-duplicate dedup (state kept across batches, as in a plan)
+exact, near = wrapflow.Dedup("text"), wrapflow.NearDedup("text", bands=14, rows=8)
+unique = pa.concat_tables([near(exact(b)) for b in kept.to_batches(max_chunksize=100)])
+print(f"{unique.num_rows} unique documents ({exact.seen} distinct texts)")
+
+# %% Chunks of at most 64 tokens (plans/wrap.sql's default), with their lineage
+chunker = wrapflow.Chunker(TOKENIZER, max_tokens=64)
+chunks, rejects = chunker.split(unique)
 print(chunks.select(["doc_id", "chunk_index", "n_tokens"]).slice(0, 5))
+
+# %% Rephrase a few chunks: plans/wrap.sql's model, styles, retries and gates, loaded once
+rephraser = wrapflow.Rephraser(ROOT / "plans/wrap.sql")
+synthetic, gate_rejects = rephraser.split(chunks.slice(0, 3))
+print(synthetic.select(["style", "text", "cosine", "coverage"]).to_pylist())
+print(gate_rejects.select(["style", "reason"]).to_pylist())
+# Or from options alone: wrapflow.Rephraser(model="models/smollm2-135m-instruct", styles="qa",
+#     gates={"embedder": "models/all-minilm-l6-v2"}), or endpoint="http://host:8000/v1".
+
+# %% Mix real and synthetic 1:1 by tokens into Parquet and Megatron shards (as `wrapflow remix`)
+mixes = f"""MIX wrap WITH (ratio = '1:1', shortfall = 'repeat', max_epochs = 2);
+MIX wrap_tokens WITH (ratio = '1:1', format = 'megatron', tokenizer = '{TOKENIZER}', unit = 'document');"""
+mixed = wrapflow.mix(chunks.slice(0, 3), synthetic, mixes, str(pathlib.Path(tempfile.mkdtemp()) / "mix"))
+print([(m["name"], m["tokens"]) for m in mixed["mixes"]])
 
 # %% A whole plan, as `wrapflow run` runs it (checkpoints, resume, manifest)
 out = pathlib.Path(tempfile.mkdtemp()) / "chunks"
@@ -56,9 +77,11 @@ print(run.dataset("chunks").to_table().num_rows, "chunk rows in", out)
 
 # %% In the engines you already run (each takes Arrow in and gives Arrow back)
 #
-# Ray Data: a class is built once per actor, then called per batch.
+# Ray Data: a class is built once per actor (a Rephraser loads its model once), then called per batch.
 #     ds = ray.data.read_parquet("s3://corpus/").map_batches(
 #         wrapflow.Chunker, fn_constructor_args=(TOKENIZER,), batch_format="pyarrow", concurrency=4)
+#     ds = ds.map_batches(wrapflow.Rephraser, fn_constructor_args=("plans/wrap.sql",),
+#                         batch_format="pyarrow", batch_size=64, concurrency=2)
 #
 # Daft (tested in tests/python/test_daft.py): a class UDF whose batch method calls the chunker.
 #     @daft.cls
@@ -78,5 +101,8 @@ print(run.dataset("chunks").to_table().num_rows, "chunk rows in", out)
 #     wrapflow.sql("SELECT id FROM d WHERE word_count(text) > 50", d=duckdb.sql("FROM 'docs.parquet'").arrow())
 #     wrapflow.sql("SELECT id FROM d WHERE word_count(text) > 50", d=polars_df)
 #
-# datafusion-python: register wrapflow's result as a table of your own session.
+# datafusion-python: register wrapflow's result as a table of your own session, or wrap an
+# operator as a UDF over Arrow arrays.
 #     ctx.from_arrow(wrapflow.apply(table, "word_count"))
+#     words = datafusion.udf(lambda text: wrapflow.apply(pa.table({"text": text}), "word_count").column(1).combine_chunks(),
+#                            [pa.string()], pa.uint64(), "stable", name="wf_word_count")

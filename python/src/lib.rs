@@ -4,11 +4,13 @@
 
 mod errors;
 mod mix;
+mod neardup;
 mod ops;
 mod plan;
 mod rephrase;
 #[cfg(feature = "testkit")]
 mod testkit;
+mod worker;
 
 use pyo3::prelude::*;
 
@@ -19,6 +21,7 @@ fn _wrapflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ops::register(m)?;
     rephrase::register(m)?;
     mix::register(m)?;
+    neardup::register(m)?;
     #[cfg(feature = "testkit")]
     testkit::register(m)?;
     m.add_function(wrap_pyfunction!(_ort_library, m)?)?;

@@ -135,8 +135,12 @@ impl PyPlan {
             Err(_) => return Err(to_py(anyhow::anyhow!("the job's thread panicked"), Kind::Other)),
         };
         let stopped = run::stopped_at(&manifest);
-        if let (Some(e), Some(at)) = (interrupted, &stopped) {
-            let note = format!("stopped {at}: run the plan again to resume");
+        if let Some(e) = interrupted {
+            // Ctrl-C is raised even when the job ended before it could stop at a checkpoint.
+            let note = match &stopped {
+                Some(at) => format!("stopped {at}: run the plan again to resume"),
+                None => "the run had finished before it could stop: its output is complete".to_string(),
+            };
             let err = pyo3::exceptions::PyKeyboardInterrupt::new_err(note);
             err.set_cause(py, Some(e));
             return Err(err);

@@ -1,9 +1,8 @@
 //! `_Rephraser`: a plan's rephrase stage and gates over Arrow batches of chunks. The models load
-//! once, in a thread of their own that runs a timely worker (a backend is not `Send`); each call
-//! hands that thread a batch and waits with the GIL released.
+//! once, in a [`WorkerThread`] (a backend is not `Send`); each call builds a dataflow there for
+//! its batch.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, UInt64Type};
@@ -12,8 +11,8 @@ use pyo3_arrow::PyTable;
 use pyo3_arrow::input::AnyRecordBatch;
 use tokenizers::Tokenizer;
 use wrapflow::job::wrap::{load_models, rephrase_batch};
-use wrapflow::plan::Plan;
 use wrapflow_operators::Chunker;
+use wrapflow_operators::engine::SharedBackend;
 use wrapflow_operators::record::{Chunk, Reject, Synthetic, ToBatch};
 use wrapflow_operators::stages::context::StageContext;
 use wrapflow_operators::state::metrics::Metrics;
@@ -21,18 +20,13 @@ use wrapflow_operators::state::metrics::Metrics;
 use crate::errors::{Kind, to_py};
 use crate::ops::{runtime, strings};
 use crate::plan::PyPlan;
+use crate::worker::WorkerThread;
 
-type Rows = anyhow::Result<(Vec<Synthetic>, Vec<Reject>)>;
-
-struct Job {
-    chunks: Vec<Chunk>,
-    reply: Sender<Rows>,
-}
+type Rows = (Vec<Synthetic>, Vec<Reject>);
 
 #[pyclass(name = "_Rephraser", module = "wrapflow._wrapflow", frozen)]
 pub struct PyRephraser {
-    /// To the model thread; `None` once closed.
-    jobs: Mutex<Option<Sender<Job>>>,
+    worker: WorkerThread<Vec<Chunk>, Rows>,
     /// The plan's tokenizer: it counts a chunk's tokens where the batch has no `n_tokens`.
     tokenizer: Arc<Tokenizer>,
 }
@@ -48,18 +42,19 @@ impl PyRephraser {
         }
         let chunker = Chunker::from_config(&plan.chunk.0).map_err(|e| to_py(e, Kind::Model))?;
         let tokenizer = chunker.tokenizer().clone();
-        let (jobs, inbox) = channel::<Job>();
-        let (ready, loaded) = channel::<anyhow::Result<()>>();
-        let inbox = Mutex::new(inbox);
-        let tok = tokenizer.clone();
-        std::thread::Builder::new()
-            .name("wrapflow-rephraser".into())
-            .spawn(move || timely::execute_directly(move |worker| serve(worker, &plan, &tok, &inbox, &ready)))
-            .map_err(|e| to_py(e.into(), Kind::Other))?;
-        let started =
-            py.detach(move || loaded.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("the model thread died"))));
-        started.map_err(|e| to_py(e, Kind::Model))?;
-        Ok(PyRephraser { jobs: Mutex::new(Some(jobs)), tokenizer })
+        let (tok, plan) = (tokenizer.clone(), Arc::new(plan));
+        let serving = plan.clone();
+        let start = move |_: &mut timely::worker::Worker| -> anyhow::Result<_> {
+            let models = load_models(&plan, runtime().handle(), &Metrics::default(), 1)?;
+            let models = models.ok_or_else(|| anyhow::anyhow!("the plan has no REPHRASE statement"))?;
+            let ctx = StageContext::default().with_tokenizer(tok).with_embedder(models.embedder);
+            Ok((ctx, models.backend))
+        };
+        let serve = move |worker: &mut timely::worker::Worker,
+                          (ctx, backend): &mut (StageContext, SharedBackend),
+                          chunks| { rephrase_batch(worker, &serving, ctx, backend, chunks) };
+        let worker = WorkerThread::spawn(py, "wrapflow-rephraser", Kind::Model, start, serve)?;
+        Ok(PyRephraser { worker, tokenizer })
     }
 
     /// `(synthetic, rejects)` of the chunks in `data`, as two Arrow tables with the schemas of a
@@ -70,12 +65,7 @@ impl PyRephraser {
         for b in &batches {
             chunks.extend(chunks_of(b, &self.tokenizer).map_err(|e| to_py(e, Kind::Input))?);
         }
-        let sender = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let sender = sender.ok_or_else(|| to_py(anyhow::anyhow!("this Rephraser is closed"), Kind::Other))?;
-        let (reply, answer) = channel();
-        sender.send(Job { chunks, reply }).map_err(|_| to_py(anyhow::anyhow!("the model thread died"), Kind::Model))?;
-        let rows = py.detach(move || answer.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("the model thread died"))));
-        let (synthetic, rejects) = rows.map_err(|e| to_py(e, Kind::Model))?;
+        let (synthetic, rejects) = self.worker.call(py, chunks, Kind::Model)?;
         let table = |b: arrow::error::Result<RecordBatch>| -> PyResult<Py<PyAny>> {
             let b = b.map_err(|e| to_py(e.into(), Kind::Other))?;
             let schema = b.schema();
@@ -86,38 +76,7 @@ impl PyRephraser {
 
     /// Stops the model thread and frees the models (also when the object is collected).
     fn close(&self) {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-    }
-}
-
-/// The model thread: loads, says whether that worked, then answers jobs until the Python object
-/// is closed or collected.
-fn serve(
-    worker: &mut timely::worker::Worker,
-    plan: &Plan,
-    tokenizer: &Arc<Tokenizer>,
-    inbox: &Mutex<Receiver<Job>>,
-    ready: &Sender<anyhow::Result<()>>,
-) {
-    let loaded = (|| -> anyhow::Result<_> {
-        let models = load_models(plan, runtime().handle(), &Metrics::default(), 1)?;
-        let models = models.ok_or_else(|| anyhow::anyhow!("the plan has no REPHRASE statement"))?;
-        let ctx = StageContext::default().with_tokenizer(tokenizer.clone()).with_embedder(models.embedder);
-        Ok((ctx, models.backend))
-    })();
-    let (ctx, backend) = match loaded {
-        Ok(x) => {
-            let _ = ready.send(Ok(()));
-            x
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let inbox = inbox.lock().unwrap_or_else(|e| e.into_inner());
-    while let Ok(job) = inbox.recv() {
-        let _ = job.reply.send(rephrase_batch(worker, plan, &ctx, &backend, job.chunks));
+        self.worker.close();
     }
 }
 

@@ -67,6 +67,7 @@ __all__ = [
     "functions",
     "Chunker",
     "Dedup",
+    "NearDedup",
     "Rephraser",
     "mix",
     "ort_library",
@@ -272,6 +273,31 @@ class Dedup:
     def seen(self) -> int:
         """Distinct keys seen so far."""
         return self._native.seen
+
+
+class NearDedup:
+    """Near-duplicate dedup over a stream of Arrow batches, as a plan's ``NEARDUP WITH (...)``:
+    MinHash over word n-grams of ``column`` with LSH banding; documents sharing a band are linked,
+    and each cluster keeps the first of its documents in call order (rows are numbered across
+    calls). Clusters span calls: build it once per stream. ``options`` are ``NEARDUP``'s, with
+    its defaults (``ngram=5, bands=14, rows=8, seed=0, method="cluster"``; see
+    ``plans/README.md``). A NULL text is never a duplicate."""
+
+    def __init__(self, column: str = "text", **options: Any):
+        self._native = _wrapflow._NearDedup(column, json.dumps(options))
+        self.column = column
+
+    def split(self, data: Any):
+        """``(kept, duplicates)`` of ``data`` as two ``pyarrow.Table`` with ``data``'s columns."""
+        return self._native.split(data)
+
+    def __call__(self, data: Any):
+        """The rows of ``data`` that are near no earlier row (:meth:`split` keeps the others)."""
+        return self.split(data)[0]
+
+    def close(self) -> None:
+        """Frees the clusters' state now rather than when the object is collected."""
+        self._native.close()
 
 
 class Chunker:

@@ -148,6 +148,36 @@ def test_dedup_over_a_batch_stream_keeps_the_documents_a_plan_keeps(tmp_path):
     assert wrapflow.Dedup()(with_null).column("text").to_pylist() == ["a", None, None]
 
 
+def test_near_dedup_over_a_batch_stream_keeps_the_documents_a_plan_keeps(tmp_path):
+    rows = [{"id": r["id"], "text": r["text"]} for r in bbc_rows(80)]
+    # Near copies of earlier articles (a few words changed) under new ids, in later batches.
+    def edited(text):
+        words = text.split()
+        return " ".join("altered" if i % 40 == 7 else w for i, w in enumerate(words))
+    rows += [{"id": f"near-{i}", "text": edited(rows[i]["text"])} for i in (2, 11, 30, 64)]
+    write_jsonl(tmp_path / "in" / "docs.jsonl", rows)
+    plan = tmp_path / "neardup.sql"
+    plan.write_text(open(CHUNK_PLAN).read().replace("DEDUP ON text;", "DEDUP ON text;\nNEARDUP;"))
+    args = [a for k, v in chunk_sets([("input", tmp_path / "in"), ("output", tmp_path / "cli"), ("min_words", "0")])
+            for a in ("--set", f"{k}={v}")]
+    cli("run", str(plan), *args, "-q")
+    m = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    kept_by_cli = set(pq.read_table(tmp_path / "cli" / "chunks").column("doc_id").to_pylist())
+    assert m["counts"]["near_duplicates"] >= 4, m["counts"]
+
+    table = pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows]})
+    passed = wrapflow.Dedup("text")(wrapflow.sql(f"SELECT * FROM docs WHERE {plan_filter(0)}", docs=table))
+    near = wrapflow.NearDedup("text")
+    parts = [near.split(b) for b in passed.to_batches(max_chunksize=20)]
+    kept = pa.concat_tables([p[0] for p in parts])
+    dups = pa.concat_tables([p[1] for p in parts])
+    assert set(kept.column("id").to_pylist()) == kept_by_cli
+    assert dups.num_rows == m["counts"]["near_duplicates"]
+    assert {f"near-{i}" for i in (2, 11, 30, 64)} <= set(dups.column("id").to_pylist())
+    with pytest.raises(wrapflow.PlanError, match="bandz"):
+        wrapflow.NearDedup(bandz=3)
+
+
 def test_onnx_runtime_comes_from_the_onnxruntime_wheel_when_the_cli_finds_none(tmp_path):
     """A Python with an `onnxruntime` package and no ORT_DYLIB_PATH: wrapflow loads the wheel's
     library (here the project's copied into such a package) and runs a model with it."""
