@@ -9,6 +9,7 @@
 //! | [`sql`] | the DataFusion side: input listing (what is read, what is skipped and why), a `TableProviderFactory` (`STORED AS JSONL / PARQUET / TEXT`) whose readers turn bad records into rejects, and the filter UDFs (`token_count`, the C4 and Gopher heuristics, `content_hash`) |
 //! | [`stages`] | the timely stages: exact and near-duplicate dedup ([`stages::dedup`]), [`stages::chunk`], the style [`stages::fanout`], [`stages::rephrase`] with the [`stages::styles`], the [`stages::gates`], and the [`stages::mix`] of training mixtures |
 //! | [`io`] | object-store locations, atomic Parquet / JSONL shards, the rephrase journal, token shards for training |
+//! | [`fault`] | what a failure is about (input, model, output), for front ends that sort errors by kind |
 //! | [`state`] | checkpoint hooks: stages register their state, the driver saves it at quiescent cuts and loads it on resume |
 //! | [`engine`] | ONNX Runtime setup and batched generation with KV cache and continuous batching; the embedder |
 //! | [`model`] | GGUF reading and the import of llama models into ONNX (fp32 or 4-bit), the BERT embedder import |
@@ -23,6 +24,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod engine;
+pub mod fault;
 pub mod fidelity;
 pub mod io;
 pub mod model;

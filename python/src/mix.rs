@@ -27,7 +27,8 @@ fn mix(
         let mut files: Vec<Vec<MixRow>> = vec![];
         for (batches, kind) in [(real, "real"), (synthetic, "synthetic")] {
             for (i, b) in batches.iter().enumerate() {
-                let rows = batch_rows(b).map_err(|e| Fault::Input.tag(e.context(format!("{kind} batch {i}"))))?;
+                let rows = batch_rows(b)
+                    .map_err(|e| wrapflow::job::tag(Fault::Input, e.context(format!("{kind} batch {i}"))))?;
                 if let Some(r) = rows.iter().find(|r| r.kind != kind) {
                     let e = anyhow::anyhow!(
                         "{kind} batch {i}: a row of kind {:?} ({} #{})",
@@ -35,18 +36,19 @@ fn mix(
                         r.doc_id,
                         r.chunk_index
                     );
-                    return Err(Fault::Input.tag(e));
+                    return Err(wrapflow::job::tag(Fault::Input, e));
                 }
                 if kind == "synthetic"
                     && let Some(r) = rows.iter().find(|r| !styles.contains(&r.style))
                 {
                     let e = anyhow::anyhow!("synthetic batch {i}: style {:?} is not one of {styles:?}", r.style);
-                    return Err(Fault::Input.tag(e));
+                    return Err(wrapflow::job::tag(Fault::Input, e));
                 }
                 files.push(rows);
             }
         }
-        let m = mix_rows(files, &styles, (name, mixes), output, "<arrow>").map_err(|e| Fault::Output.tag(e))?;
+        let m = mix_rows(files, &styles, (name, mixes), output, "<arrow>")
+            .map_err(|e| wrapflow::job::tag(Fault::Output, e))?;
         Ok(serde_json::to_string(&m)?)
     })
     .map_err(|e| to_py(e, Kind::Other))

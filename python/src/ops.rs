@@ -69,7 +69,8 @@ fn sql(
         .detach(|| -> anyhow::Result<_> {
             let tok = match tokenizer {
                 Some(p) => Some(Arc::new(
-                    wrapflow_operators::stages::chunk::load_tokenizer(p.as_ref()).map_err(|e| Fault::Model.tag(e))?,
+                    wrapflow_operators::stages::chunk::load_tokenizer(p.as_ref())
+                        .map_err(|e| wrapflow::job::tag(Fault::Model, e))?,
                 )),
                 None => None,
             };

@@ -72,7 +72,8 @@ impl PyPlan {
         let (batches, schema) = data.into_table()?.into_inner();
         let out = py
             .detach(|| -> anyhow::Result<_> {
-                let mut judge = Judge::new(&self.plan, lm.as_deref()).map_err(|e| Fault::Model.tag(e))?;
+                let mut judge =
+                    Judge::new(&self.plan, lm.as_deref()).map_err(|e| wrapflow::job::tag(Fault::Model, e))?;
                 let mut out = Vec::with_capacity(batches.len());
                 for b in &batches {
                     out.push(verdict_columns(&mut judge, b, lm.is_some())?);

@@ -9,6 +9,7 @@ use tokenizers::Tokenizer;
 use wrapflow_operators::io::store::{Location, StoreRegistry};
 use wrapflow_operators::{Chunker, MixStageConfig};
 
+use crate::job::Fault;
 use crate::job::checkpoint::{Commit, WorkerIndex};
 use crate::job::follow::Limits;
 use crate::job::progress::Progress;
@@ -56,17 +57,27 @@ pub(crate) struct Shared {
 /// wherever it waits for the others, so that one worker's error stops them all instead of
 /// leaving them waiting for input or progress that will never come.
 #[derive(Clone, Default)]
-pub(crate) struct Failure(Arc<OnceLock<String>>);
+pub(crate) struct Failure(Arc<OnceLock<(Option<Fault>, String)>>);
 
 impl Failure {
     /// Records `error` unless a failure was recorded already (the first one is the cause).
     pub fn set(&self, error: &str) {
-        let _ = self.0.set(error.to_string());
+        let _ = self.0.set((None, error.to_string()));
+    }
+
+    /// [`Failure::set`] for a failure of a known kind.
+    pub fn set_as(&self, fault: Option<Fault>, error: &str) {
+        let _ = self.0.set((fault, error.to_string()));
     }
 
     /// The first failure, if any.
     pub fn get(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
+        self.0.get().map(|(_, e)| e.as_str())
+    }
+
+    /// The kind of the first failure, when known.
+    pub fn fault(&self) -> Option<Fault> {
+        self.0.get().and_then(|(f, _)| *f)
     }
 
     /// Fails with the first failure of any worker.

@@ -159,7 +159,11 @@ pub(crate) fn feed(
         let batch = match runtime.block_on(stream.next()) {
             None => None,
             Some(Ok(b)) => Some(b),
-            Some(Err(e)) => return Err(format!("reading input: {e}")),
+            Some(Err(e)) => {
+                let e = format!("reading input: {e}");
+                inputs.failure.set_as(Some(crate::job::Fault::Input), &e);
+                return Err(e);
+            }
         };
         if let Some(b) = &batch {
             let mut rest = documents(b).map_err(|e| e.to_string())?;

@@ -23,71 +23,28 @@ pub mod watch;
 pub mod worker;
 pub mod wrap;
 
-/// What a job's error is about, for front ends that sort errors by kind (the Python package's
-/// exception classes). [`Fault::tag`] marks an error where it arises without changing what it
-/// says; errors the plan names are [`crate::plan::PlanError`]s instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The sources: listing or reading them.
-    Input,
-    /// A model or tokenizer: loading or running it.
-    Model,
-    /// The output: claiming it, writing shards, checkpoints or the manifest.
-    Output,
-}
+/// What a job's error is about (one definition, in the operators crate: stages report their
+/// failures by kind too).
+pub use wrapflow_operators::fault::Fault;
 
-impl Fault {
-    /// `e`, marked as this kind of fault; its message and causes stay as they were. An error the
-    /// plan names stays a plan error.
-    pub fn tag(self, e: anyhow::Error) -> anyhow::Error {
-        if e.chain().any(|c| c.is::<crate::plan::PlanError>()) {
-            return e;
-        }
-        anyhow::Error::new(Tagged { fault: self, inner: e })
-    }
-
-    /// The kind `e` was marked with, if any layer of it was.
-    pub fn of(e: &anyhow::Error) -> Option<Fault> {
-        e.chain().find_map(|c| c.downcast_ref::<Tagged>()).map(|t| t.fault)
-    }
-}
-
-/// An error and its kind: displays as the error's own top message, with the same causes below.
-#[derive(Debug)]
-struct Tagged {
-    fault: Fault,
-    inner: anyhow::Error,
-}
-
-impl std::fmt::Display for Tagged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.inner, f)
-    }
-}
-
-impl std::error::Error for Tagged {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner.chain().nth(1)
-    }
+/// `e` marked as `fault`, unless the plan names it: a plan error stays one (a tag would hide its
+/// type from front ends, which look for it first).
+pub fn tag(fault: Fault, e: anyhow::Error) -> anyhow::Error {
+    if e.chain().any(|c| c.is::<crate::plan::PlanError>()) { e } else { fault.tag(e) }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Fault;
+    use super::{Fault, tag};
 
     #[test]
-    fn a_tagged_error_says_what_it_said_and_keeps_its_kind_under_context() {
-        let e = anyhow::anyhow!("disk full").context("writing shard 3");
-        let said = format!("{e:#}");
-        let tagged = Fault::Output.tag(e);
-        assert_eq!(format!("{tagged:#}"), said);
-        let wrapped = tagged.context("worker 0");
-        assert_eq!(format!("{wrapped:#}"), format!("worker 0: {said}"));
-        assert_eq!(Fault::of(&wrapped), Some(Fault::Output));
-        assert_eq!(Fault::of(&anyhow::anyhow!("plain")), None);
+    fn a_plan_error_stays_one_and_other_errors_take_their_kind() {
         let plan = crate::plan::PlanError { file: "p.sql".into(), pos: None, message: "no such table".into() };
-        let tagged = Fault::Input.tag(anyhow::Error::new(plan));
+        let tagged = tag(Fault::Input, anyhow::Error::new(plan)).context("starting the job");
+        assert!(tagged.chain().any(|c| c.is::<crate::plan::PlanError>()), "front ends look for it first");
         assert_eq!(Fault::of(&tagged), None);
-        assert!(tagged.chain().any(|c| c.is::<crate::plan::PlanError>()), "a plan error stays one");
+        assert_eq!(format!("{tagged:#}"), "starting the job: p.sql: no such table");
+        let other = tag(Fault::Input, anyhow::anyhow!("bucket gone"));
+        assert_eq!((Fault::of(&other), format!("{other:#}")), (Some(Fault::Input), "bucket gone".into()));
     }
 }

@@ -154,16 +154,17 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> anyhow::Result<Manifest> {
     runtime
         .block_on(output.store.list_with_delimiter(Some(&output.prefix)))
         .with_context(|| format!("cannot reach output location {}", output.url))
-        .map_err(|e| Fault::Output.tag(e))?;
-    let inputs =
-        runtime.block_on(input_locations(plan, &registry, sql_tokenizer.clone())).map_err(|e| Fault::Input.tag(e))?;
+        .map_err(|e| crate::job::tag(Fault::Output, e))?;
+    let inputs = runtime
+        .block_on(input_locations(plan, &registry, sql_tokenizer.clone()))
+        .map_err(|e| crate::job::tag(Fault::Input, e))?;
     crate::job::output::check_location(&output, &inputs).map_err(|e| plan.error_at(plan.sink.1, format!("{e:#}")))?;
     let cluster = opts.cluster.as_ref();
     let first_process = cluster.is_none_or(|c| c.process == 0);
     // Process 0 takes the output (marker and lease) for the whole cluster.
     let claim = if first_process {
         let claim = crate::job::output::claim(plan, &output, opts.claim, runtime.handle(), &STOP);
-        Some(runtime.block_on(claim).map_err(|e| Fault::Output.tag(e))?)
+        Some(runtime.block_on(claim).map_err(|e| crate::job::tag(Fault::Output, e))?)
     } else {
         None
     };
@@ -270,7 +271,9 @@ fn run_claimed(
                 j.changed_inputs.push(c);
             }
         }
-        runtime.block_on(checkpoint::put_manifest(&output, &manifest, card)).map_err(|e| Fault::Output.tag(e))?;
+        runtime
+            .block_on(checkpoint::put_manifest(&output, &manifest, card))
+            .map_err(|e| crate::job::tag(Fault::Output, e))?;
     }
     let samples = runtime.block_on(crate::report::samples::collect(&output, &manifest)).unwrap_or_else(|e| {
         tracing::warn!("report.html without samples: {e:#}");
@@ -280,7 +283,7 @@ fn run_claimed(
     runtime
         .block_on(output.store.put(&output.child("report.html"), PutPayload::from(page.into_bytes())))
         .with_context(|| format!("writing {}/report.html", output.url))
-        .map_err(|e| Fault::Output.tag(e))?;
+        .map_err(|e| crate::job::tag(Fault::Output, e))?;
     Ok(manifest)
 }
 
@@ -314,7 +317,11 @@ fn execute(shared: Arc<Shared>, opts: &RunOptions) -> anyhow::Result<(bool, Vec<
                 0 => String::new(),
                 id => format!("\nthe job stopped at checkpoint {id}: run the same command again to resume from it"),
             };
-            anyhow!("{e}{hint}")
+            let e = anyhow!("{e}{hint}");
+            match failure.fault() {
+                Some(f) => f.tag(e),
+                None => e,
+            }
         })?;
         all.get_or_insert(r);
     }

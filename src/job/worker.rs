@@ -130,8 +130,11 @@ impl<'a> Part<'a> {
     ) -> Result<(Pipeline, BTreeMap<String, Vec<String>>), String> {
         let (index, plan) = (worker.index(), &sh.plan);
         let metrics = Metrics::default();
-        let models = crate::job::wrap::load_models(plan, &sh.runtime, &metrics, sh.workers)
-            .map_err(|e| format!("worker {index}: {e:#}"))?;
+        let models = crate::job::wrap::load_models(plan, &sh.runtime, &metrics, sh.workers).map_err(|e| {
+            let e = format!("worker {index}: {e:#}");
+            sh.failure.set_as(Some(crate::job::Fault::Model), &e);
+            e
+        })?;
         let pipe = crate::job::dataflow::pipeline(worker, sh, states, models, metrics)?;
         let mut chains = BTreeMap::new();
         if let Some(res) = &sh.resume {
@@ -269,7 +272,7 @@ impl<'a> Part<'a> {
         while pipe.probe.less_than(&end) {
             failure.step(worker)?;
         }
-        pipe.ctx.first_error().map_or(Ok(()), Err)
+        stage_failure(&pipe.ctx, failure)
     }
 
     /// Saves this worker's checkpoint after the segment; worker 0 commits it once all have.
@@ -302,9 +305,7 @@ impl<'a> Part<'a> {
         while !self.pipe.probe.done() {
             self.sh.failure.step(worker)?;
         }
-        if let Some(e) = self.pipe.ctx.first_error() {
-            return Err(e);
-        }
+        stage_failure(&self.pipe.ctx, &self.sh.failure)?;
         let (sh, id, seg) = (self.sh, self.seg + 1, self.seg);
         let last = self.snapshot();
         checkpoint(sh, self.states, &mut self.chains, last.clone(), id, self.index)
@@ -457,4 +458,16 @@ pub(crate) fn job_manifest(
         open_mix_shards,
     });
     Ok(m)
+}
+
+/// The first failure a stage reported, recorded with its kind (the job's error is then of that
+/// kind), as this worker's error.
+fn stage_failure(ctx: &wrapflow_operators::StageContext, failure: &crate::job::context::Failure) -> Result<(), String> {
+    match ctx.first_failure() {
+        Some((fault, e)) => {
+            failure.set_as(fault, &e);
+            Err(e)
+        }
+        None => Ok(()),
+    }
 }

@@ -135,3 +135,16 @@ def test_mix_over_arrow_gives_the_shards_wrapflow_remix_writes(tiny_run):
     with pytest.raises(wrapflow.InputError, match="kind"):
         wrapflow.mix(per_file("synthetic"), per_file("synthetic"), mixes, str(tmp_path / "bad"))
     assert not (tmp_path / "bad" / "mix").exists()
+
+
+def test_a_failure_inside_the_running_job_is_raised_as_its_kind(tiny_run, tmp_path):
+    """The workers' failures keep their kind: a model (here a server that never answers, past its
+    retry budget) is a ModelError with the CLI's message, not a bare WrapflowError."""
+    run_dir, model, _, _ = tiny_run
+    plan = tmp_path / "remote.sql"
+    plan.write_text(PLAN.format(model=model, input=run_dir / "in", embedder=embedder_path()).replace(
+        "REPHRASE WITH (", "REPHRASE WITH (endpoint = 'http://127.0.0.1:9/v1', served = 'tiny', retry_budget_s = 1, "))
+    with pytest.raises(wrapflow.ModelError) as e:
+        wrapflow.Plan.load(plan, set={"output": str(tmp_path / "out")}).run()
+    said = cli("run", str(plan), "--set", f"output={tmp_path / 'cli'}", "-q", check=False).stderr
+    assert "127.0.0.1:9" in str(e.value) and said.endswith(f"error: {e.value}\n"), (said, str(e.value))

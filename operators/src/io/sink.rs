@@ -310,7 +310,7 @@ where
                             ctx.metrics.add(&rows_name, s.rows);
                             session.give(s)
                         }
-                        Err(e) => ctx.fail(e),
+                        Err(e) => ctx.fail_as(crate::fault::Fault::Output, e),
                     }
                 }
                 drop(session);

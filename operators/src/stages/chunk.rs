@@ -293,7 +293,7 @@ impl<'scope, T: Timestamp> ChunkDocs<'scope, T> for StreamVec<'scope, T, Documen
         let chunker = ctx.tokenizer_for("chunk").and_then(|t| match Chunker::new(config, t) {
             Ok(c) => Some(c),
             Err(e) => {
-                ctx.fail(format!("{e:#}"));
+                ctx.fail_as(crate::fault::Fault::Model, format!("{e:#}"));
                 None
             }
         });

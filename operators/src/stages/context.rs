@@ -39,7 +39,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
@@ -50,6 +50,7 @@ use tokenizers::Tokenizer;
 use tokio::runtime::Handle;
 
 use crate::engine::Embedder;
+use crate::fault::Fault;
 use crate::io::store::Location;
 use crate::record::Reject;
 use crate::state::checkpoint::{StateHandle, StateRegistry};
@@ -71,6 +72,8 @@ pub struct StageContext {
     pub states: Option<StateRegistry>,
     pub metrics: Metrics,
     pub errors: Arc<Mutex<Vec<String>>>,
+    /// The kind of the first failure in `errors`, when the stage that reported it said.
+    pub first_fault: Arc<OnceLock<Option<Fault>>>,
     pub tokenizer: Option<Arc<Tokenizer>>,
     pub output: Option<OutputTarget>,
     pub embedder: Option<SharedEmbedder>,
@@ -112,12 +115,31 @@ impl StageContext {
 
     /// Reports a failure that must fail the run.
     pub fn fail(&self, message: impl Into<String>) {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(message.into());
+        self.report(None, message.into());
+    }
+
+    /// Reports a failure of a known kind (reading input, running a model, writing output), which
+    /// a front end can raise as that kind.
+    pub fn fail_as(&self, fault: Fault, message: impl Into<String>) {
+        self.report(Some(fault), message.into());
+    }
+
+    fn report(&self, fault: Option<Fault>, message: String) {
+        let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if errors.is_empty() {
+            let _ = self.first_fault.set(fault);
+        }
+        errors.push(message);
     }
 
     /// The first failure a stage reported, if any.
     pub fn first_error(&self) -> Option<String> {
         self.errors.lock().unwrap_or_else(|e| e.into_inner()).first().cloned()
+    }
+
+    /// The first failure a stage reported, with its kind when it was given.
+    pub fn first_failure(&self) -> Option<(Option<Fault>, String)> {
+        self.first_error().map(|e| (self.first_fault.get().copied().flatten(), e))
     }
 
     /// Counts a reject under `rejects.<class>` (the reason's text before its first `:`).
@@ -155,4 +177,23 @@ where
     input.unary::<CapacityContainerBuilder<Vec<O>>, _, _, _>(Pipeline, name, |_, _| {
         |input, _output| input.for_each(|_, _| {})
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Fault, StageContext};
+
+    #[test]
+    fn the_first_failure_keeps_the_kind_its_stage_gave_it() {
+        let ctx = StageContext::default();
+        assert_eq!(ctx.first_failure(), None);
+        ctx.fail_as(Fault::Output, "writing shard 3: disk full");
+        ctx.fail("a consequence");
+        ctx.fail_as(Fault::Model, "later");
+        assert_eq!(ctx.first_failure(), Some((Some(Fault::Output), "writing shard 3: disk full".into())));
+        let plain = StageContext::default();
+        plain.fail("no kind");
+        plain.fail_as(Fault::Input, "later");
+        assert_eq!(plain.first_failure(), Some((None, "no kind".into())), "the kind is the first failure's");
+    }
 }

@@ -186,7 +186,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                     if let Err(e) = polled {
                         // Nothing more can be answered: the run fails without emitting the tasks
                         // left (they are neither rows nor rejects), so it resumes them.
-                        ctx.fail(format!("{e:#}"));
+                        ctx.fail_as(crate::fault::Fault::Model, format!("{e:#}"));
                         (dead, work.tasks, work.held) = (true, HashMap::new(), BTreeMap::new());
                         // Answers finished before the failure go with the capabilities: a panic
                         // here ("a capability is held ...") hid the store's error.

@@ -391,11 +391,11 @@ fn wait(rt: &Handle, h: JoinHandle<Result<MixShard, String>>, ctx: &StageContext
     match rt.block_on(h) {
         Ok(Ok(s)) => Some(MixEvent::Shard(Box::new(s))),
         Ok(Err(e)) => {
-            ctx.fail(e);
+            ctx.fail_as(crate::fault::Fault::Output, e);
             None
         }
         Err(e) => {
-            ctx.fail(format!("shard upload task failed: {e}"));
+            ctx.fail_as(crate::fault::Fault::Output, format!("shard upload task failed: {e}"));
             None
         }
     }
