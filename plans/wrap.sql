@@ -31,6 +31,7 @@ PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compat
 PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name there
 PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
 PARAM coverage   DEFAULT 0.6;                                -- least share of a claim's words in its source evidence
+PARAM grounding_model DEFAULT '';                            -- a model for the lm gate (e.g. ${model}); off when empty
 PARAM license    DEFAULT 'other';                            -- the input's licence, for the dataset card (BBC News: the BBC's terms)
 
 TOKENIZER '${model}/tokenizer.json';
@@ -70,7 +71,10 @@ REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}
 -- Meaning: a rewrite's MiniLM cosine to its chunk must reach 0.75 (qa sets its own 0.70: Q&As
 -- reword more); with retries, an answer below it is asked for again. Coverage: each claim's
 -- content words must be at least this share in its best source evidence (grounding gates).
-GATES WITH (embedder = '${embedder}', min_cosine = 0.75, min_coverage = ${coverage});
+-- With grounding_model, a language model also reads each claim with and without its chunk (the
+-- lm gate; measured, not on by default: benchmarks/RESULTS.md).
+GATES WITH (embedder = '${embedder}', min_cosine = 0.75, min_coverage = ${coverage},
+            grounding_model = '${grounding_model}');
 
 SINK '${output}' WITH (format = 'parquet', license = '${license}', language = 'en',
                        pretty_name = 'WRAP rephrasings (wrapflow plans/wrap.sql)',

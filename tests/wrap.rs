@@ -331,6 +331,58 @@ fn a_reading_level_or_meaning_miss_asks_again_and_keeps_the_best_answer() {
 }
 
 #[test]
+fn the_lm_gate_rejects_the_rows_whose_claims_its_model_finds_unsupported() {
+    let s = setup(3);
+    // The same answers judged with the `lm` gate passing everything and passing nothing
+    // unsupported (the tiny random model finds most tokens unlikely whatever comes before).
+    let run = |share: f64, dir: &str| {
+        let text = format!(
+            "PARAM output;\n\
+             TOKENIZER '{model}/tokenizer.json';\n\
+             CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
+             INPUT raw;\n\
+             CHUNK WITH (max_tokens = 48);\n\
+             STYLE echo WITH (system = 'Repeat the text.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = 'empty, lm');\n\
+             REPHRASE WITH (model = '{model}', styles = 'echo', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20);\n\
+             GATES WITH (embedder = '{embedder}', grounding_model = '{model}', max_unsupported_share = {share});\n\
+             SINK '${{output}}';\n",
+            model = s.model.display(),
+            input = s.input.display(),
+            embedder = s.embedder.display(),
+        );
+        let out = s.dir.path().join(dir);
+        let m = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap();
+        let r = m.rephrase.unwrap();
+        let kept: BTreeSet<(String, u64)> = read_parquet_rows(&out.join("synthetic"))
+            .iter()
+            .map(|x| (x["doc_id"].as_str().unwrap().to_string(), x["chunk_index"].as_u64().unwrap()))
+            .collect();
+        let lm: Vec<(String, u64, Value)> = read_rejects(&out.join("rejects"))
+            .into_iter()
+            .filter(|x| x["reason"].as_str().unwrap().starts_with("lm grounding: "))
+            .map(|x| {
+                let scores: Value = serde_json::from_str(x["scores"].as_str().unwrap()).unwrap();
+                (x["doc_id"].as_str().unwrap().to_string(), x["chunk_index"].as_u64().unwrap(), scores)
+            })
+            .collect();
+        assert_eq!(kept.len() as u64, r.accepted);
+        assert_eq!(r.accepted + r.rejected, r.tasks, "every task is a row or a reject");
+        (kept, lm)
+    };
+    let (all, none) = run(1.0, "lenient");
+    let (kept, lm) = run(0.0, "strict");
+    assert!(none.is_empty() && !all.is_empty(), "a share of 1 fails no claim");
+    assert!(!lm.is_empty(), "the random model supports few claims");
+    assert!(kept.is_subset(&all));
+    let rejected: BTreeSet<(String, u64)> = lm.iter().map(|(d, c, _)| (d.clone(), *c)).collect();
+    assert_eq!(rejected, all.difference(&kept).cloned().collect(), "the gate takes out what it fails, nothing else");
+    for (_, _, scores) in &lm {
+        let claims = scores["gates"]["lm"].as_array().expect("the claims' readings are in the scores");
+        assert!(claims.iter().any(|c| c["unsupported_share"].as_f64().unwrap() > 0.0), "{scores}");
+    }
+}
+
+#[test]
 fn an_injected_instruction_stays_data_inside_the_prompt() {
     // The model sees the chunk only between delimiters that the chunk cannot close, under a
     // system text that declares it data; the real model's behaviour is checked in

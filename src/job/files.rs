@@ -35,6 +35,9 @@ fn named(plan: &Plan) -> Vec<(String, PathBuf)> {
     if !plan.gates.embedder.is_empty() {
         model_dir("GATES embedder", &plan.gates.embedder);
     }
+    if !plan.gates.grounding_model.is_empty() {
+        model_dir("GATES grounding model", &plan.gates.grounding_model);
+    }
     for (name, cfg, _) in &plan.mixes {
         add(format!("the MIX {name} tokenizer"), &cfg.tokenizer);
     }

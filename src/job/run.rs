@@ -117,6 +117,9 @@ fn check_models(plan: &Plan) -> Result<(), PlanError> {
         if r.provider == wrapflow_operators::engine::Provider::Cuda && !cfg!(feature = "cuda") {
             return Err(plan.error_at(*at, "provider = 'cuda' needs a wrapflow built with `--features cuda`"));
         }
+        if !plan.gates.grounding_model.is_empty() {
+            dir(&plan.gates.grounding_model, "GATES grounding model").map_err(|m| plan.error_at(*at, m))?;
+        }
         if !plan.gates.embedder.is_empty() {
             dir(&plan.gates.embedder, "GATES embedder").map_err(|m| plan.error_at(*at, m))?;
         } else if let Some(st) = plan.styles.iter().find(|s| s.gate_on("meaning") || s.gate_on("support")) {

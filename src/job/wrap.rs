@@ -29,6 +29,8 @@ use crate::plan::Plan;
 pub struct Models {
     pub backend: SharedBackend,
     pub embedder: Option<Embedder>,
+    /// The `lm` gate's language model (`GATES WITH (grounding_model = ...)`).
+    pub reader: Option<Decoder>,
 }
 
 /// Loads the plan's model (or connects its endpoint) and embedder for one worker (`None` if the
@@ -60,7 +62,14 @@ pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: us
                 .with_context(|| format!("loading the embedder {dir}"))?,
         ),
     };
-    Ok(Some(Models { backend: shared(backend), embedder }))
+    let reader = match plan.gates.grounding_model.as_str() {
+        "" => None,
+        dir => Some(
+            Decoder::load(Path::new(dir), &cfg.session)
+                .with_context(|| format!("loading the lm gate's model {dir}"))?,
+        ),
+    };
+    Ok(Some(Models { backend: shared(backend), embedder, reader }))
 }
 
 /// ONNX Runtime threads for each of `workers` that share this machine's cores (at least one).

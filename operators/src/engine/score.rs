@@ -3,7 +3,7 @@
 //! way (how much likelier the source makes each token), in the manner of pointwise-mutual-
 //! information hallucination detectors.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::decoder::Decoder;
 use super::kv::Kv;
@@ -54,7 +54,7 @@ fn log_softmax_at(logits: &[f32], id: usize) -> f32 {
 /// How a language model reads one claim (a sentence of a rewrite) with its source before it
 /// and without: per token, the log-probability given the source and its gain over the
 /// probability without (pointwise mutual information).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ClaimScore {
     pub claim: String,
     pub tokens: usize,

@@ -53,6 +53,7 @@ use crate::engine::Embedder;
 use crate::fault::Fault;
 use crate::io::store::Location;
 use crate::record::Reject;
+use crate::stages::gates::lm::SharedReader;
 use crate::state::checkpoint::{StateHandle, StateRegistry};
 use crate::state::metrics::Metrics;
 
@@ -77,6 +78,8 @@ pub struct StageContext {
     pub tokenizer: Option<Arc<Tokenizer>>,
     pub output: Option<OutputTarget>,
     pub embedder: Option<SharedEmbedder>,
+    /// The worker's language model for the `lm` gate, when the plan names one.
+    pub reader: Option<SharedReader>,
 }
 
 impl StageContext {
@@ -93,6 +96,11 @@ impl StageContext {
     pub fn with_output(mut self, location: Location, runtime: Handle) -> Self {
         self.output = Some(OutputTarget { location, runtime });
         self
+    }
+
+    /// A context whose `lm` gate reads with `reader`.
+    pub fn with_reader(self, reader: Option<crate::engine::Decoder>) -> Self {
+        StageContext { reader: reader.map(|r| Rc::new(RefCell::new(r))), ..self }
     }
 
     /// A context whose meaning gates use `embedder`.

@@ -60,6 +60,10 @@ pub struct GateConfig {
     /// A Q&A that fails a gate keeps its longest run of leading pairs that passes every gate
     /// (still at least `min_qa_pairs`; the row is marked `trimmed`); false rejects it whole.
     pub trim_qa_pairs: bool,
+    /// A language model directory for the `lm` gate (empty: off; see [`super::lm`]), and the
+    /// largest share of a claim's tokens it may find unsupported by the source.
+    pub grounding_model: String,
+    pub max_unsupported_share: f64,
 }
 
 impl Default for GateConfig {
@@ -85,6 +89,8 @@ impl Default for GateConfig {
             bind_anchors: true,
             polarity: true,
             trim_qa_pairs: true,
+            grounding_model: String::new(),
+            max_unsupported_share: 0.0,
         }
     }
 }
@@ -121,6 +127,9 @@ pub struct Scores {
     /// that failed a gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trimmed_sentence: Option<String>,
+    /// Each claim of the kept text as the `lm` gate's model read it (with that gate only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lm: Vec<crate::engine::score::ClaimScore>,
 }
 
 /// The outcome for one output.
@@ -190,7 +199,7 @@ pub fn repetition(text: &str, n: usize) -> f64 {
 }
 
 /// Names of the gates, for a style's `gates` list (`empty` always applies).
-pub const GATES: [&str; 18] = [
+pub const GATES: [&str; 19] = [
     "empty",
     "truncated",
     "refusal",
@@ -209,6 +218,7 @@ pub const GATES: [&str; 18] = [
     "names",
     "anchors",
     "polarity",
+    "lm",
 ];
 
 /// Words of an example that an output may share with it before it counts as copying.
@@ -288,6 +298,7 @@ pub fn check_only(
         unsupported_sentences: vec![],
         grounding: grounding(source, &text, qa),
         trimmed_sentence: None,
+        lm: vec![],
     };
     let reason = if text.is_empty() {
         Some("empty output".to_string())

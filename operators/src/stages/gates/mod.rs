@@ -7,6 +7,7 @@ mod checks;
 mod faith;
 mod grounding;
 mod judge;
+pub mod lm;
 mod qa;
 
 pub use checks::*;
@@ -28,6 +29,7 @@ use crate::sql::heuristics::flesch_kincaid_grade;
 use crate::stages::chunk::{LENGTH_BINS, LENGTH_HI};
 use crate::stages::context::{SharedEmbedder, StageContext};
 use crate::stages::fanout::Rephrased;
+use crate::stages::gates::lm::{SharedReader, lm_gate};
 use crate::stages::styles::Style;
 use crate::state::metrics::{Histogram, MetricSet};
 
@@ -55,12 +57,17 @@ impl GateStageConfig {
         r: Rephrased,
         cosine: f64,
         embedder: Option<&SharedEmbedder>,
+        reader: Option<&SharedReader>,
     ) -> Result<Synthetic, Reject> {
         let style = &self.styles[r.task.style as usize];
         let src = &r.task.chunk.text;
         let (verdict, cosine) = match &r.error {
             Some(e) => (Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() }, cosine),
             None => self.gates.judge_text(src, &r.text, r.finish == Finish::Length, cosine, style, embedder),
+        };
+        let verdict = match reader.filter(|_| style.gate_on("lm")) {
+            Some(reader) => self.gates.read_claims(reader, src, verdict),
+            None => verdict,
         };
         let c = &r.task.chunk;
         match verdict {
@@ -119,6 +126,24 @@ impl GateStageConfig {
                     .unwrap_or_default(),
                 })
             }
+        }
+    }
+}
+
+impl GateConfig {
+    /// The `lm` gate on an accepted verdict (see [`lm`]): a reject when a claim of the kept
+    /// text fails it (or the model fails on it), with every claim's reading in its scores.
+    pub fn read_claims(&self, reader: &SharedReader, source: &str, verdict: Verdict) -> Verdict {
+        let Verdict::Accept { text, mut scores } = verdict else { return verdict };
+        match lm_gate(reader, source, &text, self.max_unsupported_share) {
+            Ok((claims, failed)) => {
+                scores.lm = claims;
+                match failed {
+                    Some(reason) => Verdict::Reject { reason, scores },
+                    None => Verdict::Accept { text, scores },
+                }
+            }
+            Err(e) => Verdict::Reject { reason: format!("lm grounding: the model failed: {e:#}"), scores },
         }
     }
 }
@@ -189,7 +214,7 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
                             let emb = ctx.embedder.as_ref();
                             let cos = cosines(emb.map(|e| e.borrow_mut()).as_deref_mut(), &rows);
                             for (r, c) in rows.into_iter().zip(cos) {
-                                let judged = cfg.judge(tok, r, c, ctx.embedder.as_ref());
+                                let judged = cfg.judge(tok, r, c, ctx.embedder.as_ref(), ctx.reader.as_ref());
                                 ctx.metrics.update(|m| count(m, &judged, c));
                                 if let Err(r) = &judged {
                                     ctx.count_reject(r);
@@ -280,7 +305,7 @@ mod tests {
             guarded: 0,
             names_guarded: 0,
         };
-        cfg.judge(&crate::testkit::tiny_tokenizer(), r, f64::NAN, None)
+        cfg.judge(&crate::testkit::tiny_tokenizer(), r, f64::NAN, None, None)
     }
 
     #[test]
