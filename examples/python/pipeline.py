@@ -51,7 +51,7 @@ print(chunks.select(["doc_id", "chunk_index", "n_tokens"]).slice(0, 5))
 
 # %% Rephrase a few chunks: plans/wrap.sql's model, styles, retries and gates, loaded once
 rephraser = wrapflow.Rephraser(ROOT / "plans/wrap.sql")
-synthetic, gate_rejects = rephraser.split(chunks.slice(0, 3))
+synthetic, gate_rejects = rephraser.split(chunks.slice(0, 3))  # 12 style tasks: the default model keeps few
 print(synthetic.select(["style", "text", "cosine", "coverage"]).to_pylist())
 print(gate_rejects.select(["style", "reason"]).to_pylist())
 # Or from options alone: wrapflow.Rephraser(model="models/smollm2-135m-instruct", styles="qa",
@@ -60,7 +60,8 @@ print(gate_rejects.select(["style", "reason"]).to_pylist())
 # %% Mix real and synthetic 1:1 by tokens into Parquet and Megatron shards (as `wrapflow remix`)
 mixes = f"""MIX wrap WITH (ratio = '1:1', shortfall = 'repeat', max_epochs = 2);
 MIX wrap_tokens WITH (ratio = '1:1', format = 'megatron', tokenizer = '{TOKENIZER}', unit = 'document');"""
-mixed = wrapflow.mix(chunks.slice(0, 3), synthetic, mixes, str(pathlib.Path(tempfile.mkdtemp()) / "mix"))
+mixed = wrapflow.mix(chunks.slice(0, 3), synthetic, mixes, str(pathlib.Path(tempfile.mkdtemp()) / "mix"),
+                     styles=["easy", "medium", "hard", "qa"])  # the plan's styles, whichever were kept
 print([(m["name"], m["tokens"]) for m in mixed["mixes"]])
 
 # %% A whole plan, as `wrapflow run` runs it (checkpoints, resume, manifest)

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3_arrow::input::AnyRecordBatch;
 use wrapflow::job::Fault;
-use wrapflow::job::remix::{batch_rows, mix_rows};
+use wrapflow::job::remix::{batch_rows, mix_rows, mixtures};
 use wrapflow_operators::MixRow;
 
 use crate::errors::{Kind, to_py};
@@ -23,6 +23,7 @@ fn mix(
 ) -> PyResult<String> {
     let (real, _) = real.into_table()?.into_inner();
     let (synthetic, _) = synthetic.into_table()?.into_inner();
+    let mixes_cfg = mixtures(name, mixes, &styles).map_err(|e| to_py(e, Kind::Plan))?;
     py.detach(|| -> anyhow::Result<String> {
         let mut files: Vec<Vec<MixRow>> = vec![];
         for (batches, kind) in [(real, "real"), (synthetic, "synthetic")] {
@@ -47,7 +48,7 @@ fn mix(
                 files.push(rows);
             }
         }
-        let m = mix_rows(files, &styles, (name, mixes), output, "<arrow>")
+        let m = mix_rows(files, &mixes_cfg, (name, mixes), output, "<arrow>")
             .map_err(|e| wrapflow::job::tag(Fault::Output, e))?;
         Ok(serde_json::to_string(&m)?)
     })

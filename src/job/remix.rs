@@ -192,15 +192,15 @@ pub fn run(from: &str, mixes_file: &str, to: &str) -> anyhow::Result<RemixManife
 /// `files` is one timestamp, as each shard file of a run is one in a remix, so the same rows in
 /// the same files give a remix's shards byte for byte. `from` says where the rows came from in
 /// `remix.json`; no dataset card is written (there is no run manifest to describe them).
+/// `mixes` are [`mixtures`] of `text` (named `mixes_name`).
 pub fn mix_rows(
     files: Vec<Vec<MixRow>>,
-    styles: &[String],
+    mixes: &MixStageConfig,
     (mixes_name, text): (&str, &str),
     to: &str,
     from: &str,
 ) -> anyhow::Result<RemixManifest> {
-    let mixes = mixtures(mixes_name, text, styles)?;
-    holding(to, |rt, dst| mix_into(rt, dst, &mixes, files, (from, mixes_name, text)))
+    holding(to, |rt, dst| mix_into(rt, dst, mixes, files, (from, mixes_name, text)))
 }
 
 /// Runs `f` on the output `to` while holding its lease.

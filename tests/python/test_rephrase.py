@@ -135,6 +135,9 @@ def test_mix_over_arrow_gives_the_shards_wrapflow_remix_writes(tiny_run):
     with pytest.raises(wrapflow.InputError, match="kind"):
         wrapflow.mix(per_file("synthetic"), per_file("synthetic"), mixes, str(tmp_path / "bad"))
     assert not (tmp_path / "bad" / "mix").exists()
+    with pytest.raises(wrapflow.PlanError, match="MIX wrap"):
+        wrapflow.mix(per_file("chunks"), per_file("synthetic"), "MIX wrap WITH (ratio = '1:1');",
+                     str(tmp_path / "bad"), styles=[])
 
 
 def test_a_failure_inside_the_running_job_is_raised_as_its_kind(tiny_run, tmp_path):
