@@ -56,8 +56,9 @@ def ort_library() -> str:
     return _wrapflow._ort_library()
 
 
-if _onnxruntime_wheel() is not None:
-    _wrapflow._set_host_ort(_onnxruntime_wheel())
+_WHEEL_ORT = _onnxruntime_wheel()
+if _WHEEL_ORT is not None:
+    _wrapflow._set_host_ort(_WHEEL_ORT)
 
 __all__ = [
     "Plan",
