@@ -40,6 +40,9 @@ impl PyRephraser {
         if plan.rephrase.is_none() {
             return Err(to_py(anyhow::anyhow!("the plan has no REPHRASE statement"), Kind::Plan));
         }
+        // As a run checks them before it starts: model directories, and an embedder where a
+        // style's gates need one (else those gates would pass every row unmeasured).
+        wrapflow::job::run::check_models(&plan).map_err(|e| to_py(e.into(), Kind::Plan))?;
         let chunker = Chunker::from_config(&plan.chunk.0).map_err(|e| to_py(e, Kind::Model))?;
         let tokenizer = chunker.tokenizer().clone();
         let (tok, plan) = (tokenizer.clone(), Arc::new(plan));

@@ -387,8 +387,11 @@ def _rephrase_plan(model, endpoint, styles, tokenizer, gates, options) -> str:
     (its input and sink are never read)."""
     if not model and not endpoint:
         raise PlanError("Rephraser needs a plan, a model or an endpoint")
+    if not model:
+        # On an endpoint, REPHRASE's `model` is the model's name as served.
+        model = options.get("served")
     if tokenizer is None:
-        if not model:
+        if endpoint and not (model and os.path.isdir(os.fspath(model))):
             raise PlanError("a Rephraser on an endpoint needs tokenizer= (the tokenizer.json its rows are counted with)")
         tokenizer = os.path.join(os.fspath(model), "tokenizer.json")
     given = {"model": model, "endpoint": endpoint, "styles": styles, **options}

@@ -92,8 +92,9 @@ pub fn check(plan: &Plan) -> anyhow::Result<datafusion::logical_expr::LogicalPla
     })
 }
 
-/// The plan's model directories exist and hold a model, and its provider is built in.
-fn check_models(plan: &Plan) -> Result<(), PlanError> {
+/// The plan's model directories exist and hold a model, its provider is built in, and the gates
+/// its styles name have what they need.
+pub fn check_models(plan: &Plan) -> Result<(), PlanError> {
     let dir = |path: &str, what: &str| -> Result<(), String> {
         let p = std::path::Path::new(path);
         if !p.is_dir() {

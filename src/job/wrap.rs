@@ -149,6 +149,12 @@ pub fn rephrase_batch(
     if order.len() < chunks.len() {
         anyhow::bail!("two chunks have the same doc_id and chunk_index: a row's lineage must name one chunk");
     }
+    // Requests left in the backend are an earlier batch's that failed for good: their answers
+    // would have no task here.
+    anyhow::ensure!(
+        backend.borrow().outstanding() == 0,
+        "the model failed on an earlier batch and holds its requests: load it again"
+    );
     let ctx = StageContext { errors: Default::default(), ..ctx.clone() };
     let rows = Rc::new(RefCell::new((Vec::new(), Vec::new())));
     let (accepted, rejected) = (rows.clone(), rows.clone());

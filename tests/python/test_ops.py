@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import wrapflow
-from conftest import CHUNK_PLAN, tokenizer_path, bbc_rows, chunk_sets, cli, write_jsonl
+from conftest import CHUNK_PLAN, tokenizer_path, bbc_rows, chunk_sets, cli, embedder_path, write_jsonl
 
 CHUNK_COLUMNS = ["doc_id", "chunk_index", "text", "n_tokens", "byte_start", "byte_end", "source_file", "source_line"]
 
@@ -198,7 +198,8 @@ def test_onnx_runtime_comes_from_the_onnxruntime_wheel_when_the_cli_finds_none(t
         "from wrapflow import _wrapflow\n"
         "print(wrapflow.ort_library())\n"
         f"_wrapflow._write_tiny_model({str(tmp_path / 'tiny')!r}, 7)\n"
-        f"r = wrapflow.Rephraser(model={str(tmp_path / 'tiny')!r}, styles='easy', max_new_tokens=4, retries=0)\n"
+        f"r = wrapflow.Rephraser(model={str(tmp_path / 'tiny')!r}, styles='easy', max_new_tokens=4, retries=0,\n"
+        f"                       gates={{'embedder': {embedder_path()!r}}})\n"
         "a, j = r.split(pa.table({'doc_id': ['a'], 'chunk_index': [0], 'text': ['The board met on Monday.']}))\n"
         "print(a.num_rows + j.num_rows)\n"
     )

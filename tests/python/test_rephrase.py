@@ -96,8 +96,10 @@ def test_a_rephraser_from_options_and_its_errors(tmp_path):
     assert sorted(accepted.column("style").to_pylist() + rejects.column("style").to_pylist()) == ["easy", "hard"]
     with pytest.raises(wrapflow.PlanError, match="no_such_option"):
         wrapflow.Rephraser(model=model, no_such_option=1)
-    with pytest.raises(wrapflow.ModelError, match="nowhere"):
+    with pytest.raises(wrapflow.PlanError, match="nowhere.* is not a directory"):
         wrapflow.Rephraser(model=tmp_path / "nowhere", tokenizer=model / "tokenizer.json")
+    with pytest.raises(wrapflow.PlanError, match="need an embedder"):
+        wrapflow.Rephraser(model=model, styles="hard")
     with pytest.raises(wrapflow.InputError, match="chunk_index"):
         r(pa.table({"doc_id": ["a"], "text": ["x"]}))
     with pytest.raises(TypeError):
@@ -151,3 +153,12 @@ def test_a_failure_inside_the_running_job_is_raised_as_its_kind(tiny_run, tmp_pa
         wrapflow.Plan.load(plan, set={"output": str(tmp_path / "out")}).run()
     said = cli("run", str(plan), "--set", f"output={tmp_path / 'cli'}", "-q", check=False).stderr
     assert "127.0.0.1:9" in str(e.value) and said.endswith(f"error: {e.value}\n"), (said, str(e.value))
+    # The same from a Rephraser: the failed batch raises, and so does the next one, without hanging.
+    r = wrapflow.Rephraser(endpoint="http://127.0.0.1:9/v1", served="tiny", tokenizer=model / "tokenizer.json",
+                           styles="easy", gates={"embedder": embedder_path()}, retry_budget_s=1)
+    assert r.plan.file == "<Rephraser>"
+    chunks = pa.table({"doc_id": ["a"], "chunk_index": [0], "text": ["The harbour board met on Monday."]})
+    with pytest.raises(wrapflow.ModelError, match="127.0.0.1:9"):
+        r.split(chunks)
+    with pytest.raises(wrapflow.ModelError):
+        r.split(chunks)
