@@ -136,21 +136,14 @@ pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
     /// backend fails for good the run fails (nothing is emitted for the tasks left).
     /// Counts `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every
     /// attempt's), `rephrase.retries`, the maximum `rephrase.max_queued` and the gauge `rephrase.queued`.
-    fn rephrase(
-        self,
-        config: &RephraseConfig,
-        backend: &SharedBackend,
-        ctx: &StageContext,
-    ) -> StreamVec<'scope, T, Rephrased>;
+    fn rephrase(self, cfg: &RephraseConfig, backend: &SharedBackend, ctx: &StageContext) -> Answers<'scope, T>;
 }
 
+/// The rephrase stage's output stream.
+pub type Answers<'scope, T> = StreamVec<'scope, T, Rephrased>;
+
 impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope, T, StyleTask> {
-    fn rephrase(
-        self,
-        config: &RephraseConfig,
-        backend: &SharedBackend,
-        ctx: &StageContext,
-    ) -> StreamVec<'scope, T, Rephrased> {
+    fn rephrase(self, config: &RephraseConfig, backend: &SharedBackend, ctx: &StageContext) -> Answers<'scope, T> {
         let backend = backend.clone();
         let scope = self.scope();
         let slice = Duration::from_millis(config.time_slice_ms.max(1));
