@@ -275,6 +275,27 @@ fn wrap_through_the_dataflow_with_lineage_and_the_same_rows_on_1_and_2_workers()
     assert_eq!(a, b);
 }
 
+/// A plan with one style (`STYLE` followed by `style`, named first in it) rephrased by the tiny
+/// model, with more `REPHRASE` options (`rephrase`) and `GATES` options after the embedder (`gates`).
+fn one_style_plan(s: &Setup, style: &str, rephrase: &str, gates: &str) -> String {
+    let name = style.split_whitespace().next().unwrap_or_default();
+    let rephrase = if rephrase.is_empty() { String::new() } else { format!(", {rephrase}") };
+    format!(
+        "PARAM output;\n\
+         TOKENIZER '{model}/tokenizer.json';\n\
+         CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
+         INPUT raw;\n\
+         CHUNK WITH (max_tokens = 48);\n\
+         STYLE {style};\n\
+         REPHRASE WITH (model = '{model}', styles = '{name}', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20{rephrase});\n\
+         GATES WITH (embedder = '{embedder}'{gates});\n\
+         SINK '${{output}}';\n",
+        model = s.model.display(),
+        input = s.input.display(),
+        embedder = s.embedder.display(),
+    )
+}
+
 #[test]
 fn a_reading_level_or_meaning_miss_asks_again_and_keeps_the_best_answer() {
     let s = setup(4);
@@ -288,19 +309,13 @@ fn a_reading_level_or_meaning_miss_asks_again_and_keeps_the_best_answer() {
         (0, "empty, meaning", -1.0, 0.9999),
     ];
     for (register, gates, min_cos, aim) in cases {
-        let text = format!(
-            "PARAM output;\n\
-             TOKENIZER '{model}/tokenizer.json';\n\
-             CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
-             INPUT raw;\n\
-             CHUNK WITH (max_tokens = 48);\n\
-             STYLE simple WITH (system = 'Say it simply.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = '{gates}', register = {register}, min_cosine = {min_cos}, aim_cosine = {aim});\n\
-             REPHRASE WITH (model = '{model}', styles = 'simple', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20, retries = 2);\n\
-             GATES WITH (embedder = '{embedder}');\n\
-             SINK '${{output}}';\n",
-            model = s.model.display(),
-            input = s.input.display(),
-            embedder = s.embedder.display(),
+        let text = one_style_plan(
+            &s,
+            &format!(
+                "simple WITH (system = 'Say it simply.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = '{gates}', register = {register}, min_cosine = {min_cos}, aim_cosine = {aim})"
+            ),
+            "retries = 2",
+            "",
         );
         let out = s.dir.path().join(format!("case{}", outcomes.len()));
         let m = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap();
@@ -336,19 +351,11 @@ fn the_lm_gate_rejects_the_rows_whose_claims_its_model_finds_unsupported() {
     // The same answers judged with the `lm` gate passing everything and passing nothing
     // unsupported (the tiny random model finds most tokens unlikely whatever comes before).
     let run = |share: f64, dir: &str| {
-        let text = format!(
-            "PARAM output;\n\
-             TOKENIZER '{model}/tokenizer.json';\n\
-             CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION '{input}';\n\
-             INPUT raw;\n\
-             CHUNK WITH (max_tokens = 48);\n\
-             STYLE echo WITH (system = 'Repeat the text.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 12, gates = 'empty, lm');\n\
-             REPHRASE WITH (model = '{model}', styles = 'echo', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20);\n\
-             GATES WITH (embedder = '{embedder}', grounding_model = '{model}', max_unsupported_share = {share});\n\
-             SINK '${{output}}';\n",
-            model = s.model.display(),
-            input = s.input.display(),
-            embedder = s.embedder.display(),
+        let text = one_style_plan(
+            &s,
+            "echo WITH (system = 'Repeat the text.', user = '<text>\n{chunk}\n</text>', max_new_tokens = 12, gates = 'empty, lm')",
+            "",
+            &format!(", grounding_model = '{}', max_unsupported_share = {share}", s.model.display()),
         );
         let out = s.dir.path().join(dir);
         let m = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap();
