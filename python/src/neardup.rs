@@ -78,13 +78,15 @@ impl PyNearDedup {
         let (batches, schema) = data.into_table()?.into_inner();
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let first = self.rows.fetch_add(rows as u64, std::sync::atomic::Ordering::SeqCst) + 1;
+        let texts = batches
+            .iter()
+            .map(|b| strings(b, &self.column)?.ok_or_else(|| anyhow::anyhow!("no column {:?}", self.column)))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| to_py(e, Kind::Input))?;
         let mut docs = Vec::with_capacity(rows);
         let mut line = first;
-        for b in &batches {
-            let texts = strings(b, &self.column)
-                .and_then(|t| t.ok_or_else(|| anyhow::anyhow!("no column {:?}", self.column)))
-                .map_err(|e| to_py(e, Kind::Input))?;
-            for t in texts {
+        for batch in &texts {
+            for &t in batch {
                 if let Some(text) = t {
                     let id = line.to_string();
                     docs.push(Document {
@@ -101,9 +103,8 @@ impl PyNearDedup {
         let mut kept = self.worker.call(py, docs, Kind::Other)?;
         kept.sort_unstable();
         let (mut yes, mut no, mut line) = (vec![], vec![], first);
-        for b in &batches {
-            let texts = strings(b, &self.column).map_err(|e| to_py(e, Kind::Input))?.unwrap_or_default();
-            let mask: BooleanArray = texts
+        for (b, batch) in batches.iter().zip(&texts) {
+            let mask: BooleanArray = batch
                 .iter()
                 .map(|t| {
                     let keep = t.is_none() || kept.binary_search(&line).is_ok();
