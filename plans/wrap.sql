@@ -32,6 +32,8 @@ PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name
 PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
 PARAM coverage   DEFAULT 0.6;                                -- least share of a claim's words in its source evidence
 PARAM grounding_model DEFAULT '';                            -- a model for the lm gate (e.g. ${model}); off when empty
+PARAM entailment DEFAULT '';                                 -- a cross-encoder for the entailment gate (README); off when empty
+PARAM min_entailment DEFAULT 0.5;                            -- its least probability that the chunk entails a claim
 PARAM license    DEFAULT 'other';                            -- the input's licence, for the dataset card (BBC News: the BBC's terms)
 
 TOKENIZER '${model}/tokenizer.json';
@@ -72,9 +74,11 @@ REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}
 -- reword more); with retries, an answer below it is asked for again. Coverage: each claim's
 -- content words must be at least this share in its best source evidence (grounding gates).
 -- With grounding_model, a language model also reads each claim with and without its chunk (the
--- lm gate; measured, not on by default: benchmarks/RESULTS.md).
+-- lm gate; measured, not on by default: benchmarks/RESULTS.md). With entailment, a user's NLI
+-- or fact-checking cross-encoder reads each claim against its chunk (the entailment gate).
 GATES WITH (embedder = '${embedder}', min_cosine = 0.75, min_coverage = ${coverage},
-            grounding_model = '${grounding_model}');
+            grounding_model = '${grounding_model}', entailment = '${entailment}',
+            min_entailment = ${min_entailment});
 
 SINK '${output}' WITH (format = 'parquet', license = '${license}', language = 'en',
                        pretty_name = 'WRAP rephrasings (wrapflow plans/wrap.sql)',

@@ -1,9 +1,11 @@
-"""Independent reference for wrapflow's embedder: BERT forward pass, mean pooling and L2 norm in
-numpy, straight from a sentence-transformers directory's model.safetensors.
+"""Independent reference for wrapflow's embedder and cross-encoder: BERT forward pass in numpy,
+straight from a Hugging Face directory's model.safetensors; then mean pooling and L2 norm (a
+sentence-transformers embedder) or the pooler and classifier (BertForSequenceClassification).
 
-    python3 scripts/reference_embed.py MODEL_DIR < batch.json > embeddings.json
+    python3 scripts/reference_embed.py MODEL_DIR < batch.json > out.json
 
-batch.json: {"input_ids": [[...], ...], "attention_mask": [[...], ...]}; prints a list of vectors.
+batch.json: {"input_ids": [[...], ...], "attention_mask": [[...], ...]} and, for text pairs,
+"token_type_ids"; prints a list of vectors (embeddings, or a classifier's logits).
 """
 import json
 import math
@@ -48,7 +50,8 @@ def main():
     B, T = ids.shape
     lin = lambda x, p: x @ w[f"{p}.weight"].T.astype(np.float64) + w[f"{p}.bias"]
     x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:T]
-    x = x + w["embeddings.token_type_embeddings.weight"][0]
+    types = np.array(batch.get("token_type_ids", np.zeros_like(ids)), dtype=np.int64)
+    x = x + w["embeddings.token_type_embeddings.weight"][types]
     x = layer_norm(x.astype(np.float64), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
     H = x.shape[-1]
     d = H // nh
@@ -67,6 +70,10 @@ def main():
         u = 0.5 * u * (1.0 + erf(u / math.sqrt(2.0)))
         x = layer_norm(lin(u, f"{p}.output.dense") + x, w[f"{p}.output.LayerNorm.weight"],
                        w[f"{p}.output.LayerNorm.bias"], eps)
+    if "classifier.weight" in w:
+        pooled = np.tanh(lin(x[:, 0], "pooler.dense"))
+        json.dump(lin(pooled, "classifier").tolist(), sys.stdout)
+        return
     pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
     pooled /= np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
     json.dump(pooled.tolist(), sys.stdout)

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 use tempfile::TempDir;
-use wrapflow::operators::model::bert::{MAX_SEQ, import_embedder};
+use wrapflow::operators::model::bert::{MAX_SEQ, import_cross_encoder, import_embedder};
 use wrapflow::operators::model::import::WeightFormat;
 use wrapflow::operators::model::tiny::write_tiny_model;
+use wrapflow::operators::model::tiny_bert::write_tiny_cross_encoder;
 use wrapflow::operators::stages::styles::builtin;
 
 struct Setup {
@@ -360,7 +361,14 @@ fn the_lm_gate_rejects_the_rows_whose_claims_its_model_finds_unsupported() {
         let out = s.dir.path().join(dir);
         let m = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap();
         let r = m.rephrase.unwrap();
-        let kept: BTreeSet<(String, u64)> = read_parquet_rows(&out.join("synthetic"))
+        let rows = read_parquet_rows(&out.join("synthetic"));
+        for x in &rows {
+            let u = x["lm_unsupported"].as_f64().expect("a kept row carries its largest unsupported share");
+            assert!(u <= share, "{x:?}");
+        }
+        let stats = r.styles.get("echo").map(|st| st.p90_lm_unsupported);
+        assert_eq!(stats.flatten().is_some(), !rows.is_empty(), "the fidelity table has the lm gate's figure");
+        let kept: BTreeSet<(String, u64)> = rows
             .iter()
             .map(|x| (x["doc_id"].as_str().unwrap().to_string(), x["chunk_index"].as_u64().unwrap()))
             .collect();
@@ -387,6 +395,40 @@ fn the_lm_gate_rejects_the_rows_whose_claims_its_model_finds_unsupported() {
         let claims = scores["gates"]["lm"].as_array().expect("the claims' readings are in the scores");
         assert!(claims.iter().any(|c| c["unsupported_share"].as_f64().unwrap() > 0.0), "{scores}");
     }
+}
+
+#[test]
+fn the_entailment_gate_keeps_the_rows_whose_every_claim_its_cross_encoder_finds_entailed() {
+    let s = setup(3);
+    let (hf, nli) = (s.dir.path().join("nli-hf"), s.dir.path().join("nli"));
+    write_tiny_cross_encoder(&hf, &s.embedder.join("tokenizer.json"), 11).unwrap();
+    import_cross_encoder(&hf, &nli, MAX_SEQ).unwrap();
+    let bar = 0.33;
+    let text = one_style_plan(
+        &s,
+        "echo WITH (system = 'Repeat the text.', user = '<text>\n{chunk}\n</text>', max_new_tokens = 12, gates = 'empty, entailment')",
+        "",
+        &format!(", entailment = '{}', min_entailment = {bar}", nli.display()),
+    );
+    let out = s.dir.path().join("out");
+    let r = run_plan(&text, &[("output", out.to_str().unwrap())], 1).unwrap().rephrase.unwrap();
+    let rows = read_parquet_rows(&out.join("synthetic"));
+    for x in &rows {
+        let least = x["entailment"].as_f64().expect("a kept row carries its least entailed claim");
+        assert!(least >= bar, "{x:?}");
+    }
+    let failed: Vec<Value> = read_rejects(&out.join("rejects"))
+        .into_iter()
+        .filter(|x| x["reason"].as_str().unwrap().starts_with("entailment: "))
+        .map(|x| serde_json::from_str(x["scores"].as_str().unwrap()).unwrap())
+        .collect();
+    for scores in &failed {
+        let claims = scores["gates"]["entailment"].as_array().expect("the claims' readings are in the scores");
+        assert!(claims.iter().any(|c| c["entailment"].as_f64().unwrap() < bar), "{scores}");
+    }
+    assert!(!rows.is_empty() && !failed.is_empty(), "the bar splits the random model's rows: {} kept", rows.len());
+    assert_eq!((rows.len() + failed.len()) as u64, r.tasks, "every task is a kept row or an entailment reject");
+    assert!(r.styles["echo"].p10_entailment.is_some_and(|p| p >= bar - 0.005), "{:?}", r.styles["echo"]);
 }
 
 #[test]

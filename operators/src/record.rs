@@ -276,6 +276,13 @@ pub struct Synthetic {
     pub scattered_anchors: u32,
     #[serde(default)]
     pub flipped_polarity: u32,
+    /// The claim-reading gates, when the plan has them: the least probability that the source
+    /// entails a claim (`entailment`), and the largest share of a claim's tokens the `lm` gate's
+    /// model found unsupported.
+    #[serde(default)]
+    pub entailment: Option<f64>,
+    #[serde(default)]
+    pub lm_unsupported: Option<f64>,
 }
 
 impl ToBatch for Synthetic {
@@ -305,6 +312,8 @@ impl ToBatch for Synthetic {
             Field::new("unbound_names", DataType::UInt32, false),
             Field::new("scattered_anchors", DataType::UInt32, false),
             Field::new("flipped_polarity", DataType::UInt32, false),
+            Field::new("entailment", DataType::Float64, true),
+            Field::new("lm_unsupported", DataType::Float64, true),
         ]);
         Arc::new(Schema::new(fields))
     }
@@ -337,6 +346,8 @@ impl ToBatch for Synthetic {
             u32s(|r| r.unbound_names),
             u32s(|r| r.scattered_anchors),
             u32s(|r| r.flipped_polarity),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.entailment))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.lm_unsupported))),
         ]);
         RecordBatch::try_new(Self::schema(), columns)
     }

@@ -50,8 +50,10 @@ impl PyRephraser {
         let start = move |_: &mut timely::worker::Worker| -> anyhow::Result<_> {
             let models = load_models(&plan, runtime().handle(), &Metrics::default(), 1)?;
             let models = models.ok_or_else(|| anyhow::anyhow!("the plan has no REPHRASE statement"))?;
-            let ctx =
-                StageContext::default().with_tokenizer(tok).with_embedder(models.embedder).with_reader(models.reader);
+            let ctx = StageContext::default()
+                .with_tokenizer(tok)
+                .with_embedder(models.embedder)
+                .with_checkers(models.checkers);
             Ok((ctx, models.backend))
         };
         let serve = move |worker: &mut timely::worker::Worker,

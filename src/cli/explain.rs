@@ -101,9 +101,7 @@ fn stages(plan: &Plan) -> String {
             r.retries,
             r.seed
         );
-        let g = &plan.gates;
-        let embedder = if g.embedder.is_empty() { "none (no meaning gate)" } else { g.embedder.as_str() };
-        out += &format!("  {}. gates     embedder={embedder} min_cosine={}\n", n + 2, g.min_cosine);
+        out += &format!("  {}. gates     {}\n", n + 2, gates(&plan.gates));
         n += 3;
     }
     let s = &plan.sink.0;
@@ -125,6 +123,19 @@ fn stages(plan: &Plan) -> String {
             m.shard_tokens,
             m.format
         );
+    }
+    out
+}
+
+/// The gates' models and bars, as `explain` lists them.
+fn gates(g: &wrapflow_operators::stages::gates::GateConfig) -> String {
+    let embedder = if g.embedder.is_empty() { "none (no meaning gate)" } else { g.embedder.as_str() };
+    let mut out = format!("embedder={embedder} min_cosine={}", g.min_cosine);
+    if !g.grounding_model.is_empty() {
+        out += &format!(" lm={} max_unsupported_share={}", g.grounding_model, g.max_unsupported_share);
+    }
+    if !g.entailment.is_empty() {
+        out += &format!(" entailment={} min_entailment={}", g.entailment, g.min_entailment);
     }
     out
 }

@@ -9,10 +9,11 @@ use std::rc::Rc;
 use anyhow::{Context, bail};
 use wrapflow_operators::engine::score::lm_grounding;
 use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig, cosine};
-use wrapflow_operators::stages::gates::lm::SharedReader;
+use wrapflow_operators::stages::gates::claims::ClaimCheckers;
 use wrapflow_operators::stages::gates::{Verdict, strip_chatter};
 
 use crate::cli::{PlanArgs, out};
+use crate::job::wrap::load_checkers;
 use crate::plan::Plan;
 
 /// Reads JSON lines with `source`, `rewrite` and `style` (and any `pair` id, echoed back), and
@@ -45,8 +46,8 @@ pub fn run(plan: &PlanArgs, pairs: &str, lm: Option<&str>) -> anyhow::Result<()>
 pub struct Judge<'p> {
     plan: &'p Plan,
     embedder: Option<Rc<RefCell<Embedder>>>,
-    /// The plan's `lm` gate model, and the model `lm` names to measure with.
-    gate_reader: Option<SharedReader>,
+    /// The plan's claim-reading gates' models, and the model `lm` names to measure with.
+    checkers: ClaimCheckers,
     reader: Option<Decoder>,
 }
 
@@ -68,14 +69,8 @@ impl<'p> Judge<'p> {
             ),
             None => None,
         };
-        let gate_reader = match plan.gates.grounding_model.as_str() {
-            "" => None,
-            dir => Some(Rc::new(RefCell::new(
-                Decoder::load(Path::new(dir), &SessionConfig::default())
-                    .with_context(|| format!("loading the lm gate's model {dir}"))?,
-            ))),
-        };
-        Ok(Judge { plan, embedder, gate_reader, reader })
+        let checkers = load_checkers(&plan.gates, &SessionConfig::default())?;
+        Ok(Judge { plan, embedder, checkers, reader })
     }
 
     /// `{"style", "accepted", "reason", "text", "cosine", "gates", "grounding", "lm"}`: the
@@ -94,10 +89,7 @@ impl<'p> Judge<'p> {
             None => f64::NAN,
         };
         let (verdict, cos) = self.plan.gates.judge_text(source, rewrite, false, cos, st, self.embedder.as_ref());
-        let verdict = match self.gate_reader.as_ref().filter(|_| st.gate_on("lm")) {
-            Some(reader) => self.plan.gates.read_claims(reader, source, verdict),
-            None => verdict,
-        };
+        let verdict = self.plan.gates.check_claims(&self.checkers, st, source, verdict);
         let (accepted, reason, text, scores) = match verdict {
             Verdict::Accept { text, scores } => (true, String::new(), text, scores),
             Verdict::Reject { reason, scores } => (false, reason, String::new(), scores),

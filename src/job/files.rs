@@ -38,6 +38,9 @@ fn named(plan: &Plan) -> Vec<(String, PathBuf)> {
     if !plan.gates.grounding_model.is_empty() {
         model_dir("GATES grounding model", &plan.gates.grounding_model);
     }
+    if !plan.gates.entailment.is_empty() {
+        model_dir("GATES entailment model", &plan.gates.entailment);
+    }
     for (name, cfg, _) in &plan.mixes {
         add(format!("the MIX {name} tokenizer"), &cfg.tokenizer);
     }

@@ -121,6 +121,9 @@ pub fn check_models(plan: &Plan) -> Result<(), PlanError> {
         if !plan.gates.grounding_model.is_empty() {
             dir(&plan.gates.grounding_model, "GATES grounding model").map_err(|m| plan.error_at(*at, m))?;
         }
+        if !plan.gates.entailment.is_empty() {
+            dir(&plan.gates.entailment, "GATES entailment model").map_err(|m| plan.error_at(*at, m))?;
+        }
         if !plan.gates.embedder.is_empty() {
             dir(&plan.gates.embedder, "GATES embedder").map_err(|m| plan.error_at(*at, m))?;
         } else if let Some(st) = plan.styles.iter().find(|s| s.gate_on("meaning") || s.gate_on("support")) {

@@ -12,13 +12,14 @@ use timely::dataflow::operators::{Concat, Inspect, ToStream};
 use tokio::runtime::Handle;
 use wrapflow_operators::engine::remote::api_key;
 use wrapflow_operators::engine::{
-    Backend, Decoder, Embedder, LocalBackend, RemoteBackend, SessionConfig, SharedBackend, shared,
+    Backend, Decoder, Embedder, Entailer, LocalBackend, RemoteBackend, SessionConfig, SharedBackend, shared,
 };
 use wrapflow_operators::io::journal::{JournalTarget, Journaled, Memo};
 use wrapflow_operators::stages::context::StageContext;
 use wrapflow_operators::stages::fanout::StyleTask;
 use wrapflow_operators::stages::fanout::{FanOut, FanoutConfig};
-use wrapflow_operators::stages::gates::{Gate, GateStageConfig};
+use wrapflow_operators::stages::gates::claims::ClaimCheckers;
+use wrapflow_operators::stages::gates::{Gate, GateConfig, GateStageConfig};
 use wrapflow_operators::stages::rephrase::{Rephrase, RephraseConfig, Rephrased};
 use wrapflow_operators::state::metrics::Metrics;
 use wrapflow_operators::{Chunk, Reject, Synthetic};
@@ -29,8 +30,8 @@ use crate::plan::Plan;
 pub struct Models {
     pub backend: SharedBackend,
     pub embedder: Option<Embedder>,
-    /// The `lm` gate's language model (`GATES WITH (grounding_model = ...)`).
-    pub reader: Option<Decoder>,
+    /// The claim-reading gates' models (`GATES WITH (grounding_model = ..., entailment = ...)`).
+    pub checkers: ClaimCheckers,
 }
 
 /// Loads the plan's model (or connects its endpoint) and embedder for one worker (`None` if the
@@ -62,14 +63,27 @@ pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: us
                 .with_context(|| format!("loading the embedder {dir}"))?,
         ),
     };
-    let reader = match plan.gates.grounding_model.as_str() {
+    let checkers = load_checkers(&plan.gates, &cfg.session)?;
+    Ok(Some(Models { backend: shared(backend), embedder, checkers }))
+}
+
+/// The models that `gates` reads claims with (the `lm` gate's language model, the `entailment`
+/// gate's cross-encoder), each loaded when the plan names it.
+pub fn load_checkers(gates: &GateConfig, session: &SessionConfig) -> anyhow::Result<ClaimCheckers> {
+    let reader = match gates.grounding_model.as_str() {
+        "" => None,
+        dir => {
+            Some(Decoder::load(Path::new(dir), session).with_context(|| format!("loading the lm gate's model {dir}"))?)
+        }
+    };
+    let entailer = match gates.entailment.as_str() {
         "" => None,
         dir => Some(
-            Decoder::load(Path::new(dir), &cfg.session)
-                .with_context(|| format!("loading the lm gate's model {dir}"))?,
+            Entailer::load(Path::new(dir), &SessionConfig { intra_threads: 1, ..session.clone() })
+                .with_context(|| format!("loading the entailment gate's model {dir}"))?,
         ),
     };
-    Ok(Some(Models { backend: shared(backend), embedder, reader }))
+    Ok(ClaimCheckers::new(reader, entailer))
 }
 
 /// ONNX Runtime threads for each of `workers` that share this machine's cores (at least one).

@@ -235,6 +235,11 @@ fn rephrasing(m: &Manifest) -> String {
     if let Some(e) = &r.embedder {
         let _ = writeln!(out, "- embedder (meaning gate): `{e}`");
     }
+    for (key, gate) in [("grounding_model", "lm gate"), ("entailment", "entailment gate")] {
+        if let Some(dir) = r.gates[key].as_str().filter(|d| !d.is_empty()) {
+            let _ = writeln!(out, "- {gate}: `{dir}`");
+        }
+    }
     let _ = writeln!(out, "- generation: `{}`", r.generation);
     let _ = writeln!(out, "- style tasks {}, accepted {}, rejected {}\n", r.tasks, r.accepted, r.rejected);
     out += "### Styles and prompts\n\n";

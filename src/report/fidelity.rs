@@ -42,6 +42,9 @@ pub fn style_stats(m: &MetricSet, style: &str) -> Option<StyleStats> {
         trimmed: m.counter(&format!("{p}trimmed")),
         median_coverage: m.histogram(&format!("{p}coverage")).and_then(|h| h.quantile(0.5)),
         p10_coverage: m.histogram(&format!("{p}coverage")).and_then(|h| h.quantile(0.1)),
+        median_entailment: m.histogram(&format!("{p}entailment")).and_then(|h| h.quantile(0.5)),
+        p10_entailment: m.histogram(&format!("{p}entailment")).and_then(|h| h.quantile(0.1)),
+        p90_lm_unsupported: m.histogram(&format!("{p}lm_unsupported")).and_then(|h| h.quantile(0.9)),
     })
 }
 
@@ -85,6 +88,14 @@ pub struct StyleStats {
     pub median_coverage: Option<f64>,
     #[serde(default)]
     pub p10_coverage: Option<f64>,
+    /// With the `entailment` gate: each accepted row's least entailed claim, median and 10th
+    /// percentile; with the `lm` gate: the 90th percentile of a row's largest unsupported share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_entailment: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p10_entailment: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_lm_unsupported: Option<f64>,
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -92,7 +103,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// Columns of the per-style fidelity table (the CLI's and `report.html`'s).
-pub const HEADER: [&str; 12] = [
+pub const HEADER: [&str; 14] = [
     "style",
     "rows in",
     "accepted",
@@ -103,6 +114,8 @@ pub const HEADER: [&str; 12] = [
     "names ok",
     "copy p50",
     "cover p10",
+    "entail p10",
+    "lm p90",
     "FK grade",
     "rejected by reason",
 ];
@@ -125,6 +138,8 @@ pub fn row(name: &str, s: &StyleStats) -> Vec<String> {
         if s.with_new_entities == 0 { "100%".into() } else { format!("{} rows new", s.with_new_entities) },
         opt(s.median_copy_share, 2),
         opt(s.p10_coverage, 2),
+        opt(s.p10_entailment, 2),
+        opt(s.p90_lm_unsupported, 2),
         opt(s.mean_fk_grade, 1),
         reasons.join(", "),
     ]

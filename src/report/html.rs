@@ -199,10 +199,15 @@ fn marked(source: &str, text: &str, unsupported: &[String]) -> String {
     let names: std::collections::HashSet<String> =
         new_entities(source, text, format_words(qa_pairs(text) > 0)).into_iter().collect();
     // Byte ranges of the unsupported sentences that the text holds.
+    // A claim made of several sentences (a question read with its answer) is marked by its parts.
+    let find = |u: &str| text.find(u).map(|at| at..at + u.len());
     let spans: Vec<std::ops::Range<usize>> = unsupported
         .iter()
         .filter(|u| !u.is_empty())
-        .filter_map(|u| text.find(u.as_str()).map(|at| at..at + u.len()))
+        .flat_map(|u| match find(u) {
+            Some(r) => vec![r],
+            None => wrapflow_operators::fidelity::sentences::claims(u).into_iter().filter_map(find).collect(),
+        })
         .collect();
     let mut out = String::new();
     let mut at = 0;
@@ -315,5 +320,11 @@ mod tests {
         assert!(html.contains("<mark class=\"unsupported\">It</mark> <mark class=\"unsupported\">rained.</mark>"));
         assert!(!html.contains("<mark class=\"unsupported\">praised"), "{html}");
         assert!(!marked(src, out, &[]).contains("unsupported"), "nothing unsupported, nothing marked");
+        // A question read with its answer (the entailment gate's claim) is marked in both lines.
+        let qa = "Question: When?\nAnswer: On Sunday.\nQuestion: Who?\nAnswer: The council.";
+        let html = marked(src, qa, &["When? On Sunday.".to_string()]);
+        assert!(html.contains("<mark class=\"unsupported\">When?</mark>"), "{html}");
+        assert!(html.contains("<mark class=\"unsupported\">On</mark>"), "{html}");
+        assert!(!html.contains("<mark class=\"unsupported\">Who?"), "{html}");
     }
 }

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod constrain;
 pub mod decoder;
 pub mod embed;
+pub mod entail;
 pub mod generate;
 mod kv;
 pub mod leak;
@@ -25,6 +26,7 @@ pub use backend::{Answer, Backend, Lineage, LocalBackend, Request, SharedBackend
 pub use constrain::{NumberGuard, TokenTable};
 pub use decoder::Decoder;
 pub use embed::{Embedder, cosine};
+pub use entail::Entailer;
 pub use generate::{
     Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
 };

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decoder::Decoder;
 use super::kv::Kv;
-use crate::fidelity::names::split_words;
-use crate::fidelity::sentences::{label_end, sentences};
+use crate::fidelity::sentences::claims;
 
 /// The natural-log probability of each token of `continuation` after `context`, for each
 /// `(context, continuation)` row; rows are run together as one batch.
@@ -79,11 +78,7 @@ fn context(source: Option<&str>) -> String {
 
 /// The grounding of each claim of `rewrite` in `source`, as `dec` reads it.
 pub fn lm_grounding(dec: &mut Decoder, source: &str, rewrite: &str) -> anyhow::Result<Vec<ClaimScore>> {
-    let claims: Vec<&str> = sentences(rewrite)
-        .into_iter()
-        .map(|s| label_end(s).map_or(s, |e| s[e..].trim_start_matches(['*', ' '])))
-        .filter(|s| split_words(s).next().is_some())
-        .collect();
+    let claims = claims(rewrite);
     if claims.is_empty() {
         return Ok(vec![]);
     }

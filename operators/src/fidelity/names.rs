@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 
+pub use super::sentences::word_char;
 use super::sentences::{label_end, sentences};
 
 /// Capitalised words that are not names wherever they stand.
@@ -54,11 +55,6 @@ pub fn mixed_case(word: &str) -> bool {
 /// A word without its possessive or other apostrophe ending ("I'm" is "I").
 pub fn base(word: &str) -> &str {
     word.split(['\'', '’']).next().unwrap_or(word)
-}
-
-/// Characters of a word (hyphens separate words).
-pub fn word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '\'' || c == '’'
 }
 
 /// The words of a text, split as names are read.

@@ -79,6 +79,21 @@ pub fn label_end(s: &str) -> Option<usize> {
     LEADING_LABEL.find(s).map(|m| m.end())
 }
 
+/// Characters of a word (hyphens separate words).
+pub fn word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '\'' || c == '’'
+}
+
+/// The claims of a text: its sentences without a leading label ("Answer:", "**Q:**"), those
+/// with a word in them.
+pub fn claims(text: &str) -> Vec<&str> {
+    sentences(text)
+        .into_iter()
+        .map(|s| label_end(s).map_or(s, |e| s[e..].trim_start_matches(['*', ' '])))
+        .filter(|s| s.chars().any(word_char))
+        .collect()
+}
+
 /// A line's leading label: whether it asks (a question label) and the text after its colon.
 pub fn line_label(line: &str) -> Option<(bool, &str)> {
     let m = LEADING_LABEL.captures(line)?;

@@ -100,37 +100,56 @@ impl Builder<'_> {
     }
 }
 
-/// Serialized ONNX embedder for `cfg` with `weights`.
-pub fn build(cfg: &BertConfig, weights: &Tensors, metadata: &[(&str, String)]) -> anyhow::Result<Vec<u8>> {
-    if cfg.hidden_act != "gelu" {
-        bail!("hidden_act {:?} is not supported (gelu only)", cfg.hidden_act);
-    }
-    let (h, nh) = (cfg.hidden_size, cfg.num_attention_heads);
-    let d = h / nh;
-    let mut b = Builder { g: Graph::default(), w: weights, cfg };
-    let (batch, seq) = (Dim::Sym("batch_size"), Dim::Sym("sequence_length"));
-    let ids = b.g.input("input_ids", dtype::INT64, &[batch.clone(), seq.clone()]);
-    let mask = b.g.input("attention_mask", dtype::INT64, &[batch.clone(), seq.clone()]);
+/// The encoder's output and what its heads read.
+struct Encoded {
+    x: String,
+    maskf: String,
+    batch: Dim,
+}
 
-    // Embeddings: word + position + token type 0, then LayerNorm.
+/// Word + position + token type embeddings, then LayerNorm.
+fn embeddings(b: &mut Builder, ids: &str, batch: &Dim, seq: &Dim, pairs: bool) -> anyhow::Result<String> {
+    let (cfg, h) = (b.cfg, b.cfg.hidden_size);
     let word = b.init("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?;
     let pos_table = b.init("embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, h])?;
-    let types = b.get("embeddings.token_type_embeddings.weight", &[2, h]).or_else(|_| {
-        b.get("embeddings.token_type_embeddings.weight", &[1, h]) // type_vocab_size 1
-    })?[..h]
-        .to_owned();
-    let type0 = b.g.init_f32("embeddings.token_type_0", &[h as i64], &types);
+    let type_name = "embeddings.token_type_embeddings.weight";
+    let type_vocab = b.w.get(type_name).map_or(0, |(s, _)| s[0]);
+    let types = if pairs {
+        anyhow::ensure!(type_vocab >= 2, "a cross-encoder needs two token types, {type_name} has {type_vocab}");
+        let table = b.init(type_name, &[type_vocab, h])?;
+        let type_ids = b.g.input("token_type_ids", dtype::INT64, &[batch.clone(), seq.clone()]);
+        b.g.op("Gather", &[&table, &type_ids], vec![attr_i("axis", 0)])
+    } else {
+        let type0 = b.get(type_name, &[type_vocab.max(1), h])?[..h].to_owned();
+        b.g.init_f32("embeddings.token_type_0", &[h as i64], &type0)
+    };
     let g = &mut b.g;
-    let x = g.op("Gather", &[&word, &ids], vec![attr_i("axis", 0)]);
-    let shape = g.op("Shape", &[&ids], vec![]);
+    let x = g.op("Gather", &[&word, ids], vec![attr_i("axis", 0)]);
+    let shape = g.op("Shape", &[ids], vec![]);
     let one = g.const_i64(&[1], true);
     let zero = g.const_i64(&[0], true);
     let len = g.op("Gather", &[&shape, &one], vec![attr_i("axis", 0)]);
     let positions = g.op("Range", &[&zero, &len, &one], vec![]);
     let pe = g.op("Gather", &[&pos_table, &positions], vec![attr_i("axis", 0)]);
     let x = g.op("Add", &[&x, &pe], vec![]);
-    let x = g.op("Add", &[&x, &type0], vec![]);
-    let mut x = b.layer_norm(&x, "embeddings.LayerNorm")?;
+    let x = g.op("Add", &[&x, &types], vec![]);
+    b.layer_norm(&x, "embeddings.LayerNorm")
+}
+
+/// Embeddings and transformer layers; with `pairs`, a `token_type_ids` input selects each
+/// token's segment embedding (a cross-encoder's two texts), otherwise every token is type 0.
+fn encode(b: &mut Builder, pairs: bool) -> anyhow::Result<Encoded> {
+    let cfg = b.cfg;
+    if cfg.hidden_act != "gelu" {
+        bail!("hidden_act {:?} is not supported (gelu only)", cfg.hidden_act);
+    }
+    let (h, nh) = (cfg.hidden_size, cfg.num_attention_heads);
+    let d = h / nh;
+    let (batch, seq) = (Dim::Sym("batch_size"), Dim::Sym("sequence_length"));
+    let ids = b.g.input("input_ids", dtype::INT64, &[batch.clone(), seq.clone()]);
+    let mask = b.g.input("attention_mask", dtype::INT64, &[batch.clone(), seq.clone()]);
+
+    let mut x = embeddings(b, &ids, &batch, &seq, pairs)?;
 
     // Additive padding bias [batch, 1, 1, seq].
     let g = &mut b.g;
@@ -182,8 +201,16 @@ pub fn build(cfg: &BertConfig, weights: &Tensors, metadata: &[(&str, String)]) -
         let res = b.g.op("Add", &[&down, &x1], vec![]);
         x = b.layer_norm(&res, &format!("{p}.output.LayerNorm"))?;
     }
+    b.g.output(&x, "last_hidden_state", dtype::FLOAT, &[batch.clone(), seq, Dim::Fixed(h as i64)]);
+    Ok(Encoded { x, maskf, batch })
+}
+
+/// Serialized ONNX embedder for `cfg` with `weights`.
+pub fn build(cfg: &BertConfig, weights: &Tensors, metadata: &[(&str, String)]) -> anyhow::Result<Vec<u8>> {
+    let h = cfg.hidden_size;
+    let mut b = Builder { g: Graph::default(), w: weights, cfg };
+    let Encoded { x, maskf, batch } = encode(&mut b, false)?;
     let g = &mut b.g;
-    g.output(&x, "last_hidden_state", dtype::FLOAT, &[batch.clone(), seq, Dim::Fixed(h as i64)]);
     // Mean over real tokens, then unit length.
     let ax2 = g.const_i64(&[2], false);
     let ax1 = g.const_i64(&[1], false);
@@ -203,6 +230,27 @@ pub fn build(cfg: &BertConfig, weights: &Tensors, metadata: &[(&str, String)]) -
     Ok(b.g.into_model_bytes("BERT sentence embedder (mean pooling, L2), exported by wrapflow", metadata))
 }
 
+/// Serialized ONNX cross-encoder (Hugging Face `BertForSequenceClassification`): a text pair in
+/// (`input_ids`, `attention_mask`, `token_type_ids`), `logits` `[batch, labels]` out from the
+/// pooler (tanh of a dense layer over the first token) and the classifier.
+pub fn build_cross_encoder(
+    cfg: &BertConfig,
+    weights: &Tensors,
+    labels: usize,
+    metadata: &[(&str, String)],
+) -> anyhow::Result<Vec<u8>> {
+    let h = cfg.hidden_size;
+    let mut b = Builder { g: Graph::default(), w: weights, cfg };
+    let Encoded { x, batch, .. } = encode(&mut b, true)?;
+    let zero = b.g.const_i64(&[0], true);
+    let first = b.g.op("Gather", &[&x, &zero], vec![attr_i("axis", 1)]);
+    let pooled = b.linear(&first, "pooler.dense", h, h)?;
+    let pooled = b.g.op("Tanh", &[&pooled], vec![]);
+    let logits = b.linear(&pooled, "classifier", h, labels)?;
+    b.g.output(&logits, "logits", dtype::FLOAT, &[batch, Dim::Fixed(labels as i64)]);
+    Ok(b.g.into_model_bytes("BERT cross-encoder (sequence classification), exported by wrapflow", metadata))
+}
+
 /// Longest input the embedder reads, in word pieces: the shipped tokenizer truncates at 128,
 /// which would cut a 300-token chunk short; BERT's position table allows 512.
 pub const MAX_SEQ: usize = 512;
@@ -211,32 +259,113 @@ pub const MAX_SEQ: usize = 512;
 /// `tokenizer.json`) into `out`: `model.onnx`, `config.json` (with a `wrapflow` section) and a
 /// `tokenizer.json` that pads to the longest row of a batch and truncates at `max_seq`.
 pub fn import_embedder(src: &Path, out: &Path, max_seq: usize) -> anyhow::Result<BertConfig> {
-    let read = |name: &str| std::fs::read(src.join(name)).with_context(|| format!("reading {}/{name}", src.display()));
-    let raw: serde_json::Value = serde_json::from_slice(&read("config.json")?)?;
+    let (raw, cfg, weights, source) = read_bert(src)?;
+    let max_seq = max_seq.min(cfg.max_position_embeddings);
+    let onnx = build(&cfg, &weights, &[("source", source.clone())])?;
+    let section = serde_json::json!({"kind": "embedder", "source": source, "max_seq_length": max_seq,
+        "pooling": "mean", "normalize": true});
+    write_import(src, out, raw, section, &onnx, max_seq, "LongestFirst")?;
+    Ok(cfg)
+}
+
+/// Imports a Hugging Face `BertForSequenceClassification` directory (an NLI or fact-checking
+/// cross-encoder: `config.json` with `id2label`, `model.safetensors`, `tokenizer.json`) into
+/// `out`, as [`import_embedder`] does; a pair longer than `max_seq` loses the end of its first
+/// text (the evidence), never its claim. Returns the config and the labels in order.
+pub fn import_cross_encoder(src: &Path, out: &Path, max_seq: usize) -> anyhow::Result<(BertConfig, Vec<String>)> {
+    let (raw, cfg, weights, source) = read_bert(src)?;
+    let labels = labels(&raw)?;
+    let entails = entailment_label(&raw)?;
+    let max_seq = max_seq.min(cfg.max_position_embeddings);
+    let onnx = build_cross_encoder(&cfg, &weights, labels.len(), &[("source", source.clone())])?;
+    let section = serde_json::json!({"kind": "cross-encoder", "source": source, "max_seq_length": max_seq,
+        "entailment_label": entails});
+    write_import(src, out, raw, section, &onnx, max_seq, "OnlyFirst")?;
+    Ok((cfg, labels))
+}
+
+/// Whether a Hugging Face config describes a sequence classifier (a cross-encoder).
+pub fn is_classifier(config: &serde_json::Value) -> bool {
+    config["architectures"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.ends_with("ForSequenceClassification"))))
+}
+
+/// A classifier's labels in index order, from `id2label`.
+pub fn labels(config: &serde_json::Value) -> anyhow::Result<Vec<String>> {
+    let map = config["id2label"].as_object().context("config.json has no id2label")?;
+    let mut labels = vec![String::new(); map.len()];
+    for (k, v) in map {
+        let i: usize = k.parse().with_context(|| format!("id2label key {k:?} is not an index"))?;
+        *labels.get_mut(i).with_context(|| format!("id2label index {i} out of range"))? =
+            v.as_str().unwrap_or_default().into();
+    }
+    Ok(labels)
+}
+
+/// The index of the label that means "the first text supports the second": the one named
+/// entailment or supported (any case), or label 1 of a two-label checker named `LABEL_0`/`LABEL_1`
+/// (MiniCheck's convention); a config that says otherwise is an error, never a guess.
+pub fn entailment_label(config: &serde_json::Value) -> anyhow::Result<usize> {
+    if let Some(i) = config["wrapflow"]["entailment_label"].as_u64() {
+        return Ok(i as usize);
+    }
+    let labels = labels(config)?;
+    let named = |l: &String| {
+        let l = l.to_lowercase();
+        (l.starts_with("entail") || l.starts_with("support")) && !l.starts_with("not")
+    };
+    match labels.iter().position(named) {
+        Some(i) => Ok(i),
+        None if labels == ["LABEL_0", "LABEL_1"] => Ok(1),
+        None => bail!("no label of {labels:?} means entailment (entailment, supported, or LABEL_1 of two)"),
+    }
+}
+
+type ReadBert = (serde_json::Value, BertConfig, Tensors, String);
+
+fn read_bert(src: &Path) -> anyhow::Result<ReadBert> {
+    let bytes =
+        std::fs::read(src.join("config.json")).with_context(|| format!("reading {}/config.json", src.display()))?;
+    let raw: serde_json::Value = serde_json::from_slice(&bytes)?;
     let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or_default();
     if model_type != "bert" {
-        bail!("{}: model_type {model_type:?} is not supported (bert is)", src.display());
+        bail!(
+            "{}: model_type {model_type:?} is not supported (bert is; other families load from their ONNX export)",
+            src.display()
+        );
     }
     let cfg: BertConfig = serde_json::from_value(raw.clone())?;
-    let max_seq = max_seq.min(cfg.max_position_embeddings);
     let weights = read_safetensors(&src.join("model.safetensors"))?;
     let source = src.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let onnx = build(&cfg, &weights, &[("source", source.clone())])?;
-    let hash = format!("blake3:{}", blake3::hash(&onnx).to_hex());
+    Ok((raw, cfg, weights, source))
+}
+
+/// Writes `model.onnx`, `config.json` (the source's, with `section` and the weights hash under
+/// `wrapflow`) and the source's `tokenizer.json` padding to a batch's longest row and truncating
+/// at `max_seq` with `truncation` (a `tokenizers` strategy).
+fn write_import(
+    src: &Path,
+    out: &Path,
+    mut config: serde_json::Value,
+    mut section: serde_json::Value,
+    onnx: &[u8],
+    max_seq: usize,
+    truncation: &str,
+) -> anyhow::Result<()> {
+    section["weights_hash"] = format!("blake3:{}", blake3::hash(onnx).to_hex()).into();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("model.onnx"), &onnx)?;
-    let mut config = raw;
-    config["wrapflow"] = serde_json::json!({
-        "kind": "embedder", "source": source, "weights_hash": hash, "max_seq_length": max_seq,
-        "pooling": "mean", "normalize": true,
-    });
+    std::fs::write(out.join("model.onnx"), onnx)?;
+    config["wrapflow"] = section;
     std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
-    let mut tok: serde_json::Value = serde_json::from_slice(&read("tokenizer.json")?)?;
+    let path = src.join("tokenizer.json");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut tok: serde_json::Value = serde_json::from_slice(&bytes)?;
     tok["truncation"] =
-        serde_json::json!({"direction": "Right", "max_length": max_seq, "strategy": "LongestFirst", "stride": 0});
+        serde_json::json!({"direction": "Right", "max_length": max_seq, "strategy": truncation, "stride": 0});
     if let Some(p) = tok.get_mut("padding").filter(|p| p.is_object()) {
         p["strategy"] = serde_json::json!("BatchLongest");
     }
     std::fs::write(out.join("tokenizer.json"), serde_json::to_vec(&tok)?)?;
-    Ok(cfg)
+    Ok(())
 }

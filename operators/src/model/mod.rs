@@ -19,6 +19,8 @@ pub mod onnx_read;
 pub mod quant;
 #[cfg(any(test, feature = "testkit"))]
 pub mod tiny;
+#[cfg(any(test, feature = "testkit"))]
+pub mod tiny_bert;
 pub mod token_bounds;
 pub mod tokenizer;
 

@@ -53,7 +53,7 @@ use crate::engine::Embedder;
 use crate::fault::Fault;
 use crate::io::store::Location;
 use crate::record::Reject;
-use crate::stages::gates::lm::SharedReader;
+use crate::stages::gates::claims::ClaimCheckers;
 use crate::state::checkpoint::{StateHandle, StateRegistry};
 use crate::state::metrics::Metrics;
 
@@ -78,8 +78,8 @@ pub struct StageContext {
     pub tokenizer: Option<Arc<Tokenizer>>,
     pub output: Option<OutputTarget>,
     pub embedder: Option<SharedEmbedder>,
-    /// The worker's language model for the `lm` gate, when the plan names one.
-    pub reader: Option<SharedReader>,
+    /// The worker's models for the claim-reading gates (`lm`, `entailment`) the plan names.
+    pub checkers: ClaimCheckers,
 }
 
 impl StageContext {
@@ -98,9 +98,9 @@ impl StageContext {
         self
     }
 
-    /// A context whose `lm` gate reads with `reader`.
-    pub fn with_reader(self, reader: Option<crate::engine::Decoder>) -> Self {
-        StageContext { reader: reader.map(|r| Rc::new(RefCell::new(r))), ..self }
+    /// A context whose claim-reading gates read with `checkers`.
+    pub fn with_checkers(self, checkers: ClaimCheckers) -> Self {
+        StageContext { checkers, ..self }
     }
 
     /// A context whose meaning gates use `embedder`.

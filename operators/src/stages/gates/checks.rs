@@ -64,6 +64,10 @@ pub struct GateConfig {
     /// largest share of a claim's tokens it may find unsupported by the source.
     pub grounding_model: String,
     pub max_unsupported_share: f64,
+    /// A cross-encoder directory for the `entailment` gate (empty: off; see [`super::entail`]),
+    /// and the least probability of entailment each claim needs.
+    pub entailment: String,
+    pub min_entailment: f64,
 }
 
 impl Default for GateConfig {
@@ -91,6 +95,8 @@ impl Default for GateConfig {
             trim_qa_pairs: true,
             grounding_model: String::new(),
             max_unsupported_share: 0.0,
+            entailment: String::new(),
+            min_entailment: 0.5,
         }
     }
 }
@@ -130,6 +136,9 @@ pub struct Scores {
     /// Each claim of the kept text as the `lm` gate's model read it (with that gate only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lm: Vec<crate::engine::score::ClaimScore>,
+    /// Each claim of the kept text as the `entailment` gate's model read it (with that gate only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entailment: Vec<super::entail::ClaimEntailment>,
 }
 
 /// The outcome for one output.
@@ -199,7 +208,7 @@ pub fn repetition(text: &str, n: usize) -> f64 {
 }
 
 /// Names of the gates, for a style's `gates` list (`empty` always applies).
-pub const GATES: [&str; 19] = [
+pub const GATES: [&str; 20] = [
     "empty",
     "truncated",
     "refusal",
@@ -219,6 +228,7 @@ pub const GATES: [&str; 19] = [
     "anchors",
     "polarity",
     "lm",
+    "entailment",
 ];
 
 /// Words of an example that an output may share with it before it counts as copying.
@@ -299,6 +309,7 @@ pub fn check_only(
         grounding: grounding(source, &text, qa),
         trimmed_sentence: None,
         lm: vec![],
+        entailment: vec![],
     };
     let reason = if text.is_empty() {
         Some("empty output".to_string())

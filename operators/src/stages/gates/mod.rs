@@ -4,6 +4,8 @@
 //! the context's embedder), the lineage, and the per-style counts.
 
 mod checks;
+pub mod claims;
+pub mod entail;
 mod faith;
 mod grounding;
 mod judge;
@@ -29,7 +31,7 @@ use crate::sql::heuristics::flesch_kincaid_grade;
 use crate::stages::chunk::{LENGTH_BINS, LENGTH_HI};
 use crate::stages::context::{SharedEmbedder, StageContext};
 use crate::stages::fanout::Rephrased;
-use crate::stages::gates::lm::{SharedReader, lm_gate};
+use crate::stages::gates::claims::ClaimCheckers;
 use crate::stages::styles::Style;
 use crate::state::metrics::{Histogram, MetricSet};
 
@@ -57,7 +59,7 @@ impl GateStageConfig {
         r: Rephrased,
         cosine: f64,
         embedder: Option<&SharedEmbedder>,
-        reader: Option<&SharedReader>,
+        checkers: &ClaimCheckers,
     ) -> Result<Synthetic, Reject> {
         let style = &self.styles[r.task.style as usize];
         let src = &r.task.chunk.text;
@@ -65,10 +67,7 @@ impl GateStageConfig {
             Some(e) => (Verdict::Reject { reason: format!("model error: {e}"), scores: Scores::default() }, cosine),
             None => self.gates.judge_text(src, &r.text, r.finish == Finish::Length, cosine, style, embedder),
         };
-        let verdict = match reader.filter(|_| style.gate_on("lm")) {
-            Some(reader) => self.gates.read_claims(reader, src, verdict),
-            None => verdict,
-        };
+        let verdict = self.gates.check_claims(checkers, style, src, verdict);
         let c = &r.task.chunk;
         match verdict {
             Verdict::Accept { text, mut scores } => {
@@ -106,6 +105,8 @@ impl GateStageConfig {
                     unbound_names: scores.grounding.unbound_names.len() as u32,
                     scattered_anchors: scores.grounding.scattered_anchors.len() as u32,
                     flipped_polarity: scores.grounding.flipped_polarity.len() as u32,
+                    entailment: scores.entailment.iter().map(|c| c.entailment as f64).reduce(f64::min),
+                    lm_unsupported: scores.lm.iter().map(|c| c.unsupported_share as f64).reduce(f64::max),
                     text,
                 })
             }
@@ -126,24 +127,6 @@ impl GateStageConfig {
                     .unwrap_or_default(),
                 })
             }
-        }
-    }
-}
-
-impl GateConfig {
-    /// The `lm` gate on an accepted verdict (see [`lm`]): a reject when a claim of the kept
-    /// text fails it (or the model fails on it), with every claim's reading in its scores.
-    pub fn read_claims(&self, reader: &SharedReader, source: &str, verdict: Verdict) -> Verdict {
-        let Verdict::Accept { text, mut scores } = verdict else { return verdict };
-        match lm_gate(reader, source, &text, self.max_unsupported_share) {
-            Ok((claims, failed)) => {
-                scores.lm = claims;
-                match failed {
-                    Some(reason) => Verdict::Reject { reason, scores },
-                    None => Verdict::Accept { text, scores },
-                }
-            }
-            Err(e) => Verdict::Reject { reason: format!("lm grounding: the model failed: {e:#}"), scores },
         }
     }
 }
@@ -214,7 +197,7 @@ impl<'scope, T: Timestamp> Gate<'scope, T> for StreamVec<'scope, T, Rephrased> {
                             let emb = ctx.embedder.as_ref();
                             let cos = cosines(emb.map(|e| e.borrow_mut()).as_deref_mut(), &rows);
                             for (r, c) in rows.into_iter().zip(cos) {
-                                let judged = cfg.judge(tok, r, c, ctx.embedder.as_ref(), ctx.reader.as_ref());
+                                let judged = cfg.judge(tok, r, c, ctx.embedder.as_ref(), &ctx.checkers);
                                 ctx.metrics.update(|m| count(m, &judged, c));
                                 if let Err(r) = &judged {
                                     ctx.count_reject(r);
@@ -259,6 +242,12 @@ fn count(m: &mut MetricSet, judged: &Result<Synthetic, Reject>, cos: f64) {
             }
             hist(m, format!("{p}copy_share"), 1.0, COSINE_BINS).add(s.copy_share);
             hist(m, format!("{p}coverage"), 1.0, COSINE_BINS).add(s.coverage);
+            if let Some(e) = s.entailment {
+                hist(m, format!("{p}entailment"), 1.0, COSINE_BINS).add(e);
+            }
+            if let Some(u) = s.lm_unsupported {
+                hist(m, format!("{p}lm_unsupported"), 1.0, COSINE_BINS).add(u);
+            }
             hist(m, format!("{p}cosine"), 1.0, COSINE_BINS).add(s.cosine);
             hist(m, format!("{p}length"), LENGTH_HI, LENGTH_BINS).add(s.n_tokens as f64);
         }
@@ -305,7 +294,7 @@ mod tests {
             guarded: 0,
             names_guarded: 0,
         };
-        cfg.judge(&crate::testkit::tiny_tokenizer(), r, f64::NAN, None, None)
+        cfg.judge(&crate::testkit::tiny_tokenizer(), r, f64::NAN, None, &Default::default())
     }
 
     #[test]
