@@ -32,6 +32,7 @@ PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name
 PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
 PARAM coverage   DEFAULT 0.6;                                -- least share of a claim's words in its source evidence
 PARAM grounding_model DEFAULT '';                            -- a model for the lm gate (e.g. ${model}); off when empty
+PARAM max_unsupported_share DEFAULT 0;                       -- the lm gate's largest share of a claim's unsupported tokens
 PARAM entailment DEFAULT '';                                 -- a cross-encoder for the entailment gate (README); off when empty
 PARAM min_entailment DEFAULT 0.5;                            -- its least probability that the chunk entails a claim
 PARAM license    DEFAULT 'other';                            -- the input's licence, for the dataset card (BBC News: the BBC's terms)
@@ -77,7 +78,8 @@ REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}
 -- lm gate; measured, not on by default: benchmarks/RESULTS.md). With entailment, a user's NLI
 -- or fact-checking cross-encoder reads each claim against its chunk (the entailment gate).
 GATES WITH (embedder = '${embedder}', min_cosine = 0.75, min_coverage = ${coverage},
-            grounding_model = '${grounding_model}', entailment = '${entailment}',
+            grounding_model = '${grounding_model}', max_unsupported_share = ${max_unsupported_share},
+            entailment = '${entailment}',
             min_entailment = ${min_entailment});
 
 SINK '${output}' WITH (format = 'parquet', license = '${license}', language = 'en',

@@ -59,6 +59,8 @@ pub struct RephraseSpec {
     /// Constrained decoding: with the name guard, every word the model starts begins a word of
     /// the chunk, a function word or a format word (off by default).
     pub constrain_vocabulary: bool,
+    /// A retry continues the best answer up to the sentence its gate flagged.
+    pub resume_retries: bool,
     /// Constrained decoding: no copying of the worked examples' token n-grams that the chunk
     /// lacks (styles with the leak gate on).
     pub constrain_leaks: bool,
@@ -103,6 +105,7 @@ impl Default for RephraseSpec {
             constrain_numbers: d.constrain_numbers,
             constrain_names: d.constrain_names,
             constrain_vocabulary: d.constrain_vocabulary,
+            resume_retries: d.resume_retries,
             constrain_leaks: d.constrain_leaks,
             constrain_format: d.constrain_format,
             prefix_cache_mb: d.generation.prefix_cache_mb,
@@ -137,6 +140,7 @@ impl RephraseSpec {
             constrain_numbers: self.constrain_numbers,
             constrain_names: self.constrain_names,
             constrain_vocabulary: self.constrain_vocabulary,
+            resume_retries: self.resume_retries,
             constrain_leaks: self.constrain_leaks,
             constrain_format: self.constrain_format,
             styles: Vec::new(),

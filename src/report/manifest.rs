@@ -213,6 +213,9 @@ pub struct RephraseOut {
     /// Answers generated again because the model-free gates rejected the previous one.
     #[serde(default)]
     pub retries: u64,
+    /// Retries that continued an answer's start up to the sentence its gate flagged.
+    #[serde(default)]
+    pub resumed_retries: u64,
     /// Rephrasings taken from the journal after a crash instead of being generated again.
     #[serde(default)]
     pub journal_reused: u64,

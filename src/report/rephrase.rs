@@ -31,6 +31,7 @@ pub fn merge(
         reused_tokens: metrics.counter("rephrase.reused_tokens"),
         generated_tokens: metrics.counter("rephrase.generated_tokens"),
         retries: metrics.counter("rephrase.retries"),
+        resumed_retries: metrics.counter("rephrase.resumed_retries"),
         journal_reused: metrics.counter("journal.reused"),
         max_queued_per_worker: metrics.maximum("rephrase.max_queued"),
         ..Default::default()

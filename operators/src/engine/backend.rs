@@ -93,6 +93,11 @@ pub trait Backend {
     /// Requests submitted and not yet handed back.
     fn outstanding(&self) -> usize;
     fn lineage(&self) -> Lineage;
+    /// Whether an answer starts with its request's `prefix` and the model continues it (in
+    /// process always; on a server only where it takes the prefix).
+    fn continues_prefix(&self) -> bool {
+        true
+    }
     /// Where the model's time went so far (in process; zero for a server, whose time is its own).
     fn timing(&self) -> Timing {
         Timing::default()

@@ -14,7 +14,10 @@
 //! failing last pairs cut off), or that misses its style's reading level ([`Style::register`])
 //! or cosine aim, is asked for again (sampled, seeded by the task and attempt); the best of the
 //! task's answers leaves (a passing one first, then the one closest to the reading level, then
-//! to the aim, then the earliest), and the gate stage judges it.
+//! to the aim, then the earliest), and the gate stage judges it. With `resume_retries`, a retry
+//! of an answer whose gate pointed at a sentence (an invented number, an unbound figure, a claim
+//! with too little of its evidence) keeps the answer before that sentence as the start of the
+//! new answer, which the model continues ([`crate::stages::gates::flagged::resume_point`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,6 +39,7 @@ use crate::engine::{
 use crate::stages::context::{SharedEmbedder, StageContext};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
+use crate::stages::gates::flagged::resume_point;
 use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, format_words, strip_chatter};
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
@@ -75,6 +79,9 @@ pub struct RephraseConfig {
     /// Constrained decoding: a Q&A style's question lines are followed by `Answer:` and its
     /// answer lines by `Question:` (see [`crate::engine::qa::QaFormat`]).
     pub constrain_format: bool,
+    /// A retry keeps the best answer up to the sentence its gate flagged and continues from
+    /// there (not for Q&A styles, whose trimming keeps their leading pairs instead).
+    pub resume_retries: bool,
     /// The styles that tasks index into (the plan's `STYLE` statements, not an option).
     #[serde(skip)]
     pub styles: Vec<Style>,
@@ -95,6 +102,7 @@ impl Default for RephraseConfig {
             constrain_vocabulary: false,
             constrain_leaks: true,
             constrain_format: true,
+            resume_retries: true,
             styles: Vec::new(),
         }
     }
@@ -157,6 +165,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
             ready: Vec::new(),
             seen: Timing::default(),
             ranking_s: 0.0,
+            resumed: 0,
         };
         let (metrics, ctx) = (ctx.metrics.clone(), ctx.clone());
         self.unary_frontier(Pipeline, "Rephrase", move |_cap, info| {
@@ -221,6 +230,8 @@ struct Work<T: Timestamp> {
     /// (the meaning gate's embedder among them) since.
     seen: Timing,
     ranking_s: f64,
+    /// Retries that continue an answer's passing start, since the last count.
+    resumed: u64,
 }
 
 impl<T: Timestamp + TotalOrder> Work<T> {
@@ -241,6 +252,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
                 *m.sums.entry(name.into()).or_default() += s;
             }
             *m.counters.entry("rephrase.reused_tokens".into()).or_default() += d.reused_tokens;
+            *m.counters.entry("rephrase.resumed_retries".into()).or_default() += std::mem::take(&mut self.resumed);
         });
     }
 
@@ -249,10 +261,11 @@ impl<T: Timestamp + TotalOrder> Work<T> {
         let time = cap.time().clone();
         self.held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
         let request = task_request(&self.styles[task.style as usize], &task, 0, &self.cfg);
+        let prefix = request.prefix.clone();
         let submitted = self.backend.borrow_mut().submit(request);
         match submitted {
             Ok(i) => {
-                self.tasks.insert(i, (time, task, 0, 0, None));
+                self.tasks.insert(i, Queued { time, task, attempt: 0, spent: 0, prefix, best: None });
             }
             Err(e) => self.ready.push((time, failed(task, &format!("{e:#}")))),
         }
@@ -261,7 +274,8 @@ impl<T: Timestamp + TotalOrder> Work<T> {
     /// Takes a request's answer: keeps it if it is the task's best so far, and asks again while
     /// retries remain and no answer passes; otherwise the best answer is ready.
     fn finish(&mut self, index: usize, answer: Result<Answer, String>) {
-        let (time, task, attempt, spent, best) = self.tasks.remove(&index).expect("every answer has its task");
+        let Queued { time, task, attempt, spent, prefix, best } =
+            self.tasks.remove(&index).expect("every answer has its task");
         let cfg = &self.cfg;
         let style = &self.styles[task.style as usize];
         let a = match answer {
@@ -269,7 +283,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
             // A failed retry leaves the best earlier answer; a failed first request, its reason.
             Err(e) => {
                 let r = match best {
-                    Some((b, _)) => Rephrased { attempts: attempt + 1, spent_tokens: spent, ..b },
+                    Some((b, ..)) => Rephrased { attempts: attempt + 1, spent_tokens: spent, ..b },
                     None => Rephrased { attempts: attempt + 1, ..failed(task, &e) },
                 };
                 return self.ready.push((time, r));
@@ -277,7 +291,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
         };
         let mut r = Rephrased {
             cosine: None,
-            text: format!("{}{}", style.answer_prefix, a.text),
+            text: format!("{prefix}{}", a.text),
             finish: a.finish,
             prompt_tokens: a.prompt_tokens,
             generated_tokens: a.generated_tokens,
@@ -291,27 +305,34 @@ impl<T: Timestamp + TotalOrder> Work<T> {
         };
         let total = r.spent_tokens;
         let t0 = Instant::now();
-        let rank = rank(&mut r, style, &cfg.retry_gates, self.embedder.as_ref());
+        let (rank, resume) = rank(&mut r, style, &cfg.retry_gates, self.embedder.as_ref());
         self.ranking_s += t0.elapsed().as_secs_f64();
         let best = match best {
-            Some((b, br)) if br <= rank => (b, br),
-            _ => (r, rank),
+            Some((b, br, bat)) if br <= rank => (b, br, bat),
+            _ => (r, rank, resume),
         };
         // A retry while no answer passes the gates at the reading level and the cosine aim.
         if attempt < style.retries.unwrap_or(cfg.retries) && (best.1.0 || best.1.1 > 0.0 || best.1.2 > 0.0) {
             // An answer that copies its source is asked for in the style's own words.
             let copied = copies(&best.0, style, &cfg.retry_gates);
             let style = if copied { &own_words(style) } else { style };
-            let request = task_request(style, &best.0.task, attempt + 1, cfg);
+            let mut request = task_request(style, &best.0.task, attempt + 1, cfg);
+            let resumes = cfg.resume_retries && !style.qa_format && self.backend.borrow().continues_prefix();
+            if let Some(at) = best.2.filter(|_| resumes) {
+                request.prefix = best.0.text[..at].trim_end().to_string();
+                self.resumed += 1;
+            }
+            let prefix = request.prefix.clone();
             // A retry the backend refuses keeps the answer we have.
             let submitted = self.backend.borrow_mut().submit(request);
             if let Ok(i) = submitted {
                 let task = best.0.task.clone();
-                self.tasks.insert(i, (time, task, attempt + 1, total, Some(best)));
+                self.tasks
+                    .insert(i, Queued { time, task, attempt: attempt + 1, spent: total, prefix, best: Some(best) });
                 return;
             }
         }
-        let (mut r, _) = best;
+        let (mut r, ..) = best;
         // The chosen answer carries what the task cost in all.
         (r.attempts, r.spent_tokens) = (attempt + 1, total);
         self.ready.push((time, r));
@@ -388,9 +409,16 @@ fn guards_numbers(style: &Style, cfg: &RephraseConfig) -> bool {
     cfg.constrain_numbers && cfg.retry_gates.number_fidelity && style.gate_on("numbers")
 }
 
-/// A queued prompt: its time, task, attempt, the tokens spent on earlier attempts and the best
-/// earlier answer with its rank.
-type Queued<T> = (T, StyleTask, u32, u32, Option<(Rephrased, Rank)>);
+/// A queued prompt: its time, task, attempt, the tokens spent on earlier attempts, the start of
+/// the answer it continues, and the best earlier answer with its rank and resume point.
+struct Queued<T> {
+    time: T,
+    task: StyleTask,
+    attempt: u32,
+    spent: u32,
+    prefix: String,
+    best: Option<(Rephrased, Rank, Option<usize>)>,
+}
 
 /// How an answer ranks among its task's answers (smaller is better): whether the gates reject
 /// it, judged as the gate stage will (a trailing unsupported sentence or a Q&A's failing last
@@ -398,7 +426,12 @@ type Queued<T> = (T, StyleTask, u32, u32, Option<(Rephrased, Rank)>);
 /// reading level, then how far the kept text's cosine falls short of the style's aim.
 type Rank = (bool, f64, f64);
 
-fn rank(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&SharedEmbedder>) -> Rank {
+fn rank(
+    r: &mut Rephrased,
+    style: &Style,
+    gates: &GateConfig,
+    embedder: Option<&SharedEmbedder>,
+) -> (Rank, Option<usize>) {
     let src = r.task.chunk.text.clone();
     let truncated = r.finish == Finish::Length;
     // The whole answer is embedded only when the gates that need no model pass it (as the gate
@@ -409,15 +442,15 @@ fn rank(r: &mut Rephrased, style: &Style, gates: &GateConfig, embedder: Option<&
     }
     let cos = r.cosine.unwrap_or(f64::NAN);
     let (verdict, kept_cos) = gates.judge_text(&src, &r.text, truncated, cos, style, embedder);
-    let (rejected, kept) = match &verdict {
-        Verdict::Accept { text, .. } => (false, text.as_str()),
-        Verdict::Reject { .. } => (true, r.text.as_str()),
+    let (rejected, kept, resume) = match &verdict {
+        Verdict::Accept { text, .. } => (false, text.as_str(), None),
+        Verdict::Reject { reason, scores } => (true, r.text.as_str(), resume_point(&r.text, reason, scores)),
     };
     let aim = match style.aim_cosine {
         Some(aim) if kept_cos.is_finite() => (aim - kept_cos).max(0.0),
         _ => 0.0,
     };
-    (rejected, style.register_shortfall(&src, kept), aim)
+    ((rejected, style.register_shortfall(&src, kept), aim), resume)
 }
 
 fn failed(task: StyleTask, e: &str) -> Rephrased {
@@ -439,6 +472,9 @@ fn failed(task: StyleTask, e: &str) -> Rephrased {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
     use super::*;
     use crate::record::Chunk;
 
@@ -454,6 +490,79 @@ mod tests {
         assert!(!copies(&answer("By 2027 the mayor expects 2,000 homes for 12 million pounds."), &medium, &gates));
         let off = Style { gates: Some(vec!["length".into()]), ..medium };
         assert!(!copies(&answer(src), &off, &gates), "not when the style turns the copy gate off");
+    }
+
+    /// A backend that records what it is asked and answers nothing by itself.
+    struct Recorder(Rc<RefCell<Vec<Request>>>);
+
+    impl crate::engine::Backend for Recorder {
+        fn submit(&mut self, request: Request) -> anyhow::Result<usize> {
+            self.0.borrow_mut().push(request);
+            Ok(self.0.borrow().len() - 1)
+        }
+        fn poll(&mut self, _: Duration, _: &mut dyn FnMut(usize, Result<Answer, String>)) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn outstanding(&self) -> usize {
+            0
+        }
+        fn lineage(&self) -> crate::engine::Lineage {
+            Default::default()
+        }
+    }
+
+    #[test]
+    fn a_retry_keeps_the_answer_before_the_flagged_sentence_and_continues_it() {
+        let src = "The dam opened in 1961. It holds four lakes and a river.";
+        let easy = crate::stages::styles::builtin("easy").unwrap();
+        // Only the number gate decides (no reading level or cosine to aim at).
+        let style = Style { gates: Some(vec!["numbers".into()]), register: 0.0, aim_cosine: None, ..easy };
+        let say = |text: &str| {
+            let (prompt_tokens, generated_tokens, guarded, names_guarded) = (10, 5, 0, 0);
+            Ok(Answer {
+                text: text.into(),
+                finish: Finish::Stop,
+                prompt_tokens,
+                generated_tokens,
+                guarded,
+                names_guarded,
+            })
+        };
+        for resume in [true, false] {
+            let asked = Rc::new(RefCell::new(vec![]));
+            let cfg = RephraseConfig {
+                retries: 2,
+                resume_retries: resume,
+                styles: vec![style.clone()],
+                ..Default::default()
+            };
+            let mut work = Work::<u64> {
+                backend: crate::engine::shared(Box::new(Recorder(asked.clone()))),
+                styles: Arc::new(cfg.styles.clone()),
+                cfg,
+                embedder: None,
+                held: BTreeMap::new(),
+                tasks: HashMap::new(),
+                ready: vec![],
+                seen: Timing::default(),
+                ranking_s: 0.0,
+                resumed: 0,
+            };
+            let task = answer_to(src, "").task;
+            work.tasks.insert(7, Queued { time: 0, task, attempt: 0, spent: 0, prefix: String::new(), best: None });
+            work.finish(7, say("The dam opened in 1961. It holds 15 lakes."));
+            let retry = asked.borrow()[0].clone();
+            if !resume {
+                assert_eq!(retry.prefix, style.answer_prefix, "without resume a retry starts afresh");
+                continue;
+            }
+            assert_eq!(retry.prefix, "The dam opened in 1961.", "the sentence with the invented 15 is asked again");
+            assert_eq!(work.resumed, 1);
+            work.finish(0, say(" It holds four lakes."));
+            let (_, r) = work.ready.pop().expect("the passing answer is ready");
+            assert_eq!(r.text, "The dam opened in 1961. It holds four lakes.");
+            assert_eq!(r.attempts, 2);
+        }
     }
 
     /// An answer `text` to a task on the chunk `src`.
@@ -490,9 +599,9 @@ mod tests {
         let judged = |text: &str, g: &GateConfig| gates_reason(check_style(src, text, false, &qa, g));
         assert_eq!(judged(good, &gates), None);
         assert!(judged(&tail, &gates).is_some_and(|r| r.starts_with("entity")), "{:?}", judged(&tail, &gates));
-        assert!(!rank(&mut answer(good), &qa, &gates, None).0);
-        assert!(!rank(&mut answer(&tail), &qa, &gates, None).0, "its leading pairs pass");
+        assert!(!rank(&mut answer(good), &qa, &gates, None).0.0);
+        assert!(!rank(&mut answer(&tail), &qa, &gates, None).0.0, "its leading pairs pass");
         let whole = GateConfig { trim_qa_pairs: false, ..gates };
-        assert!(rank(&mut answer(&tail), &qa, &whole, None).0, "judged whole, it fails");
+        assert!(rank(&mut answer(&tail), &qa, &whole, None).0.0, "judged whole, it fails");
     }
 }

@@ -232,6 +232,10 @@ impl Backend for RemoteBackend {
         self.in_flight + self.queue.len()
     }
 
+    fn continues_prefix(&self) -> bool {
+        self.cfg.extensions || self.cfg.api == Api::Completions
+    }
+
     fn lineage(&self) -> Lineage {
         let host = url::Url::parse(&self.cfg.endpoint)
             .ok()

@@ -7,6 +7,7 @@ mod checks;
 pub mod claims;
 pub mod entail;
 mod faith;
+pub mod flagged;
 mod grounding;
 mod judge;
 pub mod lm;
