@@ -12,7 +12,7 @@ use wrapflow::cli::judge::Judge;
 use wrapflow::operators::engine::{Embedder, Entailer, SessionConfig, cosine};
 use wrapflow::operators::model::bert::{MAX_SEQ, import_cross_encoder, import_embedder};
 use wrapflow::operators::model::tiny_bert::write_tiny_cross_encoder;
-use wrapflow::operators::stages::gates::entail::entailment_claims;
+use wrapflow::operators::stages::gates::claims as gate_claims;
 use wrapflow::plan::Plan;
 
 fn env(name: &str) -> PathBuf {
@@ -155,7 +155,7 @@ fn a_cross_encoder_matches_numpy_and_its_gate_rejects_exactly_the_claims_below_t
     let read: Vec<Vec<f32>> = rewrites
         .iter()
         .map(|r| {
-            let c = entailment_claims(r);
+            let c = gate_claims(r, false);
             e.entailment(source, &c.iter().map(String::as_str).collect::<Vec<_>>()).unwrap()
         })
         .collect();

@@ -110,16 +110,12 @@ fn marked(gates: &serde_json::Value, reason: &str) -> Vec<String> {
             out.extend(list(&g[key]));
         }
     }
-    // The claim a claim-reading gate failed on: the least entailed, the least supported.
-    let worst = |key: &str, score: &str, sign: f64| {
-        let claims = gates[key].as_array()?;
-        let s = |c: &&serde_json::Value| sign * c[score].as_f64().unwrap_or(f64::NAN);
-        claims.iter().min_by(|a, b| s(a).total_cmp(&s(b)))?["claim"].as_str().map(str::to_string)
-    };
-    if reason.starts_with("entailment") {
-        out.extend(worst("entailment", "entailment", 1.0));
-    } else if reason.starts_with("lm grounding:") {
-        out.extend(worst("lm", "unsupported_share", -1.0));
+    // The claim a claim-reading gate failed on, as its reason quotes it.
+    if (reason.starts_with("entailment") || reason.starts_with("lm grounding:"))
+        && let (Some(a), Some(b)) = (reason.find('"'), reason.rfind('"'))
+        && a < b
+    {
+        out.push(reason[a + 1..b].to_string());
     }
     out
 }
@@ -180,12 +176,11 @@ mod tests {
 
     #[test]
     fn a_sample_marks_the_claim_a_claim_reading_gate_failed_on() {
-        let gates = serde_json::json!({
-            "entailment": [{"claim": "It met.", "entailment": 0.9}, {"claim": "It cost 5 pounds.", "entailment": 0.1}],
-            "lm": [{"claim": "It met.", "unsupported_share": 0.0}, {"claim": "It flew.", "unsupported_share": 0.4}],
-        });
-        assert_eq!(marked(&gates, "entailment: the source entails ..."), ["It cost 5 pounds."]);
-        assert_eq!(marked(&gates, "lm grounding: 40% of ..."), ["It flew."]);
-        assert!(marked(&gates, "length ratio 0.1").is_empty(), "other reasons mark no claim");
+        let gates = serde_json::json!({"entailment": [{"claim": "It met.", "entailment": 0.1}]});
+        let entail = "entailment: the source entails \"It cost \"5\" pounds.\" with probability 0.10, below 0.50";
+        assert_eq!(marked(&gates, entail), ["It cost \"5\" pounds."]);
+        let lm = "lm grounding: 40% of the tokens of \"It flew.\" are unlikely with the source";
+        assert_eq!(marked(&gates, lm), ["It flew."]);
+        assert!(marked(&gates, "length ratio 0.1 \"x\"").is_empty(), "other reasons mark no claim");
     }
 }

@@ -13,10 +13,7 @@ use ort::value::Tensor;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::runtime::{SessionConfig, session};
-use crate::model::bert::entailment_label;
-
-/// Longest pair read, in tokens: BERT-family position tables hold 512.
-const MAX_PAIR: usize = 512;
+use crate::model::bert::{MAX_SEQ, entailment_label};
 
 /// A loaded cross-encoder.
 pub struct Entailer {
@@ -31,8 +28,9 @@ pub struct Entailer {
 }
 
 impl Entailer {
-    /// Loads `dir` (`model.onnx`, `config.json`, `tokenizer.json`). Pairs longer than the model
-    /// reads lose the end of their evidence, never of their claim.
+    /// Loads `dir` (`model.onnx`, `config.json`, `tokenizer.json`). A pair longer than the model
+    /// reads (at most [`MAX_SEQ`] tokens) loses the end of its longer text: the evidence, unless a
+    /// claim outgrows its chunk.
     pub fn load(dir: &Path, cfg: &SessionConfig) -> anyhow::Result<Self> {
         super::runtime::environment()?;
         let config: serde_json::Value = serde_json::from_slice(
@@ -44,13 +42,13 @@ impl Entailer {
         let max_seq = config["wrapflow"]["max_seq_length"]
             .as_u64()
             .or(config["max_position_embeddings"].as_u64())
-            .map_or(MAX_PAIR, |m| (m as usize).min(MAX_PAIR));
+            .map_or(MAX_SEQ, |m| (m as usize).min(MAX_SEQ));
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| anyhow!("loading {}/tokenizer.json: {e}", dir.display()))?;
         let pad = tokenizer.get_padding().cloned().unwrap_or_default();
         tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..pad }));
         let truncation =
-            TruncationParams { max_length: max_seq, strategy: TruncationStrategy::OnlyFirst, ..Default::default() };
+            TruncationParams { max_length: max_seq, strategy: TruncationStrategy::LongestFirst, ..Default::default() };
         tokenizer.with_truncation(Some(truncation)).map_err(|e| anyhow!("{e}"))?;
         let model = dir.join("model.onnx");
         let session = session(&model, cfg)?;

@@ -1,10 +1,10 @@
-//! A BERT sentence embedder as one ONNX graph: encoder, attention-masked mean pooling and L2
-//! normalisation (sentence-transformers' `all-MiniLM-L6-v2` recipe), so one `run` returns
-//! unit vectors and a cosine is a dot product.
-//!
-//! Inputs `input_ids`, `attention_mask` (`[batch, seq]`, int64); outputs `last_hidden_state`
-//! (`[batch, seq, hidden]`) and `sentence_embedding` (`[batch, hidden]`). Token types are all 0
-//! (single sentences), folded into the embedding sum as a constant.
+//! BERT as one ONNX graph, two ways. A sentence embedder: encoder, attention-masked mean pooling
+//! and L2 normalisation (sentence-transformers' `all-MiniLM-L6-v2` recipe), so one `run` returns
+//! unit vectors and a cosine is a dot product; inputs `input_ids`, `attention_mask` (`[batch,
+//! seq]`, int64), outputs `last_hidden_state` (`[batch, seq, hidden]`) and `sentence_embedding`
+//! (`[batch, hidden]`), token types all 0 (single sentences) folded into the embedding sum as a
+//! constant. A cross-encoder (`BertForSequenceClassification`): a text pair with its
+//! `token_type_ids`, `logits` (`[batch, labels]`) out of the pooler and classifier.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -264,14 +264,13 @@ pub fn import_embedder(src: &Path, out: &Path, max_seq: usize) -> anyhow::Result
     let onnx = build(&cfg, &weights, &[("source", source.clone())])?;
     let section = serde_json::json!({"kind": "embedder", "source": source, "max_seq_length": max_seq,
         "pooling": "mean", "normalize": true});
-    write_import(src, out, raw, section, &onnx, max_seq, "LongestFirst")?;
+    write_import(src, out, raw, section, &onnx, max_seq)?;
     Ok(cfg)
 }
 
 /// Imports a Hugging Face `BertForSequenceClassification` directory (an NLI or fact-checking
 /// cross-encoder: `config.json` with `id2label`, `model.safetensors`, `tokenizer.json`) into
-/// `out`, as [`import_embedder`] does; a pair longer than `max_seq` loses the end of its first
-/// text (the evidence), never its claim. Returns the config and the labels in order.
+/// `out`, as [`import_embedder`] does. Returns the config and the labels in order.
 pub fn import_cross_encoder(src: &Path, out: &Path, max_seq: usize) -> anyhow::Result<(BertConfig, Vec<String>)> {
     let (raw, cfg, weights, source) = read_bert(src)?;
     let labels = labels(&raw)?;
@@ -280,7 +279,7 @@ pub fn import_cross_encoder(src: &Path, out: &Path, max_seq: usize) -> anyhow::R
     let onnx = build_cross_encoder(&cfg, &weights, labels.len(), &[("source", source.clone())])?;
     let section = serde_json::json!({"kind": "cross-encoder", "source": source, "max_seq_length": max_seq,
         "entailment_label": entails});
-    write_import(src, out, raw, section, &onnx, max_seq, "OnlyFirst")?;
+    write_import(src, out, raw, section, &onnx, max_seq)?;
     Ok((cfg, labels))
 }
 
@@ -303,22 +302,27 @@ pub fn labels(config: &serde_json::Value) -> anyhow::Result<Vec<String>> {
     Ok(labels)
 }
 
-/// The index of the label that means "the first text supports the second": the one named
-/// entailment or supported (any case), or label 1 of a two-label checker named `LABEL_0`/`LABEL_1`
-/// (MiniCheck's convention); a config that says otherwise is an error, never a guess.
+/// The index of the label that means "the first text supports the second": `wrapflow.
+/// entailment_label` in the config when set, else the one label named entailment or supported
+/// (any case). Generic names (`LABEL_0`, `LABEL_1`) say nothing: RTE fine-tunes use 0 for
+/// entailment, MiniCheck 1 for supported, so such a config needs the index written into it.
 pub fn entailment_label(config: &serde_json::Value) -> anyhow::Result<usize> {
+    let labels = labels(config)?;
+    anyhow::ensure!(labels.len() >= 2, "a classifier of {} label(s) cannot say entailment", labels.len());
     if let Some(i) = config["wrapflow"]["entailment_label"].as_u64() {
+        anyhow::ensure!((i as usize) < labels.len(), "entailment_label {i} of {} labels", labels.len());
         return Ok(i as usize);
     }
-    let labels = labels(config)?;
     let named = |l: &String| {
         let l = l.to_lowercase();
-        (l.starts_with("entail") || l.starts_with("support")) && !l.starts_with("not")
+        l.starts_with("entail") || l.starts_with("support")
     };
     match labels.iter().position(named) {
         Some(i) => Ok(i),
-        None if labels == ["LABEL_0", "LABEL_1"] => Ok(1),
-        None => bail!("no label of {labels:?} means entailment (entailment, supported, or LABEL_1 of two)"),
+        None => bail!(
+            "no label of {labels:?} is named entailment or supported: add the index of the one that \
+             means the evidence supports the claim to config.json as \"wrapflow\": {{\"entailment_label\": N}}"
+        ),
     }
 }
 
@@ -343,7 +347,7 @@ fn read_bert(src: &Path) -> anyhow::Result<ReadBert> {
 
 /// Writes `model.onnx`, `config.json` (the source's, with `section` and the weights hash under
 /// `wrapflow`) and the source's `tokenizer.json` padding to a batch's longest row and truncating
-/// at `max_seq` with `truncation` (a `tokenizers` strategy).
+/// at `max_seq` (the longer text of a pair first).
 fn write_import(
     src: &Path,
     out: &Path,
@@ -351,7 +355,6 @@ fn write_import(
     mut section: serde_json::Value,
     onnx: &[u8],
     max_seq: usize,
-    truncation: &str,
 ) -> anyhow::Result<()> {
     section["weights_hash"] = format!("blake3:{}", blake3::hash(onnx).to_hex()).into();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -362,7 +365,7 @@ fn write_import(
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut tok: serde_json::Value = serde_json::from_slice(&bytes)?;
     tok["truncation"] =
-        serde_json::json!({"direction": "Right", "max_length": max_seq, "strategy": truncation, "stride": 0});
+        serde_json::json!({"direction": "Right", "max_length": max_seq, "strategy": "LongestFirst", "stride": 0});
     if let Some(p) = tok.get_mut("padding").filter(|p| p.is_object()) {
         p["strategy"] = serde_json::json!("BatchLongest");
     }

@@ -39,7 +39,7 @@ use crate::engine::{
 use crate::stages::context::{SharedEmbedder, StageContext};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
-use crate::stages::gates::flagged::resume_point;
+use crate::stages::gates::flagged::resume_at;
 use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, format_words, strip_chatter};
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
@@ -260,7 +260,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
     fn accept(&mut self, cap: &Capability<T>, task: StyleTask) {
         let time = cap.time().clone();
         self.held.entry(time.clone()).or_insert_with(|| (cap.clone(), 0)).1 += 1;
-        let request = task_request(&self.styles[task.style as usize], &task, 0, &self.cfg);
+        let request = task_request(&self.styles[task.style as usize], &task, 0, &self.cfg, "");
         let prefix = request.prefix.clone();
         let submitted = self.backend.borrow_mut().submit(request);
         match submitted {
@@ -316,16 +316,14 @@ impl<T: Timestamp + TotalOrder> Work<T> {
             // An answer that copies its source is asked for in the style's own words.
             let copied = copies(&best.0, style, &cfg.retry_gates);
             let style = if copied { &own_words(style) } else { style };
-            let mut request = task_request(style, &best.0.task, attempt + 1, cfg);
             let resumes = cfg.resume_retries && !style.qa_format && self.backend.borrow().continues_prefix();
-            if let Some(at) = best.2.filter(|_| resumes) {
-                request.prefix = best.0.text[..at].trim_end().to_string();
-                self.resumed += 1;
-            }
+            let kept = best.2.filter(|_| resumes).map_or("", |at| &best.0.text[..at]);
+            let request = task_request(style, &best.0.task, attempt + 1, cfg, kept);
             let prefix = request.prefix.clone();
             // A retry the backend refuses keeps the answer we have.
             let submitted = self.backend.borrow_mut().submit(request);
             if let Ok(i) = submitted {
+                self.resumed += u64::from(!kept.is_empty());
                 let task = best.0.task.clone();
                 self.tasks
                     .insert(i, Queued { time, task, attempt: attempt + 1, spent: total, prefix, best: Some(best) });
@@ -370,19 +368,25 @@ fn copies(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool {
 }
 
 /// The request of a task's `attempt` (0 is the first; retries sample at `retry_temperature` with
-/// their own seed, so they differ from the first answer and from each other, reproducibly).
-fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseConfig) -> Request {
+/// their own seed, so they differ from the first answer and from each other, reproducibly). A
+/// retry that continues `kept` (the start of an earlier answer) has the token budgets less what
+/// `kept` already spent, counted at its chunk's tokens per byte.
+fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseConfig, kept: &str) -> Request {
     let n = task.chunk.n_tokens as f64;
     let chunk = &task.chunk.text;
+    let spent = (kept.len() as f64 * n / chunk.len().max(1) as f64).round() as usize;
     Request {
         messages: style.messages(chunk),
         plain: plain_text(style, chunk),
-        prefix: style.answer_prefix.clone(),
-        max_new_tokens: style.max_new_tokens,
+        prefix: if kept.is_empty() { style.answer_prefix.clone() } else { kept.to_string() },
+        // At least a sentence's worth stays for the continuation.
+        max_new_tokens: style.max_new_tokens.saturating_sub(spent).max(style.max_new_tokens.min(16)),
         seed: task_seed(task, style).wrapping_add(attempt as u64),
-        soft_stop: (style.stop_after > 0.0)
-            .then(|| SoftStop { after_tokens: (style.stop_after * n).ceil() as usize, at: style.stop_at.clone() }),
-        min_new_tokens: (style.min_length * n) as usize,
+        soft_stop: (style.stop_after > 0.0).then(|| SoftStop {
+            after_tokens: ((style.stop_after * n).ceil() as usize).saturating_sub(spent),
+            at: style.stop_at.clone(),
+        }),
+        min_new_tokens: ((style.min_length * n) as usize).saturating_sub(spent),
         temperature: (attempt > 0).then_some(cfg.retry_temperature),
         numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(chunk))),
         names: guards_names(style, cfg).then(|| {
@@ -444,7 +448,9 @@ fn rank(
     let (verdict, kept_cos) = gates.judge_text(&src, &r.text, truncated, cos, style, embedder);
     let (rejected, kept, resume) = match &verdict {
         Verdict::Accept { text, .. } => (false, text.as_str(), None),
-        Verdict::Reject { reason, scores } => (true, r.text.as_str(), resume_point(&r.text, reason, scores)),
+        Verdict::Reject { reason, scores } => {
+            (true, r.text.as_str(), resume_at(&src, &r.text, reason, scores, style, gates))
+        }
     };
     let aim = match style.aim_cosine {
         Some(aim) if kept_cos.is_finite() => (aim - kept_cos).max(0.0),
@@ -492,8 +498,9 @@ mod tests {
         assert!(!copies(&answer(src), &off, &gates), "not when the style turns the copy gate off");
     }
 
-    /// A backend that records what it is asked and answers nothing by itself.
-    struct Recorder(Rc<RefCell<Vec<Request>>>);
+    /// A backend that records what it is asked and answers nothing by itself; it continues a
+    /// request's prefix when its flag says so.
+    struct Recorder(Rc<RefCell<Vec<Request>>>, bool);
 
     impl crate::engine::Backend for Recorder {
         fn submit(&mut self, request: Request) -> anyhow::Result<usize> {
@@ -508,6 +515,9 @@ mod tests {
         }
         fn lineage(&self) -> crate::engine::Lineage {
             Default::default()
+        }
+        fn continues_prefix(&self) -> bool {
+            self.1
         }
     }
 
@@ -528,16 +538,18 @@ mod tests {
                 names_guarded,
             })
         };
-        for resume in [true, false] {
+        // (the option, whether the backend continues a prefix): only both resume.
+        for (option, continues) in [(true, true), (false, true), (true, false)] {
+            let resume = option && continues;
             let asked = Rc::new(RefCell::new(vec![]));
             let cfg = RephraseConfig {
                 retries: 2,
-                resume_retries: resume,
+                resume_retries: option,
                 styles: vec![style.clone()],
                 ..Default::default()
             };
             let mut work = Work::<u64> {
-                backend: crate::engine::shared(Box::new(Recorder(asked.clone()))),
+                backend: crate::engine::shared(Box::new(Recorder(asked.clone(), continues))),
                 styles: Arc::new(cfg.styles.clone()),
                 cfg,
                 embedder: None,
@@ -557,6 +569,12 @@ mod tests {
                 continue;
             }
             assert_eq!(retry.prefix, "The dam opened in 1961.", "the sentence with the invented 15 is asked again");
+            let fresh = task_request(&style, &answer_to(src, "").task, 1, &work.cfg, "");
+            let stop = |r: &Request| r.soft_stop.as_ref().map(|s| s.after_tokens);
+            assert!(
+                stop(&retry) < stop(&fresh) && retry.max_new_tokens < fresh.max_new_tokens,
+                "budgets less the kept part"
+            );
             assert_eq!(work.resumed, 1);
             work.finish(0, say(" It holds four lakes."));
             let (_, r) = work.ready.pop().expect("the passing answer is ready");

@@ -40,7 +40,7 @@ impl GateConfig {
         }
         if let Some(entailer) = checkers.entailer.as_ref().filter(|_| style.gate_on("entailment")) {
             verdict = self.read_with(verdict, "entailment", |text, scores| {
-                let (claims, failed) = entailment_gate(entailer, source, text, self.min_entailment)?;
+                let (claims, failed) = entailment_gate(entailer, source, text, style.qa_format, self.min_entailment)?;
                 scores.entailment = claims;
                 Ok(failed)
             });

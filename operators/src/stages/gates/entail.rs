@@ -1,8 +1,9 @@
 //! The `entailment` gate: a user's cross-encoder (an NLI or fact-checking classifier, see
 //! [`crate::engine::entail`]) reads each claim of a kept row with the whole source chunk as its
 //! evidence, as MiniCheck and AlignScore read a claim against a document chunk; a claim fails
-//! below `min_entailment`. A question is read with the answer after it (a question alone states
-//! nothing). Off unless `GATES WITH (entailment = '...')` names a model.
+//! below `min_entailment` (or when the model gives no number). Claims are the grounding gates'
+//! ([`super::grounding::claims`]): sentences, and in a Q&A each question with its answer (a
+//! question alone states nothing). Off unless `GATES WITH (entailment = '...')` names a model.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,7 +11,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Entailer;
-use crate::fidelity::sentences::claims;
+use crate::stages::gates::grounding::claims;
 
 /// The worker's cross-encoder for the `entailment` gate.
 pub type SharedEntailer = Rc<RefCell<Entailer>>;
@@ -22,33 +23,16 @@ pub struct ClaimEntailment {
     pub entailment: f32,
 }
 
-/// The claims of `text` as the entailment gate reads them: each sentence, a question joined to
-/// the sentence that answers it.
-pub fn entailment_claims(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = vec![];
-    let mut open_question = false;
-    for c in claims(text) {
-        match out.last_mut() {
-            Some(q) if open_question => {
-                q.push(' ');
-                q.push_str(c);
-            }
-            _ => out.push(c.to_string()),
-        }
-        open_question = c.ends_with('?');
-    }
-    out
-}
-
-/// Each claim of `text` read against `source`, and the reason the row fails the gate (its
-/// least entailed claim below `min`), if it does.
+/// Each claim of `text` (a Q&A when `qa`) read against `source`, and the reason the row fails
+/// the gate (its least entailed claim below `min`, or one without a finite probability), if it does.
 pub fn entailment_gate(
     entailer: &SharedEntailer,
     source: &str,
     text: &str,
+    qa: bool,
     min: f64,
 ) -> anyhow::Result<(Vec<ClaimEntailment>, Option<String>)> {
-    let claims = entailment_claims(text);
+    let claims = claims(text, qa);
     let refs: Vec<&str> = claims.iter().map(String::as_str).collect();
     let probs = entailer.borrow_mut().entailment(source, &refs)?;
     let read: Vec<ClaimEntailment> =
@@ -59,16 +43,4 @@ pub fn entailment_gate(
         format!("entailment: the source entails \"{}\" with probability {:.2}, below {min:.2}", c.claim, c.entailment)
     });
     Ok((read, reason))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_question_is_read_with_its_answer_and_labels_are_dropped() {
-        let qa = "Question: When did the war start?\nAnswer: In 1967. It ended in 1970.";
-        assert_eq!(entailment_claims(qa), ["When did the war start? In 1967.", "It ended in 1970."]);
-        assert_eq!(entailment_claims("The dam opened. Is it big?"), ["The dam opened.", "Is it big?"]);
-    }
 }

@@ -15,7 +15,7 @@ mod qa;
 
 pub use checks::*;
 pub use faith::{NOT_NAMES, QA_LABELS, copy_share, format_words, new_entities, sentences, support};
-pub use grounding::{Grounding, grounding};
+pub use grounding::{Grounding, claims, grounding};
 pub use qa::{pair_prefixes, qa_pairs, qa_repetition};
 
 use serde::{Deserialize, Serialize};

@@ -174,7 +174,7 @@ fn words(claim: &str) -> Vec<Word> {
 
 /// Claims of a rewrite: its sentences, or in a Q&A each question with its answer (labels
 /// dropped), so that "Who found it?" / "Krebs." is one claim.
-fn claims(text: &str, qa: bool) -> Vec<String> {
+pub fn claims(text: &str, qa: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut open_question = false;
     for s in sentences(text) {
