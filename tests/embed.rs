@@ -150,6 +150,19 @@ fn a_cross_encoder_matches_numpy_and_its_gate_rejects_exactly_the_claims_below_t
         assert!((p - l[1].exp() / sum).abs() < 1e-6, "entailment is the softmax of label 1");
     }
 
+    // Evidence far longer than the model reads loses its end, not the claim, and still scores.
+    let long = TEXTS[3].repeat(20);
+    let cut = e.entailment(&long, &[TEXTS[0]]).unwrap();
+    assert!(cut.len() == 1 && cut[0].is_finite() && (0.0..=1.0).contains(&cut[0]), "{cut:?}");
+    let pair = tok.encode((long.as_str(), TEXTS[0]), true).unwrap();
+    let claim_tokens = tok.encode(TEXTS[0], true).unwrap().len() - 2;
+    assert_eq!(pair.len(), MAX_SEQ, "the pair fills the model's length");
+    assert_eq!(
+        pair.get_type_ids().iter().filter(|&&t| t == 1).count(),
+        claim_tokens + 1,
+        "the claim whole, with its [SEP]"
+    );
+
     // The gate: rewrites of one and two claims, a bar between the claims' probabilities.
     let rewrites = [TEXTS[0], TEXTS[1], TEXTS[2], &format!("{} {}", TEXTS[0], TEXTS[2]), "What rose? Oil prices."];
     let read: Vec<Vec<f32>> = rewrites
