@@ -35,6 +35,11 @@ pub mod state;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
+/// ARCHITECTURE.md's code, compiled and run as doc tests (its worked example of a stage).
+#[cfg(doctest)]
+#[doc = include_str!("../../ARCHITECTURE.md")]
+pub struct Architecture;
+
 pub use io::sink::{ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget};
 pub use record::{Chunk, Document, Reject, Synthetic, ToBatch};
 pub use stages::chunk::{ChunkConfig, ChunkDocs, Chunker};

@@ -1,25 +1,24 @@
 //! A worker's two dataflows: the control dataflow that says what each segment is, and the main
-//! one, `dedup → neardup → chunk → [fan-out → rephrase → gates] → sinks → mix`, whose stages
-//! count into the worker's metrics and report their failures to its stage context.
+//! one, the plan's pipeline (`dedup → neardup → chunk → [fan-out → rephrase → gates] → sinks →
+//! mix`), whose stages count into the worker's metrics and report their failures to its stage
+//! context.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use timely::dataflow::operators::vec::{Broadcast, Map};
-use timely::dataflow::operators::{Concat, Input, Inspect, Probe};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use wrapflow_operators::io::journal::JournalTarget;
-use wrapflow_operators::stages::dedup::near::NearDedup;
 use wrapflow_operators::stages::rephrase::Rephrased;
 use wrapflow_operators::state::checkpoint::StateRegistry;
 use wrapflow_operators::state::metrics::Metrics;
-use wrapflow_operators::{
-    ChunkDocs, Dedup, DedupConfig, Document, Mix, MixRow, Reject, SinkConfig, SinkFormat, SinkShards, StageContext,
-};
+use wrapflow_operators::{Document, Reject, StageContext};
 
 use crate::job::context::Shared;
 use crate::job::follow::Control;
+use crate::job::pipeline::{Env, Flow};
 use crate::report::merge::WorkerReport;
 
 /// The control dataflow: worker 0 says what each segment is; all workers' inputs at time `s`
@@ -66,8 +65,8 @@ pub(crate) struct Pipeline {
     pub ctx: StageContext,
 }
 
-/// Builds the main dataflow `dedup → neardup → chunk → [fan-out → rephrase → gates] → sinks →
-/// mix`; the rephrase stages when `models` is set.
+/// Builds the main dataflow: the plan's pipeline ([`crate::job::pipeline`]), step after step;
+/// the rephrase step's backend and journal when `models` is set.
 pub(crate) fn pipeline(
     worker: &mut timely::worker::Worker,
     sh: &Shared,
@@ -75,7 +74,6 @@ pub(crate) fn pipeline(
     models: Option<crate::job::wrap::Models>,
     metrics: Metrics,
 ) -> Result<Pipeline, String> {
-    let plan = &sh.plan;
     let report = Rc::new(RefCell::new(WorkerReport::default()));
     let (mut docs_in, mut rejects_in, probe) = (InputHandle::new(), InputHandle::new(), ProbeHandle::new());
     let journal = match &models {
@@ -92,50 +90,24 @@ pub(crate) fn pipeline(
         None => (ctx, None),
     };
     sh.progress.watch(&ctx.metrics);
-    let sink = |dir: &str, config: &SinkConfig| SinkConfig { dir: dir.into(), ..config.clone() };
-    // Rejects are JSON Lines whatever the plan's format, in shards of the plan's size: an open
-    // shard is held in memory until it closes.
-    let reject_cfg = sink("rejects", &SinkConfig { format: SinkFormat::Jsonl, ..plan.sink.0.config.clone() });
+    let env = Env {
+        sh,
+        ctx: &ctx,
+        report: &report,
+        probe: &probe,
+        backend: backend.as_ref(),
+        journal: RefCell::new(journal),
+    };
     worker.dataflow::<u64, _, _>(|scope| {
-        let docs = scope.input_from(&mut docs_in).container::<Vec<Document>>();
-        let docs = if plan.dedup.is_some() { docs.dedup(&DedupConfig::default(), &ctx) } else { docs };
-        let mut docs = match &plan.neardup {
-            Some((cfg, _)) => docs.near_dedup(cfg, &ctx),
-            None => docs,
+        let mut flow = Flow {
+            docs: Some(scope.input_from(&mut docs_in).container::<Vec<Document>>()),
+            chunks: None,
+            synthetic: None,
+            rejects: scope.input_from(&mut rejects_in).container::<Vec<Reject>>(),
         };
-        for (name, options, _) in &plan.documents {
-            match wrapflow_operators::stages::document_stage(name) {
-                Ok(stage) => docs = (stage.build)(docs, options, &ctx),
-                Err(e) => ctx.fail(e),
-            }
+        for step in crate::job::pipeline::steps(&sh.plan) {
+            step.build(&mut flow, &env);
         }
-        let (chunks, chunk_rejects) = docs.chunk_docs(&plan.chunk.0, &ctx);
-        let mut rejects = scope.input_from(&mut rejects_in).container::<Vec<Reject>>().concat(chunk_rejects);
-        let mut mix_rows = chunks.clone().map(MixRow::from);
-        if let Some(backend) = &backend {
-            let (synthetic, gate_rejects) = crate::job::wrap::attach(chunks.clone(), plan, &ctx, backend, journal);
-            mix_rows = mix_rows.concat(synthetic.clone().map(MixRow::from));
-            let r = report.clone();
-            synthetic
-                .sink_shards(&sink("synthetic", &plan.sink.0.config), &ctx)
-                .inspect(move |s| r.borrow_mut().synthetic_shards.push(s.clone()))
-                .probe_with(&probe);
-            rejects = rejects.concat(gate_rejects);
-        }
-        if !sh.mix.mixtures.is_empty() {
-            let r = report.clone();
-            mix_rows.mix(&sh.mix, &ctx).inspect(move |ev| r.borrow_mut().mix.push(ev.clone())).probe_with(&probe);
-        }
-        let r = report.clone();
-        chunks
-            .sink_shards(&sink("chunks", &plan.sink.0.config), &ctx)
-            .inspect(move |s| r.borrow_mut().shards.push(s.clone()))
-            .probe_with(&probe);
-        let r = report.clone();
-        rejects
-            .sink_shards(&reject_cfg, &ctx)
-            .inspect(move |s| r.borrow_mut().reject_shards.push(s.clone()))
-            .probe_with(&probe);
     });
     Ok(Pipeline { docs_in, rejects_in, probe, report, ctx })
 }

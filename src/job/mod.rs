@@ -1,8 +1,8 @@
 //! A job: the output taken ([`output`]), the plan run as a timely dataflow over the input
 //! segment by segment ([`run`], [`worker`], [`feed`], [`segment`], [`follow`]), checkpoints
-//! committed ([`checkpoint`]), the rephrase stages attached ([`wrap`]), several processes
-//! ([`cluster`]), progress shown ([`progress`]); `wrapflow status` ([`status`]) and `wrapflow remix`
-//! ([`remix`]).
+//! committed ([`checkpoint`]), the plan's stages in order ([`pipeline`]), the rephrase stages
+//! attached ([`wrap`]), several processes ([`cluster`]), progress shown ([`progress`]);
+//! `wrapflow status` ([`status`]) and `wrapflow remix` ([`remix`]).
 
 pub mod checkpoint;
 pub mod cluster;
@@ -13,6 +13,7 @@ pub mod files;
 pub mod follow;
 pub mod options;
 pub mod output;
+pub(crate) mod pipeline;
 pub mod progress;
 pub mod remix;
 pub mod run;

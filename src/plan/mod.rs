@@ -110,8 +110,9 @@ pub struct Plan {
     pub sink: (SinkSpec, usize),
     /// Training mixtures (`MIX`), in plan order, with where each is declared.
     pub mixes: Vec<(String, MixConfig, usize)>,
-    /// Document stages (`STAGE name WITH (...)`), run in this order between dedup and chunk.
-    pub documents: Vec<(String, Value, usize)>,
+    /// Registered stages (`STAGE name WITH (...)`) in plan order; each runs where its records
+    /// flow (documents between dedup and chunk, chunks after chunking).
+    pub stages: Vec<(String, Value, usize)>,
 }
 
 fn first_word(s: &str) -> String {
@@ -179,7 +180,7 @@ impl Plan {
             gates,
             sink,
             mixes: parts.mixes,
-            documents: parts.documents,
+            stages: parts.stages,
         })
     }
 

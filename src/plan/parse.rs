@@ -81,7 +81,7 @@ pub(super) struct Parts {
     pub(super) rephrase: Option<(RephraseSpec, usize)>,
     pub(super) gates: Option<GateConfig>,
     pub(super) mixes: Vec<(String, MixConfig, usize)>,
-    pub(super) documents: Vec<(String, serde_json::Value, usize)>,
+    pub(super) stages: Vec<(String, serde_json::Value, usize)>,
     pub(super) user_styles: BTreeMap<String, (Style, usize)>,
 }
 
@@ -118,7 +118,7 @@ impl Parts {
             }
             Stage::Rephrase(r) => put(&mut self.rephrase, (r, s), "REPHRASE", s)?,
             Stage::Gates(g) => put(&mut self.gates, g, "GATES", s)?,
-            Stage::Document { name, options } => self.documents.push((name, options, s)),
+            Stage::Named { name, options } => self.stages.push((name, options, s)),
             Stage::Mix { name, config } => {
                 if self.mixes.iter().any(|m| m.0 == name) {
                     return Err((s, format!("MIX {name} appears twice")));

@@ -48,8 +48,8 @@ pub enum Stage {
     },
     Chunk(ChunkConfig),
     NearDup(NearDupConfig),
-    /// A document stage of the registry ([`wrapflow_operators::stages::document_stage`]).
-    Document {
+    /// A stage of the registry ([`wrapflow_operators::stages::named_stage`]).
+    Named {
         name: String,
         options: Value,
     },
@@ -285,9 +285,9 @@ pub fn parse_stage(text: &str) -> Result<Stage, StageError> {
         "STAGE" => {
             let (at, name) = (c.at(), c.ident("a stage name")?);
             let options = Value::Object(c.options()?.map);
-            let stage = wrapflow_operators::stages::document_stage(&name).map_err(|m| (at, m))?;
+            let stage = wrapflow_operators::stages::named_stage(&name).map_err(|m| (at, m))?;
             (stage.check)(&options).map_err(|m| (at, format!("STAGE {name}: {m}")))?;
-            Stage::Document { name, options }
+            Stage::Named { name, options }
         }
         "STYLE" => {
             let name = c.ident("a style name")?;

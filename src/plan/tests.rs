@@ -105,9 +105,9 @@ fn document_stages_come_from_the_registry_in_plan_order() {
     let p =
         Plan::parse("p.sql", &with("STAGE clean_whitespace WITH (max_blank_lines = 0);"), &sets(&[("output", "o")]));
     let p = p.unwrap();
-    assert_eq!(p.documents.len(), 1);
+    assert_eq!(p.stages.len(), 1);
     assert_eq!(
-        (p.documents[0].0.as_str(), &p.documents[0].1["max_blank_lines"]),
+        (p.stages[0].0.as_str(), &p.stages[0].1["max_blank_lines"]),
         ("clean_whitespace", &serde_json::json!(0))
     );
     let e = Plan::parse("p.sql", &with("STAGE lowercase;"), &sets(&[("output", "o")])).unwrap_err();

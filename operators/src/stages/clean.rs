@@ -90,6 +90,14 @@ impl<'scope, T: Timestamp> CleanWhitespace<'scope, T> for StreamVec<'scope, T, D
     }
 }
 
+impl crate::stages::NamedStage for CleanConfig {
+    const NAME: &'static str = "clean_whitespace";
+    type Record = Document;
+    fn apply<'s>(&self, docs: StreamVec<'s, u64, Document>, ctx: &StageContext) -> StreamVec<'s, u64, Document> {
+        docs.clean_whitespace(self, ctx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

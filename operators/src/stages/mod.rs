@@ -5,7 +5,7 @@
 pub mod chunk;
 pub mod context;
 #[macro_use]
-mod registry;
+pub mod registry;
 pub mod dedup;
 pub mod fanout;
 pub mod gates;
@@ -13,11 +13,11 @@ pub mod mix;
 pub mod rephrase;
 pub mod styles;
 
-pub use registry::{DocumentStage, document_stage};
+pub use registry::{NamedStage, RegisteredStage, named_stage};
 
-// The document stages a plan can name with `STAGE name WITH (...)`, run in plan order between
-// dedup and chunk: one line each, `module::method(Config)`, for a file of this folder whose
-// extension trait has `method(self, &Config, &StageContext)`.
-document_stages! {
-    clean::clean_whitespace(CleanConfig),
+// The stages a plan can name with `STAGE name WITH (...)`: one line each, `module::Config`, for
+// a file of this folder whose config implements `registry::NamedStage` (see `registry` for a
+// worked example). A job runs them in plan order where their records flow.
+stages! {
+    clean::CleanConfig,
 }
