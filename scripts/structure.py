@@ -3,7 +3,8 @@
 
 - no import cycle between modules (files) of each crate: an edge goes from a module to every
   module it names by `crate::a::b` or `super::x` (its own ancestors and descendants excepted);
-- cycles between folders are listed as warnings (issue 34 moves `engine/` and `model/` apart);
+- no import cycle between folders either (a module's folder: its file's folder, `a/mod.rs` being
+  `a`'s), ancestors and descendants excepted, so that each folder only uses those below it;
 - no file over 500 lines of product code (its `#[cfg(test)]` part and the tests folder aside);
 - functions over 80 lines are listed as warnings.
 
@@ -150,7 +151,7 @@ def main():
         for comp in cycles(edges):
             errors.append(f"{crate}: modules import each other: {' <-> '.join(comp)}")
         for comp in cycles(folder_edges(mods, edges)):
-            warnings.append(f"{crate}: folders import each other: {' <-> '.join(c or '(root)' for c in comp)}")
+            errors.append(f"{crate}: folders import each other: {' <-> '.join(c or '(root)' for c in comp)}")
         for m, path in sorted(mods.items()):
             n = product_code(open(path, encoding="utf-8").read()).count("\n")
             rel = os.path.relpath(path, root)

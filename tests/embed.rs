@@ -10,8 +10,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 use wrapflow::cli::judge::Judge;
 use wrapflow::operators::engine::{Embedder, Entailer, SessionConfig, cosine};
-use wrapflow::operators::model::bert::{MAX_SEQ, import_cross_encoder, import_embedder};
-use wrapflow::operators::model::tiny_bert::write_tiny_cross_encoder;
+use wrapflow::operators::model::encoders::bert::{MAX_SEQ, import_cross_encoder, import_embedder};
+use wrapflow::operators::model::encoders::tiny_bert::write_tiny_cross_encoder;
 use wrapflow::operators::stages::gates::claims as gate_claims;
 use wrapflow::plan::Plan;
 

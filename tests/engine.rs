@@ -9,8 +9,8 @@ use tempfile::TempDir;
 use wrapflow::operators::engine::{
     Decoder, GenerationConfig, NumberGuard, Prompt, SessionConfig, generate, number_forms,
 };
+use wrapflow::operators::model::decoder::KvLayout;
 use wrapflow::operators::model::import::WeightFormat;
-use wrapflow::operators::model::llama::KvLayout;
 use wrapflow::operators::model::tiny::{write_tiny_model, write_tiny_model_with};
 use wrapflow::operators::stages::gates::invented_numbers;
 
@@ -354,7 +354,7 @@ fn the_tokenizer_built_from_gguf_matches_an_independent_implementation() {
     // The chunker's fast token boundaries agree with the encoder on the same texts, one by one
     // and joined (the joined text holds special-token literals: the encoder's path).
     let tok = std::sync::Arc::new(tok);
-    let bounds = wrapflow::operators::model::token_bounds::TokenBounds::new(tok.clone());
+    let bounds = wrapflow::operators::model::text::token_bounds::TokenBounds::new(tok.clone());
     assert!(bounds.is_fast(), "SmolLM2's tokenizer is a byte-level BPE with GPT-2's split");
     for text in texts.iter().copied().chain([texts.concat().as_str(), texts[1..8].join("\n\n").as_str()]) {
         let enc = tok.encode(text, false).unwrap();

@@ -7,13 +7,13 @@ use std::process::Command;
 
 use tempfile::TempDir;
 use wrapflow::operators::engine::{Decoder, GenerationConfig, Prompt, SessionConfig, generate, render_chat};
-use wrapflow::operators::model::ggml::type_name;
-use wrapflow::operators::model::gguf::Gguf;
-use wrapflow::operators::model::hf::import_folder;
+use wrapflow::operators::model::decoder::KvLayout;
+use wrapflow::operators::model::decoder::quant::{dequantize, keeps_four_bits, linear};
+use wrapflow::operators::model::formats::gguf::Gguf;
+use wrapflow::operators::model::formats::gguf::ggml::type_name;
+use wrapflow::operators::model::import::hf::import_folder;
 use wrapflow::operators::model::import::{ImportOptions, WeightFormat, import};
 use wrapflow::operators::model::import_tokenizer;
-use wrapflow::operators::model::llama::KvLayout;
-use wrapflow::operators::model::quant::{dequantize, keeps_four_bits, linear};
 
 fn opts(weights: WeightFormat, kv_cache: KvLayout) -> ImportOptions {
     ImportOptions { weights, kv_cache, external_data: false }
@@ -174,7 +174,7 @@ fn each_family_imports_to_the_reference_forward_pass() {
 /// `/model/layers.0/self_attn/q_proj/MatMul`, every initializer's bytes in `model.onnx_data`.
 fn optimum_names(from: &Path, to: &Path) {
     use prost::Message;
-    use wrapflow::operators::model::onnx_proto::{ModelProto, StringStringEntryProto};
+    use wrapflow::operators::model::formats::onnx::proto::{ModelProto, StringStringEntryProto};
     std::fs::create_dir_all(to).unwrap();
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
         if from.join(f).is_file() {

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 use tempfile::TempDir;
-use wrapflow::operators::model::bert::{MAX_SEQ, import_cross_encoder, import_embedder};
+use wrapflow::operators::model::encoders::bert::{MAX_SEQ, import_cross_encoder, import_embedder};
+use wrapflow::operators::model::encoders::tiny_bert::write_tiny_cross_encoder;
 use wrapflow::operators::model::import::WeightFormat;
 use wrapflow::operators::model::tiny::write_tiny_model;
-use wrapflow::operators::model::tiny_bert::write_tiny_cross_encoder;
 use wrapflow::operators::stages::styles::builtin;
 
 struct Setup {
@@ -381,7 +381,7 @@ fn real_model_rewrites_an_injected_instruction_instead_of_obeying_it() {
     let gguf = std::env::var("WRAPFLOW_TEST_GGUF").expect("WRAPFLOW_TEST_GGUF");
     let opts = wrapflow::operators::model::import::ImportOptions {
         weights: WeightFormat::Fp32,
-        kv_cache: wrapflow::operators::model::llama::KvLayout::Shared,
+        kv_cache: wrapflow::operators::model::decoder::KvLayout::Shared,
         external_data: false,
     };
     wrapflow::operators::model::import::import(Path::new(&gguf), &model, &opts).unwrap();

@@ -40,9 +40,10 @@ pub mod testkit;
 #[doc = include_str!("../../ARCHITECTURE.md")]
 pub struct Architecture;
 
-pub use io::sink::{ShardInfo, SinkConfig, SinkFormat, SinkShards, SinkTarget};
+pub use io::sink::{ShardInfo, SinkConfig, SinkFormat, SinkTarget};
 pub use record::{Chunk, Document, Reject, Synthetic, ToBatch};
 pub use stages::chunk::{ChunkConfig, ChunkDocs, Chunker};
 pub use stages::context::StageContext;
 pub use stages::dedup::exact::{Dedup, DedupConfig};
 pub use stages::mix::{Mix, MixConfig, MixEvent, MixRow, MixShard, MixStageConfig, MixSummary, MixTarget, Mixture};
+pub use stages::sink::SinkShards;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::{Context, bail};
-use wrapflow_operators::engine::score::lm_grounding;
+use wrapflow_operators::engine::decode::score::lm_grounding;
 use wrapflow_operators::engine::{Decoder, Embedder, SessionConfig, cosine};
 use wrapflow_operators::stages::gates::claims::ClaimCheckers;
 use wrapflow_operators::stages::gates::{Verdict, strip_chatter};

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::operators::model::{bert, hf, import};
+use crate::operators::model::encoders::bert;
+use crate::operators::model::import::{self, hf};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -133,7 +134,7 @@ fn print_decoder(out: &Path, c: &import::ModelConfig, weights: &str, kv_cache: &
 fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
     let i = match file.is_dir() {
         true => hf::inspect_folder(file)?,
-        false => crate::operators::model::inspect::inspect(file)?,
+        false => crate::operators::model::import::inspect::inspect(file)?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&i)?);

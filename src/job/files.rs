@@ -54,7 +54,7 @@ pub fn hashes(plan: &Plan) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (what, path) in named(plan) {
         if path.is_file() {
-            let hash = wrapflow_operators::engine::runtime::model_hash(&path)
+            let hash = wrapflow_operators::model::formats::onnx::file::model_hash(&path)
                 .with_context(|| format!("hashing {what} {}", path.display()))?;
             out.insert(format!("{what} ({})", path.display()), hash);
         }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use timely::dataflow::StreamVec;
 use timely::dataflow::operators::{Concat, Inspect, ToStream};
 use tokio::runtime::Handle;
-use wrapflow_operators::engine::remote::api_key;
+use wrapflow_operators::engine::backend::remote::api_key;
 use wrapflow_operators::engine::{
     Backend, Decoder, Embedder, Entailer, LocalBackend, RemoteBackend, SessionConfig, SharedBackend, shared,
 };
@@ -20,11 +20,12 @@ use wrapflow_operators::stages::fanout::StyleTask;
 use wrapflow_operators::stages::fanout::{FanOut, FanoutConfig};
 use wrapflow_operators::stages::gates::claims::ClaimCheckers;
 use wrapflow_operators::stages::gates::{Gate, GateConfig, GateStageConfig};
-use wrapflow_operators::stages::rephrase::{Rephrase, RephraseConfig, Rephrased};
+use wrapflow_operators::stages::rephrase::{Rephrase, Rephrased};
 use wrapflow_operators::state::metrics::Metrics;
 use wrapflow_operators::{Chunk, Reject, Synthetic};
 
 use crate::plan::Plan;
+use crate::plan::stage::BackendConfig;
 
 /// A worker's model sessions.
 pub struct Models {
@@ -39,23 +40,11 @@ pub struct Models {
 /// `threads = 0` each of this process's `workers` gets an equal share of its cores.
 pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: usize) -> anyhow::Result<Option<Models>> {
     let Some((spec, _)) = &plan.rephrase else { return Ok(None) };
-    let mut cfg = spec.config(&plan.gates);
+    let mut cfg = spec.backend();
     if cfg.session.intra_threads == 0 {
         cfg.session.intra_threads = auto_threads(workers);
     }
-    let backend: Box<dyn Backend> = match spec.remote() {
-        Some(remote) => {
-            let key = api_key(&spec.api_key_env, &spec.api_key_file)?;
-            // The key is masked in anything wrapflow prints or writes from now on.
-            key.iter().for_each(|k| crate::plan::secrets::register(k));
-            Box::new(RemoteBackend::new(remote, cfg.generation.clone(), key, runtime.clone(), metrics.clone())?)
-        }
-        None => {
-            let decoder = Decoder::load(Path::new(&cfg.model), &cfg.session)
-                .with_context(|| format!("loading the rephrase model {}", cfg.model))?;
-            Box::new(LocalBackend::new(decoder, cfg.generation.clone()))
-        }
-    };
+    let backend = load_backend(&cfg, runtime, metrics)?;
     let embedder = match plan.gates.embedder.as_str() {
         "" => None,
         dir => Some(
@@ -64,7 +53,25 @@ pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: us
         ),
     };
     let checkers = load_checkers(&plan.gates, &cfg.session)?;
-    Ok(Some(Models { backend: shared(backend), embedder, checkers }))
+    Ok(Some(Models { backend, embedder, checkers }))
+}
+
+/// The backend `cfg` describes: its model in this process, or a connection to its server.
+pub fn load_backend(cfg: &BackendConfig, runtime: &Handle, metrics: &Metrics) -> anyhow::Result<SharedBackend> {
+    let backend: Box<dyn Backend> = match &cfg.remote {
+        Some(remote) => {
+            let key = api_key(&cfg.api_key_env, &cfg.api_key_file)?;
+            // The key is masked in anything wrapflow prints or writes from now on.
+            key.iter().for_each(|k| crate::plan::secrets::register(k));
+            Box::new(RemoteBackend::new(remote.clone(), cfg.generation.clone(), key, runtime.clone(), metrics.clone())?)
+        }
+        None => {
+            let decoder = Decoder::load(Path::new(&cfg.model), &cfg.session)
+                .with_context(|| format!("loading the rephrase model {}", cfg.model))?;
+            Box::new(LocalBackend::new(decoder, cfg.generation.clone()))
+        }
+    };
+    Ok(shared(backend))
 }
 
 /// The models that `gates` reads claims with (the `lm` gate's language model, the `entailment`
@@ -119,14 +126,15 @@ pub fn attach<'s>(
     journal: Option<Journal>,
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
     let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
-    let cfg = RephraseConfig { styles: plan.styles.clone(), ..spec.config(&plan.gates) };
+    let cfg = spec.config(&plan.gates, &plan.styles);
+    let backend_cfg = spec.backend();
     let lineage = backend.borrow().lineage();
     let gates = GateStageConfig {
         gates: plan.gates.clone(),
         styles: plan.styles.clone(),
         model: lineage.model,
         weights_hash: lineage.weights_hash,
-        generation: serde_json::to_string(&cfg.generation).unwrap_or_default(),
+        generation: serde_json::to_string(&backend_cfg.generation).unwrap_or_default(),
     };
     let tasks = chunks.fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed }, ctx);
     let rephrased = match journal {
@@ -135,7 +143,7 @@ pub fn attach<'s>(
             let segment = |t: &u64| t >> crate::job::segment::SEGMENT_SHIFT;
             let generated = fresh.rephrase(&cfg, backend, ctx).journal(
                 j.target,
-                &spec.journal(),
+                &backend_cfg.journal,
                 |x: &Rephrased| task_key(&x.task),
                 segment,
             );

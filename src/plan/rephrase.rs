@@ -1,11 +1,12 @@
 //! `REPHRASE WITH (...)`: the plan's rephrasing settings, in process or on a server.
 
 use serde::{Deserialize, Serialize};
-use wrapflow_operators::engine::remote::Api;
+use wrapflow_operators::engine::backend::remote::Api;
 use wrapflow_operators::engine::{GenerationConfig, Provider, RemoteConfig, SessionConfig};
 use wrapflow_operators::io::journal::JournalConfig;
 use wrapflow_operators::stages::gates::GateConfig;
 use wrapflow_operators::stages::rephrase::RephraseConfig;
+use wrapflow_operators::stages::styles::Style;
 
 /// `REPHRASE WITH (...)`: the model, the styles and the decoding settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,64 +76,71 @@ pub struct RephraseSpec {
 }
 
 impl Default for RephraseSpec {
+    /// The one default of each REPHRASE setting. Decoding and threads differ from the engine's
+    /// library defaults (`GenerationConfig`, `SessionConfig`, which `wrapflow serve` and
+    /// `generate` start from): 16 sequences a batch, no repeated 4-grams, one thread per worker.
     fn default() -> Self {
-        let d = RephraseConfig::default();
-        let r = RemoteConfig::default();
+        let stage = RephraseConfig::default();
+        let remote = RemoteConfig::default();
+        let generation = GenerationConfig { batch_size: 16, no_repeat_ngram: 4, ..Default::default() };
+        let journal = JournalConfig::default();
         RephraseSpec {
             model: String::new(),
             endpoint: String::new(),
             served: String::new(),
-            api: r.api,
-            concurrency: r.concurrency,
-            timeout_s: r.timeout_s,
-            retry_budget_s: r.retry_budget_s,
-            extensions: r.extensions,
+            api: remote.api,
+            concurrency: remote.concurrency,
+            timeout_s: remote.timeout_s,
+            retry_budget_s: remote.retry_budget_s,
+            extensions: remote.extensions,
             api_key_env: String::new(),
             api_key_file: String::new(),
             styles: "easy,medium,hard,qa".into(),
             seed: 0,
-            batch_size: d.generation.batch_size,
+            batch_size: generation.batch_size,
             max_new_tokens: None,
-            temperature: d.generation.temperature,
-            top_p: d.generation.top_p,
-            top_k: d.generation.top_k,
-            no_repeat_ngram: d.generation.no_repeat_ngram,
-            threads: d.session.intra_threads,
+            temperature: generation.temperature,
+            top_p: generation.top_p,
+            top_k: generation.top_k,
+            no_repeat_ngram: generation.no_repeat_ngram,
+            threads: 1,
             provider: Provider::Cpu,
-            time_slice_ms: d.time_slice_ms,
-            retries: d.retries,
-            retry_temperature: d.retry_temperature,
-            constrain_numbers: d.constrain_numbers,
-            constrain_names: d.constrain_names,
-            constrain_vocabulary: d.constrain_vocabulary,
-            resume_retries: d.resume_retries,
-            constrain_leaks: d.constrain_leaks,
-            constrain_format: d.constrain_format,
-            prefix_cache_mb: d.generation.prefix_cache_mb,
-            journal_rows: JournalConfig::default().rows,
-            journal_s: JournalConfig::default().interval_s,
+            time_slice_ms: stage.time_slice_ms,
+            retries: stage.retries,
+            retry_temperature: stage.retry_temperature,
+            constrain_numbers: stage.constrain_numbers,
+            constrain_names: stage.constrain_names,
+            constrain_vocabulary: stage.constrain_vocabulary,
+            resume_retries: stage.resume_retries,
+            constrain_leaks: stage.constrain_leaks,
+            constrain_format: stage.constrain_format,
+            prefix_cache_mb: generation.prefix_cache_mb,
+            journal_rows: journal.rows,
+            journal_s: journal.interval_s,
         }
     }
 }
 
+/// What a worker's rephrasing backend is built from: the model (in process or on a server), its
+/// session and decoding settings, and the journal of its answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendConfig {
+    /// Model directory; on a server, `remote` names the model.
+    pub model: String,
+    pub session: SessionConfig,
+    /// Decoding settings; a style's `max_new_tokens` overrides `generation.max_new_tokens`.
+    pub generation: GenerationConfig,
+    pub remote: Option<RemoteConfig>,
+    /// Where the server's API key is (an environment variable's name, or a file).
+    pub api_key_env: String,
+    pub api_key_file: String,
+    pub journal: JournalConfig,
+}
+
 impl RephraseSpec {
-    /// The operator's settings; `gates` decide retries.
-    pub fn config(&self, gates: &GateConfig) -> RephraseConfig {
-        let d = RephraseConfig::default();
+    /// The rephrase stage's settings; `gates` decide retries, `styles` are the plan's.
+    pub fn config(&self, gates: &GateConfig, styles: &[Style]) -> RephraseConfig {
         RephraseConfig {
-            model: self.model.clone(),
-            session: SessionConfig { provider: self.provider, intra_threads: self.threads, ..Default::default() },
-            generation: GenerationConfig {
-                max_new_tokens: self.max_new_tokens.unwrap_or(d.generation.max_new_tokens),
-                batch_size: self.batch_size,
-                temperature: self.temperature,
-                top_p: self.top_p,
-                top_k: self.top_k,
-                seed: self.seed,
-                no_repeat_ngram: self.no_repeat_ngram,
-                prefix_cache_mb: self.prefix_cache_mb,
-                ..d.generation
-            },
             time_slice_ms: self.time_slice_ms,
             retries: self.retries,
             retry_temperature: self.retry_temperature,
@@ -143,7 +151,31 @@ impl RephraseSpec {
             resume_retries: self.resume_retries,
             constrain_leaks: self.constrain_leaks,
             constrain_format: self.constrain_format,
-            styles: Vec::new(),
+            styles: styles.to_vec(),
+        }
+    }
+
+    /// The backend's settings.
+    pub fn backend(&self) -> BackendConfig {
+        let d = GenerationConfig::default();
+        BackendConfig {
+            model: self.model.clone(),
+            session: SessionConfig { provider: self.provider, intra_threads: self.threads, ..Default::default() },
+            generation: GenerationConfig {
+                max_new_tokens: self.max_new_tokens.unwrap_or(d.max_new_tokens),
+                batch_size: self.batch_size,
+                temperature: self.temperature,
+                top_p: self.top_p,
+                top_k: self.top_k,
+                seed: self.seed,
+                no_repeat_ngram: self.no_repeat_ngram,
+                prefix_cache_mb: self.prefix_cache_mb,
+                ..d
+            },
+            remote: self.remote(),
+            api_key_env: self.api_key_env.clone(),
+            api_key_file: self.api_key_file.clone(),
+            journal: self.journal(),
         }
     }
 
@@ -160,7 +192,7 @@ impl RephraseSpec {
         })
     }
 
-    pub fn journal(&self) -> JournalConfig {
+    fn journal(&self) -> JournalConfig {
         JournalConfig { rows: self.journal_rows, interval_s: self.journal_s }
     }
 

@@ -25,7 +25,7 @@ use wrapflow_operators::stages::dedup::near::NearDupConfig;
 use wrapflow_operators::stages::gates::GateConfig;
 use wrapflow_operators::{ChunkConfig, MixConfig, SinkConfig};
 
-pub use super::rephrase::RephraseSpec;
+pub use super::rephrase::{BackendConfig, RephraseSpec};
 use super::text::{offset_of, unclosed_quote};
 
 /// Keywords that start a wrapflow statement.

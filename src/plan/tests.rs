@@ -52,7 +52,7 @@ fn rephrase_styles_resolve_and_errors_point_at_them() {
     assert_eq!(p.styles[1].rate, 0.3);
     assert_eq!(p.styles[1].system, builtin("hard").unwrap().system, "a STYLE changes only what it names");
     assert_eq!(p.styles[2].gates.as_deref(), Some(&["length".to_string(), "meaning".to_string()][..]));
-    assert_eq!(p.rephrase.as_ref().unwrap().0.config(&p.gates).generation.temperature, 0.7);
+    assert_eq!(p.rephrase.as_ref().unwrap().0.backend().generation.temperature, 0.7);
     assert_eq!(p.gates.min_cosine, 0.5);
     let e = Plan::parse("p.sql", &wrap.replace("easy,hard", "easy,harder"), &o).unwrap_err();
     assert!(e.message.contains("unknown style `harder`") && e.message.contains("tweet"), "{e}");

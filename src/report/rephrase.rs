@@ -1,7 +1,7 @@
 //! The manifest's `rephrase` section: the model, its decoding settings, tokens, and per-style
 //! fidelity, from the workers' reports.
 
-use wrapflow_operators::engine::remote::endpoint_display;
+use wrapflow_operators::engine::backend::remote::endpoint_display;
 use wrapflow_operators::state::metrics::MetricSet;
 
 use crate::plan::Plan;
@@ -18,7 +18,7 @@ pub fn merge(
     wall_s: f64,
 ) -> anyhow::Result<Option<RephraseOut>> {
     let Some((spec, _)) = plan.rephrase.as_ref() else { return Ok(None) };
-    let cfg = spec.config(&plan.gates);
+    let cfg = spec.backend();
     let mut out = RephraseOut {
         // On a server: the model's name there (the endpoint is in `remote`).
         model: spec.remote().map_or_else(|| cfg.model.clone(), |r| r.model),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wrapflow::operators::model::bert::{MAX_SEQ, import_embedder};
+use wrapflow::operators::model::encoders::bert::{MAX_SEQ, import_embedder};
 use wrapflow::operators::model::import::WeightFormat;
 use wrapflow::operators::model::tiny::write_tiny_model;
 

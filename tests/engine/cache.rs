@@ -3,8 +3,8 @@
 
 use tempfile::TempDir;
 use wrapflow::operators::engine::{Decoder, GenerationConfig, Prompt, SessionConfig, generate};
+use wrapflow::operators::model::decoder::KvLayout;
 use wrapflow::operators::model::import::WeightFormat;
-use wrapflow::operators::model::llama::KvLayout;
 use wrapflow::operators::model::tiny::write_tiny_model_with;
 
 use super::{encode, logits, max_diff, prompts, run, tiny, tiny_standard};

@@ -1,7 +1,7 @@
 //! Teacher-forced scoring (`engine::score`) against the model run on each prefix on its own.
 
 use tempfile::TempDir;
-use wrapflow::operators::engine::score::{continuation_logprobs, lm_grounding};
+use wrapflow::operators::engine::decode::score::{continuation_logprobs, lm_grounding};
 use wrapflow::operators::model::import::WeightFormat;
 
 use super::{encode, tiny, tiny_standard};

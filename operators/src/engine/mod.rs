@@ -1,38 +1,24 @@
 //! The rephrasing engine: ONNX Runtime setup, model loading and batched generation.
 
-#[cfg(test)]
-mod agreement;
 pub mod attention;
 pub mod backend;
-pub mod constrain;
-pub mod decoder;
-pub mod embed;
-pub mod entail;
-pub mod generate;
-mod kv;
-pub mod leak;
-pub mod names;
-mod prefix;
-mod prompt;
-pub mod qa;
-pub mod remote;
-mod row;
+pub mod decode;
+pub mod encoders;
+pub mod guards;
 pub mod runtime;
-pub mod sample;
-pub mod score;
 
 pub use crate::fidelity::numbers::number_forms;
+pub use backend::remote::{RemoteBackend, RemoteConfig};
 pub use backend::{Answer, Backend, Lineage, LocalBackend, Request, SharedBackend, shared};
-pub use constrain::{NumberGuard, TokenTable};
-pub use decoder::Decoder;
-pub use embed::{Embedder, cosine};
-pub use entail::Entailer;
-pub use generate::{
+pub use decode::decoder::Decoder;
+pub use decode::generate::{
     Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
 };
-pub use leak::{LEAK_TOKENS, LeakGuard};
-pub use names::NameGuard;
-pub use remote::{RemoteBackend, RemoteConfig};
+pub use encoders::embed::{Embedder, cosine};
+pub use encoders::entail::Entailer;
+pub use guards::constrain::{NumberGuard, TokenTable};
+pub use guards::leak::{LEAK_TOKENS, LeakGuard};
+pub use guards::names::NameGuard;
 pub use runtime::{Provider, SessionConfig};
 
 /// `text`'s token ids with `bos` first unless the text already starts with it (a chat template

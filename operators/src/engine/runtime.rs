@@ -125,7 +125,7 @@ pub fn session(model: &Path, cfg: &SessionConfig) -> anyhow::Result<Session> {
     // registration races when several threads create sessions at once, hence the lock.
     static REGISTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
-    b = b.with_operators(super::attention::domain()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    b = b.with_operators(crate::engine::attention::domain()?).map_err(|e| anyhow::anyhow!("{e}"))?;
     b.commit_from_file(model).with_context(|| format!("loading {}", model.display()))
 }
 
@@ -141,61 +141,4 @@ fn cuda(b: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session
 #[cfg(not(feature = "cuda"))]
 fn cuda(_: ort::session::builder::SessionBuilder) -> anyhow::Result<ort::session::builder::SessionBuilder> {
     bail!("CUDA requested but this wrapflow was built without the `cuda` feature (cargo build --features cuda)")
-}
-
-/// The hash recorded for a model file (`weights_hash`): the file, then its external data
-/// (`<file>.data` beside it) when there is some. A wrapflow import lists the files it wrote in
-/// `config.json`; a `.data` file it does not list is a leftover and not hashed.
-pub fn model_hash(model: &Path) -> anyhow::Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    let mut data = model.as_os_str().to_owned();
-    data.push(".data");
-    let data = PathBuf::from(data);
-    let listed = model.parent().and_then(|dir| written_files(&dir.join("config.json")));
-    let leftover = listed.is_some_and(|files| {
-        data.file_name().is_none_or(|name| !files.iter().any(|f| std::ffi::OsStr::new(f) == name))
-    });
-    let data_part = (!leftover).then_some((data, false));
-    for (path, required) in std::iter::once((model.to_path_buf(), true)).chain(data_part) {
-        match std::fs::File::open(&path) {
-            Ok(f) => {
-                hasher.update_reader(f).with_context(|| format!("reading {}", path.display()))?;
-            }
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-    Ok(format!("blake3:{}", hasher.finalize().to_hex()))
-}
-
-/// The weight files a wrapflow import recorded in `config.json` (`wrapflow.files`), if any.
-fn written_files(config: &Path) -> Option<Vec<String>> {
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(config).ok()?).ok()?;
-    let files = json.get("wrapflow")?.get("files")?.as_array()?;
-    Some(files.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_weights_hash_covers_the_files_an_import_wrote_and_no_leftover() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let model = dir.path().join("model.onnx");
-        std::fs::write(&model, b"graph").unwrap();
-        std::fs::write(dir.path().join("model.onnx.data"), b"weights").unwrap();
-        let hash = |bytes: &[u8]| format!("blake3:{}", blake3::hash(bytes).to_hex());
-        // Not a wrapflow import: external data beside the model is part of it.
-        assert_eq!(model_hash(&model).unwrap(), hash(b"graphweights"));
-        let config = |files: &str| {
-            let json = format!(r#"{{"model_type": "llama", "wrapflow": {{"files": {files}}}}}"#);
-            std::fs::write(dir.path().join("config.json"), json).unwrap();
-        };
-        config(r#"["model.onnx", "model.onnx.data"]"#);
-        assert_eq!(model_hash(&model).unwrap(), hash(b"graphweights"));
-        // An import that kept its weights inline: the .data file is an earlier import's.
-        config(r#"["model.onnx"]"#);
-        assert_eq!(model_hash(&model).unwrap(), hash(b"graph"));
-    }
 }

@@ -6,9 +6,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::gguf::Gguf;
-use super::import::{WeightFormat, llama_config, llama_weights};
-use super::inspect::importable;
+use crate::model::formats::gguf::Gguf;
+use crate::model::import::inspect::importable;
+use crate::model::import::{WeightFormat, llama_config, llama_weights};
 
 /// A GGUF file built in memory: metadata, then tensors (F32) with their data.
 #[derive(Default)]
@@ -268,8 +268,8 @@ fn mutated_folders_and_configs_are_errors_or_models_never_panics() {
     let import = |config: &serde_json::Value, weights: &[u8]| {
         std::fs::write(src.join("config.json"), serde_json::to_vec(config).unwrap()).unwrap();
         std::fs::write(src.join("model.safetensors"), weights).unwrap();
-        let _ = super::hf::inspect_folder(&src);
-        super::hf::import_folder(&src, &out, &Default::default())
+        let _ = crate::model::import::hf::inspect_folder(&src);
+        crate::model::import::hf::import_folder(&src, &out, &Default::default())
     };
     import(&config, &weights).expect("the tiny folder imports");
     let mut zero = config.clone();
@@ -322,6 +322,6 @@ fn a_folder_without_weights_is_not_importable() {
     // A safetensors file that holds no tensor: an 8-byte length and the header `{}`.
     let empty = [2u64.to_le_bytes().as_slice(), b"{}"].concat();
     std::fs::write(dir.path().join("model.safetensors"), empty).unwrap();
-    let why = super::hf::inspect_folder(dir.path()).unwrap().importable.unwrap_err();
+    let why = crate::model::import::hf::inspect_folder(dir.path()).unwrap().importable.unwrap_err();
     assert!(why.contains("no weights"), "{why}");
 }

@@ -1,28 +1,21 @@
 //! Models without a model hub: reading GGUF files and writing what wrapflow runs from them.
+//!
+//! By role, each folder using only those before it: [`formats`] (GGUF, ONNX, safetensors: files,
+//! no architectures), [`decoder`] (the decoder's shape, weights and ONNX graph, with its
+//! quantisations), [`families`] (what each decoder family changes in it), [`import`] (a GGUF or a
+//! Hugging Face folder to a model directory, and `wrapflow model inspect`), [`encoders`] (the BERT
+//! embedder and cross-encoder) and [`text`] (tokenizers).
 
-pub mod bert;
-mod blocks;
-pub mod export;
-pub mod ggml;
-pub mod gguf;
-pub mod gpt2_split;
-pub mod graph;
-pub mod hf;
+pub mod decoder;
+pub mod encoders;
+pub mod families;
+pub mod formats;
 #[cfg(test)]
 mod hostile;
 pub mod import;
-pub mod inspect;
-pub mod llama;
-pub mod onnx_file;
-pub mod onnx_proto;
-pub mod onnx_read;
-pub mod quant;
+pub mod text;
 #[cfg(any(test, feature = "testkit"))]
 pub mod tiny;
-#[cfg(any(test, feature = "testkit"))]
-pub mod tiny_bert;
-pub mod token_bounds;
-pub mod tokenizer;
 
 use std::path::Path;
 
@@ -31,19 +24,19 @@ use anyhow::Context;
 /// Writes `tokenizer.json`, `chat_template.jinja` (when the GGUF has one) and `tokenizer_config.json`
 /// for the GGUF at `gguf` into `out`.
 pub fn import_tokenizer(gguf: &Path, out: &Path) -> anyhow::Result<()> {
-    write_tokenizer_files(&gguf::Gguf::open(gguf)?, out)
+    write_tokenizer_files(&formats::gguf::Gguf::open(gguf)?, out)
 }
 
 /// The tokenizer files of a parsed GGUF.
-pub fn write_tokenizer_files(g: &gguf::Gguf, out: &Path) -> anyhow::Result<()> {
+pub fn write_tokenizer_files(g: &formats::gguf::Gguf, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let tok = tokenizer::tokenizer_json(g)?;
+    let tok = text::tokenizer::tokenizer_json(g)?;
     std::fs::write(out.join("tokenizer.json"), serde_json::to_vec(&tok)?)?;
     let token = |key: &str| -> Option<String> {
         let id = g.metadata.get(key)?.as_u64()? as usize;
         g.metadata.get("tokenizer.ggml.tokens")?.as_array()?.get(id)?.as_str().map(str::to_string)
     };
-    let template = tokenizer::chat_template(g);
+    let template = text::tokenizer::chat_template(g);
     if let Some(t) = &template {
         std::fs::write(out.join("chat_template.jinja"), t)?;
     }
@@ -52,7 +45,7 @@ pub fn write_tokenizer_files(g: &gguf::Gguf, out: &Path) -> anyhow::Result<()> {
         "eos_token": token("tokenizer.ggml.eos_token_id"),
         "pad_token": token("tokenizer.ggml.padding_token_id"),
         "unk_token": token("tokenizer.ggml.unknown_token_id"),
-        "add_bos_token": g.metadata.get("tokenizer.ggml.add_bos_token").map(|v| v == &gguf::Value::Bool(true)).unwrap_or(false),
+        "add_bos_token": g.metadata.get("tokenizer.ggml.add_bos_token").map(|v| v == &formats::gguf::Value::Bool(true)).unwrap_or(false),
         "chat_template": template,
     });
     std::fs::write(out.join("tokenizer_config.json"), serde_json::to_vec_pretty(&config)?)?;

@@ -7,8 +7,9 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::import::{FAMILIES, ImportOptions, ModelConfig, Origin, WeightFormat, write_model};
-use super::llama::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
+use crate::model::decoder::{KvLayout, LayerWeights, Linear, LlamaConfig, LlamaWeights};
+use crate::model::families::FAMILIES;
+use crate::model::import::{ImportOptions, ModelConfig, Origin, WeightFormat, write_model};
 use crate::testkit;
 
 /// ChatML, as SmolLM2 uses it.

@@ -29,7 +29,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use tokenizers::Tokenizer;
 
-use crate::model::token_bounds::TokenBounds;
+use crate::model::text::token_bounds::TokenBounds;
 use crate::sql::heuristics as h;
 use crate::sql::stats::{CLEANED, STATS, TextStats, memoized};
 

@@ -45,7 +45,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::progress::Timestamp;
 use tokenizers::Tokenizer;
 
-use crate::model::token_bounds::TokenBounds;
+use crate::model::text::token_bounds::TokenBounds;
 use crate::record::{Chunk, Document, Reject};
 use crate::stages::context::StageContext;
 use crate::state::metrics::Histogram;

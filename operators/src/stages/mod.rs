@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod gates;
 pub mod mix;
 pub mod rephrase;
+pub mod sink;
 pub mod styles;
 
 pub use registry::{NamedStage, RegisteredStage, named_stage};

@@ -26,7 +26,7 @@ impl Step for Rephrase<'_> {
                 format!(
                     "{} at {} ({:?} API)",
                     c.model,
-                    wrapflow_operators::engine::remote::endpoint_display(&c.endpoint),
+                    wrapflow_operators::engine::backend::remote::endpoint_display(&c.endpoint),
                     c.api
                 ),
                 format!("concurrency={}", c.concurrency),

@@ -22,8 +22,8 @@ use ort::value::TensorElementType;
 
 use self::kernel::Heads;
 
-/// The custom operators' domain in wrapflow's graphs.
-pub const DOMAIN: &str = "ai.wrapflow";
+/// The custom operators' domain in wrapflow's graphs (the graph builder writes it).
+pub use crate::model::decoder::export::DOMAIN;
 
 /// The domain with wrapflow's operators, for a session builder.
 pub fn domain() -> ort::Result<OperatorDomain> {

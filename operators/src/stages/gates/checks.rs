@@ -135,7 +135,7 @@ pub struct Scores {
     pub trimmed_sentence: Option<String>,
     /// Each claim of the kept text as the `lm` gate's model read it (with that gate only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lm: Vec<crate::engine::score::ClaimScore>,
+    pub lm: Vec<crate::engine::decode::score::ClaimScore>,
     /// Each claim of the kept text as the `entailment` gate's model read it (with that gate only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entailment: Vec<super::entail::ClaimEntailment>,

@@ -1,5 +1,5 @@
 //! The `entailment` gate: a user's cross-encoder (an NLI or fact-checking classifier, see
-//! [`crate::engine::entail`]) reads each claim of a kept row with the whole source chunk as its
+//! [`crate::engine::encoders::entail`]) reads each claim of a kept row with the whole source chunk as its
 //! evidence, as MiniCheck and AlignScore read a claim against a document chunk; a claim fails
 //! below `min_entailment` (or when the model gives no number). Claims are the grounding gates'
 //! ([`super::grounding::claims`]): sentences, and in a Q&A each question with its answer (a

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::engine::Decoder;
-use crate::engine::score::{ClaimScore, lm_grounding};
+use crate::engine::decode::score::{ClaimScore, lm_grounding};
 
 /// The worker's language model for the `lm` gate.
 pub type SharedReader = Rc<RefCell<Decoder>>;

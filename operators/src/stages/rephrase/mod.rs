@@ -31,11 +31,8 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::engine::backend::render;
-use crate::engine::{
-    Answer, Decoder, Finish, GenerationConfig, NameGuard, NumberGuard, Request, SessionConfig, SharedBackend, SoftStop,
-    Timing,
-};
+use crate::engine::backend::local::render;
+use crate::engine::{Answer, Decoder, Finish, NameGuard, NumberGuard, Request, SharedBackend, SoftStop, Timing};
 use crate::stages::context::{SharedEmbedder, StageContext};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
@@ -44,15 +41,11 @@ use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
 
-/// Settings of the rephrase stage (`REPHRASE WITH (...)` in a plan).
+/// Settings of the rephrase stage: only what the stage reads (the backend it drives is built
+/// from its own configuration and passed in).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RephraseConfig {
-    /// Model directory (see `wrapflow model import`).
-    pub model: String,
-    pub session: SessionConfig,
-    /// Decoding settings; a style's `max_new_tokens` overrides `generation.max_new_tokens`.
-    pub generation: GenerationConfig,
     /// Longest the operator decodes before yielding to the other operators of its worker.
     pub time_slice_ms: u64,
     /// New answers for a task whose answer a gate rejects (`retry_gates`, and meaning with an
@@ -77,7 +70,7 @@ pub struct RephraseConfig {
     /// that its chunk lacks (see [`crate::engine::LeakGuard`]), for styles whose leak gate is on.
     pub constrain_leaks: bool,
     /// Constrained decoding: a Q&A style's question lines are followed by `Answer:` and its
-    /// answer lines by `Question:` (see [`crate::engine::qa::QaFormat`]).
+    /// answer lines by `Question:` (see [`crate::engine::guards::qa::QaFormat`]).
     pub constrain_format: bool,
     /// A retry keeps the best answer up to the sentence its gate flagged and continues from
     /// there (not for Q&A styles, whose trimming keeps their leading pairs instead).
@@ -90,9 +83,6 @@ pub struct RephraseConfig {
 impl Default for RephraseConfig {
     fn default() -> Self {
         RephraseConfig {
-            model: String::new(),
-            session: SessionConfig { intra_threads: 1, ..Default::default() },
-            generation: GenerationConfig { batch_size: 16, no_repeat_ngram: 4, ..Default::default() },
             time_slice_ms: 100,
             retries: 0,
             retry_temperature: 0.7,

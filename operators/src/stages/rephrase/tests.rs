@@ -131,3 +131,70 @@ fn answers_rank_by_the_verdict_the_gate_stage_gives() {
     let whole = GateConfig { trim_qa_pairs: false, ..gates };
     assert!(rank(&mut answer(&tail), &qa, &whole, None).0.0, "judged whole, it fails");
 }
+
+/// A backend that answers every request at once with its own name and the request's seed.
+struct Named(&'static str, Vec<(usize, u64)>);
+
+impl crate::engine::Backend for Named {
+    fn submit(&mut self, request: Request) -> anyhow::Result<usize> {
+        self.1.push((self.1.len(), request.seed));
+        Ok(self.1.len() - 1)
+    }
+    fn poll(&mut self, _: Duration, done: &mut dyn FnMut(usize, Result<Answer, String>)) -> anyhow::Result<()> {
+        for (i, seed) in self.1.drain(..) {
+            let text = format!("{} answers {seed}.", self.0);
+            let (prompt_tokens, generated_tokens, guarded, names_guarded) = (10, 3, 0, 0);
+            done(i, Ok(Answer { text, finish: Finish::Stop, prompt_tokens, generated_tokens, guarded, names_guarded }));
+        }
+        Ok(())
+    }
+    fn outstanding(&self) -> usize {
+        self.1.len()
+    }
+    fn lineage(&self) -> crate::engine::Lineage {
+        crate::engine::Lineage { model: self.0.into(), ..Default::default() }
+    }
+}
+
+#[test]
+fn two_rephrase_stages_in_one_dataflow_each_drive_their_own_backend() {
+    use timely::dataflow::operators::ToStream;
+    use timely::dataflow::operators::capture::{Capture, Event};
+
+    use crate::stages::fanout::{FanOut, FanoutConfig};
+    let chunks: Vec<Chunk> =
+        (0..3u32).map(|i| Chunk { chunk_index: i, ..answer_to("A text.", "").task.chunk }).collect();
+    let style = |name: &str| Style {
+        gates: Some(vec![]),
+        register: 0.0,
+        aim_cosine: None,
+        ..crate::stages::styles::builtin(name).unwrap()
+    };
+    let (easy, hard) = (vec![style("easy")], vec![style("hard"), style("qa")]);
+    let out = timely::example(move |scope| {
+        let ctx = StageContext::default();
+        let stage = |styles: &Vec<Style>, name: &'static str| {
+            let backend = crate::engine::shared(Box::new(Named(name, vec![])));
+            let cfg = RephraseConfig { styles: styles.clone(), ..Default::default() };
+            let tasks =
+                chunks.clone().to_stream(scope).fan_out(&FanoutConfig { styles: styles.clone(), seed: 0 }, &ctx);
+            tasks.rephrase(&cfg, &backend, &ctx)
+        };
+        (stage(&easy, "first").capture(), stage(&hard, "second").capture())
+    });
+    let answers = |rx: std::sync::mpsc::Receiver<_>| -> Vec<(u32, u32, String)> {
+        let rows = rx.try_iter().flat_map(|e| match e {
+            Event::Messages(_, rows) => rows,
+            Event::Progress(_) => vec![],
+        });
+        let mut v: Vec<_> = rows.map(|r: Rephrased| (r.task.chunk.chunk_index, r.task.style, r.text)).collect();
+        v.sort();
+        v
+    };
+    let (first, second) = (answers(out.0), answers(out.1));
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(second.len(), 6, "{second:?}");
+    assert!(first.iter().all(|(_, style, text)| *style == 0 && text.starts_with("first answers")), "{first:?}");
+    assert!(second.iter().all(|(_, _, text)| text.contains("second answers")), "{second:?}");
+    assert_eq!(second.iter().filter(|(_, style, _)| *style == 1).count(), 3, "each chunk in both of its styles");
+}

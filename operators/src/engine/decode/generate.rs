@@ -1,0 +1,254 @@
+//! Batched generation with a KV cache and continuous batching: a finished sequence's slot is
+//! refilled with the next prompt at once, so long and short outputs don't stall the batch.
+//!
+//! The cache is kept in the model's layout (see `kv`): optimum's past/present tensors, rebuilt
+//! only when a row finishes or joins, or one buffer per layer that the model writes in place.
+//! Each request samples from its own generator seeded by `seed` and its index (or its own
+//! `Prompt::seed`), so outputs do not depend on batch size or on which requests share a batch.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::decode::decoder::Decoder;
+use crate::engine::decode::kv::Kv;
+pub use crate::engine::decode::prompt::{Completion, Finish, GenerationConfig, Prompt, SoftStop};
+use crate::engine::decode::row::Row;
+use crate::engine::decode::sample::{block_repeats, draw};
+use crate::engine::guards::qa::QaFormat;
+
+/// Where time went.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timing {
+    pub prefill_tokens: u64,
+    pub prefill_s: f64,
+    pub decode_tokens: u64,
+    pub decode_s: f64,
+    /// Of `decode_s`: choosing each step's tokens from the logits (sampling, repeat blocking and
+    /// the number and name guards' masks).
+    #[serde(default)]
+    pub select_s: f64,
+    /// Prompt tokens copied from the prefix cache instead of run (not in `prefill_tokens`).
+    #[serde(default)]
+    pub reused_tokens: u64,
+}
+
+impl Timing {
+    /// What was spent since `earlier` (all of `self` when the counts restarted in between).
+    pub fn since(&self, earlier: &Timing) -> Timing {
+        if self.prefill_s < earlier.prefill_s || self.decode_s < earlier.decode_s {
+            return self.clone();
+        }
+        Timing {
+            prefill_tokens: self.prefill_tokens - earlier.prefill_tokens,
+            prefill_s: self.prefill_s - earlier.prefill_s,
+            decode_tokens: self.decode_tokens - earlier.decode_tokens,
+            decode_s: self.decode_s - earlier.decode_s,
+            select_s: self.select_s - earlier.select_s,
+            reused_tokens: self.reused_tokens - earlier.reused_tokens,
+        }
+    }
+}
+
+/// Picks the next token from `logits` (modified in place).
+pub fn sample(logits: &mut [f32], generated: &[u32], cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
+    sample_at(logits, generated, cfg, cfg.temperature, rng)
+}
+
+/// [`sample`] at a given temperature (a prompt may override the configured one).
+pub fn sample_at(
+    logits: &mut [f32],
+    generated: &[u32],
+    cfg: &GenerationConfig,
+    temperature: f32,
+    rng: &mut StdRng,
+) -> u32 {
+    block_repeats(logits, generated, cfg.no_repeat_ngram);
+    draw(logits, cfg.top_k, cfg.top_p, temperature, rng)
+}
+
+/// Generates for every prompt, calling `done` as each finishes (in finishing order).
+pub fn generate(
+    dec: &mut Decoder,
+    prompts: impl IntoIterator<Item = Prompt>,
+    cfg: &GenerationConfig,
+    mut done: impl FnMut(Completion),
+) -> anyhow::Result<Timing> {
+    let mut b = Batcher::new(cfg.clone());
+    for p in prompts {
+        b.push(p);
+    }
+    while !b.is_idle() {
+        b.step(dec, &mut done)?;
+    }
+    Ok(b.timing)
+}
+
+/// Continuous batching one step at a time, for callers that must not block (the rephrase
+/// operator): [`Batcher::push`] queues prompts, each [`Batcher::step`] fills free slots with
+/// queued prompts (prefill), hands back finished sequences and decodes one token for the rest.
+pub struct Batcher {
+    cfg: GenerationConfig,
+    pending: VecDeque<(usize, Prompt)>,
+    pushed: usize,
+    rows: Vec<Row>,
+    /// Created on the first step, in the decoder's layout.
+    kv: Option<Kv>,
+    /// Created for the first Q&A prompt, with the decoder's tokenizer.
+    qa: Option<Arc<QaFormat>>,
+    pub timing: Timing,
+}
+
+impl Batcher {
+    pub fn new(cfg: GenerationConfig) -> Self {
+        Batcher {
+            cfg,
+            pending: VecDeque::new(),
+            pushed: 0,
+            rows: vec![],
+            kv: None,
+            qa: None,
+            timing: Timing::default(),
+        }
+    }
+
+    /// Queues a prompt; returns its index, which its [`Completion`] carries.
+    pub fn push(&mut self, p: Prompt) -> usize {
+        self.pushed += 1;
+        self.pending.push_back((self.pushed - 1, p));
+        self.pushed - 1
+    }
+
+    /// Stops decoding prompt `index` (a client that left): a queued prompt is dropped, a live
+    /// sequence leaves the batch at the next step, its completion handed back as finished.
+    pub fn cancel(&mut self, index: usize) {
+        self.pending.retain(|(i, _)| *i != index);
+        for r in self.rows.iter_mut().filter(|r| r.index == index && r.done.is_none()) {
+            r.done = Some(Finish::Stop);
+        }
+    }
+
+    /// Prompts queued or being decoded.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len() + self.rows.len()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.rows.is_empty()
+    }
+
+    /// The sequences being decoded: their index and the tokens generated so far (a server
+    /// streams them).
+    pub fn live(&self) -> impl Iterator<Item = (usize, &[u32])> {
+        self.rows.iter().map(|r| (r.index, r.generated.as_slice()))
+    }
+
+    /// One round: join waiting prompts into free slots, emit finished rows, decode one token.
+    pub fn step(&mut self, dec: &mut Decoder, done: &mut impl FnMut(Completion)) -> anyhow::Result<()> {
+        if self.kv.is_none() {
+            self.kv = Some(Kv::new(dec, self.cfg.prefix_cache_mb << 20));
+        }
+        let fresh = self.take_fresh(done);
+        let joined = !fresh.is_empty();
+        if joined {
+            self.join(dec, fresh)?;
+        }
+        if joined || self.rows.iter().any(|r| r.done.is_some()) {
+            self.leave(dec, done)?;
+        }
+        if !self.rows.is_empty() {
+            self.decode(dec)?;
+        }
+        Ok(())
+    }
+
+    /// Waiting prompts for the free slots; an empty prompt is answered at once.
+    fn take_fresh(&mut self, done: &mut impl FnMut(Completion)) -> Vec<(usize, Prompt)> {
+        let mut fresh = Vec::new();
+        while self.rows.len() + fresh.len() < self.cfg.batch_size.max(1) {
+            match self.pending.pop_front() {
+                Some((i, p)) if p.ids.is_empty() => done(Completion {
+                    id: p.id,
+                    index: i,
+                    token_ids: vec![],
+                    text: String::new(),
+                    finish: Finish::Length,
+                    prompt_tokens: 0,
+                    guarded: 0,
+                    names_guarded: 0,
+                }),
+                Some(p) => fresh.push(p),
+                None => break,
+            }
+        }
+        fresh
+    }
+
+    /// Prefills `fresh` prompts into new rows, each with its first token.
+    fn join(&mut self, dec: &mut Decoder, fresh: Vec<(usize, Prompt)>) -> anyhow::Result<()> {
+        let kv = self.kv.as_mut().expect("step creates the cache");
+        let t0 = Instant::now();
+        let n = fresh.len();
+        let cached: Vec<usize> = self.rows.iter().map(|r| r.cached).collect();
+        // Prompts with a cached prefix last, grouped by the tokens left to run (`Kv::prefill`).
+        let mut fresh: Vec<_> = fresh.into_iter().map(|(i, p)| (kv.lookup(&p.ids), i, p)).collect();
+        fresh.sort_by_key(|(found, _, p)| {
+            let reused = found.map_or(0, |(_, m)| m);
+            (reused > 0, p.ids.len() - reused)
+        });
+        let found: Vec<_> = fresh.iter().map(|(found, _, _)| *found).collect();
+        let prompts: Vec<&[u32]> = fresh.iter().map(|(_, _, p)| p.ids.as_slice()).collect();
+        let (mut logits, reused) = kv.prefill(dec, &cached, &prompts, &found)?;
+        self.timing.reused_tokens += reused as u64;
+        self.timing.prefill_tokens += prompts.iter().map(|p| p.len() as u64).sum::<u64>() - reused as u64;
+        self.timing.prefill_s += t0.elapsed().as_secs_f64();
+        let v = logits.len() / n;
+        for (j, (_, index, p)) in fresh.into_iter().enumerate() {
+            let qa =
+                p.qa_format.then(|| self.qa.get_or_insert_with(|| Arc::new(QaFormat::new(&dec.tokenizer))).clone());
+            let mut row = Row::new(index, p, &self.cfg, qa);
+            row.advance(dec, &mut logits[j * v..(j + 1) * v], &self.cfg);
+            self.rows.push(row);
+        }
+        Ok(())
+    }
+
+    /// Hands back finished rows and drops them from the cache.
+    fn leave(&mut self, dec: &mut Decoder, done: &mut impl FnMut(Completion)) -> anyhow::Result<()> {
+        let kv = self.kv.as_mut().expect("step creates the cache");
+        let cached: Vec<usize> = self.rows.iter().map(|r| r.cached).collect();
+        let keep: Vec<bool> = self.rows.iter().map(|r| r.done.is_none()).collect();
+        let order = kv.retire(dec, &cached, &keep)?;
+        let mut slots: Vec<Option<Row>> = self.rows.drain(..).map(Some).collect();
+        for r in slots.iter_mut().filter(|r| r.as_ref().is_some_and(|r| r.done.is_some())) {
+            let r = r.take().expect("a finished row");
+            let finish = r.done.expect("finished");
+            done(r.completion(dec, finish, &self.cfg));
+        }
+        self.rows.extend(order.into_iter().map(|i| slots[i].take().expect("a kept row")));
+        Ok(())
+    }
+
+    /// Feeds each row's last token and chooses its next.
+    fn decode(&mut self, dec: &mut Decoder) -> anyhow::Result<()> {
+        let kv = self.kv.as_mut().expect("step creates the cache");
+        let t0 = Instant::now();
+        let rows = &mut self.rows;
+        let last: Vec<u32> = rows.iter().map(|r| *r.generated.last().expect("a live row has a token")).collect();
+        let cached: Vec<usize> = rows.iter().map(|r| r.cached).collect();
+        let mut logits = kv.step(dec, &last, &cached)?;
+        let v = logits.len() / rows.len();
+        let t1 = Instant::now();
+        for (j, r) in rows.iter_mut().enumerate() {
+            r.cached += 1;
+            r.advance(dec, &mut logits[j * v..(j + 1) * v], &self.cfg);
+        }
+        self.timing.select_s += t1.elapsed().as_secs_f64();
+        self.timing.decode_tokens += rows.len() as u64;
+        self.timing.decode_s += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
