@@ -25,7 +25,7 @@ use wrapflow_operators::state::metrics::Metrics;
 use wrapflow_operators::{Chunk, Reject, Synthetic};
 
 use crate::plan::Plan;
-use crate::plan::stage::BackendConfig;
+use crate::plan::stage::{BackendConfig, RephraseSpec};
 
 /// A worker's model sessions.
 pub struct Models {
@@ -116,16 +116,16 @@ fn task_key(t: &StyleTask) -> String {
     format!("{}\u{0}{}\u{0}{}\u{0}{}", t.chunk.source_file, t.chunk.doc_id, t.chunk.chunk_index, t.style)
 }
 
-/// Attaches fan-out → rephrase (with `backend`) → gates (with the embedder in `ctx`) to
-/// `chunks`; returns the accepted rows and the gate rejects.
+/// Attaches fan-out → rephrase (with `backend`, as `spec` says) → gates (the plan's, with the
+/// embedder in `ctx`) to `chunks`; returns the accepted rows and the gate rejects.
 pub fn attach<'s>(
     chunks: StreamVec<'s, u64, Chunk>,
+    spec: &RephraseSpec,
     plan: &Plan,
     ctx: &StageContext,
     backend: &SharedBackend,
     journal: Option<Journal>,
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
-    let (spec, _) = plan.rephrase.as_ref().expect("attach is called for plans that rephrase");
     let cfg = spec.config(&plan.gates, &plan.styles);
     let backend_cfg = spec.backend();
     let lineage = backend.borrow().lineage();
@@ -177,12 +177,13 @@ pub fn rephrase_batch(
         backend.borrow().outstanding() == 0,
         "the model failed on an earlier batch and holds its requests: load it again"
     );
+    let (spec, _) = plan.rephrase.as_ref().context("the plan does not rephrase (it has no REPHRASE)")?;
     let ctx = StageContext { errors: Default::default(), ..ctx.clone() };
     let rows = Rc::new(RefCell::new((Vec::new(), Vec::new())));
     let (accepted, rejected) = (rows.clone(), rows.clone());
     worker.dataflow::<u64, _, _>(|scope| {
         let chunks = chunks.to_stream(scope).container::<Vec<Chunk>>();
-        let (synthetic, rejects) = attach(chunks, plan, &ctx, backend, None);
+        let (synthetic, rejects) = attach(chunks, spec, plan, &ctx, backend, None);
         synthetic.inspect(move |s| accepted.borrow_mut().0.push(s.clone()));
         rejects.inspect(move |r| rejected.borrow_mut().1.push(r.clone()));
     });

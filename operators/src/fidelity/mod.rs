@@ -3,7 +3,7 @@
 //! text states in digits ([`numbers`]) and in words ([`number_words`]), and which words carry
 //! content ([`words`]). The guards (`engine`) hold a generation to these rules token by token and
 //! the gates (`stages::gates`) judge a finished text by them; neither has rules of its own, so a
-//! text the guards let through is one the gates accept (`engine::agreement`'s
+//! text the guards let through is one the gates accept (`engine::guards::agreement`'s
 //! `guards_never_pass_what_gates_reject`).
 
 pub mod names;

@@ -1,10 +1,11 @@
 //! Models without a model hub: reading GGUF files and writing what wrapflow runs from them.
 //!
-//! By role, each folder using only those before it: [`formats`] (GGUF, ONNX, safetensors: files,
-//! no architectures), [`decoder`] (the decoder's shape, weights and ONNX graph, with its
-//! quantisations), [`families`] (what each decoder family changes in it), [`import`] (a GGUF or a
-//! Hugging Face folder to a model directory, and `wrapflow model inspect`), [`encoders`] (the BERT
-//! embedder and cross-encoder) and [`text`] (tokenizers).
+//! By role, with no cycle between folders: [`formats`] (GGUF, ONNX, safetensors: files, no
+//! architectures; uses no other folder), [`decoder`] (the decoder's shape, weights and ONNX graph,
+//! with its quantisations; uses `formats`), [`families`] (what each decoder family changes in it;
+//! uses `decoder`, `formats`), [`text`] (tokenizers; uses `formats`), [`encoders`] (the BERT
+//! embedder and cross-encoder; uses `formats`) and [`import`] (a GGUF or a Hugging Face folder to
+//! a model directory, and `wrapflow model inspect`; uses all but `encoders`).
 
 pub mod decoder;
 pub mod encoders;

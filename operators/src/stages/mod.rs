@@ -1,5 +1,5 @@
 //! The pipeline's stages, each an extension trait on a timely stream: dedup (exact and near),
-//! chunk, style fan-out, rephrase, gates and mix. Every stage has the shape
+//! whitespace cleaning, chunk, style fan-out, rephrase, gates, sink and mix. Every stage has the shape
 //! `stream.stage(&Config, &StageContext)` ([`context`]).
 
 pub mod chunk;
@@ -17,7 +17,7 @@ pub mod styles;
 pub use registry::{NamedStage, RegisteredStage, named_stage};
 
 // The stages a plan can name with `STAGE name WITH (...)`: one line each, `module::Config`, for
-// a file of this folder whose config implements `registry::NamedStage` (see `registry` for a
+// a file of this folder whose config implements `registry::NamedStage` (ARCHITECTURE.md has a
 // worked example). A job runs them in plan order where their records flow.
 stages! {
     clean::CleanConfig,

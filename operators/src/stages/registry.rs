@@ -41,13 +41,14 @@ pub enum Build {
 
 /// The records a named stage can take: each says which [`Build`] it is.
 pub trait Record: Clone + 'static {
-    /// Where a job runs stages of these records, as `explain` says it.
+    /// Where a job runs stages of these records (a plan error names it; `explain` lists the
+    /// stage at that place).
     const PLACE: &'static str;
     fn build(f: BuildFn<Self>) -> Build;
 }
 
 impl Record for Document {
-    const PLACE: &'static str = "documents, after dedup";
+    const PLACE: &'static str = "documents, after dedup and before chunking";
     fn build(f: BuildFn<Self>) -> Build {
         Build::Documents(f)
     }

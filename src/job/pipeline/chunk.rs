@@ -4,7 +4,7 @@
 use timely::dataflow::operators::Concat;
 use wrapflow_operators::{ChunkConfig, ChunkDocs};
 
-use super::{Env, Flow, Step};
+use super::{Env, Flow, Line, Step};
 use crate::plan::Plan;
 
 struct Chunk<'p>(&'p ChunkConfig);
@@ -14,10 +14,10 @@ pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
 }
 
 impl Step for Chunk<'_> {
-    fn describe(&self) -> Vec<(&'static str, String)> {
+    fn describe(&self) -> Vec<Line> {
         let c = self.0;
         let tokenizer = c.tokenizer.as_deref().unwrap_or("-");
-        vec![("chunk", format!("max_tokens={} min_fill={} tokenizer={tokenizer}", c.max_tokens, c.min_fill))]
+        vec![Line::new("chunk", format!("max_tokens={} min_fill={} tokenizer={tokenizer}", c.max_tokens, c.min_fill))]
     }
 
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>) {

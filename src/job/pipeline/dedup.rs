@@ -2,7 +2,7 @@
 
 use wrapflow_operators::{Dedup, DedupConfig};
 
-use super::{Env, Flow, Step};
+use super::{Env, Flow, Line, Step};
 use crate::plan::Plan;
 
 struct ExactDedup<'p>(Option<&'p str>);
@@ -12,8 +12,8 @@ pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
 }
 
 impl Step for ExactDedup<'_> {
-    fn describe(&self) -> Vec<(&'static str, String)> {
-        vec![("dedup", self.0.map_or("none".into(), |e| format!("exact, global, ON {e}")))]
+    fn describe(&self) -> Vec<Line> {
+        vec![Line::new("dedup", self.0.map_or("none".into(), |e| format!("exact, global, ON {e}")))]
     }
 
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>) {

@@ -5,7 +5,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Inspect, Probe};
 use wrapflow_operators::{Mix, MixConfig, MixRow};
 
-use super::{Env, Flow, Step};
+use super::{Env, Flow, Line, Number, Step};
 use crate::plan::Plan;
 
 struct Mixtures<'p>(&'p [(String, MixConfig, usize)]);
@@ -15,8 +15,10 @@ pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
 }
 
 impl Step for Mixtures<'_> {
-    fn describe(&self) -> Vec<(&'static str, String)> {
-        self.0.iter().map(|(name, m, _)| ("mix", describe(name, m))).collect()
+    fn describe(&self) -> Vec<Line> {
+        // One stage writes every mixture: one number.
+        let number = |i: usize| if i == 0 { Number::Next } else { Number::Same };
+        self.0.iter().enumerate().map(|(i, (name, m, _))| Line::new("mix", describe(name, m)).numbered(number(i))).collect()
     }
 
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>) {

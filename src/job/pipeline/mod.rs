@@ -4,19 +4,13 @@
 //! same list, so what explain shows is what runs.
 //!
 //! A kind of stage is a file of this folder (a type implementing [`Step`], and `steps`, the
-//! steps of that kind a plan holds) plus one line in [`KINDS`], whose order is the pipeline's.
-//! Stages over documents or chunks that plans name with `STAGE name` need no file here: they
-//! are registered in the operators crate ([`wrapflow_operators::stages::registry`]) and run by
-//! [`named`].
+//! steps of that kind a plan holds) plus one line in `kinds!` below (which declares its module
+//! and lists it in [`KINDS`], whose order is the pipeline's). Stages over documents or chunks
+//! that plans name with `STAGE name` need no file here: they are registered in the operators
+//! crate ([`wrapflow_operators::stages::registry`]) and run by `document_stages` and
+//! `chunk_stages`.
 
-mod chunk;
-mod dedup;
-mod input;
-mod mix;
 mod named;
-mod neardup;
-mod rephrase;
-mod sink;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -32,8 +26,8 @@ use crate::report::merge::WorkerReport;
 
 /// One stage of a plan's pipeline.
 pub trait Step {
-    /// What `explain` prints: a numbered line per entry, `(name, what it does)`.
-    fn describe(&self) -> Vec<(&'static str, String)>;
+    /// What `explain` prints for it.
+    fn describe(&self) -> Vec<Line>;
     /// Adds the stage to a worker's dataflow.
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>);
 }
@@ -41,28 +35,71 @@ pub trait Step {
 /// The steps of one kind that a plan holds, in plan order (none when it has no such stage).
 pub type Kind = for<'p> fn(&'p Plan) -> Vec<Box<dyn Step + 'p>>;
 
-/// Every kind of stage, in pipeline order.
-pub const KINDS: &[Kind] = &[
-    input::steps,
-    dedup::steps,
-    neardup::steps,
-    named::document_steps,
-    chunk::steps,
-    named::chunk_steps,
-    rephrase::steps,
-    sink::steps,
-    mix::steps,
-];
+/// Declares each kind's module and lists its `steps` in [`KINDS`], in order.
+macro_rules! kinds {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every kind of stage, in pipeline order.
+        pub const KINDS: &[Kind] = &[$($module::steps),*];
+    };
+}
+
+kinds! {
+    input,
+    dedup,
+    neardup,
+    document_stages,
+    chunk,
+    chunk_stages,
+    rephrase,
+    sink,
+    mix,
+}
 
 /// The plan's pipeline, in order.
 pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
     KINDS.iter().flat_map(|kind| kind(plan)).collect()
 }
 
-/// The pipeline as `explain` prints it: one numbered line per stage.
+/// A line of `explain`: a stage's name, what it does, and how it is numbered.
+pub struct Line {
+    pub name: &'static str,
+    pub what: String,
+    pub number: Number,
+}
+
+/// How an `explain` line is numbered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Number {
+    /// The next number.
+    Next,
+    /// The previous line's number (one stage with several parts, as the mixtures).
+    Same,
+    /// None: a stage that runs inside the numbered one before it (neardup after dedup, named
+    /// stages beside the stage whose records they take).
+    Sub,
+}
+
+impl Line {
+    pub fn new(name: &'static str, what: String) -> Line {
+        Line { name, what, number: Number::Next }
+    }
+
+    pub fn numbered(self, number: Number) -> Line {
+        Line { number, ..self }
+    }
+}
+
+/// The pipeline as `explain` prints it.
 pub fn describe(plan: &Plan) -> String {
-    let lines = steps(plan).iter().flat_map(|s| s.describe()).collect::<Vec<_>>();
-    lines.iter().enumerate().map(|(i, (name, what))| format!("  {}. {name:<10}{what}\n", i + 1)).collect()
+    let (mut out, mut n) = (String::new(), 0);
+    for line in steps(plan).iter().flat_map(|s| s.describe()) {
+        n += usize::from(line.number == Number::Next);
+        let label = if line.number == Number::Sub { "  ".to_string() } else { format!("{n}.") };
+        out += &format!("  {label} {:<10}{}\n", line.name, line.what);
+    }
+    out
 }
 
 /// A worker's streams as the steps build them: each step takes what it reads and leaves what it
@@ -106,16 +143,21 @@ mod tests {
     #[test]
     fn explain_lists_every_stage_in_the_order_the_dataflow_builds_them() {
         // Statements in any order: the pipeline's order is KINDS'.
-        let plan = "PARAM output;\nMIX m;\nSTAGE clean_whitespace WITH (max_blank_lines = 0);\n\
+        let plan = "PARAM output;\nMIX m;\nMIX n;\nSTAGE clean_whitespace WITH (max_blank_lines = 0);\n\
             CREATE EXTERNAL TABLE raw STORED AS JSONL LOCATION 'data';\nINPUT raw;\nNEARDUP;\n\
             DEDUP ON lower(text);\nCHUNK WITH (max_tokens = 100, tokenizer = 'tok.json');\nSINK '${output}';\n";
         let p = Plan::parse("p.sql", plan, &[("output".into(), "out".into())]).unwrap();
-        let names: Vec<&str> = super::steps(&p).iter().flat_map(|s| s.describe()).map(|(n, _)| n).collect();
-        assert_eq!(names, ["input", "dedup", "neardup", "stage", "chunk", "sink", "mix"]);
+        let names: Vec<&str> = super::steps(&p).iter().flat_map(|s| s.describe()).map(|l| l.name).collect();
+        assert_eq!(names, ["input", "dedup", "neardup", "stage", "chunk", "sink", "mix", "mix"]);
+        // As explain always printed it: neardup and named stages unnumbered, mixtures one number.
         let text = super::describe(&p);
         assert!(text.starts_with("  1. input     raw  (per-worker DataFusion query)\n"), "{text}");
-        assert!(text.contains("\n  4. stage     clean_whitespace {\"max_blank_lines\":0}\n"), "{text}");
-        assert!(text.contains("\n  5. chunk     max_tokens=100 "), "{text}");
-        assert!(text.contains("\n  7. mix       m → mix/m/  ratio="), "{text}");
+        assert!(text.contains("\n     neardup   MinHash "), "{text}");
+        assert!(text.contains("\n     stage     clean_whitespace {\"max_blank_lines\":0}\n"), "{text}");
+        assert!(text.contains("\n  3. chunk     max_tokens=100 "), "{text}");
+        assert!(
+            text.contains("\n  5. mix       m → mix/m/  ratio=") && text.contains("\n  5. mix       n → mix/n/"),
+            "{text}"
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! **Named stages** (`STAGE name WITH (...)`): the operators crate's registered stages, each run
-//! in plan order where its records flow (documents before chunking, chunks after it).
+//! in plan order where its records flow; the kinds `document_stages` and `chunk_stages` take the
+//! plan's stages of each place.
 
 use serde_json::Value;
 use wrapflow_operators::stages::named_stage;
 use wrapflow_operators::stages::registry::Build;
 
-use super::{Env, Flow, Step};
+use super::{Env, Flow, Line, Number, Step};
 use crate::plan::Plan;
 
 struct Named<'p> {
@@ -13,28 +14,20 @@ struct Named<'p> {
     options: &'p Value,
 }
 
-fn of_place<'p>(plan: &'p Plan, place: &str) -> Vec<Box<dyn Step + 'p>> {
-    let on = |name: &str| named_stage(name).is_ok_and(|s| s.place == place);
+/// The plan's stages whose records are those of `place`, in plan order; with `unknown`, also
+/// those the registry lacks (a plan checked against another build), which then fail the run.
+pub fn at<'p>(plan: &'p Plan, place: &str, unknown: bool) -> Vec<Box<dyn Step + 'p>> {
+    let here = |name: &str| named_stage(name).map_or(unknown, |s| s.place == place);
     plan.stages
         .iter()
-        .filter(|(name, ..)| on(name))
+        .filter(|(name, ..)| here(name))
         .map(|(name, options, _)| Box::new(Named { name, options }) as Box<dyn Step>)
         .collect()
 }
 
-/// The plan's stages over documents.
-pub fn document_steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
-    of_place(plan, <wrapflow_operators::Document as wrapflow_operators::stages::registry::Record>::PLACE)
-}
-
-/// The plan's stages over chunks.
-pub fn chunk_steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
-    of_place(plan, <wrapflow_operators::Chunk as wrapflow_operators::stages::registry::Record>::PLACE)
-}
-
 impl Step for Named<'_> {
-    fn describe(&self) -> Vec<(&'static str, String)> {
-        vec![("stage", format!("{} {}", self.name, self.options))]
+    fn describe(&self) -> Vec<Line> {
+        vec![Line::new("stage", format!("{} {}", self.name, self.options)).numbered(Number::Sub)]
     }
 
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>) {

@@ -2,7 +2,7 @@
 
 use wrapflow_operators::stages::dedup::near::{NearDedup, NearDupConfig, NearDupMethod};
 
-use super::{Env, Flow, Step};
+use super::{Env, Flow, Line, Number, Step};
 use crate::plan::Plan;
 
 struct NearDup<'p>(&'p NearDupConfig);
@@ -12,22 +12,20 @@ pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
 }
 
 impl Step for NearDup<'_> {
-    fn describe(&self) -> Vec<(&'static str, String)> {
+    fn describe(&self) -> Vec<Line> {
         let n = self.0;
         let method = match n.method {
             NearDupMethod::Cluster => "first document per cluster (differential dataflow)",
             NearDupMethod::Band => "first document per band",
         };
-        vec![(
-            "neardup",
-            format!(
-                "MinHash {} bands × {} rows over {}-word shingles (same band at Jaccard ≈ {:.2}), {method}, global",
-                n.bands,
-                n.rows,
-                n.ngram,
-                n.threshold()
-            ),
-        )]
+        let what = format!(
+            "MinHash {} bands × {} rows over {}-word shingles (same band at Jaccard ≈ {:.2}), {method}, global",
+            n.bands,
+            n.rows,
+            n.ngram,
+            n.threshold()
+        );
+        vec![Line::new("neardup", what).numbered(Number::Sub)]
     }
 
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>) {

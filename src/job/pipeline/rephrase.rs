@@ -5,7 +5,7 @@ use timely::dataflow::operators::Concat;
 use wrapflow_operators::stages::gates::GateConfig;
 use wrapflow_operators::stages::styles::Style;
 
-use super::{Env, Flow, Step};
+use super::{Env, Flow, Line, Step};
 use crate::plan::Plan;
 use crate::plan::stage::RephraseSpec;
 
@@ -19,7 +19,7 @@ pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
 }
 
 impl Step for Rephrase<'_> {
-    fn describe(&self) -> Vec<(&'static str, String)> {
+    fn describe(&self) -> Vec<Line> {
         let (r, styles) = (self.spec, &self.plan.styles);
         let (model, batch) = match r.remote() {
             Some(c) => (
@@ -34,15 +34,15 @@ impl Step for Rephrase<'_> {
             None => (r.model.clone(), format!("batch_size={}", r.batch_size)),
         };
         vec![
-            ("fan-out", format!("each chunk × {} styles{}", styles.len(), style_lines(styles))),
-            (
+            Line::new("fan-out", format!("each chunk × {} styles{}", styles.len(), style_lines(styles))),
+            Line::new(
                 "rephrase",
                 format!(
                     "model={model} {batch} temperature={} no_repeat_ngram={} retries={} seed={}",
                     r.temperature, r.no_repeat_ngram, r.retries, r.seed
                 ),
             ),
-            ("gates", gates(&self.plan.gates)),
+            Line::new("gates", gates(&self.plan.gates)),
         ]
     }
 
@@ -51,8 +51,13 @@ impl Step for Rephrase<'_> {
             return env.ctx.fail("the plan rephrases but the worker has no model");
         };
         let journal = env.journal.borrow_mut().take();
-        let (synthetic, rejects) = crate::job::wrap::attach(flow.chunks(), self.plan, env.ctx, backend, journal);
-        flow.synthetic = Some(synthetic);
+        let (synthetic, rejects) =
+            crate::job::wrap::attach(flow.chunks(), self.spec, self.plan, env.ctx, backend, journal);
+        // Beside any rows an earlier step gave.
+        flow.synthetic = Some(match flow.synthetic.take() {
+            Some(earlier) => earlier.concat(synthetic),
+            None => synthetic,
+        });
         flow.rejects = flow.rejects.clone().concat(rejects);
     }
 }

@@ -4,7 +4,7 @@
 use timely::dataflow::operators::{Inspect, Probe};
 use wrapflow_operators::{SinkConfig, SinkFormat, SinkShards};
 
-use super::{Env, Flow, Step};
+use super::{Env, Flow, Line, Step};
 use crate::plan::{Plan, SinkSpec};
 
 struct Sink<'p>(&'p SinkSpec);
@@ -14,7 +14,7 @@ pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
 }
 
 impl Step for Sink<'_> {
-    fn describe(&self) -> Vec<(&'static str, String)> {
+    fn describe(&self) -> Vec<Line> {
         let s = self.0;
         let what = format!(
             "{} format={} shard_rows={} (+ rejects/, manifest.json)",
@@ -22,7 +22,7 @@ impl Step for Sink<'_> {
             s.config.format.extension(),
             s.config.shard_rows
         );
-        vec![("sink", what)]
+        vec![Line::new("sink", what)]
     }
 
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>) {

@@ -1,14 +1,9 @@
 //! The decoder families wrapflow imports. Each is one file: its names (GGUF architecture,
 //! Hugging Face `model_type` and class) and what it changes in the llama-shaped decoder
 //! ([`crate::model::decoder`]): its shape's extra settings read from a GGUF or a `config.json`,
-//! how its tensors are stored. Adding a family is its file plus one line in [`FAMILIES`]; the
-//! weight maps (`import`, `import::hf`) and the graph builder read only what a `Family` says.
-
-mod gemma3;
-mod llama;
-mod phi3;
-mod qwen2;
-mod qwen3;
+//! how its tensors are stored. Adding a family is its file plus one line in `families!` below
+//! (which declares its module and lists it in [`FAMILIES`]); the weight maps (`import`,
+//! `import::hf`) and the graph builder read only what a `Family` says.
 
 use anyhow::Context;
 use serde_json::Value as Json;
@@ -39,9 +34,24 @@ pub struct Family {
     pub hf_config: fn(&Json, &mut LlamaConfig) -> anyhow::Result<()>,
 }
 
-/// Every family wrapflow imports. Mistral 7B GGUFs carry `llama` (llama.cpp converts Mistral as
-/// llama), so they import as llama.
-pub const FAMILIES: &[Family] = &[llama::FAMILY, qwen2::FAMILY, qwen3::FAMILY, phi3::FAMILY, gemma3::FAMILY];
+/// Declares each family's module and lists its `FAMILY` in [`FAMILIES`], in order.
+macro_rules! families {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every family wrapflow imports. Mistral 7B GGUFs carry `llama` (llama.cpp converts
+        /// Mistral as llama), so they import as llama.
+        pub const FAMILIES: &[Family] = &[$($module::FAMILY),*];
+    };
+}
+
+families! {
+    llama,
+    qwen2,
+    qwen3,
+    phi3,
+    gemma3,
+}
 
 /// A family that changes nothing of llama's shape beyond what every config says.
 fn same_shape<T>(_: &T, _: &mut LlamaConfig) -> anyhow::Result<()> {
