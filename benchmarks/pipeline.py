@@ -20,7 +20,7 @@ model = sys.argv[4] if len(sys.argv) > 4 else "models/smollm2-135m-instruct"
 
 m = json.load(open(os.path.join(out, "manifest.json")))
 r = m["rephrase"]
-gen = r["generation"]
+gen = r["models"][0]["generation"]
 attempts = r["tasks"] + r["retries"]
 mean_new = max(1, round(r["generated_tokens"] / attempts))
 tmp = tempfile.mkdtemp(prefix="wrapflow-pipeline-")

@@ -86,6 +86,40 @@ fn killed_at_many_points_the_resumed_output_equals_an_uninterrupted_run() {
     assert_eq!(listed, on_disk);
 }
 
+#[test]
+fn two_rephrase_stages_resume_from_one_journal_with_the_same_rows() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    write_inputs(&input, 0, 3);
+    let plan = wrap_plan(dir.path(), input.to_str().unwrap(), "${output}", "", "");
+    // Each REPHRASE's styles start at place 0 of its list: a journal entry of one must never
+    // answer a task of the other.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let first = text.lines().find(|l| l.starts_with("REPHRASE")).unwrap();
+    // Short time slices: answers leave the rephrase operators, and reach their journals, a few
+    // at a time, so that each kill below finds some journaled.
+    let line = first.replace("journal_rows = 2", "journal_rows = 2, time_slice_ms = 1");
+    let qa = line.replace("'echo,qa'", "'qa'").replace("seed = 3", "seed = 5");
+    let two = format!("{}\n{qa}", line.replace("'echo,qa'", "'echo'"));
+    std::fs::write(&plan, text.replace(first, &two)).unwrap();
+    let (reference, resumed) = (dir.path().join("reference"), dir.path().join("resumed"));
+    let args = |out: &Path| {
+        vec!["--checkpoint-files".to_string(), "2".into(), "--set".into(), format!("output={}", out.display())]
+    };
+    let a = args(&reference);
+    assert_eq!(crash_and_resume(&plan, &a.iter().map(String::as_str).collect::<Vec<_>>(), &[]).len(), 1);
+    // Late enough in each attempt that the journal has written what came before.
+    let kills = [Kill::At("rephrase", 12), Kill::At("rephrase", 20), Kill::At("rephrase", 28)];
+    let b = args(&resumed);
+    let attempts = crash_and_resume(&plan, &b.iter().map(String::as_str).collect::<Vec<_>>(), &kills);
+    assert!(attempts.iter().filter(|a| a.crashed).count() >= 3, "{attempts:#?}");
+    assert_same_output(&reference, &resumed);
+    let m = manifest(&resumed);
+    assert!(m["rephrase"]["journal_reused"].as_u64().unwrap() > 0, "{attempts:#?}");
+    let styles: Vec<&Value> = m["rephrase"]["models"].as_array().unwrap().iter().map(|x| &x["styles"]).collect();
+    assert_eq!(styles, [&serde_json::json!(["echo"]), &serde_json::json!(["qa"])]);
+}
+
 fn follow(plan: &Path, out: &Path) -> Child {
     wrapflow()
         .args(["run", plan.to_str().unwrap(), "-q", "--follow", "--poll", "100ms", "--checkpoint-files", "2"])

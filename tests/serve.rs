@@ -278,7 +278,7 @@ fn a_plan_on_wrapflow_serve_gives_the_in_process_rows_through_faults_crashes_and
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(rows(&out_direct), (synthetic.clone(), rejects.clone()), "remote rows differ from in-process ones");
     let m = manifest(&out_direct);
-    let model = m["rephrase"]["model"].as_str().or(m["model"].as_str()).unwrap_or_default().to_string();
+    let model = m["rephrase"]["models"][0]["model"].as_str().unwrap_or_default().to_string();
     let lineage = common::read_parquet_rows(&out_direct.join("synthetic"));
     assert!(lineage[0]["model"].as_str().unwrap().starts_with("tiny@127.0.0.1:"), "{model} {:?}", lineage[0]["model"]);
 
@@ -296,7 +296,7 @@ fn a_plan_on_wrapflow_serve_gives_the_in_process_rows_through_faults_crashes_and
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let m = manifest(&out);
     assert_eq!(m["rephrase"]["tasks"].as_u64().unwrap() as usize, synthetic.len() + rejects.len(), "{m}");
-    assert_eq!(m["rephrase"]["remote"]["api"], "completions", "{m}");
+    assert_eq!(m["rephrase"]["models"][0]["api"], "completions", "{m}");
     assert!(!rows(&out).0.is_empty());
     assert!(!all_text(&out).contains(KEY), "the key leaked into the output");
 

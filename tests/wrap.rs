@@ -7,6 +7,8 @@ mod card;
 #[path = "wrap/claims.rs"]
 mod claims;
 mod common;
+#[path = "wrap/two_models.rs"]
+mod two_models;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

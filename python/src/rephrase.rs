@@ -33,11 +33,11 @@ pub struct PyRephraser {
 
 #[pymethods]
 impl PyRephraser {
-    /// Loads `plan`'s model (or connects its endpoint), embedder and tokenizer.
+    /// Loads `plan`'s models (or connects their endpoints), embedder and tokenizer.
     #[new]
     fn new(py: Python<'_>, plan: &Bound<'_, PyPlan>) -> PyResult<Self> {
         let plan = plan.get().plan.clone();
-        if plan.rephrase.is_none() {
+        if plan.rephrase.is_empty() {
             return Err(to_py(anyhow::anyhow!("the plan has no REPHRASE statement"), Kind::Plan));
         }
         // As a run checks them before it starts: model directories, and an embedder where a
@@ -54,11 +54,11 @@ impl PyRephraser {
                 .with_tokenizer(tok)
                 .with_embedder(models.embedder)
                 .with_checkers(models.checkers);
-            Ok((ctx, models.backend))
+            Ok((ctx, models.backends))
         };
         let serve = move |worker: &mut timely::worker::Worker,
-                          (ctx, backend): &mut (StageContext, SharedBackend),
-                          chunks| { rephrase_batch(worker, &serving, ctx, backend, chunks) };
+                          (ctx, backends): &mut (StageContext, Vec<SharedBackend>),
+                          chunks| { rephrase_batch(worker, &serving, ctx, backends, chunks) };
         let worker = WorkerThread::spawn(py, "wrapflow-rephraser", Kind::Model, start, serve)?;
         Ok(PyRephraser { worker, tokenizer })
     }

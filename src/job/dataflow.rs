@@ -80,24 +80,18 @@ pub(crate) fn pipeline(
         Some(_) => Some(journal(sh, worker.index())?),
         None => None,
     };
-    let weights_hash = models.as_ref().map(|m| m.backend.borrow().lineage().weights_hash).unwrap_or_default();
-    report.borrow_mut().weights_hash = weights_hash;
+    let weights_hash: Vec<String> =
+        models.iter().flat_map(|m| &m.backends).map(|b| b.borrow().lineage().weights_hash).collect();
+    report.borrow_mut().weights_hashes = weights_hash;
     let ctx = StageContext { metrics, ..StageContext::checkpointed(states) }
         .with_tokenizer(sh.chunker.tokenizer().clone())
         .with_output(sh.output.clone(), sh.runtime.clone());
-    let (ctx, backend) = match models {
-        Some(m) => (ctx.with_embedder(m.embedder).with_checkers(m.checkers), Some(m.backend)),
-        None => (ctx, None),
+    let (ctx, backends) = match models {
+        Some(m) => (ctx.with_embedder(m.embedder).with_checkers(m.checkers), m.backends),
+        None => (ctx, Vec::new()),
     };
     sh.progress.watch(&ctx.metrics);
-    let env = Env {
-        sh,
-        ctx: &ctx,
-        report: &report,
-        probe: &probe,
-        backend: backend.as_ref(),
-        journal: RefCell::new(journal),
-    };
+    let env = Env { sh, ctx: &ctx, report: &report, probe: &probe, backends: &backends, journal };
     worker.dataflow::<u64, _, _>(|scope| {
         let mut flow = Flow {
             docs: Some(scope.input_from(&mut docs_in).container::<Vec<Document>>()),

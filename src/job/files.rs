@@ -27,9 +27,7 @@ fn named(plan: &Plan) -> Vec<(String, PathBuf)> {
         add(format!("the {what} tokenizer"), &format!("{dir}/tokenizer.json"));
         add(format!("the {what}"), &format!("{dir}/model.onnx"));
     };
-    if let Some((r, _)) = &plan.rephrase
-        && r.endpoint.is_empty()
-    {
+    for (r, _) in plan.rephrase.iter().filter(|(r, _)| r.endpoint.is_empty()) {
         model_dir("REPHRASE model", &r.model);
     }
     if !plan.gates.embedder.is_empty() {

@@ -111,13 +111,16 @@ pub fn check_models(plan: &Plan) -> Result<(), PlanError> {
         }
         Ok(())
     };
-    if let Some((r, at)) = &plan.rephrase {
+    for (r, at) in &plan.rephrase {
         if r.endpoint.is_empty() {
             dir(&r.model, "REPHRASE model").map_err(|m| plan.error_at(*at, m))?;
         }
         if r.provider == wrapflow_operators::engine::Provider::Cuda && !cfg!(feature = "cuda") {
             return Err(plan.error_at(*at, "provider = 'cuda' needs a wrapflow built with `--features cuda`"));
         }
+    }
+    // The gates' models, checked at the first REPHRASE.
+    if let Some((_, at)) = plan.rephrase.first() {
         if !plan.gates.grounding_model.is_empty() {
             dir(&plan.gates.grounding_model, "GATES grounding model").map_err(|m| plan.error_at(*at, m))?;
         }

@@ -29,7 +29,7 @@ pub async fn build(
 ) -> Result<WorkerSession, PlanError> {
     // One partition per worker: the dataflow provides the parallelism. A batch is the unit of
     // backpressure (see `feed::InFlight`): small when every document costs model time.
-    let batch = if plan.rephrase.is_some() { 32 } else { 1024 };
+    let batch = if !plan.rephrase.is_empty() { 32 } else { 1024 };
     let config = SessionConfig::new().with_target_partitions(1).with_batch_size(batch);
     // No limit pushed into filters: a filter that stops at its fetch cannot tell rows its
     // predicate dropped from rows the limit cut, and the manifest counts those apart.

@@ -256,7 +256,7 @@ impl<'a> Part<'a> {
         };
         let ranks = object_ranks(&self.sources, files);
         let pipe = &mut self.pipe;
-        let budget = if self.sh.plan.rephrase.is_some() { InFlight::MODEL } else { InFlight::CORPUS };
+        let budget = if !self.sh.plan.rephrase.is_empty() { InFlight::MODEL } else { InFlight::CORPUS };
         let failure = &self.sh.failure;
         let inputs = Inputs { docs: &mut pipe.docs_in, rejects: &mut pipe.rejects_in, ctx: &pipe.ctx, budget, failure };
         let progress = (rt, &*self.sh.progress);

@@ -1,5 +1,6 @@
-//! The WRAP part of a run: chunks → fan-out → rephrase → gates, with one model session (and one
-//! embedder session) per worker, and a journal of rephrasings for a job that dies.
+//! The WRAP part of a run: chunks → fan-out → rephrase → gates, with one model session per
+//! REPHRASE (and one embedder session) per worker, and a journal of rephrasings for a job that
+//! dies.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,22 +30,31 @@ use crate::plan::stage::{BackendConfig, RephraseSpec};
 
 /// A worker's model sessions.
 pub struct Models {
-    pub backend: SharedBackend,
+    /// One per REPHRASE, in plan order.
+    pub backends: Vec<SharedBackend>,
     pub embedder: Option<Embedder>,
     /// The claim-reading gates' models (`GATES WITH (grounding_model = ..., entailment = ...)`).
     pub checkers: ClaimCheckers,
 }
 
-/// Loads the plan's model (or connects its endpoint) and embedder for one worker (`None` if the
-/// plan does not rephrase); a remote backend sends with `runtime` and counts in `metrics`. With
-/// `threads = 0` each of this process's `workers` gets an equal share of its cores.
+/// Loads the plan's models (or connects their endpoints) and embedder for one worker (`None` if
+/// the plan does not rephrase); a remote backend sends with `runtime` and counts in `metrics`.
+/// With `threads = 0` each of this process's `workers` gets an equal share of its cores (a
+/// worker runs its REPHRASEs' models one after another, never at once).
 pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: usize) -> anyhow::Result<Option<Models>> {
-    let Some((spec, _)) = &plan.rephrase else { return Ok(None) };
-    let mut cfg = spec.backend();
-    if cfg.session.intra_threads == 0 {
-        cfg.session.intra_threads = auto_threads(workers);
-    }
-    let backend = load_backend(&cfg, runtime, metrics)?;
+    let configs: Vec<BackendConfig> = plan
+        .rephrase
+        .iter()
+        .map(|(spec, _)| {
+            let mut cfg = spec.backend();
+            if cfg.session.intra_threads == 0 {
+                cfg.session.intra_threads = auto_threads(workers);
+            }
+            cfg
+        })
+        .collect();
+    let Some(cfg) = configs.first() else { return Ok(None) };
+    let backends = configs.iter().map(|c| load_backend(c, runtime, metrics)).collect::<anyhow::Result<_>>()?;
     let embedder = match plan.gates.embedder.as_str() {
         "" => None,
         dir => Some(
@@ -53,7 +63,7 @@ pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: us
         ),
     };
     let checkers = load_checkers(&plan.gates, &cfg.session)?;
-    Ok(Some(Models { backend, embedder, checkers }))
+    Ok(Some(Models { backends, embedder, checkers }))
 }
 
 /// The backend `cfg` describes: its model in this process, or a connection to its server.
@@ -106,18 +116,34 @@ pub struct Journal {
     pub memo: Rc<RefCell<HashMap<String, Rephrased>>>,
 }
 
+impl Journal {
+    /// The journal of the plan's `index`th REPHRASE: the worker's memo (entries are keyed by
+    /// style name, and each style has one REPHRASE) and files of its own.
+    pub fn for_stage(&self, index: usize) -> Journal {
+        let mut target = self.target.clone();
+        if index > 0 {
+            target.run = format!("{}-r{index}", target.run);
+        }
+        Journal { target, memo: self.memo.clone() }
+    }
+}
+
 /// The journal directory under the output: per plan, so that entries of another plan (another
 /// model, prompt or seed) are never taken for this one's.
 pub fn journal_dir(plan: &Plan) -> String {
     format!("_wrapflow/journal/{}", &plan.hash[..plan.hash.len().min(16)])
 }
 
-fn task_key(t: &StyleTask) -> String {
-    format!("{}\u{0}{}\u{0}{}\u{0}{}", t.chunk.source_file, t.chunk.doc_id, t.chunk.chunk_index, t.style)
+/// A task's journal key: its chunk and its style's name (a task's `style` is a place in its
+/// REPHRASE's list; names are unique across the plan's REPHRASEs, which share the journal).
+fn task_key(styles: &[String], t: &StyleTask) -> String {
+    let style = styles.get(t.style as usize).map_or("", String::as_str);
+    format!("{}\u{0}{}\u{0}{}\u{0}{style}", t.chunk.source_file, t.chunk.doc_id, t.chunk.chunk_index)
 }
 
 /// Attaches fan-out → rephrase (with `backend`, as `spec` says) → gates (the plan's, with the
-/// embedder in `ctx`) to `chunks`; returns the accepted rows and the gate rejects.
+/// embedder in `ctx`) to `chunks` for the styles `spec` writes; returns the accepted rows and
+/// the gate rejects.
 pub fn attach<'s>(
     chunks: StreamVec<'s, u64, Chunk>,
     spec: &RephraseSpec,
@@ -126,25 +152,28 @@ pub fn attach<'s>(
     backend: &SharedBackend,
     journal: Option<Journal>,
 ) -> (StreamVec<'s, u64, Synthetic>, StreamVec<'s, u64, Reject>) {
-    let cfg = spec.config(&plan.gates, &plan.styles);
+    let styles = plan.styles_of(spec);
+    let cfg = spec.config(&plan.gates, &styles);
     let backend_cfg = spec.backend();
     let lineage = backend.borrow().lineage();
     let gates = GateStageConfig {
         gates: plan.gates.clone(),
-        styles: plan.styles.clone(),
+        styles: styles.clone(),
         model: lineage.model,
         weights_hash: lineage.weights_hash,
         generation: serde_json::to_string(&backend_cfg.generation).unwrap_or_default(),
     };
-    let tasks = chunks.fan_out(&FanoutConfig { styles: plan.styles.clone(), seed: spec.seed }, ctx);
+    let names: Rc<[String]> = styles.iter().map(|s| s.name.clone()).collect();
+    let tasks = chunks.fan_out(&FanoutConfig { styles, seed: spec.seed }, ctx);
     let rephrased = match journal {
         Some(j) => {
-            let (reused, fresh) = tasks.answered_by(j.memo, task_key, &ctx.metrics);
+            let keys = names.clone();
+            let (reused, fresh) = tasks.answered_by(j.memo, move |t| task_key(&keys, t), &ctx.metrics);
             let segment = |t: &u64| t >> crate::job::segment::SEGMENT_SHIFT;
             let generated = fresh.rephrase(&cfg, backend, ctx).journal(
                 j.target,
                 &backend_cfg.journal,
-                |x: &Rephrased| task_key(&x.task),
+                move |x: &Rephrased| task_key(&names, &x.task),
                 segment,
             );
             generated.concat(reused)
@@ -154,16 +183,16 @@ pub fn attach<'s>(
     rephrased.gate(&gates, ctx)
 }
 
-/// Rephrases `chunks` in a dataflow of their own on `worker`: fan-out → rephrase (with
-/// `backend`) → gates (with `ctx`'s tokenizer and embedder), as a run does but without journal,
+/// Rephrases `chunks` in a dataflow of their own on `worker`: fan-out → rephrase (each REPHRASE
+/// with its backend of `backends`) → gates (with `ctx`'s tokenizer and embedder), as a run does but without journal,
 /// checkpoints or sinks. Returns the accepted rows and the gate rejects, each ordered by chunk
-/// (as given) and style (as the plan lists them). The caller keeps `backend` and `ctx` for the
+/// (as given) and style (as the plan lists them). The caller keeps `backends` and `ctx` for the
 /// next batch: a model is loaded once and answers batch after batch.
 pub fn rephrase_batch(
     worker: &mut timely::worker::Worker,
     plan: &Plan,
     ctx: &StageContext,
-    backend: &SharedBackend,
+    backends: &[SharedBackend],
     chunks: Vec<Chunk>,
 ) -> anyhow::Result<(Vec<Synthetic>, Vec<Reject>)> {
     let order: HashMap<(String, u32), usize> =
@@ -174,18 +203,22 @@ pub fn rephrase_batch(
     // Requests left in the backend are an earlier batch's that failed for good: their answers
     // would have no task here.
     anyhow::ensure!(
-        backend.borrow().outstanding() == 0,
+        backends.iter().all(|b| b.borrow().outstanding() == 0),
         "the model failed on an earlier batch and holds its requests: load it again"
     );
-    let (spec, _) = plan.rephrase.as_ref().context("the plan does not rephrase (it has no REPHRASE)")?;
+    anyhow::ensure!(!plan.rephrase.is_empty(), "the plan does not rephrase (it has no REPHRASE)");
+    anyhow::ensure!(backends.len() == plan.rephrase.len(), "one backend per REPHRASE of the plan");
     let ctx = StageContext { errors: Default::default(), ..ctx.clone() };
     let rows = Rc::new(RefCell::new((Vec::new(), Vec::new())));
     let (accepted, rejected) = (rows.clone(), rows.clone());
     worker.dataflow::<u64, _, _>(|scope| {
         let chunks = chunks.to_stream(scope).container::<Vec<Chunk>>();
-        let (synthetic, rejects) = attach(chunks, spec, plan, &ctx, backend, None);
-        synthetic.inspect(move |s| accepted.borrow_mut().0.push(s.clone()));
-        rejects.inspect(move |r| rejected.borrow_mut().1.push(r.clone()));
+        for ((spec, _), backend) in plan.rephrase.iter().zip(backends) {
+            let (accepted, rejected) = (accepted.clone(), rejected.clone());
+            let (synthetic, rejects) = attach(chunks.clone(), spec, plan, &ctx, backend, None);
+            synthetic.inspect(move |s| accepted.borrow_mut().0.push(s.clone()));
+            rejects.inspect(move |r| rejected.borrow_mut().1.push(r.clone()));
+        }
     });
     while worker.step() {}
     if let Some(e) = ctx.first_error() {

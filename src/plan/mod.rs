@@ -103,8 +103,10 @@ pub struct Plan {
     /// MinHash near-duplicate dedup, after exact dedup.
     pub neardup: Option<(NearDupConfig, usize)>,
     pub chunk: (ChunkConfig, usize),
-    /// The rephrase stage, its styles (in order) and gates, when the plan rephrases.
-    pub rephrase: Option<(RephraseSpec, usize)>,
+    /// The rephrase stages (`REPHRASE`, each with its model and styles), in plan order; none
+    /// when the plan does not rephrase.
+    pub rephrase: Vec<(RephraseSpec, usize)>,
+    /// Every style the plan rephrases, REPHRASE after REPHRASE: the fan-out's and reports' order.
     pub styles: Vec<Style>,
     pub gates: GateConfig,
     pub sink: (SinkSpec, usize),
@@ -160,9 +162,9 @@ impl Plan {
                     .into(),
             ));
         }
-        let styles = resolve_styles(parts.rephrase.as_ref(), &parts.user_styles).map_err(|(o, m)| err(o, m))?;
+        let styles = resolve_styles(&parts.rephrase, &parts.user_styles).map_err(|(o, m)| err(o, m))?;
         let gates = parts.gates.take().unwrap_or_default();
-        check_settings(&sink, parts.rephrase.as_ref(), &gates).map_err(|(at, m)| err(at, m))?;
+        check_settings(&sink, &parts.rephrase, &gates).map_err(|(at, m)| err(at, m))?;
         Ok(Plan {
             file: file.into(),
             source: source.into(),
@@ -182,6 +184,12 @@ impl Plan {
             mixes: parts.mixes,
             stages: parts.stages,
         })
+    }
+
+    /// The styles one of the plan's REPHRASEs writes, in its order.
+    pub fn styles_of(&self, spec: &RephraseSpec) -> Vec<Style> {
+        let names = spec.style_names();
+        self.styles.iter().filter(|s| names.contains(&s.name)).cloned().collect()
     }
 
     /// The plan's mixtures, checked against the styles it rephrases (loads their tokenizers).
@@ -277,7 +285,7 @@ impl Plan {
 /// Value ranges a plan's stages need, checked before anything runs.
 fn check_settings(
     sink: &(SinkSpec, usize),
-    rephrase: Option<&(RephraseSpec, usize)>,
+    rephrase: &[(RephraseSpec, usize)],
     gates: &GateConfig,
 ) -> Result<(), (usize, String)> {
     let (spec, at) = sink;
@@ -287,7 +295,7 @@ fn check_settings(
     if spec.config.shard_rows == 0 {
         return Err((*at, "SINK: shard_rows must be at least 1".into()));
     }
-    if let Some((r, at)) = rephrase {
+    for (r, at) in rephrase {
         let bad = |m: String| Err((*at, format!("REPHRASE: {m}")));
         if !(r.temperature.is_finite() && r.temperature >= 0.0) {
             return bad(format!("temperature {} must be 0 (greedy) or more", r.temperature));

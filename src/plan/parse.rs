@@ -1,5 +1,5 @@
 //! Reading a plan's statements: parameters first, then each statement into its part of the plan,
-//! then the styles its REPHRASE lists.
+//! then the styles its REPHRASEs list.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,7 +78,7 @@ pub(super) struct Parts {
     pub(super) neardup: Option<(NearDupConfig, usize)>,
     pub(super) chunk: Option<(ChunkConfig, usize)>,
     pub(super) sink: Option<(SinkSpec, usize)>,
-    pub(super) rephrase: Option<(RephraseSpec, usize)>,
+    pub(super) rephrase: Vec<(RephraseSpec, usize)>,
     pub(super) gates: Option<GateConfig>,
     pub(super) mixes: Vec<(String, MixConfig, usize)>,
     pub(super) stages: Vec<(String, serde_json::Value, usize)>,
@@ -116,7 +116,7 @@ impl Parts {
             Stage::Sink { url, config, store, card } => {
                 put(&mut self.sink, (SinkSpec { url, config, store, card }, s), "SINK", s)?
             }
-            Stage::Rephrase(r) => put(&mut self.rephrase, (r, s), "REPHRASE", s)?,
+            Stage::Rephrase(r) => self.rephrase.push((r, s)),
             Stage::Gates(g) => put(&mut self.gates, g, "GATES", s)?,
             Stage::Named { name, options } => self.stages.push((name, options, s)),
             Stage::Mix { name, config } => {
@@ -165,41 +165,53 @@ fn put<T>(slot: &mut Option<T>, value: T, name: &str, at: usize) -> Result<(), S
     }
 }
 
-/// The styles a REPHRASE lists, from the plan's `STYLE` statements or the built-in ones.
+/// The styles the plan's REPHRASEs list, in plan order, from its `STYLE` statements or the
+/// built-in ones. Each style has one REPHRASE (one model writes it), so a row's style names its
+/// model, its journal entry and its place in the mixtures.
 pub(super) fn resolve_styles(
-    rephrase: Option<&(RephraseSpec, usize)>,
+    rephrase: &[(RephraseSpec, usize)],
     user_styles: &BTreeMap<String, (Style, usize)>,
 ) -> Result<Vec<Style>, StageError> {
-    let Some((r, at)) = rephrase else {
+    if rephrase.is_empty() {
         return match user_styles.values().next() {
             Some((_, at)) => Err((*at, "STYLE without a REPHRASE stage that uses it".into())),
             None => Ok(Vec::new()),
         };
-    };
-    if r.model.is_empty() {
-        return Err((
-            *at,
-            "REPHRASE needs a model: REPHRASE WITH (model = 'models/...'), or with endpoint = '...' its served name"
-                .into(),
-        ));
     }
     let mut styles = Vec::new();
-    for name in r.style_names() {
-        let style = match user_styles.get(&name) {
-            Some((st, _)) => st.clone(),
-            None => builtin(&name).ok_or_else(|| {
-                let mut known: Vec<&str> = BUILTIN.to_vec();
-                known.extend(user_styles.keys().map(String::as_str));
-                (*at, format!("unknown style `{name}` (known: {})", known.join(", ")))
-            })?,
-        };
-        if styles.iter().any(|x: &Style| x.name == name) {
-            return Err((*at, format!("style `{name}` is listed twice")));
+    for (r, at) in rephrase {
+        if r.model.is_empty() {
+            return Err((
+                *at,
+                "REPHRASE needs a model: REPHRASE WITH (model = 'models/...'), or with endpoint = '...' its served name"
+                    .into(),
+            ));
         }
-        styles.push(style);
-    }
-    if styles.is_empty() {
-        return Err((*at, "REPHRASE lists no styles".into()));
+        let before = styles.len();
+        for name in r.style_names() {
+            if styles[..before].iter().any(|x: &Style| x.name == name) {
+                return Err((*at, format!("style `{name}` is rephrased by an earlier REPHRASE: each style has one")));
+            }
+            if styles[before..].iter().any(|x: &Style| x.name == name) {
+                return Err((*at, format!("style `{name}` is listed twice")));
+            }
+            styles.push(style(&name, user_styles, *at)?);
+        }
+        if styles.len() == before {
+            return Err((*at, "REPHRASE lists no styles".into()));
+        }
     }
     Ok(styles)
+}
+
+/// The plan's `STYLE name` or the built-in one.
+fn style(name: &str, user_styles: &BTreeMap<String, (Style, usize)>, at: usize) -> Result<Style, StageError> {
+    match user_styles.get(name) {
+        Some((st, _)) => Ok(st.clone()),
+        None => builtin(name).ok_or_else(|| {
+            let mut known: Vec<&str> = BUILTIN.to_vec();
+            known.extend(user_styles.keys().map(String::as_str));
+            (at, format!("unknown style `{name}` (known: {})", known.join(", ")))
+        }),
+    }
 }

@@ -138,7 +138,7 @@ pub struct BackendConfig {
 }
 
 impl RephraseSpec {
-    /// The rephrase stage's settings; `gates` decide retries, `styles` are the plan's.
+    /// The rephrase stage's settings; `gates` decide retries, `styles` are this REPHRASE's.
     pub fn config(&self, gates: &GateConfig, styles: &[Style]) -> RephraseConfig {
         RephraseConfig {
             time_slice_ms: self.time_slice_ms,

@@ -41,6 +41,26 @@ fn errors_name_file_line_and_column() {
 }
 
 #[test]
+fn two_rephrases_each_write_their_own_styles() {
+    let o = sets(&[("output", "o")]);
+    let two = format!(
+        "{PLAN}REPHRASE WITH (model = 'a', styles = 'easy,qa', seed = 3);\nREPHRASE WITH (model = 'b', styles = 'hard', endpoint = 'http://h/v1');\n"
+    );
+    let p = Plan::parse("p.sql", &two, &o).unwrap();
+    let names = |styles: &[Style]| styles.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&p.styles), ["easy", "qa", "hard"], "REPHRASE after REPHRASE");
+    assert_eq!((p.rephrase[0].0.model.as_str(), p.rephrase[1].0.model.as_str()), ("a", "b"));
+    assert_eq!(names(&p.styles_of(&p.rephrase[0].0)), ["easy", "qa"]);
+    assert_eq!(names(&p.styles_of(&p.rephrase[1].0)), ["hard"]);
+    // A style has one model: its rows, journal entries and mixture shares name it.
+    let e = Plan::parse("p.sql", &two.replace("'hard'", "'hard,qa'"), &o).unwrap_err();
+    assert!(e.message.contains("style `qa` is rephrased by an earlier REPHRASE"), "{e}");
+    assert_eq!(e.pos.unwrap().line, 11, "at the second REPHRASE");
+    let e = Plan::parse("p.sql", &two.replace("endpoint = 'http://h/v1'", "temperature = -1"), &o).unwrap_err();
+    assert_eq!((e.pos.unwrap().line, e.message.contains("temperature -1")), (11, true), "{e}");
+}
+
+#[test]
 fn rephrase_styles_resolve_and_errors_point_at_them() {
     let o = sets(&[("output", "o")]);
     let wrap = format!(
@@ -52,7 +72,7 @@ fn rephrase_styles_resolve_and_errors_point_at_them() {
     assert_eq!(p.styles[1].rate, 0.3);
     assert_eq!(p.styles[1].system, builtin("hard").unwrap().system, "a STYLE changes only what it names");
     assert_eq!(p.styles[2].gates.as_deref(), Some(&["length".to_string(), "meaning".to_string()][..]));
-    assert_eq!(p.rephrase.as_ref().unwrap().0.backend().generation.temperature, 0.7);
+    assert_eq!(p.rephrase[0].0.backend().generation.temperature, 0.7);
     assert_eq!(p.gates.min_cosine, 0.5);
     let e = Plan::parse("p.sql", &wrap.replace("easy,hard", "easy,harder"), &o).unwrap_err();
     assert!(e.message.contains("unknown style `harder`") && e.message.contains("tweet"), "{e}");

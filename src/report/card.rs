@@ -231,7 +231,12 @@ fn rephrasing(m: &Manifest) -> String {
         return String::new();
     };
     let mut out = String::from("\n## Rephrasing\n\n");
-    let _ = writeln!(out, "- model: `{}`, weights `{}`", r.model, r.weights_hash);
+    for m in &r.models {
+        let at = m.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+        let _ =
+            writeln!(out, "- model: `{}`{at}, weights `{}`, styles {}", m.model, m.weights_hash, m.styles.join(", "));
+        let _ = writeln!(out, "  - generation: `{}`", m.generation);
+    }
     if let Some(e) = &r.embedder {
         let _ = writeln!(out, "- embedder (meaning gate): `{e}`");
     }
@@ -240,7 +245,6 @@ fn rephrasing(m: &Manifest) -> String {
             let _ = writeln!(out, "- {gate}: `{dir}`");
         }
     }
-    let _ = writeln!(out, "- generation: `{}`", r.generation);
     let _ = writeln!(out, "- style tasks {}, accepted {}, rejected {}\n", r.tasks, r.accepted, r.rejected);
     out += "### Styles and prompts\n\n";
     for s in &r.prompts {

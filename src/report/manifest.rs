@@ -187,13 +187,13 @@ pub struct JobState {
     pub open_mix_shards: Vec<wrapflow_operators::MixShard>,
 }
 
-/// What the rephrase stage did: its model and settings, counts and fidelity per style.
+/// What the rephrase stages did: their models and settings, counts and fidelity per style.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RephraseOut {
-    pub model: String,
-    pub weights_hash: String,
+    /// Each REPHRASE's model, in plan order.
+    #[serde(default)]
+    pub models: Vec<ModelOut>,
     pub embedder: Option<String>,
-    pub generation: serde_json::Value,
     /// Style tasks from the fan-out; `tasks == accepted + rejected`.
     pub tasks: u64,
     pub accepted: u64,
@@ -237,7 +237,7 @@ pub struct RephraseOut {
     /// waits on uploads).
     #[serde(default)]
     pub seconds: BTreeMap<String, f64>,
-    /// The endpoint, for a plan that rephrases on a server (without credentials).
+    /// Requests to inference servers (every REPHRASE with an endpoint together).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteOut>,
     /// The accepted rows (`synthetic/`).
@@ -250,11 +250,26 @@ pub struct RephraseOut {
     pub gates: serde_json::Value,
 }
 
-/// How a remote backend fared: HTTP requests (tries included), retries, latency.
+/// One REPHRASE's model: what wrote its styles' rows (lineage) and how it decoded.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelOut {
+    /// Its directory, or on a server the model's name there.
+    pub model: String,
+    /// On a server: `endpoint:` and its address.
+    pub weights_hash: String,
+    pub generation: serde_json::Value,
+    /// The styles it wrote, in the plan's order.
+    pub styles: Vec<String>,
+    /// On a server: its address (without credentials) and API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// How the remote backends fared: HTTP requests (tries included), retries, latency.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RemoteOut {
-    pub endpoint: String,
-    pub api: String,
     pub requests: u64,
     pub retries: u64,
     pub latency_p50_s: Option<f64>,

@@ -1,4 +1,4 @@
-//! The manifest's `rephrase` section: the model, its decoding settings, tokens, and per-style
+//! The manifest's `rephrase` section: the models, their decoding settings, tokens, and per-style
 //! fidelity, from the workers' reports.
 
 use wrapflow_operators::engine::backend::remote::endpoint_display;
@@ -6,7 +6,7 @@ use wrapflow_operators::state::metrics::MetricSet;
 
 use crate::plan::Plan;
 use crate::report::fidelity::style_stats;
-use crate::report::manifest::{Output, RemoteOut, RephraseOut, StylePrompt};
+use crate::report::manifest::{ModelOut, Output, RemoteOut, RephraseOut, StylePrompt};
 use crate::report::worker::WorkerReport;
 
 /// The section for a plan that rephrases (`None` otherwise); `metrics` is the sum of the
@@ -17,13 +17,12 @@ pub fn merge(
     reports: &[WorkerReport],
     wall_s: f64,
 ) -> anyhow::Result<Option<RephraseOut>> {
-    let Some((spec, _)) = plan.rephrase.as_ref() else { return Ok(None) };
-    let cfg = spec.backend();
+    if plan.rephrase.is_empty() {
+        return Ok(None);
+    }
     let mut out = RephraseOut {
-        // On a server: the model's name there (the endpoint is in `remote`).
-        model: spec.remote().map_or_else(|| cfg.model.clone(), |r| r.model),
+        models: models(plan, reports),
         embedder: (!plan.gates.embedder.is_empty()).then(|| plan.gates.embedder.clone()),
-        generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
         style_order: plan.styles.iter().map(|s| s.name.clone()).collect(),
         prompts: plan.styles.iter().map(prompt).collect(),
         gates: serde_json::to_value(&plan.gates).unwrap_or_default(),
@@ -37,9 +36,6 @@ pub fn merge(
         ..Default::default()
     };
     out.styles = plan.styles.iter().filter_map(|s| Some((s.name.clone(), style_stats(metrics, &s.name)?))).collect();
-    if let Some(r) = reports.iter().find(|r| !r.weights_hash.is_empty()) {
-        out.weights_hash.clone_from(&r.weights_hash);
-    }
     out.tasks = out.styles.values().map(|s| s.tasks).sum();
     out.accepted = out.styles.values().map(|s| s.accepted).sum();
     out.rejected = out.styles.values().map(|s| s.rejected).sum();
@@ -50,6 +46,7 @@ pub fn merge(
         out.accepted,
         out.rejected
     );
+    // Each REPHRASE's fan-out counts every chunk: the mean is the same.
     let real_chunks = metrics.counter("fanout.chunks");
     out.real_fk_grade = (real_chunks > 0).then(|| metrics.sum("fanout.source_fk_grade") / real_chunks as f64);
     out.gen_tok_s = out.generated_tokens as f64 / wall_s.max(1e-9);
@@ -60,11 +57,9 @@ pub fn merge(
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("time.")?.strip_suffix("_s")?.to_string(), *v)))
         .collect();
-    out.remote = spec.remote().map(|r| {
+    out.remote = plan.rephrase.iter().any(|(spec, _)| spec.remote().is_some()).then(|| {
         let latency = metrics.histogram("remote.latency_s");
         RemoteOut {
-            endpoint: endpoint_display(&r.endpoint),
-            api: format!("{:?}", r.api).to_lowercase(),
             requests: metrics.counter("remote.requests"),
             retries: metrics.counter("remote.retries"),
             latency_p50_s: latency.and_then(|h| h.quantile(0.5)),
@@ -80,6 +75,25 @@ pub fn merge(
         shards,
     };
     Ok(Some(out))
+}
+
+/// Each REPHRASE's model, weights (as the workers loaded them) and decoding settings.
+fn models(plan: &Plan, reports: &[WorkerReport]) -> Vec<ModelOut> {
+    let model = |(i, (spec, _)): (usize, &(crate::plan::stage::RephraseSpec, usize))| {
+        let cfg = spec.backend();
+        let remote = spec.remote();
+        let hash = reports.iter().filter_map(|r| r.weights_hashes.get(i)).find(|h| !h.is_empty());
+        ModelOut {
+            // On a server: the model's name there.
+            model: remote.as_ref().map_or_else(|| cfg.model.clone(), |r| r.model.clone()),
+            weights_hash: hash.cloned().unwrap_or_default(),
+            generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
+            styles: plan.styles_of(spec).into_iter().map(|s| s.name).collect(),
+            endpoint: remote.as_ref().map(|r| endpoint_display(&r.endpoint)),
+            api: remote.as_ref().map(|r| format!("{:?}", r.api).to_lowercase()),
+        }
+    };
+    plan.rephrase.iter().enumerate().map(model).collect()
 }
 
 fn prompt(s: &wrapflow_operators::stages::styles::Style) -> StylePrompt {

@@ -97,7 +97,9 @@ pub fn summary(m: &Manifest) -> Table {
 pub fn text(m: &Manifest) -> String {
     let mut out = format!("{}\n", summary(m));
     if let Some(r) = &m.rephrase {
-        out += &format!("rephrasings by style ({}, weights {}):\n", r.model, short(&r.weights_hash));
+        let models: Vec<String> =
+            r.models.iter().map(|m| format!("{}, weights {}", m.model, short(&m.weights_hash))).collect();
+        out += &format!("rephrasings by style ({}):\n", models.join("; "));
         out += &format!("{}\n", crate::report::fidelity::table(&r.styles, &r.style_order, r.real_fk_grade));
     }
     out += &crate::report::mixing::text(&m.mixes);

@@ -25,8 +25,9 @@ pub struct WorkerReport {
     pub shards: Vec<ShardInfo>,
     pub reject_shards: Vec<ShardInfo>,
     pub synthetic_shards: Vec<ShardInfo>,
-    /// Hash of the rephrase model's weights (lineage).
-    pub weights_hash: String,
+    /// Hash of each REPHRASE's model weights, in plan order (lineage; on a server `endpoint:` and its address).
+    #[serde(default)]
+    pub weights_hashes: Vec<String>,
     pub inputs: Vec<InputOut>,
     pub mix: Vec<MixEvent>,
 }

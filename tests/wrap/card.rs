@@ -65,7 +65,7 @@ fn the_dataset_card_loads_with_datasets_and_says_what_made_the_run_and_its_remix
         "# Tiny WRAP".to_string(),
         "Rephrased test documents.".into(),
         m.plan.hash.clone(),
-        r.weights_hash.clone(),
+        r.models[0].weights_hash.clone(),
         "system: Repeat the text.".into(),
         "\"min_cosine\": 0.2".into(),
         "cover p10".into(),
@@ -96,5 +96,5 @@ fn the_dataset_card_loads_with_datasets_and_says_what_made_the_run_and_its_remix
     assert_eq!(got["configs"], serde_json::json!({"mix_one_two": rm["mixes"][0]["rows"]}));
     let card = std::fs::read_to_string(remix.join("README.md")).unwrap();
     assert!(card.contains(&format!("from the rows of the run in `{}`", out.display())), "{card}");
-    assert!(card.contains(rm["mixes_hash"].as_str().unwrap()) && card.contains(&r.weights_hash), "{card}");
+    assert!(card.contains(rm["mixes_hash"].as_str().unwrap()) && card.contains(&r.models[0].weights_hash), "{card}");
 }

@@ -130,10 +130,10 @@ pub struct Env<'a> {
     pub report: &'a Rc<RefCell<WorkerReport>>,
     /// Passed by a time once every sink has finished it.
     pub probe: &'a ProbeHandle<u64>,
-    /// The rephrasing backend, when the plan rephrases.
-    pub backend: Option<&'a SharedBackend>,
-    /// The rephrase journal, taken by the rephrase step.
-    pub journal: RefCell<Option<Journal>>,
+    /// The rephrasing backends, one per REPHRASE (none when the plan does not rephrase).
+    pub backends: &'a [SharedBackend],
+    /// The rephrase journal, when the plan rephrases.
+    pub journal: Option<Journal>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! **Rephrase** (`STYLE`, `REPHRASE`, `GATES`): chunks → fan-out to the styles → rephrase with the
-//! worker's backend → gates; accepted rows and gate rejects out (see [`crate::job::wrap`]).
+//! worker's backend → gates; accepted rows and gate rejects out (see [`crate::job::wrap`]). A
+//! step per REPHRASE, each with its own backend and styles.
 
 use timely::dataflow::operators::Concat;
 use wrapflow_operators::stages::gates::GateConfig;
@@ -12,15 +13,20 @@ use crate::plan::stage::RephraseSpec;
 struct Rephrase<'p> {
     plan: &'p Plan,
     spec: &'p RephraseSpec,
+    /// Which of the plan's REPHRASEs: its backend in the worker's models.
+    index: usize,
 }
 
-pub fn steps(plan: &Plan) -> Vec<Box<dyn Step + '_>> {
-    plan.rephrase.iter().map(|(spec, _)| Box::new(Rephrase { plan, spec }) as Box<dyn Step>).collect()
+pub fn steps<'p>(plan: &'p Plan) -> Vec<Box<dyn Step + 'p>> {
+    let step = |(index, (spec, _)): (usize, &'p (RephraseSpec, usize))| {
+        Box::new(Rephrase { plan, spec, index }) as Box<dyn Step + 'p>
+    };
+    plan.rephrase.iter().enumerate().map(step).collect()
 }
 
 impl Step for Rephrase<'_> {
     fn describe(&self) -> Vec<Line> {
-        let (r, styles) = (self.spec, &self.plan.styles);
+        let (r, styles) = (self.spec, &self.plan.styles_of(self.spec));
         let (model, batch) = match r.remote() {
             Some(c) => (
                 format!(
@@ -42,15 +48,18 @@ impl Step for Rephrase<'_> {
                     r.temperature, r.no_repeat_ngram, r.retries, r.seed
                 ),
             ),
-            Line::new("gates", gates(&self.plan.gates)),
         ]
+        .into_iter()
+        // One GATES serves every REPHRASE: shown after the last.
+        .chain((self.index + 1 == self.plan.rephrase.len()).then(|| Line::new("gates", gates(&self.plan.gates))))
+        .collect()
     }
 
     fn build<'s>(&self, flow: &mut Flow<'s>, env: &Env<'_>) {
-        let Some(backend) = env.backend else {
+        let Some(backend) = env.backends.get(self.index) else {
             return env.ctx.fail("the plan rephrases but the worker has no model");
         };
-        let journal = env.journal.borrow_mut().take();
+        let journal = env.journal.as_ref().map(|j| j.for_stage(self.index));
         let (synthetic, rejects) =
             crate::job::wrap::attach(flow.chunks(), self.spec, self.plan, env.ctx, backend, journal);
         // Beside any rows an earlier step gave.

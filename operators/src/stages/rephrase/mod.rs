@@ -133,7 +133,8 @@ pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
     /// context's embedder, retries also answer again what the meaning gate would reject. When the
     /// backend fails for good the run fails (nothing is emitted for the tasks left).
     /// Counts `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every
-    /// attempt's), `rephrase.retries`, the maximum `rephrase.max_queued` and the gauge `rephrase.queued`.
+    /// attempt's), `rephrase.retries`, the gauge `rephrase.queued` (prompts waiting, the worker's
+    /// rephrase stages together) and its maximum `rephrase.max_queued`.
     fn rephrase(self, cfg: &RephraseConfig, backend: &SharedBackend, ctx: &StageContext) -> Answers<'scope, T>;
 }
 
@@ -160,7 +161,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
         let (metrics, ctx) = (ctx.metrics.clone(), ctx.clone());
         self.unary_frontier(Pipeline, "Rephrase", move |_cap, info| {
             let activator = scope.activator_for(info.address);
-            let mut dead = false;
+            let (mut dead, mut reported) = (false, 0);
             move |(input, _frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else { return };
@@ -186,7 +187,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
                     }
                 }
                 for (time, r) in work.ready.drain(..) {
-                    count(&metrics, &r);
+                    count(&metrics, &r, &mut reported);
                     let entry = work.held.get_mut(&time).expect("a capability is held for every outstanding task");
                     output.session(&entry.0).give(r);
                     crate::state::checkpoint::failpoint("rephrase");
@@ -327,7 +328,8 @@ impl<T: Timestamp + TotalOrder> Work<T> {
     }
 }
 
-fn count(metrics: &Metrics, r: &Rephrased) {
+/// Counts an answer; `reported` is this stage's share of the worker's queue gauge.
+fn count(metrics: &Metrics, r: &Rephrased, reported: &mut u64) {
     metrics.update(|m| {
         for (name, n) in [
             ("rephrase.answers", 1),
@@ -337,9 +339,13 @@ fn count(metrics: &Metrics, r: &Rephrased) {
         ] {
             *m.counters.entry(name.into()).or_default() += n;
         }
+        // A worker's rephrase stages share the gauge: each adds the change of its own queue.
+        let g = m.gauges.entry("rephrase.queued".into()).or_default();
+        *g = (*g + r.queued as u64).saturating_sub(*reported);
+        *reported = r.queued as u64;
+        let queued = *g;
         let q = m.maxima.entry("rephrase.max_queued".into()).or_default();
-        *q = (*q).max(r.queued as u64);
-        m.gauges.insert("rephrase.queued".into(), r.queued as u64);
+        *q = (*q).max(queued);
     });
 }
 
