@@ -29,7 +29,12 @@ fn two_rephrase_stages_in_one_plan_write_their_styles_as_each_would_alone() {
         "REPHRASE WITH (model = '{}', styles = 'echo,hard', batch_size = 4, seed = 3, temperature = 0.8, top_k = 20);",
         s.model.display()
     );
-    let other = format!("REPHRASE WITH (model = '{}', styles = 'qa', batch_size = 2, seed = 5);", second.display());
+    // `again` keeps only the empty-output gate, as echo does: the random model's rows pass it.
+    let other = format!(
+        "STYLE again WITH (system = 'Say it again.', user = '<text>\n{{chunk}}\n</text>', max_new_tokens = 10, gates = 'empty');\n\
+         REPHRASE WITH (model = '{}', styles = 'again,qa', batch_size = 2, seed = 5);",
+        second.display()
+    );
     let base = plan(&s);
     let line = base.lines().find(|l| l.starts_with("REPHRASE")).unwrap();
     // MIX wrap takes echo rows: the plan without echo mixes only what it has.
@@ -52,7 +57,7 @@ fn two_rephrase_stages_in_one_plan_write_their_styles_as_each_would_alone() {
     assert_ne!(wa, wb);
     for ((_, _, style), (_, _, hash, settings)) in &both {
         let settings: Value = serde_json::from_str(settings).unwrap();
-        let want = if style == "qa" { (&wb, 5) } else { (&wa, 3) };
+        let want = if style == "again" || style == "qa" { (&wb, 5) } else { (&wa, 3) };
         assert_eq!((hash, settings["seed"].as_u64().unwrap()), want, "style {style}");
     }
 
@@ -60,8 +65,8 @@ fn two_rephrase_stages_in_one_plan_write_their_styles_as_each_would_alone() {
     let models: Vec<(&str, &str, Vec<String>)> =
         r.models.iter().map(|m| (m.model.as_str(), m.weights_hash.as_str(), m.styles.clone())).collect();
     let a = (s.model.to_str().unwrap(), wa.as_str(), vec!["echo".to_string(), "hard".into()]);
-    assert_eq!(models, [a, (second.to_str().unwrap(), wb.as_str(), vec!["qa".to_string()])]);
-    assert_eq!(r.style_order, ["echo", "hard", "qa"]);
+    assert_eq!(models, [a, (second.to_str().unwrap(), wb.as_str(), vec!["again".to_string(), "qa".into()])]);
+    assert_eq!(r.style_order, ["echo", "hard", "again", "qa"]);
     assert_eq!(
         (r.tasks, r.accepted, r.rejected),
         (ra.tasks + rb.tasks, ra.accepted + rb.accepted, ra.rejected + rb.rejected)
