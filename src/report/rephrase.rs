@@ -81,16 +81,16 @@ pub fn merge(
 fn models(plan: &Plan, reports: &[WorkerReport]) -> Vec<ModelOut> {
     let model = |(i, (spec, _)): (usize, &(crate::plan::stage::RephraseSpec, usize))| {
         let cfg = spec.backend();
-        let remote = spec.remote();
+        let remote = cfg.remote.as_ref();
         let hash = reports.iter().filter_map(|r| r.weights_hashes.get(i)).find(|h| !h.is_empty());
         ModelOut {
             // On a server: the model's name there.
-            model: remote.as_ref().map_or_else(|| cfg.model.clone(), |r| r.model.clone()),
+            model: remote.map_or_else(|| cfg.model.clone(), |r| r.model.clone()),
             weights_hash: hash.cloned().unwrap_or_default(),
             generation: serde_json::to_value(&cfg.generation).unwrap_or_default(),
             styles: plan.styles_of(spec).into_iter().map(|s| s.name).collect(),
-            endpoint: remote.as_ref().map(|r| endpoint_display(&r.endpoint)),
-            api: remote.as_ref().map(|r| format!("{:?}", r.api).to_lowercase()),
+            endpoint: remote.map(|r| endpoint_display(&r.endpoint)),
+            api: remote.map(|r| format!("{:?}", r.api).to_lowercase()),
         }
     };
     plan.rephrase.iter().enumerate().map(model).collect()
