@@ -66,7 +66,7 @@ pub(crate) struct Pipeline {
 }
 
 /// Builds the main dataflow: the plan's pipeline ([`crate::job::pipeline`]), step after step;
-/// the rephrase step's backend and journal when `models` is set.
+/// the rephrase steps' backends (one per REPHRASE) and journal when `models` is set.
 pub(crate) fn pipeline(
     worker: &mut timely::worker::Worker,
     sh: &Shared,

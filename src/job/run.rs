@@ -345,7 +345,8 @@ fn committed_manifest(rt: &tokio::runtime::Runtime, output: &Location) -> anyhow
         Err(e) => Err(anyhow!("reading {}/manifest.json: {e}", output.url)),
         Ok(got) => {
             let bytes = rt.block_on(got.bytes())?;
-            Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("decoding {}/manifest.json", output.url))?))
+            let m = crate::report::manifest::from_json(&bytes);
+            Ok(Some(m.with_context(|| format!("decoding {}/manifest.json", output.url))?))
         }
     }
 }

@@ -140,7 +140,11 @@ impl<'a> Part<'a> {
         if let Some(res) = &sh.resume {
             let idx =
                 res.indexes.get(index).ok_or_else(|| format!("the checkpoint has no state for worker {index}"))?;
-            *pipe.report.borrow_mut() = idx.report.clone();
+            // The models loaded now answer from here on: their hashes, not the checkpoint's
+            // (which a checkpoint of an earlier version lacks).
+            let hashes = std::mem::take(&mut pipe.report.borrow_mut().weights_hashes);
+            *pipe.report.borrow_mut() =
+                crate::report::worker::WorkerReport { weights_hashes: hashes, ..idx.report.clone() };
             pipe.ctx.metrics.restore(std::mem::take(&mut pipe.report.borrow_mut().metrics));
             chains = idx.chains.clone();
             sh.runtime.block_on(load_states(sh, states, &chains)).map_err(|e| format!("worker {index}: {e:#}"))?;

@@ -42,19 +42,21 @@ pub struct Models {
 /// With `threads = 0` each of this process's `workers` gets an equal share of its cores (a
 /// worker runs its REPHRASEs' models one after another, never at once).
 pub fn load_models(plan: &Plan, runtime: &Handle, metrics: &Metrics, workers: usize) -> anyhow::Result<Option<Models>> {
-    let configs: Vec<BackendConfig> = plan
+    let config = |spec: &RephraseSpec| {
+        let mut cfg = spec.backend();
+        if cfg.session.intra_threads == 0 {
+            cfg.session.intra_threads = auto_threads(workers);
+        }
+        cfg
+    };
+    let Some((first, _)) = plan.rephrase.first() else { return Ok(None) };
+    let backends = plan
         .rephrase
         .iter()
-        .map(|(spec, _)| {
-            let mut cfg = spec.backend();
-            if cfg.session.intra_threads == 0 {
-                cfg.session.intra_threads = auto_threads(workers);
-            }
-            cfg
-        })
-        .collect();
-    let Some(cfg) = configs.first() else { return Ok(None) };
-    let backends = configs.iter().map(|c| load_backend(c, runtime, metrics)).collect::<anyhow::Result<_>>()?;
+        .map(|(spec, _)| load_backend(&config(spec), runtime, metrics))
+        .collect::<anyhow::Result<_>>()?;
+    // The gates' models run with the first REPHRASE's session settings.
+    let cfg = config(first);
     let embedder = match plan.gates.embedder.as_str() {
         "" => None,
         dir => Some(

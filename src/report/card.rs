@@ -6,7 +6,7 @@
 //! for each Parquet or JSON Lines mixture), each with the exact shard files of the committed
 //! manifest (never a glob: a dead run's uncommitted shards are not data), the licence, pretty name
 //! and languages from the plan's SINK options, and a size category. Below it: the plan and its
-//! hash, the model and weights hash, the styles and their prompts, the gates and thresholds, the
+//! hash, each model with its weights hash, the styles and their prompts, the gates and thresholds, the
 //! counts with reasons, the fidelity table, the mixtures' achieved ratios and the sources. The
 //! card is written with each manifest, so a resumed run's card describes the resumed output; a
 //! remix's card lists its own mixtures and the run its rows come from. Everything it says comes

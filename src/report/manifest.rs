@@ -136,6 +136,35 @@ pub struct Changed {
     pub now: FileStamp,
 }
 
+/// A manifest from its JSON, also one written before a plan could hold several REPHRASEs (its
+/// one model's fields in `rephrase`, that model's server in `rephrase.remote`).
+pub fn from_json(bytes: &[u8]) -> serde_json::Result<Manifest> {
+    let mut m: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(r) = m.get_mut("rephrase").and_then(serde_json::Value::as_object_mut) {
+        one_model(r);
+    }
+    serde_json::from_value(m)
+}
+
+/// Moves the one model of an earlier manifest's `rephrase` section into `models`.
+fn one_model(r: &mut serde_json::Map<String, serde_json::Value>) {
+    if r.contains_key("models") {
+        return;
+    }
+    let Some(model) = r.remove("model") else { return };
+    let remote = r.get_mut("remote").and_then(serde_json::Value::as_object_mut);
+    let (endpoint, api) = remote.map_or((None, None), |x| (x.remove("endpoint"), x.remove("api")));
+    let one = serde_json::json!({
+        "model": model,
+        "weights_hash": r.remove("weights_hash").unwrap_or_else(|| "".into()),
+        "generation": r.remove("generation"),
+        "styles": r.get("style_order").cloned().unwrap_or_else(|| serde_json::json!([])),
+        "endpoint": endpoint,
+        "api": api,
+    });
+    r.insert("models".into(), serde_json::json!([one]));
+}
+
 /// The whole manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
@@ -219,8 +248,8 @@ pub struct RephraseOut {
     /// Rephrasings taken from the journal after a crash instead of being generated again.
     #[serde(default)]
     pub journal_reused: u64,
-    /// Most prompts waiting in one worker's rephrase operator: bounded by backpressure on the
-    /// source, not by the corpus size.
+    /// Most prompts waiting in one worker's rephrase operators together: bounded by
+    /// backpressure on the source, not by the corpus size.
     #[serde(default)]
     pub max_queued_per_worker: u64,
     /// Generated tokens per second of wall time, all workers together.
@@ -285,4 +314,32 @@ pub fn versions() -> BTreeMap<String, String> {
         .collect();
     v.insert("wrapflow".into(), env!("CARGO_PKG_VERSION").into());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_earlier_manifests_one_model_is_read_into_models() {
+        let mut r =
+            serde_json::to_value(RephraseOut { style_order: vec!["easy".into()], ..Default::default() }).unwrap();
+        let old = r.as_object_mut().unwrap();
+        old.remove("models");
+        old.insert("model".into(), "m@h:1".into());
+        old.insert("weights_hash".into(), "endpoint:http://h:1/v1".into());
+        old.insert("generation".into(), serde_json::json!({"seed": 3}));
+        old.insert(
+            "remote".into(),
+            serde_json::json!({"endpoint": "http://h:1/v1", "api": "chat", "requests": 2, "retries": 0}),
+        );
+        one_model(old);
+        let r: RephraseOut = serde_json::from_value(r).unwrap();
+        let m = &r.models[..];
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].model.as_str(), m[0].weights_hash.as_str()), ("m@h:1", "endpoint:http://h:1/v1"));
+        assert_eq!((m[0].generation["seed"].as_u64(), &m[0].styles[..]), (Some(3), &["easy".to_string()][..]));
+        assert_eq!((m[0].endpoint.as_deref(), m[0].api.as_deref()), (Some("http://h:1/v1"), Some("chat")));
+        assert_eq!(r.remote.map(|x| x.requests), Some(2));
+    }
 }

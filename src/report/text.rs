@@ -18,7 +18,7 @@ pub fn load(output: &str) -> anyhow::Result<Manifest> {
     let bytes = rt
         .block_on(async { loc.store.get(&loc.child("manifest.json")).await?.bytes().await })
         .map_err(|e| anyhow::anyhow!("reading {}/manifest.json: {e}", loc.url))?;
-    serde_json::from_slice(&bytes)
+    crate::report::manifest::from_json(&bytes)
         .with_context(|| format!("{}/manifest.json is not a valid wrapflow manifest", loc.url))
 }
 
