@@ -30,6 +30,7 @@ PARAM batch      DEFAULT 32;                                 -- sequences decode
 PARAM endpoint   DEFAULT '';                                 -- an OpenAI-compatible server to rephrase on
 PARAM served     DEFAULT 'smollm2-135m-instruct';            -- the model's name there
 PARAM concurrency DEFAULT 64;                                -- its requests in flight per worker
+PARAM context_weight DEFAULT 0;                              -- context-aware decoding's weight (0: off; plans/README.md)
 PARAM coverage   DEFAULT 0.6;                                -- least share of a claim's words in its source evidence
 PARAM grounding_model DEFAULT '';                            -- a model for the lm gate (e.g. ${model}); off when empty
 PARAM max_unsupported_share DEFAULT 0;                       -- the lm gate's largest share of a claim's unsupported tokens
@@ -69,7 +70,7 @@ CHUNK WITH (max_tokens = ${max_tokens});
 STYLE qa WITH (retries = ${qa_retries});
 REPHRASE WITH (model = '${model}', endpoint = '${endpoint}', served = '${served}', concurrency = ${concurrency},
                styles = '${styles}', seed = ${seed}, batch_size = ${batch}, threads = ${threads},
-               no_repeat_ngram = 6,
+               no_repeat_ngram = 6, context_weight = ${context_weight},
                retries = ${retries}, retry_temperature = 0.7);
 -- Meaning: a rewrite's MiniLM cosine to its chunk must reach 0.75 (qa sets its own 0.70: Q&As
 -- reword more); with retries, an answer below it is asked for again. Coverage: each claim's

@@ -62,6 +62,9 @@ pub struct RephraseSpec {
     pub constrain_vocabulary: bool,
     /// A retry continues the best answer up to the sentence its gate flagged.
     pub resume_retries: bool,
+    /// Context-aware decoding in process: the weight of the logits without the chunk that are
+    /// subtracted from the logits with it (0: off; each prompt is decoded twice).
+    pub context_weight: f32,
     /// Constrained decoding: no copying of the worked examples' token n-grams that the chunk
     /// lacks (styles with the leak gate on).
     pub constrain_leaks: bool,
@@ -112,6 +115,7 @@ impl Default for RephraseSpec {
             constrain_names: stage.constrain_names,
             constrain_vocabulary: stage.constrain_vocabulary,
             resume_retries: stage.resume_retries,
+            context_weight: stage.context_weight,
             constrain_leaks: stage.constrain_leaks,
             constrain_format: stage.constrain_format,
             prefix_cache_mb: generation.prefix_cache_mb,
@@ -149,6 +153,7 @@ impl RephraseSpec {
             constrain_names: self.constrain_names,
             constrain_vocabulary: self.constrain_vocabulary,
             resume_retries: self.resume_retries,
+            context_weight: self.context_weight,
             constrain_leaks: self.constrain_leaks,
             constrain_format: self.constrain_format,
             styles: styles.to_vec(),

@@ -43,6 +43,13 @@ impl Backend for LocalBackend {
     fn submit(&mut self, r: Request) -> anyhow::Result<usize> {
         let text = render(&self.dec, &r)?;
         let ids = self.dec.encode_prompt(&text)?;
+        let contrast = match &r.contrast {
+            Some(c) if c.weight > 0.0 => {
+                let without = Request { messages: c.messages.clone(), plain: c.plain.clone(), ..Default::default() };
+                self.dec.encode_prompt(&(render(&self.dec, &without)? + &r.prefix))?
+            }
+            _ => vec![],
+        };
         let i = self.batcher.push(Prompt {
             id: String::new(),
             ids,
@@ -58,6 +65,8 @@ impl Backend for LocalBackend {
                 .filter(|g| !g.is_empty()),
             qa_format: r.qa_format,
             continues: r.prefix,
+            contrast,
+            context_weight: r.contrast.as_ref().map_or(0.0, |c| c.weight),
             ..Default::default()
         });
         self.open.insert(i);

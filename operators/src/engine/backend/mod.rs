@@ -49,6 +49,18 @@ pub struct Request {
     pub qa_format: bool,
     /// The text the guards are built from (the chunk).
     pub source: String,
+    /// Context-aware decoding (in process, see [`crate::engine::decode::contrast`]): the same
+    /// request without its source, whose logits are subtracted at this weight.
+    pub contrast: Option<Contrast>,
+}
+
+/// A [`Request`]'s contrast: its chat turns and plain text with the source left out (the answer
+/// prefix is the request's), and the weight of their logits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Contrast {
+    pub messages: serde_json::Value,
+    pub plain: String,
+    pub weight: f32,
 }
 
 /// A backend's answer to one [`Request`]: the text after the request's prefix.

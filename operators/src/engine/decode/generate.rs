@@ -13,6 +13,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::decode::contrast::advance_all;
 use crate::engine::decode::decoder::Decoder;
 use crate::engine::decode::kv::Kv;
 pub use crate::engine::decode::prompt::{Completion, Finish, GenerationConfig, Prompt, SoftStop};
@@ -133,7 +134,7 @@ impl Batcher {
 
     /// Prompts queued or being decoded.
     pub fn outstanding(&self) -> usize {
-        self.pending.len() + self.rows.len()
+        self.pending.len() + self.rows.iter().filter(|r| !r.shadow).count()
     }
 
     pub fn is_idle(&self) -> bool {
@@ -143,7 +144,7 @@ impl Batcher {
     /// The sequences being decoded: their index and the tokens generated so far (a server
     /// streams them).
     pub fn live(&self) -> impl Iterator<Item = (usize, &[u32])> {
-        self.rows.iter().map(|r| (r.index, r.generated.as_slice()))
+        self.rows.iter().filter(|r| !r.shadow).map(|r| (r.index, r.generated.as_slice()))
     }
 
     /// One round: join waiting prompts into free slots, emit finished rows, decode one token.
@@ -165,10 +166,12 @@ impl Batcher {
         Ok(())
     }
 
-    /// Waiting prompts for the free slots; an empty prompt is answered at once.
+    /// Waiting prompts for the free slots (a prompt with a contrast takes two); an empty prompt
+    /// is answered at once.
     fn take_fresh(&mut self, done: &mut impl FnMut(Completion)) -> Vec<(usize, Prompt)> {
         let mut fresh = Vec::new();
-        while self.rows.len() + fresh.len() < self.cfg.batch_size.max(1) {
+        let mut taken = self.rows.len();
+        while taken < self.cfg.batch_size.max(1) {
             match self.pending.pop_front() {
                 Some((i, p)) if p.ids.is_empty() => done(Completion {
                     id: p.id,
@@ -180,39 +183,55 @@ impl Batcher {
                     guarded: 0,
                     names_guarded: 0,
                 }),
-                Some(p) => fresh.push(p),
+                Some(p) => {
+                    taken += 1 + usize::from(contrasted(&p.1));
+                    fresh.push(p)
+                }
                 None => break,
             }
         }
         fresh
     }
 
-    /// Prefills `fresh` prompts into new rows, each with its first token.
+    /// Prefills `fresh` prompts into new rows (with their shadows), each with its first token.
     fn join(&mut self, dec: &mut Decoder, fresh: Vec<(usize, Prompt)>) -> anyhow::Result<()> {
         let kv = self.kv.as_mut().expect("step creates the cache");
         let t0 = Instant::now();
+        // A shadow is a prompt of its own, marked by having no contrast of its own to take.
+        let mut fresh: Vec<(usize, Prompt, bool)> = fresh
+            .into_iter()
+            .flat_map(|(i, mut p)| {
+                let contrast = if contrasted(&p) { std::mem::take(&mut p.contrast) } else { vec![] };
+                let shadow = (!contrast.is_empty()).then(|| (i, Prompt { ids: contrast, ..Default::default() }, true));
+                std::iter::once((i, p, false)).chain(shadow)
+            })
+            .collect();
         let n = fresh.len();
         let cached: Vec<usize> = self.rows.iter().map(|r| r.cached).collect();
         // Prompts with a cached prefix last, grouped by the tokens left to run (`Kv::prefill`).
-        let mut fresh: Vec<_> = fresh.into_iter().map(|(i, p)| (kv.lookup(&p.ids), i, p)).collect();
-        fresh.sort_by_key(|(found, _, p)| {
+        let mut fresh: Vec<_> = fresh.drain(..).map(|(i, p, shadow)| (kv.lookup(&p.ids), i, p, shadow)).collect();
+        fresh.sort_by_key(|(found, _, p, _)| {
             let reused = found.map_or(0, |(_, m)| m);
             (reused > 0, p.ids.len() - reused)
         });
-        let found: Vec<_> = fresh.iter().map(|(found, _, _)| *found).collect();
-        let prompts: Vec<&[u32]> = fresh.iter().map(|(_, _, p)| p.ids.as_slice()).collect();
+        let found: Vec<_> = fresh.iter().map(|(found, ..)| *found).collect();
+        let prompts: Vec<&[u32]> = fresh.iter().map(|(_, _, p, _)| p.ids.as_slice()).collect();
         let (mut logits, reused) = kv.prefill(dec, &cached, &prompts, &found)?;
         self.timing.reused_tokens += reused as u64;
         self.timing.prefill_tokens += prompts.iter().map(|p| p.len() as u64).sum::<u64>() - reused as u64;
         self.timing.prefill_s += t0.elapsed().as_secs_f64();
-        let v = logits.len() / n;
-        for (j, (_, index, p)) in fresh.into_iter().enumerate() {
+        debug_assert_eq!(logits.len() % n, 0);
+        let start = self.rows.len();
+        for (_, index, p, shadow) in fresh {
+            if shadow {
+                self.rows.push(Row::shadow(index, p.ids, &self.cfg));
+                continue;
+            }
             let qa =
                 p.qa_format.then(|| self.qa.get_or_insert_with(|| Arc::new(QaFormat::new(&dec.tokenizer))).clone());
-            let mut row = Row::new(index, p, &self.cfg, qa);
-            row.advance(dec, &mut logits[j * v..(j + 1) * v], &self.cfg);
-            self.rows.push(row);
+            self.rows.push(Row::new(index, p, &self.cfg, qa));
         }
+        advance_all(&mut self.rows[start..], dec, &mut logits, &self.cfg);
         Ok(())
     }
 
@@ -226,7 +245,9 @@ impl Batcher {
         for r in slots.iter_mut().filter(|r| r.as_ref().is_some_and(|r| r.done.is_some())) {
             let r = r.take().expect("a finished row");
             let finish = r.done.expect("finished");
-            done(r.completion(dec, finish, &self.cfg));
+            if !r.shadow {
+                done(r.completion(dec, finish, &self.cfg));
+            }
         }
         self.rows.extend(order.into_iter().map(|i| slots[i].take().expect("a kept row")));
         Ok(())
@@ -240,15 +261,18 @@ impl Batcher {
         let last: Vec<u32> = rows.iter().map(|r| *r.generated.last().expect("a live row has a token")).collect();
         let cached: Vec<usize> = rows.iter().map(|r| r.cached).collect();
         let mut logits = kv.step(dec, &last, &cached)?;
-        let v = logits.len() / rows.len();
         let t1 = Instant::now();
-        for (j, r) in rows.iter_mut().enumerate() {
-            r.cached += 1;
-            r.advance(dec, &mut logits[j * v..(j + 1) * v], &self.cfg);
-        }
+        rows.iter_mut().for_each(|r| r.cached += 1);
+        advance_all(rows, dec, &mut logits, &self.cfg);
         self.timing.select_s += t1.elapsed().as_secs_f64();
-        self.timing.decode_tokens += rows.len() as u64;
+        // Generated tokens: a shadow's step is model time, not a token of an answer.
+        self.timing.decode_tokens += rows.iter().filter(|r| !r.shadow).count() as u64;
         self.timing.decode_s += t0.elapsed().as_secs_f64();
         Ok(())
     }
+}
+
+/// Whether `p` is decoded against its contrast (context-aware decoding).
+fn contrasted(p: &Prompt) -> bool {
+    !p.contrast.is_empty() && p.context_weight > 0.0
 }

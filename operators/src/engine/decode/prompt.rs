@@ -89,6 +89,11 @@ pub struct Prompt {
     pub continues: String,
     /// Stop strings of this prompt, besides `GenerationConfig::stop`.
     pub stop: Vec<String>,
+    /// Context-aware decoding: the same prompt without its source (empty: off), whose logits,
+    /// weighted by `context_weight`, are subtracted from this prompt's at every step (see
+    /// [`contrast`](super::contrast)).
+    pub contrast: Vec<u32>,
+    pub context_weight: f32,
 }
 
 /// See [`Prompt::soft_stop`].

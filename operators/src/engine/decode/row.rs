@@ -45,6 +45,11 @@ pub(super) struct Row {
     guarded: u32,
     names_guarded: u32,
     stop: Vec<String>,
+    /// A shadow row (see [`contrast`](super::contrast)): its row's prompt without the source,
+    /// fed its row's tokens; it chooses nothing and is never handed back.
+    pub shadow: bool,
+    /// The weight of this row's shadow's logits (context-aware decoding; 0 without a shadow).
+    pub context_weight: f32,
 }
 
 impl Row {
@@ -78,7 +83,14 @@ impl Row {
             guarded: 0,
             names_guarded: 0,
             stop: p.stop,
+            shadow: false,
+            context_weight: p.context_weight,
         }
+    }
+
+    /// The shadow of prompt `index`: `ids`, the prompt without its source.
+    pub fn shadow(index: usize, ids: Vec<u32>, cfg: &GenerationConfig) -> Row {
+        Row { shadow: true, context_weight: 0.0, ..Row::new(index, Prompt { ids, ..Default::default() }, cfg, None) }
     }
 
     /// Chooses the next token from `logits` (modified in place) and appends it.

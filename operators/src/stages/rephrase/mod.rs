@@ -31,6 +31,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::engine::backend::Contrast;
 use crate::engine::backend::local::render;
 use crate::engine::{Answer, Decoder, Finish, NameGuard, NumberGuard, Request, SharedBackend, SoftStop, Timing};
 use crate::stages::context::{SharedEmbedder, StageContext};
@@ -75,6 +76,11 @@ pub struct RephraseConfig {
     /// A retry keeps the best answer up to the sentence its gate flagged and continues from
     /// there (not for Q&A styles, whose trimming keeps their leading pairs instead).
     pub resume_retries: bool,
+    /// Context-aware decoding (in process): every step weighs the model's logits against its
+    /// logits for the same prompt without the chunk, `(1 + w)·with − w·without`, favouring what
+    /// the chunk says over what the model would write anyway (see
+    /// [`crate::engine::decode::contrast`]). 0: off. It decodes each prompt twice.
+    pub context_weight: f32,
     /// The styles that tasks index into (the plan's `STYLE` statements, not an option).
     #[serde(skip)]
     pub styles: Vec<Style>,
@@ -93,6 +99,7 @@ impl Default for RephraseConfig {
             constrain_leaks: true,
             constrain_format: true,
             resume_retries: true,
+            context_weight: 0.0,
             styles: Vec::new(),
         }
     }
@@ -396,6 +403,11 @@ fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseCon
             vec![]
         },
         source: chunk.clone(),
+        contrast: (cfg.context_weight > 0.0).then(|| Contrast {
+            messages: style.messages(""),
+            plain: plain_text(style, ""),
+            weight: cfg.context_weight,
+        }),
     }
 }
 
