@@ -5,6 +5,7 @@ outputs, labelled blind once each.
 usage:
   python3 benchmarks/yardstick/runs.py make OUT_DIR RUN_DIR... [--labels PART_DIR...]
   python3 benchmarks/yardstick/runs.py score OUT_DIR RUN_DIR...
+  python3 benchmarks/yardstick/runs.py score OUT_DIR          # from what `make` kept in OUT_DIR
 
 `make` gathers every accepted row of the runs with its source chunk, keeps one copy of each
 distinct (source, rewrite), takes the label of a pair that a yardstick part already has word for
@@ -12,6 +13,8 @@ word (its pairs.jsonl and labels.jsonl: read blind before), and writes the rest,
 new ids, to OUT_DIR/blind.jsonl for readers who see only those pairs and GUIDE.md
 (OUT_DIR/key.jsonl maps the ids back; readers' labels go to OUT_DIR/labels.jsonl). `score`
 prints per run: tasks, accepted rows, and their faithful / minor / unfaithful shares per style.
+`make` also keeps each run's accepted rows (style and pair key) and manifest counts in
+OUT_DIR/runs.jsonl, so that `score OUT_DIR` alone reproduces the figures once the runs are gone.
 """
 import collections, glob, hashlib, json, os, random, sys
 
@@ -56,6 +59,12 @@ if cmd == "make":
         for k in sorted(rows):
             if k in known:
                 f.write(json.dumps({"key": k, "label": known[k]["label"], "kind": known[k].get("kind", ""), "from": known[k]["from"]}) + "\n")
+    with open(os.path.join(out, "runs.jsonl"), "w") as f:
+        for run in runs:
+            m = json.load(open(os.path.join(run, "manifest.json")))["rephrase"]
+            kept = [{"style": st, "key": key_of(s, t)} for st, s, t in accepted(run)]
+            counts = {k: m.get(k, 0) for k in ["tasks", "accepted", "generated_tokens", "retries"]}
+            f.write(json.dumps({"run": os.path.basename(run.rstrip("/")), **counts, "rows": kept}) + "\n")
     print(f"{len(rows)} distinct accepted pairs: {len(rows) - len(fresh)} labelled before, {len(fresh)} to read")
 elif cmd == "score":
     labels = {json.loads(l)["key"]: json.loads(l)["label"] for l in open(os.path.join(out, "known.jsonl"))}
@@ -63,13 +72,19 @@ elif cmd == "score":
     for l in open(os.path.join(out, "labels.jsonl")):
         r = json.loads(l)
         labels[ids[r["pair"]]] = r["label"]
-    for run in runs:
-        m = json.load(open(os.path.join(run, "manifest.json")))["rephrase"]
-        rows = accepted(run)
-        print(f"{run}: {m['tasks']} tasks, {m['accepted']} accepted, {m['generated_tokens']} generated tokens, "
-              f"{m.get('retries', 0)} retries")
+    if runs:
+        kept = []
+        for run in runs:
+            m = json.load(open(os.path.join(run, "manifest.json")))["rephrase"]
+            rows = [{"style": st, "key": key_of(s, t)} for st, s, t in accepted(run)]
+            kept.append({"run": run, **{k: m.get(k, 0) for k in ["tasks", "accepted", "generated_tokens", "retries"]}, "rows": rows})
+    else:
+        kept = [json.loads(l) for l in open(os.path.join(out, "runs.jsonl"))]
+    for m in kept:
+        print(f"{m['run']}: {m['tasks']} tasks, {m['accepted']} accepted, {m['generated_tokens']} generated tokens, "
+              f"{m['retries']} retries")
         for style in [None, "easy", "medium", "hard", "qa"]:
-            got = [labels.get(key_of(s, t), "?") for st, s, t in rows if style in (None, st)]
+            got = [labels.get(r["key"], "?") for r in m["rows"] if style in (None, r["style"])]
             c = collections.Counter(got)
             n = len(got)
             print(f"  {style or 'all':7} {n:4} rows: faithful {c['faithful']:3} ({100 * c['faithful'] / max(n, 1):3.0f}%), "

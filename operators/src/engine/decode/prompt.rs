@@ -91,7 +91,7 @@ pub struct Prompt {
     pub stop: Vec<String>,
     /// Context-aware decoding: the same prompt without its source (empty: off), whose logits,
     /// weighted by `context_weight`, are subtracted from this prompt's at every step (see
-    /// [`contrast`](super::contrast)).
+    /// the `contrast` module).
     pub contrast: Vec<u32>,
     pub context_weight: f32,
 }

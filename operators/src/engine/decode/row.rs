@@ -45,7 +45,7 @@ pub(super) struct Row {
     guarded: u32,
     names_guarded: u32,
     stop: Vec<String>,
-    /// A shadow row (see [`contrast`](super::contrast)): its row's prompt without the source,
+    /// A shadow row (context-aware decoding, the `contrast` module): its row's prompt without the source,
     /// fed its row's tokens; it chooses nothing and is never handed back.
     pub shadow: bool,
     /// The weight of this row's shadow's logits (context-aware decoding; 0 without a shadow).
