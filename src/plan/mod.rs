@@ -316,6 +316,14 @@ fn check_settings(
         if !r.endpoint.is_empty() && !http {
             return bad("endpoint must be an http:// or https:// URL".into());
         }
+        if !(r.context_weight.is_finite() && r.context_weight >= 0.0) {
+            return bad(format!("context_weight {} must be 0 (off) or more", r.context_weight));
+        }
+        if r.context_weight > 0.0 && !r.endpoint.is_empty() {
+            return bad(
+                "context_weight needs the model in this process: a server cannot decode against a contrast".into()
+            );
+        }
         if !r.api_key_env.is_empty() && !r.api_key_file.is_empty() {
             return bad("give the API key with api_key_env or api_key_file, not both".into());
         }

@@ -58,6 +58,13 @@ fn two_rephrases_each_write_their_own_styles() {
     assert_eq!(e.pos.unwrap().line, 11, "at the second REPHRASE");
     let e = Plan::parse("p.sql", &two.replace("endpoint = 'http://h/v1'", "temperature = -1"), &o).unwrap_err();
     assert_eq!((e.pos.unwrap().line, e.message.contains("temperature -1")), (11, true), "{e}");
+    // Context-aware decoding runs in process only; a server's REPHRASE refuses it.
+    let e = Plan::parse("p.sql", &two.replace("'hard'", "'hard', context_weight = 1"), &o).unwrap_err();
+    assert_eq!((e.pos.unwrap().line, e.message.contains("context_weight needs the model in this process")), (11, true));
+    let e = Plan::parse("p.sql", &two.replace("seed = 3", "seed = 3, context_weight = -0.5"), &o).unwrap_err();
+    assert_eq!((e.pos.unwrap().line, e.message.contains("context_weight -0.5")), (10, true), "{e}");
+    let local = two.replace("seed = 3", "seed = 3, context_weight = 0.5");
+    assert_eq!(Plan::parse("p.sql", &local, &o).unwrap().rephrase[0].0.context_weight, 0.5);
 }
 
 #[test]
