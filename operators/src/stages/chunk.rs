@@ -3,7 +3,10 @@
 //! Each document is split into chunks of at most `max_tokens` tokens of the rephraser's
 //! tokenizer, breaking at a paragraph boundary if that fills at least `min_fill` of the budget,
 //! else at a sentence boundary under the same rule, else at the last word boundary, and inside a
-//! word only when the window has no whitespace at all. A break sits just before a whitespace run,
+//! word only when the window has no whitespace at all. Near a document's end no fragment is left:
+//! when the rest fits in one more chunk from the last sentence or paragraph break, the cut is
+//! there however little it fills; when it fits in two but no break ends a sentence, the cut is
+//! at the word nearest the rest's middle. A break sits just before a whitespace run,
 //! which leads the next chunk, so the chunks of a document concatenate back to it byte for byte.
 //!
 //! Every chunk's `n_tokens` is its token count encoded alone, so the bound holds for what a model
@@ -170,9 +173,11 @@ impl Chunker {
         budget: usize,
         tokens_before: &dyn Fn(usize) -> usize,
     ) -> usize {
+        let all: Vec<(usize, Level)> =
+            boundaries(&text[pos..], limit - pos).into_iter().map(|(at, level)| (pos + at, level)).collect();
         let mut best: [Option<usize>; 3] = [None; 3];
-        for (at, level) in boundaries(&text[pos..], limit - pos) {
-            best[level as usize] = Some(pos + at);
+        for &(b, level) in &all {
+            best[level as usize] = Some(b);
         }
         let base = tokens_before(pos);
         let filled = |b: usize| (tokens_before(b) - base) as f64 >= self.min_fill * budget as f64;
@@ -180,6 +185,26 @@ impl Chunker {
             if let Some(b) = best[level as usize].filter(|&b| filled(b)) {
                 return b;
             }
+        }
+        // When the rest of the document fits in one more chunk from the last sentence or
+        // paragraph break, cut there however little it fills: a word cut would split the last
+        // sentence and leave a fragment (" Lushan rebellion.") as the document's last chunk.
+        let last_break = best[Level::Sentence as usize].max(best[Level::Paragraph as usize]);
+        let rest = tokens_before(text.len()) - base;
+        let fits_after = |b: usize| rest - (tokens_before(b) - base) <= self.max_tokens;
+        if let Some(b) = last_break.filter(|&b| fits_after(b)) {
+            return b;
+        }
+        // The rest fits in two chunks but no break ends a sentence: cut at the word nearest its
+        // middle, so that the document does not end in a few words of a sentence that overran.
+        if rest <= 2 * self.max_tokens
+            && let Some(b) = all
+                .iter()
+                .map(|&(b, _)| b)
+                .filter(|&b| fits_after(b))
+                .min_by_key(|&b| (tokens_before(b) - base).abs_diff(rest / 2))
+        {
+            return b;
         }
         if let Some(b) = best.iter().flatten().max() {
             return *b;
@@ -401,6 +426,30 @@ mod tests {
         let words = check(&c, &text);
         assert!(words.len() > 1 && words[1..].iter().all(|p| text[p.start..].starts_with(" word")), "whole words only");
         assert!(c.bounds.is_fast(), "the test tokenizer is a GPT-2 style byte-level BPE");
+    }
+
+    #[test]
+    fn the_last_sentence_stays_whole_or_is_halved_when_the_rest_fits() {
+        let (first, last) =
+            ("It rained.", " The committee that met on Tuesday agreed to publish its report on the roads next month.");
+        let count = |t: &str| tiny_tokenizer().encode(t, false).unwrap().len();
+        let c = chunker(count(last) + 2);
+        assert!((count(first) as f64) < 0.5 * c.max_tokens as f64, "the first sentence alone is under min_fill");
+        let text = format!("{first}{last}");
+        let pieces = check(&c, &text);
+        let texts: Vec<&str> = pieces.iter().map(|p| &text[p.start..p.end]).collect();
+        assert_eq!(texts, [first, last], "no word cut inside the last sentence");
+        // A last sentence longer than a chunk is cut near its middle, not just before its end.
+        let long = format!("{}, and{last}", last.trim_end_matches('.'));
+        let c = chunker(count(&long) - 3);
+        let halves = check(&c, &long);
+        assert_eq!(halves.len(), 2);
+        assert!(halves.iter().all(|p| p.n_tokens >= c.max_tokens / 3), "{halves:?}");
+        // With more after it, the sentence break under min_fill is not taken: the word rule holds.
+        let c = chunker(count(last) + 2);
+        let text = format!("{first}{last}{last}");
+        let pieces = check(&c, &text);
+        assert!(!text[pieces[0].start..pieces[0].end].ends_with('.'), "{pieces:?}");
     }
 
     #[test]
