@@ -38,6 +38,13 @@ pub(super) fn advance_all(rows: &mut [Row], dec: &Decoder, logits: &mut [f32], c
         return;
     }
     let v = logits.len() / rows.len();
+    if !rows.iter().any(|r| r.shadow) {
+        // No contrasts (the default): each row on its own, no pairing to look up.
+        for (r, l) in rows.iter_mut().zip(logits.chunks_mut(v)) {
+            r.advance(dec, l, cfg);
+        }
+        return;
+    }
     let shadows: HashMap<usize, usize> =
         rows.iter().enumerate().filter(|(_, r)| r.shadow).map(|(j, r)| (r.index, j)).collect();
     for j in 0..rows.len() {
