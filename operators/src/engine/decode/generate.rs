@@ -197,19 +197,20 @@ impl Batcher {
     fn join(&mut self, dec: &mut Decoder, fresh: Vec<(usize, Prompt)>) -> anyhow::Result<()> {
         let kv = self.kv.as_mut().expect("step creates the cache");
         let t0 = Instant::now();
-        // A shadow is a prompt of its own, marked by having no contrast of its own to take.
-        let mut fresh: Vec<(usize, Prompt, bool)> = fresh
+        // Each contrasted prompt brings its shadow (marked `true`): the prompt without its source,
+        // prefilled as a row of its own.
+        let mut fresh: Vec<_> = fresh
             .into_iter()
             .flat_map(|(i, mut p)| {
                 let contrast = if contrasted(&p) { std::mem::take(&mut p.contrast) } else { vec![] };
                 let shadow = (!contrast.is_empty()).then(|| (i, Prompt { ids: contrast, ..Default::default() }, true));
                 std::iter::once((i, p, false)).chain(shadow)
             })
+            // Prompts with a cached prefix last, grouped by the tokens left to run (`Kv::prefill`).
+            .map(|(i, p, shadow)| (kv.lookup(&p.ids), i, p, shadow))
             .collect();
         let n = fresh.len();
         let cached: Vec<usize> = self.rows.iter().map(|r| r.cached).collect();
-        // Prompts with a cached prefix last, grouped by the tokens left to run (`Kv::prefill`).
-        let mut fresh: Vec<_> = fresh.drain(..).map(|(i, p, shadow)| (kv.lookup(&p.ids), i, p, shadow)).collect();
         fresh.sort_by_key(|(found, _, p, _)| {
             let reused = found.map_or(0, |(_, m)| m);
             (reused > 0, p.ids.len() - reused)
