@@ -16,6 +16,8 @@ use wrapflow::operators::stages::gates::invented_numbers;
 
 #[path = "engine/cache.rs"]
 mod cache;
+#[path = "engine/check.rs"]
+mod check;
 #[path = "engine/contrast.rs"]
 mod contrast;
 #[path = "engine/score.rs"]

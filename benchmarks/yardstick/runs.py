@@ -9,7 +9,8 @@ usage:
 
 `make` gathers every accepted row of the runs with its source chunk, keeps one copy of each
 distinct (source, rewrite), takes the label of a pair that a yardstick part already has word for
-word (its pairs.jsonl and labels.jsonl: read blind before), and writes the rest, shuffled under
+word (its pairs.jsonl, or an earlier comparison's blind.jsonl, and labels.jsonl: read blind
+before), and writes the rest, shuffled under
 new ids, to OUT_DIR/blind.jsonl for readers who see only those pairs and GUIDE.md
 (OUT_DIR/key.jsonl maps the ids back; readers' labels go to OUT_DIR/labels.jsonl). `score`
 prints per run: tasks, accepted rows, and their faithful / minor / unfaithful shares per style.
@@ -41,7 +42,9 @@ if cmd == "make":
     os.makedirs(out, exist_ok=True)
     known = {}
     for part in parts:
-        pairs = [json.loads(l) for l in open(os.path.join(part, "pairs.jsonl"))]
+        # A yardstick part keeps its pairs in pairs.jsonl; an earlier comparison, in blind.jsonl.
+        name = "pairs.jsonl" if os.path.exists(os.path.join(part, "pairs.jsonl")) else "blind.jsonl"
+        pairs = [json.loads(l) for l in open(os.path.join(part, name))]
         labels = {(l := json.loads(x))["pair"]: l for x in open(os.path.join(part, "labels.jsonl"))}
         for p in pairs:
             if p["pair"] in labels:

@@ -62,6 +62,8 @@ pub struct RephraseSpec {
     pub constrain_vocabulary: bool,
     /// A retry continues the best answer up to the sentence its gate flagged.
     pub resume_retries: bool,
+    /// In process, an answer stops at the first sentence that a sentence gate rejects.
+    pub stop_early: bool,
     /// Context-aware decoding in process: the weight of the logits without the chunk that are
     /// subtracted from the logits with it (0: off; each prompt is decoded twice).
     pub context_weight: f32,
@@ -115,6 +117,7 @@ impl Default for RephraseSpec {
             constrain_names: stage.constrain_names,
             constrain_vocabulary: stage.constrain_vocabulary,
             resume_retries: stage.resume_retries,
+            stop_early: stage.stop_early,
             context_weight: stage.context_weight,
             constrain_leaks: stage.constrain_leaks,
             constrain_format: stage.constrain_format,
@@ -153,6 +156,7 @@ impl RephraseSpec {
             constrain_names: self.constrain_names,
             constrain_vocabulary: self.constrain_vocabulary,
             resume_retries: self.resume_retries,
+            stop_early: self.stop_early,
             context_weight: self.context_weight,
             constrain_leaks: self.constrain_leaks,
             constrain_format: self.constrain_format,

@@ -237,6 +237,9 @@ pub struct RephraseOut {
     /// Prompt tokens copied from the prefix cache instead of run through the model.
     #[serde(default)]
     pub reused_tokens: u64,
+    /// Prompt tokens run through the model, every attempt's (in process).
+    #[serde(default)]
+    pub prefilled_tokens: u64,
     /// Tokens of every answer, retries included.
     pub generated_tokens: u64,
     /// Answers generated again because the model-free gates rejected the previous one.
@@ -245,6 +248,9 @@ pub struct RephraseOut {
     /// Retries that continued an answer's start up to the sentence its gate flagged.
     #[serde(default)]
     pub resumed_retries: u64,
+    /// Answers stopped at their first sentence that a sentence gate rejects.
+    #[serde(default)]
+    pub early_stops: u64,
     /// Rephrasings taken from the journal after a crash instead of being generated again.
     #[serde(default)]
     pub journal_reused: u64,

@@ -28,9 +28,11 @@ pub fn merge(
         gates: serde_json::to_value(&plan.gates).unwrap_or_default(),
         prompt_tokens: metrics.counter("rephrase.prompt_tokens"),
         reused_tokens: metrics.counter("rephrase.reused_tokens"),
+        prefilled_tokens: metrics.counter("rephrase.prefilled_tokens"),
         generated_tokens: metrics.counter("rephrase.generated_tokens"),
         retries: metrics.counter("rephrase.retries"),
         resumed_retries: metrics.counter("rephrase.resumed_retries"),
+        early_stops: metrics.counter("rephrase.early_stops"),
         journal_reused: metrics.counter("journal.reused"),
         max_queued_per_worker: metrics.maximum("rephrase.max_queued"),
         ..Default::default()

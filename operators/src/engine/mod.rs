@@ -12,7 +12,7 @@ pub use backend::remote::{RemoteBackend, RemoteConfig};
 pub use backend::{Answer, Backend, Lineage, LocalBackend, Request, SharedBackend, shared};
 pub use decode::decoder::Decoder;
 pub use decode::generate::{
-    Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
+    AnswerCheck, Batcher, Completion, Finish, GenerationConfig, Prompt, SoftStop, Timing, generate, sample, sample_at,
 };
 pub use encoders::embed::{Embedder, cosine};
 pub use encoders::entail::Entailer;

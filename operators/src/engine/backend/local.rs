@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{Answer, Backend, Lineage, Request};
 use crate::engine::decode::decoder::Decoder;
-use crate::engine::decode::generate::{Batcher, GenerationConfig, Prompt, Timing};
+use crate::engine::decode::generate::{AnswerCheck, Batcher, GenerationConfig, Prompt, Timing};
 use crate::engine::guards::leak::{LEAK_TOKENS, LeakGuard};
 /// The prompt text of a request for a model in this process: the chat turns in the model's
 /// template (plain text without one), then the answer prefix for the model to continue.
@@ -50,6 +50,10 @@ impl Backend for LocalBackend {
             }
             _ => vec![],
         };
+        let check = r.check.map(|c| {
+            let prefix = r.prefix.clone();
+            AnswerCheck(Arc::new(move |text: &str| (c.0)(&format!("{prefix}{text}"))))
+        });
         let i = self.batcher.push(Prompt {
             id: String::new(),
             ids,
@@ -67,6 +71,7 @@ impl Backend for LocalBackend {
             continues: r.prefix,
             contrast,
             context_weight: r.contrast.as_ref().map_or(0.0, |c| c.weight),
+            check,
             ..Default::default()
         });
         self.open.insert(i);
@@ -86,6 +91,7 @@ impl Backend for LocalBackend {
                     generated_tokens: c.token_ids.len() as u32,
                     guarded: c.guarded,
                     names_guarded: c.names_guarded,
+                    checked_out: c.checked_out,
                 };
                 done(c.index, Ok(answer));
             });

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::decode::generate::{Finish, SoftStop, Timing};
+use crate::engine::decode::generate::{AnswerCheck, Finish, SoftStop, Timing};
 use crate::engine::guards::constrain::NumberGuard;
 use crate::engine::guards::names::NameGuard;
 
@@ -52,6 +52,9 @@ pub struct Request {
     /// Context-aware decoding (in process, see [`crate::engine::decode::contrast`]): the same
     /// request without its source, whose logits are subtracted at this weight.
     pub contrast: Option<Contrast>,
+    /// Stop the answer at the first sentence after which it fails (in process, see
+    /// [`AnswerCheck`]); the check sees the request's prefix and what follows it.
+    pub check: Option<AnswerCheck>,
 }
 
 /// A [`Request`]'s contrast: its chat turns and plain text with the source left out (the answer
@@ -73,6 +76,8 @@ pub struct Answer {
     /// Steps at which the number and the name guard overrode the model.
     pub guarded: u32,
     pub names_guarded: u32,
+    /// Whether the request's [`AnswerCheck`] ended it (its text ends with the failing sentence).
+    pub checked_out: bool,
 }
 
 /// What made the answers, for each synthetic row's lineage.

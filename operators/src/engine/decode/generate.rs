@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::decode::contrast::advance_all;
 use crate::engine::decode::decoder::Decoder;
 use crate::engine::decode::kv::Kv;
-pub use crate::engine::decode::prompt::{Completion, Finish, GenerationConfig, Prompt, SoftStop};
+pub use crate::engine::decode::prompt::{AnswerCheck, Completion, Finish, GenerationConfig, Prompt, SoftStop};
 use crate::engine::decode::row::Row;
 use crate::engine::decode::sample::{block_repeats, draw};
 use crate::engine::guards::qa::QaFormat;
@@ -182,6 +182,7 @@ impl Batcher {
                     prompt_tokens: 0,
                     guarded: 0,
                     names_guarded: 0,
+                    checked_out: false,
                 }),
                 Some(p) => {
                     taken += 1 + usize::from(contrasted(&p.1));

@@ -94,6 +94,23 @@ pub struct Prompt {
     /// the `contrast` module).
     pub contrast: Vec<u32>,
     pub context_weight: f32,
+    /// Ends the generation early when its text already fails (see [`AnswerCheck`]).
+    pub check: Option<AnswerCheck>,
+}
+
+/// A test of an answer's text so far, run each time a sentence of it ends (the token after a
+/// `.`, `!` or `?` starts a new sentence or line): `true` means the answer fails whatever
+/// follows, so the generation stops there, its text ending with that sentence ([`Finish::Stop`],
+/// [`Completion::checked_out`]). The rephrase stage passes its sentence gates, so that an
+/// answer that a gate will reject spends no more tokens and its retry can take it up again
+/// before the failing sentence.
+#[derive(Clone)]
+pub struct AnswerCheck(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for AnswerCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnswerCheck")
+    }
 }
 
 /// See [`Prompt::soft_stop`].
@@ -128,4 +145,7 @@ pub struct Completion {
     /// Steps at which the name guard overrode it.
     #[serde(default)]
     pub names_guarded: u32,
+    /// Whether the prompt's [`AnswerCheck`] ended it.
+    #[serde(default)]
+    pub checked_out: bool,
 }

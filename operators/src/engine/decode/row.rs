@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::engine::decode::decoder::Decoder;
-use crate::engine::decode::prompt::{Completion, Finish, GenerationConfig, Prompt, SoftStop};
+use crate::engine::decode::prompt::{AnswerCheck, Completion, Finish, GenerationConfig, Prompt, SoftStop};
 use crate::engine::decode::sample::{argmax, block_repeats, draw};
 use crate::engine::guards::constrain::NumberGuard;
 use crate::engine::guards::leak::LeakGuard;
@@ -50,6 +50,9 @@ pub(super) struct Row {
     pub shadow: bool,
     /// The weight of this row's shadow's logits (context-aware decoding; 0 without a shadow).
     pub context_weight: f32,
+    check: Option<AnswerCheck>,
+    ends: SentenceEnds,
+    checked_out: bool,
 }
 
 impl Row {
@@ -85,6 +88,9 @@ impl Row {
             stop: p.stop,
             shadow: false,
             context_weight: p.context_weight,
+            check: p.check,
+            ends: SentenceEnds::default(),
+            checked_out: false,
         }
     }
 
@@ -223,6 +229,9 @@ impl Row {
                 return;
             }
         }
+        if self.sentence_fails(dec) {
+            return;
+        }
         if !cfg.stop.is_empty() || !self.stop.is_empty() {
             let text = dec.tokenizer.decode(&self.generated, true).unwrap_or_default();
             if cfg.stop.iter().chain(&self.stop).any(|s| text.contains(s.as_str())) {
@@ -233,6 +242,20 @@ impl Row {
         if self.generated.len() >= self.max_new {
             self.done = Some(Finish::Length);
         }
+    }
+
+    /// Runs the prompt's [`AnswerCheck`] on the text up to a sentence's end once the next
+    /// sentence or line starts ([`SentenceEnds`]); a failing text ends the row there.
+    fn sentence_fails(&mut self, dec: &Decoder) -> bool {
+        let Some(check) = &self.check else { return false };
+        let piece = &dec.token_table().text[*self.generated.last().expect("a token was pushed") as usize];
+        let Some(n) = self.ends.push(piece, self.generated.len()) else { return false };
+        let text = dec.tokenizer.decode(&self.generated[..n], true).unwrap_or_default();
+        if !(check.0)(&text) {
+            return false;
+        }
+        (self.cut_at, self.done, self.checked_out) = (Some(text.len()), Some(Finish::Stop), true);
+        true
     }
 
     /// The finished row as its caller sees it: text decoded and cut at a stop.
@@ -251,6 +274,64 @@ impl Row {
             prompt_tokens: self.prompt_len,
             guarded: self.guarded,
             names_guarded: self.names_guarded,
+            checked_out: self.checked_out,
         }
+    }
+}
+
+/// Where the sentences of a generated text end, read token by token: a token ending in `.`,
+/// `!` or `?` (closing quotes and brackets aside) ends a sentence when whitespace follows and
+/// then a line break, a capital or a digit ("in 1961. It", "end.\n\nNext"; not "3.5",
+/// "e.g. the").
+#[derive(Debug, Default)]
+pub(super) struct SentenceEnds {
+    /// Tokens up to the last candidate end, and whether whitespace, a line break among it,
+    /// followed it so far.
+    end: Option<usize>,
+    space: bool,
+    newline: bool,
+}
+
+impl SentenceEnds {
+    /// Takes the `n`th token's text; returns the token count at a sentence's end when this token
+    /// starts the next sentence.
+    pub(super) fn push(&mut self, piece: &str, n: usize) -> Option<usize> {
+        let content = piece.trim();
+        let mut found = None;
+        if let Some(end) = self.end {
+            let lead = &piece[..piece.len() - piece.trim_start().len()];
+            (self.space, self.newline) = (self.space || !lead.is_empty(), self.newline || lead.contains('\n'));
+            if let Some(c) = content.chars().next() {
+                let starts = self.newline || c.is_uppercase() || c.is_ascii_digit();
+                found = (self.space && starts).then_some(end);
+                self.end = None;
+            }
+        }
+        if content.trim_end_matches(['"', '\'', ')', ']', '\u{201d}', '\u{2019}']).ends_with(['.', '!', '?']) {
+            let trail = &piece[piece.trim_end().len()..];
+            (self.end, self.space, self.newline) = (Some(n), !trail.is_empty(), trail.contains('\n'));
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SentenceEnds;
+
+    /// The token counts at which each token of `pieces` reports a sentence end.
+    fn ends(pieces: &[&str]) -> Vec<(usize, usize)> {
+        let mut e = SentenceEnds::default();
+        pieces.iter().enumerate().filter_map(|(i, p)| e.push(p, i + 1).map(|n| (i, n))).collect()
+    }
+
+    #[test]
+    fn a_sentence_ends_where_whitespace_and_a_new_sentence_or_line_follow() {
+        assert_eq!(ends(&["The", " dam", ".", " It", " holds"]), [(3, 3)]);
+        assert_eq!(ends(&["It", " opened", ".", " ", "The", " end", "!"]), [(4, 3)], "a space token of its own");
+        assert_eq!(ends(&["Done", ".\n\n", "next", " one", "?\"", "\n", "- a"]), [(2, 2), (6, 5)], "line breaks");
+        assert_eq!(ends(&["It", " cost", " 3", ".", "5", " million", "."]), [], "a decimal point");
+        assert_eq!(ends(&["See", " e", ".", "g", ".", " the", " list"]), [], "lower case goes on");
+        assert_eq!(ends(&["In", " 1961", ".", " 2", " dams", " (", "new", ").", " They"]), [(3, 3), (8, 8)]);
     }
 }

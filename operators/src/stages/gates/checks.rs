@@ -190,6 +190,12 @@ pub fn strip_chatter(text: &str) -> (String, bool) {
     (t.trim().to_string(), stripped)
 }
 
+/// Whether `text` may be only the start of a leading acknowledgement line, which
+/// [`strip_chatter`] removes once the answer goes on after it.
+pub fn only_chatter(text: &str) -> bool {
+    strip_chatter(text).0.is_empty() || LEAD_CHATTER.find(text).is_some_and(|m| m.end() >= text.trim_end().len())
+}
+
 /// True if the text is a refusal or talks about itself as an AI.
 pub fn is_refusal(text: &str) -> bool {
     REFUSAL.is_match(text)

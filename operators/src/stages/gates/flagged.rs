@@ -11,6 +11,12 @@ use crate::stages::styles::Style;
 pub const SENTENCE_GATES: [&str; 9] =
     ["numbers", "entities", "leak", "words", "coverage", "figures", "names", "anchors", "polarity"];
 
+/// `style` with only its sentence gates on ([`SENTENCE_GATES`]).
+pub fn sentence_gates(style: &Style) -> Style {
+    let only: Vec<String> = SENTENCE_GATES.iter().filter(|g| style.gate_on(g)).map(|g| g.to_string()).collect();
+    Style { gates: Some(only), ..style.clone() }
+}
+
 /// What the gate named by `reason` flagged in `scores` (empty for the other gates).
 fn flagged(reason: &str, s: &Scores) -> Vec<String> {
     let g = &s.grounding;
@@ -71,8 +77,7 @@ pub fn resume_at(
     gates: &GateConfig,
 ) -> Option<usize> {
     let forced = style.answer_prefix.len();
-    let only: Vec<String> = SENTENCE_GATES.iter().filter(|g| style.gate_on(g)).map(|g| g.to_string()).collect();
-    let sentence_gates = Style { gates: Some(only), ..style.clone() };
+    let sentence_gates = sentence_gates(style);
     let mut at = resume_point(text, reason, scores)?;
     loop {
         at = forced + text.get(forced..at)?.trim_end_matches([' ', '\t']).len();

@@ -17,13 +17,14 @@
 //! to the aim, then the earliest), and the gate stage judges it. With `resume_retries`, a retry
 //! of an answer whose gate pointed at a sentence (an invented number, an unbound figure, a claim
 //! with too little of its evidence) keeps the answer before that sentence as the start of the
-//! new answer, which the model continues ([`crate::stages::gates::flagged::resume_point`]).
+//! new answer, which the model continues ([`crate::stages::gates::flagged::resume_point`]). With
+//! `stop_early`, an answer in process stops at its first sentence that a sentence gate rejects,
+//! so a retry (resumed there) follows without the tokens the rest would have cost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Capability;
@@ -31,107 +32,14 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
-use crate::engine::backend::Contrast;
-use crate::engine::backend::local::render;
-use crate::engine::{Answer, Decoder, Finish, NameGuard, NumberGuard, Request, SharedBackend, SoftStop, Timing};
+use crate::engine::{Answer, Finish, SharedBackend, Timing};
 use crate::stages::context::{SharedEmbedder, StageContext};
 pub use crate::stages::fanout::Rephrased;
 use crate::stages::fanout::StyleTask;
 use crate::stages::gates::flagged::resume_at;
-use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, format_words, strip_chatter};
+use crate::stages::gates::{GateConfig, Verdict, check_style, copy_share, cosines, strip_chatter};
 use crate::stages::styles::Style;
 use crate::state::metrics::Metrics;
-
-/// Settings of the rephrase stage: only what the stage reads (the backend it drives is built
-/// from its own configuration and passed in).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RephraseConfig {
-    /// Longest the operator decodes before yielding to the other operators of its worker.
-    pub time_slice_ms: u64,
-    /// New answers for a task whose answer a gate rejects (`retry_gates`, and meaning with an
-    /// embedder) or that misses its style's reading level or cosine aim; the best answer goes on
-    /// to the gate stage either way. Retries sample at `retry_temperature`. A style's own
-    /// `retries` overrides this for its tasks.
-    pub retries: u32,
-    pub retry_temperature: f32,
-    pub retry_gates: GateConfig,
-    /// Constrained decoding: the model may only write numbers of its chunk (see
-    /// [`crate::engine::NumberGuard`]), for styles whose number-fidelity gate is on.
-    pub constrain_numbers: bool,
-    /// Constrained decoding: mid-sentence, the model may only write capitalised words of its
-    /// chunk (see [`crate::engine::NameGuard`]), for styles whose entity gate is on.
-    pub constrain_names: bool,
-    /// Constrained decoding: with the name guard, every word the model starts must begin a word
-    /// of its chunk (any inflection sharing the stem's spelling), a function word or a format
-    /// word (see [`crate::engine::NameGuard::with_vocabulary`]). Off by default: measured on the
-    /// yardstick (`benchmarks/RESULTS.md`).
-    pub constrain_vocabulary: bool,
-    /// Constrained decoding: the model may not copy token n-grams of the style's worked examples
-    /// that its chunk lacks (see [`crate::engine::LeakGuard`]), for styles whose leak gate is on.
-    pub constrain_leaks: bool,
-    /// Constrained decoding: a Q&A style's question lines are followed by `Answer:` and its
-    /// answer lines by `Question:` (see [`crate::engine::guards::qa::QaFormat`]).
-    pub constrain_format: bool,
-    /// A retry keeps the best answer up to the sentence its gate flagged and continues from
-    /// there (not for Q&A styles, whose trimming keeps their leading pairs instead).
-    pub resume_retries: bool,
-    /// Context-aware decoding (in process): every step weighs the model's logits against its
-    /// logits for the same prompt without the chunk, `(1 + w)·with − w·without`, favouring what
-    /// the chunk says over what the model would write anyway (see
-    /// [`crate::engine::decode::contrast`]). 0: off. It decodes each prompt twice.
-    pub context_weight: f32,
-    /// The styles that tasks index into (the plan's `STYLE` statements, not an option).
-    #[serde(skip)]
-    pub styles: Vec<Style>,
-}
-
-impl Default for RephraseConfig {
-    fn default() -> Self {
-        RephraseConfig {
-            time_slice_ms: 100,
-            retries: 0,
-            retry_temperature: 0.7,
-            retry_gates: GateConfig::default(),
-            constrain_numbers: true,
-            constrain_names: true,
-            constrain_vocabulary: false,
-            constrain_leaks: true,
-            constrain_format: true,
-            resume_retries: true,
-            context_weight: 0.0,
-            styles: Vec::new(),
-        }
-    }
-}
-
-/// The sampling seed of a task: a key of the task itself, so that the same chunk and style get
-/// the same output whatever worker, batch or order it lands in.
-pub fn task_seed(task: &StyleTask, style: &Style) -> u64 {
-    let key = format!("{}\u{0}{}\u{0}{}", task.chunk.doc_id, task.chunk.chunk_index, style.name);
-    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
-}
-
-/// The prompt text of a task for a model in this process: the style's chat turns in the
-/// model's template (plain few-shot text without one), then the answer prefix.
-pub fn prompt_text(dec: &Decoder, style: &Style, chunk: &str) -> anyhow::Result<String> {
-    let request = Request {
-        messages: style.messages(chunk),
-        plain: plain_text(style, chunk),
-        prefix: style.answer_prefix.clone(),
-        ..Default::default()
-    };
-    render(dec, &request)
-}
-
-/// A style as plain few-shot text (models without a chat template, servers' `/completions`).
-pub fn plain_text(style: &Style, chunk: &str) -> String {
-    let mut t = format!("{}\n\n", style.system);
-    for e in &style.examples {
-        t.push_str(&format!("{}\n\n{}\n\n", style.user_turn(&e.chunk), e.answer));
-    }
-    t + &style.user_turn(chunk) + "\n\n"
-}
 
 /// Extension trait: rephrase style tasks with a model.
 pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
@@ -140,8 +48,10 @@ pub trait Rephrase<'scope, T: Timestamp + TotalOrder> {
     /// context's embedder, retries also answer again what the meaning gate would reject. When the
     /// backend fails for good the run fails (nothing is emitted for the tasks left).
     /// Counts `rephrase.answers`, `rephrase.prompt_tokens`, `rephrase.generated_tokens` (every
-    /// attempt's), `rephrase.retries`, the gauge `rephrase.queued` (prompts waiting, the worker's
-    /// rephrase stages together) and its maximum `rephrase.max_queued`.
+    /// attempt's), `rephrase.prefilled_tokens` and `rephrase.reused_tokens` (prompt tokens run and
+    /// copied from the prefix cache), `rephrase.retries`, `rephrase.resumed_retries`,
+    /// `rephrase.early_stops`, the gauge `rephrase.queued` (prompts waiting, the worker's rephrase
+    /// stages together) and its maximum `rephrase.max_queued`.
     fn rephrase(self, cfg: &RephraseConfig, backend: &SharedBackend, ctx: &StageContext) -> Answers<'scope, T>;
 }
 
@@ -164,6 +74,7 @@ impl<'scope, T: Timestamp + TotalOrder> Rephrase<'scope, T> for StreamVec<'scope
             seen: Timing::default(),
             ranking_s: 0.0,
             resumed: 0,
+            stopped: 0,
         };
         let (metrics, ctx) = (ctx.metrics.clone(), ctx.clone());
         self.unary_frontier(Pipeline, "Rephrase", move |_cap, info| {
@@ -228,8 +139,10 @@ struct Work<T: Timestamp> {
     /// (the meaning gate's embedder among them) since.
     seen: Timing,
     ranking_s: f64,
-    /// Retries that continue an answer's passing start, since the last count.
+    /// Retries that continue an answer's passing start, and answers stopped at a failing
+    /// sentence, since the last count.
     resumed: u64,
+    stopped: u64,
 }
 
 impl<T: Timestamp + TotalOrder> Work<T> {
@@ -250,7 +163,9 @@ impl<T: Timestamp + TotalOrder> Work<T> {
                 *m.sums.entry(name.into()).or_default() += s;
             }
             *m.counters.entry("rephrase.reused_tokens".into()).or_default() += d.reused_tokens;
+            *m.counters.entry("rephrase.prefilled_tokens".into()).or_default() += d.prefill_tokens;
             *m.counters.entry("rephrase.resumed_retries".into()).or_default() += std::mem::take(&mut self.resumed);
+            *m.counters.entry("rephrase.early_stops".into()).or_default() += std::mem::take(&mut self.stopped);
         });
     }
 
@@ -287,6 +202,7 @@ impl<T: Timestamp + TotalOrder> Work<T> {
                 return self.ready.push((time, r));
             }
         };
+        self.stopped += u64::from(a.checked_out);
         let mut r = Rephrased {
             cosine: None,
             text: format!("{prefix}{}", a.text),
@@ -356,69 +272,10 @@ fn count(metrics: &Metrics, r: &Rephrased, reported: &mut u64) {
     });
 }
 
-/// What a retry adds to the user turn of an answer that copied its source.
-pub const OWN_WORDS: &str = "Write it in your own words: do not copy phrases from the text.";
-
-/// The style with [`OWN_WORDS`] after its user turn.
-pub fn own_words(style: &Style) -> Style {
-    Style { user: format!("{}\n\n{OWN_WORDS}", style.user), ..style.clone() }
-}
-
 /// Whether an answer copies more of its source than the style's copy gate allows.
 fn copies(r: &Rephrased, style: &Style, gates: &GateConfig) -> bool {
     let bound = style.max_copy_share.unwrap_or(gates.max_copy_share);
     style.gate_on("copy") && copy_share(&r.task.chunk.text, &strip_chatter(&r.text).0, gates.copy_n) > bound
-}
-
-/// The request of a task's `attempt` (0 is the first; retries sample at `retry_temperature` with
-/// their own seed, so they differ from the first answer and from each other, reproducibly). A
-/// retry that continues `kept` (the start of an earlier answer) has the token budgets less what
-/// `kept` already spent, counted at its chunk's tokens per byte.
-fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &RephraseConfig, kept: &str) -> Request {
-    let n = task.chunk.n_tokens as f64;
-    let chunk = &task.chunk.text;
-    let spent = (kept.len() as f64 * n / chunk.len().max(1) as f64).round() as usize;
-    Request {
-        messages: style.messages(chunk),
-        plain: plain_text(style, chunk),
-        prefix: if kept.is_empty() { style.answer_prefix.clone() } else { kept.to_string() },
-        // At least a sentence's worth stays for the continuation.
-        max_new_tokens: style.max_new_tokens.saturating_sub(spent).max(style.max_new_tokens.min(16)),
-        seed: task_seed(task, style).wrapping_add(attempt as u64),
-        soft_stop: (style.stop_after > 0.0).then(|| SoftStop {
-            after_tokens: ((style.stop_after * n).ceil() as usize).saturating_sub(spent),
-            at: style.stop_at.clone(),
-        }),
-        min_new_tokens: ((style.min_length * n) as usize).saturating_sub(spent),
-        temperature: (attempt > 0).then_some(cfg.retry_temperature),
-        numbers: guards_numbers(style, cfg).then(|| Arc::new(NumberGuard::new(chunk))),
-        names: guards_names(style, cfg).then(|| {
-            let guard = NameGuard::new(chunk, format_words(style.qa_format));
-            Arc::new(if cfg.constrain_vocabulary { guard.with_vocabulary(chunk) } else { guard })
-        }),
-        qa_format: style.qa_format && cfg.constrain_format && style.gate_on("format"),
-        examples: if cfg.constrain_leaks && style.gate_on("leak") {
-            style.examples.iter().flat_map(|e| [e.chunk.clone(), e.answer.clone()]).collect()
-        } else {
-            vec![]
-        },
-        source: chunk.clone(),
-        contrast: (cfg.context_weight > 0.0).then(|| Contrast {
-            messages: style.messages(""),
-            plain: plain_text(style, ""),
-            weight: cfg.context_weight,
-        }),
-    }
-}
-
-/// Whether the style's names are constrained: the option is on, and so is its entity gate.
-fn guards_names(style: &Style, cfg: &RephraseConfig) -> bool {
-    cfg.constrain_names && cfg.retry_gates.entity_fidelity && style.gate_on("entities")
-}
-
-/// Whether the style's numbers are constrained: the option is on, and so is its number gate.
-fn guards_numbers(style: &Style, cfg: &RephraseConfig) -> bool {
-    cfg.constrain_numbers && cfg.retry_gates.number_fidelity && style.gate_on("numbers")
 }
 
 /// A queued prompt: its time, task, attempt, the tokens spent on earlier attempts, the start of
@@ -483,6 +340,13 @@ fn failed(task: StyleTask, e: &str) -> Rephrased {
         names_guarded: 0,
     }
 }
+
+mod config;
+mod request;
+
+pub use config::RephraseConfig;
+use request::task_request;
+pub use request::{OWN_WORDS, own_words, plain_text, prompt_text, task_seed};
 
 #[cfg(test)]
 mod tests;

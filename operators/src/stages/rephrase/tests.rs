@@ -2,6 +2,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
+use crate::engine::Request;
 use crate::record::Chunk;
 
 #[test]
@@ -16,6 +17,19 @@ fn an_answer_that_copies_its_source_is_asked_for_in_own_words() {
     assert!(!copies(&answer("By 2027 the mayor expects 2,000 homes for 12 million pounds."), &medium, &gates));
     let off = Style { gates: Some(vec!["length".into()]), ..medium };
     assert!(!copies(&answer(src), &off, &gates), "not when the style turns the copy gate off");
+}
+
+/// A backend's answer that ended at a stop, from a 10-token prompt.
+fn answer(text: String, generated_tokens: u32) -> Answer {
+    Answer {
+        text,
+        finish: Finish::Stop,
+        prompt_tokens: 10,
+        generated_tokens,
+        guarded: 0,
+        names_guarded: 0,
+        checked_out: false,
+    }
 }
 
 /// A backend that records what it is asked and answers nothing by itself; it continues a
@@ -47,10 +61,7 @@ fn a_retry_keeps_the_answer_before_the_flagged_sentence_and_continues_it() {
     let easy = crate::stages::styles::builtin("easy").unwrap();
     // Only the number gate decides (no reading level or cosine to aim at).
     let style = Style { gates: Some(vec!["numbers".into()]), register: 0.0, aim_cosine: None, ..easy };
-    let say = |text: &str| {
-        let (prompt_tokens, generated_tokens, guarded, names_guarded) = (10, 5, 0, 0);
-        Ok(Answer { text: text.into(), finish: Finish::Stop, prompt_tokens, generated_tokens, guarded, names_guarded })
-    };
+    let say = |text: &str| Ok(answer(text.into(), 5));
     // (the option, whether the backend continues a prefix): only both resume.
     for (option, continues) in [(true, true), (false, true), (true, false)] {
         let resume = option && continues;
@@ -68,6 +79,7 @@ fn a_retry_keeps_the_answer_before_the_flagged_sentence_and_continues_it() {
             seen: Timing::default(),
             ranking_s: 0.0,
             resumed: 0,
+            stopped: 0,
         };
         let task = answer_to(src, "").task;
         work.tasks.insert(7, Queued { time: 0, task, attempt: 0, spent: 0, prefix: String::new(), best: None });
@@ -142,9 +154,7 @@ impl crate::engine::Backend for Named {
     }
     fn poll(&mut self, _: Duration, done: &mut dyn FnMut(usize, Result<Answer, String>)) -> anyhow::Result<()> {
         for (i, seed) in self.1.drain(..) {
-            let text = format!("{} answers {seed}.", self.0);
-            let (prompt_tokens, generated_tokens, guarded, names_guarded) = (10, 3, 0, 0);
-            done(i, Ok(Answer { text, finish: Finish::Stop, prompt_tokens, generated_tokens, guarded, names_guarded }));
+            done(i, Ok(answer(format!("{} answers {seed}.", self.0), 3)));
         }
         Ok(())
     }
@@ -197,4 +207,26 @@ fn two_rephrase_stages_in_one_dataflow_each_drive_their_own_backend() {
     assert!(first.iter().all(|(_, style, text)| *style == 0 && text.starts_with("first answers")), "{first:?}");
     assert!(second.iter().all(|(_, _, text)| text.contains("second answers")), "{second:?}");
     assert_eq!(second.iter().filter(|(_, style, _)| *style == 1).count(), 3, "each chunk in both of its styles");
+}
+
+#[test]
+fn an_answer_stops_early_only_at_a_sentence_that_a_sentence_gate_rejects() {
+    let src = "The dam opened in 1961. It holds four lakes and a river.";
+    let easy = crate::stages::styles::builtin("easy").unwrap();
+    let check = request::sentence_check(&easy, &GateConfig::default(), src);
+    let fails = |t: &str| (check.0)(t);
+    assert!(!fails("The dam opened in 1961."));
+    assert!(fails("The dam opened in 1961. It holds 15 lakes."), "a number the source lacks");
+    assert!(fails("The dam opened in 1961 near Paris."), "a name the source lacks");
+    assert!(!fails("Sure, here is the text in simple words:"), "a leading acknowledgement line");
+    assert!(!fails("Here is a simpler version."), "the same, which the answer may go on after");
+    assert!(!fails(src), "copying is judged on the whole answer, not sentence by sentence");
+    // Requests carry the check when the option is on, and not for Q&A styles.
+    let task = answer_to(src, "").task;
+    let cfg = RephraseConfig::default();
+    assert!(task_request(&easy, &task, 0, &cfg, "").check.is_some());
+    let off = RephraseConfig { stop_early: false, ..cfg.clone() };
+    assert!(task_request(&easy, &task, 0, &off, "").check.is_none());
+    let qa = crate::stages::styles::builtin("qa").unwrap();
+    assert!(task_request(&qa, &task, 0, &cfg, "").check.is_none());
 }

@@ -179,6 +179,7 @@ pub fn answer(body: &[u8], chat: bool) -> Result<Answer, String> {
         // What the guards did, from a server that ran them (`wrapflow serve`).
         guarded: count("/wrapflow/numbers_guarded"),
         names_guarded: count("/wrapflow/names_guarded"),
+        checked_out: false,
     })
 }
 
