@@ -114,3 +114,39 @@ fn prompts_prefilled_from_cached_prefixes_decode_as_fresh_prefills() {
         assert_eq!(a.token_ids, b.token_ids, "prompt {}: greedy tokens differ with a reused prefix", a.id);
     }
 }
+
+/// A prompt marked `ahead` (a retry, whose prompt the prefix cache still holds) joins the batch
+/// before prompts queued earlier without the mark, after those queued with it, and decodes the
+/// same tokens.
+#[test]
+fn prompts_marked_ahead_join_before_the_others_in_their_own_order() {
+    let dir = TempDir::new().unwrap();
+    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    let cfg = GenerationConfig { batch_size: 1, max_new_tokens: 4, ignore_eos: true, ..Default::default() };
+    let ps = prompts(&d);
+    let mut order = |ahead: &[bool]| {
+        let mut b = wrapflow::operators::engine::Batcher::new(cfg.clone());
+        let (mut done, mut tokens) = (vec![], vec![vec![]; ps.len()]);
+        // The first prompt starts alone, then the rest queue while it decodes.
+        b.push(ps[0].clone());
+        b.step(&mut d, &mut |_| panic!("nothing ends in the first step")).unwrap();
+        for (p, &a) in ps.iter().zip(ahead).skip(1) {
+            b.push(Prompt { ahead: a, ..p.clone() });
+        }
+        while !b.is_idle() {
+            b.step(&mut d, &mut |c| {
+                done.push(c.index);
+                tokens[c.index] = c.token_ids;
+            })
+            .unwrap();
+        }
+        (done, tokens)
+    };
+    let n = ps.len();
+    let (plain, want) = order(&vec![false; n]);
+    assert_eq!(plain, (0..n).collect::<Vec<_>>());
+    let marked: Vec<bool> = (0..n).map(|i| i == 3 || i == 7 || i == 8).collect();
+    let (first, tokens) = order(&marked);
+    assert_eq!(first, [0, 3, 7, 8, 1, 2, 4, 5, 6, 9]);
+    assert_eq!(tokens, want, "the order changes no output");
+}

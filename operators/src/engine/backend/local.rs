@@ -72,6 +72,7 @@ impl Backend for LocalBackend {
             contrast,
             context_weight: r.contrast.as_ref().map_or(0.0, |c| c.weight),
             check,
+            ahead: r.ahead,
             ..Default::default()
         });
         self.open.insert(i);

@@ -55,6 +55,8 @@ pub struct Request {
     /// Stop the answer at the first sentence after which it fails (in process, see
     /// [`AnswerCheck`]); the check sees the request's prefix and what follows it.
     pub check: Option<AnswerCheck>,
+    /// Queued before requests without this mark (a retry; in process, see `Prompt::ahead`).
+    pub ahead: bool,
 }
 
 /// A [`Request`]'s contrast: its chat turns and plain text with the source left out (the answer

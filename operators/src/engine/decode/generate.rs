@@ -116,10 +116,12 @@ impl Batcher {
         }
     }
 
-    /// Queues a prompt; returns its index, which its [`Completion`] carries.
+    /// Queues a prompt (after the other prompts marked [`Prompt::ahead`] if it is, else last);
+    /// returns its index, which its [`Completion`] carries.
     pub fn push(&mut self, p: Prompt) -> usize {
         self.pushed += 1;
-        self.pending.push_back((self.pushed - 1, p));
+        let at = if p.ahead { self.pending.iter().take_while(|(_, q)| q.ahead).count() } else { self.pending.len() };
+        self.pending.insert(at, (self.pushed - 1, p));
         self.pushed - 1
     }
 

@@ -96,6 +96,9 @@ pub struct Prompt {
     pub context_weight: f32,
     /// Ends the generation early when its text already fails (see [`AnswerCheck`]).
     pub check: Option<AnswerCheck>,
+    /// Joins the batch before the prompts queued without this mark: a retry, whose prompt an
+    /// earlier attempt left in the prefix cache, runs while the cache still holds it.
+    pub ahead: bool,
 }
 
 /// A test of an answer's text so far, run each time a sentence of it ends (the token after a

@@ -86,6 +86,7 @@ pub(super) fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &
             plain: plain_text(style, ""),
             weight: cfg.context_weight,
         }),
+        ahead: attempt > 0,
         check: (cfg.stop_early && !style.qa_format).then(|| sentence_check(style, &cfg.retry_gates, chunk)),
     }
 }
