@@ -40,7 +40,7 @@ pub struct RephraseConfig {
     /// there (not for Q&A styles, whose trimming keeps their leading pairs instead).
     pub resume_retries: bool,
     /// In process, an answer (not a Q&A) stops at its first sentence that one of its style's
-    /// sentence gates rejects ([`SENTENCE_GATES`]: each judges a sentence on its own, so what
+    /// sentence gates rejects ([`crate::stages::gates::flagged::SENTENCE_GATES`]: each judges a sentence on its own, so what
     /// would follow cannot save the answer): no tokens are spent after it, and with
     /// `resume_retries` the retry writes that sentence again.
     pub stop_early: bool,
