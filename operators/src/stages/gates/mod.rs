@@ -3,6 +3,7 @@
 //! functions ([`checks`]); the stage adds the meaning gate (cosine of sentence embeddings from
 //! the context's embedder), the lineage, and the per-style counts.
 
+mod chatter;
 mod checks;
 pub mod claims;
 pub mod entail;
@@ -13,6 +14,7 @@ mod judge;
 pub mod lm;
 mod qa;
 
+pub use chatter::{is_refusal, only_chatter, strip_chatter};
 pub use checks::*;
 pub use faith::{NOT_NAMES, QA_LABELS, copy_share, format_words, new_entities, sentences, support};
 pub use grounding::{Grounding, claims, grounding};
