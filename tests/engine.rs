@@ -20,6 +20,8 @@ mod cache;
 mod check;
 #[path = "engine/contrast.rs"]
 mod contrast;
+#[path = "engine/qa.rs"]
+mod qa;
 #[path = "engine/score.rs"]
 mod score;
 

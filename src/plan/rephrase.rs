@@ -72,6 +72,8 @@ pub struct RephraseSpec {
     pub constrain_leaks: bool,
     /// Constrained decoding: Q&A styles' lines alternate Question/Answer labels.
     pub constrain_format: bool,
+    /// With the Q&A format, a Q&A may not end before it has answered `min_qa_pairs` questions.
+    pub hold_qa_pairs: bool,
     /// Memory (MB) for prompt prefixes that later prompts are prefilled from (0: off).
     pub prefix_cache_mb: usize,
     /// Rephrasings are journaled every `journal_rows` results or `journal_s` seconds, so a job
@@ -121,6 +123,7 @@ impl Default for RephraseSpec {
             context_weight: stage.context_weight,
             constrain_leaks: stage.constrain_leaks,
             constrain_format: stage.constrain_format,
+            hold_qa_pairs: stage.hold_qa_pairs,
             prefix_cache_mb: generation.prefix_cache_mb,
             journal_rows: journal.rows,
             journal_s: journal.interval_s,
@@ -160,6 +163,7 @@ impl RephraseSpec {
             context_weight: self.context_weight,
             constrain_leaks: self.constrain_leaks,
             constrain_format: self.constrain_format,
+            hold_qa_pairs: self.hold_qa_pairs,
             styles: styles.to_vec(),
         }
     }

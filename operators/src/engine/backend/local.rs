@@ -68,6 +68,7 @@ impl Backend for LocalBackend {
                 .then(|| Arc::new(LeakGuard::new(&self.dec.tokenizer, &r.examples, &r.source, LEAK_TOKENS)))
                 .filter(|g| !g.is_empty()),
             qa_format: r.qa_format,
+            qa_min_pairs: r.qa_min_pairs,
             continues: r.prefix,
             contrast,
             context_weight: r.contrast.as_ref().map_or(0.0, |c| c.weight),

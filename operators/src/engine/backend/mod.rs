@@ -47,6 +47,8 @@ pub struct Request {
     pub examples: Vec<String>,
     /// Hold the answer to Question/Answer pairs (in process, see [`crate::engine::guards::qa::QaFormat`]).
     pub qa_format: bool,
+    /// With `qa_format`, the least answered pairs before the answer may end (in process).
+    pub qa_min_pairs: usize,
     /// The text the guards are built from (the chunk).
     pub source: String,
     /// Context-aware decoding (in process, see [`crate::engine::decode::contrast`]): the same

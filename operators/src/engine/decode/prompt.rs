@@ -84,6 +84,9 @@ pub struct Prompt {
     pub leaks: Option<Arc<LeakGuard>>,
     /// Hold the text to Question/Answer pairs (see [`QaFormat`](crate::engine::guards::qa::QaFormat)).
     pub qa_format: bool,
+    /// With `qa_format`, the least answered pairs before the text may end (end of sequence and
+    /// the soft stop wait for them); 0 lets it end anywhere.
+    pub qa_min_pairs: usize,
     /// Text that the generation continues on its line (an answer prefix such as `Question:`):
     /// the guard reads counters such as "Question 2:" from it.
     pub continues: String,

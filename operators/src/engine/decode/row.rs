@@ -38,6 +38,10 @@ pub(super) struct Row {
     names: Option<Arc<NameGuard>>,
     leaks: Option<Arc<LeakGuard>>,
     qa: Option<Arc<QaFormat>>,
+    /// With `qa`: the least answered pairs before the text may end, and the pairs answered on
+    /// lines already ended.
+    min_pairs: usize,
+    answered: usize,
     /// Tokens written for the model (a Q&A's labels), next first.
     forced: VecDeque<u32>,
     /// The current line of the text so far, for the guards.
@@ -80,6 +84,8 @@ impl Row {
             guard: p.numbers,
             names: p.names,
             leaks: p.leaks,
+            min_pairs: p.qa_min_pairs,
+            answered: 0,
             qa,
             forced: VecDeque::new(),
             line: p.continues.rsplit('\n').next().unwrap_or("").to_string(),
@@ -193,9 +199,15 @@ impl Row {
         None
     }
 
-    /// Forbids end-of-sequence tokens while the row is under its minimum length.
+    /// Whether a Q&A still lacks answered pairs (the current line's answer counted), so that it
+    /// may not end yet.
+    fn pairs_short(&self) -> bool {
+        self.qa.is_some() && self.answered + usize::from(QaFormat::answered(&self.line)) < self.min_pairs
+    }
+
+    /// Forbids end-of-sequence tokens while the row is under its minimum length or pairs.
     fn hold_eos(&self, dec: &Decoder, logits: &mut [f32]) {
-        if self.generated.len() < self.min_new {
+        if self.generated.len() < self.min_new || self.pairs_short() {
             for &e in &dec.eos {
                 if let Some(x) = logits.get_mut(e as usize) {
                     *x = f32::NEG_INFINITY;
@@ -214,12 +226,17 @@ impl Row {
         self.generated.push(t);
         if self.guard.is_some() || self.names.is_some() || self.qa.is_some() {
             let piece = &dec.token_table().text[t as usize];
-            match piece.rfind('\n') {
-                Some(i) => self.line = piece[i + 1..].to_string(),
+            match piece.find('\n') {
+                Some(i) => {
+                    self.line.push_str(&piece[..i]);
+                    self.answered += usize::from(self.qa.is_some() && QaFormat::answered(&self.line));
+                    self.line = piece[piece.rfind('\n').unwrap_or(i) + 1..].to_string();
+                }
                 None => self.line.push_str(piece),
             }
         }
-        if let Some(soft) = self.soft.as_ref().filter(|s| self.generated.len() >= s.after_tokens && !s.at.is_empty()) {
+        let soft_due = |s: &&SoftStop| self.generated.len() >= s.after_tokens && !s.at.is_empty();
+        if let Some(soft) = self.soft.as_ref().filter(soft_due).filter(|_| !self.pairs_short()) {
             let text = dec.tokenizer.decode(&self.generated, true).unwrap_or_default();
             let from = *self.soft_from.get_or_insert(text.len());
             let from = (0..=from.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);

@@ -36,13 +36,19 @@ pub struct RephraseConfig {
     /// Constrained decoding: a Q&A style's question lines are followed by `Answer:` and its
     /// answer lines by `Question:` (see [`crate::engine::guards::qa::QaFormat`]).
     pub constrain_format: bool,
+    /// With `constrain_format`, a Q&A may not end (the model's end of sequence, the soft stop)
+    /// before it has answered the gates' `min_qa_pairs` questions. Off: on held-out text it
+    /// turned most Q&A format rejections into accepted rows, nearly none of them read as
+    /// faithful (`benchmarks/RESULTS.md`); for a model that keeps to its source.
+    pub hold_qa_pairs: bool,
     /// A retry keeps the best answer up to the sentence its gate flagged and continues from
     /// there (not for Q&A styles, whose trimming keeps their leading pairs instead).
     pub resume_retries: bool,
-    /// In process, an answer (not a Q&A) stops at its first sentence that one of its style's
-    /// sentence gates rejects ([`crate::stages::gates::flagged::SENTENCE_GATES`]: each judges a sentence on its own, so what
-    /// would follow cannot save the answer): no tokens are spent after it, and with
-    /// `resume_retries` the retry writes that sentence again.
+    /// In process, an answer stops at its first sentence that one of its style's sentence gates
+    /// rejects ([`crate::stages::gates::flagged::SENTENCE_GATES`]: each judges a sentence on its
+    /// own, so what would follow cannot save the answer): no tokens are spent after it, and with
+    /// `resume_retries` the retry writes that sentence again. A Q&A that stops so keeps at most
+    /// the pairs before that sentence (trimming), which is all that more text could have kept.
     pub stop_early: bool,
     /// Context-aware decoding (in process): every step weighs the model's logits against its
     /// logits for the same prompt without the chunk, `(1 + w)·with − w·without`, favouring what
@@ -66,6 +72,7 @@ impl Default for RephraseConfig {
             constrain_vocabulary: false,
             constrain_leaks: true,
             constrain_format: true,
+            hold_qa_pairs: false,
             resume_retries: true,
             stop_early: true,
             context_weight: 0.0,

@@ -75,6 +75,7 @@ pub(super) fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &
             Arc::new(if cfg.constrain_vocabulary { guard.with_vocabulary(chunk) } else { guard })
         }),
         qa_format: style.qa_format && cfg.constrain_format && style.gate_on("format"),
+        qa_min_pairs: if cfg.hold_qa_pairs { cfg.retry_gates.min_qa_pairs } else { 0 },
         examples: if cfg.constrain_leaks && style.gate_on("leak") {
             style.examples.iter().flat_map(|e| [e.chunk.clone(), e.answer.clone()]).collect()
         } else {
@@ -87,7 +88,7 @@ pub(super) fn task_request(style: &Style, task: &StyleTask, attempt: u32, cfg: &
             weight: cfg.context_weight,
         }),
         ahead: attempt > 0,
-        check: (cfg.stop_early && !style.qa_format).then(|| sentence_check(style, &cfg.retry_gates, chunk)),
+        check: cfg.stop_early.then(|| sentence_check(style, &cfg.retry_gates, chunk)),
     }
 }
 

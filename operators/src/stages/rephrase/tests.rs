@@ -221,12 +221,15 @@ fn an_answer_stops_early_only_at_a_sentence_that_a_sentence_gate_rejects() {
     assert!(!fails("Sure, here is the text in simple words:"), "a leading acknowledgement line");
     assert!(!fails("Here is a simpler version."), "the same, which the answer may go on after");
     assert!(!fails(src), "copying is judged on the whole answer, not sentence by sentence");
-    // Requests carry the check when the option is on, and not for Q&A styles.
+    // Requests carry the check when the option is on, Q&A styles' too: a Q&A's failing sentence
+    // ends the pairs that trimming can keep.
     let task = answer_to(src, "").task;
     let cfg = RephraseConfig::default();
     assert!(task_request(&easy, &task, 0, &cfg, "").check.is_some());
     let off = RephraseConfig { stop_early: false, ..cfg.clone() };
     assert!(task_request(&easy, &task, 0, &off, "").check.is_none());
     let qa = crate::stages::styles::builtin("qa").unwrap();
-    assert!(task_request(&qa, &task, 0, &cfg, "").check.is_none());
+    let check = task_request(&qa, &task, 0, &cfg, "").check.expect("a Q&A's check");
+    assert!(!(check.0)("Question: When did the dam open?\nAnswer: The dam opened in 1961."));
+    assert!((check.0)("Question: When did the dam open?\nAnswer: It opened in 1975."));
 }
