@@ -2,7 +2,7 @@
 //! against the standard layout, and prompts prefilled from the prefix cache.
 
 use tempfile::TempDir;
-use wrapflow::operators::engine::{Decoder, GenerationConfig, Prompt, SessionConfig, generate};
+use wrapflow::operators::engine::{Completion, Decoder, GenerationConfig, Prompt, SessionConfig, Timing, generate};
 use wrapflow::operators::model::decoder::KvLayout;
 use wrapflow::operators::model::import::WeightFormat;
 use wrapflow::operators::model::tiny::write_tiny_model_with;
@@ -90,29 +90,57 @@ fn prompts_prefilled_from_cached_prefixes_decode_as_fresh_prefills() {
         .enumerate()
         .map(|(i, ids)| Prompt { id: i.to_string(), ids: ids.clone(), ..Default::default() })
         .collect();
-    let mut run = |prefix_cache_mb: usize| {
-        let cfg = GenerationConfig {
-            max_new_tokens: 24,
-            batch_size: 2,
-            ignore_eos: true,
-            prefix_cache_mb,
-            ..Default::default()
-        };
-        let mut out = vec![];
-        let timing = generate(&mut d, prompts.clone(), &cfg, |c| out.push(c)).unwrap();
-        out.sort_by_key(|c| c.index);
-        (out, timing)
-    };
-    let (fresh, t_fresh) = run(0);
-    let (reused, t_reused) = run(64);
+    let ((fresh, t_fresh), (reused, t_reused)) = without_and_with_cache(&mut d, &prompts, 24, 2);
     assert_eq!(t_fresh.reused_tokens, 0);
-    // The first two prompts run whole; the third shares the head; the repeats all but one token.
+    // The first prompt runs whole; the other two share the head; the repeats all but one token.
     let least = head.len() + ids.iter().map(|p| p.len() - 1).sum::<usize>();
     assert!(t_reused.reused_tokens as usize >= least, "{} reused, at least {least}", t_reused.reused_tokens);
     assert_eq!(t_reused.prefill_tokens + t_reused.reused_tokens, t_fresh.prefill_tokens);
     for (a, b) in fresh.iter().zip(&reused) {
         assert_eq!(a.token_ids, b.token_ids, "prompt {}: greedy tokens differ with a reused prefix", a.id);
     }
+}
+
+/// Prompts that join the batch together and start alike (a run's first batch, in a few styles)
+/// run their common start once: one runs whole, the others copy its prefix, and decode the same
+/// tokens as without the cache.
+#[test]
+fn prompts_of_one_join_that_start_alike_run_their_common_start_once() {
+    let dir = TempDir::new().unwrap();
+    let mut d = tiny(dir.path(), WeightFormat::Fp32, false);
+    let head = encode(&d, wrapflow::operators::testkit::SAMPLE_TEXT);
+    let tails =
+        ["The council met.", "Businesses welcomed it.", "Scientists found a way.", "It rained.", "A road.", "Trees."];
+    let ids: Vec<Vec<u32>> = tails.iter().map(|t| [head.clone(), encode(&d, t)].concat()).collect();
+    // All six in the first join.
+    let prompts: Vec<Prompt> = ids.iter().map(|ids| Prompt { ids: ids.clone(), ..Default::default() }).collect();
+    let ((fresh, t_fresh), (reused, t_reused)) = without_and_with_cache(&mut d, &prompts, 12, 6);
+    assert_eq!(t_fresh.prefill_tokens as usize, ids.iter().map(Vec::len).sum::<usize>());
+    let once = ids[0].len() + ids[1..].iter().map(|p| p.len() - head.len()).sum::<usize>();
+    assert_eq!(t_reused.prefill_tokens as usize, once, "the head once, then each tail");
+    assert_eq!(
+        fresh.iter().map(|c| &c.token_ids).collect::<Vec<_>>(),
+        reused.iter().map(|c| &c.token_ids).collect::<Vec<_>>()
+    );
+}
+
+/// Generates `prompts` to `max_new_tokens` each at `batch_size`, without a prefix cache and with
+/// one: the completions in prompt order and the timing of each run.
+fn without_and_with_cache(
+    d: &mut Decoder,
+    prompts: &[Prompt],
+    max_new_tokens: usize,
+    batch_size: usize,
+) -> ((Vec<Completion>, Timing), (Vec<Completion>, Timing)) {
+    let mut run = |prefix_cache_mb: usize| {
+        let cfg =
+            GenerationConfig { max_new_tokens, batch_size, ignore_eos: true, prefix_cache_mb, ..Default::default() };
+        let mut out = vec![];
+        let timing = generate(d, prompts.to_vec(), &cfg, |c| out.push(c)).unwrap();
+        out.sort_by_key(|c| c.index);
+        (out, timing)
+    };
+    (run(0), run(64))
 }
 
 /// A prompt marked `ahead` (a retry, whose prompt the prefix cache still holds) joins the batch

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::decode::contrast::advance_all;
 use crate::engine::decode::decoder::Decoder;
 use crate::engine::decode::kv::Kv;
+use crate::engine::decode::prefix::MIN_REUSE;
 pub use crate::engine::decode::prompt::{AnswerCheck, Completion, Finish, GenerationConfig, Prompt, SoftStop};
 use crate::engine::decode::row::Row;
 use crate::engine::decode::sample::{block_repeats, draw};
@@ -157,7 +158,12 @@ impl Batcher {
         let fresh = self.take_fresh(done);
         let joined = !fresh.is_empty();
         if joined {
-            self.join(dec, fresh)?;
+            let kv = self.kv.as_ref().expect("created above");
+            let (first, then) = if kv.keeps_prefixes() { alike(kv, fresh) } else { (fresh, vec![]) };
+            self.join(dec, first)?;
+            if !then.is_empty() {
+                self.join(dec, then)?;
+            }
         }
         if joined || self.rows.iter().any(|r| r.done.is_some()) {
             self.leave(dec, done)?;
@@ -277,6 +283,24 @@ impl Batcher {
 }
 
 /// Whether `p` is decoded against its contrast (context-aware decoding).
+/// Prompts with their indices, as they join.
+type Queued = Vec<(usize, Prompt)>;
+
+/// Splits the prompts of a join into those that run now and those that start like one of them
+/// (by [`MIN_REUSE`] tokens more than the prefix cache holds for them): these join right after,
+/// copying its prefix from the cache instead of running it again. A run's first join, a batch
+/// of prompts in a few styles, otherwise ran each style's instructions once per prompt.
+fn alike(kv: &Kv, fresh: Queued) -> (Queued, Queued) {
+    let shared = |a: &[u32], b: &[u32]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (mut first, mut then): (Queued, Queued) = (vec![], vec![]);
+    for (i, p) in fresh {
+        let cached = kv.lookup(&p.ids).map_or(0, |(_, m)| m);
+        let best = first.iter().map(|(_, q)| shared(&p.ids, &q.ids)).max().unwrap_or(0);
+        if best >= MIN_REUSE && best >= cached + MIN_REUSE { then.push((i, p)) } else { first.push((i, p)) }
+    }
+    (first, then)
+}
+
 fn contrasted(p: &Prompt) -> bool {
     !p.contrast.is_empty() && p.context_weight > 0.0
 }

@@ -99,6 +99,11 @@ impl Kv {
         }
     }
 
+    /// Whether prefills are kept for later prompts to copy from (wrapflow's kernel, a budget).
+    pub(super) fn keeps_prefixes(&self) -> bool {
+        matches!(self, Kv::Shared(_, prefixes) if prefixes.is_on())
+    }
+
     /// Prefills `prompts` as the rows after the `live` rows already cached (whose cached lengths
     /// are `cached`); returns their logits, `prompts.len() × vocab`, and how many prompt tokens
     /// came from the prefix cache. `found` holds each prompt's [`Kv::lookup`], made just before:

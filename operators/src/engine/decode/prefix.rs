@@ -32,6 +32,11 @@ impl PrefixCache {
         PrefixCache { entries: vec![], budget: budget_bytes / std::mem::size_of::<f32>(), clock: 0 }
     }
 
+    /// Whether any prompt can be kept (a budget).
+    pub(super) fn is_on(&self) -> bool {
+        self.budget > 0
+    }
+
     /// The entry sharing the longest prefix with `ids` and that length, capped so at least one
     /// token of `ids` is left to run; `None` under [`MIN_REUSE`].
     pub(super) fn find(&self, ids: &[u32]) -> Option<(usize, usize)> {
