@@ -282,7 +282,6 @@ impl Batcher {
     }
 }
 
-/// Whether `p` is decoded against its contrast (context-aware decoding).
 /// Prompts with their indices, as they join.
 type Queued = Vec<(usize, Prompt)>;
 
@@ -301,6 +300,7 @@ fn alike(kv: &Kv, fresh: Queued) -> (Queued, Queued) {
     (first, then)
 }
 
+/// Whether `p` is decoded against its contrast (context-aware decoding).
 fn contrasted(p: &Prompt) -> bool {
     !p.contrast.is_empty() && p.context_weight > 0.0
 }

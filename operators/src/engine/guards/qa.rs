@@ -6,11 +6,13 @@
 //! holds the model to the format instead: when it ends a question line (a newline, or the end
 //! of the text), the text goes on with `Answer:` on the next line; when it ends an answer line,
 //! with a blank line and `Question:`. The model writes every question and answer itself; only
-//! the labels are written for it. Until the text has its least number of answered pairs
-//! ([`Prompt::qa_min_pairs`](crate::engine::Prompt::qa_min_pairs)) it may not end, neither at
-//! the model's end of sequence nor at the soft stop: the default model, asked for a
-//! conversation, mostly stops after one pair, which the format gate rejects (75 of 127 held-out
-//! Q&A tasks after five attempts each). The format gate still checks every text.
+//! the labels are written for it. With a least number of answered pairs
+//! ([`Prompt::qa_min_pairs`](crate::engine::Prompt::qa_min_pairs)), the text may not end before
+//! it has them, neither at the model's end of sequence nor at the soft stop: the default model,
+//! asked for a conversation, mostly stops after one pair, which the format gate rejects (75 of
+//! 127 held-out Q&A tasks after five attempts each), but the pairs it adds when held are seldom
+//! true, so the rephrase stage asks for it only with `hold_qa_pairs`. The format gate still
+//! checks every text.
 
 use tokenizers::Tokenizer;
 
